@@ -1,0 +1,437 @@
+//! The access rule (DESIGN.md §3), written once.
+//!
+//! A professional P may see entry E of patient X, acting through team T, when all hold:
+//! 1. P's account is active and P's membership of T is active (and is a professional
+//!    membership: coordinator status grants no clinical access);
+//! 2. X has an active care link to T whose labels include E's label, **or** E was authored
+//!    by T (a team always sees its own data, even after discharge).
+//!
+//! P may instead see all of X's record while an unexpired break-glass grant (P, X) exists,
+//! unless X's sharing is disabled. An entry with no label is visible only to a team holding
+//! all four labels. Sharing disabled leaves a team only its own data.
+//!
+//! [`record_scope`] turns the facts about (P, T, X) into a [`RecordScope`]; the scope decides
+//! each entry ([`RecordScope::decide`]) and is what the store compiles into SQL, so a list
+//! filtered in the database and an entry decided here cannot disagree.
+
+use std::fmt;
+
+use crate::ids::{BreakGlassId, TeamId};
+use crate::label::{LabelSet, PrivacyLabel};
+use crate::team::{AccountStatus, MembershipRole, MembershipStatus};
+use crate::time::Timestamp;
+
+/// Why access was allowed. Every audit event of a read or write of patient data names one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Basis {
+    /// The patient consented to the entry's label for this team.
+    Consent { team: TeamId },
+    /// The team authored the entry (its own data, visible even after discharge).
+    OwnTeamData { team: TeamId },
+    /// An unexpired break-the-glass grant.
+    BreakGlass { grant: BreakGlassId },
+    /// The patient reading their own record.
+    SelfAccess,
+    /// Administration by the operator or an organisation's feed: no clinical reading.
+    Administration,
+}
+
+impl Basis {
+    /// The stable code stored in the audit trail.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Basis::Consent { .. } => "consent",
+            Basis::OwnTeamData { .. } => "own_team_data",
+            Basis::BreakGlass { .. } => "break_glass",
+            Basis::SelfAccess => "self",
+            Basis::Administration => "administration",
+        }
+    }
+
+    /// Which of two bases an access that used both should be recorded under: break glass
+    /// outranks consent, which outranks a team's own data.
+    pub fn strongest(self, other: Basis) -> Basis {
+        fn rank(basis: Basis) -> u8 {
+            match basis {
+                Basis::Administration => 0,
+                Basis::SelfAccess => 1,
+                Basis::OwnTeamData { .. } => 2,
+                Basis::Consent { .. } => 3,
+                Basis::BreakGlass { .. } => 4,
+            }
+        }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Why access was denied. Kept for the audit trail; callers show a generic message.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DenyReason {
+    AccountNotActive(AccountStatus),
+    NotAMemberOfTeam,
+    MembershipDeactivated,
+    CoordinatorRoleHasNoClinicalAccess,
+    NoCareLink,
+    CareLinkDischarged,
+    LabelNotConsented(PrivacyLabel),
+    UnlabelledEntryNeedsAllLabels,
+    SharingDisabled,
+    NoRelationshipWithPatient,
+    PatientNotInOrganisation,
+    NotTheirRecord,
+    NotPrivacyOfficer,
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::AccountNotActive(status) => write!(f, "account is {status}, not active"),
+            DenyReason::NotAMemberOfTeam => f.write_str("not a member of the acting team"),
+            DenyReason::MembershipDeactivated => {
+                f.write_str("membership of the acting team is deactivated")
+            }
+            DenyReason::CoordinatorRoleHasNoClinicalAccess => {
+                f.write_str("coordinator membership grants no clinical access")
+            }
+            DenyReason::NoCareLink => f.write_str("patient has no care link to the team"),
+            DenyReason::CareLinkDischarged => f.write_str("patient was discharged from the team"),
+            DenyReason::LabelNotConsented(label) => write!(f, "no consent for label {label}"),
+            DenyReason::UnlabelledEntryNeedsAllLabels => {
+                f.write_str("entry has no label and the team does not hold all four labels")
+            }
+            DenyReason::SharingDisabled => f.write_str("sharing is disabled on the record"),
+            DenyReason::NoRelationshipWithPatient => f.write_str(
+                "no active care link, authored data or break-glass grant for the patient",
+            ),
+            DenyReason::PatientNotInOrganisation => {
+                f.write_str("patient is not in the acting team's organisation")
+            }
+            DenyReason::NotTheirRecord => f.write_str("not the account of this patient"),
+            DenyReason::NotPrivacyOfficer => {
+                f.write_str("not a privacy officer of an organisation the patient is in")
+            }
+        }
+    }
+}
+
+/// The answer of the access rule, with its basis or its reason.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Decision {
+    Allow(Basis),
+    Deny(DenyReason),
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+    pub fn basis(self) -> Option<Basis> {
+        match self {
+            Decision::Allow(basis) => Some(basis),
+            Decision::Deny(_) => None,
+        }
+    }
+}
+
+/// A professional's membership of the acting team.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MembershipFacts {
+    pub role: MembershipRole,
+    pub status: MembershipStatus,
+}
+
+/// The patient's care link to a team.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CareLinkFacts {
+    pub labels: LabelSet,
+    /// False once discharged.
+    pub active: bool,
+}
+
+/// The most recent break-the-glass grant of (P, X).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BreakGlassFacts {
+    pub grant: BreakGlassId,
+    pub expires_at: Timestamp,
+    /// Ended early by the professional.
+    pub ended: bool,
+}
+
+impl BreakGlassFacts {
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        !self.ended && now < self.expires_at
+    }
+}
+
+/// Everything the rule needs to decide what P, acting through T, may see of X's record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RecordAccessFacts {
+    pub now: Timestamp,
+    pub acting_team: TeamId,
+    pub account_status: AccountStatus,
+    /// P's membership of the acting team, if any.
+    pub membership: Option<MembershipFacts>,
+    /// X's care link to the acting team, if any.
+    pub care_link: Option<CareLinkFacts>,
+    /// The most recent break-the-glass grant of (P, X), if any.
+    pub break_glass: Option<BreakGlassFacts>,
+    pub sharing_disabled: bool,
+}
+
+/// What the rule needs to know about one entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct EntryFacts {
+    pub label: Option<PrivacyLabel>,
+    pub authored_by: TeamId,
+}
+
+/// Which entries of one record P may see through T: the rule applied to everything but
+/// the entry. The store compiles it into a `WHERE` clause; [`RecordScope::decide`] is the
+/// same rule for one entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordScope {
+    /// Nothing at all, not even the team's own data.
+    Denied(DenyReason),
+    Visible {
+        team: TeamId,
+        /// Labels the patient consented to for the team (empty without an active link).
+        consented: LabelSet,
+        /// Why `consented` is empty when there is no active link, for the audit trail.
+        consent_gap: Option<DenyReason>,
+        /// An unexpired break-the-glass grant: then every entry is visible.
+        break_glass: Option<BreakGlassId>,
+    },
+}
+
+/// Precondition 1 of the rule: an active account with an active professional membership.
+fn check_professional(
+    account_status: AccountStatus,
+    membership: Option<MembershipFacts>,
+) -> Result<(), DenyReason> {
+    if account_status != AccountStatus::Active {
+        return Err(DenyReason::AccountNotActive(account_status));
+    }
+    match membership {
+        None => Err(DenyReason::NotAMemberOfTeam),
+        Some(MembershipFacts {
+            status: MembershipStatus::Deactivated,
+            ..
+        }) => Err(DenyReason::MembershipDeactivated),
+        Some(MembershipFacts {
+            role: MembershipRole::Coordinator,
+            ..
+        }) => Err(DenyReason::CoordinatorRoleHasNoClinicalAccess),
+        Some(MembershipFacts {
+            role: MembershipRole::Professional,
+            status: MembershipStatus::Active,
+        }) => Ok(()),
+    }
+}
+
+/// The rule for everything but the entry.
+pub fn record_scope(facts: &RecordAccessFacts) -> RecordScope {
+    if let Err(reason) = check_professional(facts.account_status, facts.membership) {
+        return RecordScope::Denied(reason);
+    }
+    let (consented, consent_gap) = if facts.sharing_disabled {
+        (LabelSet::EMPTY, Some(DenyReason::SharingDisabled))
+    } else {
+        match facts.care_link {
+            None => (LabelSet::EMPTY, Some(DenyReason::NoCareLink)),
+            Some(CareLinkFacts { active: false, .. }) => {
+                (LabelSet::EMPTY, Some(DenyReason::CareLinkDischarged))
+            }
+            Some(CareLinkFacts {
+                labels,
+                active: true,
+            }) => (labels, None),
+        }
+    };
+    let break_glass = if facts.sharing_disabled {
+        None
+    } else {
+        facts
+            .break_glass
+            .filter(|grant| grant.is_active(facts.now))
+            .map(|grant| grant.grant)
+    };
+    RecordScope::Visible {
+        team: facts.acting_team,
+        consented,
+        consent_gap,
+        break_glass,
+    }
+}
+
+impl RecordScope {
+    /// The rule for one entry.
+    pub fn decide(&self, entry: &EntryFacts) -> Decision {
+        let (team, consented, consent_gap, break_glass) = match *self {
+            RecordScope::Denied(reason) => return Decision::Deny(reason),
+            RecordScope::Visible {
+                team,
+                consented,
+                consent_gap,
+                break_glass,
+            } => (team, consented, consent_gap, break_glass),
+        };
+        let consent_covers = match entry.label {
+            Some(label) => consented.contains(label),
+            None => consented.is_all(),
+        };
+        if consent_covers {
+            return Decision::Allow(Basis::Consent { team });
+        }
+        if entry.authored_by == team {
+            return Decision::Allow(Basis::OwnTeamData { team });
+        }
+        if let Some(grant) = break_glass {
+            return Decision::Allow(Basis::BreakGlass { grant });
+        }
+        Decision::Deny(consent_gap.unwrap_or(match entry.label {
+            Some(label) => DenyReason::LabelNotConsented(label),
+            None => DenyReason::UnlabelledEntryNeedsAllLabels,
+        }))
+    }
+
+    /// Whether some entry could be visible (used to tell "nothing to see" from "denied").
+    pub fn is_denied(&self) -> bool {
+        matches!(self, RecordScope::Denied(_))
+    }
+}
+
+/// The rule for one entry: [`record_scope`] then [`RecordScope::decide`].
+pub fn decide_entry(facts: &RecordAccessFacts, entry: &EntryFacts) -> Decision {
+    record_scope(facts).decide(entry)
+}
+
+/// May P, acting through T, add an entry authored by T to X's record? Only while X is in
+/// the team (an active link, sharing not disabled) or under an unexpired break-glass grant.
+pub fn decide_write(facts: &RecordAccessFacts) -> Decision {
+    match record_scope(facts) {
+        RecordScope::Denied(reason) => Decision::Deny(reason),
+        RecordScope::Visible {
+            team,
+            consent_gap: None,
+            ..
+        } => Decision::Allow(Basis::Consent { team }),
+        RecordScope::Visible {
+            break_glass: Some(grant),
+            ..
+        } => Decision::Allow(Basis::BreakGlass { grant }),
+        RecordScope::Visible {
+            consent_gap: Some(reason),
+            ..
+        } => Decision::Deny(reason),
+    }
+}
+
+/// One of P's memberships and how its team relates to X.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TeamRelationFacts {
+    pub team: TeamId,
+    pub membership: MembershipFacts,
+    /// X has an active care link to the team.
+    pub care_link_active: bool,
+    /// The team authored at least one entry in X's record.
+    pub authored_entries: bool,
+}
+
+/// Everything the rule needs to decide whether P may see who X is.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DemographicsFacts {
+    pub now: Timestamp,
+    pub account_status: AccountStatus,
+    pub teams: Vec<TeamRelationFacts>,
+    pub break_glass: Option<BreakGlassFacts>,
+    pub sharing_disabled: bool,
+}
+
+/// Demographics of X are visible to P when X has an active care link to a team where P is
+/// an active professional, when one of those teams authored entries in X's record, or
+/// under break glass (never with sharing disabled, which leaves only the team-data view).
+pub fn decide_demographics(facts: &DemographicsFacts) -> Decision {
+    if facts.account_status != AccountStatus::Active {
+        return Decision::Deny(DenyReason::AccountNotActive(facts.account_status));
+    }
+    let clinical_teams = facts.teams.iter().filter(|relation| {
+        check_professional(AccountStatus::Active, Some(relation.membership)).is_ok()
+    });
+    let mut own_data = None;
+    for relation in clinical_teams {
+        if relation.care_link_active && !facts.sharing_disabled {
+            return Decision::Allow(Basis::Consent {
+                team: relation.team,
+            });
+        }
+        if relation.authored_entries && own_data.is_none() {
+            own_data = Some(Basis::OwnTeamData {
+                team: relation.team,
+            });
+        }
+    }
+    if let Some(basis) = own_data {
+        return Decision::Allow(basis);
+    }
+    match facts.break_glass {
+        Some(grant) if grant.is_active(facts.now) && !facts.sharing_disabled => {
+            Decision::Allow(Basis::BreakGlass { grant: grant.grant })
+        }
+        _ if facts.sharing_disabled => Decision::Deny(DenyReason::SharingDisabled),
+        _ => Decision::Deny(DenyReason::NoRelationshipWithPatient),
+    }
+}
+
+/// Everything the rule needs to decide whether P may break the glass on X through T.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BreakGlassRequestFacts {
+    pub account_status: AccountStatus,
+    pub membership: Option<MembershipFacts>,
+    /// X is in the acting team's organisation (linked to its Patient Record Team).
+    pub patient_in_organisation: bool,
+    pub sharing_disabled: bool,
+}
+
+/// Break glass is for active professionals of a team, on patients of the team's
+/// organisation, and never on a record whose sharing is disabled. The reason is required
+/// by the type of the caller's argument ([`crate::text::Reason`]).
+pub fn decide_break_glass(facts: &BreakGlassRequestFacts) -> Result<(), DenyReason> {
+    check_professional(facts.account_status, facts.membership)?;
+    if facts.sharing_disabled {
+        return Err(DenyReason::SharingDisabled);
+    }
+    if !facts.patient_in_organisation {
+        return Err(DenyReason::PatientNotInOrganisation);
+    }
+    Ok(())
+}
+
+/// A patient reads their own record: all of it, on the basis `self`.
+pub fn decide_self_access(account_status: AccountStatus, is_their_record: bool) -> Decision {
+    if account_status != AccountStatus::Active {
+        Decision::Deny(DenyReason::AccountNotActive(account_status))
+    } else if !is_their_record {
+        Decision::Deny(DenyReason::NotTheirRecord)
+    } else {
+        Decision::Allow(Basis::SelfAccess)
+    }
+}
+
+/// Only a privacy officer of an organisation the patient is in may disable (or re-enable)
+/// sharing on a record.
+pub fn decide_sharing_lockdown(
+    account_status: AccountStatus,
+    privacy_officer_of_patients_organisation: bool,
+) -> Result<(), DenyReason> {
+    if account_status != AccountStatus::Active {
+        return Err(DenyReason::AccountNotActive(account_status));
+    }
+    if !privacy_officer_of_patients_organisation {
+        return Err(DenyReason::NotPrivacyOfficer);
+    }
+    Ok(())
+}

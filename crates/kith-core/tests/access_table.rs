@@ -1,0 +1,508 @@
+//! The access rule over every combination of membership state, care-link state and labels,
+//! entry label, authorship, break glass (none, active, expired, ended), sharing disabled and
+//! account state — checked against a second, literal reading of DESIGN.md §3 — and a table
+//! of named rows for the cases people ask about.
+
+use kith_core::access::{
+    BreakGlassFacts, BreakGlassRequestFacts, CareLinkFacts, DemographicsFacts, EntryFacts,
+    MembershipFacts, RecordAccessFacts, TeamRelationFacts, decide_break_glass, decide_demographics,
+    decide_entry, decide_write, record_scope,
+};
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
+use kith_core::{
+    Basis, BreakGlassId, Decision, DenyReason, LabelSet, PrivacyLabel, TeamId, Timestamp,
+};
+use uuid::Uuid;
+
+const NOW: Timestamp = Timestamp::from_micros(1_800_000_000_000_000);
+const TEAM: TeamId = TeamId::from_uuid(Uuid::from_u128(1));
+const OTHER_TEAM: TeamId = TeamId::from_uuid(Uuid::from_u128(2));
+const GRANT: BreakGlassId = BreakGlassId::from_uuid(Uuid::from_u128(3));
+
+#[derive(Clone, Copy, Debug)]
+enum Glass {
+    None,
+    Active,
+    Expired,
+    Ended,
+}
+
+fn glass_facts(glass: Glass) -> Option<BreakGlassFacts> {
+    let hour = std::time::Duration::from_secs(3600);
+    match glass {
+        Glass::None => None,
+        Glass::Active => Some(BreakGlassFacts {
+            grant: GRANT,
+            expires_at: NOW.plus(hour),
+            ended: false,
+        }),
+        Glass::Expired => Some(BreakGlassFacts {
+            grant: GRANT,
+            expires_at: NOW,
+            ended: false,
+        }),
+        Glass::Ended => Some(BreakGlassFacts {
+            grant: GRANT,
+            expires_at: NOW.plus(hour),
+            ended: true,
+        }),
+    }
+}
+
+/// DESIGN.md §3 read literally, as a boolean formula, without the scope machinery.
+fn reference_visible(facts: &RecordAccessFacts, entry: &EntryFacts) -> bool {
+    let precondition = facts.account_status == AccountStatus::Active
+        && facts.membership
+            == Some(MembershipFacts {
+                role: MembershipRole::Professional,
+                status: MembershipStatus::Active,
+            });
+    let link_labels = match facts.care_link {
+        Some(CareLinkFacts {
+            labels,
+            active: true,
+        }) if !facts.sharing_disabled => labels,
+        _ => LabelSet::EMPTY,
+    };
+    let label_ok = match entry.label {
+        Some(label) => link_labels.contains(label),
+        None => link_labels == LabelSet::ALL,
+    };
+    let authored = entry.authored_by == facts.acting_team;
+    let glass = matches!(facts.break_glass, Some(g) if !g.ended && NOW < g.expires_at)
+        && !facts.sharing_disabled;
+    precondition && (label_ok || authored || glass)
+}
+
+fn all_facts() -> Vec<RecordAccessFacts> {
+    let memberships = [
+        None,
+        Some(MembershipFacts {
+            role: MembershipRole::Professional,
+            status: MembershipStatus::Active,
+        }),
+        Some(MembershipFacts {
+            role: MembershipRole::Professional,
+            status: MembershipStatus::Deactivated,
+        }),
+        Some(MembershipFacts {
+            role: MembershipRole::Coordinator,
+            status: MembershipStatus::Active,
+        }),
+        Some(MembershipFacts {
+            role: MembershipRole::Coordinator,
+            status: MembershipStatus::Deactivated,
+        }),
+    ];
+    let mut links = vec![None];
+    for bits in 0..16 {
+        for active in [true, false] {
+            links.push(Some(CareLinkFacts {
+                labels: LabelSet::from_bits(bits).unwrap(),
+                active,
+            }));
+        }
+    }
+    let mut out = Vec::new();
+    for account_status in AccountStatus::ALL.iter().copied() {
+        for membership in memberships {
+            for care_link in &links {
+                for glass in [Glass::None, Glass::Active, Glass::Expired, Glass::Ended] {
+                    for sharing_disabled in [false, true] {
+                        out.push(RecordAccessFacts {
+                            now: NOW,
+                            acting_team: TEAM,
+                            account_status,
+                            membership,
+                            care_link: *care_link,
+                            break_glass: glass_facts(glass),
+                            sharing_disabled,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn all_entries() -> Vec<EntryFacts> {
+    let labels = [None]
+        .into_iter()
+        .chain(PrivacyLabel::ALL.into_iter().map(Some));
+    labels
+        .flat_map(|label| [TEAM, OTHER_TEAM].map(|authored_by| EntryFacts { label, authored_by }))
+        .collect()
+}
+
+#[test]
+fn every_combination_agrees_with_the_literal_rule() {
+    let facts = all_facts();
+    let entries = all_entries();
+    let mut allowed = 0;
+    let mut checked = 0;
+    for facts in &facts {
+        let scope = record_scope(facts);
+        for entry in &entries {
+            let decision = decide_entry(facts, entry);
+            let expected = reference_visible(facts, entry);
+            assert_eq!(
+                decision.is_allowed(),
+                expected,
+                "{facts:?} {entry:?} → {decision:?}"
+            );
+            assert_eq!(scope.decide(entry), decision);
+            // The basis names the narrowest ground that applies: consent, then the team's own
+            // data, then break glass.
+            if let Decision::Allow(basis) = decision {
+                allowed += 1;
+                let expected_basis = match basis {
+                    Basis::Consent { team } => {
+                        team == TEAM && facts.care_link.is_some_and(|l| l.active)
+                    }
+                    Basis::OwnTeamData { team } => team == TEAM && entry.authored_by == TEAM,
+                    Basis::BreakGlass { grant } => grant == GRANT && entry.authored_by != TEAM,
+                    Basis::SelfAccess | Basis::Administration => false,
+                };
+                assert!(expected_basis, "{facts:?} {entry:?} → {basis:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * 5 * 33 * 4 * 2 * 10);
+    assert!(
+        allowed > 1000,
+        "the table must exercise allowed cases too ({allowed})"
+    );
+}
+
+#[test]
+fn writing_follows_the_link_or_the_glass() {
+    for facts in all_facts() {
+        let expected = facts.account_status == AccountStatus::Active
+            && facts.membership
+                == Some(MembershipFacts {
+                    role: MembershipRole::Professional,
+                    status: MembershipStatus::Active,
+                })
+            && !facts.sharing_disabled
+            && (facts.care_link.is_some_and(|l| l.active)
+                || facts.break_glass.is_some_and(|g| g.is_active(NOW)));
+        assert_eq!(decide_write(&facts).is_allowed(), expected, "{facts:?}");
+    }
+}
+
+/// Named rows: (situation, facts, entry, expected decision).
+#[test]
+fn named_rows() {
+    let professional = Some(MembershipFacts {
+        role: MembershipRole::Professional,
+        status: MembershipStatus::Active,
+    });
+    let general_and_mental =
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]);
+    let linked = RecordAccessFacts {
+        now: NOW,
+        acting_team: TEAM,
+        account_status: AccountStatus::Active,
+        membership: professional,
+        care_link: Some(CareLinkFacts {
+            labels: general_and_mental,
+            active: true,
+        }),
+        break_glass: None,
+        sharing_disabled: false,
+    };
+    let from_elsewhere = |label| EntryFacts {
+        label: Some(label),
+        authored_by: OTHER_TEAM,
+    };
+    let own = |label| EntryFacts {
+        label: Some(label),
+        authored_by: TEAM,
+    };
+    let rows: Vec<(&str, RecordAccessFacts, EntryFacts, Decision)> = vec![
+        (
+            "consented label",
+            linked,
+            from_elsewhere(PrivacyLabel::MentalHealth),
+            Decision::Allow(Basis::Consent { team: TEAM }),
+        ),
+        (
+            "label not consented",
+            linked,
+            from_elsewhere(PrivacyLabel::SexualHealth),
+            Decision::Deny(DenyReason::LabelNotConsented(PrivacyLabel::SexualHealth)),
+        ),
+        (
+            "own data without consent",
+            linked,
+            own(PrivacyLabel::SocialCare),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+        (
+            "unlabelled entry, all four labels",
+            RecordAccessFacts {
+                care_link: Some(CareLinkFacts {
+                    labels: LabelSet::ALL,
+                    active: true,
+                }),
+                ..linked
+            },
+            EntryFacts {
+                label: None,
+                authored_by: OTHER_TEAM,
+            },
+            Decision::Allow(Basis::Consent { team: TEAM }),
+        ),
+        (
+            "unlabelled entry, two labels",
+            linked,
+            EntryFacts {
+                label: None,
+                authored_by: OTHER_TEAM,
+            },
+            Decision::Deny(DenyReason::UnlabelledEntryNeedsAllLabels),
+        ),
+        (
+            "discharged: own data only",
+            RecordAccessFacts {
+                care_link: Some(CareLinkFacts {
+                    labels: general_and_mental,
+                    active: false,
+                }),
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::CareLinkDischarged),
+        ),
+        (
+            "discharged, own data",
+            RecordAccessFacts {
+                care_link: Some(CareLinkFacts {
+                    labels: general_and_mental,
+                    active: false,
+                }),
+                ..linked
+            },
+            own(PrivacyLabel::General),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+        (
+            "deactivated membership sees not even its own data",
+            RecordAccessFacts {
+                membership: Some(MembershipFacts {
+                    role: MembershipRole::Professional,
+                    status: MembershipStatus::Deactivated,
+                }),
+                ..linked
+            },
+            own(PrivacyLabel::General),
+            Decision::Deny(DenyReason::MembershipDeactivated),
+        ),
+        (
+            "coordinator only",
+            RecordAccessFacts {
+                membership: Some(MembershipFacts {
+                    role: MembershipRole::Coordinator,
+                    status: MembershipStatus::Active,
+                }),
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::CoordinatorRoleHasNoClinicalAccess),
+        ),
+        (
+            "locked account",
+            RecordAccessFacts {
+                account_status: AccountStatus::Locked,
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::AccountNotActive(AccountStatus::Locked)),
+        ),
+        (
+            "break glass, no link",
+            RecordAccessFacts {
+                care_link: None,
+                break_glass: glass_facts(Glass::Active),
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::SexualHealth),
+            Decision::Allow(Basis::BreakGlass { grant: GRANT }),
+        ),
+        (
+            "break glass expired",
+            RecordAccessFacts {
+                care_link: None,
+                break_glass: glass_facts(Glass::Expired),
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::SexualHealth),
+            Decision::Deny(DenyReason::NoCareLink),
+        ),
+        (
+            "break glass on a locked-down record",
+            RecordAccessFacts {
+                break_glass: glass_facts(Glass::Active),
+                sharing_disabled: true,
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::SharingDisabled),
+        ),
+        (
+            "locked-down record keeps the team's own data",
+            RecordAccessFacts {
+                sharing_disabled: true,
+                ..linked
+            },
+            own(PrivacyLabel::MentalHealth),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+    ];
+    for (situation, facts, entry, expected) in rows {
+        assert_eq!(decide_entry(&facts, &entry), expected, "{situation}");
+    }
+}
+
+#[test]
+fn demographics_follow_any_clinical_team_or_the_glass() {
+    let professional = MembershipFacts {
+        role: MembershipRole::Professional,
+        status: MembershipStatus::Active,
+    };
+    let coordinator = MembershipFacts {
+        role: MembershipRole::Coordinator,
+        status: MembershipStatus::Active,
+    };
+    let relation = |membership, care_link_active, authored_entries| TeamRelationFacts {
+        team: TEAM,
+        membership,
+        care_link_active,
+        authored_entries,
+    };
+    let facts =
+        |teams: Vec<TeamRelationFacts>, glass: Glass, sharing_disabled: bool| DemographicsFacts {
+            now: NOW,
+            account_status: AccountStatus::Active,
+            teams,
+            break_glass: glass_facts(glass),
+            sharing_disabled,
+        };
+    let rows = [
+        (
+            "linked team, even with no labels (the PRT)",
+            facts(
+                vec![relation(professional, true, false)],
+                Glass::None,
+                false,
+            ),
+            Decision::Allow(Basis::Consent { team: TEAM }),
+        ),
+        (
+            "past patient of the team",
+            facts(
+                vec![relation(professional, false, true)],
+                Glass::None,
+                false,
+            ),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+        (
+            "coordinator of a linked team",
+            facts(vec![relation(coordinator, true, true)], Glass::None, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "stranger",
+            facts(vec![], Glass::None, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "stranger under break glass",
+            facts(vec![], Glass::Active, false),
+            Decision::Allow(Basis::BreakGlass { grant: GRANT }),
+        ),
+        (
+            "stranger after the glass expired",
+            facts(vec![], Glass::Expired, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "locked-down record, linked team",
+            facts(
+                vec![relation(professional, true, false)],
+                Glass::Active,
+                true,
+            ),
+            Decision::Deny(DenyReason::SharingDisabled),
+        ),
+        (
+            "locked-down record, past patient",
+            facts(vec![relation(professional, true, true)], Glass::None, true),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+    ];
+    for (situation, facts, expected) in rows {
+        assert_eq!(decide_demographics(&facts), expected, "{situation}");
+    }
+    let disabled = DemographicsFacts {
+        account_status: AccountStatus::Disabled,
+        ..facts(
+            vec![relation(professional, true, true)],
+            Glass::Active,
+            false,
+        )
+    };
+    assert_eq!(
+        decide_demographics(&disabled),
+        Decision::Deny(DenyReason::AccountNotActive(AccountStatus::Disabled))
+    );
+}
+
+#[test]
+fn breaking_the_glass() {
+    let active = Some(MembershipFacts {
+        role: MembershipRole::Professional,
+        status: MembershipStatus::Active,
+    });
+    let request = BreakGlassRequestFacts {
+        account_status: AccountStatus::Active,
+        membership: active,
+        patient_in_organisation: true,
+        sharing_disabled: false,
+    };
+    assert_eq!(decide_break_glass(&request), Ok(()));
+    assert_eq!(
+        decide_break_glass(&BreakGlassRequestFacts {
+            sharing_disabled: true,
+            ..request
+        }),
+        Err(DenyReason::SharingDisabled)
+    );
+    assert_eq!(
+        decide_break_glass(&BreakGlassRequestFacts {
+            patient_in_organisation: false,
+            ..request
+        }),
+        Err(DenyReason::PatientNotInOrganisation)
+    );
+    assert_eq!(
+        decide_break_glass(&BreakGlassRequestFacts {
+            membership: Some(MembershipFacts {
+                role: MembershipRole::Coordinator,
+                status: MembershipStatus::Active
+            }),
+            ..request
+        }),
+        Err(DenyReason::CoordinatorRoleHasNoClinicalAccess)
+    );
+    assert_eq!(
+        decide_break_glass(&BreakGlassRequestFacts {
+            membership: None,
+            ..request
+        }),
+        Err(DenyReason::NotAMemberOfTeam)
+    );
+}
