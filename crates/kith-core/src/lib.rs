@@ -9,6 +9,7 @@ pub mod audit;
 pub mod consent;
 pub mod ids;
 pub mod label;
+pub mod model;
 pub mod patient;
 pub mod team;
 pub mod text;

@@ -1,0 +1,329 @@
+//! Reading records: professionals through the one rule, break glass, patients themselves,
+//! the access log, and the privacy officer's lock-down.
+
+use kith_core::access::{
+    BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
+    decide_sharing_lockdown, record_scope,
+};
+use kith_core::audit::{Actor, Channel, ChainedEvent, Outcome};
+use kith_core::consent::LinkBasis;
+use kith_core::model::{BreakGlassGrant, Entry, Patient};
+use kith_core::team::TeamKind;
+use kith_core::text::Reason;
+use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId, Timestamp};
+use kith_store::{OutboxMessage, Tx};
+
+use crate::organisations::professional_actor;
+use crate::patients::{entry_facts, notify_patient, summarise};
+use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext, new_uuid};
+
+/// An entry as shown to a reader, with the basis on which they see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisibleEntry {
+    pub entry: Entry,
+    pub basis: Basis,
+}
+
+/// What a reader sees of a patient's record.
+#[derive(Clone, Debug)]
+pub struct RecordView {
+    pub patient: Patient,
+    pub entries: Vec<VisibleEntry>,
+    /// The basis the read was audited under (the strongest used).
+    pub basis: Basis,
+    /// Some entries exist that the reader may not see. Never how many, nor their labels.
+    pub some_hidden: bool,
+}
+
+/// One line of a patient's access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    pub at: Timestamp,
+    pub who: String,
+    pub team: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub basis: Option<String>,
+    pub entry_kinds: String,
+    pub labels: String,
+    pub break_glass: bool,
+}
+
+impl App {
+    /// A professional reads a patient's record through one of their teams: filtered by the
+    /// rule in the database, each entry checked against the rule again, and audited with
+    /// the basis — or denied, audited with the precise reason, and answered generically.
+    pub fn read_record(&self, context: &ProfessionalContext, patient: PatientId) -> AppResult<RecordView> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let deny = |tx: &mut Tx<'_>, reason: DenyReason| {
+                    tx.audit(
+                        AuditBuilder::new(now, professional_actor(context), context.channel, "record.read")
+                            .organisation(context.organisation)
+                            .team(context.team)
+                            .patient(patient)
+                            .outcome(Outcome::Denied)
+                            .reason(reason)
+                            .build(),
+                    );
+                    Ok(Err(AppError::Denied))
+                };
+                let (Some(facts), Some(demographics), Some(record)) = (
+                    tx.record_access_facts(context.account, context.team, patient, now)?,
+                    tx.demographics_facts(context.account, patient, now)?,
+                    tx.patient(patient)?,
+                ) else {
+                    return deny(tx, DenyReason::NoRelationshipWithPatient);
+                };
+                let scope = record_scope(&facts);
+                if let RecordScope::Denied(reason) = scope {
+                    return deny(tx, reason);
+                }
+                let demographics_basis = match decide_demographics(&demographics) {
+                    Decision::Allow(basis) => basis,
+                    Decision::Deny(reason) => return deny(tx, reason),
+                };
+                let stored = tx.entries_in_scope(patient, &scope)?;
+                let mut entries = Vec::with_capacity(stored.len());
+                for entry in stored {
+                    match scope.decide(&entry_facts(&entry)) {
+                        Decision::Allow(basis) => entries.push(VisibleEntry { entry, basis }),
+                        // The SQL filter and the rule are tested to agree; if they ever do
+                        // not, the rule wins and the disagreement is logged (no identifiers).
+                        Decision::Deny(_) => tracing::error!("the entry filter admitted an entry the access rule denies"),
+                    }
+                }
+                let total = tx.count_entries(patient)?;
+                let basis = entries.iter().map(|visible| visible.basis).fold(demographics_basis, Basis::strongest);
+                let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+                let mut event = AuditBuilder::new(now, professional_actor(context), context.channel, "record.read")
+                    .organisation(context.organisation)
+                    .team(context.team)
+                    .patient(patient)
+                    .basis(basis.code())
+                    .data(kinds, labels);
+                if let Basis::BreakGlass { grant } = basis {
+                    event = event.subject(grant);
+                }
+                tx.audit(event.build());
+                let some_hidden = total > entries.len() as i64;
+                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden }))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Breaks the glass: the professional sees all of the patient's record until the grant
+    /// expires (the organisation's setting) or they end it. Audited with the reason; the
+    /// patient (if registered) and the organisation's privacy officers are told.
+    pub fn open_break_glass(&self, context: &ProfessionalContext, patient: PatientId, reason: &Reason) -> AppResult<BreakGlassGrant> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let organisation = tx
+                    .organisation(context.organisation)?
+                    .ok_or_else(|| AppError::NotFound("the acting team's organisation does not exist".to_owned()))?;
+                let account = tx.account(context.account)?;
+                let membership = tx.membership(context.account, context.team)?;
+                let record = tx.patient(patient)?;
+                let patient_in_organisation = tx.patient_in_organisation(patient, organisation.id)?;
+                let decision = match (&account, &record) {
+                    (Some(account), Some(record)) => decide_break_glass(&BreakGlassRequestFacts {
+                        account_status: account.status,
+                        membership: membership.map(|m| MembershipFacts { role: m.role, status: m.status }),
+                        patient_in_organisation,
+                        sharing_disabled: record.sharing_disabled,
+                    }),
+                    _ => Err(DenyReason::NoRelationshipWithPatient),
+                };
+                let event = AuditBuilder::new(now, professional_actor(context), context.channel, "break_glass.open")
+                    .organisation(organisation.id)
+                    .team(context.team)
+                    .patient(patient);
+                if let Err(deny_reason) = decision {
+                    tx.audit(event.outcome(Outcome::Denied).reason(format!("{deny_reason}; stated reason: {reason}")).build());
+                    return Ok(Err(AppError::Denied));
+                }
+                let record = record.expect("checked above");
+                let grant = BreakGlassGrant {
+                    id: BreakGlassId::from_uuid(new_uuid()),
+                    patient,
+                    account: context.account,
+                    team: context.team,
+                    reason: reason.clone(),
+                    started_at: now,
+                    expires_at: now.plus(organisation.break_glass_duration),
+                    ended_at: None,
+                };
+                tx.insert_break_glass(&grant)?;
+                tx.audit(event.basis("break_glass").subject(grant.id).reason(reason).build());
+                notify_patient(tx, &record, "break_glass_patient", now)?;
+                for officer in tx.privacy_officers(organisation.id)? {
+                    tx.enqueue(&OutboxMessage {
+                        id: new_uuid(),
+                        channel: "email",
+                        template: "break_glass_privacy_officer",
+                        recipient: officer.email.to_string(),
+                        payload: format!("{{\"grant\":\"{}\",\"patient\":\"{}\"}}", grant.id, patient),
+                        created_at: now,
+                    })?;
+                }
+                Ok(Ok(grant))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Ends the professional's open break-the-glass grants on the patient early.
+    pub fn end_break_glass(&self, context: &ProfessionalContext, patient: PatientId) -> AppResult<u64> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let ended = tx.end_break_glass(context.account, patient, now)?;
+            if ended == 0 {
+                return Err(AppError::Conflict("there is no open break-the-glass grant to end".to_owned()));
+            }
+            tx.audit(
+                AuditBuilder::new(now, professional_actor(context), context.channel, "break_glass.end")
+                    .organisation(context.organisation)
+                    .team(context.team)
+                    .patient(patient)
+                    .basis("break_glass")
+                    .build(),
+            );
+            Ok(ended)
+        })
+    }
+
+    /// A patient reads their own record: everything in it, audited with the basis `self`.
+    pub fn read_own_record(&self, account: AccountId, channel: Channel) -> AppResult<RecordView> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
+                let record = tx.patient_by_account(account)?;
+                match decide_self_access(account_row.status, record.is_some()) {
+                    Decision::Allow(basis) => {
+                        let record = record.expect("decided on it");
+                        let entries: Vec<VisibleEntry> =
+                            tx.entries(record.id)?.into_iter().map(|entry| VisibleEntry { entry, basis }).collect();
+                        let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+                        tx.audit(
+                            AuditBuilder::new(now, Actor::Account(account), channel, "record.read")
+                                .patient(record.id)
+                                .basis(basis.code())
+                                .data(kinds, labels)
+                                .build(),
+                        );
+                        Ok(Ok(RecordView { patient: record, entries, basis, some_hidden: false }))
+                    }
+                    Decision::Deny(reason) => {
+                        let mut event =
+                            AuditBuilder::new(now, Actor::Account(account), channel, "record.read").outcome(Outcome::Denied).reason(reason);
+                        if let Some(record) = &record {
+                            event = event.patient(record.id);
+                        }
+                        tx.audit(event.build());
+                        Ok(Err(AppError::Denied))
+                    }
+                }
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// A patient's access log: who looked at or changed their record, newest first. Their
+    /// own actions are left out unless `include_own`. Reading it is audited too.
+    pub fn access_log(&self, account: AccountId, include_own: bool, limit: i64, channel: Channel) -> AppResult<Vec<AccessLogEntry>> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
+                let record = tx.patient_by_account(account)?;
+                let (Decision::Allow(basis), Some(record)) = (decide_self_access(account_row.status, record.is_some()), record) else {
+                    return Ok(Err(AppError::Denied));
+                };
+                let events = tx.audit_events_for_patient(record.id, (!include_own).then_some(account), limit.clamp(1, 1000))?;
+                let log = events.iter().map(|event| access_log_entry(tx, event)).collect::<AppResult<Vec<_>>>()?;
+                tx.audit(
+                    AuditBuilder::new(now, Actor::Account(account), channel, "access_log.read")
+                        .patient(record.id)
+                        .basis(basis.code())
+                        .build(),
+                );
+                Ok(Ok(log))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// A privacy officer disables sharing on a record (lock-down): every team is
+    /// discharged except the Patient Record Teams, which lose their labels; break glass
+    /// and new links are refused until sharing is enabled again.
+    pub fn set_sharing_disabled(&self, officer: AccountId, patient: PatientId, disabled: bool, reason: &Reason) -> AppResult<Patient> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let action = if disabled { "sharing.disable" } else { "sharing.enable" };
+                let event = AuditBuilder::new(now, Actor::Account(officer), Channel::Cli, action).patient(patient);
+                let status = tx.account(officer)?.map(|account| account.status);
+                let is_officer = tx.is_privacy_officer_for(officer, patient)?;
+                let (Some(status), Some(mut record)) = (status, tx.patient(patient)?) else {
+                    tx.audit(event.outcome(Outcome::Denied).reason(DenyReason::NoRelationshipWithPatient).build());
+                    return Ok(Err(AppError::Denied));
+                };
+                if let Err(deny_reason) = decide_sharing_lockdown(status, is_officer) {
+                    tx.audit(event.outcome(Outcome::Denied).reason(deny_reason).build());
+                    return Ok(Err(AppError::Denied));
+                }
+                if record.sharing_disabled == disabled {
+                    return Err(AppError::Conflict(format!("sharing is already {}", if disabled { "disabled" } else { "enabled" })));
+                }
+                if disabled {
+                    for mut link in tx.care_links(patient)?.into_iter().filter(|link| link.is_active()) {
+                        let kind = tx.team(link.team)?.map(|team| team.kind);
+                        if kind == Some(TeamKind::PatientRecord) {
+                            link.labels = kith_core::LabelSet::EMPTY;
+                        } else {
+                            link.discharged_at = Some(now);
+                        }
+                        link.basis = LinkBasis::OnBehalfOfPatient;
+                        link.changed_by = Some(officer);
+                        link.updated_at = now;
+                        tx.put_care_link(&link)?;
+                    }
+                    tx.end_all_break_glass(patient, now)?;
+                }
+                record.sharing_disabled = disabled;
+                record.updated_at = now;
+                tx.update_patient(&record)?;
+                tx.audit(event.basis("administration").reason(reason).build());
+                if disabled {
+                    notify_patient(tx, &record, "sharing_disabled_patient", now)?;
+                }
+                Ok(Ok(record))
+            })
+            .and_then(|outcome| outcome)
+    }
+}
+
+/// Names an audit event for the patient: who (the account's name), which team.
+fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
+    let record = &event.record;
+    let who = match (&record.actor_account, record.actor_kind.as_str()) {
+        (Some(account), _) => tx.account(*account)?.map_or_else(|| "a former account".to_owned(), |account| account.name.to_string()),
+        (None, "operator") => "Kith administrator".to_owned(),
+        _ => "Kith".to_owned(),
+    };
+    let team = match record.acting_team {
+        Some(team) => tx.team(team)?.map(|team| team.name.to_string()),
+        None => None,
+    };
+    Ok(AccessLogEntry {
+        at: record.at,
+        who,
+        team,
+        action: record.action.clone(),
+        outcome: record.outcome.clone(),
+        basis: record.basis.clone(),
+        entry_kinds: record.entry_kinds.clone(),
+        labels: kith_core::LabelSet::from_bits(record.labels).map(|labels| labels.to_string()).unwrap_or_default(),
+        break_glass: record.basis.as_deref() == Some("break_glass"),
+    })
+}

@@ -1,0 +1,578 @@
+//! Patients: their records, identifiers, care links, consent and entries.
+
+use kith_core::access::{EntryFacts, decide_write};
+use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::consent::{ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change};
+use kith_core::model::{Account, CareLink, Entry, Patient};
+use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
+use kith_core::team::{AccountStatus, MembershipStatus, TeamKind};
+use kith_core::text::{EmailAddress, Name, OrganisationCode, Reason, TeamAlias, Title};
+use kith_core::{AccountId, Decision, EntryId, LabelSet, PatientId, PrivacyLabel, TeamId, Timestamp};
+use kith_store::{OutboxMessage, Tx};
+
+use crate::organisations::{organisation_by_code, professional_actor, team_by_alias};
+use crate::{App, AppError, AppResult, AuditBuilder, Operator, ProfessionalContext, new_uuid};
+
+/// A new patient record, created in an organisation.
+#[derive(Clone, Debug)]
+pub struct NewPatient {
+    pub organisation: OrganisationCode,
+    pub demographics: Demographics,
+    pub nhs_number: Option<NhsNumber>,
+    pub local_identifiers: Vec<LocalIdentifier>,
+    /// Speciality teams to link besides the Patient Record Team, with their default labels.
+    pub teams: Vec<TeamAlias>,
+}
+
+/// A new record entry.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    pub label: Option<PrivacyLabel>,
+    pub title: Title,
+    pub body: String,
+    pub effective_at: Timestamp,
+}
+
+/// Who brings a patient into a team, or discharges them.
+#[derive(Clone, Debug)]
+pub enum LinkActor<'a> {
+    Operator(&'a Operator),
+    /// A professional of the team, with the consent they record.
+    Professional { context: &'a ProfessionalContext, explicit_consent: bool },
+}
+
+/// Who writes an entry.
+#[derive(Clone, Debug)]
+pub enum EntryAuthor<'a> {
+    /// Loaded by the operator on behalf of one of the organisation's teams (set-up, data
+    /// loads): the team is the author.
+    Operator { operator: &'a Operator, organisation: &'a OrganisationCode, team: &'a TeamAlias },
+    /// A professional acting through their team: the team is the author.
+    Professional(&'a ProfessionalContext),
+}
+
+/// Who changes a team's labels for a patient.
+#[derive(Clone, Debug)]
+pub enum ConsentActor<'a> {
+    /// The patient, signed in to their own record.
+    Patient { account: AccountId, channel: Channel },
+    /// A professional of the team, on the patient's behalf, with a reason.
+    Professional { context: &'a ProfessionalContext, reason: Option<&'a Reason> },
+}
+
+/// Kinds and labels of a set of entries, for an audit event.
+pub(crate) fn summarise<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> (String, LabelSet) {
+    let mut kinds: Vec<EntryKind> = Vec::new();
+    let mut labels = LabelSet::EMPTY;
+    for entry in entries {
+        if !kinds.contains(&entry.kind) {
+            kinds.push(entry.kind);
+        }
+        if let Some(label) = entry.label {
+            labels = labels.with(label);
+        }
+    }
+    kinds.sort();
+    (kinds.iter().map(|kind| kind.code()).collect::<Vec<_>>().join(","), labels)
+}
+
+impl App {
+    /// Creates a patient record in an organisation (linked to its Patient Record Team) and
+    /// links the listed speciality teams with their default labels.
+    pub fn create_patient(&self, operator: &Operator, new: &NewPatient) -> AppResult<Patient> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, &new.organisation)?;
+            let prt = tx
+                .patient_record_team(organisation.id)?
+                .ok_or_else(|| AppError::NotFound(format!("organisation {} has no Patient Record Team", organisation.code)))?;
+            let mut teams = Vec::new();
+            for alias in &new.teams {
+                let team = team_by_alias(tx, &organisation, alias)?;
+                if team.kind == TeamKind::Speciality && !teams.iter().any(|t: &kith_core::model::Team| t.id == team.id) {
+                    teams.push(team);
+                }
+            }
+            if let Some(nhs_number) = &new.nhs_number
+                && tx.patient_by_nhs_number(nhs_number)?.is_some()
+            {
+                return Err(AppError::Conflict(format!("a patient with NHS number {} already exists", nhs_number.formatted())));
+            }
+            if let Some(email) = &new.demographics.email
+                && tx.patient_by_email(email)?.is_some()
+            {
+                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+            }
+            for identifier in &new.local_identifiers {
+                if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
+                    return Err(AppError::Conflict(format!("a patient with the identifier {identifier} already exists in {}", organisation.code)));
+                }
+            }
+            let patient = Patient {
+                id: PatientId::from_uuid(new_uuid()),
+                nhs_number: new.nhs_number.clone(),
+                demographics: new.demographics.clone(),
+                registration: RegistrationStatus::Unregistered,
+                account: None,
+                sharing_disabled: false,
+                merged_into: None,
+                created_at: now,
+                updated_at: now,
+            };
+            tx.insert_patient(&patient)?;
+            for identifier in &new.local_identifiers {
+                tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
+            }
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.create")
+                    .organisation(organisation.id)
+                    .team(prt.id)
+                    .patient(patient.id)
+                    .basis("administration")
+                    .build(),
+            );
+            let operator_actor = LinkActor::Operator(operator);
+            write_link(tx, &operator_actor, &patient, &prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+            for team in &teams {
+                write_link(tx, &operator_actor, &patient, team, team.default_labels, LinkBasis::AddedByOperator, now)?;
+            }
+            Ok(patient)
+        })
+    }
+
+    /// Replaces a patient's demographics (the operator, or an organisation's feed).
+    pub fn update_demographics(&self, operator: &Operator, patient: PatientId, demographics: &Demographics) -> AppResult<Patient> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let mut record = tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
+            if let Some(email) = &demographics.email
+                && tx.patient_by_email(email)?.is_some_and(|other| other.id != patient)
+            {
+                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+            }
+            record.demographics = demographics.clone();
+            record.updated_at = now;
+            tx.update_patient(&record)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.update")
+                    .patient(patient)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(record)
+        })
+    }
+
+    /// Finds a patient by NHS number (operator paths).
+    pub fn patient_by_nhs_number(&self, nhs_number: &NhsNumber) -> AppResult<Patient> {
+        self.store.read(|tx| {
+            tx.patient_by_nhs_number(nhs_number)?
+                .ok_or_else(|| AppError::NotFound(format!("no patient has NHS number {}", nhs_number.formatted())))
+        })
+    }
+
+    /// Brings a patient into a team. Labels default to the team's; a professional may
+    /// choose others with the patient's explicit consent.
+    pub fn link_patient(
+        &self,
+        actor: &LinkActor<'_>,
+        patient: PatientId,
+        organisation: &OrganisationCode,
+        alias: &TeamAlias,
+        labels: Option<LabelSet>,
+    ) -> AppResult<CareLink> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let org = organisation_by_code(tx, organisation)?;
+                let team = team_by_alias(tx, &org, alias)?;
+                let Some(record) = tx.patient(patient)? else {
+                    return match actor {
+                        LinkActor::Operator(_) => Err(AppError::NotFound(format!("no patient has the id {patient}"))),
+                        LinkActor::Professional { .. } => Ok(Err(AppError::Denied)),
+                    };
+                };
+                let basis = match actor {
+                    LinkActor::Operator(_) => LinkBasis::AddedByOperator,
+                    LinkActor::Professional { context, explicit_consent } => {
+                        let facts = tx.record_access_facts(context.account, team.id, patient, now)?;
+                        let allowed = context.team == team.id
+                            && facts.is_some_and(|facts| {
+                                facts.account_status == AccountStatus::Active
+                                    && facts.membership.is_some_and(|m| {
+                                        m.status == MembershipStatus::Active && m.role == kith_core::team::MembershipRole::Professional
+                                    })
+                            });
+                        if !allowed {
+                            tx.audit(
+                                AuditBuilder::new(now, professional_actor(context), context.channel, "care_link.create")
+                                    .organisation(org.id)
+                                    .team(team.id)
+                                    .patient(patient)
+                                    .outcome(Outcome::Denied)
+                                    .reason("not an active professional of the team")
+                                    .build(),
+                            );
+                            return Ok(Err(AppError::Denied));
+                        }
+                        if *explicit_consent { LinkBasis::ProfessionalExplicitConsent } else { LinkBasis::ProfessionalImpliedConsent }
+                    }
+                };
+                let patient_in_organisation = tx.patient_in_organisation(patient, org.id)?;
+                check_new_link(&NewLinkFacts {
+                    team_kind: team.kind,
+                    team_status: team.status,
+                    sharing_disabled: record.sharing_disabled,
+                    patient_in_organisation,
+                })?;
+                let labels = match (actor, labels) {
+                    (LinkActor::Professional { explicit_consent: false, .. }, Some(_)) => {
+                        return Err(AppError::Invalid(
+                            "labels other than the team's defaults need the patient's explicit consent".to_owned(),
+                        ));
+                    }
+                    (_, Some(labels)) => labels,
+                    (_, None) => team.default_labels,
+                };
+                Ok(Ok(write_link(tx, actor, &record, &team, labels, basis, now)?))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Discharges a patient from a team: the team keeps seeing only what it wrote.
+    pub fn discharge_patient(
+        &self,
+        actor: &LinkActor<'_>,
+        patient: PatientId,
+        organisation: &OrganisationCode,
+        alias: &TeamAlias,
+    ) -> AppResult<CareLink> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let org = organisation_by_code(tx, organisation)?;
+                let team = team_by_alias(tx, &org, alias)?;
+                let (actor_audit, channel) = match actor {
+                    LinkActor::Operator(operator) => (operator.actor(), Channel::Cli),
+                    LinkActor::Professional { context, .. } => {
+                        let allowed = context.team == team.id
+                            && tx.record_access_facts(context.account, team.id, patient, now)?.is_some_and(|facts| {
+                                decide_write(&facts).is_allowed() || facts.care_link.is_some_and(|link| link.active)
+                            });
+                        if !allowed {
+                            return Ok(Err(AppError::Denied));
+                        }
+                        (professional_actor(context), context.channel)
+                    }
+                };
+                let Some(mut link) = tx.care_link(patient, team.id)?.filter(CareLink::is_active) else {
+                    return Err(AppError::Conflict(format!("the patient is not in team {alias}")));
+                };
+                if team.kind == TeamKind::PatientRecord {
+                    return Err(AppError::Invalid(
+                        "a patient is not discharged from the Patient Record Team: it is their record in the organisation".to_owned(),
+                    ));
+                }
+                link.discharged_at = Some(now);
+                link.updated_at = now;
+                tx.put_care_link(&link)?;
+                tx.audit(
+                    AuditBuilder::new(now, actor_audit, channel, "care_link.discharge")
+                        .organisation(org.id)
+                        .team(team.id)
+                        .patient(patient)
+                        .basis("administration")
+                        .build(),
+                );
+                Ok(Ok(link))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Changes the labels a team sees of a patient's record: by the patient, or by a
+    /// professional of the team on the patient's behalf with a reason (the patient is told).
+    pub fn change_consent(
+        &self,
+        actor: &ConsentActor<'_>,
+        patient: PatientId,
+        team: TeamId,
+        labels: LabelSet,
+    ) -> AppResult<CareLink> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let Some(record) = tx.patient(patient)? else { return Ok(Err(AppError::Denied)) };
+                let (changer, audit_actor, channel, reason) = match actor {
+                    ConsentActor::Patient { account, channel } => {
+                        let Some(account_row) = tx.account(*account)? else { return Ok(Err(AppError::Denied)) };
+                        if record.account != Some(*account) {
+                            tx.audit(
+                                AuditBuilder::new(now, Actor::Account(*account), *channel, "consent.change")
+                                    .patient(patient)
+                                    .team(team)
+                                    .outcome(Outcome::Denied)
+                                    .reason("not the account of this patient")
+                                    .build(),
+                            );
+                            return Ok(Err(AppError::Denied));
+                        }
+                        (ConsentChanger::Patient { account_status: account_row.status }, Actor::Account(*account), *channel, None)
+                    }
+                    ConsentActor::Professional { context, reason } => {
+                        let Some(account_row) = tx.account(context.account)? else { return Ok(Err(AppError::Denied)) };
+                        let membership = if context.team == team {
+                            tx.membership(context.account, team)?.map(|m| kith_core::access::MembershipFacts { role: m.role, status: m.status })
+                        } else {
+                            None
+                        };
+                        (
+                            ConsentChanger::Professional { account_status: account_row.status, membership, reason: *reason },
+                            professional_actor(context),
+                            context.channel,
+                            reason.map(|reason| reason.to_string()),
+                        )
+                    }
+                };
+                let link = tx.care_link(patient, team)?;
+                let facts = ConsentChangeFacts {
+                    link_active: link.as_ref().is_some_and(CareLink::is_active),
+                    current: link.as_ref().map_or(LabelSet::EMPTY, |link| link.labels),
+                    requested: labels,
+                    sharing_disabled: record.sharing_disabled,
+                };
+                let basis = match decide_consent_change(&changer, &facts) {
+                    Ok(basis) => basis,
+                    Err(refusal) => {
+                        tx.audit(
+                            AuditBuilder::new(now, audit_actor, channel, "consent.change")
+                                .patient(patient)
+                                .team(team)
+                                .outcome(Outcome::Denied)
+                                .reason(&refusal)
+                                .build(),
+                        );
+                        return Ok(Err(refusal.into()));
+                    }
+                };
+                let mut link = link.expect("an active link was checked");
+                let previous = link.labels;
+                link.labels = labels;
+                link.basis = basis;
+                link.changed_by = match actor {
+                    ConsentActor::Patient { account, .. } => Some(*account),
+                    ConsentActor::Professional { context, .. } => Some(context.account),
+                };
+                link.updated_at = now;
+                tx.put_care_link(&link)?;
+                let mut event = AuditBuilder::new(now, audit_actor, channel, "consent.change")
+                    .patient(patient)
+                    .team(team)
+                    .basis(basis.code())
+                    .data(String::new(), labels)
+                    .subject(format!("labels {previous} -> {labels}"));
+                if let Some(reason) = reason {
+                    event = event.reason(reason);
+                }
+                tx.audit(event.build());
+                if basis == LinkBasis::OnBehalfOfPatient {
+                    notify_patient(tx, &record, "consent_changed_patient", now)?;
+                }
+                Ok(Ok(link))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Adds an entry to a patient's record, authored by a team.
+    pub fn add_entry(&self, author: &EntryAuthor<'_>, patient: PatientId, new: &NewEntry) -> AppResult<Entry> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let (team, author_account, actor, channel, basis) = match author {
+                    EntryAuthor::Operator { operator, organisation, team } => {
+                        let org = organisation_by_code(tx, organisation)?;
+                        let team = team_by_alias(tx, &org, team)?;
+                        if tx.patient(patient)?.is_none() {
+                            return Err(AppError::NotFound(format!("no patient has the id {patient}")));
+                        }
+                        if !tx.patient_in_organisation(patient, org.id)? {
+                            return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
+                        }
+                        (team.id, None, operator.actor(), Channel::Cli, "administration")
+                    }
+                    EntryAuthor::Professional(context) => {
+                        let decision = match tx.record_access_facts(context.account, context.team, patient, now)? {
+                            Some(facts) => decide_write(&facts),
+                            None => Decision::Deny(kith_core::DenyReason::NoRelationshipWithPatient),
+                        };
+                        match decision {
+                            Decision::Allow(basis) => {
+                                (context.team, Some(context.account), professional_actor(context), context.channel, basis.code())
+                            }
+                            Decision::Deny(reason) => {
+                                tx.audit(
+                                    AuditBuilder::new(now, professional_actor(context), context.channel, "entry.create")
+                                        .organisation(context.organisation)
+                                        .team(context.team)
+                                        .patient(patient)
+                                        .outcome(Outcome::Denied)
+                                        .reason(reason)
+                                        .build(),
+                                );
+                                return Ok(Err(AppError::Denied));
+                            }
+                        }
+                    }
+                };
+                let entry = Entry {
+                    id: EntryId::from_uuid(new_uuid()),
+                    patient,
+                    kind: new.kind,
+                    label: new.label,
+                    authored_by: team,
+                    author_account,
+                    effective_at: new.effective_at,
+                    recorded_at: now,
+                    title: new.title.clone(),
+                    body: new.body.clone(),
+                    version: 1,
+                };
+                tx.insert_entry(&entry)?;
+                let (kinds, labels) = summarise([&entry]);
+                tx.audit(
+                    AuditBuilder::new(now, actor, channel, "entry.create")
+                        .team(team)
+                        .patient(patient)
+                        .basis(basis)
+                        .data(kinds, labels)
+                        .subject(entry.id)
+                        .build(),
+                );
+                Ok(Ok(entry))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Assisted registration: gives a patient record an active account (the operator, after
+    /// checking identity). The web registration flow comes with invitations.
+    pub fn register_patient_account(
+        &self,
+        operator: &Operator,
+        patient: PatientId,
+        email: &EmailAddress,
+        password_hash: &str,
+    ) -> AppResult<Account> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let mut record = tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
+            if record.account.is_some() {
+                return Err(AppError::Conflict("the patient already has an account".to_owned()));
+            }
+            if tx.patient_by_email(email)?.is_some_and(|other| other.id != patient) {
+                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+            }
+            let account = match tx.account_by_email(email)? {
+                Some(existing) => {
+                    if tx.patient_by_account(existing.id)?.is_some() {
+                        return Err(AppError::Conflict(format!("the account {email} already holds a patient record")));
+                    }
+                    existing
+                }
+                None => {
+                    let account = Account {
+                        id: AccountId::from_uuid(new_uuid()),
+                        email: email.clone(),
+                        name: Name::parse(
+                            "name",
+                            &format!("{} {}", record.demographics.given_name, record.demographics.family_name),
+                        )?,
+                        status: AccountStatus::Active,
+                        created_at: now,
+                    };
+                    tx.insert_account(&account, Some(password_hash))?;
+                    account
+                }
+            };
+            record.account = Some(account.id);
+            record.registration = RegistrationStatus::Registered;
+            record.demographics.email = Some(email.clone());
+            record.updated_at = now;
+            tx.update_patient(&record)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.register")
+                    .patient(patient)
+                    .subject(account.id)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(account)
+        })
+    }
+}
+
+/// Writes a care link and its audit event (and tells a registered patient of a new team).
+fn write_link(
+    tx: &mut Tx<'_>,
+    actor: &LinkActor<'_>,
+    patient: &Patient,
+    team: &kith_core::model::Team,
+    labels: LabelSet,
+    basis: LinkBasis,
+    now: Timestamp,
+) -> AppResult<CareLink> {
+    let existing = tx.care_link(patient.id, team.id)?;
+    if existing.as_ref().is_some_and(CareLink::is_active) {
+        return Err(AppError::Conflict(format!("the patient is already in team {}", team.alias)));
+    }
+    let (audit_actor, channel, changed_by) = match actor {
+        LinkActor::Operator(operator) => (operator.actor(), Channel::Cli, None),
+        LinkActor::Professional { context, .. } => (professional_actor(context), context.channel, Some(context.account)),
+    };
+    let link = CareLink {
+        patient: patient.id,
+        team: team.id,
+        labels,
+        basis,
+        changed_by,
+        linked_at: now,
+        updated_at: now,
+        discharged_at: None,
+    };
+    tx.put_care_link(&link)?;
+    tx.audit(
+        AuditBuilder::new(now, audit_actor, channel, "care_link.create")
+            .organisation(team.organisation)
+            .team(team.id)
+            .patient(patient.id)
+            .basis(basis.code())
+            .data(String::new(), labels)
+            .reason(if existing.is_some() { "re-linked after discharge" } else { "new link" })
+            .build(),
+    );
+    if team.kind == TeamKind::Speciality {
+        notify_patient(tx, patient, "team_added_patient", now)?;
+    }
+    Ok(link)
+}
+
+/// Queues an email to a registered patient. The message carries no health information.
+pub(crate) fn notify_patient(tx: &mut Tx<'_>, patient: &Patient, template: &'static str, now: Timestamp) -> AppResult<()> {
+    if patient.registration != RegistrationStatus::Registered {
+        return Ok(());
+    }
+    let Some(email) = &patient.demographics.email else { return Ok(()) };
+    tx.enqueue(&OutboxMessage {
+        id: new_uuid(),
+        channel: "email",
+        template,
+        recipient: email.to_string(),
+        payload: format!("{{\"patient\":\"{}\"}}", patient.id),
+        created_at: now,
+    })?;
+    Ok(())
+}
+
+/// The access rule's view of one entry.
+pub(crate) fn entry_facts(entry: &Entry) -> EntryFacts {
+    EntryFacts { label: entry.label, authored_by: entry.authored_by }
+}

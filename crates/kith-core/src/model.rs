@@ -1,0 +1,114 @@
+//! The records Kith keeps, as the store hands them over.
+
+use std::time::Duration;
+
+use crate::consent::LinkBasis;
+use crate::ids::{AccountId, BreakGlassId, EntryId, OrganisationId, PatientId, TeamId};
+use crate::label::{LabelSet, PrivacyLabel};
+use crate::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
+use crate::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
+use crate::text::{EmailAddress, Name, OrganisationCode, Reason, TeamAlias, Title};
+use crate::time::Timestamp;
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Organisation {
+    pub id: OrganisationId,
+    pub code: OrganisationCode,
+    pub name: Name,
+    pub break_glass_duration: Duration,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Team {
+    pub id: TeamId,
+    pub organisation: OrganisationId,
+    pub kind: TeamKind,
+    pub name: Name,
+    pub alias: TeamAlias,
+    pub status: TeamStatus,
+    pub default_labels: LabelSet,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: EmailAddress,
+    pub name: Name,
+    pub status: AccountStatus,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Membership {
+    pub account: AccountId,
+    pub team: TeamId,
+    pub role: MembershipRole,
+    pub status: MembershipStatus,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Patient {
+    pub id: PatientId,
+    pub nhs_number: Option<NhsNumber>,
+    pub demographics: Demographics,
+    pub registration: RegistrationStatus,
+    pub account: Option<AccountId>,
+    pub sharing_disabled: bool,
+    pub merged_into: Option<PatientId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PatientIdentifier {
+    pub organisation: OrganisationId,
+    pub identifier: LocalIdentifier,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CareLink {
+    pub patient: PatientId,
+    pub team: TeamId,
+    pub labels: LabelSet,
+    pub basis: LinkBasis,
+    /// The account that made the last change, when it was made by a person with an account.
+    pub changed_by: Option<AccountId>,
+    pub linked_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub discharged_at: Option<Timestamp>,
+}
+
+impl CareLink {
+    pub fn is_active(&self) -> bool {
+        self.discharged_at.is_none()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Entry {
+    pub id: EntryId,
+    pub patient: PatientId,
+    pub kind: EntryKind,
+    pub label: Option<PrivacyLabel>,
+    pub authored_by: TeamId,
+    pub author_account: Option<AccountId>,
+    pub effective_at: Timestamp,
+    pub recorded_at: Timestamp,
+    pub title: Title,
+    pub body: String,
+    pub version: i64,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BreakGlassGrant {
+    pub id: BreakGlassId,
+    pub patient: PatientId,
+    pub account: AccountId,
+    pub team: TeamId,
+    pub reason: Reason,
+    pub started_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+}

@@ -1,0 +1,344 @@
+//! Kith's storage.
+//!
+//! One query layer ([`Tx`]) is written once, in the SQL both engines share, over a small
+//! connection trait ([`Conn`]). Each backend ([`sqlite`], [`postgres`]) implements the trait
+//! and the transaction discipline ([`Backend`]) and owns its migrations. Every use case runs
+//! as one closure in one transaction ([`Store::write`]); its audit events are appended to
+//! the hash chain just before commit, so data and audit commit together or not at all.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+mod pool;
+pub mod postgres;
+pub mod sqlite;
+mod tx;
+mod value;
+
+pub use tx::*;
+pub use value::{Param, Row, Value};
+
+/// What went wrong in storage. The message is for logs and operators, never for patients.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Another transaction got in the way (SQLite busy, PostgreSQL serialization failure or
+    /// deadlock): running the transaction again may succeed.
+    Conflict,
+    /// A unique constraint: usually a concurrent insert of the same thing; running the
+    /// transaction again lets it see the other row and say so properly.
+    Duplicate,
+    /// The database cannot be reached or is out of connections.
+    Unavailable,
+    /// The stored data is not what Kith wrote (or a newer Kith wrote it).
+    Corrupt,
+    /// Anything else the database reported.
+    Database,
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::Conflict => "transaction conflict",
+            StoreErrorKind::Duplicate => "duplicate",
+            StoreErrorKind::Unavailable => "database unavailable",
+            StoreErrorKind::Corrupt => "unexpected stored data",
+            StoreErrorKind::Database => "database error",
+        })
+    }
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Corrupt, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, message)
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::Conflict | StoreErrorKind::Duplicate)
+    }
+}
+
+/// An error type that use cases return from inside a transaction: it can carry a store
+/// error, and says whether the transaction is worth running again.
+pub trait TransactionError: From<StoreError> {
+    fn is_retryable(&self) -> bool;
+}
+
+impl TransactionError for StoreError {
+    fn is_retryable(&self) -> bool {
+        StoreError::is_retryable(self)
+    }
+}
+
+/// The SQL dialect of a connection, for the few statements the engines spell differently.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// One connection inside one transaction. SQL uses `?` placeholders; the PostgreSQL backend
+/// rewrites them to `$1…`.
+pub trait Conn {
+    fn dialect(&self) -> Dialect;
+    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError>;
+    fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError>;
+    /// Runs several statements without parameters (migrations).
+    fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError>;
+}
+
+/// Whether a transaction's closure wants its work committed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Finish {
+    Commit,
+    Rollback,
+}
+
+/// A storage backend: how to open a transaction on it and how to migrate it.
+pub trait Backend: Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// Runs `work` in one read-write transaction (serialised with other writers where the
+    /// engine needs it) and commits when it returns [`Finish::Commit`].
+    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError>;
+    /// Runs `work` in one read-only transaction (a consistent snapshot).
+    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    /// Applies this backend's migrations that are not applied yet.
+    fn migrate(&self) -> Result<MigrationReport, StoreError>;
+}
+
+/// What `migrate` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied: Vec<String>,
+    pub current_version: i64,
+}
+
+/// Where the data lives, from `KITH_DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://…` / `postgresql://…`, or `sqlite://PATH` (`sqlite:///abs/path` or
+    /// `sqlite://relative/path`).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("a sqlite:// URL needs a file path, e.g. sqlite://./kith-data/kith.db".to_owned());
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err("KITH_DATABASE_URL must start with postgres://, postgresql:// or sqlite://".to_owned())
+    }
+}
+
+/// Never prints a PostgreSQL password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    let credentials = &url[scheme_end + 3..at];
+                    let user = credentials.split(':').next().unwrap_or_default();
+                    write!(f, "{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                _ => f.write_str(url),
+            },
+        }
+    }
+}
+
+/// How many times a transaction that conflicted is run again before giving up.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The store: a backend plus the transaction discipline every use case goes through.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Opens (creating a SQLite file and its directory when needed) without migrating.
+    pub fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> = match url {
+            DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteBackend::open(path)?),
+            DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresBackend::open(url)?),
+        };
+        Ok(Self { backend })
+    }
+
+    /// Opens and applies pending migrations.
+    pub fn open_and_migrate(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let store = Self::open(url)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.backend.dialect()
+    }
+
+    pub fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.backend.migrate()
+    }
+
+    /// Runs `work` in one write transaction and commits what it wrote, together with the
+    /// audit events it recorded, when it returns `Ok`. On `Err` nothing it wrote remains.
+    /// A transaction that meets a conflict is run again (so `work` must be repeatable).
+    pub fn write<R, E: TransactionError>(&self, mut work: impl FnMut(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut attempt = 1;
+        loop {
+            let mut outcome: Option<Result<R, E>> = None;
+            let result = self.backend.write_transaction(&mut |conn| {
+                let mut tx = Tx::new(conn);
+                match work(&mut tx) {
+                    Ok(value) => {
+                        tx.flush_audit()?;
+                        outcome = Some(Ok(value));
+                        Ok(Finish::Commit)
+                    }
+                    Err(error) => {
+                        outcome = Some(Err(error));
+                        Ok(Finish::Rollback)
+                    }
+                }
+            });
+            let retry = match (&result, &outcome) {
+                (Err(error), _) => error.is_retryable(),
+                (Ok(()), Some(Err(error))) => error.is_retryable(),
+                _ => false,
+            };
+            if retry && attempt < MAX_ATTEMPTS {
+                tracing::debug!(attempt, "transaction conflicted; running it again");
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt * attempt)));
+                attempt += 1;
+                continue;
+            }
+            result?;
+            return outcome.expect("the transaction ran its work");
+        }
+    }
+
+    /// Runs `work` in one read-only transaction. It must not record audit events: reads of
+    /// patient data are audited, so they go through [`Store::write`].
+    pub fn read<R, E: TransactionError>(&self, mut work: impl FnMut(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut outcome: Option<Result<R, E>> = None;
+        self.backend.read_transaction(&mut |conn| {
+            let mut tx = Tx::new(conn);
+            let result = work(&mut tx);
+            if tx.has_pending_audit() {
+                return Err(StoreError::new(StoreErrorKind::Database, "audit events recorded in a read-only transaction"));
+            }
+            outcome = Some(result);
+            Ok(())
+        })?;
+        outcome.expect("the transaction ran its work")
+    }
+
+    /// Checks that the database answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.read(|tx| tx.ping())
+    }
+}
+
+/// Applies `migrations` (version, name, SQL) over `conn`, each in its own transaction run by
+/// `in_transaction`. Shared by both backends.
+pub(crate) fn apply_migrations(
+    backend: &dyn Backend,
+    migrations: &[(i64, &'static str, &'static str)],
+    lock: Option<&'static str>,
+) -> Result<MigrationReport, StoreError> {
+    backend.write_transaction(&mut |conn| {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kith_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )?;
+        Ok(Finish::Commit)
+    })?;
+    let mut applied = Vec::new();
+    let mut current_version = 0;
+    for &(version, name, sql) in migrations {
+        let mut ran = false;
+        backend.write_transaction(&mut |conn| {
+            if let Some(lock) = lock {
+                conn.execute(lock, &[])?;
+            }
+            let rows = conn.query("SELECT version FROM kith_migrations WHERE version = ?", &[Param::Int(version)])?;
+            ran = false;
+            if !rows.is_empty() {
+                return Ok(Finish::Rollback);
+            }
+            conn.execute_batch(sql)?;
+            conn.execute(
+                "INSERT INTO kith_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                &[Param::Int(version), Param::Text(name), Param::Int(now_micros())],
+            )?;
+            ran = true;
+            Ok(Finish::Commit)
+        })?;
+        if ran {
+            applied.push(format!("{version:04}_{name}"));
+        }
+        current_version = version;
+    }
+    let mut newest = 0;
+    backend.read_transaction(&mut |conn| {
+        let rows = conn.query("SELECT MAX(version) FROM kith_migrations", &[])?;
+        newest = rows.first().map(|row| row.opt_int(0)).transpose()?.flatten().unwrap_or(0);
+        Ok(())
+    })?;
+    if newest > current_version {
+        return Err(StoreError::corrupt(format!(
+            "the database is at schema version {newest}, newer than this Kith knows ({current_version}): run a newer Kith"
+        )));
+    }
+    Ok(MigrationReport { applied, current_version })
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(DatabaseUrl::parse("sqlite://./data/kith.db").unwrap(), DatabaseUrl::Sqlite("./data/kith.db".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/kith.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/kith.db".into()));
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        let pg = DatabaseUrl::parse("postgres://kith:s3cret@db.internal:5432/kith").unwrap();
+        assert_eq!(pg.to_string(), "postgres://kith:***@db.internal:5432/kith");
+        assert!(!format!("{pg:?}").contains("s3cret"));
+    }
+}

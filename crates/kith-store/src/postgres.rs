@@ -1,0 +1,233 @@
+//! The PostgreSQL backend.
+//!
+//! Synchronous `postgres` clients in a small pool: use cases are synchronous closures run on
+//! a blocking thread, so a transaction holds one connection from start to commit. Write
+//! transactions run at READ COMMITTED; the few invariants that need serialising (the audit
+//! chain head, a team's coordinators) take row locks with `FOR UPDATE`.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, IsolationLevel, NoTls, Statement};
+
+use crate::pool::Pool;
+use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../migrations/postgres/0001_core.sql"))];
+
+/// Serialises concurrent migrations (several Kith nodes starting at once).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7235891)";
+
+pub struct PostgresBackend {
+    url: String,
+    pool: Pool<PgConnection>,
+}
+
+struct PgConnection {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PostgresBackend {
+    /// Opens the pool and checks that one connection can be made.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let backend = Self { url: url.to_owned(), pool: Pool::new(16, Duration::from_secs(30)) };
+        backend.pool.with(|| backend.connect(), |_| ((), false))?;
+        Ok(backend)
+    }
+
+    fn connect(&self) -> Result<PgConnection, StoreError> {
+        let mut config: postgres::Config = self
+            .url
+            .parse()
+            .map_err(|error| StoreError::unavailable(format!("invalid PostgreSQL URL: {error}")))?;
+        config.connect_timeout(Duration::from_secs(10));
+        config.application_name("kith");
+        let client = config.connect(NoTls).map_err(map_error)?;
+        Ok(PgConnection { client, statements: HashMap::new() })
+    }
+
+    fn transaction(
+        &self,
+        read_only: bool,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.pool.with(
+            || self.connect(),
+            |connection| {
+                let result = (|| {
+                    let mut transaction = connection
+                        .client
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::ReadCommitted)
+                        .read_only(read_only)
+                        .start()
+                        .map_err(map_error)?;
+                    let finish = work(&mut PgConn { transaction: &mut transaction, statements: &mut connection.statements })?;
+                    match finish {
+                        Finish::Commit => transaction.commit().map_err(map_error),
+                        Finish::Rollback => transaction.rollback().map_err(map_error),
+                    }
+                })();
+                let broken = connection.client.is_closed();
+                (result, broken)
+            },
+        )?
+    }
+}
+
+/// Maps a PostgreSQL error to a store error, keeping the server's message for operators.
+pub(crate) fn map_error(error: postgres::Error) -> StoreError {
+    let kind = match error.code() {
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED => {
+            StoreErrorKind::Conflict
+        }
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreErrorKind::Duplicate,
+        Some(_) => StoreErrorKind::Database,
+        None if error.is_closed() => StoreErrorKind::Unavailable,
+        None if error.source().is_some_and(|source| source.is::<std::io::Error>()) => StoreErrorKind::Unavailable,
+        None => StoreErrorKind::Database,
+    };
+    let message = match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    };
+    StoreError::new(kind, message)
+}
+
+/// Rewrites `?` placeholders as `$1, $2, …`. Kith's SQL has no `?` inside literals.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut next = 1;
+    for c in sql.chars() {
+        if c == '?' {
+            out.push('$');
+            out.push_str(&next.to_string());
+            next += 1;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut postgres::types::private::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(value) if *ty == Type::INT2 => i16::try_from(value)?.to_sql(ty, out),
+            Param::Int(value) if *ty == Type::INT4 => i32::try_from(value)?.to_sql(ty, out),
+            Param::Int(value) => value.to_sql(ty, out),
+            Param::Text(text) => text.to_sql(ty, out),
+            Param::Bool(value) => value.to_sql(ty, out),
+            Param::Uuid(uuid) => uuid.to_sql(ty, out),
+            Param::Bytes(bytes) => bytes.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+struct PgConn<'t, 'c> {
+    transaction: &'t mut postgres::Transaction<'c>,
+    statements: &'t mut HashMap<&'static str, Statement>,
+}
+
+impl PgConn<'_, '_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.transaction.prepare(&numbered_placeholders(sql)).map_err(map_error)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+fn to_sql_params<'p>(params: &'p [Param<'p>]) -> Vec<&'p (dyn ToSql + Sync)> {
+    params.iter().map(|param| param as &(dyn ToSql + Sync)).collect()
+}
+
+impl Conn for PgConn<'_, '_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        self.transaction.execute(&statement, &to_sql_params(params)).map_err(map_error)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        let rows = self.transaction.query(&statement, &to_sql_params(params)).map_err(map_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let ty = column.type_();
+                let get_error = |error: postgres::Error| StoreError::corrupt(format!("column {}: {error}", column.name()));
+                let value = if *ty == Type::INT8 {
+                    row.try_get::<_, Option<i64>>(index).map_err(get_error)?.map(Value::Int)
+                } else if *ty == Type::INT4 {
+                    row.try_get::<_, Option<i32>>(index).map_err(get_error)?.map(|v| Value::Int(v.into()))
+                } else if *ty == Type::INT2 {
+                    row.try_get::<_, Option<i16>>(index).map_err(get_error)?.map(|v| Value::Int(v.into()))
+                } else if *ty == Type::BOOL {
+                    row.try_get::<_, Option<bool>>(index).map_err(get_error)?.map(Value::Bool)
+                } else if *ty == Type::UUID {
+                    row.try_get::<_, Option<uuid::Uuid>>(index).map_err(get_error)?.map(Value::Uuid)
+                } else if *ty == Type::BYTEA {
+                    row.try_get::<_, Option<Vec<u8>>>(index).map_err(get_error)?.map(Value::Bytes)
+                } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::BPCHAR || *ty == Type::NAME {
+                    row.try_get::<_, Option<String>>(index).map_err(get_error)?.map(Value::Text)
+                } else {
+                    return Err(StoreError::corrupt(format!("column {} has unsupported type {ty}", column.name())));
+                };
+                values.push(value.unwrap_or(Value::Null));
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.transaction.batch_execute(sql).map_err(map_error)
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError> {
+        self.transaction(false, work)
+    }
+
+    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.transaction(true, &mut |conn| {
+            work(conn)?;
+            Ok(Finish::Rollback)
+        })
+    }
+
+    fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        crate::apply_migrations(self, MIGRATIONS, Some(MIGRATION_LOCK))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered() {
+        assert_eq!(super::numbered_placeholders("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = $1 AND c = $2");
+    }
+}

@@ -1,0 +1,169 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One writer connection behind a mutex (SQLite allows one writer at a time; taking it in
+//! process avoids `SQLITE_BUSY` between our own threads) and a small pool of readers, which
+//! WAL lets run beside the writer. Write transactions start with `BEGIN IMMEDIATE` so a
+//! transaction never has to upgrade a read lock. `synchronous=FULL`: a commit is on disk
+//! before it returns.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::pool::Pool;
+use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../migrations/sqlite/0001_core.sql"))];
+
+pub struct SqliteBackend {
+    path: std::path::PathBuf,
+    writer: Mutex<Connection>,
+    readers: Pool<Connection>,
+}
+
+impl SqliteBackend {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::unavailable(format!("cannot create the data directory {}: {error}", parent.display()))
+            })?;
+        }
+        let writer = connect(path, true)?;
+        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers: Pool::new(4, Duration::from_secs(30)) })
+    }
+}
+
+/// A plain connection to a Kith SQLite file, for tools and tests that must bypass Kith.
+pub fn raw_connection(path: &Path) -> Result<Connection, StoreError> {
+    connect(path, false)
+}
+
+fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let connection = Connection::open_with_flags(path, flags)
+        .map_err(|error| StoreError::unavailable(format!("cannot open {}: {error}", path.display())))?;
+    connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -32000;",
+        )
+        .map_err(map_error)?;
+    connection.set_prepared_statement_cache_capacity(256);
+    Ok(connection)
+}
+
+pub(crate) fn map_error(error: rusqlite::Error) -> StoreError {
+    let kind = match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Conflict,
+        Some(ErrorCode::ConstraintViolation) => {
+            let message = error.to_string();
+            if message.contains("UNIQUE") || message.contains("PRIMARY KEY") {
+                StoreErrorKind::Duplicate
+            } else {
+                StoreErrorKind::Database
+            }
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
+            StoreErrorKind::Unavailable
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Database,
+    };
+    StoreError::new(kind, error.to_string())
+}
+
+struct SqliteConn<'a>(&'a Connection);
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Param::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(value)),
+            Param::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Param::Bool(value) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(value))),
+            Param::Uuid(uuid) => ToSqlOutput::Owned(rusqlite::types::Value::Text(uuid.hyphenated().to_string())),
+            Param::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        })
+    }
+}
+
+impl Conn for SqliteConn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(map_error)?;
+        let changed = statement.execute(rusqlite::params_from_iter(params.iter())).map_err(map_error)?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(map_error)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(params.iter())).map_err(map_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_error)? {
+            let mut values = Vec::with_capacity(columns);
+            for index in 0..columns {
+                values.push(match row.get_ref(index).map_err(map_error)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(value) => Value::Int(value),
+                    ValueRef::Real(value) => Value::Int(value as i64),
+                    ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+                    ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
+                });
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.0.execute_batch(sql).map_err(map_error)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poison| poison.into_inner());
+        let transaction = writer.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+        match work(&mut SqliteConn(&transaction))? {
+            Finish::Commit => transaction.commit().map_err(map_error),
+            Finish::Rollback => transaction.rollback().map_err(map_error),
+        }
+    }
+
+    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.readers.with(
+            || connect(&self.path, false),
+            |reader| {
+                let result = (|| {
+                    let transaction = reader.transaction().map_err(map_error)?;
+                    work(&mut SqliteConn(&transaction))?;
+                    transaction.rollback().map_err(map_error)
+                })();
+                let broken = matches!(&result, Err(error) if error.kind == StoreErrorKind::Unavailable);
+                (result, broken)
+            },
+        )?
+    }
+
+    fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        crate::apply_migrations(self, MIGRATIONS, None)
+    }
+}

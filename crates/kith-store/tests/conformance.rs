@@ -1,0 +1,467 @@
+//! One conformance suite for every storage backend: each test runs on SQLite and, when
+//! `KITH_TEST_POSTGRES_URL` is set (always in CI), on a fresh PostgreSQL database.
+
+use std::time::Duration;
+
+use kith_core::access::{BreakGlassFacts, CareLinkFacts, EntryFacts, RecordScope, MembershipFacts};
+use kith_core::audit::{Actor, AuditRecord, Channel, ChainVerifier, Outcome};
+use kith_core::consent::LinkBasis;
+use kith_core::model::*;
+use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus, Sex};
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
+use kith_core::text::{EmailAddress, MobileNumber, Name, OrganisationCode, Reason, TeamAlias, Title};
+use kith_core::*;
+use kith_store::{Store, StoreError, StoreErrorKind, Tx};
+use kith_test_support::TestDatabase;
+use uuid::Uuid;
+
+const T0: Timestamp = Timestamp::from_micros(1_790_000_000_000_000);
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn each_backend(test: impl Fn(&Store, &TestDatabase)) {
+    for database in TestDatabase::all() {
+        let store = database.store();
+        eprintln!("backend: {:?}", database.engine);
+        test(&store, &database);
+    }
+}
+
+fn organisation(code: &str) -> Organisation {
+    Organisation {
+        id: OrganisationId::from_uuid(id()),
+        code: OrganisationCode::parse(code).unwrap(),
+        name: Name::parse("name", "Riverside Hospitals").unwrap(),
+        break_glass_duration: Duration::from_secs(3600),
+        created_at: T0,
+    }
+}
+
+fn team(organisation: &Organisation, alias: &str, kind: TeamKind, labels: LabelSet) -> Team {
+    Team {
+        id: TeamId::from_uuid(id()),
+        organisation: organisation.id,
+        kind,
+        name: Name::parse("name", &format!("Team {alias}")).unwrap(),
+        alias: TeamAlias::parse(alias).unwrap(),
+        status: TeamStatus::Setup,
+        default_labels: labels,
+        created_at: T0,
+    }
+}
+
+fn account(email: &str) -> Account {
+    Account {
+        id: AccountId::from_uuid(id()),
+        email: EmailAddress::parse(email).unwrap(),
+        name: Name::parse("name", "Dr Ada Lovelace").unwrap(),
+        status: AccountStatus::Active,
+        created_at: T0,
+    }
+}
+
+fn patient(nhs: Option<&str>, email: Option<&str>) -> Patient {
+    Patient {
+        id: PatientId::from_uuid(id()),
+        nhs_number: nhs.map(|n| NhsNumber::parse(n).unwrap()),
+        demographics: Demographics {
+            family_name: Name::parse("family", "O'Brien").unwrap(),
+            given_name: Name::parse("given", "Siân").unwrap(),
+            birth_date: Date::parse("1984-03-07").unwrap(),
+            sex: Sex::Female,
+            email: email.map(|e| EmailAddress::parse(e).unwrap()),
+            mobile: Some(MobileNumber::parse("07700 900123").unwrap()),
+        },
+        registration: RegistrationStatus::Unregistered,
+        account: None,
+        sharing_disabled: false,
+        merged_into: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn entry(patient: PatientId, team: TeamId, label: Option<PrivacyLabel>, minutes: i64) -> Entry {
+    Entry {
+        id: EntryId::from_uuid(id()),
+        patient,
+        kind: EntryKind::Result,
+        label,
+        authored_by: team,
+        author_account: None,
+        effective_at: Timestamp::from_micros(T0.as_micros() + minutes * 60_000_000),
+        recorded_at: T0,
+        title: Title::parse("Full blood count").unwrap(),
+        body: "Hb 135 g/L".into(),
+        version: 1,
+    }
+}
+
+fn audit_record(action: &'static str, patient: Option<PatientId>) -> AuditRecord {
+    AuditRecord {
+        at: T0,
+        actor: Actor::Operator { name: "ops".into() },
+        channel: Channel::Cli,
+        organisation: None,
+        acting_team: None,
+        patient,
+        action,
+        outcome: Outcome::Allowed,
+        basis: Some("administration"),
+        entry_kinds: "result".into(),
+        labels: LabelSet::ALL,
+        subject: Some("subject – with ünïcode".into()),
+        reason: None,
+    }
+}
+
+fn write<R>(store: &Store, work: impl FnMut(&mut Tx<'_>) -> Result<R, StoreError>) -> R {
+    store.write(work).expect("the write succeeds")
+}
+
+#[test]
+fn migrations_are_idempotent() {
+    each_backend(|store, _| {
+        let again = store.migrate().unwrap();
+        assert!(again.applied.is_empty(), "{again:?}");
+        assert_eq!(again.current_version, 1);
+        store.ping().unwrap();
+    });
+}
+
+#[test]
+fn organisations_teams_and_accounts_round_trip() {
+    each_backend(|store, _| {
+        let org = organisation("RXH");
+        let prt = team(&org, "prt", TeamKind::PatientRecord, LabelSet::EMPTY);
+        let cardiology = team(&org, "cardiology", TeamKind::Speciality, LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]));
+        let ada = account("Ada@Example.org");
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_team(&prt)?;
+            tx.insert_team(&cardiology)?;
+            tx.insert_account(&ada, Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"))?;
+            tx.insert_membership(&Membership { account: ada.id, team: cardiology.id, role: MembershipRole::Coordinator, status: MembershipStatus::Active }, T0)?;
+            Ok(())
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.organisation_by_code(&org.code)?, Some(org.clone()));
+                assert_eq!(tx.organisation(org.id)?, Some(org.clone()));
+                assert_eq!(tx.team_by_alias(org.id, &cardiology.alias)?, Some(cardiology.clone()));
+                assert_eq!(tx.patient_record_team(org.id)?, Some(prt.clone()));
+                assert_eq!(tx.teams(org.id)?.len(), 2);
+                assert_eq!(tx.account_by_email(&EmailAddress::parse("ADA@example.ORG").unwrap())?, Some(ada.clone()));
+                assert!(tx.password_hash(ada.id)?.unwrap().starts_with("$argon2id$"));
+                assert_eq!(tx.count_active_coordinators(cardiology.id)?, 1);
+                assert_eq!(tx.team_members(cardiology.id)?.len(), 1);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+
+        // The schema enforces one Patient Record Team per organisation and unique aliases.
+        let second_prt = team(&org, "prt2", TeamKind::PatientRecord, LabelSet::EMPTY);
+        let error = store.write(|tx| tx.insert_team(&second_prt)).unwrap_err();
+        assert_eq!(error.kind, StoreErrorKind::Duplicate, "{error}");
+        let duplicate_alias = team(&org, "cardiology", TeamKind::Speciality, LabelSet::EMPTY);
+        assert_eq!(store.write(|tx| tx.insert_team(&duplicate_alias)).unwrap_err().kind, StoreErrorKind::Duplicate);
+        assert_eq!(store.write(|tx| tx.insert_account(&account("ada@example.org"), None)).unwrap_err().kind, StoreErrorKind::Duplicate);
+
+        // A deactivated coordinator, or one whose account is locked, does not count.
+        write(store, |tx| {
+            tx.update_membership(&Membership { account: ada.id, team: cardiology.id, role: MembershipRole::Coordinator, status: MembershipStatus::Deactivated }, T0)
+        });
+        assert_eq!(store.read(|tx| tx.count_active_coordinators(cardiology.id)).unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_failed_transaction_leaves_nothing_behind() {
+    each_backend(|store, _| {
+        let org = organisation("RXF");
+        let result: Result<(), StoreError> = store.write(|tx| {
+            tx.insert_organisation(&org)?;
+            tx.audit(audit_record("organisation.create", None));
+            Err(StoreError::new(StoreErrorKind::Database, "the use case changed its mind"))
+        });
+        assert!(result.is_err());
+        store
+            .read(|tx| {
+                assert_eq!(tx.organisation_by_code(&org.code)?, None);
+                assert_eq!(tx.audit_head()?.0, 0, "no audit event survives a rollback");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        // Audit events may not be recorded in a read-only transaction.
+        let refused = store.read(|tx| {
+            tx.audit(audit_record("x", None));
+            Ok::<_, StoreError>(())
+        });
+        assert!(refused.is_err());
+    });
+}
+
+#[test]
+fn patients_identifiers_and_links_round_trip() {
+    each_backend(|store, _| {
+        let org = organisation("RXP");
+        let prt = team(&org, "prt", TeamKind::PatientRecord, LabelSet::EMPTY);
+        let mut siân = patient(Some("9434765919"), Some("sian@example.org"));
+        let mrn = LocalIdentifier::parse("RXP-MRN:K1234567").unwrap();
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_team(&prt)?;
+            tx.insert_patient(&siân)?;
+            tx.insert_patient_identifier(siân.id, org.id, &mrn, T0)?;
+            tx.put_care_link(&CareLink {
+                patient: siân.id,
+                team: prt.id,
+                labels: LabelSet::EMPTY,
+                basis: LinkBasis::OrganisationRecord,
+                changed_by: None,
+                linked_at: T0,
+                updated_at: T0,
+                discharged_at: None,
+            })
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.patient(siân.id)?, Some(siân.clone()));
+                assert_eq!(tx.patient_by_nhs_number(siân.nhs_number.as_ref().unwrap())?.map(|p| p.id), Some(siân.id));
+                assert_eq!(tx.patient_by_email(&EmailAddress::parse("SIAN@example.org").unwrap())?.map(|p| p.id), Some(siân.id));
+                assert_eq!(tx.patient_by_local_identifier(org.id, &mrn)?.map(|p| p.id), Some(siân.id));
+                assert_eq!(tx.patient_identifiers(siân.id)?[0].identifier, mrn);
+                assert!(tx.patient_in_organisation(siân.id, org.id)?);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+
+        // Updates replace every field; a discharged PRT link takes the patient out.
+        siân.demographics.email = None;
+        siân.sharing_disabled = true;
+        siân.updated_at = Timestamp::from_micros(T0.as_micros() + 1);
+        write(store, |tx| {
+            tx.update_patient(&siân)?;
+            let mut link = tx.care_link(siân.id, prt.id)?.unwrap();
+            link.discharged_at = Some(T0);
+            tx.put_care_link(&link)
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.patient(siân.id)?, Some(siân.clone()));
+                assert!(!tx.patient_in_organisation(siân.id, org.id)?);
+                assert_eq!(tx.care_links(siân.id)?.len(), 1);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+
+        // One NHS number, one email, one local identifier per record.
+        let twin = patient(Some("943 476 5919"), None);
+        assert_eq!(store.write(|tx| tx.insert_patient(&twin)).unwrap_err().kind, StoreErrorKind::Duplicate);
+        let other = patient(None, None);
+        let error = store
+            .write(|tx| {
+                tx.insert_patient(&other)?;
+                tx.insert_patient_identifier(other.id, org.id, &mrn, T0)
+            })
+            .unwrap_err();
+        assert_eq!(error.kind, StoreErrorKind::Duplicate);
+    });
+}
+
+/// The SQL filter of `entries_in_scope` agrees with `RecordScope::decide` for every scope
+/// (every label set, with and without break glass) and every kind of entry.
+#[test]
+fn the_entry_filter_in_sql_agrees_with_the_rule() {
+    each_backend(|store, _| {
+        let org = organisation("RXE");
+        let mine = team(&org, "mine", TeamKind::Speciality, LabelSet::EMPTY);
+        let theirs = team(&org, "theirs", TeamKind::Speciality, LabelSet::EMPTY);
+        let person = patient(None, None);
+        let mut entries = Vec::new();
+        for (index, label) in [None].into_iter().chain(PrivacyLabel::ALL.map(Some)).enumerate() {
+            for author in [mine.id, theirs.id] {
+                entries.push(entry(person.id, author, label, index as i64));
+            }
+        }
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_team(&mine)?;
+            tx.insert_team(&theirs)?;
+            tx.insert_patient(&person)?;
+            for entry in &entries {
+                tx.insert_entry(entry)?;
+            }
+            Ok(())
+        });
+        let grant = BreakGlassId::from_uuid(id());
+        let mut scopes = vec![RecordScope::Denied(DenyReason::NotAMemberOfTeam)];
+        for bits in 0..16 {
+            for break_glass in [None, Some(grant)] {
+                scopes.push(RecordScope::Visible {
+                    team: mine.id,
+                    consented: LabelSet::from_bits(bits).unwrap(),
+                    consent_gap: None,
+                    break_glass,
+                });
+            }
+        }
+        for scope in scopes {
+            let shown = store.read(|tx| tx.entries_in_scope(person.id, &scope)).unwrap();
+            let mut shown_ids: Vec<EntryId> = shown.iter().map(|e| e.id).collect();
+            let mut expected: Vec<EntryId> = entries
+                .iter()
+                .filter(|e| scope.decide(&EntryFacts { label: e.label, authored_by: e.authored_by }).is_allowed())
+                .map(|e| e.id)
+                .collect();
+            shown_ids.sort();
+            expected.sort();
+            assert_eq!(shown_ids, expected, "{scope:?}");
+            for shown in &shown {
+                assert_eq!(Some(shown), entries.iter().find(|e| e.id == shown.id), "entries round-trip");
+            }
+        }
+    });
+}
+
+#[test]
+fn access_facts_are_loaded_as_stored() {
+    each_backend(|store, _| {
+        let org = organisation("RXA");
+        let ward = team(&org, "ward", TeamKind::Speciality, LabelSet::EMPTY);
+        let other = team(&org, "other", TeamKind::Speciality, LabelSet::EMPTY);
+        let nurse = account("nurse@example.org");
+        let person = patient(None, None);
+        let labels = LabelSet::from_labels([PrivacyLabel::General]);
+        let grant = BreakGlassGrant {
+            id: BreakGlassId::from_uuid(id()),
+            patient: person.id,
+            account: nurse.id,
+            team: ward.id,
+            reason: Reason::parse("unconscious").unwrap(),
+            started_at: T0,
+            expires_at: Timestamp::from_micros(T0.as_micros() + 1_000_000),
+            ended_at: None,
+        };
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_team(&ward)?;
+            tx.insert_team(&other)?;
+            tx.insert_account(&nurse, None)?;
+            tx.insert_membership(&Membership { account: nurse.id, team: ward.id, role: MembershipRole::Professional, status: MembershipStatus::Active }, T0)?;
+            tx.insert_membership(&Membership { account: nurse.id, team: other.id, role: MembershipRole::Professional, status: MembershipStatus::Deactivated }, T0)?;
+            tx.insert_patient(&person)?;
+            tx.put_care_link(&CareLink { patient: person.id, team: ward.id, labels, basis: LinkBasis::Hl7ImpliedConsent, changed_by: None, linked_at: T0, updated_at: T0, discharged_at: None })?;
+            tx.insert_entry(&entry(person.id, other.id, Some(PrivacyLabel::General), 0))?;
+            tx.insert_break_glass(&grant)
+        });
+        let facts = store.read(|tx| tx.record_access_facts(nurse.id, ward.id, person.id, T0)).unwrap().unwrap();
+        assert_eq!(facts.account_status, AccountStatus::Active);
+        assert_eq!(facts.membership, Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }));
+        assert_eq!(facts.care_link, Some(CareLinkFacts { labels, active: true }));
+        assert_eq!(facts.break_glass, Some(BreakGlassFacts { grant: grant.id, expires_at: grant.expires_at, ended: false }));
+        assert!(!facts.sharing_disabled);
+
+        let through_other = store.read(|tx| tx.record_access_facts(nurse.id, other.id, person.id, T0)).unwrap().unwrap();
+        assert_eq!(through_other.membership.map(|m| m.status), Some(MembershipStatus::Deactivated));
+        assert_eq!(through_other.care_link, None);
+
+        let demographics = store.read(|tx| tx.demographics_facts(nurse.id, person.id, T0)).unwrap().unwrap();
+        let ward_relation = demographics.teams.iter().find(|t| t.team == ward.id).unwrap();
+        assert!(ward_relation.care_link_active && !ward_relation.authored_entries);
+        let other_relation = demographics.teams.iter().find(|t| t.team == other.id).unwrap();
+        assert!(!other_relation.care_link_active && other_relation.authored_entries);
+
+        assert_eq!(store.read(|tx| tx.record_access_facts(AccountId::from_uuid(id()), ward.id, person.id, T0)).unwrap(), None);
+        assert_eq!(store.read(|tx| tx.record_access_facts(nurse.id, ward.id, PatientId::from_uuid(id()), T0)).unwrap(), None);
+
+        // Ending the grant is seen by the next load.
+        assert_eq!(store.write(|tx| tx.end_break_glass(nurse.id, person.id, T0)).unwrap(), 1);
+        let ended = store.read(|tx| tx.record_access_facts(nurse.id, ward.id, person.id, T0)).unwrap().unwrap();
+        assert!(ended.break_glass.unwrap().ended);
+    });
+}
+
+#[test]
+fn the_audit_chain_verifies_and_detects_tampering() {
+    each_backend(|store, database| {
+        let person = PatientId::from_uuid(id());
+        for batch in 0..3 {
+            write(store, |tx| {
+                for _ in 0..=batch {
+                    tx.audit(audit_record("record.read", Some(person)));
+                }
+                Ok(())
+            });
+        }
+        let verify = || {
+            store
+                .read(|tx| {
+                    let (head_seq, head_hash) = tx.audit_head()?;
+                    let mut verifier = ChainVerifier::default();
+                    for event in tx.audit_events_after(0, 1000)? {
+                        if let Err(broken) = verifier.check(&event) {
+                            return Ok(Err(broken));
+                        }
+                    }
+                    Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash))
+                })
+                .unwrap()
+        };
+        assert_eq!(verify(), Ok(6));
+        let log = store.read(|tx| tx.audit_events_for_patient(person, None, 10)).unwrap();
+        assert_eq!(log.len(), 6);
+        assert_eq!(log[0].seq, 6, "newest first");
+        assert_eq!(log[0].record.subject.as_deref(), Some("subject – with ünïcode"));
+
+        // The database refuses updates to audit events...
+        let refused = database.execute_raw("UPDATE audit_events SET reason = 'x' WHERE seq = 3");
+        assert!(refused.unwrap_err().contains("append-only"));
+        let refused = database.execute_raw("DELETE FROM audit_events WHERE seq = 3");
+        assert!(refused.unwrap_err().contains("append-only"));
+        // ...so an attacker must drop the guard first; the chain still names the event.
+        let tamper = match database.engine {
+            kith_test_support::Engine::Sqlite => {
+                "DROP TRIGGER audit_events_append_only_update; UPDATE audit_events SET reason = 'nothing to see' WHERE seq = 3;"
+            }
+            kith_test_support::Engine::Postgres => {
+                "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only; UPDATE audit_events SET reason = 'nothing to see' WHERE seq = 3;"
+            }
+        };
+        database.execute_raw(tamper).unwrap();
+        assert_eq!(verify(), Err(kith_core::audit::ChainBreak::Changed { seq: 3 }));
+    });
+}
+
+/// Concurrent writers each appending audit events leave one unbroken chain.
+#[test]
+fn concurrent_writers_keep_the_chain_whole() {
+    each_backend(|store, _| {
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        write(store, |tx| {
+                            tx.audit(audit_record("record.read", None));
+                            tx.audit(audit_record("record.read", None));
+                            Ok(())
+                        });
+                    }
+                });
+            }
+        });
+        let checked = store
+            .read(|tx| {
+                let (head_seq, head_hash) = tx.audit_head()?;
+                let mut verifier = ChainVerifier::default();
+                for event in tx.audit_events_after(0, 1000)? {
+                    verifier.check(&event).unwrap();
+                }
+                Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash).unwrap())
+            })
+            .unwrap();
+        assert_eq!(checked, 160);
+    });
+}
