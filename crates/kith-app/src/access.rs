@@ -5,7 +5,7 @@ use kith_core::access::{
     BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
     decide_sharing_lockdown, record_scope,
 };
-use kith_core::audit::{Actor, Channel, ChainedEvent, Outcome};
+use kith_core::audit::{Actor, ChainedEvent, Channel, Outcome};
 use kith_core::consent::LinkBasis;
 use kith_core::model::{BreakGlassGrant, Entry, Patient};
 use kith_core::team::TeamKind;
@@ -91,7 +91,9 @@ impl App {
                         Decision::Allow(basis) => entries.push(VisibleEntry { entry, basis }),
                         // The SQL filter and the rule are tested to agree; if they ever do
                         // not, the rule wins and the disagreement is logged (no identifiers).
-                        Decision::Deny(_) => tracing::error!("the entry filter admitted an entry the access rule denies"),
+                        Decision::Deny(_) => {
+                            tracing::error!("the entry filter admitted an entry the access rule denies")
+                        }
                     }
                 }
                 let total = tx.count_entries(patient)?;
@@ -116,7 +118,12 @@ impl App {
     /// Breaks the glass: the professional sees all of the patient's record until the grant
     /// expires (the organisation's setting) or they end it. Audited with the reason; the
     /// patient (if registered) and the organisation's privacy officers are told.
-    pub fn open_break_glass(&self, context: &ProfessionalContext, patient: PatientId, reason: &Reason) -> AppResult<BreakGlassGrant> {
+    pub fn open_break_glass(
+        &self,
+        context: &ProfessionalContext,
+        patient: PatientId,
+        reason: &Reason,
+    ) -> AppResult<BreakGlassGrant> {
         let now = self.now();
         self.store
             .write(|tx| {
@@ -141,7 +148,12 @@ impl App {
                     .team(context.team)
                     .patient(patient);
                 if let Err(deny_reason) = decision {
-                    tx.audit(event.outcome(Outcome::Denied).reason(format!("{deny_reason}; stated reason: {reason}")).build());
+                    tx.audit(
+                        event
+                            .outcome(Outcome::Denied)
+                            .reason(format!("{deny_reason}; stated reason: {reason}"))
+                            .build(),
+                    );
                     return Ok(Err(AppError::Denied));
                 }
                 let record = record.expect("checked above");
@@ -216,8 +228,9 @@ impl App {
                         Ok(Ok(RecordView { patient: record, entries, basis, some_hidden: false }))
                     }
                     Decision::Deny(reason) => {
-                        let mut event =
-                            AuditBuilder::new(now, Actor::Account(account), channel, "record.read").outcome(Outcome::Denied).reason(reason);
+                        let mut event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read")
+                            .outcome(Outcome::Denied)
+                            .reason(reason);
                         if let Some(record) = &record {
                             event = event.patient(record.id);
                         }
@@ -231,16 +244,25 @@ impl App {
 
     /// A patient's access log: who looked at or changed their record, newest first. Their
     /// own actions are left out unless `include_own`. Reading it is audited too.
-    pub fn access_log(&self, account: AccountId, include_own: bool, limit: i64, channel: Channel) -> AppResult<Vec<AccessLogEntry>> {
+    pub fn access_log(
+        &self,
+        account: AccountId,
+        include_own: bool,
+        limit: i64,
+        channel: Channel,
+    ) -> AppResult<Vec<AccessLogEntry>> {
         let now = self.now();
         self.store
             .write(|tx| {
                 let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
                 let record = tx.patient_by_account(account)?;
-                let (Decision::Allow(basis), Some(record)) = (decide_self_access(account_row.status, record.is_some()), record) else {
+                let (Decision::Allow(basis), Some(record)) =
+                    (decide_self_access(account_row.status, record.is_some()), record)
+                else {
                     return Ok(Err(AppError::Denied));
                 };
-                let events = tx.audit_events_for_patient(record.id, (!include_own).then_some(account), limit.clamp(1, 1000))?;
+                let events =
+                    tx.audit_events_for_patient(record.id, (!include_own).then_some(account), limit.clamp(1, 1000))?;
                 let log = events.iter().map(|event| access_log_entry(tx, event)).collect::<AppResult<Vec<_>>>()?;
                 tx.audit(
                     AuditBuilder::new(now, Actor::Account(account), channel, "access_log.read")
@@ -256,7 +278,13 @@ impl App {
     /// A privacy officer disables sharing on a record (lock-down): every team is
     /// discharged except the Patient Record Teams, which lose their labels; break glass
     /// and new links are refused until sharing is enabled again.
-    pub fn set_sharing_disabled(&self, officer: AccountId, patient: PatientId, disabled: bool, reason: &Reason) -> AppResult<Patient> {
+    pub fn set_sharing_disabled(
+        &self,
+        officer: AccountId,
+        patient: PatientId,
+        disabled: bool,
+        reason: &Reason,
+    ) -> AppResult<Patient> {
         let now = self.now();
         self.store
             .write(|tx| {
@@ -273,7 +301,10 @@ impl App {
                     return Ok(Err(AppError::Denied));
                 }
                 if record.sharing_disabled == disabled {
-                    return Err(AppError::Conflict(format!("sharing is already {}", if disabled { "disabled" } else { "enabled" })));
+                    return Err(AppError::Conflict(format!(
+                        "sharing is already {}",
+                        if disabled { "disabled" } else { "enabled" }
+                    )));
                 }
                 if disabled {
                     for mut link in tx.care_links(patient)?.into_iter().filter(|link| link.is_active()) {
@@ -307,7 +338,9 @@ impl App {
 fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
     let record = &event.record;
     let who = match (&record.actor_account, record.actor_kind.as_str()) {
-        (Some(account), _) => tx.account(*account)?.map_or_else(|| "a former account".to_owned(), |account| account.name.to_string()),
+        (Some(account), _) => {
+            tx.account(*account)?.map_or_else(|| "a former account".to_owned(), |account| account.name.to_string())
+        }
         (None, "operator") => "Kith administrator".to_owned(),
         _ => "Kith".to_owned(),
     };

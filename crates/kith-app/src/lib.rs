@@ -121,7 +121,8 @@ pub struct Operator {
 impl Operator {
     /// The operator named by the OS user running the command.
     pub fn from_environment() -> Self {
-        let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "operator".to_owned());
+        let name =
+            std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "operator".to_owned());
         Self { name }
     }
 

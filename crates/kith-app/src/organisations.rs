@@ -59,8 +59,9 @@ pub(crate) fn organisation_by_code(tx: &mut Tx<'_>, code: &OrganisationCode) -> 
 }
 
 pub(crate) fn team_by_alias(tx: &mut Tx<'_>, organisation: &Organisation, alias: &TeamAlias) -> AppResult<Team> {
-    tx.team_by_alias(organisation.id, alias)?
-        .ok_or_else(|| AppError::NotFound(format!("organisation {} has no team with the alias {alias}", organisation.code)))
+    tx.team_by_alias(organisation.id, alias)?.ok_or_else(|| {
+        AppError::NotFound(format!("organisation {} has no team with the alias {alias}", organisation.code))
+    })
 }
 
 pub(crate) fn account_by_email(tx: &mut Tx<'_>, email: &EmailAddress) -> AppResult<Account> {
@@ -123,7 +124,12 @@ impl App {
     }
 
     /// Sets how long a break-the-glass grant lasts in an organisation.
-    pub fn set_break_glass_duration(&self, operator: &Operator, code: &OrganisationCode, duration: Duration) -> AppResult<Organisation> {
+    pub fn set_break_glass_duration(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        duration: Duration,
+    ) -> AppResult<Organisation> {
         let duration = check_break_glass_duration(duration).map_err(AppError::Invalid)?;
         let now = self.now();
         self.store.write(|tx| {
@@ -154,7 +160,9 @@ impl App {
         self.store.write(|tx| {
             let organisation = organisation_by_code(tx, code)?;
             if tx.team_by_alias(organisation.id, alias)?.is_some() {
-                return Err(AppError::Conflict(format!("organisation {code} already has a team with the alias {alias}")));
+                return Err(AppError::Conflict(format!(
+                    "organisation {code} already has a team with the alias {alias}"
+                )));
             }
             let team = Team {
                 id: TeamId::from_uuid(new_uuid()),
@@ -193,7 +201,8 @@ impl App {
             let (account, account_created) = match tx.account_by_email(&new.email)? {
                 Some(account) => (account, false),
                 None => {
-                    let status = if new.password_hash.is_some() { AccountStatus::Active } else { AccountStatus::Invited };
+                    let status =
+                        if new.password_hash.is_some() { AccountStatus::Active } else { AccountStatus::Invited };
                     let account = Account {
                         id: AccountId::from_uuid(new_uuid()),
                         email: new.email.clone(),
@@ -217,9 +226,13 @@ impl App {
                     MembershipStatus::Active => "",
                     MembershipStatus::Deactivated => " (deactivated: reactivate it instead)",
                 };
-                return Err(AppError::Conflict(format!("{} is already a {} of team {}{hint}", account.email, existing.role, team.alias)));
+                return Err(AppError::Conflict(format!(
+                    "{} is already a {} of team {}{hint}",
+                    account.email, existing.role, team.alias
+                )));
             }
-            let membership = Membership { account: account.id, team: team.id, role: new.role, status: MembershipStatus::Active };
+            let membership =
+                Membership { account: account.id, team: team.id, role: new.role, status: MembershipStatus::Active };
             tx.insert_membership(&membership, now)?;
             tx.audit(
                 AuditBuilder::new(now, operator.actor(), Channel::Cli, "membership.add")
@@ -245,7 +258,10 @@ impl App {
         status: MembershipStatus,
         force: bool,
     ) -> AppResult<MembershipChange> {
-        self.change_membership(operator, code, alias, email, force, |membership| Membership { status, ..membership.clone() })
+        self.change_membership(operator, code, alias, email, force, |membership| Membership {
+            status,
+            ..membership.clone()
+        })
     }
 
     /// Makes a member a coordinator or a professional. Demoting one of a live team's last two
@@ -259,7 +275,10 @@ impl App {
         role: MembershipRole,
         force: bool,
     ) -> AppResult<MembershipChange> {
-        self.change_membership(operator, code, alias, email, force, |membership| Membership { role, ..membership.clone() })
+        self.change_membership(operator, code, alias, email, force, |membership| Membership {
+            role,
+            ..membership.clone()
+        })
     }
 
     fn change_membership(
@@ -286,7 +305,9 @@ impl App {
                 )));
             }
             let counts = |m: &Membership| {
-                m.role == MembershipRole::Coordinator && m.status == MembershipStatus::Active && account.status == AccountStatus::Active
+                m.role == MembershipRole::Coordinator
+                    && m.status == MembershipStatus::Active
+                    && account.status == AccountStatus::Active
             };
             let mut overridden = None;
             if counts(&before) && !counts(&after) {
@@ -339,7 +360,12 @@ impl App {
     }
 
     /// Appoints a privacy officer of an organisation (an existing account).
-    pub fn appoint_privacy_officer(&self, operator: &Operator, code: &OrganisationCode, email: &EmailAddress) -> AppResult<Account> {
+    pub fn appoint_privacy_officer(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        email: &EmailAddress,
+    ) -> AppResult<Account> {
         let now = self.now();
         self.store.write(|tx| {
             let organisation = organisation_by_code(tx, code)?;

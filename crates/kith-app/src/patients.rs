@@ -2,7 +2,9 @@
 
 use kith_core::access::{EntryFacts, decide_write};
 use kith_core::audit::{Actor, Channel, Outcome};
-use kith_core::consent::{ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change};
+use kith_core::consent::{
+    ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change,
+};
 use kith_core::model::{Account, CareLink, Entry, Patient};
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
 use kith_core::team::{AccountStatus, MembershipStatus, TeamKind};
@@ -39,7 +41,10 @@ pub struct NewEntry {
 pub enum LinkActor<'a> {
     Operator(&'a Operator),
     /// A professional of the team, with the consent they record.
-    Professional { context: &'a ProfessionalContext, explicit_consent: bool },
+    Professional {
+        context: &'a ProfessionalContext,
+        explicit_consent: bool,
+    },
 }
 
 /// Who writes an entry.
@@ -84,29 +89,38 @@ impl App {
         let now = self.now();
         self.store.write(|tx| {
             let organisation = organisation_by_code(tx, &new.organisation)?;
-            let prt = tx
-                .patient_record_team(organisation.id)?
-                .ok_or_else(|| AppError::NotFound(format!("organisation {} has no Patient Record Team", organisation.code)))?;
+            let prt = tx.patient_record_team(organisation.id)?.ok_or_else(|| {
+                AppError::NotFound(format!("organisation {} has no Patient Record Team", organisation.code))
+            })?;
             let mut teams = Vec::new();
             for alias in &new.teams {
                 let team = team_by_alias(tx, &organisation, alias)?;
-                if team.kind == TeamKind::Speciality && !teams.iter().any(|t: &kith_core::model::Team| t.id == team.id) {
+                if team.kind == TeamKind::Speciality && !teams.iter().any(|t: &kith_core::model::Team| t.id == team.id)
+                {
                     teams.push(team);
                 }
             }
             if let Some(nhs_number) = &new.nhs_number
                 && tx.patient_by_nhs_number(nhs_number)?.is_some()
             {
-                return Err(AppError::Conflict(format!("a patient with NHS number {} already exists", nhs_number.formatted())));
+                return Err(AppError::Conflict(format!(
+                    "a patient with NHS number {} already exists",
+                    nhs_number.formatted()
+                )));
             }
             if let Some(email) = &new.demographics.email
                 && tx.patient_by_email(email)?.is_some()
             {
-                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+                return Err(AppError::Conflict(format!(
+                    "another patient record already has the email {email} (one email belongs to one record)"
+                )));
             }
             for identifier in &new.local_identifiers {
                 if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
-                    return Err(AppError::Conflict(format!("a patient with the identifier {identifier} already exists in {}", organisation.code)));
+                    return Err(AppError::Conflict(format!(
+                        "a patient with the identifier {identifier} already exists in {}",
+                        organisation.code
+                    )));
                 }
             }
             let patient = Patient {
@@ -142,14 +156,22 @@ impl App {
     }
 
     /// Replaces a patient's demographics (the operator, or an organisation's feed).
-    pub fn update_demographics(&self, operator: &Operator, patient: PatientId, demographics: &Demographics) -> AppResult<Patient> {
+    pub fn update_demographics(
+        &self,
+        operator: &Operator,
+        patient: PatientId,
+        demographics: &Demographics,
+    ) -> AppResult<Patient> {
         let now = self.now();
         self.store.write(|tx| {
-            let mut record = tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
+            let mut record =
+                tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
             if let Some(email) = &demographics.email
                 && tx.patient_by_email(email)?.is_some_and(|other| other.id != patient)
             {
-                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+                return Err(AppError::Conflict(format!(
+                    "another patient record already has the email {email} (one email belongs to one record)"
+                )));
             }
             record.demographics = demographics.clone();
             record.updated_at = now;
@@ -201,22 +223,32 @@ impl App {
                             && facts.is_some_and(|facts| {
                                 facts.account_status == AccountStatus::Active
                                     && facts.membership.is_some_and(|m| {
-                                        m.status == MembershipStatus::Active && m.role == kith_core::team::MembershipRole::Professional
+                                        m.status == MembershipStatus::Active
+                                            && m.role == kith_core::team::MembershipRole::Professional
                                     })
                             });
                         if !allowed {
                             tx.audit(
-                                AuditBuilder::new(now, professional_actor(context), context.channel, "care_link.create")
-                                    .organisation(org.id)
-                                    .team(team.id)
-                                    .patient(patient)
-                                    .outcome(Outcome::Denied)
-                                    .reason("not an active professional of the team")
-                                    .build(),
+                                AuditBuilder::new(
+                                    now,
+                                    professional_actor(context),
+                                    context.channel,
+                                    "care_link.create",
+                                )
+                                .organisation(org.id)
+                                .team(team.id)
+                                .patient(patient)
+                                .outcome(Outcome::Denied)
+                                .reason("not an active professional of the team")
+                                .build(),
                             );
                             return Ok(Err(AppError::Denied));
                         }
-                        if *explicit_consent { LinkBasis::ProfessionalExplicitConsent } else { LinkBasis::ProfessionalImpliedConsent }
+                        if *explicit_consent {
+                            LinkBasis::ProfessionalExplicitConsent
+                        } else {
+                            LinkBasis::ProfessionalImpliedConsent
+                        }
                     }
                 };
                 let patient_in_organisation = tx.patient_in_organisation(patient, org.id)?;
@@ -317,17 +349,27 @@ impl App {
                             );
                             return Ok(Err(AppError::Denied));
                         }
-                        (ConsentChanger::Patient { account_status: account_row.status }, Actor::Account(*account), *channel, None)
+                        (
+                            ConsentChanger::Patient { account_status: account_row.status },
+                            Actor::Account(*account),
+                            *channel,
+                            None,
+                        )
                     }
                     ConsentActor::Professional { context, reason } => {
                         let Some(account_row) = tx.account(context.account)? else { return Ok(Err(AppError::Denied)) };
                         let membership = if context.team == team {
-                            tx.membership(context.account, team)?.map(|m| kith_core::access::MembershipFacts { role: m.role, status: m.status })
+                            tx.membership(context.account, team)?
+                                .map(|m| kith_core::access::MembershipFacts { role: m.role, status: m.status })
                         } else {
                             None
                         };
                         (
-                            ConsentChanger::Professional { account_status: account_row.status, membership, reason: *reason },
+                            ConsentChanger::Professional {
+                                account_status: account_row.status,
+                                membership,
+                                reason: *reason,
+                            },
                             professional_actor(context),
                             context.channel,
                             reason.map(|reason| reason.to_string()),
@@ -406,18 +448,27 @@ impl App {
                             None => Decision::Deny(kith_core::DenyReason::NoRelationshipWithPatient),
                         };
                         match decision {
-                            Decision::Allow(basis) => {
-                                (context.team, Some(context.account), professional_actor(context), context.channel, basis.code())
-                            }
+                            Decision::Allow(basis) => (
+                                context.team,
+                                Some(context.account),
+                                professional_actor(context),
+                                context.channel,
+                                basis.code(),
+                            ),
                             Decision::Deny(reason) => {
                                 tx.audit(
-                                    AuditBuilder::new(now, professional_actor(context), context.channel, "entry.create")
-                                        .organisation(context.organisation)
-                                        .team(context.team)
-                                        .patient(patient)
-                                        .outcome(Outcome::Denied)
-                                        .reason(reason)
-                                        .build(),
+                                    AuditBuilder::new(
+                                        now,
+                                        professional_actor(context),
+                                        context.channel,
+                                        "entry.create",
+                                    )
+                                    .organisation(context.organisation)
+                                    .team(context.team)
+                                    .patient(patient)
+                                    .outcome(Outcome::Denied)
+                                    .reason(reason)
+                                    .build(),
                                 );
                                 return Ok(Err(AppError::Denied));
                             }
@@ -464,12 +515,15 @@ impl App {
     ) -> AppResult<Account> {
         let now = self.now();
         self.store.write(|tx| {
-            let mut record = tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
+            let mut record =
+                tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
             if record.account.is_some() {
                 return Err(AppError::Conflict("the patient already has an account".to_owned()));
             }
             if tx.patient_by_email(email)?.is_some_and(|other| other.id != patient) {
-                return Err(AppError::Conflict(format!("another patient record already has the email {email} (one email belongs to one record)")));
+                return Err(AppError::Conflict(format!(
+                    "another patient record already has the email {email} (one email belongs to one record)"
+                )));
             }
             let account = match tx.account_by_email(email)? {
                 Some(existing) => {
@@ -526,7 +580,9 @@ fn write_link(
     }
     let (audit_actor, channel, changed_by) = match actor {
         LinkActor::Operator(operator) => (operator.actor(), Channel::Cli, None),
-        LinkActor::Professional { context, .. } => (professional_actor(context), context.channel, Some(context.account)),
+        LinkActor::Professional { context, .. } => {
+            (professional_actor(context), context.channel, Some(context.account))
+        }
     };
     let link = CareLink {
         patient: patient.id,
@@ -556,7 +612,12 @@ fn write_link(
 }
 
 /// Queues an email to a registered patient. The message carries no health information.
-pub(crate) fn notify_patient(tx: &mut Tx<'_>, patient: &Patient, template: &'static str, now: Timestamp) -> AppResult<()> {
+pub(crate) fn notify_patient(
+    tx: &mut Tx<'_>,
+    patient: &Patient,
+    template: &'static str,
+    now: Timestamp,
+) -> AppResult<()> {
     if patient.registration != RegistrationStatus::Registered {
         return Ok(());
     }

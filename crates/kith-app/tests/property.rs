@@ -17,7 +17,7 @@ use kith_core::access::{
 };
 use kith_core::audit::Channel;
 use kith_core::patient::EntryKind;
-use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use kith_core::text::{Reason, Title};
 use kith_core::{Decision, EntryId, LabelSet, PrivacyLabel, TeamId, Timestamp};
 use kith_test_support::TestDatabase;
@@ -45,13 +45,26 @@ fn op() -> impl Strategy<Value = Op> {
         (0..3usize).prop_map(|team| Op::Link { team }),
         (0..3usize).prop_map(|team| Op::Discharge { team }),
         (0..3usize, 0..16u8).prop_map(|(team, labels)| Op::Consent { team, labels }),
-        (0..3usize, 0..3usize, any::<bool>()).prop_map(|(professional, team, active)| Op::SetMembership { professional, team, active }),
+        (0..3usize, 0..3usize, any::<bool>()).prop_map(|(professional, team, active)| Op::SetMembership {
+            professional,
+            team,
+            active
+        }),
         (0..3usize, 0..3usize).prop_map(|(professional, team)| Op::BreakGlass { professional, team }),
         (0..3usize, 0..3usize).prop_map(|(professional, team)| Op::EndBreakGlass { professional, team }),
-        (0..3usize, 0..3usize, proptest::option::of(0..4usize)).prop_map(|(professional, team, label)| Op::Write { professional, team, label }),
+        (0..3usize, 0..3usize, proptest::option::of(0..4usize)).prop_map(|(professional, team, label)| Op::Write {
+            professional,
+            team,
+            label
+        }),
         any::<bool>().prop_map(|disabled| Op::Lockdown { disabled }),
         (1..300u64).prop_map(|minutes| Op::Wait { minutes }),
     ]
+}
+
+/// Teams 0 and 1 are speciality teams; team 2 is the Patient Record Team.
+fn team_kind(team: usize) -> TeamKind {
+    if team == 2 { TeamKind::PatientRecord } else { TeamKind::Speciality }
 }
 
 /// The facts as this test believes them to be, kept without reading the store.
@@ -73,6 +86,7 @@ impl Model {
         RecordAccessFacts {
             now: self.now,
             acting_team: self.team_ids[team],
+            acting_team_kind: team_kind(team),
             account_status: AccountStatus::Active,
             membership: self.memberships.get(&(professional, team)).copied(),
             care_link: self.links.get(&team).map(|&(labels, active)| CareLinkFacts { labels, active }),
@@ -94,6 +108,7 @@ impl Model {
             .filter_map(|team| {
                 self.memberships.get(&(professional, team)).map(|&membership| TeamRelationFacts {
                     team: self.team_ids[team],
+                    kind: team_kind(team),
                     membership,
                     care_link_active: self.links.get(&team).is_some_and(|link| link.1),
                     authored_entries: self.entries.iter().any(|(_, e)| e.authored_by == self.team_ids[team]),
@@ -112,11 +127,16 @@ impl Model {
     /// What the reference rule says a read returns: `None` for a denied read.
     fn expected_read(&self, professional: usize, team: usize) -> Option<Vec<EntryId>> {
         let facts = self.record_facts(professional, team);
-        if record_scope(&facts).is_denied() || !decide_demographics(&self.demographics_facts(professional)).is_allowed() {
+        if record_scope(&facts).is_denied() || !decide_demographics(&self.demographics_facts(professional)).is_allowed()
+        {
             return None;
         }
-        let mut visible: Vec<EntryId> =
-            self.entries.iter().filter(|(_, entry)| decide_entry(&facts, entry).is_allowed()).map(|(id, _)| *id).collect();
+        let mut visible: Vec<EntryId> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| decide_entry(&facts, entry).is_allowed())
+            .map(|(id, _)| *id)
+            .collect();
         visible.sort();
         Some(visible)
     }
@@ -134,7 +154,8 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
     world.add_member("mh", "both@example.org", MembershipRole::Professional);
     world.add_member("gum", "both@example.org", MembershipRole::Professional);
     world.add_member("prt", "both@example.org", MembershipRole::Professional);
-    let patient_account = world.app.register_patient_account(&op_, world.patient.id, &email("patient@example.org"), FAKE_HASH).unwrap();
+    let patient_account =
+        world.app.register_patient_account(&op_, world.patient.id, &email("patient@example.org"), FAKE_HASH).unwrap();
 
     let contexts: Vec<Vec<ProfessionalContext>> =
         PROFESSIONALS.iter().map(|who| TEAMS.iter().map(|team| world.context(team, who)).collect()).collect();
@@ -143,15 +164,28 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model {
         now: world.app.now(),
         team_ids: team_ids.clone(),
-        memberships: [((0, 0), active), ((1, 1), active), ((2, 0), active), ((2, 1), active), ((2, 2), active)].into_iter().collect(),
-        links: [(0, (LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]), true)), (2, (LabelSet::EMPTY, true))]
+        memberships: [((0, 0), active), ((1, 1), active), ((2, 0), active), ((2, 1), active), ((2, 2), active)]
             .into_iter()
             .collect(),
+        links: [
+            (0, (LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]), true)),
+            (2, (LabelSet::EMPTY, true)),
+        ]
+        .into_iter()
+        .collect(),
         grants: BTreeMap::new(),
         sharing_disabled: false,
-        entries: world.entries.iter().map(|e| (e.id, EntryFacts { label: e.label, authored_by: e.authored_by })).collect(),
+        entries: world
+            .entries
+            .iter()
+            .map(|e| (e.id, EntryFacts { label: e.label, authored_by: e.authored_by }))
+            .collect(),
     };
-    let defaults = [LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]), LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::SexualHealth]), LabelSet::EMPTY];
+    let defaults = [
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]),
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::SexualHealth]),
+        LabelSet::EMPTY,
+    ];
     let reason = Reason::parse("property test").unwrap();
     let patient = world.patient.id;
 
@@ -159,7 +193,8 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Link { team } => {
                 let expected = !model.sharing_disabled && !model.links.get(&team).is_some_and(|l| l.1);
-                let result = world.app.link_patient(&LinkActor::Operator(&op_), patient, &code(), &alias(TEAMS[team]), None);
+                let result =
+                    world.app.link_patient(&LinkActor::Operator(&op_), patient, &code(), &alias(TEAMS[team]), None);
                 prop_assert_eq!(result.is_ok(), expected, "link {:?}", result);
                 if expected {
                     model.links.insert(team, (defaults[team], true));
@@ -167,7 +202,8 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Discharge { team } => {
                 let expected = team != 2 && model.links.get(&team).is_some_and(|l| l.1);
-                let result = world.app.discharge_patient(&LinkActor::Operator(&op_), patient, &code(), &alias(TEAMS[team]));
+                let result =
+                    world.app.discharge_patient(&LinkActor::Operator(&op_), patient, &code(), &alias(TEAMS[team]));
                 prop_assert_eq!(result.is_ok(), expected, "discharge {:?}", result);
                 if expected {
                     model.links.get_mut(&team).unwrap().1 = false;
@@ -188,7 +224,14 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::SetMembership { professional, team, active } => {
                 let Some(current) = model.memberships.get(&(professional, team)).copied() else { continue };
                 let status = if active { MembershipStatus::Active } else { MembershipStatus::Deactivated };
-                let result = world.app.set_membership_status(&op_, &code(), &alias(TEAMS[team]), &email(PROFESSIONALS[professional]), status, false);
+                let result = world.app.set_membership_status(
+                    &op_,
+                    &code(),
+                    &alias(TEAMS[team]),
+                    &email(PROFESSIONALS[professional]),
+                    status,
+                    false,
+                );
                 prop_assert_eq!(result.is_ok(), current.status != status, "membership {:?}", result);
                 model.memberships.insert((professional, team), MembershipFacts { status, ..current });
             }
@@ -201,7 +244,8 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::EndBreakGlass { professional, team } => {
-                let open = model.grants.get(&professional).is_some_and(|&(expires, ended)| !ended && model.now < expires);
+                let open =
+                    model.grants.get(&professional).is_some_and(|&(expires, ended)| !ended && model.now < expires);
                 let result = world.app.end_break_glass(&contexts[professional][team], patient);
                 prop_assert_eq!(result.is_ok(), open, "end break glass {:?}", result);
                 if open {
@@ -212,8 +256,15 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let facts = model.record_facts(professional, team);
                 let expected = kith_core::access::decide_write(&facts).is_allowed();
                 let label = label.map(|index| PrivacyLabel::ALL[index]);
-                let new = NewEntry { kind: EntryKind::Note, label, title: Title::parse("note").unwrap(), body: String::new(), effective_at: model.now };
-                let result = world.app.add_entry(&EntryAuthor::Professional(&contexts[professional][team]), patient, &new);
+                let new = NewEntry {
+                    kind: EntryKind::Note,
+                    label,
+                    title: Title::parse("note").unwrap(),
+                    body: String::new(),
+                    effective_at: model.now,
+                };
+                let result =
+                    world.app.add_entry(&EntryAuthor::Professional(&contexts[professional][team]), patient, &new);
                 prop_assert_eq!(result.is_ok(), expected, "write {:?}", result);
                 if let Ok(entry) = result {
                     model.entries.push((entry.id, EntryFacts { label, authored_by: team_ids[team] }));
@@ -245,8 +296,8 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.now = world.app.now();
             }
         }
-        for professional in 0..3 {
-            for team in 0..3 {
+        for (professional, team_contexts) in contexts.iter().enumerate() {
+            for (team, context) in team_contexts.iter().enumerate() {
                 // The store's SQL filter on its own, with the scope the rule gives for the
                 // model's facts: it must admit exactly what the rule admits (the use case
                 // also re-checks each entry, which would hide a filter that admits too much).
@@ -260,12 +311,16 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .map(|entry| entry.id)
                     .collect();
                 filtered.sort();
-                let mut admitted: Vec<EntryId> =
-                    model.entries.iter().filter(|(_, entry)| decide_entry(&facts, entry).is_allowed()).map(|(id, _)| *id).collect();
+                let mut admitted: Vec<EntryId> = model
+                    .entries
+                    .iter()
+                    .filter(|(_, entry)| decide_entry(&facts, entry).is_allowed())
+                    .map(|(id, _)| *id)
+                    .collect();
                 admitted.sort();
                 prop_assert_eq!(filtered, admitted, "SQL filter, professional {} team {}", professional, team);
 
-                let shown = world.app.read_record(&contexts[professional][team], patient);
+                let shown = world.app.read_record(context, patient);
                 let expected = model.expected_read(professional, team);
                 match (&shown, &expected) {
                     (Ok(view), Some(expected)) => {
@@ -274,12 +329,19 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(&ids, expected, "professional {} team {}", professional, team);
                         for visible in &view.entries {
                             let facts = model.record_facts(professional, team);
-                            let entry = EntryFacts { label: visible.entry.label, authored_by: visible.entry.authored_by };
-                            prop_assert_eq!(Decision::Allow(visible.basis).basis().map(|b| b.code()), decide_entry(&facts, &entry).basis().map(|b| b.code()));
+                            let entry =
+                                EntryFacts { label: visible.entry.label, authored_by: visible.entry.authored_by };
+                            prop_assert_eq!(
+                                Decision::Allow(visible.basis).basis().map(|b| b.code()),
+                                decide_entry(&facts, &entry).basis().map(|b| b.code())
+                            );
                         }
                     }
                     (Err(AppError::Denied), None) => {}
-                    _ => prop_assert!(false, "professional {professional} team {team}: shown {shown:?}, rule says {expected:?}"),
+                    _ => prop_assert!(
+                        false,
+                        "professional {professional} team {team}: shown {shown:?}, rule says {expected:?}"
+                    ),
                 }
             }
         }

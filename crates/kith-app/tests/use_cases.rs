@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use kith_app::*;
-use kith_core::audit::{Channel, ChainBreak};
+use kith_core::audit::{ChainBreak, Channel};
 use kith_core::consent::ConsentRefusal;
 use kith_core::patient::{EntryKind, NhsNumber};
 use kith_core::team::{MembershipRole, MembershipStatus, TeamRuleViolation};
@@ -39,7 +39,10 @@ fn a_live_team_keeps_two_coordinators() {
         // Go-live: refused with one coordinator, accepted with two.
         world.add_member("gum", "g1@example.org", MembershipRole::Coordinator);
         let refused = world.app.go_live(&op, &code(), &alias("gum")).unwrap_err();
-        assert!(matches!(refused, AppError::TeamRule(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1 })), "{refused}");
+        assert!(
+            matches!(refused, AppError::TeamRule(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1 })),
+            "{refused}"
+        );
         assert!(refused.to_string().contains("Appoint another coordinator first"));
         world.add_member("gum", "g2@example.org", MembershipRole::Coordinator);
         world.app.go_live(&op, &code(), &alias("gum")).unwrap();
@@ -47,42 +50,85 @@ fn a_live_team_keeps_two_coordinators() {
         // Deactivating or demoting one of the last two is refused with what to do instead.
         let refused = world
             .app
-            .set_membership_status(&op, &code(), &alias("mh"), &email("c1@example.org"), MembershipStatus::Deactivated, false)
+            .set_membership_status(
+                &op,
+                &code(),
+                &alias("mh"),
+                &email("c1@example.org"),
+                MembershipStatus::Deactivated,
+                false,
+            )
             .unwrap_err();
         assert!(refused.to_string().contains("Appoint another coordinator first"), "{refused}");
         let refused = world
             .app
-            .set_membership_role(&op, &code(), &alias("mh"), &email("c1@example.org"), MembershipRole::Professional, false)
+            .set_membership_role(
+                &op,
+                &code(),
+                &alias("mh"),
+                &email("c1@example.org"),
+                MembershipRole::Professional,
+                false,
+            )
             .unwrap_err();
-        assert!(matches!(refused, AppError::TeamRule(TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 })));
+        assert!(matches!(
+            refused,
+            AppError::TeamRule(TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 })
+        ));
 
         // With a third coordinator it is allowed; the operator may force it, audited.
         world.add_member("mh", "c3@example.org", MembershipRole::Coordinator);
         let change = world
             .app
-            .set_membership_status(&op, &code(), &alias("mh"), &email("c1@example.org"), MembershipStatus::Deactivated, false)
+            .set_membership_status(
+                &op,
+                &code(),
+                &alias("mh"),
+                &email("c1@example.org"),
+                MembershipStatus::Deactivated,
+                false,
+            )
             .unwrap();
         assert_eq!(change.overridden, None);
         let forced = world
             .app
-            .set_membership_status(&op, &code(), &alias("mh"), &email("c2@example.org"), MembershipStatus::Deactivated, true)
+            .set_membership_status(
+                &op,
+                &code(),
+                &alias("mh"),
+                &email("c2@example.org"),
+                MembershipStatus::Deactivated,
+                true,
+            )
             .unwrap();
         assert!(forced.overridden.is_some());
         let events = world.app.audit_events(None, 1000).unwrap();
         let last = events.last().unwrap();
-        assert_eq!((last.record.action.as_str(), last.record.outcome.as_str()), ("membership.deactivate", "overridden"));
+        assert_eq!(
+            (last.record.action.as_str(), last.record.outcome.as_str()),
+            ("membership.deactivate", "overridden")
+        );
         assert!(last.record.reason.as_deref().unwrap().contains("forced by the operator"));
 
         // Deactivation is per team: the same person's other membership is untouched.
         world.add_member("gum", "c1@example.org", MembershipRole::Professional);
         let teams = world.app.teams_with_members(&code()).unwrap();
         let gum = teams.iter().find(|(team, _)| team.alias.as_str() == "gum").unwrap();
-        assert!(gum.1.iter().any(|(m, a)| a.email.as_str() == "c1@example.org" && m.status == MembershipStatus::Active));
+        assert!(
+            gum.1.iter().any(|(m, a)| a.email.as_str() == "c1@example.org" && m.status == MembershipStatus::Active)
+        );
 
         // Nothing to change is said plainly.
         let again = world
             .app
-            .set_membership_status(&op, &code(), &alias("mh"), &email("c1@example.org"), MembershipStatus::Deactivated, false)
+            .set_membership_status(
+                &op,
+                &code(),
+                &alias("mh"),
+                &email("c1@example.org"),
+                MembershipStatus::Deactivated,
+                false,
+            )
             .unwrap_err();
         assert!(matches!(again, AppError::Conflict(_)), "{again}");
     });
@@ -115,7 +161,10 @@ fn professionals_see_what_the_rule_allows_and_every_read_is_audited() {
         assert_eq!(reads[0].1, "allowed");
         assert_eq!(reads[0].2.as_deref(), Some("consent"));
         assert_eq!(reads[1].1, "denied");
-        assert_eq!(reads[1].3.as_deref(), Some("no active care link, authored data or break-glass grant for the patient"));
+        assert_eq!(
+            reads[1].3.as_deref(),
+            Some("no active care link, authored data or break-glass grant for the patient")
+        );
         assert_eq!(reads[2].3.as_deref(), Some("coordinator membership grants no clinical access"));
     });
 }
@@ -146,7 +195,11 @@ fn breaking_the_glass_shows_everything_until_it_expires() {
         let opened = actions.iter().find(|(action, ..)| action == "break_glass.open").unwrap();
         assert_eq!(opened.2.as_deref(), Some("break_glass"));
         assert_eq!(opened.3.as_deref(), Some("Unconscious in the emergency department"));
-        assert!(actions.iter().any(|(action, _, basis, _)| action == "record.read" && basis.as_deref() == Some("break_glass")));
+        assert!(
+            actions
+                .iter()
+                .any(|(action, _, basis, _)| action == "record.read" && basis.as_deref() == Some("break_glass"))
+        );
         assert!(actions.iter().any(|(action, ..)| action == "break_glass.end"));
     });
 }
@@ -171,7 +224,9 @@ fn a_team_keeps_its_own_data_after_discharge() {
             )
             .unwrap();
         let before = world.app.read_record(&pro, world.patient.id).unwrap();
-        assert!(before.entries.iter().any(|v| v.entry.id == own.id && v.basis == Basis::OwnTeamData { team: pro.team }));
+        assert!(
+            before.entries.iter().any(|v| v.entry.id == own.id && v.basis == Basis::OwnTeamData { team: pro.team })
+        );
 
         world.app.discharge_patient(&LinkActor::Operator(&op), world.patient.id, &code(), &alias("mh")).unwrap();
         let after = world.app.read_record(&pro, world.patient.id).unwrap();
@@ -182,7 +237,13 @@ fn a_team_keeps_its_own_data_after_discharge() {
         let refused = world.app.add_entry(
             &EntryAuthor::Professional(&pro),
             world.patient.id,
-            &NewEntry { kind: EntryKind::Note, label: None, title: Title::parse("x").unwrap(), body: String::new(), effective_at: START },
+            &NewEntry {
+                kind: EntryKind::Note,
+                label: None,
+                title: Title::parse("x").unwrap(),
+                body: String::new(),
+                effective_at: START,
+            },
         );
         assert!(matches!(refused, Err(AppError::Denied)));
 
@@ -196,39 +257,67 @@ fn a_team_keeps_its_own_data_after_discharge() {
 fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
     each_world(|world| {
         let op = operator();
-        let account = world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
+        let account =
+            world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
         let pro = world.context("mh", "pro@example.org");
 
         // The patient narrows the team's view to general health.
         let patient_actor = ConsentActor::Patient { account: account.id, channel: Channel::Web };
-        world.app.change_consent(&patient_actor, world.patient.id, pro.team, LabelSet::from_labels([PrivacyLabel::General])).unwrap();
+        world
+            .app
+            .change_consent(&patient_actor, world.patient.id, pro.team, LabelSet::from_labels([PrivacyLabel::General]))
+            .unwrap();
         assert_eq!(labels_seen(&world.app.read_record(&pro, world.patient.id).unwrap()), vec![PrivacyLabel::General]);
 
         // A professional needs a reason; with one, the change is made and the patient told.
-        let no_reason = world.app.change_consent(&ConsentActor::Professional { context: &pro, reason: None }, world.patient.id, pro.team, LabelSet::ALL);
+        let no_reason = world.app.change_consent(
+            &ConsentActor::Professional { context: &pro, reason: None },
+            world.patient.id,
+            pro.team,
+            LabelSet::ALL,
+        );
         assert!(matches!(no_reason, Err(AppError::Consent(ConsentRefusal::ReasonRequired))));
         let reason = Reason::parse("Patient asked in clinic to share everything").unwrap();
         world
             .app
-            .change_consent(&ConsentActor::Professional { context: &pro, reason: Some(&reason) }, world.patient.id, pro.team, LabelSet::ALL)
+            .change_consent(
+                &ConsentActor::Professional { context: &pro, reason: Some(&reason) },
+                world.patient.id,
+                pro.team,
+                LabelSet::ALL,
+            )
             .unwrap();
         assert_eq!(labels_seen(&world.app.read_record(&pro, world.patient.id).unwrap()), PrivacyLabel::ALL.to_vec());
         let outbox = world.app.store().read(|tx| tx.outbox(100)).unwrap();
-        assert!(outbox.iter().any(|row| row.message.template == "consent_changed_patient" && row.message.recipient == "ngozi@example.org"));
+        assert!(outbox.iter().any(
+            |row| row.message.template == "consent_changed_patient" && row.message.recipient == "ngozi@example.org"
+        ));
 
         // Someone else's account cannot change this patient's consent.
         let other = world.add_member("gum", "gum2@example.org", MembershipRole::Professional);
         let intruder = ConsentActor::Patient { account: other.account.id, channel: Channel::Web };
-        assert!(matches!(world.app.change_consent(&intruder, world.patient.id, pro.team, LabelSet::EMPTY), Err(AppError::Denied)));
+        assert!(matches!(
+            world.app.change_consent(&intruder, world.patient.id, pro.team, LabelSet::EMPTY),
+            Err(AppError::Denied)
+        ));
         // A coordinator cannot change it on the patient's behalf.
         let coordinator = world.context("mh", "c1@example.org");
-        let refused = world.app.change_consent(&ConsentActor::Professional { context: &coordinator, reason: Some(&reason) }, world.patient.id, pro.team, LabelSet::EMPTY);
+        let refused = world.app.change_consent(
+            &ConsentActor::Professional { context: &coordinator, reason: Some(&reason) },
+            world.patient.id,
+            pro.team,
+            LabelSet::EMPTY,
+        );
         assert!(matches!(refused, Err(AppError::Denied)));
 
         let actions = audit_actions(&world);
         let changes: Vec<_> = actions.iter().filter(|(action, ..)| action == "consent.change").collect();
         assert_eq!(changes.iter().filter(|c| c.1 == "allowed").count(), 2);
-        assert!(changes.iter().any(|c| c.2.as_deref() == Some("on_behalf_of_patient") && c.3.as_deref() == Some(reason.as_str())));
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.2.as_deref() == Some("on_behalf_of_patient") && c.3.as_deref() == Some(reason.as_str()))
+        );
         assert!(changes.iter().filter(|c| c.1 == "denied").count() >= 3);
     });
 }
@@ -237,7 +326,8 @@ fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
 fn patients_read_their_own_record_and_see_who_looked() {
     each_world(|world| {
         let op = operator();
-        let account = world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
+        let account =
+            world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
         let own = world.app.read_own_record(account.id, Channel::Web).unwrap();
         assert_eq!(own.entries.len(), 4);
         assert_eq!(own.basis, Basis::SelfAccess);
@@ -274,7 +364,10 @@ fn a_privacy_officer_locks_a_record_down() {
         let pro = world.context("mh", "pro@example.org");
         let reason = Reason::parse("Patient request after safeguarding concern").unwrap();
         // Not yet an officer: refused.
-        assert!(matches!(world.app.set_sharing_disabled(officer.account.id, world.patient.id, true, &reason), Err(AppError::Denied)));
+        assert!(matches!(
+            world.app.set_sharing_disabled(officer.account.id, world.patient.id, true, &reason),
+            Err(AppError::Denied)
+        ));
         world.app.appoint_privacy_officer(&op, &code(), &email("privacy@example.org")).unwrap();
         world.app.set_sharing_disabled(officer.account.id, world.patient.id, true, &reason).unwrap();
 
@@ -305,13 +398,28 @@ fn bad_input_is_refused_and_nothing_is_half_written() {
                 teams: vec![alias("mh")],
             },
         );
-        assert!(matches!(&duplicate, Err(AppError::Conflict(message)) if message.contains("943 476 5919")), "{duplicate:?}");
+        assert!(
+            matches!(&duplicate, Err(AppError::Conflict(message)) if message.contains("943 476 5919")),
+            "{duplicate:?}"
+        );
         let unknown_team = world.app.create_patient(
             &op,
-            &NewPatient { organisation: code(), demographics: demographics("New"), nhs_number: None, local_identifiers: vec![], teams: vec![alias("nope")] },
+            &NewPatient {
+                organisation: code(),
+                demographics: demographics("New"),
+                nhs_number: None,
+                local_identifiers: vec![],
+                teams: vec![alias("nope")],
+            },
         );
         assert!(matches!(&unknown_team, Err(AppError::NotFound(message)) if message.contains("nope")));
-        let unknown_org = world.app.create_team(&op, &kith_core::text::OrganisationCode::parse("ZZZ").unwrap(), &Name::parse("n", "x").unwrap(), &alias("x"), LabelSet::EMPTY);
+        let unknown_org = world.app.create_team(
+            &op,
+            &kith_core::text::OrganisationCode::parse("ZZZ").unwrap(),
+            &Name::parse("n", "x").unwrap(),
+            &alias("x"),
+            LabelSet::EMPTY,
+        );
         assert!(matches!(unknown_org, Err(AppError::NotFound(_))));
         assert_eq!(world.app.audit_events(None, 100_000).unwrap().len(), before, "refusals write nothing");
         assert!(matches!(
@@ -338,6 +446,37 @@ fn the_audit_trail_verifies_until_someone_changes_it() {
             }
         };
         world.database.execute_raw(tamper).unwrap();
-        assert_eq!(world.app.verify_audit().unwrap(), AuditVerification::Broken(ChainBreak::Removed { after: 4, found: 6 }));
+        assert_eq!(
+            world.app.verify_audit().unwrap(),
+            AuditVerification::Broken(ChainBreak::Removed { after: 4, found: 6 })
+        );
+    });
+}
+
+#[test]
+fn the_patient_record_team_sees_nothing_until_it_is_granted_access() {
+    each_world(|world| {
+        world.add_member("prt", "data.quality@example.org", MembershipRole::Professional);
+        let data_quality = world.context("prt", "data.quality@example.org");
+        // Every record is in the PRT and its feed data was filed by the PRT, yet it sees no
+        // entries: it knows who the patient is, nothing more.
+        let view = world.app.read_record(&data_quality, world.patient.id).unwrap();
+        assert!(view.entries.is_empty(), "{:?}", view.entries);
+        assert!(view.some_hidden);
+        // Adding general health for the PRT on the patient's behalf (audited, with a reason).
+        let reason = Reason::parse("Data quality: duplicate record investigation").unwrap();
+        world
+            .app
+            .change_consent(
+                &ConsentActor::Professional { context: &data_quality, reason: Some(&reason) },
+                world.patient.id,
+                data_quality.team,
+                LabelSet::from_labels([PrivacyLabel::General]),
+            )
+            .unwrap();
+        assert_eq!(
+            labels_seen(&world.app.read_record(&data_quality, world.patient.id).unwrap()),
+            vec![PrivacyLabel::General]
+        );
     });
 }

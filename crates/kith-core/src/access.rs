@@ -6,6 +6,11 @@
 //! 2. X has an active care link to T whose labels include E's label, **or** E was authored
 //!    by T (a team always sees its own data, even after discharge).
 //!
+//! The Patient Record Team is the exception to "a team sees its own data": what it holds
+//! is the organisation's record, filed from the organisation's feeds, and it has no access
+//! by default. Its professionals (the data quality team) see entries only through labels
+//! the patient — or someone on their behalf — granted it, or by breaking the glass.
+//!
 //! P may instead see all of X's record while an unexpired break-glass grant (P, X) exists,
 //! unless X's sharing is disabled. An entry with no label is visible only to a team holding
 //! all four labels. Sharing disabled leaves a team only its own data.
@@ -18,7 +23,7 @@ use std::fmt;
 
 use crate::ids::{BreakGlassId, TeamId};
 use crate::label::{LabelSet, PrivacyLabel};
-use crate::team::{AccountStatus, MembershipRole, MembershipStatus};
+use crate::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use crate::time::Timestamp;
 
 /// Why access was allowed. Every audit event of a read or write of patient data names one.
@@ -60,11 +65,7 @@ impl Basis {
                 Basis::BreakGlass { .. } => 4,
             }
         }
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
+        if rank(other) > rank(self) { other } else { self }
     }
 }
 
@@ -91,9 +92,7 @@ impl fmt::Display for DenyReason {
         match self {
             DenyReason::AccountNotActive(status) => write!(f, "account is {status}, not active"),
             DenyReason::NotAMemberOfTeam => f.write_str("not a member of the acting team"),
-            DenyReason::MembershipDeactivated => {
-                f.write_str("membership of the acting team is deactivated")
-            }
+            DenyReason::MembershipDeactivated => f.write_str("membership of the acting team is deactivated"),
             DenyReason::CoordinatorRoleHasNoClinicalAccess => {
                 f.write_str("coordinator membership grants no clinical access")
             }
@@ -104,16 +103,12 @@ impl fmt::Display for DenyReason {
                 f.write_str("entry has no label and the team does not hold all four labels")
             }
             DenyReason::SharingDisabled => f.write_str("sharing is disabled on the record"),
-            DenyReason::NoRelationshipWithPatient => f.write_str(
-                "no active care link, authored data or break-glass grant for the patient",
-            ),
-            DenyReason::PatientNotInOrganisation => {
-                f.write_str("patient is not in the acting team's organisation")
+            DenyReason::NoRelationshipWithPatient => {
+                f.write_str("no active care link, authored data or break-glass grant for the patient")
             }
+            DenyReason::PatientNotInOrganisation => f.write_str("patient is not in the acting team's organisation"),
             DenyReason::NotTheirRecord => f.write_str("not the account of this patient"),
-            DenyReason::NotPrivacyOfficer => {
-                f.write_str("not a privacy officer of an organisation the patient is in")
-            }
+            DenyReason::NotPrivacyOfficer => f.write_str("not a privacy officer of an organisation the patient is in"),
         }
     }
 }
@@ -172,6 +167,8 @@ impl BreakGlassFacts {
 pub struct RecordAccessFacts {
     pub now: Timestamp,
     pub acting_team: TeamId,
+    /// Only a speciality team sees its own data without consent (see the module docs).
+    pub acting_team_kind: TeamKind,
     pub account_status: AccountStatus,
     /// P's membership of the acting team, if any.
     pub membership: Option<MembershipFacts>,
@@ -202,33 +199,25 @@ pub enum RecordScope {
         consented: LabelSet,
         /// Why `consented` is empty when there is no active link, for the audit trail.
         consent_gap: Option<DenyReason>,
+        /// Entries the team authored are visible (a speciality team; not the PRT).
+        own_team_data: bool,
         /// An unexpired break-the-glass grant: then every entry is visible.
         break_glass: Option<BreakGlassId>,
     },
 }
 
 /// Precondition 1 of the rule: an active account with an active professional membership.
-fn check_professional(
-    account_status: AccountStatus,
-    membership: Option<MembershipFacts>,
-) -> Result<(), DenyReason> {
+fn check_professional(account_status: AccountStatus, membership: Option<MembershipFacts>) -> Result<(), DenyReason> {
     if account_status != AccountStatus::Active {
         return Err(DenyReason::AccountNotActive(account_status));
     }
     match membership {
         None => Err(DenyReason::NotAMemberOfTeam),
-        Some(MembershipFacts {
-            status: MembershipStatus::Deactivated,
-            ..
-        }) => Err(DenyReason::MembershipDeactivated),
-        Some(MembershipFacts {
-            role: MembershipRole::Coordinator,
-            ..
-        }) => Err(DenyReason::CoordinatorRoleHasNoClinicalAccess),
-        Some(MembershipFacts {
-            role: MembershipRole::Professional,
-            status: MembershipStatus::Active,
-        }) => Ok(()),
+        Some(MembershipFacts { status: MembershipStatus::Deactivated, .. }) => Err(DenyReason::MembershipDeactivated),
+        Some(MembershipFacts { role: MembershipRole::Coordinator, .. }) => {
+            Err(DenyReason::CoordinatorRoleHasNoClinicalAccess)
+        }
+        Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }) => Ok(()),
     }
 }
 
@@ -242,27 +231,20 @@ pub fn record_scope(facts: &RecordAccessFacts) -> RecordScope {
     } else {
         match facts.care_link {
             None => (LabelSet::EMPTY, Some(DenyReason::NoCareLink)),
-            Some(CareLinkFacts { active: false, .. }) => {
-                (LabelSet::EMPTY, Some(DenyReason::CareLinkDischarged))
-            }
-            Some(CareLinkFacts {
-                labels,
-                active: true,
-            }) => (labels, None),
+            Some(CareLinkFacts { active: false, .. }) => (LabelSet::EMPTY, Some(DenyReason::CareLinkDischarged)),
+            Some(CareLinkFacts { labels, active: true }) => (labels, None),
         }
     };
     let break_glass = if facts.sharing_disabled {
         None
     } else {
-        facts
-            .break_glass
-            .filter(|grant| grant.is_active(facts.now))
-            .map(|grant| grant.grant)
+        facts.break_glass.filter(|grant| grant.is_active(facts.now)).map(|grant| grant.grant)
     };
     RecordScope::Visible {
         team: facts.acting_team,
         consented,
         consent_gap,
+        own_team_data: facts.acting_team_kind == TeamKind::Speciality,
         break_glass,
     }
 }
@@ -270,14 +252,11 @@ pub fn record_scope(facts: &RecordAccessFacts) -> RecordScope {
 impl RecordScope {
     /// The rule for one entry.
     pub fn decide(&self, entry: &EntryFacts) -> Decision {
-        let (team, consented, consent_gap, break_glass) = match *self {
+        let (team, consented, consent_gap, own_team_data, break_glass) = match *self {
             RecordScope::Denied(reason) => return Decision::Deny(reason),
-            RecordScope::Visible {
-                team,
-                consented,
-                consent_gap,
-                break_glass,
-            } => (team, consented, consent_gap, break_glass),
+            RecordScope::Visible { team, consented, consent_gap, own_team_data, break_glass } => {
+                (team, consented, consent_gap, own_team_data, break_glass)
+            }
         };
         let consent_covers = match entry.label {
             Some(label) => consented.contains(label),
@@ -286,7 +265,7 @@ impl RecordScope {
         if consent_covers {
             return Decision::Allow(Basis::Consent { team });
         }
-        if entry.authored_by == team {
+        if own_team_data && entry.authored_by == team {
             return Decision::Allow(Basis::OwnTeamData { team });
         }
         if let Some(grant) = break_glass {
@@ -314,19 +293,9 @@ pub fn decide_entry(facts: &RecordAccessFacts, entry: &EntryFacts) -> Decision {
 pub fn decide_write(facts: &RecordAccessFacts) -> Decision {
     match record_scope(facts) {
         RecordScope::Denied(reason) => Decision::Deny(reason),
-        RecordScope::Visible {
-            team,
-            consent_gap: None,
-            ..
-        } => Decision::Allow(Basis::Consent { team }),
-        RecordScope::Visible {
-            break_glass: Some(grant),
-            ..
-        } => Decision::Allow(Basis::BreakGlass { grant }),
-        RecordScope::Visible {
-            consent_gap: Some(reason),
-            ..
-        } => Decision::Deny(reason),
+        RecordScope::Visible { team, consent_gap: None, .. } => Decision::Allow(Basis::Consent { team }),
+        RecordScope::Visible { break_glass: Some(grant), .. } => Decision::Allow(Basis::BreakGlass { grant }),
+        RecordScope::Visible { consent_gap: Some(reason), .. } => Decision::Deny(reason),
     }
 }
 
@@ -334,6 +303,7 @@ pub fn decide_write(facts: &RecordAccessFacts) -> Decision {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TeamRelationFacts {
     pub team: TeamId,
+    pub kind: TeamKind,
     pub membership: MembershipFacts,
     /// X has an active care link to the team.
     pub care_link_active: bool,
@@ -352,26 +322,23 @@ pub struct DemographicsFacts {
 }
 
 /// Demographics of X are visible to P when X has an active care link to a team where P is
-/// an active professional, when one of those teams authored entries in X's record, or
+/// an active professional, when one of those (speciality) teams authored entries in X's record, or
 /// under break glass (never with sharing disabled, which leaves only the team-data view).
 pub fn decide_demographics(facts: &DemographicsFacts) -> Decision {
     if facts.account_status != AccountStatus::Active {
         return Decision::Deny(DenyReason::AccountNotActive(facts.account_status));
     }
-    let clinical_teams = facts.teams.iter().filter(|relation| {
-        check_professional(AccountStatus::Active, Some(relation.membership)).is_ok()
-    });
+    let clinical_teams = facts
+        .teams
+        .iter()
+        .filter(|relation| check_professional(AccountStatus::Active, Some(relation.membership)).is_ok());
     let mut own_data = None;
     for relation in clinical_teams {
         if relation.care_link_active && !facts.sharing_disabled {
-            return Decision::Allow(Basis::Consent {
-                team: relation.team,
-            });
+            return Decision::Allow(Basis::Consent { team: relation.team });
         }
-        if relation.authored_entries && own_data.is_none() {
-            own_data = Some(Basis::OwnTeamData {
-                team: relation.team,
-            });
+        if relation.authored_entries && relation.kind == TeamKind::Speciality && own_data.is_none() {
+            own_data = Some(Basis::OwnTeamData { team: relation.team });
         }
     }
     if let Some(basis) = own_data {

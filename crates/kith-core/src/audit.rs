@@ -44,15 +44,9 @@ impl Channel {
         }
     }
     pub fn from_code(code: &str) -> Option<Self> {
-        [
-            Channel::Cli,
-            Channel::Web,
-            Channel::Fhir,
-            Channel::Hl7,
-            Channel::System,
-        ]
-        .into_iter()
-        .find(|channel| channel.code() == code)
+        [Channel::Cli, Channel::Web, Channel::Fhir, Channel::Hl7, Channel::System]
+            .into_iter()
+            .find(|channel| channel.code() == code)
     }
 }
 
@@ -73,9 +67,7 @@ impl Outcome {
         }
     }
     pub fn from_code(code: &str) -> Option<Self> {
-        [Outcome::Allowed, Outcome::Denied, Outcome::Overridden]
-            .into_iter()
-            .find(|o| o.code() == code)
+        [Outcome::Allowed, Outcome::Denied, Outcome::Overridden].into_iter().find(|o| o.code() == code)
     }
 }
 
@@ -186,24 +178,12 @@ pub fn event_hash(prev_hash: &[u8; 32], seq: i64, record: &StoredAuditRecord) ->
     hasher.update(seq.to_be_bytes());
     hasher.update(record.at.as_micros().to_be_bytes());
     field(&mut hasher, record.actor_kind.as_bytes());
-    optional(
-        &mut hasher,
-        id(record.actor_account.map(|a| a.as_uuid())).as_deref(),
-    );
+    optional(&mut hasher, id(record.actor_account.map(|a| a.as_uuid())).as_deref());
     optional(&mut hasher, record.actor_name.as_deref());
     field(&mut hasher, record.channel.as_bytes());
-    optional(
-        &mut hasher,
-        id(record.organisation.map(|o| o.as_uuid())).as_deref(),
-    );
-    optional(
-        &mut hasher,
-        id(record.acting_team.map(|t| t.as_uuid())).as_deref(),
-    );
-    optional(
-        &mut hasher,
-        id(record.patient.map(|p| p.as_uuid())).as_deref(),
-    );
+    optional(&mut hasher, id(record.organisation.map(|o| o.as_uuid())).as_deref());
+    optional(&mut hasher, id(record.acting_team.map(|t| t.as_uuid())).as_deref());
+    optional(&mut hasher, id(record.patient.map(|p| p.as_uuid())).as_deref());
     field(&mut hasher, record.action.as_bytes());
     field(&mut hasher, record.outcome.as_bytes());
     optional(&mut hasher, record.basis.as_deref());
@@ -231,16 +211,11 @@ pub enum ChainBreak {
 impl fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChainBreak::Changed { seq } => write!(
-                f,
-                "audit event {seq} was changed: its contents do not match its hash"
-            ),
+            ChainBreak::Changed { seq } => {
+                write!(f, "audit event {seq} was changed: its contents do not match its hash")
+            }
             ChainBreak::Removed { after, found } if found - after == 2 => {
-                write!(
-                    f,
-                    "audit event {} was removed: event {found} follows event {after}",
-                    after + 1
-                )
+                write!(f, "audit event {} was removed: event {found} follows event {after}", after + 1)
             }
             ChainBreak::Removed { after, found } => {
                 write!(
@@ -251,11 +226,7 @@ impl fmt::Display for ChainBreak {
                 )
             }
             ChainBreak::Reordered { seq } => {
-                write!(
-                    f,
-                    "audit event {seq} does not follow event {}: events were reordered or replaced",
-                    seq - 1
-                )
+                write!(f, "audit event {seq} does not follow event {}: events were reordered or replaced", seq - 1)
             }
             ChainBreak::HeadMismatch { head_seq, last_seq } => write!(
                 f,
@@ -275,11 +246,7 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self {
-            last_seq: 0,
-            last_hash: GENESIS_HASH,
-            checked: 0,
-        }
+        Self { last_seq: 0, last_hash: GENESIS_HASH, checked: 0 }
     }
 }
 
@@ -290,10 +257,7 @@ impl ChainVerifier {
             return Err(ChainBreak::Changed { seq: event.seq });
         }
         if event.seq > self.last_seq + 1 {
-            return Err(ChainBreak::Removed {
-                after: self.last_seq,
-                found: event.seq,
-            });
+            return Err(ChainBreak::Removed { after: self.last_seq, found: event.seq });
         }
         if event.seq != self.last_seq + 1 || event.prev_hash != self.last_hash {
             return Err(ChainBreak::Reordered { seq: event.seq });
@@ -307,10 +271,7 @@ impl ChainVerifier {
     /// Checks that the chain ends where its head says it does.
     pub fn finish(&self, head_seq: i64, head_hash: &[u8; 32]) -> Result<u64, ChainBreak> {
         if head_seq != self.last_seq || *head_hash != self.last_hash {
-            return Err(ChainBreak::HeadMismatch {
-                head_seq,
-                last_seq: self.last_seq,
-            });
+            return Err(ChainBreak::HeadMismatch { head_seq, last_seq: self.last_seq });
         }
         Ok(self.checked)
     }
@@ -347,12 +308,7 @@ mod tests {
                 let stored = StoredAuditRecord::from(&record(action));
                 let seq = index as i64 + 1;
                 let hash = event_hash(&prev, seq, &stored);
-                let event = ChainedEvent {
-                    seq,
-                    record: stored,
-                    prev_hash: prev,
-                    hash,
-                };
+                let event = ChainedEvent { seq, record: stored, prev_hash: prev, hash };
                 prev = hash;
                 event
             })
@@ -384,10 +340,7 @@ mod tests {
 
         let mut removed = events.clone();
         removed.remove(1);
-        assert_eq!(
-            verify(&removed, head),
-            Err(ChainBreak::Removed { after: 1, found: 3 })
-        );
+        assert_eq!(verify(&removed, head), Err(ChainBreak::Removed { after: 1, found: 3 }));
         assert_eq!(
             ChainBreak::Removed { after: 1, found: 3 }.to_string(),
             "audit event 2 was removed: event 3 follows event 1"
@@ -399,21 +352,12 @@ mod tests {
 
         let mut truncated = events.clone();
         truncated.pop();
-        assert_eq!(
-            verify(&truncated, head),
-            Err(ChainBreak::HeadMismatch {
-                head_seq: 4,
-                last_seq: 3
-            })
-        );
+        assert_eq!(verify(&truncated, head), Err(ChainBreak::HeadMismatch { head_seq: 4, last_seq: 3 }));
 
         // Rewriting an event and recomputing its hash still breaks the link to the next one.
         let mut rehashed = events.clone();
         rehashed[1].record.action = "forged".into();
         rehashed[1].hash = event_hash(&rehashed[1].prev_hash, 2, &rehashed[1].record);
-        assert_eq!(
-            verify(&rehashed, head),
-            Err(ChainBreak::Reordered { seq: 3 })
-        );
+        assert_eq!(verify(&rehashed, head), Err(ChainBreak::Reordered { seq: 3 }));
     }
 }

@@ -3,9 +3,7 @@
 
 use crate::access::{DenyReason, MembershipFacts};
 use crate::label::LabelSet;
-use crate::team::{
-    AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus, coded_enum,
-};
+use crate::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus, coded_enum};
 use crate::text::Reason;
 
 coded_enum!(
@@ -35,9 +33,7 @@ pub enum ConsentRefusal {
     SharingDisabled,
     #[error("the team is closed")]
     TeamClosed,
-    #[error(
-        "the patient is not in the team's organisation: add them to its Patient Record Team first"
-    )]
+    #[error("the patient is not in the team's organisation: add them to its Patient Record Team first")]
     PatientNotInOrganisation,
     #[error("the patient is not in this team: bring them into the team first")]
     NotInTeam,
@@ -78,11 +74,7 @@ pub enum ConsentChanger<'a> {
     /// The patient, on their own record.
     Patient { account_status: AccountStatus },
     /// A professional of the team, on the patient's behalf.
-    Professional {
-        account_status: AccountStatus,
-        membership: Option<MembershipFacts>,
-        reason: Option<&'a Reason>,
-    },
+    Professional { account_status: AccountStatus, membership: Option<MembershipFacts>, reason: Option<&'a Reason> },
 }
 
 /// The facts about a consent change on the link (X, T).
@@ -104,37 +96,21 @@ pub fn decide_consent_change(
     let basis = match changer {
         ConsentChanger::Patient { account_status } => {
             if *account_status != AccountStatus::Active {
-                return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(
-                    *account_status,
-                )));
+                return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(*account_status)));
             }
             LinkBasis::PatientChoice
         }
-        ConsentChanger::Professional {
-            account_status,
-            membership,
-            reason,
-        } => {
+        ConsentChanger::Professional { account_status, membership, reason } => {
             if *account_status != AccountStatus::Active {
-                return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(
-                    *account_status,
-                )));
+                return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(*account_status)));
             }
             match membership {
                 None => return Err(ConsentRefusal::Denied(DenyReason::NotAMemberOfTeam)),
-                Some(MembershipFacts {
-                    status: MembershipStatus::Deactivated,
-                    ..
-                }) => {
+                Some(MembershipFacts { status: MembershipStatus::Deactivated, .. }) => {
                     return Err(ConsentRefusal::Denied(DenyReason::MembershipDeactivated));
                 }
-                Some(MembershipFacts {
-                    role: MembershipRole::Coordinator,
-                    ..
-                }) => {
-                    return Err(ConsentRefusal::Denied(
-                        DenyReason::CoordinatorRoleHasNoClinicalAccess,
-                    ));
+                Some(MembershipFacts { role: MembershipRole::Coordinator, .. }) => {
+                    return Err(ConsentRefusal::Denied(DenyReason::CoordinatorRoleHasNoClinicalAccess));
                 }
                 Some(_) => {}
             }
@@ -160,30 +136,17 @@ mod tests {
     use crate::label::PrivacyLabel;
 
     fn change(current: LabelSet, requested: LabelSet) -> ConsentChangeFacts {
-        ConsentChangeFacts {
-            link_active: true,
-            current,
-            requested,
-            sharing_disabled: false,
-        }
+        ConsentChangeFacts { link_active: true, current, requested, sharing_disabled: false }
     }
 
     #[test]
     fn patient_and_professional_consent_changes() {
         let general = LabelSet::EMPTY.with(PrivacyLabel::General);
-        let patient = ConsentChanger::Patient {
-            account_status: AccountStatus::Active,
-        };
-        assert_eq!(
-            decide_consent_change(&patient, &change(general, LabelSet::ALL)),
-            Ok(LinkBasis::PatientChoice)
-        );
+        let patient = ConsentChanger::Patient { account_status: AccountStatus::Active };
+        assert_eq!(decide_consent_change(&patient, &change(general, LabelSet::ALL)), Ok(LinkBasis::PatientChoice));
 
         let reason = Reason::parse("patient asked by phone").unwrap();
-        let member = Some(MembershipFacts {
-            role: MembershipRole::Professional,
-            status: MembershipStatus::Active,
-        });
+        let member = Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
         let professional = ConsentChanger::Professional {
             account_status: AccountStatus::Active,
             membership: member,
@@ -194,11 +157,8 @@ mod tests {
             Ok(LinkBasis::OnBehalfOfPatient)
         );
 
-        let no_reason = ConsentChanger::Professional {
-            account_status: AccountStatus::Active,
-            membership: member,
-            reason: None,
-        };
+        let no_reason =
+            ConsentChanger::Professional { account_status: AccountStatus::Active, membership: member, reason: None };
         assert_eq!(
             decide_consent_change(&no_reason, &change(LabelSet::EMPTY, general)),
             Err(ConsentRefusal::ReasonRequired)
@@ -206,44 +166,21 @@ mod tests {
 
         let coordinator = ConsentChanger::Professional {
             account_status: AccountStatus::Active,
-            membership: Some(MembershipFacts {
-                role: MembershipRole::Coordinator,
-                status: MembershipStatus::Active,
-            }),
+            membership: Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active }),
             reason: Some(&reason),
         };
         assert_eq!(
             decide_consent_change(&coordinator, &change(LabelSet::EMPTY, general)),
-            Err(ConsentRefusal::Denied(
-                DenyReason::CoordinatorRoleHasNoClinicalAccess
-            ))
+            Err(ConsentRefusal::Denied(DenyReason::CoordinatorRoleHasNoClinicalAccess))
         );
 
-        let locked = ConsentChangeFacts {
-            sharing_disabled: true,
-            ..change(general, LabelSet::ALL)
-        };
-        assert_eq!(
-            decide_consent_change(&patient, &locked),
-            Err(ConsentRefusal::SharingDisabled)
-        );
-        let narrowing = ConsentChangeFacts {
-            sharing_disabled: true,
-            ..change(general, LabelSet::EMPTY)
-        };
-        assert_eq!(
-            decide_consent_change(&patient, &narrowing),
-            Ok(LinkBasis::PatientChoice)
-        );
+        let locked = ConsentChangeFacts { sharing_disabled: true, ..change(general, LabelSet::ALL) };
+        assert_eq!(decide_consent_change(&patient, &locked), Err(ConsentRefusal::SharingDisabled));
+        let narrowing = ConsentChangeFacts { sharing_disabled: true, ..change(general, LabelSet::EMPTY) };
+        assert_eq!(decide_consent_change(&patient, &narrowing), Ok(LinkBasis::PatientChoice));
 
-        let discharged = ConsentChangeFacts {
-            link_active: false,
-            ..change(general, LabelSet::ALL)
-        };
-        assert_eq!(
-            decide_consent_change(&patient, &discharged),
-            Err(ConsentRefusal::NotInTeam)
-        );
+        let discharged = ConsentChangeFacts { link_active: false, ..change(general, LabelSet::ALL) };
+        assert_eq!(decide_consent_change(&patient, &discharged), Err(ConsentRefusal::NotInTeam));
     }
 
     #[test]
@@ -256,10 +193,7 @@ mod tests {
         };
         assert_eq!(check_new_link(&facts), Ok(()));
         assert_eq!(
-            check_new_link(&NewLinkFacts {
-                patient_in_organisation: false,
-                ..facts
-            }),
+            check_new_link(&NewLinkFacts { patient_in_organisation: false, ..facts }),
             Err(ConsentRefusal::PatientNotInOrganisation)
         );
         assert_eq!(
@@ -271,17 +205,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check_new_link(&NewLinkFacts {
-                sharing_disabled: true,
-                ..facts
-            }),
+            check_new_link(&NewLinkFacts { sharing_disabled: true, ..facts }),
             Err(ConsentRefusal::SharingDisabled)
         );
         assert_eq!(
-            check_new_link(&NewLinkFacts {
-                team_status: TeamStatus::Closed,
-                ..facts
-            }),
+            check_new_link(&NewLinkFacts { team_status: TeamStatus::Closed, ..facts }),
             Err(ConsentRefusal::TeamClosed)
         );
     }

@@ -18,12 +18,8 @@ pub enum PrivacyLabel {
 pub struct UnknownLabel(pub String);
 
 impl PrivacyLabel {
-    pub const ALL: [PrivacyLabel; 4] = [
-        PrivacyLabel::General,
-        PrivacyLabel::SexualHealth,
-        PrivacyLabel::MentalHealth,
-        PrivacyLabel::SocialCare,
-    ];
+    pub const ALL: [PrivacyLabel; 4] =
+        [PrivacyLabel::General, PrivacyLabel::SexualHealth, PrivacyLabel::MentalHealth, PrivacyLabel::SocialCare];
 
     /// The stable code used in storage, the CLI and FHIR `meta.security`.
     pub const fn code(self) -> &'static str {
@@ -47,17 +43,8 @@ impl PrivacyLabel {
 
     /// Accepts the code in any case, with `-` or space for `_`.
     pub fn parse(text: &str) -> Result<Self, UnknownLabel> {
-        let normalised: String = text
-            .trim()
-            .chars()
-            .map(|c| {
-                if c == '-' || c == ' ' {
-                    '_'
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            })
-            .collect();
+        let normalised: String =
+            text.trim().chars().map(|c| if c == '-' || c == ' ' { '_' } else { c.to_ascii_lowercase() }).collect();
         PrivacyLabel::ALL
             .into_iter()
             .find(|label| label.code() == normalised)
@@ -84,9 +71,7 @@ impl LabelSet {
     pub const ALL: LabelSet = LabelSet(0b1111);
 
     pub fn from_labels(labels: impl IntoIterator<Item = PrivacyLabel>) -> Self {
-        labels
-            .into_iter()
-            .fold(Self::EMPTY, |set, label| set.with(label))
+        labels.into_iter().fold(Self::EMPTY, |set, label| set.with(label))
     }
 
     #[must_use]
@@ -108,9 +93,7 @@ impl LabelSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = PrivacyLabel> {
-        PrivacyLabel::ALL
-            .into_iter()
-            .filter(move |label| self.contains(*label))
+        PrivacyLabel::ALL.into_iter().filter(move |label| self.contains(*label))
     }
 
     pub const fn bits(self) -> u8 {
@@ -119,11 +102,7 @@ impl LabelSet {
 
     /// The inverse of [`LabelSet::bits`]; bits above the four labels are refused.
     pub const fn from_bits(bits: u8) -> Option<Self> {
-        if bits & !Self::ALL.0 == 0 {
-            Some(Self(bits))
-        } else {
-            None
-        }
+        if bits & !Self::ALL.0 == 0 { Some(Self(bits)) } else { None }
     }
 
     /// Parses a comma-separated list such as `general,mental_health`; empty text is the
@@ -169,18 +148,9 @@ mod tests {
 
     #[test]
     fn parses_labels_leniently_and_refuses_unknown_ones() {
-        assert_eq!(
-            PrivacyLabel::parse("Mental-Health"),
-            Ok(PrivacyLabel::MentalHealth)
-        );
-        assert_eq!(
-            PrivacyLabel::parse(" sexual health "),
-            Ok(PrivacyLabel::SexualHealth)
-        );
-        assert_eq!(
-            PrivacyLabel::parse("genetic"),
-            Err(UnknownLabel("genetic".into()))
-        );
+        assert_eq!(PrivacyLabel::parse("Mental-Health"), Ok(PrivacyLabel::MentalHealth));
+        assert_eq!(PrivacyLabel::parse(" sexual health "), Ok(PrivacyLabel::SexualHealth));
+        assert_eq!(PrivacyLabel::parse("genetic"), Err(UnknownLabel("genetic".into())));
         let set = LabelSet::parse_list("general, mental_health,").unwrap();
         assert_eq!(set.to_string(), "general,mental_health");
         assert_eq!(LabelSet::parse_list("").unwrap(), LabelSet::EMPTY);

@@ -34,11 +34,7 @@ impl NhsNumber {
     /// The modulus-11 check digit for the first nine digits, or `None` when the remainder
     /// makes 10 (such numbers are never issued).
     pub fn check_digit(first_nine: &[u32]) -> Option<u32> {
-        let sum: u32 = first_nine
-            .iter()
-            .zip((2..=10).rev())
-            .map(|(digit, weight)| digit * weight)
-            .sum();
+        let sum: u32 = first_nine.iter().zip((2..=10).rev()).map(|(digit, weight)| digit * weight).sum();
         match 11 - sum % 11 {
             11 => Some(0),
             10 => None,
@@ -74,38 +70,20 @@ impl LocalIdentifier {
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
         let problem = |what: &str| InvalidText {
             field: "local identifier",
-            problem: format!(
-                "{:?} {what}; write AUTHORITY:VALUE, e.g. RXH-MRN:K1234567",
-                text.trim()
-            ),
+            problem: format!("{:?} {what}; write AUTHORITY:VALUE, e.g. RXH-MRN:K1234567", text.trim()),
         };
-        let (authority, value) = text
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| problem("has no ':'"))?;
+        let (authority, value) = text.trim().split_once(':').ok_or_else(|| problem("has no ':'"))?;
         let authority = authority.trim().to_ascii_uppercase();
         let value = value.trim();
         let authority_ok = (1..=40).contains(&authority.len())
-            && authority
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            && authority.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !authority_ok {
-            return Err(problem(
-                "has an authority that is not 1 to 40 letters, digits, '-', '_' or '.'",
-            ));
+            return Err(problem("has an authority that is not 1 to 40 letters, digits, '-', '_' or '.'"));
         }
-        if value.is_empty()
-            || value.len() > 64
-            || value.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(problem(
-                "has a value that is empty, too long or contains spaces",
-            ));
+        if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(problem("has a value that is empty, too long or contains spaces"));
         }
-        Ok(Self {
-            authority,
-            value: value.to_owned(),
-        })
+        Ok(Self { authority, value: value.to_owned() })
     }
 
     pub fn authority(&self) -> &str {
@@ -141,9 +119,7 @@ impl Sex {
         }
     }
     pub fn from_code(code: &str) -> Option<Self> {
-        [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown]
-            .into_iter()
-            .find(|sex| sex.code() == code)
+        [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown].into_iter().find(|sex| sex.code() == code)
     }
 }
 
@@ -178,9 +154,7 @@ impl RegistrationStatus {
         }
     }
     pub fn from_code(code: &str) -> Option<Self> {
-        [Self::Unregistered, Self::Invited, Self::Registered]
-            .into_iter()
-            .find(|s| s.code() == code)
+        [Self::Unregistered, Self::Invited, Self::Registered].into_iter().find(|s| s.code() == code)
     }
 }
 
@@ -256,10 +230,7 @@ mod tests {
         assert_eq!(number.as_str(), "9434765919");
         assert_eq!(number.formatted(), "943 476 5919");
         assert_eq!(NhsNumber::parse("943-476-5919").unwrap(), number);
-        assert_eq!(
-            NhsNumber::parse("9434765918"),
-            Err(NhsNumberError::CheckDigit)
-        );
+        assert_eq!(NhsNumber::parse("9434765918"), Err(NhsNumberError::CheckDigit));
         assert_eq!(NhsNumber::parse("943476591"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("94347659190"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("94347659x9"), Err(NhsNumberError::Format));

@@ -101,15 +101,10 @@ pub enum TeamRuleViolation {
 }
 
 /// Whether a team in `status` with `active_coordinators` may go live.
-pub fn check_go_live(
-    status: TeamStatus,
-    active_coordinators: usize,
-) -> Result<(), TeamRuleViolation> {
+pub fn check_go_live(status: TeamStatus, active_coordinators: usize) -> Result<(), TeamRuleViolation> {
     match status {
         TeamStatus::Setup if active_coordinators >= MINIMUM_COORDINATORS => Ok(()),
-        TeamStatus::Setup => Err(TeamRuleViolation::TooFewCoordinatorsToGoLive {
-            active: active_coordinators,
-        }),
+        TeamStatus::Setup => Err(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: active_coordinators }),
         other => Err(TeamRuleViolation::CannotGoLiveFrom(other)),
     }
 }
@@ -134,11 +129,7 @@ pub fn check_coordinator_leaving(
         return Ok(Permitted::Yes);
     }
     let violation = TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining };
-    if force {
-        Ok(Permitted::Overridden(violation))
-    } else {
-        Err(violation)
-    }
+    if force { Ok(Permitted::Overridden(violation)) } else { Err(violation) }
 }
 
 /// Parses a duration such as `4h`, `30m`, `90s` or `1h30m`.
@@ -158,9 +149,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             's' => 1,
             _ => return Err(format!("{text:?} is not a duration such as 4h, 30m or 90s")),
         };
-        let value: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration such as 4h, 30m or 90s"))?;
+        let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 4h, 30m or 90s"))?;
         total = total.saturating_add(value.saturating_mul(unit));
         number.clear();
         saw_unit = true;
@@ -190,45 +179,23 @@ mod tests {
             Err(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1 })
         );
         assert_eq!(check_go_live(TeamStatus::Setup, 2), Ok(()));
-        assert_eq!(
-            check_go_live(TeamStatus::Live, 5),
-            Err(TeamRuleViolation::CannotGoLiveFrom(TeamStatus::Live))
-        );
+        assert_eq!(check_go_live(TeamStatus::Live, 5), Err(TeamRuleViolation::CannotGoLiveFrom(TeamStatus::Live)));
         let message = check_go_live(TeamStatus::Setup, 0).unwrap_err().to_string();
-        assert!(
-            message.contains("Appoint another coordinator first"),
-            "{message}"
-        );
+        assert!(message.contains("Appoint another coordinator first"), "{message}");
     }
 
     #[test]
     fn a_live_team_keeps_two_coordinators_unless_forced() {
-        assert_eq!(
-            check_coordinator_leaving(TeamStatus::Live, 3, false),
-            Ok(Permitted::Yes)
-        );
+        assert_eq!(check_coordinator_leaving(TeamStatus::Live, 3, false), Ok(Permitted::Yes));
         let refused = check_coordinator_leaving(TeamStatus::Live, 2, false);
-        assert_eq!(
-            refused,
-            Err(TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 })
-        );
-        assert!(
-            refused
-                .unwrap_err()
-                .to_string()
-                .contains("Appoint another coordinator first")
-        );
+        assert_eq!(refused, Err(TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 }));
+        assert!(refused.unwrap_err().to_string().contains("Appoint another coordinator first"));
         assert_eq!(
             check_coordinator_leaving(TeamStatus::Live, 2, true),
-            Ok(Permitted::Overridden(
-                TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 }
-            ))
+            Ok(Permitted::Overridden(TeamRuleViolation::WouldDropBelowMinimumCoordinators { remaining: 1 }))
         );
         // A team still being set up may lose coordinators freely.
-        assert_eq!(
-            check_coordinator_leaving(TeamStatus::Setup, 1, false),
-            Ok(Permitted::Yes)
-        );
+        assert_eq!(check_coordinator_leaving(TeamStatus::Setup, 1, false), Ok(Permitted::Yes));
     }
 
     #[test]

@@ -12,10 +12,7 @@ pub struct InvalidText {
 
 impl InvalidText {
     fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-        }
+        Self { field, problem: problem.into() }
     }
 }
 
@@ -47,28 +44,17 @@ macro_rules! text_type {
 
 /// Free text with its whitespace trimmed, at least one character and at most `max`
 /// characters, with no control characters other than newlines and tabs when `multiline`.
-fn bounded_text(
-    field: &'static str,
-    text: &str,
-    max: usize,
-    multiline: bool,
-) -> Result<String, InvalidText> {
+fn bounded_text(field: &'static str, text: &str, max: usize, multiline: bool) -> Result<String, InvalidText> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(InvalidText::new(field, "must not be empty"));
     }
     if trimmed.chars().count() > max {
-        return Err(InvalidText::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(InvalidText::new(field, format!("must be at most {max} characters")));
     }
     let allowed = |c: char| !c.is_control() || (multiline && (c == '\n' || c == '\t' || c == '\r'));
     if !trimmed.chars().all(allowed) {
-        return Err(InvalidText::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(InvalidText::new(field, "must not contain control characters"));
     }
     Ok(trimmed.to_owned())
 }
@@ -84,10 +70,7 @@ impl OrganisationCode {
         if !(2..=16).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(InvalidText::new(
                 "organisation code",
-                format!(
-                    "{:?} must be 2 to 16 letters or digits, e.g. RXH",
-                    text.trim()
-                ),
+                format!("{:?} must be 2 to 16 letters or digits, e.g. RXH", text.trim()),
             ));
         }
         Ok(Self(code))
@@ -110,9 +93,7 @@ impl TeamAlias {
         let alias = text.trim().to_ascii_lowercase();
         let valid = (1..=32).contains(&alias.len())
             && alias.starts_with(|c: char| c.is_ascii_lowercase())
-            && alias
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && alias.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid {
             return Err(InvalidText::new(
                 "team alias",
@@ -145,15 +126,8 @@ text_type!(
 impl EmailAddress {
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
         let email = text.trim().to_lowercase();
-        let problem = || {
-            InvalidText::new(
-                "email",
-                format!(
-                    "{:?} is not an email address such as name@example.org",
-                    text.trim()
-                ),
-            )
-        };
+        let problem =
+            || InvalidText::new("email", format!("{:?} is not an email address such as name@example.org", text.trim()));
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(problem());
         }
@@ -162,9 +136,7 @@ impl EmailAddress {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && domain
-                .split('.')
-                .all(|part| !part.is_empty() && !part.starts_with('-') && !part.ends_with('-'));
+            && domain.split('.').all(|part| !part.is_empty() && !part.starts_with('-') && !part.ends_with('-'));
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(problem());
         }
@@ -179,21 +151,10 @@ text_type!(
 
 impl MobileNumber {
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
-        let compact: String = text
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-            .collect();
+        let compact: String = text.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
         let digits = compact.strip_prefix('+').unwrap_or(&compact);
-        let problem = || {
-            InvalidText::new(
-                "mobile",
-                format!(
-                    "{:?} is not a phone number such as +447700900123",
-                    text.trim()
-                ),
-            )
-        };
+        let problem =
+            || InvalidText::new("mobile", format!("{:?} is not a phone number such as +447700900123", text.trim()));
         if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(problem());
         }
@@ -259,10 +220,7 @@ mod tests {
         assert_eq!(OrganisationCode::parse(" rxh ").unwrap().as_str(), "RXH");
         assert!(OrganisationCode::parse("R").is_err());
         assert!(OrganisationCode::parse("RX H").is_err());
-        assert_eq!(
-            TeamAlias::parse("Cardiology").unwrap().as_str(),
-            "cardiology"
-        );
+        assert_eq!(TeamAlias::parse("Cardiology").unwrap().as_str(), "cardiology");
         assert!(TeamAlias::parse("1team").is_err());
         assert!(TeamAlias::parse("a b").is_err());
         assert!(TeamAlias::parse("").is_err());
@@ -270,33 +228,16 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            EmailAddress::parse(" Ada@Example.ORG ").unwrap().as_str(),
-            "ada@example.org"
-        );
-        for bad in [
-            "ada",
-            "ada@",
-            "@example.org",
-            "ada@example",
-            "a da@example.org",
-            "ada@.org",
-            "ada@example..org",
-        ] {
+        assert_eq!(EmailAddress::parse(" Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
+        for bad in ["ada", "ada@", "@example.org", "ada@example", "a da@example.org", "ada@.org", "ada@example..org"] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn mobiles_are_normalised() {
-        assert_eq!(
-            MobileNumber::parse("07700 900123").unwrap().as_str(),
-            "+447700900123"
-        );
-        assert_eq!(
-            MobileNumber::parse("+44 7700-900123").unwrap().as_str(),
-            "+447700900123"
-        );
+        assert_eq!(MobileNumber::parse("07700 900123").unwrap().as_str(), "+447700900123");
+        assert_eq!(MobileNumber::parse("+44 7700-900123").unwrap().as_str(), "+447700900123");
         assert!(MobileNumber::parse("call me").is_err());
     }
 
@@ -304,14 +245,8 @@ mod tests {
     fn free_text_is_bounded() {
         assert!(Reason::parse("   ").is_err());
         assert!(Reason::parse(&"x".repeat(1001)).is_err());
-        assert_eq!(
-            Reason::parse(" unconscious in A&E\n").unwrap().as_str(),
-            "unconscious in A&E"
-        );
+        assert_eq!(Reason::parse(" unconscious in A&E\n").unwrap().as_str(), "unconscious in A&E");
         assert!(Name::parse("name", "Ada\u{0}").is_err());
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2".into())),
-            "Secret(***)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "Secret(***)");
     }
 }

@@ -66,9 +66,7 @@ pub enum DateError {
 impl Date {
     pub fn new(year: i32, month: u8, day: u8) -> Result<Self, DateError> {
         if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-            return Err(DateError::NoSuchDate(format!(
-                "{year:04}-{month:02}-{day:02}"
-            )));
+            return Err(DateError::NoSuchDate(format!("{year:04}-{month:02}-{day:02}")));
         }
         Ok(Self { year, month, day })
     }
@@ -109,8 +107,7 @@ impl Date {
         let era = year.div_euclid(400);
         let year_of_era = year - era * 400;
         let month = i64::from(self.month);
-        let day_of_year =
-            (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(self.day) - 1;
         let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
         era * 146_097 + day_of_era - 719_468
     }
@@ -119,8 +116,7 @@ impl Date {
         let z = days + 719_468;
         let era = z.div_euclid(146_097);
         let day_of_era = z - era * 146_097;
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
         let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
         let mp = (5 * day_of_year + 2) / 153;
         let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u8;
@@ -163,32 +159,17 @@ mod tests {
     fn parses_and_rejects_dates() {
         assert_eq!(Date::parse("1984-03-07").unwrap().to_string(), "1984-03-07");
         assert_eq!(Date::parse("2000-02-29").unwrap().day(), 29);
-        assert_eq!(
-            Date::parse("1900-02-29"),
-            Err(DateError::NoSuchDate("1900-02-29".into()))
-        );
+        assert_eq!(Date::parse("1900-02-29"), Err(DateError::NoSuchDate("1900-02-29".into())));
         assert_eq!(Date::parse("1984-3-7"), Err(DateError::Format));
         assert_eq!(Date::parse("84-03-07xx"), Err(DateError::Format));
-        assert_eq!(
-            Date::parse("1984-13-01"),
-            Err(DateError::NoSuchDate("1984-13-01".into()))
-        );
+        assert_eq!(Date::parse("1984-13-01"), Err(DateError::NoSuchDate("1984-13-01".into())));
     }
 
     #[test]
     fn formats_instants_as_rfc3339() {
-        assert_eq!(
-            Timestamp::from_micros(0).to_string(),
-            "1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            Timestamp::from_micros(1_795_959_193_000_000).to_string(),
-            "2026-11-29T13:33:13Z"
-        );
-        assert_eq!(
-            Timestamp::from_micros(-1).to_string(),
-            "1969-12-31T23:59:59Z"
-        );
+        assert_eq!(Timestamp::from_micros(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp::from_micros(1_795_959_193_000_000).to_string(), "2026-11-29T13:33:13Z");
+        assert_eq!(Timestamp::from_micros(-1).to_string(), "1969-12-31T23:59:59Z");
     }
 
     proptest! {

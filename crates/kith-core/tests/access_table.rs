@@ -4,14 +4,12 @@
 //! of named rows for the cases people ask about.
 
 use kith_core::access::{
-    BreakGlassFacts, BreakGlassRequestFacts, CareLinkFacts, DemographicsFacts, EntryFacts,
-    MembershipFacts, RecordAccessFacts, TeamRelationFacts, decide_break_glass, decide_demographics,
-    decide_entry, decide_write, record_scope,
+    BreakGlassFacts, BreakGlassRequestFacts, CareLinkFacts, DemographicsFacts, EntryFacts, MembershipFacts,
+    RecordAccessFacts, TeamRelationFacts, decide_break_glass, decide_demographics, decide_entry, decide_write,
+    record_scope,
 };
-use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
-use kith_core::{
-    Basis, BreakGlassId, Decision, DenyReason, LabelSet, PrivacyLabel, TeamId, Timestamp,
-};
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
+use kith_core::{Basis, BreakGlassId, Decision, DenyReason, LabelSet, PrivacyLabel, TeamId, Timestamp};
 use uuid::Uuid;
 
 const NOW: Timestamp = Timestamp::from_micros(1_800_000_000_000_000);
@@ -31,21 +29,9 @@ fn glass_facts(glass: Glass) -> Option<BreakGlassFacts> {
     let hour = std::time::Duration::from_secs(3600);
     match glass {
         Glass::None => None,
-        Glass::Active => Some(BreakGlassFacts {
-            grant: GRANT,
-            expires_at: NOW.plus(hour),
-            ended: false,
-        }),
-        Glass::Expired => Some(BreakGlassFacts {
-            grant: GRANT,
-            expires_at: NOW,
-            ended: false,
-        }),
-        Glass::Ended => Some(BreakGlassFacts {
-            grant: GRANT,
-            expires_at: NOW.plus(hour),
-            ended: true,
-        }),
+        Glass::Active => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW.plus(hour), ended: false }),
+        Glass::Expired => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW, ended: false }),
+        Glass::Ended => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW.plus(hour), ended: true }),
     }
 }
 
@@ -53,54 +39,33 @@ fn glass_facts(glass: Glass) -> Option<BreakGlassFacts> {
 fn reference_visible(facts: &RecordAccessFacts, entry: &EntryFacts) -> bool {
     let precondition = facts.account_status == AccountStatus::Active
         && facts.membership
-            == Some(MembershipFacts {
-                role: MembershipRole::Professional,
-                status: MembershipStatus::Active,
-            });
+            == Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
     let link_labels = match facts.care_link {
-        Some(CareLinkFacts {
-            labels,
-            active: true,
-        }) if !facts.sharing_disabled => labels,
+        Some(CareLinkFacts { labels, active: true }) if !facts.sharing_disabled => labels,
         _ => LabelSet::EMPTY,
     };
     let label_ok = match entry.label {
         Some(label) => link_labels.contains(label),
         None => link_labels == LabelSet::ALL,
     };
-    let authored = entry.authored_by == facts.acting_team;
-    let glass = matches!(facts.break_glass, Some(g) if !g.ended && NOW < g.expires_at)
-        && !facts.sharing_disabled;
+    // The Patient Record Team holds the organisation's feed data without access to it.
+    let authored = entry.authored_by == facts.acting_team && facts.acting_team_kind == TeamKind::Speciality;
+    let glass = matches!(facts.break_glass, Some(g) if !g.ended && NOW < g.expires_at) && !facts.sharing_disabled;
     precondition && (label_ok || authored || glass)
 }
 
 fn all_facts() -> Vec<RecordAccessFacts> {
     let memberships = [
         None,
-        Some(MembershipFacts {
-            role: MembershipRole::Professional,
-            status: MembershipStatus::Active,
-        }),
-        Some(MembershipFacts {
-            role: MembershipRole::Professional,
-            status: MembershipStatus::Deactivated,
-        }),
-        Some(MembershipFacts {
-            role: MembershipRole::Coordinator,
-            status: MembershipStatus::Active,
-        }),
-        Some(MembershipFacts {
-            role: MembershipRole::Coordinator,
-            status: MembershipStatus::Deactivated,
-        }),
+        Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }),
+        Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Deactivated }),
+        Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active }),
+        Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Deactivated }),
     ];
     let mut links = vec![None];
     for bits in 0..16 {
         for active in [true, false] {
-            links.push(Some(CareLinkFacts {
-                labels: LabelSet::from_bits(bits).unwrap(),
-                active,
-            }));
+            links.push(Some(CareLinkFacts { labels: LabelSet::from_bits(bits).unwrap(), active }));
         }
     }
     let mut out = Vec::new();
@@ -109,15 +74,18 @@ fn all_facts() -> Vec<RecordAccessFacts> {
             for care_link in &links {
                 for glass in [Glass::None, Glass::Active, Glass::Expired, Glass::Ended] {
                     for sharing_disabled in [false, true] {
-                        out.push(RecordAccessFacts {
-                            now: NOW,
-                            acting_team: TEAM,
-                            account_status,
-                            membership,
-                            care_link: *care_link,
-                            break_glass: glass_facts(glass),
-                            sharing_disabled,
-                        });
+                        for acting_team_kind in [TeamKind::Speciality, TeamKind::PatientRecord] {
+                            out.push(RecordAccessFacts {
+                                now: NOW,
+                                acting_team: TEAM,
+                                acting_team_kind,
+                                account_status,
+                                membership,
+                                care_link: *care_link,
+                                break_glass: glass_facts(glass),
+                                sharing_disabled,
+                            });
+                        }
                     }
                 }
             }
@@ -127,12 +95,8 @@ fn all_facts() -> Vec<RecordAccessFacts> {
 }
 
 fn all_entries() -> Vec<EntryFacts> {
-    let labels = [None]
-        .into_iter()
-        .chain(PrivacyLabel::ALL.into_iter().map(Some));
-    labels
-        .flat_map(|label| [TEAM, OTHER_TEAM].map(|authored_by| EntryFacts { label, authored_by }))
-        .collect()
+    let labels = [None].into_iter().chain(PrivacyLabel::ALL.into_iter().map(Some));
+    labels.flat_map(|label| [TEAM, OTHER_TEAM].map(|authored_by| EntryFacts { label, authored_by })).collect()
 }
 
 #[test]
@@ -146,22 +110,21 @@ fn every_combination_agrees_with_the_literal_rule() {
         for entry in &entries {
             let decision = decide_entry(facts, entry);
             let expected = reference_visible(facts, entry);
-            assert_eq!(
-                decision.is_allowed(),
-                expected,
-                "{facts:?} {entry:?} → {decision:?}"
-            );
+            assert_eq!(decision.is_allowed(), expected, "{facts:?} {entry:?} → {decision:?}");
             assert_eq!(scope.decide(entry), decision);
             // The basis names the narrowest ground that applies: consent, then the team's own
             // data, then break glass.
             if let Decision::Allow(basis) = decision {
                 allowed += 1;
                 let expected_basis = match basis {
-                    Basis::Consent { team } => {
-                        team == TEAM && facts.care_link.is_some_and(|l| l.active)
+                    Basis::Consent { team } => team == TEAM && facts.care_link.is_some_and(|l| l.active),
+                    Basis::OwnTeamData { team } => {
+                        team == TEAM && entry.authored_by == TEAM && facts.acting_team_kind == TeamKind::Speciality
                     }
-                    Basis::OwnTeamData { team } => team == TEAM && entry.authored_by == TEAM,
-                    Basis::BreakGlass { grant } => grant == GRANT && entry.authored_by != TEAM,
+                    Basis::BreakGlass { grant } => {
+                        grant == GRANT
+                            && (entry.authored_by != TEAM || facts.acting_team_kind == TeamKind::PatientRecord)
+                    }
                     Basis::SelfAccess | Basis::Administration => false,
                 };
                 assert!(expected_basis, "{facts:?} {entry:?} → {basis:?}");
@@ -169,11 +132,8 @@ fn every_combination_agrees_with_the_literal_rule() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 4 * 5 * 33 * 4 * 2 * 10);
-    assert!(
-        allowed > 1000,
-        "the table must exercise allowed cases too ({allowed})"
-    );
+    assert_eq!(checked, 4 * 5 * 33 * 4 * 2 * 2 * 10);
+    assert!(allowed > 1000, "the table must exercise allowed cases too ({allowed})");
 }
 
 #[test]
@@ -181,13 +141,9 @@ fn writing_follows_the_link_or_the_glass() {
     for facts in all_facts() {
         let expected = facts.account_status == AccountStatus::Active
             && facts.membership
-                == Some(MembershipFacts {
-                    role: MembershipRole::Professional,
-                    status: MembershipStatus::Active,
-                })
+                == Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active })
             && !facts.sharing_disabled
-            && (facts.care_link.is_some_and(|l| l.active)
-                || facts.break_glass.is_some_and(|g| g.is_active(NOW)));
+            && (facts.care_link.is_some_and(|l| l.active) || facts.break_glass.is_some_and(|g| g.is_active(NOW)));
         assert_eq!(decide_write(&facts).is_allowed(), expected, "{facts:?}");
     }
 }
@@ -195,32 +151,20 @@ fn writing_follows_the_link_or_the_glass() {
 /// Named rows: (situation, facts, entry, expected decision).
 #[test]
 fn named_rows() {
-    let professional = Some(MembershipFacts {
-        role: MembershipRole::Professional,
-        status: MembershipStatus::Active,
-    });
-    let general_and_mental =
-        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]);
+    let professional = Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
+    let general_and_mental = LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]);
     let linked = RecordAccessFacts {
         now: NOW,
         acting_team: TEAM,
+        acting_team_kind: TeamKind::Speciality,
         account_status: AccountStatus::Active,
         membership: professional,
-        care_link: Some(CareLinkFacts {
-            labels: general_and_mental,
-            active: true,
-        }),
+        care_link: Some(CareLinkFacts { labels: general_and_mental, active: true }),
         break_glass: None,
         sharing_disabled: false,
     };
-    let from_elsewhere = |label| EntryFacts {
-        label: Some(label),
-        authored_by: OTHER_TEAM,
-    };
-    let own = |label| EntryFacts {
-        label: Some(label),
-        authored_by: TEAM,
-    };
+    let from_elsewhere = |label| EntryFacts { label: Some(label), authored_by: OTHER_TEAM };
+    let own = |label| EntryFacts { label: Some(label), authored_by: TEAM };
     let rows: Vec<(&str, RecordAccessFacts, EntryFacts, Decision)> = vec![
         (
             "consented label",
@@ -242,35 +186,20 @@ fn named_rows() {
         ),
         (
             "unlabelled entry, all four labels",
-            RecordAccessFacts {
-                care_link: Some(CareLinkFacts {
-                    labels: LabelSet::ALL,
-                    active: true,
-                }),
-                ..linked
-            },
-            EntryFacts {
-                label: None,
-                authored_by: OTHER_TEAM,
-            },
+            RecordAccessFacts { care_link: Some(CareLinkFacts { labels: LabelSet::ALL, active: true }), ..linked },
+            EntryFacts { label: None, authored_by: OTHER_TEAM },
             Decision::Allow(Basis::Consent { team: TEAM }),
         ),
         (
             "unlabelled entry, two labels",
             linked,
-            EntryFacts {
-                label: None,
-                authored_by: OTHER_TEAM,
-            },
+            EntryFacts { label: None, authored_by: OTHER_TEAM },
             Decision::Deny(DenyReason::UnlabelledEntryNeedsAllLabels),
         ),
         (
             "discharged: own data only",
             RecordAccessFacts {
-                care_link: Some(CareLinkFacts {
-                    labels: general_and_mental,
-                    active: false,
-                }),
+                care_link: Some(CareLinkFacts { labels: general_and_mental, active: false }),
                 ..linked
             },
             from_elsewhere(PrivacyLabel::General),
@@ -279,10 +208,7 @@ fn named_rows() {
         (
             "discharged, own data",
             RecordAccessFacts {
-                care_link: Some(CareLinkFacts {
-                    labels: general_and_mental,
-                    active: false,
-                }),
+                care_link: Some(CareLinkFacts { labels: general_and_mental, active: false }),
                 ..linked
             },
             own(PrivacyLabel::General),
@@ -314,51 +240,53 @@ fn named_rows() {
         ),
         (
             "locked account",
-            RecordAccessFacts {
-                account_status: AccountStatus::Locked,
-                ..linked
-            },
+            RecordAccessFacts { account_status: AccountStatus::Locked, ..linked },
             from_elsewhere(PrivacyLabel::General),
             Decision::Deny(DenyReason::AccountNotActive(AccountStatus::Locked)),
         ),
         (
             "break glass, no link",
-            RecordAccessFacts {
-                care_link: None,
-                break_glass: glass_facts(Glass::Active),
-                ..linked
-            },
+            RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::Active), ..linked },
             from_elsewhere(PrivacyLabel::SexualHealth),
             Decision::Allow(Basis::BreakGlass { grant: GRANT }),
         ),
         (
             "break glass expired",
-            RecordAccessFacts {
-                care_link: None,
-                break_glass: glass_facts(Glass::Expired),
-                ..linked
-            },
+            RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::Expired), ..linked },
             from_elsewhere(PrivacyLabel::SexualHealth),
             Decision::Deny(DenyReason::NoCareLink),
         ),
         (
             "break glass on a locked-down record",
-            RecordAccessFacts {
-                break_glass: glass_facts(Glass::Active),
-                sharing_disabled: true,
-                ..linked
-            },
+            RecordAccessFacts { break_glass: glass_facts(Glass::Active), sharing_disabled: true, ..linked },
             from_elsewhere(PrivacyLabel::General),
             Decision::Deny(DenyReason::SharingDisabled),
         ),
         (
             "locked-down record keeps the team's own data",
-            RecordAccessFacts {
-                sharing_disabled: true,
-                ..linked
-            },
+            RecordAccessFacts { sharing_disabled: true, ..linked },
             own(PrivacyLabel::MentalHealth),
             Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+        (
+            "the Patient Record Team does not see the organisation's data it holds",
+            RecordAccessFacts {
+                acting_team_kind: TeamKind::PatientRecord,
+                care_link: Some(CareLinkFacts { labels: LabelSet::EMPTY, active: true }),
+                ..linked
+            },
+            own(PrivacyLabel::General),
+            Decision::Deny(DenyReason::LabelNotConsented(PrivacyLabel::General)),
+        ),
+        (
+            "the Patient Record Team with general health added on the patient's behalf",
+            RecordAccessFacts {
+                acting_team_kind: TeamKind::PatientRecord,
+                care_link: Some(CareLinkFacts { labels: LabelSet::EMPTY.with(PrivacyLabel::General), active: true }),
+                ..linked
+            },
+            own(PrivacyLabel::General),
+            Decision::Allow(Basis::Consent { team: TEAM }),
         ),
     ];
     for (situation, facts, entry, expected) in rows {
@@ -368,57 +296,48 @@ fn named_rows() {
 
 #[test]
 fn demographics_follow_any_clinical_team_or_the_glass() {
-    let professional = MembershipFacts {
-        role: MembershipRole::Professional,
-        status: MembershipStatus::Active,
-    };
-    let coordinator = MembershipFacts {
-        role: MembershipRole::Coordinator,
-        status: MembershipStatus::Active,
-    };
+    let professional = MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active };
+    let coordinator = MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active };
     let relation = |membership, care_link_active, authored_entries| TeamRelationFacts {
         team: TEAM,
+        kind: TeamKind::Speciality,
         membership,
         care_link_active,
         authored_entries,
     };
-    let facts =
-        |teams: Vec<TeamRelationFacts>, glass: Glass, sharing_disabled: bool| DemographicsFacts {
-            now: NOW,
-            account_status: AccountStatus::Active,
-            teams,
-            break_glass: glass_facts(glass),
-            sharing_disabled,
-        };
+    let facts = |teams: Vec<TeamRelationFacts>, glass: Glass, sharing_disabled: bool| DemographicsFacts {
+        now: NOW,
+        account_status: AccountStatus::Active,
+        teams,
+        break_glass: glass_facts(glass),
+        sharing_disabled,
+    };
     let rows = [
         (
             "linked team, even with no labels (the PRT)",
-            facts(
-                vec![relation(professional, true, false)],
-                Glass::None,
-                false,
-            ),
+            facts(vec![relation(professional, true, false)], Glass::None, false),
             Decision::Allow(Basis::Consent { team: TEAM }),
         ),
         (
             "past patient of the team",
+            facts(vec![relation(professional, false, true)], Glass::None, false),
+            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+        ),
+        (
+            "a Patient Record Team no longer linked, holding feed data",
             facts(
-                vec![relation(professional, false, true)],
+                vec![TeamRelationFacts { kind: TeamKind::PatientRecord, ..relation(professional, false, true) }],
                 Glass::None,
                 false,
             ),
-            Decision::Allow(Basis::OwnTeamData { team: TEAM }),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
         ),
         (
             "coordinator of a linked team",
             facts(vec![relation(coordinator, true, true)], Glass::None, false),
             Decision::Deny(DenyReason::NoRelationshipWithPatient),
         ),
-        (
-            "stranger",
-            facts(vec![], Glass::None, false),
-            Decision::Deny(DenyReason::NoRelationshipWithPatient),
-        ),
+        ("stranger", facts(vec![], Glass::None, false), Decision::Deny(DenyReason::NoRelationshipWithPatient)),
         (
             "stranger under break glass",
             facts(vec![], Glass::Active, false),
@@ -431,11 +350,7 @@ fn demographics_follow_any_clinical_team_or_the_glass() {
         ),
         (
             "locked-down record, linked team",
-            facts(
-                vec![relation(professional, true, false)],
-                Glass::Active,
-                true,
-            ),
+            facts(vec![relation(professional, true, false)], Glass::Active, true),
             Decision::Deny(DenyReason::SharingDisabled),
         ),
         (
@@ -449,24 +364,14 @@ fn demographics_follow_any_clinical_team_or_the_glass() {
     }
     let disabled = DemographicsFacts {
         account_status: AccountStatus::Disabled,
-        ..facts(
-            vec![relation(professional, true, true)],
-            Glass::Active,
-            false,
-        )
+        ..facts(vec![relation(professional, true, true)], Glass::Active, false)
     };
-    assert_eq!(
-        decide_demographics(&disabled),
-        Decision::Deny(DenyReason::AccountNotActive(AccountStatus::Disabled))
-    );
+    assert_eq!(decide_demographics(&disabled), Decision::Deny(DenyReason::AccountNotActive(AccountStatus::Disabled)));
 }
 
 #[test]
 fn breaking_the_glass() {
-    let active = Some(MembershipFacts {
-        role: MembershipRole::Professional,
-        status: MembershipStatus::Active,
-    });
+    let active = Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
     let request = BreakGlassRequestFacts {
         account_status: AccountStatus::Active,
         membership: active,
@@ -475,34 +380,22 @@ fn breaking_the_glass() {
     };
     assert_eq!(decide_break_glass(&request), Ok(()));
     assert_eq!(
-        decide_break_glass(&BreakGlassRequestFacts {
-            sharing_disabled: true,
-            ..request
-        }),
+        decide_break_glass(&BreakGlassRequestFacts { sharing_disabled: true, ..request }),
         Err(DenyReason::SharingDisabled)
     );
     assert_eq!(
-        decide_break_glass(&BreakGlassRequestFacts {
-            patient_in_organisation: false,
-            ..request
-        }),
+        decide_break_glass(&BreakGlassRequestFacts { patient_in_organisation: false, ..request }),
         Err(DenyReason::PatientNotInOrganisation)
     );
     assert_eq!(
         decide_break_glass(&BreakGlassRequestFacts {
-            membership: Some(MembershipFacts {
-                role: MembershipRole::Coordinator,
-                status: MembershipStatus::Active
-            }),
+            membership: Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active }),
             ..request
         }),
         Err(DenyReason::CoordinatorRoleHasNoClinicalAccess)
     );
     assert_eq!(
-        decide_break_glass(&BreakGlassRequestFacts {
-            membership: None,
-            ..request
-        }),
+        decide_break_glass(&BreakGlassRequestFacts { membership: None, ..request }),
         Err(DenyReason::NotAMemberOfTeam)
     );
 }

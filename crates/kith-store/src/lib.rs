@@ -111,9 +111,13 @@ pub trait Backend: Send + Sync {
     fn dialect(&self) -> Dialect;
     /// Runs `work` in one read-write transaction (serialised with other writers where the
     /// engine needs it) and commits when it returns [`Finish::Commit`].
-    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError>;
+    fn write_transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>,
+    ) -> Result<(), StoreError>;
     /// Runs `work` in one read-only transaction (a consistent snapshot).
-    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>)
+    -> Result<(), StoreError>;
     /// Applies this backend's migrations that are not applied yet.
     fn migrate(&self) -> Result<MigrationReport, StoreError>;
 }
@@ -253,7 +257,10 @@ impl Store {
             let mut tx = Tx::new(conn);
             let result = work(&mut tx);
             if tx.has_pending_audit() {
-                return Err(StoreError::new(StoreErrorKind::Database, "audit events recorded in a read-only transaction"));
+                return Err(StoreError::new(
+                    StoreErrorKind::Database,
+                    "audit events recorded in a read-only transaction",
+                ));
             }
             outcome = Some(result);
             Ok(())
@@ -333,8 +340,14 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(DatabaseUrl::parse("sqlite://./data/kith.db").unwrap(), DatabaseUrl::Sqlite("./data/kith.db".into()));
-        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/kith.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/kith.db".into()));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://./data/kith.db").unwrap(),
+            DatabaseUrl::Sqlite("./data/kith.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/kith.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/kith.db".into())
+        );
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         let pg = DatabaseUrl::parse("postgres://kith:s3cret@db.internal:5432/kith").unwrap();

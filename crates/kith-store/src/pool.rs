@@ -39,10 +39,8 @@ impl<C> Pool<C> {
                     state.open += 1;
                     break None;
                 }
-                let (next, timeout) = self
-                    .available
-                    .wait_timeout(state, self.wait)
-                    .unwrap_or_else(|poison| poison.into_inner());
+                let (next, timeout) =
+                    self.available.wait_timeout(state, self.wait).unwrap_or_else(|poison| poison.into_inner());
                 state = next;
                 if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
                     return Err(StoreError::unavailable("all database connections are busy"));

@@ -40,10 +40,8 @@ impl PostgresBackend {
     }
 
     fn connect(&self) -> Result<PgConnection, StoreError> {
-        let mut config: postgres::Config = self
-            .url
-            .parse()
-            .map_err(|error| StoreError::unavailable(format!("invalid PostgreSQL URL: {error}")))?;
+        let mut config: postgres::Config =
+            self.url.parse().map_err(|error| StoreError::unavailable(format!("invalid PostgreSQL URL: {error}")))?;
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("kith");
         let client = config.connect(NoTls).map_err(map_error)?;
@@ -66,7 +64,8 @@ impl PostgresBackend {
                         .read_only(read_only)
                         .start()
                         .map_err(map_error)?;
-                    let finish = work(&mut PgConn { transaction: &mut transaction, statements: &mut connection.statements })?;
+                    let finish =
+                        work(&mut PgConn { transaction: &mut transaction, statements: &mut connection.statements })?;
                     match finish {
                         Finish::Commit => transaction.commit().map_err(map_error),
                         Finish::Rollback => transaction.rollback().map_err(map_error),
@@ -115,7 +114,11 @@ fn numbered_placeholders(sql: &str) -> String {
 }
 
 impl ToSql for Param<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut postgres::types::private::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match *self {
             Param::Null => Ok(IsNull::Yes),
             Param::Int(value) if *ty == Type::INT2 => i16::try_from(value)?.to_sql(ty, out),
@@ -173,7 +176,8 @@ impl Conn for PgConn<'_, '_> {
             let mut values = Vec::with_capacity(row.len());
             for (index, column) in row.columns().iter().enumerate() {
                 let ty = column.type_();
-                let get_error = |error: postgres::Error| StoreError::corrupt(format!("column {}: {error}", column.name()));
+                let get_error =
+                    |error: postgres::Error| StoreError::corrupt(format!("column {}: {error}", column.name()));
                 let value = if *ty == Type::INT8 {
                     row.try_get::<_, Option<i64>>(index).map_err(get_error)?.map(Value::Int)
                 } else if *ty == Type::INT4 {
@@ -208,11 +212,17 @@ impl Backend for PostgresBackend {
         Dialect::Postgres
     }
 
-    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError> {
+    fn write_transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>,
+    ) -> Result<(), StoreError> {
         self.transaction(false, work)
     }
 
-    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn read_transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.transaction(true, &mut |conn| {
             work(conn)?;
             Ok(Finish::Rollback)
@@ -228,6 +238,9 @@ impl Backend for PostgresBackend {
 mod tests {
     #[test]
     fn placeholders_are_numbered() {
-        assert_eq!(super::numbered_placeholders("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = $1 AND c = $2");
+        assert_eq!(
+            super::numbered_placeholders("SELECT a FROM t WHERE b = ? AND c = ?"),
+            "SELECT a FROM t WHERE b = $1 AND c = $2"
+        );
     }
 }

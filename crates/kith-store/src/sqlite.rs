@@ -139,7 +139,10 @@ impl Backend for SqliteBackend {
         Dialect::Sqlite
     }
 
-    fn write_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>) -> Result<(), StoreError> {
+    fn write_transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<Finish, StoreError>,
+    ) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poison| poison.into_inner());
         let transaction = writer.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
         match work(&mut SqliteConn(&transaction))? {
@@ -148,7 +151,10 @@ impl Backend for SqliteBackend {
         }
     }
 
-    fn read_transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn read_transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.readers.with(
             || connect(&self.path, false),
             |reader| {

@@ -261,11 +261,21 @@ impl<'c> Tx<'c> {
         self.conn.dialect()
     }
 
-    fn one<T>(&mut self, sql: &'static str, params: &[Param<'_>], map: impl Fn(&Row) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    fn one<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        map: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         self.conn.query(sql, params)?.first().map(map).transpose()
     }
 
-    fn all<T>(&mut self, sql: &'static str, params: &[Param<'_>], map: impl Fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    fn all<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        map: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         self.conn.query(sql, params)?.iter().map(map).collect()
     }
 
@@ -306,7 +316,11 @@ impl<'c> Tx<'c> {
             seq += 1;
             let next = event_hash(&hash, seq, &stored);
             self.conn.execute(
-                concat!("INSERT INTO audit_events (", audit_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                concat!(
+                    "INSERT INTO audit_events (",
+                    audit_columns!(),
+                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
                 &[
                     seq.into(),
                     stored.at.into(),
@@ -330,14 +344,17 @@ impl<'c> Tx<'c> {
             )?;
             hash = next;
         }
-        self.conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", &[seq.into(), Param::Bytes(&hash)])?;
+        self.conn
+            .execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", &[seq.into(), Param::Bytes(&hash)])?;
         Ok(())
     }
 
     /// The chain head: the last event's sequence number and hash.
     pub fn audit_head(&mut self) -> Result<(i64, [u8; 32]), StoreError> {
-        self.one("SELECT seq, hash FROM audit_head WHERE id = 1", &[], |row| Ok((row.int(0)?, hash_from(row.bytes(1)?)?)))?
-            .ok_or_else(|| StoreError::corrupt("the audit chain head is missing"))
+        self.one("SELECT seq, hash FROM audit_head WHERE id = 1", &[], |row| {
+            Ok((row.int(0)?, hash_from(row.bytes(1)?)?))
+        })?
+        .ok_or_else(|| StoreError::corrupt("the audit chain head is missing"))
     }
 
     /// Up to `limit` events after `seq`, in order (for verification and export).
@@ -383,7 +400,11 @@ impl<'c> Tx<'c> {
     }
 
     pub fn organisation(&mut self, id: OrganisationId) -> Result<Option<Organisation>, StoreError> {
-        self.one(concat!("SELECT ", organisation_columns!(), " FROM organisations WHERE id = ?"), &[id.into()], organisation_from)
+        self.one(
+            concat!("SELECT ", organisation_columns!(), " FROM organisations WHERE id = ?"),
+            &[id.into()],
+            organisation_from,
+        )
     }
 
     pub fn organisation_by_code(&mut self, code: &OrganisationCode) -> Result<Option<Organisation>, StoreError> {
@@ -395,7 +416,11 @@ impl<'c> Tx<'c> {
     }
 
     pub fn organisations(&mut self) -> Result<Vec<Organisation>, StoreError> {
-        self.all(concat!("SELECT ", organisation_columns!(), " FROM organisations ORDER BY code"), &[], organisation_from)
+        self.all(
+            concat!("SELECT ", organisation_columns!(), " FROM organisations ORDER BY code"),
+            &[],
+            organisation_from,
+        )
     }
 
     pub fn set_break_glass_duration(&mut self, id: OrganisationId, duration: Duration) -> Result<(), StoreError> {
@@ -429,7 +454,11 @@ impl<'c> Tx<'c> {
         self.one(concat!("SELECT ", team_columns!(), " FROM teams WHERE id = ?"), &[id.into()], team_from)
     }
 
-    pub fn team_by_alias(&mut self, organisation: OrganisationId, alias: &TeamAlias) -> Result<Option<Team>, StoreError> {
+    pub fn team_by_alias(
+        &mut self,
+        organisation: OrganisationId,
+        alias: &TeamAlias,
+    ) -> Result<Option<Team>, StoreError> {
         self.one(
             concat!("SELECT ", team_columns!(), " FROM teams WHERE organisation_id = ? AND alias = ?"),
             &[organisation.into(), alias.as_str().into()],
@@ -490,15 +519,29 @@ impl<'c> Tx<'c> {
     }
 
     pub fn account_by_email(&mut self, email: &EmailAddress) -> Result<Option<Account>, StoreError> {
-        self.one(concat!("SELECT ", account_columns!(), " FROM accounts WHERE email = ?"), &[email.as_str().into()], account_from)
+        self.one(
+            concat!("SELECT ", account_columns!(), " FROM accounts WHERE email = ?"),
+            &[email.as_str().into()],
+            account_from,
+        )
     }
 
     /// The stored Argon2id hash (PHC string) of an account's password, if it has one.
     pub fn password_hash(&mut self, id: AccountId) -> Result<Option<String>, StoreError> {
-        Ok(self.one("SELECT password_hash FROM accounts WHERE id = ?", &[id.into()], |row| Ok(row.opt_text(0)?.map(str::to_owned)))?.flatten())
+        Ok(self
+            .one("SELECT password_hash FROM accounts WHERE id = ?", &[id.into()], |row| {
+                Ok(row.opt_text(0)?.map(str::to_owned))
+            })?
+            .flatten())
     }
 
-    pub fn set_password(&mut self, id: AccountId, password_hash: &str, status: AccountStatus, at: Timestamp) -> Result<(), StoreError> {
+    pub fn set_password(
+        &mut self,
+        id: AccountId,
+        password_hash: &str,
+        status: AccountStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE accounts SET password_hash = ?, status = ?, updated_at = ? WHERE id = ?",
             &[password_hash.into(), status.code().into(), at.into(), id.into()],
@@ -506,8 +549,16 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    pub fn set_account_status(&mut self, id: AccountId, status: AccountStatus, at: Timestamp) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?", &[status.code().into(), at.into(), id.into()])?;
+    pub fn set_account_status(
+        &mut self,
+        id: AccountId,
+        status: AccountStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
+            &[status.code().into(), at.into(), id.into()],
+        )?;
         Ok(())
     }
 
@@ -587,7 +638,12 @@ impl<'c> Tx<'c> {
         )
     }
 
-    pub fn add_privacy_officer(&mut self, organisation: OrganisationId, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+    pub fn add_privacy_officer(
+        &mut self,
+        organisation: OrganisationId,
+        account: AccountId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO privacy_officers (organisation_id, account_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             &[organisation.into(), account.into(), at.into()],
@@ -621,7 +677,11 @@ impl<'c> Tx<'c> {
         let d = &patient.demographics;
         let birth_date = d.birth_date.to_string();
         self.conn.execute(
-            concat!("INSERT INTO patients (", patient_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            concat!(
+                "INSERT INTO patients (",
+                patient_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
             &[
                 patient.id.into(),
                 patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
@@ -673,15 +733,27 @@ impl<'c> Tx<'c> {
     }
 
     pub fn patient_by_nhs_number(&mut self, nhs_number: &NhsNumber) -> Result<Option<Patient>, StoreError> {
-        self.one(concat!("SELECT ", patient_columns!(), " FROM patients WHERE nhs_number = ?"), &[nhs_number.as_str().into()], patient_from)
+        self.one(
+            concat!("SELECT ", patient_columns!(), " FROM patients WHERE nhs_number = ?"),
+            &[nhs_number.as_str().into()],
+            patient_from,
+        )
     }
 
     pub fn patient_by_email(&mut self, email: &EmailAddress) -> Result<Option<Patient>, StoreError> {
-        self.one(concat!("SELECT ", patient_columns!(), " FROM patients WHERE email = ?"), &[email.as_str().into()], patient_from)
+        self.one(
+            concat!("SELECT ", patient_columns!(), " FROM patients WHERE email = ?"),
+            &[email.as_str().into()],
+            patient_from,
+        )
     }
 
     pub fn patient_by_account(&mut self, account: AccountId) -> Result<Option<Patient>, StoreError> {
-        self.one(concat!("SELECT ", patient_columns!(), " FROM patients WHERE account_id = ?"), &[account.into()], patient_from)
+        self.one(
+            concat!("SELECT ", patient_columns!(), " FROM patients WHERE account_id = ?"),
+            &[account.into()],
+            patient_from,
+        )
     }
 
     pub fn patient_by_local_identifier(
@@ -739,7 +811,11 @@ impl<'c> Tx<'c> {
 
     pub fn care_links(&mut self, patient: PatientId) -> Result<Vec<CareLink>, StoreError> {
         self.all(
-            concat!("SELECT ", care_link_columns!(), " FROM care_links WHERE patient_id = ? ORDER BY linked_at, team_id"),
+            concat!(
+                "SELECT ",
+                care_link_columns!(),
+                " FROM care_links WHERE patient_id = ? ORDER BY linked_at, team_id"
+            ),
             &[patient.into()],
             care_link_from,
         )
@@ -772,7 +848,11 @@ impl<'c> Tx<'c> {
     }
 
     /// Whether the patient is in the organisation: actively linked to its Patient Record Team.
-    pub fn patient_in_organisation(&mut self, patient: PatientId, organisation: OrganisationId) -> Result<bool, StoreError> {
+    pub fn patient_in_organisation(
+        &mut self,
+        patient: PatientId,
+        organisation: OrganisationId,
+    ) -> Result<bool, StoreError> {
         self.exists(
             "SELECT 1 FROM care_links c JOIN teams t ON t.id = c.team_id
              WHERE c.patient_id = ? AND t.organisation_id = ? AND t.kind = 'patient_record' AND c.discharged_at IS NULL",
@@ -805,7 +885,7 @@ impl<'c> Tx<'c> {
     /// The patient's entries that `scope` admits, newest first: the access rule compiled
     /// into the `WHERE` clause.
     pub fn entries_in_scope(&mut self, patient: PatientId, scope: &RecordScope) -> Result<Vec<Entry>, StoreError> {
-        let RecordScope::Visible { team, consented, break_glass, .. } = *scope else {
+        let RecordScope::Visible { team, consented, own_team_data, break_glass, .. } = *scope else {
             return Ok(Vec::new());
         };
         self.all(
@@ -813,7 +893,7 @@ impl<'c> Tx<'c> {
                 "SELECT ",
                 entry_columns!(),
                 " FROM record_entries WHERE patient_id = ?
-                  AND (? OR (label & ?) <> 0 OR (label IS NULL AND ?) OR authored_team_id = ?)
+                  AND (? OR (label & ?) <> 0 OR (label IS NULL AND ?) OR (? AND authored_team_id = ?))
                   ORDER BY effective_at DESC, id"
             ),
             &[
@@ -821,6 +901,7 @@ impl<'c> Tx<'c> {
                 break_glass.is_some().into(),
                 Param::Int(i64::from(consented.bits())),
                 consented.is_all().into(),
+                own_team_data.into(),
                 team.into(),
             ],
             entry_from,
@@ -830,7 +911,11 @@ impl<'c> Tx<'c> {
     /// All of a patient's entries, newest first (the patient's own view).
     pub fn entries(&mut self, patient: PatientId) -> Result<Vec<Entry>, StoreError> {
         self.all(
-            concat!("SELECT ", entry_columns!(), " FROM record_entries WHERE patient_id = ? ORDER BY effective_at DESC, id"),
+            concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM record_entries WHERE patient_id = ? ORDER BY effective_at DESC, id"
+            ),
             &[patient.into()],
             entry_from,
         )
@@ -838,7 +923,9 @@ impl<'c> Tx<'c> {
 
     /// How many entries the patient's record holds.
     pub fn count_entries(&mut self, patient: PatientId) -> Result<i64, StoreError> {
-        Ok(self.one("SELECT COUNT(*) FROM record_entries WHERE patient_id = ?", &[patient.into()], |row| row.int(0))?.unwrap_or(0))
+        Ok(self
+            .one("SELECT COUNT(*) FROM record_entries WHERE patient_id = ?", &[patient.into()], |row| row.int(0))?
+            .unwrap_or(0))
     }
 
     // ----- break glass -------------------------------------------------------------------
@@ -861,7 +948,11 @@ impl<'c> Tx<'c> {
     }
 
     /// The most recent grant of (account, patient).
-    pub fn latest_break_glass(&mut self, account: AccountId, patient: PatientId) -> Result<Option<BreakGlassGrant>, StoreError> {
+    pub fn latest_break_glass(
+        &mut self,
+        account: AccountId,
+        patient: PatientId,
+    ) -> Result<Option<BreakGlassGrant>, StoreError> {
         self.one(
             concat!(
                 "SELECT ",
@@ -874,7 +965,12 @@ impl<'c> Tx<'c> {
     }
 
     /// Ends every open grant of (account, patient); returns how many were open.
-    pub fn end_break_glass(&mut self, account: AccountId, patient: PatientId, at: Timestamp) -> Result<u64, StoreError> {
+    pub fn end_break_glass(
+        &mut self,
+        account: AccountId,
+        patient: PatientId,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.conn.execute(
             "UPDATE break_glass_grants SET ended_at = ? WHERE patient_id = ? AND account_id = ? AND ended_at IS NULL AND expires_at > ?",
             &[at.into(), patient.into(), account.into(), at.into()],
@@ -900,9 +996,10 @@ impl<'c> Tx<'c> {
         patient: PatientId,
         now: Timestamp,
     ) -> Result<Option<RecordAccessFacts>, StoreError> {
-        let Some((account_status, membership)) = self.one(
-            "SELECT a.status, m.role, m.status FROM accounts a
-             LEFT JOIN memberships m ON m.account_id = a.id AND m.team_id = ? WHERE a.id = ?",
+        let Some((account_status, membership, team_kind)) = self.one(
+            "SELECT a.status, m.role, m.status, t.kind FROM accounts a
+             JOIN teams t ON t.id = ?
+             LEFT JOIN memberships m ON m.account_id = a.id AND m.team_id = t.id WHERE a.id = ?",
             &[team.into(), account.into()],
             |row| {
                 let status = coded("account status", row.text(0)?, AccountStatus::from_code)?;
@@ -913,7 +1010,7 @@ impl<'c> Tx<'c> {
                     }),
                     _ => None,
                 };
-                Ok((status, membership))
+                Ok((status, membership, coded("team kind", row.text(3)?, TeamKind::from_code)?))
             },
         )?
         else {
@@ -938,6 +1035,7 @@ impl<'c> Tx<'c> {
         Ok(Some(RecordAccessFacts {
             now,
             acting_team: team,
+            acting_team_kind: team_kind,
             account_status,
             membership,
             care_link,
@@ -946,7 +1044,11 @@ impl<'c> Tx<'c> {
         }))
     }
 
-    fn latest_break_glass_facts(&mut self, account: AccountId, patient: PatientId) -> Result<Option<BreakGlassFacts>, StoreError> {
+    fn latest_break_glass_facts(
+        &mut self,
+        account: AccountId,
+        patient: PatientId,
+    ) -> Result<Option<BreakGlassFacts>, StoreError> {
         self.one(
             "SELECT id, expires_at, ended_at FROM break_glass_grants WHERE patient_id = ? AND account_id = ?
              ORDER BY started_at DESC, id DESC LIMIT 1",
@@ -963,20 +1065,29 @@ impl<'c> Tx<'c> {
 
     /// The facts about whether the account may see who the patient is; `None` when either
     /// does not exist.
-    pub fn demographics_facts(&mut self, account: AccountId, patient: PatientId, now: Timestamp) -> Result<Option<DemographicsFacts>, StoreError> {
-        let Some(account_status) =
-            self.one("SELECT status FROM accounts WHERE id = ?", &[account.into()], |row| coded("account status", row.text(0)?, AccountStatus::from_code))?
+    pub fn demographics_facts(
+        &mut self,
+        account: AccountId,
+        patient: PatientId,
+        now: Timestamp,
+    ) -> Result<Option<DemographicsFacts>, StoreError> {
+        let Some(account_status) = self.one("SELECT status FROM accounts WHERE id = ?", &[account.into()], |row| {
+            coded("account status", row.text(0)?, AccountStatus::from_code)
+        })?
         else {
             return Ok(None);
         };
-        let Some(sharing_disabled) = self.one("SELECT sharing_disabled FROM patients WHERE id = ?", &[patient.into()], |row| row.bool(0))? else {
+        let Some(sharing_disabled) =
+            self.one("SELECT sharing_disabled FROM patients WHERE id = ?", &[patient.into()], |row| row.bool(0))?
+        else {
             return Ok(None);
         };
         let teams = self.all(
             "SELECT m.team_id, m.role, m.status,
                     EXISTS (SELECT 1 FROM care_links c WHERE c.patient_id = ? AND c.team_id = m.team_id AND c.discharged_at IS NULL),
-                    EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id)
-             FROM memberships m WHERE m.account_id = ? ORDER BY m.team_id",
+                    EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id),
+                    t.kind
+             FROM memberships m JOIN teams t ON t.id = m.team_id WHERE m.account_id = ? ORDER BY m.team_id",
             &[patient.into(), patient.into(), account.into()],
             |row| {
                 Ok(TeamRelationFacts {
@@ -987,6 +1098,7 @@ impl<'c> Tx<'c> {
                     },
                     care_link_active: row.bool(3)?,
                     authored_entries: row.bool(4)?,
+                    kind: coded("team kind", row.text(5)?, TeamKind::from_code)?,
                 })
             },
         )?;
@@ -1039,8 +1151,13 @@ impl<'c> Tx<'c> {
 }
 
 /// The outbox templates Kith writes.
-pub const OUTBOX_TEMPLATES: &[&str] =
-    &["break_glass_patient", "break_glass_privacy_officer", "team_added_patient", "consent_changed_patient", "sharing_disabled_patient"];
+pub const OUTBOX_TEMPLATES: &[&str] = &[
+    "break_glass_patient",
+    "break_glass_privacy_officer",
+    "team_added_patient",
+    "consent_changed_patient",
+    "sharing_disabled_patient",
+];
 
 fn known_template(template: &str) -> Result<&'static str, StoreError> {
     OUTBOX_TEMPLATES

@@ -130,7 +130,9 @@ impl Row {
     pub fn uuid(&self, index: usize) -> Result<Uuid, StoreError> {
         match self.value(index)? {
             Value::Uuid(value) => Ok(*value),
-            Value::Text(text) => Uuid::parse_str(text).map_err(|_| wrong_type(index, "a UUID", &Value::Text(text.clone()))),
+            Value::Text(text) => {
+                Uuid::parse_str(text).map_err(|_| wrong_type(index, "a UUID", &Value::Text(text.clone())))
+            }
             other => Err(wrong_type(index, "a UUID", other)),
         }
     }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kith_core::access::{BreakGlassFacts, CareLinkFacts, EntryFacts, RecordScope, MembershipFacts};
-use kith_core::audit::{Actor, AuditRecord, Channel, ChainVerifier, Outcome};
+use kith_core::access::{BreakGlassFacts, CareLinkFacts, EntryFacts, MembershipFacts, RecordScope};
+use kith_core::audit::{Actor, AuditRecord, ChainVerifier, Channel, Outcome};
 use kith_core::consent::LinkBasis;
 use kith_core::model::*;
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus, Sex};
@@ -136,14 +136,27 @@ fn organisations_teams_and_accounts_round_trip() {
     each_backend(|store, _| {
         let org = organisation("RXH");
         let prt = team(&org, "prt", TeamKind::PatientRecord, LabelSet::EMPTY);
-        let cardiology = team(&org, "cardiology", TeamKind::Speciality, LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]));
+        let cardiology = team(
+            &org,
+            "cardiology",
+            TeamKind::Speciality,
+            LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]),
+        );
         let ada = account("Ada@Example.org");
         write(store, |tx| {
             tx.insert_organisation(&org)?;
             tx.insert_team(&prt)?;
             tx.insert_team(&cardiology)?;
             tx.insert_account(&ada, Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"))?;
-            tx.insert_membership(&Membership { account: ada.id, team: cardiology.id, role: MembershipRole::Coordinator, status: MembershipStatus::Active }, T0)?;
+            tx.insert_membership(
+                &Membership {
+                    account: ada.id,
+                    team: cardiology.id,
+                    role: MembershipRole::Coordinator,
+                    status: MembershipStatus::Active,
+                },
+                T0,
+            )?;
             Ok(())
         });
         store
@@ -167,11 +180,22 @@ fn organisations_teams_and_accounts_round_trip() {
         assert_eq!(error.kind, StoreErrorKind::Duplicate, "{error}");
         let duplicate_alias = team(&org, "cardiology", TeamKind::Speciality, LabelSet::EMPTY);
         assert_eq!(store.write(|tx| tx.insert_team(&duplicate_alias)).unwrap_err().kind, StoreErrorKind::Duplicate);
-        assert_eq!(store.write(|tx| tx.insert_account(&account("ada@example.org"), None)).unwrap_err().kind, StoreErrorKind::Duplicate);
+        assert_eq!(
+            store.write(|tx| tx.insert_account(&account("ada@example.org"), None)).unwrap_err().kind,
+            StoreErrorKind::Duplicate
+        );
 
         // A deactivated coordinator, or one whose account is locked, does not count.
         write(store, |tx| {
-            tx.update_membership(&Membership { account: ada.id, team: cardiology.id, role: MembershipRole::Coordinator, status: MembershipStatus::Deactivated }, T0)
+            tx.update_membership(
+                &Membership {
+                    account: ada.id,
+                    team: cardiology.id,
+                    role: MembershipRole::Coordinator,
+                    status: MembershipStatus::Deactivated,
+                },
+                T0,
+            )
         });
         assert_eq!(store.read(|tx| tx.count_active_coordinators(cardiology.id)).unwrap(), 0);
     });
@@ -230,7 +254,10 @@ fn patients_identifiers_and_links_round_trip() {
             .read(|tx| {
                 assert_eq!(tx.patient(siân.id)?, Some(siân.clone()));
                 assert_eq!(tx.patient_by_nhs_number(siân.nhs_number.as_ref().unwrap())?.map(|p| p.id), Some(siân.id));
-                assert_eq!(tx.patient_by_email(&EmailAddress::parse("SIAN@example.org").unwrap())?.map(|p| p.id), Some(siân.id));
+                assert_eq!(
+                    tx.patient_by_email(&EmailAddress::parse("SIAN@example.org").unwrap())?.map(|p| p.id),
+                    Some(siân.id)
+                );
                 assert_eq!(tx.patient_by_local_identifier(org.id, &mrn)?.map(|p| p.id), Some(siân.id));
                 assert_eq!(tx.patient_identifiers(siân.id)?[0].identifier, mrn);
                 assert!(tx.patient_in_organisation(siân.id, org.id)?);
@@ -300,12 +327,15 @@ fn the_entry_filter_in_sql_agrees_with_the_rule() {
         let mut scopes = vec![RecordScope::Denied(DenyReason::NotAMemberOfTeam)];
         for bits in 0..16 {
             for break_glass in [None, Some(grant)] {
-                scopes.push(RecordScope::Visible {
-                    team: mine.id,
-                    consented: LabelSet::from_bits(bits).unwrap(),
-                    consent_gap: None,
-                    break_glass,
-                });
+                for own_team_data in [true, false] {
+                    scopes.push(RecordScope::Visible {
+                        team: mine.id,
+                        consented: LabelSet::from_bits(bits).unwrap(),
+                        consent_gap: None,
+                        own_team_data,
+                        break_glass,
+                    });
+                }
             }
         }
         for scope in scopes {
@@ -350,21 +380,53 @@ fn access_facts_are_loaded_as_stored() {
             tx.insert_team(&ward)?;
             tx.insert_team(&other)?;
             tx.insert_account(&nurse, None)?;
-            tx.insert_membership(&Membership { account: nurse.id, team: ward.id, role: MembershipRole::Professional, status: MembershipStatus::Active }, T0)?;
-            tx.insert_membership(&Membership { account: nurse.id, team: other.id, role: MembershipRole::Professional, status: MembershipStatus::Deactivated }, T0)?;
+            tx.insert_membership(
+                &Membership {
+                    account: nurse.id,
+                    team: ward.id,
+                    role: MembershipRole::Professional,
+                    status: MembershipStatus::Active,
+                },
+                T0,
+            )?;
+            tx.insert_membership(
+                &Membership {
+                    account: nurse.id,
+                    team: other.id,
+                    role: MembershipRole::Professional,
+                    status: MembershipStatus::Deactivated,
+                },
+                T0,
+            )?;
             tx.insert_patient(&person)?;
-            tx.put_care_link(&CareLink { patient: person.id, team: ward.id, labels, basis: LinkBasis::Hl7ImpliedConsent, changed_by: None, linked_at: T0, updated_at: T0, discharged_at: None })?;
+            tx.put_care_link(&CareLink {
+                patient: person.id,
+                team: ward.id,
+                labels,
+                basis: LinkBasis::Hl7ImpliedConsent,
+                changed_by: None,
+                linked_at: T0,
+                updated_at: T0,
+                discharged_at: None,
+            })?;
             tx.insert_entry(&entry(person.id, other.id, Some(PrivacyLabel::General), 0))?;
             tx.insert_break_glass(&grant)
         });
         let facts = store.read(|tx| tx.record_access_facts(nurse.id, ward.id, person.id, T0)).unwrap().unwrap();
         assert_eq!(facts.account_status, AccountStatus::Active);
-        assert_eq!(facts.membership, Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }));
+        assert_eq!(
+            facts.membership,
+            Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active })
+        );
         assert_eq!(facts.care_link, Some(CareLinkFacts { labels, active: true }));
-        assert_eq!(facts.break_glass, Some(BreakGlassFacts { grant: grant.id, expires_at: grant.expires_at, ended: false }));
+        assert_eq!(
+            facts.break_glass,
+            Some(BreakGlassFacts { grant: grant.id, expires_at: grant.expires_at, ended: false })
+        );
         assert!(!facts.sharing_disabled);
 
-        let through_other = store.read(|tx| tx.record_access_facts(nurse.id, other.id, person.id, T0)).unwrap().unwrap();
+        let through_other =
+            store.read(|tx| tx.record_access_facts(nurse.id, other.id, person.id, T0)).unwrap().unwrap();
         assert_eq!(through_other.membership.map(|m| m.status), Some(MembershipStatus::Deactivated));
         assert_eq!(through_other.care_link, None);
 
@@ -374,8 +436,14 @@ fn access_facts_are_loaded_as_stored() {
         let other_relation = demographics.teams.iter().find(|t| t.team == other.id).unwrap();
         assert!(!other_relation.care_link_active && other_relation.authored_entries);
 
-        assert_eq!(store.read(|tx| tx.record_access_facts(AccountId::from_uuid(id()), ward.id, person.id, T0)).unwrap(), None);
-        assert_eq!(store.read(|tx| tx.record_access_facts(nurse.id, ward.id, PatientId::from_uuid(id()), T0)).unwrap(), None);
+        assert_eq!(
+            store.read(|tx| tx.record_access_facts(AccountId::from_uuid(id()), ward.id, person.id, T0)).unwrap(),
+            None
+        );
+        assert_eq!(
+            store.read(|tx| tx.record_access_facts(nurse.id, ward.id, PatientId::from_uuid(id()), T0)).unwrap(),
+            None
+        );
 
         // Ending the grant is seen by the next load.
         assert_eq!(store.write(|tx| tx.end_break_glass(nurse.id, person.id, T0)).unwrap(), 1);

@@ -45,7 +45,9 @@ impl TestDatabase {
     pub fn postgres() -> Option<Self> {
         let Some(admin_url) = std::env::var("KITH_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty()) else {
             if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
-                panic!("CI=true but KITH_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run in CI (scripts/test sets it)");
+                panic!(
+                    "CI=true but KITH_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run in CI (scripts/test sets it)"
+                );
             }
             eprintln!("note: KITH_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half of this test");
             return None;
@@ -85,7 +87,9 @@ impl TestDatabase {
             }
             DatabaseUrl::Postgres(url) => {
                 let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|error| error.to_string())?;
-                client.batch_execute(sql).map_err(|error| format!("{error}: {:?}", error.as_db_error().map(|db| db.message())))
+                client
+                    .batch_execute(sql)
+                    .map_err(|error| format!("{error}: {:?}", error.as_db_error().map(|db| db.message())))
             }
         }
     }

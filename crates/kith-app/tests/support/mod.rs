@@ -86,12 +86,31 @@ pub fn demographics(given: &str) -> Demographics {
 pub fn world(database: TestDatabase) -> World {
     let (app, clock) = app_on(&database);
     let op = operator();
-    app.create_organisation(&op, &NewOrganisation { code: code(), name: Name::parse("name", "Riverside Hospitals").unwrap(), break_glass_duration: None })
-        .unwrap();
-    app.create_team(&op, &code(), &Name::parse("n", "Mental Health").unwrap(), &alias("mh"), LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]))
-        .unwrap();
-    app.create_team(&op, &code(), &Name::parse("n", "Sexual Health").unwrap(), &alias("gum"), LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::SexualHealth]))
-        .unwrap();
+    app.create_organisation(
+        &op,
+        &NewOrganisation {
+            code: code(),
+            name: Name::parse("name", "Riverside Hospitals").unwrap(),
+            break_glass_duration: None,
+        },
+    )
+    .unwrap();
+    app.create_team(
+        &op,
+        &code(),
+        &Name::parse("n", "Mental Health").unwrap(),
+        &alias("mh"),
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]),
+    )
+    .unwrap();
+    app.create_team(
+        &op,
+        &code(),
+        &Name::parse("n", "Sexual Health").unwrap(),
+        &alias("gum"),
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::SexualHealth]),
+    )
+    .unwrap();
     let world = World { database, app, clock, patient: placeholder_patient(), entries: Vec::new() };
     world.add_member("mh", "c1@example.org", MembershipRole::Coordinator);
     world.add_member("mh", "c2@example.org", MembershipRole::Coordinator);
@@ -119,7 +138,13 @@ pub fn world(database: TestDatabase) -> World {
                 .add_entry(
                     &EntryAuthor::Operator { operator: &op, organisation: &code(), team: &alias("prt") },
                     patient.id,
-                    &NewEntry { kind: EntryKind::Document, label: Some(label), title: Title::parse(label.code()).unwrap(), body: String::new(), effective_at: START },
+                    &NewEntry {
+                        kind: EntryKind::Document,
+                        label: Some(label),
+                        title: Title::parse(label.code()).unwrap(),
+                        body: String::new(),
+                        effective_at: START,
+                    },
                 )
                 .unwrap()
         })

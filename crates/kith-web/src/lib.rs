@@ -1,0 +1,96 @@
+//! Kith's HTTP interface. This release serves the operational endpoints (`/healthz`,
+//! `/readyz`) and a landing page; the web application, the FHIR API and HL7 over HTTP
+//! are added here by later work. Only this crate knows HTTP.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use kith_app::App;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct WebState {
+    pub app: App,
+}
+
+/// The router with every route Kith serves.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(WebState { app })
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers every response carries: no framing, no sniffing, no referrer leaks, and a
+/// content security policy that allows nothing from elsewhere and no inline scripts.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../static/index.html"))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers within two seconds.
+async fn readyz(State(state): State<WebState>) -> impl IntoResponse {
+    let store = state.app.store().clone();
+    let ping = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || store.ping())).await;
+    match ping {
+        Ok(Ok(Ok(()))) => (StatusCode::OK, "ready\n"),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "readiness check: the database did not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+        _ => {
+            tracing::warn!("readiness check: the database did not answer in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn health_and_readiness_answer_with_security_headers() {
+        let database = kith_test_support::TestDatabase::sqlite();
+        let app = App::new(database.store(), Arc::new(kith_app::SystemClock));
+        let router = router(app);
+        for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+            let response = router.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+            let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            assert_eq!(&bytes[..], body.as_bytes());
+        }
+        let missing = router.oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+}
