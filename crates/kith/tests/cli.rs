@@ -454,6 +454,7 @@ fn start_server(command: &mut Command) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("kith did not start listening; last line: {line}");
 }
 
