@@ -11,7 +11,7 @@ use kith_core::model::{BreakGlassGrant, Entry, Patient};
 use kith_core::team::TeamKind;
 use kith_core::text::Reason;
 use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId, Timestamp};
-use kith_store::{OutboxMessage, Tx};
+use kith_store::{OutboxMessage, RecordReadFacts, Tx};
 
 use crate::organisations::professional_actor;
 use crate::patients::{entry_facts, notify_patient, summarise};
@@ -69,11 +69,9 @@ impl App {
                     );
                     Ok(Err(AppError::Denied))
                 };
-                let (Some(facts), Some(demographics), Some(record)) = (
-                    tx.record_access_facts(context.account, context.team, patient, now)?,
-                    tx.demographics_facts(context.account, patient, now)?,
-                    tx.patient(patient)?,
-                ) else {
+                let Some(RecordReadFacts { access: facts, demographics, patient: record }) =
+                    tx.record_read_facts(context.account, context.team, patient, now)?
+                else {
                     return deny(tx, DenyReason::NoRelationshipWithPatient);
                 };
                 let scope = record_scope(&facts);

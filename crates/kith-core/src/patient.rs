@@ -205,6 +205,23 @@ impl EntryKind {
         }
     }
 
+    /// The kind whose stored code is exactly `code` (see [`EntryKind::code`]); for reading
+    /// back what Kith wrote. [`EntryKind::parse`] is for what people type.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "result" => EntryKind::Result,
+            "document" => EntryKind::Document,
+            "appointment" => EntryKind::Appointment,
+            "care_plan" => EntryKind::CarePlan,
+            "note" => EntryKind::Note,
+            "measurement" => EntryKind::Measurement,
+            "diagnosis" => EntryKind::Diagnosis,
+            "medication" => EntryKind::Medication,
+            "allergy" => EntryKind::Allergy,
+            _ => return None,
+        })
+    }
+
     pub fn parse(text: &str) -> Result<Self, UnknownEntryKind> {
         let normalised = text.trim().to_ascii_lowercase().replace(['-', ' '], "_");
         Self::ALL
@@ -256,5 +273,13 @@ mod tests {
     fn entry_kinds() {
         assert_eq!(EntryKind::parse("Care plan"), Ok(EntryKind::CarePlan));
         assert!(EntryKind::parse("x-ray").is_err());
+        for kind in EntryKind::ALL {
+            assert_eq!(EntryKind::from_code(kind.code()), Some(kind));
+            assert_eq!(EntryKind::parse(kind.code()), Ok(kind));
+        }
+        // Stored codes are exact: no trimming, case folding or spelling variants.
+        for loose in ["Care plan", "care-plan", " note", "NOTE", ""] {
+            assert_eq!(EntryKind::from_code(loose), None, "{loose:?}");
+        }
     }
 }

@@ -49,7 +49,8 @@ fn bounded_text(field: &'static str, text: &str, max: usize, multiline: bool) ->
     if trimmed.is_empty() {
         return Err(InvalidText::new(field, "must not be empty"));
     }
-    if trimmed.chars().count() > max {
+    // A string has no more characters than bytes: only a long one needs counting.
+    if trimmed.len() > max && trimmed.chars().count() > max {
         return Err(InvalidText::new(field, format!("must be at most {max} characters")));
     }
     let allowed = |c: char| !c.is_control() || (multiline && (c == '\n' || c == '\t' || c == '\r'));
@@ -247,6 +248,12 @@ mod tests {
         assert!(Reason::parse(&"x".repeat(1001)).is_err());
         assert_eq!(Reason::parse(" unconscious in A&E\n").unwrap().as_str(), "unconscious in A&E");
         assert!(Name::parse("name", "Ada\u{0}").is_err());
+        // The bound is in characters, not bytes.
+        assert!(Title::parse(&"é".repeat(300)).is_ok());
+        assert!(Title::parse(&"é".repeat(301)).is_err());
+        assert!(Title::parse(&"x".repeat(300)).is_ok());
+        assert!(Title::parse(&"x".repeat(301)).is_err());
+        assert!(Title::parse("next\u{85}line").is_err());
         assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "Secret(***)");
     }
 }

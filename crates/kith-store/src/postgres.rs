@@ -168,38 +168,53 @@ impl Conn for PgConn<'_, '_> {
         self.transaction.execute(&statement, &to_sql_params(params)).map_err(map_error)
     }
 
-    fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+    fn query_each(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let statement = self.statement(sql)?;
         let rows = self.transaction.query(&statement, &to_sql_params(params)).map_err(map_error)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut values = Vec::with_capacity(row.len());
+        let mut out = Row::default();
+        out.resize(statement.columns().len());
+        for row in &rows {
             for (index, column) in row.columns().iter().enumerate() {
                 let ty = column.type_();
                 let get_error =
                     |error: postgres::Error| StoreError::corrupt(format!("column {}: {error}", column.name()));
-                let value = if *ty == Type::INT8 {
-                    row.try_get::<_, Option<i64>>(index).map_err(get_error)?.map(Value::Int)
+                if *ty == Type::INT8 {
+                    let value = row.try_get::<_, Option<i64>>(index).map_err(get_error)?;
+                    out.set(index, value.map_or(Value::Null, Value::Int));
                 } else if *ty == Type::INT4 {
-                    row.try_get::<_, Option<i32>>(index).map_err(get_error)?.map(|v| Value::Int(v.into()))
+                    let value = row.try_get::<_, Option<i32>>(index).map_err(get_error)?;
+                    out.set(index, value.map_or(Value::Null, |v| Value::Int(v.into())));
                 } else if *ty == Type::INT2 {
-                    row.try_get::<_, Option<i16>>(index).map_err(get_error)?.map(|v| Value::Int(v.into()))
+                    let value = row.try_get::<_, Option<i16>>(index).map_err(get_error)?;
+                    out.set(index, value.map_or(Value::Null, |v| Value::Int(v.into())));
                 } else if *ty == Type::BOOL {
-                    row.try_get::<_, Option<bool>>(index).map_err(get_error)?.map(Value::Bool)
+                    let value = row.try_get::<_, Option<bool>>(index).map_err(get_error)?;
+                    out.set(index, value.map_or(Value::Null, Value::Bool));
                 } else if *ty == Type::UUID {
-                    row.try_get::<_, Option<uuid::Uuid>>(index).map_err(get_error)?.map(Value::Uuid)
+                    let value = row.try_get::<_, Option<uuid::Uuid>>(index).map_err(get_error)?;
+                    out.set(index, value.map_or(Value::Null, Value::Uuid));
                 } else if *ty == Type::BYTEA {
-                    row.try_get::<_, Option<Vec<u8>>>(index).map_err(get_error)?.map(Value::Bytes)
+                    match row.try_get::<_, Option<&[u8]>>(index).map_err(get_error)? {
+                        Some(bytes) => out.set_bytes(index, bytes),
+                        None => out.set(index, Value::Null),
+                    }
                 } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::BPCHAR || *ty == Type::NAME {
-                    row.try_get::<_, Option<String>>(index).map_err(get_error)?.map(Value::Text)
+                    match row.try_get::<_, Option<&str>>(index).map_err(get_error)? {
+                        Some(text) => out.set_text(index, text),
+                        None => out.set(index, Value::Null),
+                    }
                 } else {
                     return Err(StoreError::corrupt(format!("column {} has unsupported type {ty}", column.name())));
-                };
-                values.push(value.unwrap_or(Value::Null));
+                }
             }
-            out.push(Row(values));
+            each(&out)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {

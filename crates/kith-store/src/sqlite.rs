@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
@@ -59,6 +60,11 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
         )
         .map_err(map_error)?;
     connection.set_prepared_statement_cache_capacity(256);
+    // Plans that do not depend on the values bound (the query planner stability guarantee).
+    // Without it this SQLite re-prepares a cached statement on its next step whenever a
+    // parameter the planner looked at is bound again: five of the six queries of a record
+    // read were parsed and planned again on every read.
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(map_error)?;
     Ok(connection)
 }
 
@@ -91,7 +97,7 @@ impl rusqlite::ToSql for Param<'_> {
             Param::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(value)),
             Param::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
             Param::Bool(value) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(value))),
-            Param::Uuid(uuid) => ToSqlOutput::Owned(rusqlite::types::Value::Text(uuid.hyphenated().to_string())),
+            Param::Uuid(ref uuid) => ToSqlOutput::Borrowed(ValueRef::Blob(uuid.as_bytes())),
             Param::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         })
     }
@@ -108,25 +114,33 @@ impl Conn for SqliteConn<'_> {
         Ok(changed as u64)
     }
 
-    fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+    fn query_each(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut statement = self.0.prepare_cached(sql).map_err(map_error)?;
         let columns = statement.column_count();
         let mut rows = statement.query(rusqlite::params_from_iter(params.iter())).map_err(map_error)?;
-        let mut out = Vec::new();
+        let mut out = Row::default();
+        out.resize(columns);
         while let Some(row) = rows.next().map_err(map_error)? {
-            let mut values = Vec::with_capacity(columns);
             for index in 0..columns {
-                values.push(match row.get_ref(index).map_err(map_error)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(value) => Value::Int(value),
-                    ValueRef::Real(value) => Value::Int(value as i64),
-                    ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
-                    ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
-                });
+                match row.get_ref(index).map_err(map_error)? {
+                    ValueRef::Null => out.set(index, Value::Null),
+                    ValueRef::Integer(value) => out.set(index, Value::Int(value)),
+                    ValueRef::Real(value) => out.set(index, Value::Int(value as i64)),
+                    ValueRef::Text(text) => match std::str::from_utf8(text) {
+                        Ok(text) => out.set_text(index, text),
+                        Err(_) => out.set_text(index, &String::from_utf8_lossy(text)),
+                    },
+                    ValueRef::Blob(bytes) => out.set_bytes(index, bytes),
+                }
             }
-            out.push(Row(values));
+            each(&out)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {

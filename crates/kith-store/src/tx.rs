@@ -77,6 +77,53 @@ fn entry_label(bits: Option<i64>) -> Result<Option<PrivacyLabel>, StoreError> {
     .transpose()
 }
 
+/// What a professional's read of a record needs to know, loaded together by
+/// [`Tx::record_read_facts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordReadFacts {
+    pub access: RecordAccessFacts,
+    pub demographics: DemographicsFacts,
+    pub patient: Patient,
+}
+
+/// The account and its membership of the acting team.
+struct ProfessionalFacts {
+    account_status: AccountStatus,
+    membership: Option<MembershipFacts>,
+    team_kind: TeamKind,
+}
+
+impl ProfessionalFacts {
+    fn record_access_facts(
+        &self,
+        now: Timestamp,
+        team: TeamId,
+        care_link: Option<CareLinkFacts>,
+        break_glass: Option<BreakGlassFacts>,
+        sharing_disabled: bool,
+    ) -> RecordAccessFacts {
+        RecordAccessFacts {
+            now,
+            acting_team: team,
+            acting_team_kind: self.team_kind,
+            account_status: self.account_status,
+            membership: self.membership,
+            care_link,
+            break_glass,
+            sharing_disabled,
+        }
+    }
+}
+
+/// A care link's labels at `offset` and its discharge time after them (both NULL without a
+/// link).
+fn care_link_facts(row: &Row, offset: usize) -> Result<Option<CareLinkFacts>, StoreError> {
+    match row.opt_int(offset)? {
+        Some(bits) => Ok(Some(CareLinkFacts { labels: labels(bits)?, active: row.is_null(offset + 1)? })),
+        None => Ok(None),
+    }
+}
+
 macro_rules! organisation_columns {
     () => {
         "id, code, name, break_glass_seconds, created_at"
@@ -198,7 +245,7 @@ fn entry_from(row: &Row) -> Result<Entry, StoreError> {
     Ok(Entry {
         id: EntryId::from_uuid(row.uuid(0)?),
         patient: PatientId::from_uuid(row.uuid(1)?),
-        kind: EntryKind::parse(row.text(2)?).map_err(corrupt("entry kind"))?,
+        kind: coded("entry kind", row.text(2)?, EntryKind::from_code)?,
         label: entry_label(row.opt_int(3)?)?,
         authored_by: TeamId::from_uuid(row.uuid(4)?),
         author_account: row.opt_uuid(5)?.map(AccountId::from_uuid),
@@ -261,26 +308,45 @@ impl<'c> Tx<'c> {
         self.conn.dialect()
     }
 
+    /// The first row, mapped.
     fn one<T>(
         &mut self,
         sql: &'static str,
         params: &[Param<'_>],
         map: impl Fn(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        self.conn.query(sql, params)?.first().map(map).transpose()
+        let mut first = None;
+        self.conn.query_each(sql, params, &mut |row| {
+            if first.is_none() {
+                first = Some(map(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
+    /// Every row, mapped as it is read.
     fn all<T>(
         &mut self,
         sql: &'static str,
         params: &[Param<'_>],
         map: impl Fn(&Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.conn.query(sql, params)?.iter().map(map).collect()
+        let mut out = Vec::new();
+        self.conn.query_each(sql, params, &mut |row| {
+            out.push(map(row)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn exists(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<bool, StoreError> {
-        Ok(!self.conn.query(sql, params)?.is_empty())
+        let mut found = false;
+        self.conn.query_each(sql, params, &mut |_| {
+            found = true;
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     pub fn ping(&mut self) -> Result<(), StoreError> {
@@ -996,13 +1062,77 @@ impl<'c> Tx<'c> {
         patient: PatientId,
         now: Timestamp,
     ) -> Result<Option<RecordAccessFacts>, StoreError> {
-        let Some((account_status, membership, team_kind)) = self.one(
+        let Some(professional) = self.professional_facts(account, team)? else {
+            return Ok(None);
+        };
+        let Some((sharing_disabled, care_link)) = self.one(
+            "SELECT p.sharing_disabled, c.labels, c.discharged_at FROM patients p
+             LEFT JOIN care_links c ON c.patient_id = p.id AND c.team_id = ? WHERE p.id = ?",
+            &[team.into(), patient.into()],
+            |row| Ok((row.bool(0)?, care_link_facts(row, 1)?)),
+        )?
+        else {
+            return Ok(None);
+        };
+        let break_glass = self.latest_break_glass_facts(account, patient)?;
+        Ok(Some(professional.record_access_facts(now, team, care_link, break_glass, sharing_disabled)))
+    }
+
+    /// What a professional's read of a record needs, in four statements: the facts for the
+    /// access rule ([`Tx::record_access_facts`]), those for demographics
+    /// ([`Tx::demographics_facts`]) and the patient. `None` when the account, the acting
+    /// team or the patient does not exist.
+    pub fn record_read_facts(
+        &mut self,
+        account: AccountId,
+        team: TeamId,
+        patient: PatientId,
+        now: Timestamp,
+    ) -> Result<Option<RecordReadFacts>, StoreError> {
+        let Some(professional) = self.professional_facts(account, team)? else {
+            return Ok(None);
+        };
+        let Some((record, care_link)) = self.one(
+            "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile,
+                    p.registration, p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at,
+                    c.labels, c.discharged_at
+             FROM patients p LEFT JOIN care_links c ON c.patient_id = p.id AND c.team_id = ? WHERE p.id = ?",
+            &[team.into(), patient.into()],
+            |row| Ok((patient_from(row)?, care_link_facts(row, 14)?)),
+        )?
+        else {
+            return Ok(None);
+        };
+        let break_glass = self.latest_break_glass_facts(account, patient)?;
+        let teams = self.team_relation_facts(account, patient)?;
+        let sharing_disabled = record.sharing_disabled;
+        Ok(Some(RecordReadFacts {
+            access: professional.record_access_facts(now, team, care_link, break_glass, sharing_disabled),
+            demographics: DemographicsFacts {
+                now,
+                account_status: professional.account_status,
+                teams,
+                break_glass,
+                sharing_disabled,
+            },
+            patient: record,
+        }))
+    }
+
+    /// The account's status, its membership of the team and the team's kind; `None` when
+    /// the account or the team does not exist.
+    fn professional_facts(
+        &mut self,
+        account: AccountId,
+        team: TeamId,
+    ) -> Result<Option<ProfessionalFacts>, StoreError> {
+        self.one(
             "SELECT a.status, m.role, m.status, t.kind FROM accounts a
              JOIN teams t ON t.id = ?
              LEFT JOIN memberships m ON m.account_id = a.id AND m.team_id = t.id WHERE a.id = ?",
             &[team.into(), account.into()],
             |row| {
-                let status = coded("account status", row.text(0)?, AccountStatus::from_code)?;
+                let account_status = coded("account status", row.text(0)?, AccountStatus::from_code)?;
                 let membership = match (row.opt_text(1)?, row.opt_text(2)?) {
                     (Some(role), Some(status)) => Some(MembershipFacts {
                         role: coded("role", role, MembershipRole::from_code)?,
@@ -1010,38 +1140,10 @@ impl<'c> Tx<'c> {
                     }),
                     _ => None,
                 };
-                Ok((status, membership, coded("team kind", row.text(3)?, TeamKind::from_code)?))
+                let team_kind = coded("team kind", row.text(3)?, TeamKind::from_code)?;
+                Ok(ProfessionalFacts { account_status, membership, team_kind })
             },
-        )?
-        else {
-            return Ok(None);
-        };
-        let Some((sharing_disabled, care_link)) = self.one(
-            "SELECT p.sharing_disabled, c.labels, c.discharged_at FROM patients p
-             LEFT JOIN care_links c ON c.patient_id = p.id AND c.team_id = ? WHERE p.id = ?",
-            &[team.into(), patient.into()],
-            |row| {
-                let link = match row.opt_int(1)? {
-                    Some(bits) => Some(CareLinkFacts { labels: labels(bits)?, active: row.is_null(2)? }),
-                    None => None,
-                };
-                Ok((row.bool(0)?, link))
-            },
-        )?
-        else {
-            return Ok(None);
-        };
-        let break_glass = self.latest_break_glass_facts(account, patient)?;
-        Ok(Some(RecordAccessFacts {
-            now,
-            acting_team: team,
-            acting_team_kind: team_kind,
-            account_status,
-            membership,
-            care_link,
-            break_glass,
-            sharing_disabled,
-        }))
+        )
     }
 
     fn latest_break_glass_facts(
@@ -1058,6 +1160,34 @@ impl<'c> Tx<'c> {
                     grant: BreakGlassId::from_uuid(row.uuid(0)?),
                     expires_at: row.timestamp(1)?,
                     ended: !row.is_null(2)?,
+                })
+            },
+        )
+    }
+
+    /// Each of the account's memberships and how its team relates to the patient.
+    fn team_relation_facts(
+        &mut self,
+        account: AccountId,
+        patient: PatientId,
+    ) -> Result<Vec<TeamRelationFacts>, StoreError> {
+        self.all(
+            "SELECT m.team_id, m.role, m.status,
+                    EXISTS (SELECT 1 FROM care_links c WHERE c.patient_id = ? AND c.team_id = m.team_id AND c.discharged_at IS NULL),
+                    EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id),
+                    t.kind
+             FROM memberships m JOIN teams t ON t.id = m.team_id WHERE m.account_id = ? ORDER BY m.team_id",
+            &[patient.into(), patient.into(), account.into()],
+            |row| {
+                Ok(TeamRelationFacts {
+                    team: TeamId::from_uuid(row.uuid(0)?),
+                    membership: MembershipFacts {
+                        role: coded("role", row.text(1)?, MembershipRole::from_code)?,
+                        status: coded("membership status", row.text(2)?, MembershipStatus::from_code)?,
+                    },
+                    care_link_active: row.bool(3)?,
+                    authored_entries: row.bool(4)?,
+                    kind: coded("team kind", row.text(5)?, TeamKind::from_code)?,
                 })
             },
         )
@@ -1082,26 +1212,7 @@ impl<'c> Tx<'c> {
         else {
             return Ok(None);
         };
-        let teams = self.all(
-            "SELECT m.team_id, m.role, m.status,
-                    EXISTS (SELECT 1 FROM care_links c WHERE c.patient_id = ? AND c.team_id = m.team_id AND c.discharged_at IS NULL),
-                    EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id),
-                    t.kind
-             FROM memberships m JOIN teams t ON t.id = m.team_id WHERE m.account_id = ? ORDER BY m.team_id",
-            &[patient.into(), patient.into(), account.into()],
-            |row| {
-                Ok(TeamRelationFacts {
-                    team: TeamId::from_uuid(row.uuid(0)?),
-                    membership: MembershipFacts {
-                        role: coded("role", row.text(1)?, MembershipRole::from_code)?,
-                        status: coded("membership status", row.text(2)?, MembershipStatus::from_code)?,
-                    },
-                    care_link_active: row.bool(3)?,
-                    authored_entries: row.bool(4)?,
-                    kind: coded("team kind", row.text(5)?, TeamKind::from_code)?,
-                })
-            },
-        )?;
+        let teams = self.team_relation_facts(account, patient)?;
         let break_glass = self.latest_break_glass_facts(account, patient)?;
         Ok(Some(DemographicsFacts { now, account_status, teams, break_glass, sharing_disabled }))
     }

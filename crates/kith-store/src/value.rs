@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// A statement parameter. Each backend maps it to its own column types: a UUID is `TEXT`
-/// in SQLite and `UUID` in PostgreSQL, a boolean `INTEGER` and `BOOLEAN`.
+/// A statement parameter. Each backend maps it to its own column types: a UUID is a 16-byte
+/// `BLOB` (its bytes in order) in SQLite and `UUID` in PostgreSQL, a boolean `INTEGER` and
+/// `BOOLEAN`.
 #[derive(Clone, Copy, Debug)]
 pub enum Param<'a> {
     Null,
@@ -69,7 +70,8 @@ macro_rules! id_params {
 }
 id_params!(OrganisationId, TeamId, AccountId, PatientId, EntryId, BreakGlassId);
 
-/// A column value read back.
+/// A column value read back. SQLite hands a UUID back as its 16 bytes ([`Value::Bytes`]);
+/// [`Row::uuid`] reads either form.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
@@ -81,8 +83,41 @@ pub enum Value {
 }
 
 /// One result row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Row(pub(crate) Vec<Value>);
+
+/// Filling a row in place: backends reuse one row's buffers (its strings and byte vectors)
+/// for the next row of the same result, so reading many rows does not allocate for each.
+impl Row {
+    /// Makes room for `columns` values, keeping what is there for reuse.
+    pub(crate) fn resize(&mut self, columns: usize) {
+        self.0.resize(columns, Value::Null);
+    }
+
+    pub(crate) fn set(&mut self, index: usize, value: Value) {
+        self.0[index] = value;
+    }
+
+    pub(crate) fn set_text(&mut self, index: usize, text: &str) {
+        match &mut self.0[index] {
+            Value::Text(buffer) => {
+                buffer.clear();
+                buffer.push_str(text);
+            }
+            slot => *slot = Value::Text(text.to_owned()),
+        }
+    }
+
+    pub(crate) fn set_bytes(&mut self, index: usize, bytes: &[u8]) {
+        match &mut self.0[index] {
+            Value::Bytes(buffer) => {
+                buffer.clear();
+                buffer.extend_from_slice(bytes);
+            }
+            slot => *slot = Value::Bytes(bytes.to_vec()),
+        }
+    }
+}
 
 fn wrong_type(index: usize, wanted: &str, found: &Value) -> StoreError {
     StoreError::corrupt(format!("column {index}: expected {wanted}, found {found:?}"))
@@ -130,6 +165,9 @@ impl Row {
     pub fn uuid(&self, index: usize) -> Result<Uuid, StoreError> {
         match self.value(index)? {
             Value::Uuid(value) => Ok(*value),
+            Value::Bytes(bytes) => {
+                Uuid::from_slice(bytes).map_err(|_| wrong_type(index, "a UUID", &Value::Bytes(bytes.clone())))
+            }
             Value::Text(text) => {
                 Uuid::parse_str(text).map_err(|_| wrong_type(index, "a UUID", &Value::Text(text.clone())))
             }

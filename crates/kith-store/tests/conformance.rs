@@ -11,7 +11,7 @@ use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, Re
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
 use kith_core::text::{EmailAddress, MobileNumber, Name, OrganisationCode, Reason, TeamAlias, Title};
 use kith_core::*;
-use kith_store::{Store, StoreError, StoreErrorKind, Tx};
+use kith_store::{RecordReadFacts, Store, StoreError, StoreErrorKind, Tx};
 use kith_test_support::TestDatabase;
 use uuid::Uuid;
 
@@ -346,6 +346,10 @@ fn the_entry_filter_in_sql_agrees_with_the_rule() {
                 .filter(|e| scope.decide(&EntryFacts { label: e.label, authored_by: e.authored_by }).is_allowed())
                 .map(|e| e.id)
                 .collect();
+            // Newest first, then by id (entries here share their times in pairs).
+            let mut in_order = shown.clone();
+            in_order.sort_by(|a, b| b.effective_at.cmp(&a.effective_at).then(a.id.cmp(&b.id)));
+            assert_eq!(shown, in_order, "{scope:?}: newest first, ties by id");
             shown_ids.sort();
             expected.sort();
             assert_eq!(shown_ids, expected, "{scope:?}");
@@ -445,11 +449,54 @@ fn access_facts_are_loaded_as_stored() {
             None
         );
 
+        // The record read loads the same facts, and the patient, in fewer statements.
+        let read_facts_agree = |store: &Store, team: TeamId| {
+            let read = store.read(|tx| tx.record_read_facts(nurse.id, team, person.id, T0)).unwrap().unwrap();
+            let access = store.read(|tx| tx.record_access_facts(nurse.id, team, person.id, T0)).unwrap().unwrap();
+            let demographics = store.read(|tx| tx.demographics_facts(nurse.id, person.id, T0)).unwrap().unwrap();
+            let record = store.read(|tx| tx.patient(person.id)).unwrap().unwrap();
+            assert_eq!(read, RecordReadFacts { access, demographics, patient: record });
+        };
+        read_facts_agree(store, ward.id);
+        read_facts_agree(store, other.id);
+        for (account, team, patient) in [
+            (AccountId::from_uuid(id()), ward.id, person.id),
+            (nurse.id, TeamId::from_uuid(id()), person.id),
+            (nurse.id, ward.id, PatientId::from_uuid(id())),
+        ] {
+            assert_eq!(store.read(|tx| tx.record_read_facts(account, team, patient, T0)).unwrap(), None);
+        }
+
         // Ending the grant is seen by the next load.
         assert_eq!(store.write(|tx| tx.end_break_glass(nurse.id, person.id, T0)).unwrap(), 1);
         let ended = store.read(|tx| tx.record_access_facts(nurse.id, ward.id, person.id, T0)).unwrap().unwrap();
         assert!(ended.break_glass.unwrap().ended);
+        read_facts_agree(store, ward.id);
     });
+}
+
+/// SQLite keeps identifiers as the UUIDs' 16 bytes (they sort as the UUIDs do).
+#[test]
+fn sqlite_stores_identifiers_as_16_byte_blobs() {
+    let database = TestDatabase::sqlite();
+    let store = database.store();
+    let org = organisation("RXB");
+    let ward = team(&org, "ward", TeamKind::Speciality, LabelSet::EMPTY);
+    write(&store, |tx| {
+        tx.insert_organisation(&org)?;
+        tx.insert_team(&ward)
+    });
+    let kith_store::DatabaseUrl::Sqlite(path) = &database.url else { unreachable!() };
+    let connection = kith_store::sqlite::raw_connection(path).unwrap();
+    let (kind, id, organisation): (String, Vec<u8>, Vec<u8>) = connection
+        .query_row("SELECT typeof(id), id, organisation_id FROM teams", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(kind, "blob");
+    assert_eq!(id, ward.id.as_uuid().as_bytes());
+    assert_eq!(organisation, org.id.as_uuid().as_bytes());
+    assert_eq!(store.read(|tx| tx.team(ward.id)).unwrap(), Some(ward));
 }
 
 #[test]

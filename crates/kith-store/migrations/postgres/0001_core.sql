@@ -108,6 +108,8 @@ CREATE TABLE record_entries (
     PRIMARY KEY (patient_id, id)
 );
 CREATE INDEX record_entries_by_author ON record_entries (patient_id, authored_team_id);
+-- The record, newest first, without a sort.
+CREATE INDEX record_entries_by_time ON record_entries (patient_id, effective_at DESC, id);
 
 CREATE TABLE break_glass_grants (
     patient_id UUID NOT NULL REFERENCES patients (id),
