@@ -13,7 +13,6 @@ use kith_core::text::Reason;
 use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId, Timestamp};
 use kith_store::{OutboxMessage, RecordReadFacts, Tx};
 
-use crate::organisations::professional_actor;
 use crate::patients::{entry_facts, notify_patient, summarise};
 use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext, new_uuid};
 
@@ -59,10 +58,7 @@ impl App {
             .write(|tx| {
                 let deny = |tx: &mut Tx<'_>, reason: DenyReason| {
                     tx.audit(
-                        AuditBuilder::new(now, professional_actor(context), context.channel, "record.read")
-                            .organisation(context.organisation)
-                            .team(context.team)
-                            .patient(patient)
+                        AuditBuilder::professional(now, context, "record.read", patient)
                             .outcome(Outcome::Denied)
                             .reason(reason)
                             .build(),
@@ -97,10 +93,7 @@ impl App {
                 let total = tx.count_entries(patient)?;
                 let basis = entries.iter().map(|visible| visible.basis).fold(demographics_basis, Basis::strongest);
                 let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
-                let mut event = AuditBuilder::new(now, professional_actor(context), context.channel, "record.read")
-                    .organisation(context.organisation)
-                    .team(context.team)
-                    .patient(patient)
+                let mut event = AuditBuilder::professional(now, context, "record.read", patient)
                     .basis(basis.code())
                     .data(kinds, labels);
                 if let Basis::BreakGlass { grant } = basis {
@@ -141,10 +134,7 @@ impl App {
                     }),
                     _ => Err(DenyReason::NoRelationshipWithPatient),
                 };
-                let event = AuditBuilder::new(now, professional_actor(context), context.channel, "break_glass.open")
-                    .organisation(organisation.id)
-                    .team(context.team)
-                    .patient(patient);
+                let event = AuditBuilder::professional(now, context, "break_glass.open", patient);
                 if let Err(deny_reason) = decision {
                     tx.audit(
                         event
@@ -191,14 +181,7 @@ impl App {
             if ended == 0 {
                 return Err(AppError::Conflict("there is no open break-the-glass grant to end".to_owned()));
             }
-            tx.audit(
-                AuditBuilder::new(now, professional_actor(context), context.channel, "break_glass.end")
-                    .organisation(context.organisation)
-                    .team(context.team)
-                    .patient(patient)
-                    .basis("break_glass")
-                    .build(),
-            );
+            tx.audit(AuditBuilder::professional(now, context, "break_glass.end", patient).basis("break_glass").build());
             Ok(ended)
         })
     }

@@ -187,6 +187,18 @@ impl AuditBuilder {
             reason: None,
         })
     }
+    /// An event by a professional acting through their team, about a patient.
+    pub(crate) fn professional(
+        at: Timestamp,
+        context: &ProfessionalContext,
+        action: &'static str,
+        patient: PatientId,
+    ) -> Self {
+        Self::new(at, Actor::Account(context.account), context.channel, action)
+            .organisation(context.organisation)
+            .team(context.team)
+            .patient(patient)
+    }
     pub(crate) fn organisation(mut self, organisation: OrganisationId) -> Self {
         self.0.organisation = Some(organisation);
         self

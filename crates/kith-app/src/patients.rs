@@ -26,6 +26,19 @@ pub struct NewPatient {
     pub teams: Vec<TeamAlias>,
 }
 
+/// Changes to a patient's record; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct PatientChanges {
+    pub family_name: Option<Name>,
+    pub given_name: Option<Name>,
+    pub birth_date: Option<kith_core::Date>,
+    pub sex: Option<kith_core::patient::Sex>,
+    pub email: Option<EmailAddress>,
+    pub mobile: Option<kith_core::text::MobileNumber>,
+    pub nhs_number: Option<NhsNumber>,
+    pub add_local_identifiers: Vec<LocalIdentifier>,
+}
+
 /// A new record entry.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
@@ -108,12 +121,8 @@ impl App {
                     nhs_number.formatted()
                 )));
             }
-            if let Some(email) = &new.demographics.email
-                && tx.patient_by_email(email)?.is_some()
-            {
-                return Err(AppError::Conflict(format!(
-                    "another patient record already has the email {email} (one email belongs to one record)"
-                )));
+            if let Some(email) = &new.demographics.email {
+                ensure_email_free(tx, email, None)?;
             }
             for identifier in &new.local_identifiers {
                 if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
@@ -155,31 +164,87 @@ impl App {
         })
     }
 
-    /// Replaces a patient's demographics (the operator, or an organisation's feed).
-    pub fn update_demographics(
+    /// Changes a patient's record in an organisation: the fields given replace the stored
+    /// ones, and local identifiers are added under the organisation's authorities. An NHS
+    /// number, email or local identifier that belongs to another record is refused, and
+    /// nothing is changed.
+    pub fn update_patient(
         &self,
         operator: &Operator,
+        organisation: &OrganisationCode,
         patient: PatientId,
-        demographics: &Demographics,
+        changes: &PatientChanges,
     ) -> AppResult<Patient> {
         let now = self.now();
         self.store.write(|tx| {
+            let org = organisation_by_code(tx, organisation)?;
             let mut record =
                 tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
-            if let Some(email) = &demographics.email
-                && tx.patient_by_email(email)?.is_some_and(|other| other.id != patient)
-            {
-                return Err(AppError::Conflict(format!(
-                    "another patient record already has the email {email} (one email belongs to one record)"
-                )));
+            if !tx.patient_in_organisation(patient, org.id)? {
+                return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
             }
-            record.demographics = demographics.clone();
+            let mut changed = Vec::new();
+            let d = &mut record.demographics;
+            if let Some(family) = &changes.family_name {
+                d.family_name = family.clone();
+                changed.push("family_name");
+            }
+            if let Some(given) = &changes.given_name {
+                d.given_name = given.clone();
+                changed.push("given_name");
+            }
+            if let Some(birth_date) = changes.birth_date {
+                d.birth_date = birth_date;
+                changed.push("birth_date");
+            }
+            if let Some(sex) = changes.sex {
+                d.sex = sex;
+                changed.push("sex");
+            }
+            if let Some(mobile) = &changes.mobile {
+                d.mobile = Some(mobile.clone());
+                changed.push("mobile");
+            }
+            if let Some(email) = &changes.email {
+                ensure_email_free(tx, email, Some(patient))?;
+                d.email = Some(email.clone());
+                changed.push("email");
+            }
+            if let Some(nhs_number) = &changes.nhs_number {
+                if tx.patient_by_nhs_number(nhs_number)?.is_some_and(|other| other.id != patient) {
+                    return Err(AppError::Conflict(format!(
+                        "another patient record has NHS number {}",
+                        nhs_number.formatted()
+                    )));
+                }
+                record.nhs_number = Some(nhs_number.clone());
+                changed.push("nhs_number");
+            }
+            for identifier in &changes.add_local_identifiers {
+                match tx.patient_by_local_identifier(org.id, identifier)? {
+                    Some(other) if other.id == patient => continue,
+                    Some(_) => {
+                        return Err(AppError::Conflict(format!(
+                            "another patient record has the identifier {identifier} in {}",
+                            org.code
+                        )));
+                    }
+                    None => tx.insert_patient_identifier(patient, org.id, identifier, now)?,
+                }
+                changed.push("local_identifier");
+            }
+            if changed.is_empty() {
+                return Err(AppError::Invalid("nothing to change: give at least one field".to_owned()));
+            }
             record.updated_at = now;
             tx.update_patient(&record)?;
+            changed.dedup();
             tx.audit(
                 AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.update")
+                    .organisation(org.id)
                     .patient(patient)
                     .basis("administration")
+                    .subject(changed.join(","))
                     .build(),
             );
             Ok(record)
@@ -457,18 +522,10 @@ impl App {
                             ),
                             Decision::Deny(reason) => {
                                 tx.audit(
-                                    AuditBuilder::new(
-                                        now,
-                                        professional_actor(context),
-                                        context.channel,
-                                        "entry.create",
-                                    )
-                                    .organisation(context.organisation)
-                                    .team(context.team)
-                                    .patient(patient)
-                                    .outcome(Outcome::Denied)
-                                    .reason(reason)
-                                    .build(),
+                                    AuditBuilder::professional(now, context, "entry.create", patient)
+                                        .outcome(Outcome::Denied)
+                                        .reason(reason)
+                                        .build(),
                                 );
                                 return Ok(Err(AppError::Denied));
                             }
@@ -520,11 +577,7 @@ impl App {
             if record.account.is_some() {
                 return Err(AppError::Conflict("the patient already has an account".to_owned()));
             }
-            if tx.patient_by_email(email)?.is_some_and(|other| other.id != patient) {
-                return Err(AppError::Conflict(format!(
-                    "another patient record already has the email {email} (one email belongs to one record)"
-                )));
-            }
+            ensure_email_free(tx, email, Some(patient))?;
             let account = match tx.account_by_email(email)? {
                 Some(existing) => {
                     if tx.patient_by_account(existing.id)?.is_some() {
@@ -562,6 +615,17 @@ impl App {
             Ok(account)
         })
     }
+}
+
+/// One email belongs to one record: refuses `email` when a record other than `own_record`
+/// has it.
+fn ensure_email_free(tx: &mut Tx<'_>, email: &EmailAddress, own_record: Option<PatientId>) -> AppResult<()> {
+    if tx.patient_by_email(email)?.is_some_and(|other| Some(other.id) != own_record) {
+        return Err(AppError::Conflict(format!(
+            "another patient record already has the email {email} (one email belongs to one record)"
+        )));
+    }
+    Ok(())
 }
 
 /// Writes a care link and its audit event (and tells a registered patient of a new team).

@@ -4,7 +4,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use kith_app::{
     App, AuditVerification, ConsentActor, EntryAuthor, LinkActor, NewEntry, NewMember, NewOrganisation, NewPatient,
-    Operator, ProfessionalContext, RecordView,
+    Operator, PatientChanges, ProfessionalContext, RecordView,
 };
 use kith_core::audit::Channel;
 use kith_core::model::{Organisation, Patient, Team};
@@ -159,6 +159,31 @@ pub enum PatientCommand {
         /// Link to this speciality team with its default labels (repeatable).
         #[arg(long = "team")]
         teams: Vec<String>,
+    },
+    /// Change a patient's record: the fields given replace the stored ones; --local-id adds.
+    Update {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        family: Option<String>,
+        #[arg(long)]
+        given: Option<String>,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: Option<String>,
+        #[arg(long)]
+        sex: Option<String>,
+        #[arg(long)]
+        nhs_number: Option<String>,
+        /// AUTHORITY:VALUE (repeatable; added to the record).
+        #[arg(long = "local-id")]
+        local_ids: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        mobile: Option<String>,
     },
     /// Bring a patient into a team with the team's default labels.
     Link {
@@ -802,6 +827,50 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
                     "created the record of {} {} in {}\nid: {}",
                     patient.demographics.given_name, patient.demographics.family_name, new.organisation, patient.id
                 )
+            });
+        }
+        PatientCommand::Update {
+            org,
+            patient,
+            family,
+            given,
+            birth_date,
+            sex,
+            nhs_number,
+            local_ids,
+            email: address,
+            mobile,
+        } => {
+            let changes = PatientChanges {
+                family_name: family.as_deref().map(|family| Name::parse("family name", family)).transpose()?,
+                given_name: given.as_deref().map(|given| Name::parse("given name", given)).transpose()?,
+                birth_date: birth_date
+                    .as_deref()
+                    .map(Date::parse)
+                    .transpose()
+                    .map_err(|error| anyhow!("--birth-date: {error}"))?,
+                sex: sex
+                    .as_deref()
+                    .map(|sex| {
+                        Sex::from_code(sex.trim())
+                            .ok_or_else(|| anyhow!("--sex must be female, male, other or unknown"))
+                    })
+                    .transpose()?,
+                email: address.as_deref().map(email).transpose()?,
+                mobile: mobile.as_deref().map(MobileNumber::parse).transpose()?,
+                nhs_number: nhs_number
+                    .as_deref()
+                    .map(NhsNumber::parse)
+                    .transpose()
+                    .map_err(|error| anyhow!("--nhs-number: {error}"))?,
+                add_local_identifiers: local_ids
+                    .iter()
+                    .map(|id| LocalIdentifier::parse(id))
+                    .collect::<Result<_, _>>()?,
+            };
+            let record = app.update_patient(operator, &org_code(&org)?, patient_id(&patient)?, &changes)?;
+            print(json, patient_json(&record), || {
+                format!("updated the record of {} {}", record.demographics.given_name, record.demographics.family_name)
             });
         }
         PatientCommand::Link { org, team, patient } => {

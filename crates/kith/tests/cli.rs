@@ -208,6 +208,32 @@ fn scenario(database: &TestDatabase) {
     ]);
     let patient_id = patient["id"].as_str().unwrap().to_owned();
     assert_eq!(patient["nhs_number"], "9434765919");
+    let updated = kith.ok(&[
+        "patient",
+        "update",
+        "--org",
+        "RXH",
+        "--patient",
+        &patient_id,
+        "--given",
+        "Ngozi Ada",
+        "--local-id",
+        "RXH-NHSX:99",
+    ]);
+    assert_eq!((updated["given"].as_str(), updated["family"].as_str()), (Some("Ngozi Ada"), Some("Okafor")));
+    let twin =
+        kith.ok(&["patient", "add", "--org", "RXH", "--family", "Twin", "--given", "T", "--birth-date", "1971-09-14"]);
+    let refused = kith.fails(&[
+        "patient",
+        "update",
+        "--org",
+        "RXH",
+        "--patient",
+        twin["id"].as_str().unwrap(),
+        "--local-id",
+        "RXH-MRN:K1234567",
+    ]);
+    assert!(refused.contains("another patient record has the identifier RXH-MRN:K1234567"), "{refused}");
     for (label, title) in [
         ("general", "Full blood count"),
         ("sexual_health", "HIV test"),
