@@ -125,9 +125,10 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             None
         }
         Some(admin_url) => {
-            let database = ScratchDatabase::create(&admin_url)?;
-            println!("  database {} (created for this run, dropped after it)", database.name);
-            let stats = record_read(&DatabaseUrl::Postgres(database.url.clone()), &options)?;
+            let database = kith_test_support::TestDatabase::postgres_on(&admin_url, "kith_bench")
+                .map_err(|error| Failure::Run(format!("KITH_BENCH_POSTGRES_URL: {error}")))?;
+            println!("  database {} (created for this run, dropped after it)", database.postgres_name().unwrap_or("?"));
+            let stats = record_read(&database.url, &options)?;
             stats.print();
             drop(database);
             Some(stats)
@@ -664,49 +665,6 @@ fn record_read(url: &DatabaseUrl, options: &Options) -> Result<ReadStats, Failur
 }
 
 /// A PostgreSQL database created for this run and dropped (even on failure) afterwards.
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    fn create(admin_url: &str) -> Result<Self, Failure> {
-        let name = format!("kith_bench_{}", uuid::Uuid::now_v7().simple());
-        let mut admin =
-            try_to!("connect to KITH_BENCH_POSTGRES_URL", postgres::Client::connect(admin_url, postgres::NoTls));
-        try_to!("CREATE DATABASE", admin.batch_execute(&format!("CREATE DATABASE {name}")));
-        Ok(Self { admin_url: admin_url.to_owned(), url: database_url(admin_url, &name), name })
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&self.admin_url, postgres::NoTls)
-            .and_then(|mut admin| admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
-        if let Err(error) = dropped {
-            eprintln!("kith-bench: could not drop database {}: {error}", self.name);
-        }
-    }
-}
-
-/// The URL of database `name` on the server of `admin_url`, keeping credentials and options.
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |index| index + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{name}?{query}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,7 +696,5 @@ mod tests {
     fn helpers() {
         assert_eq!(group(1_234_567), "1,234,567");
         assert_eq!(group(12), "12");
-        assert_eq!(database_url("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
-        assert_eq!(database_url("postgres://h/postgres?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }

@@ -52,18 +52,31 @@ impl TestDatabase {
             eprintln!("note: KITH_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half of this test");
             return None;
         };
-        let name = format!("kith_test_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-            .unwrap_or_else(|error| panic!("cannot connect to KITH_TEST_POSTGRES_URL: {error}"));
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
-        let url_text = database_url(&admin_url, &name);
-        Some(Self {
+        Some(Self::postgres_on(&admin_url, "kith_test").unwrap_or_else(|error| panic!("{error}")))
+    }
+
+    /// A new PostgreSQL database named `{prefix}_{uuid}` on the server of `admin_url` (a URL
+    /// whose user may `CREATE DATABASE`), dropped when this value is dropped.
+    pub fn postgres_on(admin_url: &str, prefix: &str) -> Result<Self, String> {
+        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)
+            .map_err(|error| format!("cannot connect to the PostgreSQL server: {error}"))?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|error| format!("CREATE DATABASE {name}: {error}"))?;
+        let url_text = database_url(admin_url, &name);
+        Ok(Self {
             engine: Engine::Postgres,
             url: DatabaseUrl::Postgres(url_text.clone()),
             url_text,
             _directory: None,
-            postgres_admin: Some((admin_url, name)),
+            postgres_admin: Some((admin_url.to_owned(), name)),
         })
+    }
+
+    /// The database's name on its server (PostgreSQL), for messages.
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.postgres_admin.as_ref().map(|(_, name)| name.as_str())
     }
 
     /// SQLite, then PostgreSQL when available.
