@@ -304,7 +304,7 @@ impl App {
                 }
                 record.sharing_disabled = disabled;
                 record.updated_at = now;
-                tx.update_patient(&record)?;
+                tx.put_patient(&record)?;
                 tx.audit(event.basis("administration").reason(reason).build());
                 if disabled {
                     notify_patient(tx, &record, "sharing_disabled_patient", now)?;

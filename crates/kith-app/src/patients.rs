@@ -143,7 +143,7 @@ impl App {
                 created_at: now,
                 updated_at: now,
             };
-            tx.insert_patient(&patient)?;
+            tx.put_patient(&patient)?;
             for identifier in &new.local_identifiers {
                 tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
             }
@@ -237,7 +237,7 @@ impl App {
                 return Err(AppError::Invalid("nothing to change: give at least one field".to_owned()));
             }
             record.updated_at = now;
-            tx.update_patient(&record)?;
+            tx.put_patient(&record)?;
             changed.dedup();
             tx.audit(
                 AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.update")
@@ -604,7 +604,7 @@ impl App {
             record.registration = RegistrationStatus::Registered;
             record.demographics.email = Some(email.clone());
             record.updated_at = now;
-            tx.update_patient(&record)?;
+            tx.put_patient(&record)?;
             tx.audit(
                 AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.register")
                     .patient(patient)

@@ -739,14 +739,21 @@ impl<'c> Tx<'c> {
 
     // ----- patients ----------------------------------------------------------------------
 
-    pub fn insert_patient(&mut self, patient: &Patient) -> Result<(), StoreError> {
+    /// Writes a patient's record: inserts it, or rewrites its identifiers, demographics and
+    /// status (everything but `created_at`).
+    pub fn put_patient(&mut self, patient: &Patient) -> Result<(), StoreError> {
         let d = &patient.demographics;
         let birth_date = d.birth_date.to_string();
         self.conn.execute(
             concat!(
                 "INSERT INTO patients (",
                 patient_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET nhs_number = excluded.nhs_number, family_name = excluded.family_name,
+                 given_name = excluded.given_name, birth_date = excluded.birth_date, sex = excluded.sex,
+                 email = excluded.email, mobile = excluded.mobile, registration = excluded.registration,
+                 account_id = excluded.account_id, sharing_disabled = excluded.sharing_disabled,
+                 merged_into = excluded.merged_into, updated_at = excluded.updated_at"
             ),
             &[
                 patient.id.into(),
@@ -763,32 +770,6 @@ impl<'c> Tx<'c> {
                 patient.merged_into.into(),
                 patient.created_at.into(),
                 patient.updated_at.into(),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Rewrites a patient's identifiers, demographics and status.
-    pub fn update_patient(&mut self, patient: &Patient) -> Result<(), StoreError> {
-        let d = &patient.demographics;
-        let birth_date = d.birth_date.to_string();
-        self.conn.execute(
-            "UPDATE patients SET nhs_number = ?, family_name = ?, given_name = ?, birth_date = ?, sex = ?, email = ?, mobile = ?,
-             registration = ?, account_id = ?, sharing_disabled = ?, merged_into = ?, updated_at = ? WHERE id = ?",
-            &[
-                patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
-                d.family_name.as_str().into(),
-                d.given_name.as_str().into(),
-                Param::Text(&birth_date),
-                d.sex.code().into(),
-                d.email.as_ref().map(EmailAddress::as_str).into(),
-                d.mobile.as_ref().map(MobileNumber::as_str).into(),
-                patient.registration.code().into(),
-                patient.account.into(),
-                patient.sharing_disabled.into(),
-                patient.merged_into.into(),
-                patient.updated_at.into(),
-                patient.id.into(),
             ],
         )?;
         Ok(())

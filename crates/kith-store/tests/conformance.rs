@@ -237,7 +237,7 @@ fn patients_identifiers_and_links_round_trip() {
         write(store, |tx| {
             tx.insert_organisation(&org)?;
             tx.insert_team(&prt)?;
-            tx.insert_patient(&siân)?;
+            tx.put_patient(&siân)?;
             tx.insert_patient_identifier(siân.id, org.id, &mrn, T0)?;
             tx.put_care_link(&CareLink {
                 patient: siân.id,
@@ -270,7 +270,7 @@ fn patients_identifiers_and_links_round_trip() {
         siân.sharing_disabled = true;
         siân.updated_at = Timestamp::from_micros(T0.as_micros() + 1);
         write(store, |tx| {
-            tx.update_patient(&siân)?;
+            tx.put_patient(&siân)?;
             let mut link = tx.care_link(siân.id, prt.id)?.unwrap();
             link.discharged_at = Some(T0);
             tx.put_care_link(&link)
@@ -286,11 +286,11 @@ fn patients_identifiers_and_links_round_trip() {
 
         // One NHS number, one email, one local identifier per record.
         let twin = patient(Some("943 476 5919"), None);
-        assert_eq!(store.write(|tx| tx.insert_patient(&twin)).unwrap_err().kind, StoreErrorKind::Duplicate);
+        assert_eq!(store.write(|tx| tx.put_patient(&twin)).unwrap_err().kind, StoreErrorKind::Duplicate);
         let other = patient(None, None);
         let error = store
             .write(|tx| {
-                tx.insert_patient(&other)?;
+                tx.put_patient(&other)?;
                 tx.insert_patient_identifier(other.id, org.id, &mrn, T0)
             })
             .unwrap_err();
@@ -317,7 +317,7 @@ fn the_entry_filter_in_sql_agrees_with_the_rule() {
             tx.insert_organisation(&org)?;
             tx.insert_team(&mine)?;
             tx.insert_team(&theirs)?;
-            tx.insert_patient(&person)?;
+            tx.put_patient(&person)?;
             for entry in &entries {
                 tx.insert_entry(entry)?;
             }
@@ -402,7 +402,7 @@ fn access_facts_are_loaded_as_stored() {
                 },
                 T0,
             )?;
-            tx.insert_patient(&person)?;
+            tx.put_patient(&person)?;
             tx.put_care_link(&CareLink {
                 patient: person.id,
                 team: ward.id,
