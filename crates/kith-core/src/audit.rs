@@ -8,7 +8,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::ids::{AccountId, OrganisationId, PatientId, TeamId};
+use crate::ids::{AccountId, IntegrationId, OrganisationId, PatientId, TeamId};
 use crate::label::LabelSet;
 use crate::time::Timestamp;
 
@@ -19,6 +19,8 @@ pub enum Actor {
     Operator { name: String },
     /// A signed-in account (professional, coordinator, privacy officer or patient).
     Account(AccountId),
+    /// An organisation's HL7 feed.
+    Integration(IntegrationId),
     /// Kith itself (workers, expiry).
     System,
 }
@@ -131,6 +133,7 @@ impl From<&AuditRecord> for StoredAuditRecord {
         let (actor_kind, actor_account, actor_name) = match &record.actor {
             Actor::Operator { name } => ("operator", None, Some(name.clone())),
             Actor::Account(id) => ("account", Some(*id), None),
+            Actor::Integration(id) => ("integration", None, Some(id.to_string())),
             Actor::System => ("system", None, None),
         };
         StoredAuditRecord {

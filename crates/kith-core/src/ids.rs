@@ -71,3 +71,11 @@ id_type!(
     /// A break-the-glass grant.
     BreakGlassId
 );
+id_type!(
+    /// An organisation's HL7 integration: a sending facility and its credentials.
+    IntegrationId
+);
+id_type!(
+    /// A stored inbound HL7 message.
+    Hl7MessageId
+);

@@ -112,3 +112,43 @@ pub struct BreakGlassGrant {
     pub expires_at: Timestamp,
     pub ended_at: Option<Timestamp>,
 }
+
+/// An organisation's HL7 integration: a sending facility (MSH-4) and its bearer token.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Integration {
+    pub id: crate::ids::IntegrationId,
+    pub organisation: OrganisationId,
+    pub name: Name,
+    pub facility: String,
+    pub created_at: Timestamp,
+}
+
+crate::team::coded_enum!(
+    /// What became of an inbound HL7 message.
+    Hl7MessageStatus {
+        /// Applied and acknowledged AA.
+        Accepted => "accepted",
+        /// Refused (AR): invalid, unsupported, or about a patient Kith cannot find. Kept for
+        /// reprocessing.
+        Rejected => "rejected",
+        /// Failed inside Kith (AE); nothing of it was applied.
+        Error => "error",
+    }
+);
+
+/// A stored inbound HL7 message, without its raw bytes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Hl7MessageRecord {
+    pub id: crate::ids::Hl7MessageId,
+    pub organisation: OrganisationId,
+    pub integration: Option<crate::ids::IntegrationId>,
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub control_id: Option<String>,
+    pub message_type: String,
+    pub status: Hl7MessageStatus,
+    pub ack: String,
+    pub error: Option<String>,
+    pub patient: Option<PatientId>,
+    pub received_at: Timestamp,
+}

@@ -11,9 +11,12 @@
 //! - [`mllp`] frames and unframes MLLP (`0x0B … 0x1C 0x0D`) with a size cap, tolerating
 //!   bytes between frames and several frames per read.
 //!
+//! - [`adt`] reads ADT messages (PID and the `ZTM` team segment) into Kith's domain types.
+//!
 //! Nothing here does I/O, reads a clock or allocates without bound.
 
 pub mod ack;
+pub mod adt;
 mod charset;
 mod encode;
 mod escape;

@@ -16,7 +16,10 @@ use postgres::{Client, IsolationLevel, NoTls, Statement};
 use crate::pool::Pool;
 use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../migrations/postgres/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../migrations/postgres/0001_core.sql")),
+    (2, "hl7", include_str!("../migrations/postgres/0002_hl7.sql")),
+];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7235891)";

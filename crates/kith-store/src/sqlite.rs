@@ -17,7 +17,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use crate::pool::Pool;
 use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../migrations/sqlite/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../migrations/sqlite/0001_core.sql")),
+    (2, "hl7", include_str!("../migrations/sqlite/0002_hl7.sql")),
+];
 
 pub struct SqliteBackend {
     path: std::path::PathBuf,

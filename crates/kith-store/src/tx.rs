@@ -17,6 +17,9 @@ use uuid::Uuid;
 
 use crate::{Conn, Dialect, Param, Row, StoreError};
 
+mod hl7;
+pub use hl7::NewHl7Message;
+
 /// One transaction's view of the database. Created by [`crate::Store::write`] or
 /// [`crate::Store::read`]; audit events recorded with [`Tx::audit`] join the chain at commit.
 pub struct Tx<'c> {
@@ -351,6 +354,28 @@ impl<'c> Tx<'c> {
 
     pub fn ping(&mut self) -> Result<(), StoreError> {
         self.conn.query("SELECT 1", &[]).map(drop)
+    }
+
+    /// Runs `work` inside a savepoint: on `Err` everything it wrote — rows, outbox messages
+    /// and the audit events it recorded — is undone, and the transaction goes on.
+    pub fn savepoint<R, E: From<StoreError>>(
+        &mut self,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.conn.execute("SAVEPOINT kith_step", &[])?;
+        let audit_mark = self.pending_audit.len();
+        match work(self) {
+            Ok(value) => {
+                self.conn.execute("RELEASE SAVEPOINT kith_step", &[])?;
+                Ok(value)
+            }
+            Err(error) => {
+                self.conn.execute("ROLLBACK TO SAVEPOINT kith_step", &[])?;
+                self.conn.execute("RELEASE SAVEPOINT kith_step", &[])?;
+                self.pending_audit.truncate(audit_mark);
+                Err(error)
+            }
+        }
     }
 
     // ----- audit -----------------------------------------------------------------------

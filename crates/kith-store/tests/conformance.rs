@@ -126,7 +126,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 1);
+        assert_eq!(again.current_version, 2);
         store.ping().unwrap();
     });
 }
@@ -578,5 +578,109 @@ fn concurrent_writers_keep_the_chain_whole() {
             })
             .unwrap();
         assert_eq!(checked, 160);
+    });
+}
+
+/// A savepoint undoes its rows and its audit events and lets the transaction go on.
+#[test]
+fn savepoints_undo_their_work_and_the_transaction_goes_on() {
+    each_backend(|store, _| {
+        let kept = organisation("RXK");
+        let undone = organisation("RXU");
+        write(store, |tx| {
+            tx.insert_organisation(&kept)?;
+            tx.audit(audit_record("organisation.create", None));
+            let failed: Result<(), StoreError> = tx.savepoint(|tx| {
+                tx.insert_organisation(&undone)?;
+                tx.audit(audit_record("organisation.create", None));
+                // A store error inside the savepoint (a duplicate code) is recovered from too.
+                tx.insert_organisation(&Organisation { id: OrganisationId::from_uuid(id()), ..kept.clone() })
+            });
+            assert_eq!(failed.unwrap_err().kind, StoreErrorKind::Duplicate);
+            tx.savepoint(|tx| {
+                tx.audit(audit_record("record.read", None));
+                Ok::<_, StoreError>(())
+            })
+        });
+        store
+            .read(|tx| {
+                assert!(tx.organisation_by_code(&kept.code)?.is_some());
+                assert!(tx.organisation_by_code(&undone.code)?.is_none());
+                let actions: Vec<String> = tx.audit_events_after(0, 10)?.into_iter().map(|e| e.record.action).collect();
+                assert_eq!(actions, ["organisation.create", "record.read"]);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    });
+}
+
+/// Integrations are found by facility and by token hash; messages are stored once per key.
+#[test]
+fn integrations_and_stored_messages() {
+    use kith_core::model::{Hl7MessageRecord, Hl7MessageStatus, Integration};
+    each_backend(|store, _| {
+        let org = organisation("RXM");
+        let integration = Integration {
+            id: IntegrationId::from_uuid(id()),
+            organisation: org.id,
+            name: Name::parse("name", "PAS feed").unwrap(),
+            facility: "RXM-PAS".into(),
+            created_at: T0,
+        };
+        let token_hash = [7u8; 32];
+        let record = |control: Option<&str>| Hl7MessageRecord {
+            id: Hl7MessageId::from_uuid(id()),
+            organisation: org.id,
+            integration: Some(integration.id),
+            sending_application: "PAS".into(),
+            sending_facility: "RXM-PAS".into(),
+            control_id: control.map(str::to_owned),
+            message_type: "ADT^A28".into(),
+            status: Hl7MessageStatus::Accepted,
+            ack: "MSH|...\rMSA|AA|1\r".into(),
+            error: None,
+            patient: None,
+            received_at: T0,
+        };
+        let first = record(Some("1"));
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_integration(&integration, &token_hash)?;
+            tx.add_assigning_authority(org.id, "RXM-MRN", T0)?;
+            tx.add_assigning_authority(org.id, "RXM-MRN", T0)?;
+            tx.insert_hl7_message(&kith_store::NewHl7Message {
+                record: &first,
+                raw: b"MSH|raw \xe9",
+                processed_at: T0,
+            })?;
+            // Messages without a control id are all kept.
+            for _ in 0..2 {
+                tx.insert_hl7_message(&kith_store::NewHl7Message {
+                    record: &record(None),
+                    raw: b"?",
+                    processed_at: T0,
+                })?;
+            }
+            Ok(())
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.integration_by_facility("RXM-PAS")?, Some(integration.clone()));
+                assert_eq!(tx.integration_by_token_hash(&token_hash)?, Some(integration.clone()));
+                assert_eq!(tx.integration_by_token_hash(&[8u8; 32])?, None);
+                assert_eq!(tx.assigning_authorities(org.id)?, ["RXM-MRN"]);
+                assert!(tx.hl7_create_on_any_adt(org.id)?);
+                assert_eq!(tx.hl7_message_by_key(org.id, "PAS", "RXM-PAS", "1")?, Some(first.clone()));
+                assert_eq!(tx.hl7_message_raw(first.id)?.unwrap(), b"MSH|raw \xe9");
+                assert_eq!(tx.hl7_messages(org.id, None, 10)?.len(), 3);
+                assert_eq!(tx.hl7_messages(org.id, Some(Hl7MessageStatus::Rejected), 10)?.len(), 0);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let again = record(Some("1"));
+        let duplicate = store.write(|tx| {
+            tx.insert_hl7_message(&kith_store::NewHl7Message { record: &again, raw: b"", processed_at: T0 })
+        });
+        assert_eq!(duplicate.unwrap_err().kind, StoreErrorKind::Duplicate);
     });
 }
