@@ -17,14 +17,14 @@ use crate::parse::Location;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Rejection {
     pub text: String,
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     pub code: &'static str,
     pub code_text: &'static str,
 }
 
 impl Rejection {
     pub fn new(code: (&'static str, &'static str), location: Option<Location>, text: impl Into<String>) -> Self {
-        Rejection { text: text.into(), location, code: code.0, code_text: code.1 }
+        Rejection { text: text.into(), location: location.map(Box::new), code: code.0, code_text: code.1 }
     }
 }
 

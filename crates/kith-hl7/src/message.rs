@@ -8,18 +8,22 @@ pub struct Delimiters {
     pub repetition: char,
     pub escape: char,
     pub subcomponent: char,
+    /// The truncation character of HL7 v2.7 and later (a fifth MSH-2 character), kept so that
+    /// MSH-2 is written back as it came; Kith gives it no meaning.
+    pub truncation: Option<char>,
 }
 
 impl Default for Delimiters {
     fn default() -> Self {
-        Self { field: '|', component: '^', repetition: '~', escape: '\\', subcomponent: '&' }
+        Self { field: '|', component: '^', repetition: '~', escape: '\\', subcomponent: '&', truncation: None }
     }
 }
 
 impl Delimiters {
-    /// MSH-2 as written: component, repetition, escape and subcomponent characters.
+    /// MSH-2: the component, repetition, escape and subcomponent characters (and the
+    /// truncation character, when there is one).
     pub fn encoding_characters(&self) -> String {
-        [self.component, self.repetition, self.escape, self.subcomponent].iter().collect()
+        [self.component, self.repetition, self.escape, self.subcomponent].iter().chain(self.truncation.iter()).collect()
     }
 }
 

@@ -206,7 +206,9 @@ fn read_delimiters(bytes: &[u8]) -> Option<Delimiters> {
         return None;
     }
     let usable = |b: u8| b.is_ascii_graphic() && !b.is_ascii_alphanumeric();
-    let candidates = [field, encoding[0], encoding[1], encoding[2], *encoding.get(3).unwrap_or(&b'&')];
+    // Without a fourth character the subcomponent separator is the standard `&`.
+    let mut candidates = vec![field, encoding[0], encoding[1], encoding[2], *encoding.get(3).unwrap_or(&b'&')];
+    candidates.extend(encoding.get(4));
     if !candidates.iter().all(|&b| usable(b)) {
         return None;
     }
@@ -221,6 +223,7 @@ fn read_delimiters(bytes: &[u8]) -> Option<Delimiters> {
         repetition: char::from(candidates[2]),
         escape: char::from(candidates[3]),
         subcomponent: char::from(candidates[4]),
+        truncation: candidates.get(5).copied().map(char::from),
     })
 }
 
@@ -256,9 +259,11 @@ fn read_segment(
     }
     let mut fields = Vec::new();
     if id == "MSH" {
-        // MSH-1 is the field separator itself; MSH-2 the encoding characters, not escaped.
+        // MSH-1 is the field separator itself; MSH-2 the encoding characters, as read by
+        // `read_delimiters` (a missing subcomponent separator written out).
         fields.push(Field::text(delimiters.field.to_string()));
-        fields.push(Field::text(parts.next().unwrap_or_default()));
+        fields.push(Field::text(delimiters.encoding_characters()));
+        parts.next();
     }
     let first_number = fields.len() + 1;
     for (offset, raw) in parts.enumerate() {
@@ -391,7 +396,14 @@ ZTM|mh~gum|cardiology\r";
         let message = parsed.message.unwrap();
         assert_eq!(
             message.delimiters,
-            Delimiters { field: '#', component: '*', repetition: '@', escape: '!', subcomponent: '%' }
+            Delimiters {
+                field: '#',
+                component: '*',
+                repetition: '@',
+                escape: '!',
+                subcomponent: '%',
+                truncation: None
+            }
         );
         let pid = message.segment("PID").unwrap();
         assert_eq!(pid.repetitions(3).len(), 2);
@@ -423,6 +435,13 @@ ZTM|mh~gum|cardiology\r";
         assert_eq!(parse(b"PID|1").problems[0].kind, ProblemKind::NoMessageHeader);
         assert_eq!(parse(b"MSH|^^\\&|").problems[0].kind, ProblemKind::InvalidDelimiters);
         assert_eq!(parse(b"MSH").problems[0].kind, ProblemKind::InvalidDelimiters);
+        // A fifth MSH-2 character (the v2.7 truncation character) must be usable too.
+        assert_eq!(parse(b"MSH#&=,$\x02#A").problems[0].kind, ProblemKind::InvalidDelimiters);
+        let with_truncation = parse(b"MSH|^~\\&#|A\r").message.unwrap();
+        assert_eq!(with_truncation.delimiters.truncation, Some('#'));
+        assert_eq!(crate::encode(&with_truncation), "MSH|^~\\&#|A\r");
+        // Three encoding characters: the subcomponent separator is written out.
+        assert_eq!(parse(b"MSH|^~\\|A").message.unwrap().header_value(2), "^~\\&");
         let parsed = parse(b"MSH|^~\\&|A\rpid|1\rOBX|1|TX|||50\\% done\r");
         let problems: Vec<String> = parsed.problems.iter().map(ToString::to_string).collect();
         assert_eq!(

@@ -62,6 +62,16 @@ proptest! {
         prop_assert!(parsed.message.is_some());
     }
 
+    /// Whatever reads without problems — any delimiters, any text — encodes and reads back
+    /// to the same message (found by fuzzing: a fifth MSH-2 character used to be lost).
+    #[test]
+    fn what_reads_cleanly_encodes_back_to_itself(text in "MSH[!-/:-@\\[-`{-~]{4,6}[ -~\r\n]{0,120}") {
+        let parsed = parse(text.as_bytes());
+        if let (Some(message), true) = (parsed.message, parsed.problems.is_empty()) {
+            prop_assert_eq!(parse(encode(&message).as_bytes()).message, Some(message));
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_the_framer_nor_exceed_its_cap(
         chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(mllp::START), Just(mllp::END), Just(b'\r'), any::<u8>()], 0..64), 0..64),
