@@ -18,12 +18,14 @@ use kith_store::{Store, StoreError, TransactionError};
 
 mod access;
 mod audit;
+mod hl7;
 mod organisations;
 pub mod password;
 mod patients;
 
 pub use access::*;
 pub use audit::*;
+pub use hl7::*;
 pub use organisations::*;
 pub use patients::*;
 

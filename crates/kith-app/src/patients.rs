@@ -53,6 +53,8 @@ pub struct NewEntry {
 #[derive(Clone, Debug)]
 pub enum LinkActor<'a> {
     Operator(&'a Operator),
+    /// An organisation's HL7 feed (or the operator importing its messages).
+    Feed(Actor),
     /// A professional of the team, with the consent they record.
     Professional {
         context: &'a ProfessionalContext,
@@ -113,50 +115,17 @@ impl App {
                     teams.push(team);
                 }
             }
-            if let Some(nhs_number) = &new.nhs_number
-                && tx.patient_by_nhs_number(nhs_number)?.is_some()
-            {
-                return Err(AppError::Conflict(format!(
-                    "a patient with NHS number {} already exists",
-                    nhs_number.formatted()
-                )));
-            }
-            if let Some(email) = &new.demographics.email {
-                ensure_email_free(tx, email, None)?;
-            }
-            for identifier in &new.local_identifiers {
-                if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
-                    return Err(AppError::Conflict(format!(
-                        "a patient with the identifier {identifier} already exists in {}",
-                        organisation.code
-                    )));
-                }
-            }
-            let patient = Patient {
-                id: PatientId::from_uuid(new_uuid()),
-                nhs_number: new.nhs_number.clone(),
-                demographics: new.demographics.clone(),
-                registration: RegistrationStatus::Unregistered,
-                account: None,
-                sharing_disabled: false,
-                merged_into: None,
-                created_at: now,
-                updated_at: now,
-            };
-            tx.put_patient(&patient)?;
-            for identifier in &new.local_identifiers {
-                tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
-            }
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "patient.create")
-                    .organisation(organisation.id)
-                    .team(prt.id)
-                    .patient(patient.id)
-                    .basis("administration")
-                    .build(),
-            );
             let operator_actor = LinkActor::Operator(operator);
-            write_link(tx, &operator_actor, &patient, &prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+            let patient = insert_patient_record(
+                tx,
+                &operator_actor,
+                &organisation,
+                &prt,
+                &new.demographics,
+                new.nhs_number.as_ref(),
+                &new.local_identifiers,
+                now,
+            )?;
             for team in &teams {
                 write_link(tx, &operator_actor, &patient, team, team.default_labels, LinkBasis::AddedByOperator, now)?;
             }
@@ -276,12 +245,15 @@ impl App {
                 let team = team_by_alias(tx, &org, alias)?;
                 let Some(record) = tx.patient(patient)? else {
                     return match actor {
-                        LinkActor::Operator(_) => Err(AppError::NotFound(format!("no patient has the id {patient}"))),
+                        LinkActor::Operator(_) | LinkActor::Feed(_) => {
+                            Err(AppError::NotFound(format!("no patient has the id {patient}")))
+                        }
                         LinkActor::Professional { .. } => Ok(Err(AppError::Denied)),
                     };
                 };
                 let basis = match actor {
                     LinkActor::Operator(_) => LinkBasis::AddedByOperator,
+                    LinkActor::Feed(_) => LinkBasis::Hl7ImpliedConsent,
                     LinkActor::Professional { context, explicit_consent } => {
                         let facts = tx.record_access_facts(context.account, team.id, patient, now)?;
                         let allowed = context.team == team.id
@@ -352,6 +324,7 @@ impl App {
                 let team = team_by_alias(tx, &org, alias)?;
                 let (actor_audit, channel) = match actor {
                     LinkActor::Operator(operator) => (operator.actor(), Channel::Cli),
+                    LinkActor::Feed(feed) => (feed.clone(), Channel::Hl7),
                     LinkActor::Professional { context, .. } => {
                         let allowed = context.team == team.id
                             && tx.record_access_facts(context.account, team.id, patient, now)?.is_some_and(|facts| {
@@ -619,7 +592,7 @@ impl App {
 
 /// One email belongs to one record: refuses `email` when a record other than `own_record`
 /// has it.
-fn ensure_email_free(tx: &mut Tx<'_>, email: &EmailAddress, own_record: Option<PatientId>) -> AppResult<()> {
+pub(crate) fn ensure_email_free(tx: &mut Tx<'_>, email: &EmailAddress, own_record: Option<PatientId>) -> AppResult<()> {
     if tx.patient_by_email(email)?.is_some_and(|other| Some(other.id) != own_record) {
         return Err(AppError::Conflict(format!(
             "another patient record already has the email {email} (one email belongs to one record)"
@@ -628,8 +601,77 @@ fn ensure_email_free(tx: &mut Tx<'_>, email: &EmailAddress, own_record: Option<P
     Ok(())
 }
 
+/// Who a link change is audited as, through which channel, and the account that made it.
+pub(crate) fn link_actor(actor: &LinkActor<'_>) -> (Actor, Channel, Option<AccountId>) {
+    match actor {
+        LinkActor::Operator(operator) => (operator.actor(), Channel::Cli, None),
+        LinkActor::Feed(feed) => (feed.clone(), Channel::Hl7, None),
+        LinkActor::Professional { context, .. } => {
+            (professional_actor(context), context.channel, Some(context.account))
+        }
+    }
+}
+
+/// Creates a patient record in an organisation: refuses an NHS number, email or local
+/// identifier that another record has, writes the record and its identifiers, audits it,
+/// and links it to the organisation's Patient Record Team.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_patient_record(
+    tx: &mut Tx<'_>,
+    who: &LinkActor<'_>,
+    organisation: &kith_core::model::Organisation,
+    prt: &kith_core::model::Team,
+    demographics: &Demographics,
+    nhs_number: Option<&NhsNumber>,
+    local_identifiers: &[LocalIdentifier],
+    now: Timestamp,
+) -> AppResult<Patient> {
+    if let Some(nhs_number) = nhs_number
+        && tx.patient_by_nhs_number(nhs_number)?.is_some()
+    {
+        return Err(AppError::Conflict(format!("a patient with NHS number {} already exists", nhs_number.formatted())));
+    }
+    if let Some(email) = &demographics.email {
+        ensure_email_free(tx, email, None)?;
+    }
+    for identifier in local_identifiers {
+        if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
+            return Err(AppError::Conflict(format!(
+                "a patient with the identifier {identifier} already exists in {}",
+                organisation.code
+            )));
+        }
+    }
+    let patient = Patient {
+        id: PatientId::from_uuid(new_uuid()),
+        nhs_number: nhs_number.cloned(),
+        demographics: demographics.clone(),
+        registration: RegistrationStatus::Unregistered,
+        account: None,
+        sharing_disabled: false,
+        merged_into: None,
+        created_at: now,
+        updated_at: now,
+    };
+    tx.put_patient(&patient)?;
+    for identifier in local_identifiers {
+        tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
+    }
+    let (actor, channel, _) = link_actor(who);
+    tx.audit(
+        AuditBuilder::new(now, actor, channel, "patient.create")
+            .organisation(organisation.id)
+            .team(prt.id)
+            .patient(patient.id)
+            .basis("administration")
+            .build(),
+    );
+    write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+    Ok(patient)
+}
+
 /// Writes a care link and its audit event (and tells a registered patient of a new team).
-fn write_link(
+pub(crate) fn write_link(
     tx: &mut Tx<'_>,
     actor: &LinkActor<'_>,
     patient: &Patient,
@@ -642,12 +684,7 @@ fn write_link(
     if existing.as_ref().is_some_and(CareLink::is_active) {
         return Err(AppError::Conflict(format!("the patient is already in team {}", team.alias)));
     }
-    let (audit_actor, channel, changed_by) = match actor {
-        LinkActor::Operator(operator) => (operator.actor(), Channel::Cli, None),
-        LinkActor::Professional { context, .. } => {
-            (professional_actor(context), context.channel, Some(context.account))
-        }
-    };
+    let (audit_actor, channel, changed_by) = link_actor(actor);
     let link = CareLink {
         patient: patient.id,
         team: team.id,

@@ -105,6 +105,8 @@ pub struct TeamChanges {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AdtMessage {
     pub event: AdtEvent,
+    /// The PID segment's position in the message, for locating problems found later.
+    pub pid_segment: usize,
     pub identity: PatientIdentity,
     pub details: PatientDetails,
     pub teams: TeamChanges,
@@ -220,7 +222,7 @@ pub fn read_adt(
         mobile,
         email,
     };
-    Ok(AdtMessage { event, identity, details, teams: read_ztm(message)? })
+    Ok(AdtMessage { event, pid_segment: pid_index, identity, details, teams: read_ztm(message)? })
 }
 
 /// ZTM-1 (add) and ZTM-2 (discharge); the same team in both is refused.

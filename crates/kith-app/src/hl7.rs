@@ -1,0 +1,606 @@
+//! HL7 v2 feeds: integrations, and ingesting one message — found, checked for a repeat,
+//! applied, stored with its acknowledgement, all in one transaction, so that the ACK the
+//! sender receives is only ever sent after everything it acknowledges is committed.
+
+use kith_core::audit::{Actor, Channel};
+use kith_core::consent::{LinkBasis, NewLinkFacts, check_new_link};
+use kith_core::model::{CareLink, Hl7MessageRecord, Hl7MessageStatus, Integration, Organisation, Patient, Team};
+use kith_core::patient::{Demographics, Sex};
+use kith_core::team::TeamKind;
+use kith_core::text::{Name, OrganisationCode};
+use kith_core::{Hl7MessageId, IntegrationId, PatientId, Timestamp};
+use kith_hl7::ack::{AckCode, AckContent, AckError, build_ack};
+use kith_hl7::adt::{self, AdtEvent, AdtMessage, Rejection, read_adt};
+use kith_hl7::{Message, encode, parse};
+use kith_store::{NewHl7Message, StoreError, Tx};
+use sha2::{Digest, Sha256};
+
+use crate::organisations::organisation_by_code;
+use crate::patients::{LinkActor, ensure_email_free, insert_patient_record, write_link};
+use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug)]
+pub enum Hl7Sender<'a> {
+    /// An MLLP connection: the integration is found from MSH-4 (the sending facility).
+    Mllp,
+    /// `POST /hl7/v2` with a bearer token: the token named the integration.
+    Http(&'a Integration),
+    /// `kith hl7 import`: the operator loads an organisation's messages from files.
+    Import { organisation: &'a OrganisationCode, operator: &'a Operator },
+}
+
+/// What became of one inbound message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ingested {
+    /// The acknowledgement to send back (ER7, UTF-8).
+    pub ack: String,
+    pub code: AckCode,
+    /// The stored message, when it could be attributed to an organisation.
+    pub message: Option<Hl7MessageId>,
+    /// A repeat of a stored message: nothing was changed and the stored ACK is returned.
+    pub duplicate: bool,
+}
+
+/// A new integration and its bearer token (shown once; only its hash is kept).
+#[derive(Clone, Debug)]
+pub struct NewIntegration {
+    pub integration: Integration,
+    pub token: kith_core::text::Secret,
+}
+
+/// Why applying a message stopped.
+enum Stop {
+    Reject(Rejection),
+    Internal(String),
+    /// A conflict with another transaction: the whole ingestion runs again.
+    Retry(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(error: StoreError) -> Self {
+        if error.is_retryable() { Stop::Retry(error) } else { Stop::Internal(error.to_string()) }
+    }
+}
+
+impl From<AppError> for Stop {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Store(error) => error.into(),
+            // A use case's refusal (a conflict, an invalid value) is the sender's to fix.
+            AppError::Invalid(text) | AppError::Conflict(text) | AppError::NotFound(text) => {
+                Stop::Reject(Rejection::new(adt::DATA_TYPE_ERROR, None, text))
+            }
+            AppError::Consent(refusal) => {
+                Stop::Reject(Rejection::new(adt::TABLE_VALUE_NOT_FOUND, None, refusal.to_string()))
+            }
+            other => Stop::Internal(other.to_string()),
+        }
+    }
+}
+
+/// SHA-256 of a bearer token: what is stored, and what a presented token is looked up by.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// `YYYYMMDDHHMMSS` (UTC), for MSH-7.
+fn hl7_timestamp(at: Timestamp) -> String {
+    let text = at.to_string(); // 2026-11-25T13:33:13Z
+    text.chars().filter(char::is_ascii_digit).take(14).collect()
+}
+
+impl App {
+    /// Registers an HL7 integration for an organisation: its sending facility (MSH-4) and a
+    /// new bearer token for HTTP, returned once.
+    pub fn create_integration(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        name: &Name,
+        facility: &str,
+    ) -> AppResult<NewIntegration> {
+        let facility = facility.trim();
+        if facility.is_empty()
+            || facility.len() > 64
+            || facility.chars().any(|c| c.is_control() || "|^~\\&".contains(c))
+        {
+            return Err(AppError::Invalid(
+                "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
+            ));
+        }
+        let token = format!("kith_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let hash = token_hash(&token);
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            if tx.integration_by_facility(facility)?.is_some() {
+                return Err(AppError::Conflict(format!("an integration already uses the sending facility {facility}")));
+            }
+            let integration = Integration {
+                id: IntegrationId::from_uuid(new_uuid()),
+                organisation: organisation.id,
+                name: name.clone(),
+                facility: facility.to_owned(),
+                created_at: now,
+            };
+            tx.insert_integration(&integration, &hash)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.create")
+                    .organisation(organisation.id)
+                    .subject(integration.id)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(NewIntegration { integration, token: kith_core::text::Secret::new(token.clone()) })
+        })
+    }
+
+    /// The integration a bearer token belongs to, if any.
+    pub fn integration_for_token(&self, token: &str) -> AppResult<Option<Integration>> {
+        let hash = token_hash(token);
+        self.store.read(|tx| Ok(tx.integration_by_token_hash(&hash)?))
+    }
+
+    /// Adds an assigning authority whose PID-3 identifiers are the organisation's local ones.
+    pub fn add_assigning_authority(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        authority: &str,
+    ) -> AppResult<()> {
+        let authority = authority.trim().to_ascii_uppercase();
+        if authority.is_empty()
+            || authority.len() > 40
+            || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(AppError::Invalid(
+                "authority: 1 to 40 letters, digits, '-', '_' or '.', e.g. RXH-MRN".to_owned(),
+            ));
+        }
+        if authority == "NHS" || authority == "EMAIL" {
+            return Err(AppError::Invalid(format!("authority: {authority} is not a local assigning authority")));
+        }
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.add_assigning_authority(organisation.id, &authority, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("assigning_authority={authority}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+
+    /// Whether admission and registration ADTs may create records, or only A28 and A31.
+    pub fn set_hl7_create_on_any_adt(&self, operator: &Operator, code: &OrganisationCode, any: bool) -> AppResult<()> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.set_hl7_create_on_any_adt(organisation.id, any)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("hl7_create_on_any_adt={any}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+
+    /// An organisation's stored messages, newest first.
+    pub fn hl7_messages(
+        &self,
+        code: &OrganisationCode,
+        status: Option<Hl7MessageStatus>,
+        limit: i64,
+    ) -> AppResult<Vec<Hl7MessageRecord>> {
+        self.store.read(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            Ok(tx.hl7_messages(organisation.id, status, limit.clamp(1, 10_000))?)
+        })
+    }
+
+    /// Ingests one message: parse, find the organisation, return the stored ACK for a repeat
+    /// of (organisation, MSH-3, MSH-4, MSH-10), or apply it and store it with its ACK — one
+    /// transaction. A rejected message changes nothing but is kept (for reprocessing).
+    pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
+        let parsed = parse(raw);
+        let now = self.now();
+        let timestamp = hl7_timestamp(now);
+        let ack_control = format!("K{}", &new_uuid().simple().to_string()[13..]);
+        let respond = |message: Option<&Message>, code: AckCode, rejection: Option<&Rejection>| {
+            let ack = build_ack(
+                message,
+                &AckContent {
+                    code,
+                    text: rejection.map(|r| r.text.as_str()),
+                    error: rejection.map(|r| AckError {
+                        location: r.location.as_deref().cloned(),
+                        code: r.code,
+                        code_text: r.code_text,
+                    }),
+                    control_id: &ack_control,
+                    timestamp: &timestamp,
+                },
+            );
+            encode(&ack)
+        };
+        let message = parsed.message.as_ref();
+        let header = |n: usize, component: usize| {
+            message.map_or("", |m| m.header().map_or("", |h| h.component(n, component))).to_owned()
+        };
+        let (application, facility, control) = (header(3, 1), header(4, 1), header(10, 1));
+        let message_type = message.map_or(String::new(), |m| {
+            let (code, trigger) = m.message_type();
+            if trigger.is_empty() { code.to_owned() } else { format!("{code}^{trigger}") }
+        });
+        let parse_rejection = parsed.first_error().map(|problem| {
+            let (code, code_text) = problem.kind.hl7_error_code();
+            Rejection { text: problem.to_string(), location: problem.location.clone().map(Box::new), code, code_text }
+        });
+
+        self.store.write(|tx| {
+            // Whose message is it?
+            let (organisation, integration, actor) = match sender {
+                Hl7Sender::Mllp => match tx.integration_by_facility(&facility)? {
+                    Some(integration) => {
+                        (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
+                    }
+                    None => {
+                        let rejection = Rejection::new(
+                            adt::UNKNOWN_KEY_IDENTIFIER,
+                            Some(kith_hl7::Location::field(1, "MSH", 4)),
+                            "MSH-4: the sending facility is not registered with Kith",
+                        );
+                        tracing::warn!("HL7 message from an unregistered sending facility rejected");
+                        return Ok(Ingested {
+                            ack: respond(message, AckCode::Reject, Some(&rejection)),
+                            code: AckCode::Reject,
+                            message: None,
+                            duplicate: false,
+                        });
+                    }
+                },
+                Hl7Sender::Http(integration) => {
+                    (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
+                }
+                Hl7Sender::Import { organisation, operator } => {
+                    (organisation_by_code(tx, organisation)?.id, None, operator.actor())
+                }
+            };
+            let control_id = (!control.is_empty()).then_some(control.as_str());
+            if let Some(control_id) = control_id
+                && let Some(stored) = tx.hl7_message_by_key(organisation, &application, &facility, control_id)?
+            {
+                let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
+                return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
+            }
+            let outcome = match (&parse_rejection, message) {
+                (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
+                (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
+                (None, Some(message)) => {
+                    let organisation =
+                        tx.organisation(organisation)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
+                    tx.savepoint(|tx| apply(tx, &organisation, &actor, message, now))
+                }
+            };
+            let (code, status, rejection, error_text, patient) = match outcome {
+                Ok(patient) => (AckCode::Accept, Hl7MessageStatus::Accepted, None, None, patient),
+                Err(Stop::Retry(error)) => return Err(AppError::Store(error)),
+                Err(Stop::Reject(rejection)) => {
+                    let text = rejection.text.clone();
+                    (AckCode::Reject, Hl7MessageStatus::Rejected, Some(rejection), Some(text), None)
+                }
+                Err(Stop::Internal(detail)) => {
+                    tracing::error!(%detail, "HL7 message failed inside Kith");
+                    let rejection = Rejection::new(
+                        adt::APPLICATION_INTERNAL_ERROR,
+                        None,
+                        "internal error: nothing was applied; send it again",
+                    );
+                    (AckCode::Error, Hl7MessageStatus::Error, Some(rejection), Some(detail), None)
+                }
+            };
+            let ack = respond(message, code, rejection.as_ref());
+            let record = Hl7MessageRecord {
+                id: Hl7MessageId::from_uuid(new_uuid()),
+                organisation,
+                integration,
+                sending_application: application.clone(),
+                sending_facility: facility.clone(),
+                control_id: control_id.map(str::to_owned),
+                message_type: message_type.clone(),
+                status,
+                ack: ack.clone(),
+                error: error_text,
+                patient,
+                received_at: now,
+            };
+            tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
+            Ok(Ingested { ack, code, message: Some(record.id), duplicate: false })
+        })
+    }
+}
+
+/// Applies a readable message; returns the patient it was about.
+fn apply(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    actor: &Actor,
+    message: &Message,
+    now: Timestamp,
+) -> Result<Option<PatientId>, Stop> {
+    let (code, trigger) = message.message_type();
+    let at_msh9 = Some(kith_hl7::Location::field(1, "MSH", 9));
+    match code {
+        "ADT" => {
+            let Some(event) = AdtEvent::from_trigger(trigger) else {
+                return Err(Stop::Reject(Rejection::new(
+                    adt::UNSUPPORTED_EVENT_CODE,
+                    at_msh9,
+                    format!("MSH-9: ADT^{trigger} is not supported (Kith reads A01, A04, A05, A08, A28, A31)"),
+                )));
+            };
+            let authorities = tx.assigning_authorities(organisation.id)?;
+            let is_local = |authority: &str| authorities.iter().any(|known| known.eq_ignore_ascii_case(authority));
+            let adt = read_adt(message, event, &is_local).map_err(Stop::Reject)?;
+            apply_adt(tx, organisation, actor, &adt, now).map(Some)
+        }
+        "" => Err(Stop::Reject(Rejection::new(
+            adt::REQUIRED_FIELD_MISSING,
+            at_msh9,
+            "MSH-9: the message type is missing",
+        ))),
+        other => Err(Stop::Reject(Rejection::new(
+            adt::UNSUPPORTED_MESSAGE_TYPE,
+            at_msh9,
+            format!("MSH-9: message type {other} is not supported"),
+        ))),
+    }
+}
+
+fn reject<T>(
+    code: (&'static str, &'static str),
+    location: Option<kith_hl7::Location>,
+    text: impl Into<String>,
+) -> Result<T, Stop> {
+    Err(Stop::Reject(Rejection::new(code, location, text)))
+}
+
+/// Creates or updates the patient, then applies ZTM team changes.
+fn apply_adt(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    actor: &Actor,
+    adt: &AdtMessage,
+    now: Timestamp,
+) -> Result<PatientId, Stop> {
+    let who = LinkActor::Feed(actor.clone());
+    let prt = tx
+        .patient_record_team(organisation.id)?
+        .ok_or_else(|| Stop::Internal("the organisation has no Patient Record Team".to_owned()))?;
+
+    // Find the record by NHS number and by the organisation's local identifiers: they must
+    // agree on one record.
+    let mut found: Vec<Patient> = Vec::new();
+    if let Some(nhs_number) = &adt.identity.nhs_number {
+        found.extend(tx.patient_by_nhs_number(nhs_number)?);
+    }
+    for identifier in &adt.identity.local_identifiers {
+        found.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
+    }
+    let mut ids: Vec<PatientId> = found.iter().map(|p| p.merged_into.unwrap_or(p.id)).collect();
+    ids.sort();
+    ids.dedup();
+    let pid3 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 3));
+    let patient = match ids.as_slice() {
+        [] => {
+            if !adt.event.is_person_information() && !tx.hl7_create_on_any_adt(organisation.id)? {
+                return reject(
+                    adt::UNKNOWN_KEY_IDENTIFIER,
+                    pid3,
+                    "patient not found: this organisation creates records from A28 and A31 only",
+                );
+            }
+            let d = &adt.details;
+            let (Some(family_name), Some(given_name)) = (d.family_name.clone(), d.given_name.clone()) else {
+                let pid5 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 5));
+                return reject(
+                    adt::REQUIRED_FIELD_MISSING,
+                    pid5,
+                    "PID-5: a new record needs the family and given names",
+                );
+            };
+            let Some(birth_date) = d.birth_date else {
+                let pid7 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 7));
+                return reject(adt::REQUIRED_FIELD_MISSING, pid7, "PID-7: a new record needs the date of birth");
+            };
+            let demographics = Demographics {
+                family_name,
+                given_name,
+                birth_date,
+                sex: d.sex.unwrap_or(Sex::Unknown),
+                email: d.email.clone(),
+                mobile: d.mobile.clone(),
+            };
+            insert_patient_record(
+                tx,
+                &who,
+                organisation,
+                &prt,
+                &demographics,
+                adt.identity.nhs_number.as_ref(),
+                &adt.identity.local_identifiers,
+                now,
+            )?
+        }
+        [one] => {
+            let patient = tx.patient(*one)?.ok_or_else(|| Stop::Internal("a matched record vanished".to_owned()))?;
+            update_from_adt(tx, organisation, &prt, &who, actor, patient, adt, now)?
+        }
+        _ => {
+            return reject(
+                adt::DUPLICATE_KEY_IDENTIFIER,
+                pid3,
+                "PID-3: the identifiers match different records; merge them (ADT^A40) or correct the identifiers",
+            );
+        }
+    };
+    apply_team_changes(tx, organisation, &who, actor, &patient, adt, now)?;
+    Ok(patient.id)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_from_adt(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    prt: &Team,
+    who: &LinkActor<'_>,
+    actor: &Actor,
+    mut patient: Patient,
+    adt: &AdtMessage,
+    now: Timestamp,
+) -> Result<Patient, Stop> {
+    let mut changed = Vec::new();
+    let d = &adt.details;
+    let demographics = &mut patient.demographics;
+    if let Some(family) = d.family_name.as_ref().filter(|v| **v != demographics.family_name) {
+        demographics.family_name = family.clone();
+        changed.push("family_name");
+    }
+    if let Some(given) = d.given_name.as_ref().filter(|v| **v != demographics.given_name) {
+        demographics.given_name = given.clone();
+        changed.push("given_name");
+    }
+    if let Some(birth_date) = d.birth_date.filter(|v| *v != demographics.birth_date) {
+        demographics.birth_date = birth_date;
+        changed.push("birth_date");
+    }
+    if let Some(sex) = d.sex.filter(|v| *v != demographics.sex) {
+        demographics.sex = sex;
+        changed.push("sex");
+    }
+    if let Some(mobile) = d.mobile.as_ref().filter(|v| demographics.mobile.as_ref() != Some(v)) {
+        demographics.mobile = Some(mobile.clone());
+        changed.push("mobile");
+    }
+    if let Some(email) = d.email.as_ref().filter(|v| demographics.email.as_ref() != Some(v)) {
+        ensure_email_free(tx, email, Some(patient.id))?;
+        demographics.email = Some(email.clone());
+        changed.push("email");
+    }
+    if let Some(nhs_number) = adt.identity.nhs_number.as_ref().filter(|n| patient.nhs_number.as_ref() != Some(n)) {
+        // Matched on a local identifier with a new NHS number that no other record has (it
+        // would have matched that record): the number is corrected, as the modelled system allows.
+        patient.nhs_number = Some(nhs_number.clone());
+        changed.push("nhs_number");
+    }
+    for identifier in &adt.identity.local_identifiers {
+        if tx.patient_by_local_identifier(organisation.id, identifier)?.is_none() {
+            tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
+            changed.push("local_identifier");
+        }
+    }
+    if !changed.is_empty() {
+        changed.dedup();
+        patient.updated_at = now;
+        tx.put_patient(&patient)?;
+        tx.audit(
+            AuditBuilder::new(now, actor.clone(), Channel::Hl7, "patient.update")
+                .organisation(organisation.id)
+                .patient(patient.id)
+                .basis("administration")
+                .subject(changed.join(","))
+                .build(),
+        );
+    }
+    // A record known from elsewhere enters this organisation through its PRT.
+    if !tx.patient_in_organisation(patient.id, organisation.id)? {
+        write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+    }
+    Ok(patient)
+}
+
+/// ZTM-1: link the patient to each team (its default labels, HL7 implied consent) unless
+/// already in it; ZTM-2: discharge from each team. Unknown aliases and impossible changes
+/// reject the whole message (the savepoint undoes what was done).
+fn apply_team_changes(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    who: &LinkActor<'_>,
+    actor: &Actor,
+    patient: &Patient,
+    adt: &AdtMessage,
+    now: Timestamp,
+) -> Result<(), Stop> {
+    let team = |tx: &mut Tx<'_>,
+                alias: &kith_core::text::TeamAlias,
+                location: &kith_hl7::Location|
+     -> Result<Team, Stop> {
+        match tx.team_by_alias(organisation.id, alias)? {
+            Some(team) => Ok(team),
+            None => reject(
+                adt::TABLE_VALUE_NOT_FOUND,
+                Some(location.clone()),
+                format!("ZTM-{}: no team has the alias {alias} in {}", location.field.unwrap_or(1), organisation.code),
+            ),
+        }
+    };
+    for (alias, location) in &adt.teams.add {
+        let team = team(tx, alias, location)?;
+        if team.kind == TeamKind::PatientRecord
+            || tx.care_link(patient.id, team.id)?.is_some_and(|link| link.is_active())
+        {
+            continue;
+        }
+        let facts = NewLinkFacts {
+            team_kind: team.kind,
+            team_status: team.status,
+            sharing_disabled: patient.sharing_disabled,
+            patient_in_organisation: true,
+        };
+        if let Err(refusal) = check_new_link(&facts) {
+            return reject(
+                adt::TABLE_VALUE_NOT_FOUND,
+                Some(location.clone()),
+                format!("ZTM-1: team {alias}: {refusal}"),
+            );
+        }
+        write_link(tx, who, patient, &team, team.default_labels, LinkBasis::Hl7ImpliedConsent, now)?;
+    }
+    for (alias, location) in &adt.teams.discharge {
+        let team = team(tx, alias, location)?;
+        if team.kind == TeamKind::PatientRecord {
+            return reject(
+                adt::TABLE_VALUE_NOT_FOUND,
+                Some(location.clone()),
+                format!("ZTM-2: {alias} is the Patient Record Team; a patient is not discharged from the organisation"),
+            );
+        }
+        let Some(mut link) = tx.care_link(patient.id, team.id)?.filter(CareLink::is_active) else {
+            return reject(
+                adt::TABLE_VALUE_NOT_FOUND,
+                Some(location.clone()),
+                format!("ZTM-2: the patient is not in team {alias}"),
+            );
+        };
+        link.discharged_at = Some(now);
+        link.updated_at = now;
+        tx.put_care_link(&link)?;
+        tx.audit(
+            AuditBuilder::new(now, actor.clone(), Channel::Hl7, "care_link.discharge")
+                .organisation(organisation.id)
+                .team(team.id)
+                .patient(patient.id)
+                .basis("administration")
+                .build(),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The HL7 feed at the use-case level, on both backends: ADT creates and updates records,
+//! ZTM adds and discharges teams, a repeated control id returns the stored ACK and changes
+//! nothing, and every refusal is an AR that names the field and leaves nothing half-done.
+
+mod support;
+
+use kith_app::*;
+use kith_core::consent::LinkBasis;
+use kith_core::model::Hl7MessageStatus;
+use kith_core::patient::NhsNumber;
+use kith_core::text::Name;
+use kith_hl7::ack::AckCode;
+use kith_test_support::TestDatabase;
+use support::*;
+
+const NHS: &str = "9434765919";
+
+fn adt(trigger: &str, control: &str, pid: &str, ztm: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125101500||ADT^{trigger}^ADT_A05|{control}|P|2.4\rEVN|{trigger}|20261125101500\r{pid}\r{ztm}"
+    )
+    .into_bytes()
+}
+
+fn pid(family: &str) -> String {
+    format!("PID|1||{NHS}^^^NHS^NH~K1234567^^^RXH-MRN^MR||{family}^Ngozi||19710914|F")
+}
+
+struct Feed {
+    world: World,
+    integration: kith_core::model::Integration,
+}
+
+impl Feed {
+    fn new(database: TestDatabase) -> Self {
+        let world = world(database);
+        let op = operator();
+        let created = world.app.create_integration(&op, &code(), &Name::parse("n", "PAS").unwrap(), "RXH-PAS").unwrap();
+        world.app.add_assigning_authority(&op, &code(), "rxh-mrn").unwrap();
+        Feed { world, integration: created.integration }
+    }
+
+    fn send(&self, bytes: &[u8]) -> Ingested {
+        self.world.app.ingest_hl7(Hl7Sender::Mllp, bytes).unwrap()
+    }
+
+    /// Everything a message could change, to show that a refused one changed nothing.
+    fn snapshot(&self) -> (usize, Vec<String>) {
+        let store = self.world.app.store();
+        store
+            .read(|tx| {
+                let patient = tx.patient_by_nhs_number(&NhsNumber::parse(NHS).unwrap())?;
+                let links = match &patient {
+                    Some(p) => tx
+                        .care_links(p.id)?
+                        .iter()
+                        .map(|l| format!("{:?}:{}:{:?}", l.team, l.labels, l.discharged_at))
+                        .collect(),
+                    None => vec![],
+                };
+                let name = patient.map(|p| p.demographics.family_name.to_string()).unwrap_or_default();
+                Ok::<_, AppError>((tx.audit_head()?.0 as usize, [vec![name], links].concat()))
+            })
+            .unwrap()
+    }
+}
+
+fn msa(ack: &str) -> (String, String, String) {
+    let message = kith_hl7::parse(ack.as_bytes()).message.unwrap();
+    let msa = message.segment("MSA").unwrap();
+    (msa.value(1).to_owned(), msa.value(2).to_owned(), msa.value(3).to_owned())
+}
+
+fn err_location(ack: &str) -> String {
+    let message = kith_hl7::parse(ack.as_bytes()).message.unwrap();
+    let err = message.segment("ERR").unwrap();
+    format!("{}-{}", err.component(1, 1), err.component(1, 3))
+}
+
+#[test]
+fn adt_creates_updates_and_moves_teams_and_repeats_change_nothing() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        let app = &feed.world.app;
+
+        // A28 for a known NHS number updates that record; ZTM-1 teams are linked by implied consent.
+        let first = feed.send(&adt("A28", "MSG1", &pid("Okafor"), "ZTM|mh\r"));
+        assert_eq!(msa(&first.ack), ("AA".into(), "MSG1".into(), String::new()), "{}", first.ack);
+        let patient = app.patient_by_nhs_number(&NhsNumber::parse(NHS).unwrap()).unwrap();
+        // The world's patient already has this NHS number: the feed matched that record.
+        assert_eq!(patient.id, feed.world.patient.id);
+        assert_eq!(patient.demographics.family_name.as_str(), "Okafor");
+
+        // A repeat of the same control id: the same ACK, nothing changed.
+        let before = feed.snapshot();
+        let again = feed.send(&adt("A28", "MSG1", &pid("Changed"), "ZTM|gum\r"));
+        assert!(again.duplicate);
+        assert_eq!(again.ack, first.ack);
+        assert_eq!(feed.snapshot(), before);
+
+        // A31 renames, adds gum, discharges mh.
+        let update = feed.send(&adt("A31", "MSG2", &pid("Okafor-Smith"), "ZTM|gum|mh\r"));
+        assert_eq!(msa(&update.ack).0, "AA", "{}", update.ack);
+        let links = app.store().read(|tx| tx.care_links(patient.id)).unwrap();
+        let gum = feed.world.context("gum", "gum@example.org").team;
+        let mh = feed.world.context("mh", "pro@example.org").team;
+        let gum_link = links.iter().find(|l| l.team == gum).unwrap();
+        assert_eq!((gum_link.basis, gum_link.is_active()), (LinkBasis::Hl7ImpliedConsent, true));
+        assert!(!links.iter().find(|l| l.team == mh).unwrap().is_active());
+        assert_eq!(
+            app.patient_by_nhs_number(&NhsNumber::parse(NHS).unwrap()).unwrap().demographics.family_name.as_str(),
+            "Okafor-Smith"
+        );
+
+        // Every change is audited as the integration, on the hl7 channel.
+        let events = app.audit_events(Some(patient.id), 1000).unwrap();
+        let by_feed: Vec<&str> =
+            events.iter().filter(|e| e.record.channel == "hl7").map(|e| e.record.action.as_str()).collect();
+        assert_eq!(by_feed, ["patient.update", "patient.update", "care_link.create", "care_link.discharge"]);
+        assert!(events.iter().filter(|e| e.record.channel == "hl7").all(|e| e.record.actor_kind == "integration"));
+
+        let stored = app.hl7_messages(&code(), None, 10).unwrap();
+        assert_eq!(stored.len(), 2, "the repeat is not stored twice");
+        assert!(
+            stored.iter().all(|m| m.status == Hl7MessageStatus::Accepted && m.integration == Some(feed.integration.id))
+        );
+    }
+}
+
+#[test]
+fn refusals_are_ar_with_the_field_and_change_nothing() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        feed.send(&adt("A28", "SETUP", &pid("Okafor"), "ZTM|mh\r"));
+        let before = feed.snapshot();
+        let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+            (adt("A31", "R1", &pid("Renamed"), "ZTM|nope\r"), "ZTM-1: no team has the alias nope in RXH", "ZTM-1"),
+            (
+                adt("A31", "R2", &pid("Renamed"), "ZTM|gum~mh|gum\r"),
+                "ZTM: team gum is in both ZTM-1 (add) and ZTM-2 (discharge)",
+                "ZTM-2",
+            ),
+            (
+                adt("A31", "R3", &pid("Renamed"), "ZTM||prt\r"),
+                "ZTM-2: prt is the Patient Record Team; a patient is not discharged from the organisation",
+                "ZTM-2",
+            ),
+            (adt("A31", "R4", &pid("Renamed"), "ZTM||gum\r"), "ZTM-2: the patient is not in team gum", "ZTM-2"),
+            (
+                adt("A31", "R5", "PID|1||9434765918^^^NHS^NH||Renamed^N||19710914", ""),
+                "PID-3: this is not a valid NHS number: its check digit does not match (mistyped?)",
+                "PID-3",
+            ),
+            (
+                adt("A17", "R6", &pid("Renamed"), ""),
+                "MSH-9: ADT^A17 is not supported (Kith reads A01, A04, A05, A08, A28, A31)",
+                "MSH-9",
+            ),
+        ];
+        for (message, text, location) in cases {
+            let result = feed.send(&message);
+            let (code, control, reason) = msa(&result.ack);
+            assert_eq!(code, "AR", "{}", result.ack);
+            assert!(control.starts_with('R'));
+            assert_eq!(reason, text);
+            assert_eq!(err_location(&result.ack), location, "{}", result.ack);
+            assert_eq!(feed.snapshot(), before, "{text}: nothing changed");
+        }
+        let rejected = feed.world.app.hl7_messages(&code(), Some(Hl7MessageStatus::Rejected), 100).unwrap();
+        assert_eq!(rejected.len(), 6, "rejected messages are kept for reprocessing");
+        assert!(rejected.iter().all(|m| m.error.is_some()));
+    }
+}
+
+#[test]
+fn unknown_patients_senders_and_unreadable_messages() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        let app = &feed.world.app;
+        let stranger = "PID|1||4010232137^^^NHS^NH||Stranger^Sam||19800101|M";
+        // Creation may be restricted to A28/A31.
+        app.set_hl7_create_on_any_adt(&operator(), &code(), false).unwrap();
+        let a08 = feed.send(&adt("A08", "U1", stranger, ""));
+        assert_eq!(msa(&a08.ack).2, "patient not found: this organisation creates records from A28 and A31 only");
+        assert_eq!(a08.code, AckCode::Reject);
+        let a28 = feed.send(&adt("A28", "U2", stranger, ""));
+        assert_eq!(a28.code, AckCode::Accept, "{}", a28.ack);
+        app.set_hl7_create_on_any_adt(&operator(), &code(), true).unwrap();
+        let a04 = feed.send(&adt("A04", "U3", "PID|1||K999^^^RXH-MRN^MR||New^Nia||20010203|F", ""));
+        assert_eq!(a04.code, AckCode::Accept, "{}", a04.ack);
+        // A new record needs a date of birth.
+        let no_dob = feed.send(&adt("A28", "U4", "PID|1||K998^^^RXH-MRN^MR||New^Nia", ""));
+        assert_eq!(msa(&no_dob.ack).2, "PID-7: a new record needs the date of birth");
+
+        // An unregistered sending facility is rejected and not stored.
+        let foreign = b"MSH|^~\\&|PAS|ELSEWHERE|KITH|KITH|20261125||ADT^A28|F1|P|2.4\rPID|1\r";
+        let result = feed.send(foreign);
+        assert_eq!(
+            msa(&result.ack),
+            ("AR".into(), "F1".into(), "MSH-4: the sending facility is not registered with Kith".into())
+        );
+        assert_eq!(result.message, None);
+
+        // An unknown character set: AR, still echoing the control id.
+        let charset = b"MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125||ADT^A28|C1|P|2.4||||||ISO IR87\rPID|1\r";
+        let result = feed.send(charset);
+        let (code, control, reason) = msa(&result.ack);
+        assert_eq!((code.as_str(), control.as_str()), ("AR", "C1"));
+        assert!(reason.contains("unsupported character set"), "{reason}");
+
+        // Not HL7 at all: AR with no control id to echo.
+        let garbage = app.ingest_hl7(Hl7Sender::Http(&feed.integration), b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(
+            msa(&garbage.ack),
+            ("AR".into(), String::new(), "the message does not start with an MSH segment".into())
+        );
+        assert!(garbage.message.is_some(), "a message from a known integration is stored even when unreadable");
+    }
+}
