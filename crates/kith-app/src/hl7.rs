@@ -193,6 +193,25 @@ impl App {
         })
     }
 
+    /// An acknowledgement for bytes that were not ingested — a frame over the size limit, or
+    /// a failure before anything could be stored (`AE`: the sender should send it again).
+    /// MSA-2 echoes the control id when the bytes have one.
+    pub fn ack_without_ingesting(&self, raw: Option<&[u8]>, code: AckCode, reason: &str) -> String {
+        let parsed = raw.map(parse);
+        let code_pair = if code == AckCode::Error { adt::APPLICATION_INTERNAL_ERROR } else { adt::DATA_TYPE_ERROR };
+        let ack = build_ack(
+            parsed.as_ref().and_then(|parsed| parsed.message.as_ref()),
+            &AckContent {
+                code,
+                text: Some(reason),
+                error: Some(AckError { location: None, code: code_pair.0, code_text: code_pair.1 }),
+                control_id: &format!("K{}", &new_uuid().simple().to_string()[13..]),
+                timestamp: &hl7_timestamp(self.now()),
+            },
+        );
+        encode(&ack)
+    }
+
     /// An organisation's stored messages, newest first.
     pub fn hl7_messages(
         &self,

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kith_app::App;
 
 /// What every handler can reach.
@@ -24,6 +26,7 @@ pub fn router(app: App) -> Router {
         .route("/static/kith.css", get(stylesheet))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/hl7/v2", post(hl7_v2).layer(axum::extract::DefaultBodyLimit::max(kith_hl7::mllp::DEFAULT_MAX_FRAME)))
         .with_state(WebState { app })
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -49,6 +52,51 @@ async fn index() -> Html<&'static str> {
 
 async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/kith.css"))
+}
+
+/// The media type of an ER7 HL7 v2 message.
+const HL7_ER7: &str = "x-application/hl7-v2+er7; charset=utf-8";
+
+/// `POST /hl7/v2`: one ER7 message in the body, `Authorization: Bearer TOKEN` naming the
+/// integration. The acknowledgement is the response body, sent after the message and its
+/// effects are committed. A missing or unknown token is 401 and nothing is stored.
+async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_owned());
+    let unauthorised = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid integration token is required (Authorization: Bearer …)\n",
+        )
+            .into_response()
+    };
+    let Some(token) = token.filter(|token| !token.is_empty()) else { return unauthorised() };
+    let app = state.app.clone();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Option<String>, kith_app::AppError> {
+        let Some(integration) = app.integration_for_token(&token)? else { return Ok(None) };
+        Ok(Some(match app.ingest_hl7(kith_app::Hl7Sender::Http(&integration), &body) {
+            Ok(ingested) => ingested.ack,
+            Err(error) => {
+                tracing::error!(%error, "HL7 message could not be stored");
+                let reason = "internal error: nothing was applied; send it again";
+                app.ack_without_ingesting(Some(&body), kith_hl7::ack::AckCode::Error, reason)
+            }
+        }))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(Some(ack))) => ([(header::CONTENT_TYPE, HL7_ER7)], ack).into_response(),
+        Ok(Ok(None)) => unauthorised(),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "HL7 token lookup failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; send the message again\n").into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
+    }
 }
 
 /// Liveness: the process answers.

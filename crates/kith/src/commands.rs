@@ -30,15 +30,57 @@ pub enum OrgCommand {
         break_glass_duration: Option<String>,
     },
     /// Change an organisation's settings.
+    #[command(group(clap::ArgGroup::new("setting").required(true).multiple(true)))]
     Set {
         #[arg(long)]
         org: String,
         /// How long break-the-glass access lasts (e.g. 4h, 30m, 90s; at most 24h).
+        #[arg(long, group = "setting")]
+        break_glass_duration: Option<String>,
+        /// Which HL7 ADT events may create a record: a28-a31 (person information only) or
+        /// any-adt (also A01, A04, A05, A08).
+        #[arg(long, group = "setting", value_parser = ["a28-a31", "any-adt"])]
+        hl7_create_on: Option<String>,
+    },
+    /// Add an assigning authority whose PID-3 identifiers are the organisation's local ones.
+    #[command(name = "add-authority")]
+    AddAuthority {
         #[arg(long)]
-        break_glass_duration: String,
+        org: String,
+        /// As sent in PID-3.4, e.g. RXH-MRN.
+        #[arg(long)]
+        authority: String,
     },
     /// List organisations.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntegrationCommand {
+    /// Register an HL7 feed: its sending facility (MSH-4) for MLLP, and a bearer token for
+    /// POST /hl7/v2 (printed once; only its hash is kept).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// The MSH-4 sending facility the feed's messages carry.
+        #[arg(long)]
+        facility: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Hl7Command {
+    /// List stored inbound messages, newest first.
+    Messages {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = ["accepted", "rejected", "error"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -476,14 +518,33 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     )
                 });
             }
-            OrgCommand::Set { org, break_glass_duration } => {
-                let duration = parse_duration(&break_glass_duration).map_err(anyhow::Error::msg)?;
-                let organisation = app.set_break_glass_duration(operator, &org_code(&org)?, duration)?;
-                print(json, organisation_json(&organisation, None), || {
-                    format!(
-                        "break-the-glass access in {} now lasts {}s",
-                        organisation.code,
+            OrgCommand::Set { org, break_glass_duration, hl7_create_on } => {
+                let code = org_code(&org)?;
+                let mut said = Vec::new();
+                if let Some(duration) = break_glass_duration {
+                    let duration = parse_duration(&duration).map_err(anyhow::Error::msg)?;
+                    let organisation = app.set_break_glass_duration(operator, &code, duration)?;
+                    said.push(format!(
+                        "break-the-glass access now lasts {}s",
                         organisation.break_glass_duration.as_secs()
+                    ));
+                }
+                if let Some(create_on) = hl7_create_on {
+                    app.set_hl7_create_on_any_adt(operator, &code, create_on == "any-adt")?;
+                    said.push(format!("HL7 ADT messages create records on: {create_on}"));
+                }
+                let organisation = app.organisations()?.into_iter().find(|o| o.code == code);
+                print(json, organisation.as_ref().map_or(json!({}), |o| organisation_json(o, None)), || {
+                    format!("{code}: {}", said.join("; "))
+                });
+            }
+            OrgCommand::AddAuthority { org, authority } => {
+                app.add_assigning_authority(operator, &org_code(&org)?, &authority)?;
+                print(json, json!({ "organisation": org, "authority": authority.trim().to_uppercase() }), || {
+                    format!(
+                        "PID-3 identifiers under {} are now {}'s local identifiers",
+                        authority.trim().to_uppercase(),
+                        org.to_uppercase()
                     )
                 });
             }
@@ -676,6 +737,63 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     )
                 },
             );
+        }
+        Command::Integration(IntegrationCommand::Create { org, name, facility }) => {
+            let created =
+                app.create_integration(operator, &org_code(&org)?, &Name::parse("name", &name)?, &facility)?;
+            let integration = &created.integration;
+            print(
+                json,
+                json!({
+                    "id": integration.id.to_string(),
+                    "facility": integration.facility,
+                    "name": integration.name.as_str(),
+                    "token": created.token.expose(),
+                }),
+                || {
+                    format!(
+                        "created integration {} for sending facility {}\nid: {}\ntoken (shown once; keep it secret): {}",
+                        integration.name,
+                        integration.facility,
+                        integration.id,
+                        created.token.expose()
+                    )
+                },
+            );
+        }
+        Command::Hl7(Hl7Command::Messages { org, status, limit }) => {
+            let status = status.as_deref().and_then(kith_core::model::Hl7MessageStatus::from_code);
+            let messages = app.hl7_messages(&org_code(&org)?, status, limit)?;
+            let value = json!({ "messages": messages.iter().map(|m| json!({
+                "id": m.id.to_string(),
+                "received_at": m.received_at.to_string(),
+                "sending_application": m.sending_application,
+                "sending_facility": m.sending_facility,
+                "control_id": m.control_id,
+                "message_type": m.message_type,
+                "status": m.status.code(),
+                "error": m.error,
+                "patient": m.patient.map(|p| p.to_string()),
+            })).collect::<Vec<_>>() });
+            print(json, value, || {
+                messages
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}  {}  {:<8} {:<10} {}|{} {}  {}",
+                            m.received_at,
+                            m.id,
+                            m.status,
+                            m.message_type,
+                            m.sending_application,
+                            m.sending_facility,
+                            m.control_id.as_deref().unwrap_or("-"),
+                            m.error.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         Command::Record(RecordCommand::Read(who)) => {
             let (context, patient) = context(&app, &who)?;

@@ -249,7 +249,7 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("Serving http://{}/ (health: /healthz, readiness: /readyz). Press Ctrl-C to stop.\n", args.listen);
-    crate::serve::serve_app(app, args.listen)
+    crate::serve::serve_app(app, crate::serve::ServeArgs::http(args.listen))
 }
 
 fn remove_database(path: &Path) -> anyhow::Result<()> {

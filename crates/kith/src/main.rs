@@ -18,6 +18,7 @@ use kith_store::{DatabaseUrl, Store};
 
 mod commands;
 mod demo;
+mod mllp;
 mod serve;
 
 /// Kith, a patient-held health record: operator commands and the server.
@@ -78,6 +79,12 @@ pub enum Command {
     /// Record entries.
     #[command(subcommand)]
     Entry(commands::EntryCommand),
+    /// HL7 integrations (feeds).
+    #[command(subcommand)]
+    Integration(commands::IntegrationCommand),
+    /// HL7 v2 messages received.
+    #[command(subcommand)]
+    Hl7(commands::Hl7Command),
     /// Read a record as a professional (audited as that professional, through the CLI).
     #[command(subcommand)]
     Record(commands::RecordCommand),

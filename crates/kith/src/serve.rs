@@ -1,6 +1,7 @@
-//! `kith serve`: the HTTP server.
+//! `kith serve`: the HTTP server and, when asked, the MLLP listener.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -13,20 +14,65 @@ pub struct ServeArgs {
     /// The address to listen on for HTTP.
     #[arg(long, env = "KITH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also listen for HL7 v2 over MLLP on this address (e.g. 0.0.0.0:2575).
+    #[arg(long, env = "KITH_MLLP_LISTEN")]
+    pub mllp_listen: Option<SocketAddr>,
+    /// The most MLLP connections served at once; more wait to be accepted.
+    #[arg(long, env = "KITH_MLLP_MAX_CONNECTIONS", default_value_t = 256)]
+    pub mllp_max_connections: usize,
+    /// Close an MLLP connection idle this long (e.g. 5m, 30s).
+    #[arg(long, env = "KITH_MLLP_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub mllp_idle_timeout: Duration,
+    /// The largest MLLP frame accepted, in bytes.
+    #[arg(long, env = "KITH_MLLP_MAX_FRAME", default_value_t = kith_hl7::mllp::DEFAULT_MAX_FRAME)]
+    pub mllp_max_frame: usize,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    kith_core::team::parse_duration(text)
+}
+
+impl ServeArgs {
+    /// HTTP only, on `listen`.
+    pub fn http(listen: SocketAddr) -> Self {
+        ServeArgs {
+            listen,
+            mllp_listen: None,
+            mllp_max_connections: 256,
+            mllp_idle_timeout: Duration::from_secs(600),
+            mllp_max_frame: kith_hl7::mllp::DEFAULT_MAX_FRAME,
+        }
+    }
 }
 
 pub fn run(config: &StorageConfig, args: ServeArgs) -> anyhow::Result<()> {
     let app = open_app(config)?;
     tracing::info!(database = %config.database_url()?, "database ready");
-    serve_app(app, args.listen)
+    serve_app(app, args)
 }
 
-/// Serves `app` until interrupted (Ctrl-C or SIGTERM), finishing requests in flight.
-pub fn serve_app(app: App, listen: SocketAddr) -> anyhow::Result<()> {
+/// Serves `app` until interrupted (Ctrl-C or SIGTERM), finishing HTTP requests in flight.
+pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        if let Some(mllp_address) = args.mllp_listen {
+            let listener = tokio::net::TcpListener::bind(mllp_address)
+                .await
+                .with_context(|| format!("listening for MLLP on {mllp_address}"))?;
+            let address = listener.local_addr()?;
+            tracing::info!(%address, "serving HL7 v2 over MLLP");
+            eprintln!("kith: MLLP listening on {address}");
+            let config = crate::mllp::MllpConfig {
+                max_frame: args.mllp_max_frame,
+                max_connections: args.mllp_max_connections.max(1),
+                idle_timeout: args.mllp_idle_timeout,
+            };
+            tokio::spawn(crate::mllp::serve(listener, app.clone(), config));
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "serving HTTP");
         eprintln!("kith: listening on http://{address}");

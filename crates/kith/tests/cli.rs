@@ -5,93 +5,14 @@
 //! audit row named by `kith audit verify`. Also `kith serve` and `kith demo` answering
 //! `/healthz`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::*;
 use kith_test_support::{Engine, TestDatabase};
 use serde_json::Value;
-
-const PASSWORD: &str = "a long enough test password";
-
-struct Kith<'a> {
-    database: &'a TestDatabase,
-}
-
-impl Kith<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
-        command
-            .args(args)
-            .env("KITH_DATABASE_URL", &self.database.url_text)
-            .env_remove("KITH_LOG")
-            .env("USER", "cli-test");
-        command
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kith runs");
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs a command that must succeed and returns its JSON output.
-    fn ok(&self, args: &[&str]) -> Value {
-        self.ok_with_stdin(args, None)
-    }
-
-    fn ok_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Value {
-        let mut with_json = args.to_vec();
-        with_json.push("--json");
-        let output = self.run_with_stdin(&with_json, stdin);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "kith {args:?} failed: {}{}", stdout, String::from_utf8_lossy(&output.stderr));
-        serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|error| panic!("kith {args:?} printed no JSON ({error}): {stdout}"))
-    }
-
-    /// Runs a command that must fail and returns its standard error.
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.run_with_stdin(args, None);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "kith {args:?} should fail: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    fn add_member(&self, team: &str, email: &str, coordinator: bool) -> Value {
-        let mut args = vec![
-            "professional",
-            "add",
-            "--org",
-            "RXH",
-            "--team",
-            team,
-            "--email",
-            email,
-            "--name",
-            "Test Person",
-            "--password-stdin",
-        ];
-        if coordinator {
-            args.push("--coordinator");
-        }
-        self.ok_with_stdin(&args, Some(&format!("{PASSWORD}\n")))
-    }
-}
 
 fn labels(read: &Value) -> Vec<String> {
     let mut labels: Vec<String> =
@@ -462,44 +383,12 @@ fn bad_input_gets_a_specific_error() {
     assert_eq!(kith.ok(&["team", "list", "--org", "RXH"])["teams"][0]["members"], serde_json::json!([]));
 }
 
-/// Starts `kith` with `args` and waits for it to say where it listens.
-fn start_server(command: &mut Command) -> (Child, String) {
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("kith starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(address) = line.trim().strip_prefix("kith: listening on http://") {
-            let address = address.to_owned();
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, address);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("kith did not start listening; last line: {line}");
-}
-
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
-}
-
 #[test]
 fn serve_answers_health_and_readiness() {
     let database = TestDatabase::sqlite();
     let kith = Kith { database: &database };
-    let (mut server, address) = start_server(&mut kith.command(&["serve", "--listen", "127.0.0.1:0"]));
+    let (mut server, Listening { http: address, .. }) =
+        start_server(&mut kith.command(&["serve", "--listen", "127.0.0.1:0"]));
     assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(http_get(&address, "/readyz"), (200, "ready\n".to_owned()));
     assert_eq!(http_get(&address, "/nothing-here").0, 404);
@@ -512,7 +401,7 @@ fn the_demo_builds_a_realistic_organisation_and_serves() {
     let directory = tempfile_directory();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
     command.args(["demo", "--listen", "127.0.0.1:0"]).env("KITH_DATA_DIR", &directory).env_remove("KITH_DATABASE_URL");
-    let (mut server, address) = start_server(&mut command);
+    let (mut server, Listening { http: address, .. }) = start_server(&mut command);
     assert_eq!(http_get(&address, "/healthz").0, 200);
     server.kill().unwrap();
     server.wait().unwrap();
