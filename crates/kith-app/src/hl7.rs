@@ -4,13 +4,17 @@
 
 use kith_core::audit::{Actor, Channel};
 use kith_core::consent::{LinkBasis, NewLinkFacts, check_new_link};
-use kith_core::model::{CareLink, Hl7MessageRecord, Hl7MessageStatus, Integration, Organisation, Patient, Team};
-use kith_core::patient::{Demographics, Sex};
+use kith_core::model::{
+    CareLink, Entry, EntryStatus, Hl7MessageRecord, Hl7MessageStatus, Integration, Observation, Organisation, Patient,
+    Team,
+};
+use kith_core::patient::{Demographics, EntryKind, Sex};
 use kith_core::team::TeamKind;
-use kith_core::text::{Name, OrganisationCode};
-use kith_core::{Hl7MessageId, IntegrationId, PatientId, Timestamp};
+use kith_core::text::{Name, OrganisationCode, Title};
+use kith_core::{EntryId, Hl7MessageId, IntegrationId, PatientId, Timestamp};
 use kith_hl7::ack::{AckCode, AckContent, AckError, build_ack};
-use kith_hl7::adt::{self, AdtEvent, AdtMessage, Rejection, read_adt};
+use kith_hl7::adt::{self, AdtEvent, AdtMessage, PatientIdentity, Rejection, read_adt};
+use kith_hl7::clinical::{self, SiuEvent};
 use kith_hl7::{Message, encode, parse};
 use kith_store::{NewHl7Message, StoreError, Tx};
 use sha2::{Digest, Sha256};
@@ -212,6 +216,51 @@ impl App {
         encode(&ack)
     }
 
+    /// Adds (or changes) a label rule: incoming data whose `field` (PV1-3, PV1-10, OBR-4,
+    /// OBX-3, TXA-2 or MSH-3) has `value` gets `label`. Applies to messages received from now
+    /// on (and to rejected ones when reprocessed).
+    pub fn add_label_rule(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        field: &str,
+        value: &str,
+        label: kith_core::PrivacyLabel,
+    ) -> AppResult<()> {
+        let field = field.trim().to_ascii_uppercase();
+        if !clinical::LABEL_RULE_FIELDS.contains(&field.as_str()) {
+            return Err(AppError::Invalid(format!(
+                "field: {field:?} is not one of {}",
+                clinical::LABEL_RULE_FIELDS.join(", ")
+            )));
+        }
+        let value = value.trim();
+        if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || "|^~\\&".contains(c)) {
+            return Err(AppError::Invalid("value: 1 to 64 characters, as sent (a code, not a description)".to_owned()));
+        }
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.put_label_rule(organisation.id, &field, value, label, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("label_rule {field}={value} -> {label}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+
+    /// An organisation's label rules: (field, value, label).
+    pub fn label_rules(&self, code: &OrganisationCode) -> AppResult<Vec<(String, String, kith_core::PrivacyLabel)>> {
+        self.store.read(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            Ok(tx.label_rules(organisation.id)?)
+        })
+    }
+
     /// An organisation's stored messages, newest first.
     pub fn hl7_messages(
         &self,
@@ -300,13 +349,15 @@ impl App {
                 let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
                 return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
             }
+            let message_id = Hl7MessageId::from_uuid(new_uuid());
             let outcome = match (&parse_rejection, message) {
                 (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
                 (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
                 (None, Some(message)) => {
                     let organisation =
                         tx.organisation(organisation)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
-                    tx.savepoint(|tx| apply(tx, &organisation, &actor, message, now))
+                    let context = Filing { organisation: &organisation, actor: &actor, message: message_id, now };
+                    tx.savepoint(|tx| apply(tx, &context, message))
                 }
             };
             let (code, status, rejection, error_text, patient) = match outcome {
@@ -328,7 +379,7 @@ impl App {
             };
             let ack = respond(message, code, rejection.as_ref());
             let record = Hl7MessageRecord {
-                id: Hl7MessageId::from_uuid(new_uuid()),
+                id: message_id,
                 organisation,
                 integration,
                 sending_application: application.clone(),
@@ -347,29 +398,93 @@ impl App {
     }
 }
 
-/// Applies a readable message; returns the patient it was about.
-fn apply(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    actor: &Actor,
-    message: &Message,
+/// What every change made from one message shares.
+struct Filing<'a> {
+    organisation: &'a Organisation,
+    actor: &'a Actor,
+    message: Hl7MessageId,
     now: Timestamp,
-) -> Result<Option<PatientId>, Stop> {
+}
+
+/// Applies a readable message; returns the patient it was about.
+fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Option<PatientId>, Stop> {
     let (code, trigger) = message.message_type();
     let at_msh9 = Some(kith_hl7::Location::field(1, "MSH", 9));
+    let organisation = filing.organisation;
+    let authorities = tx.assigning_authorities(organisation.id)?;
+    let is_local = |authority: &str| authorities.iter().any(|known| known.eq_ignore_ascii_case(authority));
+    let unsupported_event = |supported: &str| {
+        Err(Stop::Reject(Rejection::new(
+            adt::UNSUPPORTED_EVENT_CODE,
+            at_msh9.clone(),
+            format!("MSH-9: {code}^{trigger} is not supported (Kith reads {supported})"),
+        )))
+    };
     match code {
         "ADT" => {
             let Some(event) = AdtEvent::from_trigger(trigger) else {
-                return Err(Stop::Reject(Rejection::new(
-                    adt::UNSUPPORTED_EVENT_CODE,
-                    at_msh9,
-                    format!("MSH-9: ADT^{trigger} is not supported (Kith reads A01, A04, A05, A08, A28, A31)"),
-                )));
+                return unsupported_event("ADT^A01, A04, A05, A08, A28, A31");
             };
-            let authorities = tx.assigning_authorities(organisation.id)?;
-            let is_local = |authority: &str| authorities.iter().any(|known| known.eq_ignore_ascii_case(authority));
             let adt = read_adt(message, event, &is_local).map_err(Stop::Reject)?;
-            apply_adt(tx, organisation, actor, &adt, now).map(Some)
+            apply_adt(tx, filing, &adt).map(Some)
+        }
+        "ORU" if trigger == "R01" => {
+            let result = clinical::read_oru(message, &is_local).map_err(Stop::Reject)?;
+            let patient = existing_patient(tx, organisation, &result.identity, result.pid_segment)?;
+            let rules = tx.label_rules(organisation.id)?;
+            for report in &result.reports {
+                let draft = Draft {
+                    kind: EntryKind::Result,
+                    label: report.label(&rules, &result.provenance),
+                    title: &report.title,
+                    body: report.body(),
+                    effective_at: report.effective_at,
+                    status: report.status,
+                    source_key: &report.source_key,
+                };
+                file_entry(tx, filing, &patient, &draft, Some(&report.observations))?;
+            }
+            Ok(Some(patient.id))
+        }
+        "ORU" => unsupported_event("ORU^R01"),
+        "MDM" if trigger == "T02" => {
+            let document = clinical::read_mdm(message, &is_local).map_err(Stop::Reject)?;
+            let patient = existing_patient(tx, organisation, &document.identity, document.pid_segment)?;
+            let rules = tx.label_rules(organisation.id)?;
+            let draft = Draft {
+                kind: if document.is_care_plan() { EntryKind::CarePlan } else { EntryKind::Document },
+                label: document.label(&rules),
+                title: &document.title,
+                body: document.body.clone(),
+                effective_at: document.effective_at,
+                status: document.status,
+                source_key: &document.source_key,
+            };
+            file_entry(tx, filing, &patient, &draft, None)?;
+            Ok(Some(patient.id))
+        }
+        "MDM" => unsupported_event("MDM^T02"),
+        "SIU" => {
+            let Some(event) = SiuEvent::from_trigger(trigger) else {
+                return unsupported_event("SIU^S12, S13, S14, S15");
+            };
+            let appointment = clinical::read_siu(message, event, &is_local).map_err(Stop::Reject)?;
+            let patient = existing_patient(tx, organisation, &appointment.identity, appointment.pid_segment)?;
+            let rules = tx.label_rules(organisation.id)?;
+            // S15 cancels (an unknown appointment is filed already cancelled); the others
+            // book or change it, which also makes a cancelled appointment active again.
+            let status = if event == SiuEvent::S15 { EntryStatus::Cancelled } else { EntryStatus::Booked };
+            let draft = Draft {
+                kind: EntryKind::Appointment,
+                label: appointment.label(&rules),
+                title: &appointment.title,
+                body: appointment.body.clone(),
+                effective_at: appointment.start,
+                status,
+                source_key: &appointment.source_key,
+            };
+            file_entry(tx, filing, &patient, &draft, None)?;
+            Ok(Some(patient.id))
         }
         "" => Err(Stop::Reject(Rejection::new(
             adt::REQUIRED_FIELD_MISSING,
@@ -384,6 +499,130 @@ fn apply(
     }
 }
 
+/// An entry as a message describes it.
+struct Draft<'a> {
+    kind: EntryKind,
+    label: kith_core::PrivacyLabel,
+    title: &'a str,
+    body: String,
+    effective_at: Timestamp,
+    status: EntryStatus,
+    source_key: &'a str,
+}
+
+/// Files an entry under its source key, authored by the organisation's Patient Record Team:
+/// a new entry, or a new version of the one filed before (the earlier version is kept).
+fn file_entry(
+    tx: &mut Tx<'_>,
+    filing: &Filing<'_>,
+    patient: &Patient,
+    draft: &Draft<'_>,
+    observations: Option<&[Observation]>,
+) -> Result<(), Stop> {
+    let prt = tx
+        .patient_record_team(filing.organisation.id)?
+        .ok_or_else(|| Stop::Internal("the organisation has no Patient Record Team".to_owned()))?;
+    let title: String = draft.title.chars().take(300).collect();
+    let title = Title::parse(&title).or_else(|_| Title::parse("Untitled")).map_err(AppError::from)?;
+    let (entry, action) = match tx.entry_by_source_key(patient.id, draft.source_key)? {
+        Some(existing) => {
+            let entry = Entry {
+                kind: draft.kind,
+                label: Some(draft.label),
+                title,
+                body: draft.body.clone(),
+                effective_at: draft.effective_at,
+                recorded_at: filing.now,
+                version: existing.version + 1,
+                status: Some(draft.status),
+                source_message: Some(filing.message),
+                ..existing
+            };
+            tx.replace_entry(&entry)?;
+            (entry, "entry.update")
+        }
+        None => {
+            let entry = Entry {
+                id: EntryId::from_uuid(new_uuid()),
+                patient: patient.id,
+                kind: draft.kind,
+                label: Some(draft.label),
+                authored_by: prt.id,
+                author_account: None,
+                effective_at: draft.effective_at,
+                recorded_at: filing.now,
+                title,
+                body: draft.body.clone(),
+                version: 1,
+                status: Some(draft.status),
+                source_key: Some(draft.source_key.to_owned()),
+                source_message: Some(filing.message),
+            };
+            tx.insert_entry(&entry)?;
+            (entry, "entry.create")
+        }
+    };
+    if let Some(observations) = observations {
+        tx.insert_observations(patient.id, entry.id, entry.version, observations)?;
+    }
+    tx.audit(
+        AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, action)
+            .organisation(filing.organisation.id)
+            .team(prt.id)
+            .patient(patient.id)
+            .basis("administration")
+            .data(entry.kind.code().to_owned(), kith_core::LabelSet::EMPTY.with(draft.label))
+            .subject(format!("{} v{}", entry.id, entry.version))
+            .build(),
+    );
+    Ok(())
+}
+
+/// The one record the identifiers name (following merges), or an error saying why not.
+fn find_patient(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    identity: &PatientIdentity,
+    pid_segment: usize,
+) -> Result<Option<Patient>, Stop> {
+    let mut found: Vec<Patient> = Vec::new();
+    if let Some(nhs_number) = &identity.nhs_number {
+        found.extend(tx.patient_by_nhs_number(nhs_number)?);
+    }
+    for identifier in &identity.local_identifiers {
+        found.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
+    }
+    let mut ids: Vec<PatientId> = found.iter().map(|p| p.merged_into.unwrap_or(p.id)).collect();
+    ids.sort();
+    ids.dedup();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(tx.patient(*one)?.ok_or_else(|| Stop::Internal("a matched record vanished".to_owned()))?)),
+        _ => reject(
+            adt::DUPLICATE_KEY_IDENTIFIER,
+            Some(kith_hl7::Location::field(pid_segment, "PID", 3)),
+            "PID-3: the identifiers match different records; merge them (ADT^A40) or correct the identifiers",
+        ),
+    }
+}
+
+/// The patient a result, document or appointment is about: they must be known already.
+fn existing_patient(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    identity: &PatientIdentity,
+    pid_segment: usize,
+) -> Result<Patient, Stop> {
+    match find_patient(tx, organisation, identity, pid_segment)? {
+        Some(patient) => Ok(patient),
+        None => reject(
+            adt::UNKNOWN_KEY_IDENTIFIER,
+            Some(kith_hl7::Location::field(pid_segment, "PID", 3)),
+            "patient not found: send their ADT^A28 first (the message is kept and can be reprocessed)",
+        ),
+    }
+}
+
 fn reject<T>(
     code: (&'static str, &'static str),
     location: Option<kith_hl7::Location>,
@@ -393,37 +632,18 @@ fn reject<T>(
 }
 
 /// Creates or updates the patient, then applies ZTM team changes.
-fn apply_adt(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    actor: &Actor,
-    adt: &AdtMessage,
-    now: Timestamp,
-) -> Result<PatientId, Stop> {
+fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<PatientId, Stop> {
+    let (organisation, actor, now) = (filing.organisation, filing.actor, filing.now);
     let who = LinkActor::Feed(actor.clone());
     let prt = tx
         .patient_record_team(organisation.id)?
         .ok_or_else(|| Stop::Internal("the organisation has no Patient Record Team".to_owned()))?;
-
-    // Find the record by NHS number and by the organisation's local identifiers: they must
-    // agree on one record.
-    let mut found: Vec<Patient> = Vec::new();
-    if let Some(nhs_number) = &adt.identity.nhs_number {
-        found.extend(tx.patient_by_nhs_number(nhs_number)?);
-    }
-    for identifier in &adt.identity.local_identifiers {
-        found.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
-    }
-    let mut ids: Vec<PatientId> = found.iter().map(|p| p.merged_into.unwrap_or(p.id)).collect();
-    ids.sort();
-    ids.dedup();
-    let pid3 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 3));
-    let patient = match ids.as_slice() {
-        [] => {
+    let patient = match find_patient(tx, organisation, &adt.identity, adt.pid_segment)? {
+        None => {
             if !adt.event.is_person_information() && !tx.hl7_create_on_any_adt(organisation.id)? {
                 return reject(
                     adt::UNKNOWN_KEY_IDENTIFIER,
-                    pid3,
+                    Some(kith_hl7::Location::field(adt.pid_segment, "PID", 3)),
                     "patient not found: this organisation creates records from A28 and A31 only",
                 );
             }
@@ -459,17 +679,7 @@ fn apply_adt(
                 now,
             )?
         }
-        [one] => {
-            let patient = tx.patient(*one)?.ok_or_else(|| Stop::Internal("a matched record vanished".to_owned()))?;
-            update_from_adt(tx, organisation, &prt, &who, actor, patient, adt, now)?
-        }
-        _ => {
-            return reject(
-                adt::DUPLICATE_KEY_IDENTIFIER,
-                pid3,
-                "PID-3: the identifiers match different records; merge them (ADT^A40) or correct the identifiers",
-            );
-        }
+        Some(patient) => update_from_adt(tx, organisation, &prt, &who, actor, patient, adt, now)?,
     };
     apply_team_changes(tx, organisation, &who, actor, &patient, adt, now)?;
     Ok(patient.id)

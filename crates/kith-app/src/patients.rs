@@ -517,6 +517,9 @@ impl App {
                     title: new.title.clone(),
                     body: new.body.clone(),
                     version: 1,
+                    status: None,
+                    source_key: None,
+                    source_message: None,
                 };
                 tx.insert_entry(&entry)?;
                 let (kinds, labels) = summarise([&entry]);

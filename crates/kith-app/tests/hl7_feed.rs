@@ -153,7 +153,7 @@ fn refusals_are_ar_with_the_field_and_change_nothing() {
             ),
             (
                 adt("A17", "R6", &pid("Renamed"), ""),
-                "MSH-9: ADT^A17 is not supported (Kith reads A01, A04, A05, A08, A28, A31)",
+                "MSH-9: ADT^A17 is not supported (Kith reads ADT^A01, A04, A05, A08, A28, A31)",
                 "MSH-9",
             ),
         ];
@@ -215,5 +215,148 @@ fn unknown_patients_senders_and_unreadable_messages() {
             ("AR".into(), String::new(), "the message does not start with an MSH segment".into())
         );
         assert!(garbage.message.is_some(), "a message from a known integration is stored even when unreadable");
+    }
+}
+
+fn clinical(kind: &str, control: &str, body: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|LAB|RXH-PAS|KITH|KITH|20261125101500||{kind}|{control}|P|2.4\rPID|1||{NHS}^^^NHS^NH||Okafor^Ngozi||19710914|F\r{body}"
+    )
+    .into_bytes()
+}
+
+/// Entries the feed filed for the world's patient, by source key: (kind, label, title, status, version).
+fn filed(feed: &Feed) -> Vec<(String, String, String, String, String, i64)> {
+    let patient = feed.world.patient.id;
+    let mut entries: Vec<_> = feed
+        .world
+        .app
+        .store()
+        .read(|tx| tx.entries(patient))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| {
+            Some((
+                e.source_key?,
+                e.kind.code().to_owned(),
+                e.label.map_or("none", |l| l.code()).to_owned(),
+                e.title.to_string(),
+                e.status.map_or("", |s| s.code()).to_owned(),
+                e.version,
+            ))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn results_documents_and_appointments_are_filed_with_their_history() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        let app = &feed.world.app;
+        app.add_label_rule(&operator(), &code(), "pv1-3", "GUM", kith_core::PrivacyLabel::SexualHealth).unwrap();
+        app.add_label_rule(&operator(), &code(), "TXA-2", "MHCP", kith_core::PrivacyLabel::MentalHealth).unwrap();
+        assert!(app.add_label_rule(&operator(), &code(), "PID-3", "X", kith_core::PrivacyLabel::General).is_err());
+
+        // A result, then its correction: one entry, two versions, the first kept.
+        let oru = |control: &str, status: &str, value: &str| {
+            clinical(
+                "ORU^R01",
+                control,
+                &format!(
+                    "PV1|1|O|GUM^^^RXH\rOBR|1|P1|F1|HIV^HIV antibody^L|||20261124093000||||||||||||||||||{status}\rOBX|1|ST|HIV^HIV Ab^L||{value}||||||{status}\rNTE|1||Confirmed by second assay\r"
+                ),
+            )
+        };
+        assert_eq!(feed.send(&oru("O1", "F", "Reactive")).code, AckCode::Accept);
+        let corrected = feed.send(&oru("O2", "C", "Negative"));
+        assert_eq!(corrected.code, AckCode::Accept, "{}", corrected.ack);
+        let entry = app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "ORU:F1")).unwrap().unwrap();
+        assert_eq!((entry.version, entry.status.map(|s| s.code())), (2, Some("corrected")));
+        assert_eq!(entry.label, Some(kith_core::PrivacyLabel::SexualHealth), "labelled by the PV1-3 rule");
+        assert_eq!(entry.body, "HIV Ab: Negative\nConfirmed by second assay");
+        let history = app.store().read(|tx| tx.entry_history(feed.world.patient.id, entry.id)).unwrap();
+        assert_eq!(
+            history.iter().map(|e| (e.version, e.body.as_str())).collect::<Vec<_>>(),
+            [(1, "HIV Ab: Reactive\nConfirmed by second assay")]
+        );
+        let first_observations = app.store().read(|tx| tx.observations(feed.world.patient.id, entry.id, 1)).unwrap();
+        assert_eq!(first_observations[0].value, "Reactive");
+        assert_eq!(
+            app.store().read(|tx| tx.observations(feed.world.patient.id, entry.id, 2)).unwrap()[0].value,
+            "Negative"
+        );
+
+        // A document, replaced by a repeat of its TXA-12; a care plan by TXA-2 CP or a rule.
+        let mdm = |control: &str, kind: &str, number: &str, text: &str| {
+            clinical(
+                "MDM^T02",
+                control,
+                &format!("TXA|1|{kind}|TX|20261120101500||||||||{number}||||||AU\rOBX|1|TX|||{text}\r"),
+            )
+        };
+        assert_eq!(feed.send(&mdm("D1", "DS^Discharge summary", "DOC-1", "First draft")).code, AckCode::Accept);
+        assert_eq!(feed.send(&mdm("D2", "DS^Discharge summary", "DOC-1", "Final text")).code, AckCode::Accept);
+        assert_eq!(feed.send(&mdm("D3", "CP^Crisis plan", "DOC-2", "Call the crisis line")).code, AckCode::Accept);
+        assert_eq!(
+            feed.send(&mdm("D4", "MHCP^Mental health care plan", "DOC-3", "Weekly review")).code,
+            AckCode::Accept
+        );
+
+        // Appointments: booked, moved, cancelled; an unknown one cancelled is filed cancelled.
+        let siu = |trigger: &str, control: &str, id: &str, when: &str| {
+            clinical(
+                &format!("SIU^{trigger}"),
+                control,
+                &format!("SCH|{id}||||||FU^Follow-up||||^^^{when}\rAIS|1||CARD^Cardiology clinic\rAIL|1||OPD2\r"),
+            )
+        };
+        assert_eq!(feed.send(&siu("S12", "A1", "APT-1", "202612011030")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S13", "A2", "APT-1", "202612081030")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S15", "A3", "APT-1", "202612081030")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S15", "A4", "APT-9", "202612091030")).code, AckCode::Accept);
+
+        let expected = [
+            ("MDM:DOC-1", "document", "general", "Discharge summary", "final", 2),
+            ("MDM:DOC-2", "care_plan", "general", "Crisis plan", "final", 1),
+            ("MDM:DOC-3", "document", "mental_health", "Mental health care plan", "final", 1),
+            ("ORU:F1", "result", "sexual_health", "HIV antibody", "corrected", 2),
+            ("SIU:APT-1", "appointment", "general", "Cardiology clinic", "cancelled", 3),
+            ("SIU:APT-9", "appointment", "general", "Cardiology clinic", "cancelled", 1),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(k, kind, label, title, status, v)| {
+                (k.to_string(), kind.to_string(), label.to_string(), title.to_string(), status.to_string(), *v)
+            })
+            .collect();
+        assert_eq!(filed(&feed), expected);
+        let moved = app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "SIU:APT-1")).unwrap().unwrap();
+        assert_eq!(moved.effective_at.to_string(), "2026-12-08T10:30:00Z");
+
+        // The team sees what the rule allows: mh (general, mental health) sees the general
+        // and mental health entries, not the sexual health result.
+        let pro = feed.world.context("mh", "pro@example.org");
+        let seen: Vec<String> = app
+            .read_record(&pro, feed.world.patient.id)
+            .unwrap()
+            .entries
+            .iter()
+            .filter_map(|v| v.entry.source_key.clone())
+            .collect();
+        assert!(seen.contains(&"MDM:DOC-3".to_owned()) && !seen.contains(&"ORU:F1".to_owned()), "{seen:?}");
+
+        // For a patient Kith does not know: AR, kept for reprocessing, nothing filed.
+        let stranger = "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|X1|P|2.4\rPID|1||4010232137^^^NHS^NH\rOBR|1||F9|X|||20261125\rOBX|1|ST|A||b\r";
+        let result = feed.send(stranger.as_bytes());
+        assert_eq!(
+            msa(&result.ack).2,
+            "patient not found: send their ADT^A28 first (the message is kept and can be reprocessed)"
+        );
+        assert_eq!(err_location(&result.ack), "PID-3");
+        // A result without an observation time is refused with the field.
+        let untimed = clinical("ORU^R01", "X2", "OBR|1||F10|X\rOBX|1|ST|A||b\r");
+        assert_eq!(msa(&feed.send(&untimed).ack).2, "OBR[1]: no observation time in OBR-7 or OBX-14");
     }
 }

@@ -99,6 +99,42 @@ pub struct Entry {
     pub title: Title,
     pub body: String,
     pub version: i64,
+    pub status: Option<EntryStatus>,
+    /// Where a feed's entry came from, so that a later message finds it: e.g. `ORU:<order
+    /// number>`, `MDM:<document number>`, `SIU:<placer appointment id>`.
+    pub source_key: Option<String>,
+    /// The stored HL7 message that wrote this version.
+    pub source_message: Option<crate::ids::Hl7MessageId>,
+}
+
+crate::team::coded_enum!(
+    /// Where an entry stands: results and documents are preliminary, final or corrected;
+    /// appointments booked or cancelled.
+    EntryStatus {
+        Preliminary => "preliminary",
+        Final => "final",
+        Corrected => "corrected",
+        Booked => "booked",
+        Cancelled => "cancelled",
+    }
+);
+
+/// One observation of a result (an HL7 OBX), as sent.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Observation {
+    pub code: String,
+    pub code_system: String,
+    pub name: String,
+    /// HL7 value type: NM, ST, TX, FT, CE, SN…
+    pub value_type: String,
+    pub value: String,
+    pub units: String,
+    pub reference_range: String,
+    /// Abnormal flags, `~`-joined (H, L, A…).
+    pub flags: String,
+    /// OBX-11: F final, C corrected, P preliminary…
+    pub status: String,
+    pub observed_at: Option<Timestamp>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]

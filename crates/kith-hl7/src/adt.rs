@@ -121,19 +121,17 @@ fn position<'m>(message: &'m Message, id: &str) -> Option<(usize, &'m Segment)> 
         .map(|(index, segment)| (index + 1, segment))
 }
 
-/// Reads an ADT message. `is_local_authority` says which PID-3 assigning authorities are the
-/// organisation's; identifiers under other authorities are ignored, as the modelled system
-/// does.
-pub fn read_adt(
+/// Reads who the patient is from PID-3: the NHS number (authority `NHS`, type `NH`,
+/// modulus-11 checked), identifiers under the organisation's assigning authorities, and an
+/// email sent as an identifier (authority `EMAIL`). Returns the PID segment's position too.
+pub fn read_patient_identity(
     message: &Message,
-    event: AdtEvent,
     is_local_authority: &dyn Fn(&str) -> bool,
-) -> Result<AdtMessage, Rejection> {
+) -> Result<(usize, PatientIdentity, Option<EmailAddress>), Rejection> {
     let Some((pid_index, pid)) = position(message, "PID") else {
         return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, "the message has no PID segment"));
     };
     let at = |field: usize| Some(Location::field(pid_index, "PID", field));
-
     let mut identity = PatientIdentity::default();
     let mut email = None;
     for (r, cx) in pid.repetitions(3).iter().enumerate() {
@@ -169,6 +167,21 @@ pub fn read_adt(
             "PID-3: no NHS number (assigning authority NHS, type NH) and no identifier under one of the organisation's assigning authorities",
         ));
     }
+
+    Ok((pid_index, identity, email))
+}
+
+/// Reads an ADT message. `is_local_authority` says which PID-3 assigning authorities are the
+/// organisation's; identifiers under other authorities are ignored, as the modelled system
+/// does.
+pub fn read_adt(
+    message: &Message,
+    event: AdtEvent,
+    is_local_authority: &dyn Fn(&str) -> bool,
+) -> Result<AdtMessage, Rejection> {
+    let (pid_index, identity, mut email) = read_patient_identity(message, is_local_authority)?;
+    let pid = &message.segments[pid_index - 1];
+    let at = |field: usize| Some(Location::field(pid_index, "PID", field));
 
     let name = |component: usize, field_name: &'static str| -> Result<Option<Name>, Rejection> {
         let text = pid.component(5, component).trim();

@@ -11,13 +11,16 @@
 //! - [`mllp`] frames and unframes MLLP (`0x0B … 0x1C 0x0D`) with a size cap, tolerating
 //!   bytes between frames and several frames per read.
 //!
-//! - [`adt`] reads ADT messages (PID and the `ZTM` team segment) into Kith's domain types.
+//! - [`adt`] reads ADT messages (PID and the `ZTM` team segment) into Kith's domain types;
+//!   [`clinical`] reads results (ORU), documents (MDM) and appointments (SIU), and chooses
+//!   their privacy label from an organisation's rules.
 //!
 //! Nothing here does I/O, reads a clock or allocates without bound.
 
 pub mod ack;
 pub mod adt;
 mod charset;
+pub mod clinical;
 mod encode;
 mod escape;
 mod message;

@@ -19,6 +19,7 @@ use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreEr
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../migrations/postgres/0001_core.sql")),
     (2, "hl7", include_str!("../migrations/postgres/0002_hl7.sql")),
+    (3, "feed_entries", include_str!("../migrations/postgres/0003_feed_entries.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).

@@ -154,7 +154,7 @@ macro_rules! care_link_columns {
 }
 macro_rules! entry_columns {
     () => {
-        "id, patient_id, kind, label, authored_team_id, author_account_id, effective_at, recorded_at, title, body, version"
+        "id, patient_id, kind, label, authored_team_id, author_account_id, effective_at, recorded_at, title, body, version, status, source_key, source_message_id"
     };
 }
 macro_rules! grant_columns {
@@ -257,6 +257,9 @@ fn entry_from(row: &Row) -> Result<Entry, StoreError> {
         title: Title::parse(row.text(8)?).map_err(corrupt("title"))?,
         body: row.text(9)?.to_owned(),
         version: row.int(10)?,
+        status: row.opt_text(11)?.map(|code| coded("entry status", code, EntryStatus::from_code)).transpose()?,
+        source_key: row.opt_text(12)?.map(str::to_owned),
+        source_message: row.opt_uuid(13)?.map(Hl7MessageId::from_uuid),
     })
 }
 
@@ -936,7 +939,11 @@ impl<'c> Tx<'c> {
 
     pub fn insert_entry(&mut self, entry: &Entry) -> Result<(), StoreError> {
         self.conn.execute(
-            concat!("INSERT INTO record_entries (", entry_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            concat!(
+                "INSERT INTO record_entries (",
+                entry_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
             &[
                 entry.id.into(),
                 entry.patient.into(),
@@ -949,9 +956,130 @@ impl<'c> Tx<'c> {
                 entry.title.as_str().into(),
                 Param::Text(&entry.body),
                 entry.version.into(),
+                entry.status.map(EntryStatus::code).into(),
+                entry.source_key.as_ref().into(),
+                entry.source_message.into(),
             ],
         )?;
         Ok(())
+    }
+
+    /// The entry a feed filed under `source_key` for this patient.
+    pub fn entry_by_source_key(&mut self, patient: PatientId, source_key: &str) -> Result<Option<Entry>, StoreError> {
+        self.one(
+            concat!("SELECT ", entry_columns!(), " FROM record_entries WHERE patient_id = ? AND source_key = ?"),
+            &[patient.into(), Param::Text(source_key)],
+            entry_from,
+        )
+    }
+
+    /// Replaces an entry's content with a new version, keeping the current one in the
+    /// entry's history first. `entry.version` must be the stored version plus one.
+    pub fn replace_entry(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO record_entry_versions (patient_id, entry_id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id)
+             SELECT patient_id, id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id
+             FROM record_entries WHERE patient_id = ? AND id = ? AND version = ?",
+            &[entry.patient.into(), entry.id.into(), (entry.version - 1).into()],
+        )?;
+        let changed = self.conn.execute(
+            "UPDATE record_entries SET kind = ?, label = ?, title = ?, body = ?, status = ?, effective_at = ?, recorded_at = ?,
+             source_message_id = ?, version = ? WHERE patient_id = ? AND id = ? AND version = ?",
+            &[
+                entry.kind.code().into(),
+                entry.label.map(label_bit).into(),
+                entry.title.as_str().into(),
+                Param::Text(&entry.body),
+                entry.status.map(EntryStatus::code).into(),
+                entry.effective_at.into(),
+                entry.recorded_at.into(),
+                entry.source_message.into(),
+                entry.version.into(),
+                entry.patient.into(),
+                entry.id.into(),
+                (entry.version - 1).into(),
+            ],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::new(
+                crate::StoreErrorKind::Conflict,
+                "the entry changed while it was being replaced",
+            ));
+        }
+        Ok(())
+    }
+
+    /// An entry's earlier versions, oldest first (the current one is the entry itself).
+    pub fn entry_history(&mut self, patient: PatientId, entry: EntryId) -> Result<Vec<Entry>, StoreError> {
+        self.all(
+            "SELECT v.entry_id, v.patient_id, v.kind, v.label, e.authored_team_id, e.author_account_id, v.effective_at,
+                    v.recorded_at, v.title, v.body, v.version, v.status, e.source_key, v.source_message_id
+             FROM record_entry_versions v JOIN record_entries e ON e.patient_id = v.patient_id AND e.id = v.entry_id
+             WHERE v.patient_id = ? AND v.entry_id = ? ORDER BY v.version",
+            &[patient.into(), entry.into()],
+            entry_from,
+        )
+    }
+
+    /// Writes the observations of one version of a result.
+    pub fn insert_observations(
+        &mut self,
+        patient: PatientId,
+        entry: EntryId,
+        version: i64,
+        observations: &[Observation],
+    ) -> Result<(), StoreError> {
+        for (seq, observation) in observations.iter().enumerate() {
+            self.conn.execute(
+                "INSERT INTO observations (patient_id, entry_id, version, seq, code, code_system, name, value_type, value, units,
+                 reference_range, flags, status, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    patient.into(),
+                    entry.into(),
+                    version.into(),
+                    Param::Int(seq as i64 + 1),
+                    Param::Text(&observation.code),
+                    Param::Text(&observation.code_system),
+                    Param::Text(&observation.name),
+                    Param::Text(&observation.value_type),
+                    Param::Text(&observation.value),
+                    Param::Text(&observation.units),
+                    Param::Text(&observation.reference_range),
+                    Param::Text(&observation.flags),
+                    Param::Text(&observation.status),
+                    observation.observed_at.into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The observations of one version of a result, in order.
+    pub fn observations(
+        &mut self,
+        patient: PatientId,
+        entry: EntryId,
+        version: i64,
+    ) -> Result<Vec<Observation>, StoreError> {
+        self.all(
+            "SELECT code, code_system, name, value_type, value, units, reference_range, flags, status, observed_at
+             FROM observations WHERE patient_id = ? AND entry_id = ? AND version = ? ORDER BY seq",
+            &[patient.into(), entry.into(), version.into()],
+            |row| {
+                Ok(Observation {
+                    code: row.text(0)?.to_owned(),
+                    code_system: row.text(1)?.to_owned(),
+                    name: row.text(2)?.to_owned(),
+                    value_type: row.text(3)?.to_owned(),
+                    value: row.text(4)?.to_owned(),
+                    units: row.text(5)?.to_owned(),
+                    reference_range: row.text(6)?.to_owned(),
+                    flags: row.text(7)?.to_owned(),
+                    status: row.text(8)?.to_owned(),
+                    observed_at: row.opt_timestamp(9)?,
+                })
+            },
+        )
     }
 
     /// The patient's entries that `scope` admits, newest first: the access rule compiled

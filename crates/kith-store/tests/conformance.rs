@@ -96,6 +96,9 @@ fn entry(patient: PatientId, team: TeamId, label: Option<PrivacyLabel>, minutes:
         title: Title::parse("Full blood count").unwrap(),
         body: "Hb 135 g/L".into(),
         version: 1,
+        status: None,
+        source_key: None,
+        source_message: None,
     }
 }
 
@@ -126,7 +129,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 2);
+        assert_eq!(again.current_version, 3);
         store.ping().unwrap();
     });
 }

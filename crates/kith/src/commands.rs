@@ -71,6 +71,30 @@ pub enum IntegrationCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum LabelRuleCommand {
+    /// Give incoming HL7 data a privacy label by a field's value, e.g. --field PV1-3
+    /// --value SEXHLTH --label sexual_health. Without a matching rule, data is general.
+    Add {
+        #[arg(long)]
+        org: String,
+        /// PV1-3, PV1-10, OBR-4, OBX-3, TXA-2 or MSH-3.
+        #[arg(long)]
+        field: String,
+        /// The code as sent in that field (its first component).
+        #[arg(long)]
+        value: String,
+        /// general, sexual_health, mental_health or social_care.
+        #[arg(long)]
+        label: String,
+    },
+    /// List an organisation's label rules.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Hl7Command {
     /// List stored inbound messages, newest first.
     Messages {
@@ -760,6 +784,30 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     )
                 },
             );
+        }
+        Command::LabelRule(LabelRuleCommand::Add { org, field, value, label }) => {
+            let label = PrivacyLabel::parse(&label)?;
+            app.add_label_rule(operator, &org_code(&org)?, &field, &value, label)?;
+            print(
+                json,
+                json!({ "organisation": org, "field": field.trim().to_uppercase(), "value": value.trim(), "label": label.code() }),
+                || format!("HL7 data with {} = {} is now labelled {label}", field.trim().to_uppercase(), value.trim()),
+            );
+        }
+        Command::LabelRule(LabelRuleCommand::List { org }) => {
+            let rules = app.label_rules(&org_code(&org)?)?;
+            let value = json!({ "rules": rules.iter().map(|(field, value, label)| json!({ "field": field, "value": value, "label": label.code() })).collect::<Vec<_>>() });
+            print(json, value, || {
+                if rules.is_empty() {
+                    "no label rules: all incoming data is general".to_owned()
+                } else {
+                    rules
+                        .iter()
+                        .map(|(field, value, label)| format!("{field} = {value} -> {label}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            });
         }
         Command::Hl7(Hl7Command::Messages { org, status, limit }) => {
             let status = status.as_deref().and_then(kith_core::model::Hl7MessageStatus::from_code);

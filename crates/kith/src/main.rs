@@ -82,6 +82,9 @@ pub enum Command {
     /// HL7 integrations (feeds).
     #[command(subcommand)]
     Integration(commands::IntegrationCommand),
+    /// Rules giving incoming HL7 data its privacy label.
+    #[command(subcommand, name = "label-rule")]
+    LabelRule(commands::LabelRuleCommand),
     /// HL7 v2 messages received.
     #[command(subcommand)]
     Hl7(commands::Hl7Command),

@@ -235,3 +235,47 @@ impl Tx<'_> {
         self.one(concat!("SELECT ", message_columns!(), " FROM hl7_messages WHERE id = ?"), &[id.into()], message_from)
     }
 }
+
+impl Tx<'_> {
+    /// Adds (or changes) a rule: data whose `field` (e.g. `PV1-3`) has `value` gets `label`.
+    pub fn put_label_rule(
+        &mut self,
+        organisation: OrganisationId,
+        field: &str,
+        value: &str,
+        label: kith_core::PrivacyLabel,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO label_rules (organisation_id, field, value, label, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (organisation_id, field, value) DO UPDATE SET label = excluded.label, created_at = excluded.created_at",
+            &[
+                organisation.into(),
+                Param::Text(field),
+                Param::Text(value),
+                Param::Int(i64::from(kith_core::LabelSet::EMPTY.with(label).bits())),
+                at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// An organisation's label rules: (field, value, label).
+    pub fn label_rules(
+        &mut self,
+        organisation: OrganisationId,
+    ) -> Result<Vec<(String, String, kith_core::PrivacyLabel)>, StoreError> {
+        self.all(
+            "SELECT field, value, label FROM label_rules WHERE organisation_id = ? ORDER BY field, value",
+            &[organisation.into()],
+            |row| {
+                let label = u8::try_from(row.int(2)?)
+                    .ok()
+                    .and_then(kith_core::LabelSet::from_bits)
+                    .and_then(|set| set.iter().next())
+                    .ok_or_else(|| StoreError::corrupt("stored label rule has no label"))?;
+                Ok((row.text(0)?.to_owned(), row.text(1)?.to_owned(), label))
+            },
+        )
+    }
+}
