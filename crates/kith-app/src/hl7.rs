@@ -421,9 +421,13 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
         )))
     };
     match code {
+        "ADT" if trigger == "A40" => {
+            let merge = adt::read_merge(message, &is_local).map_err(Stop::Reject)?;
+            apply_merge(tx, filing, &merge).map(Some)
+        }
         "ADT" => {
             let Some(event) = AdtEvent::from_trigger(trigger) else {
-                return unsupported_event("ADT^A01, A04, A05, A08, A28, A31");
+                return unsupported_event("ADT^A01, A04, A05, A08, A28, A31, A40");
             };
             let adt = read_adt(message, event, &is_local).map_err(Stop::Reject)?;
             apply_adt(tx, filing, &adt).map(Some)
@@ -497,6 +501,79 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
             format!("MSH-9: message type {other} is not supported"),
         ))),
     }
+}
+
+/// ADT^A40: the record named by MRG-1 goes into the record named by PID-3. Its local
+/// identifiers, care links and entries move; its NHS number, email and account move when the
+/// survivor has none; it then resolves to the survivor. A repeat (already merged) changes
+/// nothing.
+fn apply_merge(tx: &mut Tx<'_>, filing: &Filing<'_>, merge: &adt::MergeMessage) -> Result<PatientId, Stop> {
+    let organisation = filing.organisation;
+    let Some(mut survivor) = find_patient(tx, organisation, &merge.survivor, merge.pid_segment)? else {
+        return reject(
+            adt::UNKNOWN_KEY_IDENTIFIER,
+            Some(kith_hl7::Location::field(merge.pid_segment, "PID", 3)),
+            "PID-3: the record to keep was not found",
+        );
+    };
+    let mrg1 = Some(kith_hl7::Location::field(merge.mrg_segment, "MRG", 1));
+    // The record that goes, found without following merges.
+    let mut candidates: Vec<Patient> = Vec::new();
+    if let Some(nhs_number) = &merge.merged.nhs_number {
+        candidates.extend(tx.patient_by_nhs_number(nhs_number)?);
+    }
+    for identifier in &merge.merged.local_identifiers {
+        candidates.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
+    }
+    candidates.sort_by_key(|p| p.id);
+    candidates.dedup_by_key(|p| p.id);
+    let mut merged = match candidates.as_slice() {
+        [] => return reject(adt::UNKNOWN_KEY_IDENTIFIER, mrg1, "MRG-1: the record to merge was not found"),
+        [one] if one.id == survivor.id || one.merged_into == Some(survivor.id) => return Ok(survivor.id),
+        [one] => one.clone(),
+        _ => return reject(adt::DUPLICATE_KEY_IDENTIFIER, mrg1, "MRG-1: the identifiers match different records"),
+    };
+    if merged.account.is_some() && survivor.account.is_some() {
+        return reject(
+            adt::DUPLICATE_KEY_IDENTIFIER,
+            mrg1,
+            "MRG-1: both records belong to registered patients; they must be merged by hand",
+        );
+    }
+    let counts = tx.move_patient_data(merged.id, survivor.id)?;
+    // Unique values move only when the survivor lacks them (cleared first: they are unique).
+    let nhs_number = if survivor.nhs_number.is_none() { merged.nhs_number.take() } else { None };
+    let email = if survivor.demographics.email.is_none() { merged.demographics.email.take() } else { None };
+    let account = if survivor.account.is_none() { merged.account.take() } else { None };
+    merged.merged_into = Some(survivor.id);
+    merged.updated_at = filing.now;
+    tx.put_patient(&merged)?;
+    survivor.nhs_number = survivor.nhs_number.or(nhs_number);
+    survivor.demographics.email = survivor.demographics.email.or(email);
+    if let Some(account) = account {
+        survivor.account = Some(account);
+        survivor.registration = merged.registration;
+    }
+    // Privacy first: a locked-down record keeps its lock-down in the survivor.
+    survivor.sharing_disabled |= merged.sharing_disabled;
+    survivor.updated_at = filing.now;
+    tx.put_patient(&survivor)?;
+    let detail = format!(
+        "{} identifiers, {} care links, {} entries moved",
+        counts.identifiers, counts.care_links, counts.entries
+    );
+    for (patient, other) in [(survivor.id, merged.id), (merged.id, survivor.id)] {
+        tx.audit(
+            AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, "patient.merge")
+                .organisation(organisation.id)
+                .patient(patient)
+                .subject(other)
+                .reason(&detail)
+                .basis("administration")
+                .build(),
+        );
+    }
+    Ok(survivor.id)
 }
 
 /// An entry as a message describes it.

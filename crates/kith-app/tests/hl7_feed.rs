@@ -153,7 +153,7 @@ fn refusals_are_ar_with_the_field_and_change_nothing() {
             ),
             (
                 adt("A17", "R6", &pid("Renamed"), ""),
-                "MSH-9: ADT^A17 is not supported (Kith reads ADT^A01, A04, A05, A08, A28, A31)",
+                "MSH-9: ADT^A17 is not supported (Kith reads ADT^A01, A04, A05, A08, A28, A31, A40)",
                 "MSH-9",
             ),
         ];
@@ -358,5 +358,84 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
         // A result without an observation time is refused with the field.
         let untimed = clinical("ORU^R01", "X2", "OBR|1||F10|X\rOBX|1|ST|A||b\r");
         assert_eq!(msa(&feed.send(&untimed).ack).2, "OBR[1]: no observation time in OBR-7 or OBX-14");
+    }
+}
+
+#[test]
+fn a40_merges_one_record_into_another() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        let app = &feed.world.app;
+        let survivor = feed.world.patient.id;
+        // A second record for the same person, known only by a hospital number, in gum, with a result.
+        let duplicate_pid = "PID|1||K555^^^RXH-MRN^MR||Okafor^N||19710914|F";
+        assert_eq!(feed.send(&adt("A28", "M1", duplicate_pid, "ZTM|gum\r")).code, AckCode::Accept);
+        let oru = format!(
+            "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|M2|P|2.4\r{duplicate_pid}\rOBR|1||F77|GLU^Glucose^L|||20261124\rOBX|1|NM|GLU^Glucose^L||5.4|mmol/L||N|||F\r"
+        );
+        assert_eq!(feed.send(oru.as_bytes()).code, AckCode::Accept);
+        let duplicate = app
+            .store()
+            .read(|tx| {
+                let organisation = tx.organisation_by_code(&code())?.unwrap().id;
+                tx.patient_by_local_identifier(
+                    organisation,
+                    &kith_core::patient::LocalIdentifier::parse("RXH-MRN:K555").unwrap(),
+                )
+            })
+            .unwrap()
+            .unwrap();
+        assert_ne!(duplicate.id, survivor);
+
+        let a40 = |control: &str, mrg: &str| {
+            format!(
+                "MSH|^~\\&|PAS|RXH-PAS|||20261125||ADT^A40^ADT_A39|{control}|P|2.4\rEVN|A40\rPID|1||{NHS}^^^NHS^NH\rMRG|{mrg}\r"
+            )
+            .into_bytes()
+        };
+        let merged = feed.send(&a40("M3", "K555^^^RXH-MRN^MR"));
+        assert_eq!(merged.code, AckCode::Accept, "{}", merged.ack);
+
+        let (old, links, entries, identifiers) = app
+            .store()
+            .read(|tx| {
+                Ok::<_, AppError>((
+                    tx.patient(duplicate.id)?.unwrap(),
+                    tx.care_links(survivor)?,
+                    tx.entries(survivor)?,
+                    tx.patient_identifiers(survivor)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(old.merged_into, Some(survivor));
+        let gum = feed.world.context("gum", "gum@example.org").team;
+        assert!(links.iter().any(|l| l.team == gum && l.is_active()), "the duplicate's team moved");
+        assert!(entries.iter().any(|e| e.source_key.as_deref() == Some("ORU:F77")), "its result moved");
+        assert!(identifiers.iter().any(|i| i.identifier.to_string() == "RXH-MRN:K555"));
+        assert!(app.store().read(|tx| tx.entries(duplicate.id)).unwrap().is_empty());
+        let observations = app.store().read(|tx| {
+            let entry = tx.entry_by_source_key(survivor, "ORU:F77")?.unwrap();
+            tx.observations(survivor, entry.id, 1)
+        });
+        assert_eq!(observations.unwrap()[0].value, "5.4");
+
+        // Later messages for the old identifier reach the survivor.
+        let later = format!(
+            "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|M4|P|2.4\r{duplicate_pid}\rOBR|1||F78|GLU^Glucose^L|||20261125\rOBX|1|NM|GLU^Glucose^L||6.1|mmol/L|||||F\r"
+        );
+        assert_eq!(feed.send(later.as_bytes()).code, AckCode::Accept);
+        assert!(app.store().read(|tx| tx.entry_by_source_key(survivor, "ORU:F78")).unwrap().is_some());
+
+        // The merge is audited on both records; a second merge of the same records changes nothing.
+        let events = app.audit_events(Some(duplicate.id), 100).unwrap();
+        assert!(
+            events.iter().any(|e| e.record.action == "patient.merge" && e.record.subject == Some(survivor.to_string()))
+        );
+        let head = app.store().read(|tx| tx.audit_head()).unwrap().0;
+        assert_eq!(feed.send(&a40("M5", "K555^^^RXH-MRN^MR")).code, AckCode::Accept);
+        assert_eq!(app.store().read(|tx| tx.audit_head()).unwrap().0, head);
+        let unknown = feed.send(&a40("M6", "K999^^^RXH-MRN^MR"));
+        assert_eq!(msa(&unknown.ack).2, "MRG-1: the record to merge was not found");
+        assert_eq!(err_location(&unknown.ack), "MRG-1");
     }
 }

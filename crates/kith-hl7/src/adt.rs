@@ -128,33 +128,51 @@ pub fn read_patient_identity(
     message: &Message,
     is_local_authority: &dyn Fn(&str) -> bool,
 ) -> Result<(usize, PatientIdentity, Option<EmailAddress>), Rejection> {
-    let Some((pid_index, pid)) = position(message, "PID") else {
-        return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, "the message has no PID segment"));
+    read_identifier_list(message, "PID", 3, is_local_authority)
+}
+
+/// Reads a list of patient identifiers (CX) from `segment_id`-`field`, as PID-3 is read.
+pub fn read_identifier_list(
+    message: &Message,
+    segment_id: &str,
+    field_number: usize,
+    is_local_authority: &dyn Fn(&str) -> bool,
+) -> Result<(usize, PatientIdentity, Option<EmailAddress>), Rejection> {
+    let Some((index, segment)) = position(message, segment_id) else {
+        return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, format!("the message has no {segment_id} segment")));
     };
-    let at = |field: usize| Some(Location::field(pid_index, "PID", field));
+    let name = format!("{segment_id}-{field_number}");
     let mut identity = PatientIdentity::default();
     let mut email = None;
-    for (r, cx) in pid.repetitions(3).iter().enumerate() {
+    for (r, cx) in segment.repetitions(field_number).iter().enumerate() {
         let (value, authority, kind) = (cx.component(1).trim(), cx.component(4).trim(), cx.component(5).trim());
-        let location = Location { repetition: Some(r + 1), component: Some(1), ..Location::field(pid_index, "PID", 3) };
+        let location = Location {
+            repetition: Some(r + 1),
+            component: Some(1),
+            ..Location::field(index, segment_id, field_number)
+        };
         if value.is_empty() {
             continue;
         }
         if authority.eq_ignore_ascii_case("NHS") && kind.eq_ignore_ascii_case("NH") {
             let number = NhsNumber::parse(value)
-                .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location.clone()), format!("PID-3: {error}")))?;
+                .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location.clone()), format!("{name}: {error}")))?;
             if identity.nhs_number.as_ref().is_some_and(|known| *known != number) {
-                return Err(Rejection::new(DATA_TYPE_ERROR, Some(location), "PID-3: two different NHS numbers"));
+                return Err(Rejection::new(
+                    DATA_TYPE_ERROR,
+                    Some(location),
+                    format!("{name}: two different NHS numbers"),
+                ));
             }
             identity.nhs_number = Some(number);
         } else if authority.eq_ignore_ascii_case("EMAIL") {
             email = Some(
                 EmailAddress::parse(value)
-                    .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location), format!("PID-3: {error}")))?,
+                    .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location), format!("{name}: {error}")))?,
             );
         } else if !authority.is_empty() && is_local_authority(authority) {
             let identifier = LocalIdentifier::parse(&format!("{authority}:{value}"))
-                .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location), format!("PID-3: {error}")))?;
+                .map_err(|error| Rejection::new(DATA_TYPE_ERROR, Some(location), format!("{name}: {error}")))?;
             if !identity.local_identifiers.contains(&identifier) {
                 identity.local_identifiers.push(identifier);
             }
@@ -163,12 +181,30 @@ pub fn read_patient_identity(
     if identity.nhs_number.is_none() && identity.local_identifiers.is_empty() {
         return Err(Rejection::new(
             REQUIRED_FIELD_MISSING,
-            at(3),
-            "PID-3: no NHS number (assigning authority NHS, type NH) and no identifier under one of the organisation's assigning authorities",
+            Some(Location::field(index, segment_id, field_number)),
+            format!(
+                "{name}: no NHS number (assigning authority NHS, type NH) and no identifier under one of the organisation's assigning authorities"
+            ),
         ));
     }
+    Ok((index, identity, email))
+}
 
-    Ok((pid_index, identity, email))
+/// An ADT^A40: the record named by MRG-1 merges into the one named by PID-3.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MergeMessage {
+    pub survivor: PatientIdentity,
+    pub pid_segment: usize,
+    /// The record that goes.
+    pub merged: PatientIdentity,
+    pub mrg_segment: usize,
+}
+
+/// Reads an ADT^A40 (merge patient: the record of MRG-1 goes into the record of PID-3).
+pub fn read_merge(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) -> Result<MergeMessage, Rejection> {
+    let (pid_segment, survivor, _) = read_patient_identity(message, is_local_authority)?;
+    let (mrg_segment, merged, _) = read_identifier_list(message, "MRG", 1, is_local_authority)?;
+    Ok(MergeMessage { survivor, pid_segment, merged, mrg_segment })
 }
 
 /// Reads an ADT message. `is_local_authority` says which PID-3 assigning authorities are the

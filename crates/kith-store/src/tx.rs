@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{Conn, Dialect, Param, Row, StoreError};
 
 mod hl7;
-pub use hl7::NewHl7Message;
+pub use hl7::{MergeCounts, NewHl7Message};
 
 /// One transaction's view of the database. Created by [`crate::Store::write`] or
 /// [`crate::Store::read`]; audit events recorded with [`Tx::audit`] join the chain at commit.

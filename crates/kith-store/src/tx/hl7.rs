@@ -279,3 +279,61 @@ impl Tx<'_> {
         )
     }
 }
+
+/// What a merge moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeCounts {
+    pub identifiers: u64,
+    pub care_links: u64,
+    pub entries: u64,
+}
+
+impl Tx<'_> {
+    /// Moves the local identifiers, care links and entries (with their versions and
+    /// observations) of `merged` to `survivor`. Where both records are linked to a team,
+    /// the survivor's link stays and the other is dropped. An entry whose source key the
+    /// survivor already uses keeps it with `#merged` and the old record's id appended.
+    pub fn move_patient_data(&mut self, merged: PatientId, survivor: PatientId) -> Result<MergeCounts, StoreError> {
+        let mut counts = MergeCounts {
+            identifiers: self.conn.execute(
+                "UPDATE patient_identifiers SET patient_id = ? WHERE patient_id = ?",
+                &[survivor.into(), merged.into()],
+            )?,
+            ..MergeCounts::default()
+        };
+        self.conn.execute(
+            "DELETE FROM care_links WHERE patient_id = ? AND team_id IN (SELECT team_id FROM care_links WHERE patient_id = ?)",
+            &[merged.into(), survivor.into()],
+        )?;
+        counts.care_links = self
+            .conn
+            .execute("UPDATE care_links SET patient_id = ? WHERE patient_id = ?", &[survivor.into(), merged.into()])?;
+        // Entries are keyed (patient_id, id) and their history refers to that key: copy each
+        // entry to the survivor, repoint its history, then remove the original.
+        let suffix = format!("#merged-{merged}");
+        counts.entries = self.conn.execute(
+            "INSERT INTO record_entries (id, patient_id, kind, label, authored_team_id, author_account_id, effective_at,
+                 recorded_at, title, body, version, status, source_key, source_message_id)
+             SELECT e.id, ?, e.kind, e.label, e.authored_team_id, e.author_account_id, e.effective_at, e.recorded_at,
+                 e.title, e.body, e.version, e.status,
+                 CASE WHEN e.source_key IS NOT NULL AND EXISTS (SELECT 1 FROM record_entries s WHERE s.patient_id = ? AND s.source_key = e.source_key)
+                      THEN e.source_key || ? ELSE e.source_key END,
+                 e.source_message_id
+             FROM record_entries e WHERE e.patient_id = ?",
+            &[survivor.into(), survivor.into(), Param::Text(&suffix), merged.into()],
+        )?;
+        self.conn.execute(
+            "UPDATE record_entry_versions SET patient_id = ? WHERE patient_id = ?",
+            &[survivor.into(), merged.into()],
+        )?;
+        self.conn.execute(
+            "UPDATE observations SET patient_id = ? WHERE patient_id = ?",
+            &[survivor.into(), merged.into()],
+        )?;
+        self.conn.execute("DELETE FROM record_entries WHERE patient_id = ?", &[merged.into()])?;
+        // Records merged into this one before now resolve to the survivor directly.
+        self.conn
+            .execute("UPDATE patients SET merged_into = ? WHERE merged_into = ?", &[survivor.into(), merged.into()])?;
+        Ok(counts)
+    }
+}
