@@ -278,45 +278,12 @@ impl App {
     /// of (organisation, MSH-3, MSH-4, MSH-10), or apply it and store it with its ACK — one
     /// transaction. A rejected message changes nothing but is kept (for reprocessing).
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
-        let parsed = parse(raw);
+        let reading = Reading::of(raw);
         let now = self.now();
-        let timestamp = hl7_timestamp(now);
-        let ack_control = format!("K{}", &new_uuid().simple().to_string()[13..]);
-        let respond = |message: Option<&Message>, code: AckCode, rejection: Option<&Rejection>| {
-            let ack = build_ack(
-                message,
-                &AckContent {
-                    code,
-                    text: rejection.map(|r| r.text.as_str()),
-                    error: rejection.map(|r| AckError {
-                        location: r.location.as_deref().cloned(),
-                        code: r.code,
-                        code_text: r.code_text,
-                    }),
-                    control_id: &ack_control,
-                    timestamp: &timestamp,
-                },
-            );
-            encode(&ack)
-        };
-        let message = parsed.message.as_ref();
-        let header = |n: usize, component: usize| {
-            message.map_or("", |m| m.header().map_or("", |h| h.component(n, component))).to_owned()
-        };
-        let (application, facility, control) = (header(3, 1), header(4, 1), header(10, 1));
-        let message_type = message.map_or(String::new(), |m| {
-            let (code, trigger) = m.message_type();
-            if trigger.is_empty() { code.to_owned() } else { format!("{code}^{trigger}") }
-        });
-        let parse_rejection = parsed.first_error().map(|problem| {
-            let (code, code_text) = problem.kind.hl7_error_code();
-            Rejection { text: problem.to_string(), location: problem.location.clone().map(Box::new), code, code_text }
-        });
-
         self.store.write(|tx| {
             // Whose message is it?
             let (organisation, integration, actor) = match sender {
-                Hl7Sender::Mllp => match tx.integration_by_facility(&facility)? {
+                Hl7Sender::Mllp => match tx.integration_by_facility(&reading.facility)? {
                     Some(integration) => {
                         (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
                     }
@@ -328,7 +295,7 @@ impl App {
                         );
                         tracing::warn!("HL7 message from an unregistered sending facility rejected");
                         return Ok(Ingested {
-                            ack: respond(message, AckCode::Reject, Some(&rejection)),
+                            ack: reading.respond(now, AckCode::Reject, Some(&rejection)),
                             code: AckCode::Reject,
                             message: None,
                             duplicate: false,
@@ -342,60 +309,161 @@ impl App {
                     (organisation_by_code(tx, organisation)?.id, None, operator.actor())
                 }
             };
-            let control_id = (!control.is_empty()).then_some(control.as_str());
+            let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
             if let Some(control_id) = control_id
-                && let Some(stored) = tx.hl7_message_by_key(organisation, &application, &facility, control_id)?
+                && let Some(stored) =
+                    tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
             {
                 let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
                 return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
             }
             let message_id = Hl7MessageId::from_uuid(new_uuid());
-            let outcome = match (&parse_rejection, message) {
-                (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
-                (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
-                (None, Some(message)) => {
-                    let organisation =
-                        tx.organisation(organisation)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
-                    let context = Filing { organisation: &organisation, actor: &actor, message: message_id, now };
-                    tx.savepoint(|tx| apply(tx, &context, message))
-                }
-            };
-            let (code, status, rejection, error_text, patient) = match outcome {
-                Ok(patient) => (AckCode::Accept, Hl7MessageStatus::Accepted, None, None, patient),
-                Err(Stop::Retry(error)) => return Err(AppError::Store(error)),
-                Err(Stop::Reject(rejection)) => {
-                    let text = rejection.text.clone();
-                    (AckCode::Reject, Hl7MessageStatus::Rejected, Some(rejection), Some(text), None)
-                }
-                Err(Stop::Internal(detail)) => {
-                    tracing::error!(%detail, "HL7 message failed inside Kith");
-                    let rejection = Rejection::new(
-                        adt::APPLICATION_INTERNAL_ERROR,
-                        None,
-                        "internal error: nothing was applied; send it again",
-                    );
-                    (AckCode::Error, Hl7MessageStatus::Error, Some(rejection), Some(detail), None)
-                }
-            };
-            let ack = respond(message, code, rejection.as_ref());
+            let outcome = process(tx, &reading, organisation, &actor, message_id, now)?;
             let record = Hl7MessageRecord {
                 id: message_id,
                 organisation,
                 integration,
-                sending_application: application.clone(),
-                sending_facility: facility.clone(),
+                sending_application: reading.application.clone(),
+                sending_facility: reading.facility.clone(),
                 control_id: control_id.map(str::to_owned),
-                message_type: message_type.clone(),
-                status,
-                ack: ack.clone(),
-                error: error_text,
-                patient,
+                message_type: reading.message_type.clone(),
+                status: outcome.status,
+                ack: outcome.ack.clone(),
+                error: outcome.error,
+                patient: outcome.patient,
                 received_at: now,
             };
             tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
-            Ok(Ingested { ack, code, message: Some(record.id), duplicate: false })
+            Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(record.id), duplicate: false })
         })
     }
+
+    /// Processes a stored message again (after a label rule, a team or a patient was added):
+    /// applied as if it had just arrived, its stored status and ACK replaced, audited as the
+    /// operator. Only rejected or failed messages can be reprocessed.
+    pub fn reprocess_hl7(&self, operator: &Operator, code: &OrganisationCode, id: Hl7MessageId) -> AppResult<Ingested> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            let Some(mut record) = tx.hl7_message(id)?.filter(|record| record.organisation == organisation.id) else {
+                return Err(AppError::NotFound(format!("organisation {code} has no stored message {id}")));
+            };
+            if record.status == Hl7MessageStatus::Accepted {
+                return Err(AppError::Conflict(format!("message {id} was accepted; there is nothing to reprocess")));
+            }
+            let raw = tx.hl7_message_raw(id)?.ok_or_else(|| AppError::NotFound(format!("no stored message {id}")))?;
+            let reading = Reading::of(&raw);
+            let outcome = process(tx, &reading, organisation.id, &operator.actor(), id, now)?;
+            record.status = outcome.status;
+            record.ack = outcome.ack.clone();
+            record.error = outcome.error;
+            record.patient = outcome.patient;
+            tx.update_hl7_message_outcome(&record, now)?;
+            Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(id), duplicate: false })
+        })
+    }
+}
+
+/// A message as read from its bytes, with what its acknowledgement needs.
+struct Reading {
+    parsed: kith_hl7::Parsed,
+    application: String,
+    facility: String,
+    control: String,
+    message_type: String,
+    parse_rejection: Option<Rejection>,
+}
+
+impl Reading {
+    fn of(raw: &[u8]) -> Self {
+        let parsed = parse(raw);
+        let message = parsed.message.as_ref();
+        let header = |n: usize| message.map_or("", |m| m.header().map_or("", |h| h.component(n, 1))).to_owned();
+        let message_type = message.map_or(String::new(), |m| {
+            let (code, trigger) = m.message_type();
+            if trigger.is_empty() { code.to_owned() } else { format!("{code}^{trigger}") }
+        });
+        let parse_rejection = parsed.first_error().map(|problem| {
+            let (code, code_text) = problem.kind.hl7_error_code();
+            Rejection { text: problem.to_string(), location: problem.location.clone().map(Box::new), code, code_text }
+        });
+        Reading {
+            application: header(3),
+            facility: header(4),
+            control: header(10),
+            message_type,
+            parse_rejection,
+            parsed,
+        }
+    }
+
+    /// The acknowledgement of this message.
+    fn respond(&self, now: Timestamp, code: AckCode, rejection: Option<&Rejection>) -> String {
+        let ack = build_ack(
+            self.parsed.message.as_ref(),
+            &AckContent {
+                code,
+                text: rejection.map(|r| r.text.as_str()),
+                error: rejection.map(|r| AckError {
+                    location: r.location.as_deref().cloned(),
+                    code: r.code,
+                    code_text: r.code_text,
+                }),
+                control_id: &format!("K{}", &new_uuid().simple().to_string()[13..]),
+                timestamp: &hl7_timestamp(now),
+            },
+        );
+        encode(&ack)
+    }
+}
+
+/// What processing a message came to.
+struct Outcome {
+    code: AckCode,
+    status: Hl7MessageStatus,
+    ack: String,
+    error: Option<String>,
+    patient: Option<PatientId>,
+}
+
+/// Applies a message inside a savepoint and says what became of it. Only a conflict with
+/// another transaction is an `Err` (the whole ingestion runs again).
+fn process(
+    tx: &mut Tx<'_>,
+    reading: &Reading,
+    organisation: kith_core::OrganisationId,
+    actor: &Actor,
+    message_id: Hl7MessageId,
+    now: Timestamp,
+) -> AppResult<Outcome> {
+    let outcome = match (&reading.parse_rejection, reading.parsed.message.as_ref()) {
+        (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
+        (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
+        (None, Some(message)) => {
+            let organisation =
+                tx.organisation(organisation)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
+            let filing = Filing { organisation: &organisation, actor, message: message_id, now };
+            tx.savepoint(|tx| apply(tx, &filing, message))
+        }
+    };
+    let (code, status, rejection, error, patient) = match outcome {
+        Ok(patient) => (AckCode::Accept, Hl7MessageStatus::Accepted, None, None, patient),
+        Err(Stop::Retry(error)) => return Err(AppError::Store(error)),
+        Err(Stop::Reject(rejection)) => {
+            let text = rejection.text.clone();
+            (AckCode::Reject, Hl7MessageStatus::Rejected, Some(rejection), Some(text), None)
+        }
+        Err(Stop::Internal(detail)) => {
+            tracing::error!(%detail, "HL7 message failed inside Kith");
+            let rejection = Rejection::new(
+                adt::APPLICATION_INTERNAL_ERROR,
+                None,
+                "internal error: nothing was applied; send it again",
+            );
+            (AckCode::Error, Hl7MessageStatus::Error, Some(rejection), Some(detail), None)
+        }
+    };
+    Ok(Outcome { ack: reading.respond(now, code, rejection.as_ref()), code, status, error, patient })
 }
 
 /// What every change made from one message shares.

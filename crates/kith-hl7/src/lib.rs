@@ -19,6 +19,7 @@
 
 pub mod ack;
 pub mod adt;
+pub mod batch;
 mod charset;
 pub mod clinical;
 mod encode;

@@ -96,6 +96,30 @@ pub enum LabelRuleCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum Hl7Command {
+    /// Backfill: load messages from files (MLLP frames, or messages separated by blank
+    /// lines), with the same rules and idempotency as the live feed.
+    Import {
+        #[arg(long)]
+        org: String,
+        /// Where to write the rejected messages with their reasons.
+        #[arg(long, default_value = "hl7-import-rejects.txt")]
+        rejects: std::path::PathBuf,
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Process stored rejected (or failed) messages again, e.g. after a team, label rule or
+    /// patient was added.
+    #[command(group(clap::ArgGroup::new("which").required(true)))]
+    Reprocess {
+        #[arg(long)]
+        org: String,
+        /// One stored message's id.
+        #[arg(group = "which")]
+        id: Option<String>,
+        /// Every stored message with this status.
+        #[arg(long, group = "which", value_parser = ["rejected", "error"])]
+        status: Option<String>,
+    },
     /// List stored inbound messages, newest first.
     Messages {
         #[arg(long)]
@@ -807,6 +831,38 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 }
+            });
+        }
+        Command::Hl7(Hl7Command::Import { org, rejects, files }) => {
+            crate::import::run(&app, operator, json, &org_code(&org)?, &files, &rejects)?;
+        }
+        Command::Hl7(Hl7Command::Reprocess { org, id, status }) => {
+            let code = org_code(&org)?;
+            let ids: Vec<kith_core::Hl7MessageId> = match (id, status) {
+                (Some(id), _) => vec![id.parse().map_err(|error| anyhow!("message id: {error}"))?],
+                (None, Some(status)) => {
+                    let status = kith_core::model::Hl7MessageStatus::from_code(&status).expect("clap checked it");
+                    app.hl7_messages(&code, Some(status), 10_000)?.into_iter().rev().map(|m| m.id).collect()
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let mut results = Vec::new();
+            for id in ids {
+                let outcome = app.reprocess_hl7(operator, &code, id)?;
+                results.push((id, outcome.code));
+            }
+            let accepted = results.iter().filter(|(_, code)| *code == kith_hl7::ack::AckCode::Accept).count();
+            let value = json!({
+                "reprocessed": results.len(),
+                "accepted": accepted,
+                "messages": results.iter().map(|(id, code)| json!({ "id": id.to_string(), "ack": code.code() })).collect::<Vec<_>>(),
+            });
+            print(json, value, || {
+                format!(
+                    "reprocessed {} message(s): {accepted} accepted, {} still refused",
+                    results.len(),
+                    results.len() - accepted
+                )
             });
         }
         Command::Hl7(Hl7Command::Messages { org, status, limit }) => {

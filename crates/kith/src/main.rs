@@ -18,6 +18,7 @@ use kith_store::{DatabaseUrl, Store};
 
 mod commands;
 mod demo;
+mod import;
 mod mllp;
 mod serve;
 

@@ -168,3 +168,55 @@ fn the_feed_over_mllp_and_http_on_postgres() {
         scenario(&database);
     }
 }
+
+#[test]
+fn import_backfills_from_files_and_reprocess_retries_the_rejected() {
+    let database = TestDatabase::sqlite();
+    let kith = Kith { database: &database };
+    set_up(&kith);
+    let directory = std::env::temp_dir().join(format!("kith-import-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let file = directory.join("backfill.hl7");
+    let rejects = directory.join("rejects.txt");
+    let stranger = "PID|1||4010232137^^^NHS^NH||Stranger^Sam||19800101|M";
+    let batch = [
+        adt("A28", "B1", "PID|1||9434765919^^^NHS^NH||Okafor^Ngozi||19710914|F", "ZTM|mh"),
+        format!(
+            "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|B2|P|2.4\n{stranger}\nOBR|1||F1|GLU^Glucose|||20261124\nOBX|1|NM|GLU^Glucose||5.1|mmol/L\n"
+        ),
+        "MSH|^~\\&|EPR|RXH-PAS|||20261125||MDM^T02|B3|P|2.4\nPID|1||9434765919^^^NHS^NH\nTXA|1|DS^Discharge summary|TX|20261120||||||||DOC-1\nOBX|1|TX|||Home with follow-up\n".to_owned(),
+    ];
+    std::fs::write(&file, batch.join("\n")).unwrap();
+    let args = |extra: &[&str]| {
+        let mut args = vec!["hl7", "import", "--org", "RXH", "--rejects", rejects.to_str().unwrap()];
+        args.extend(extra);
+        args.push(file.to_str().unwrap());
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| kith.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let summary = run(args(&[]));
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["rejected"].as_u64(), summary["errors"].as_u64()),
+        (Some(2), Some(1), Some(0))
+    );
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(rejected.contains("backfill.hl7:2\tB2\tAR\tpatient not found"), "{rejected}");
+
+    // Importing the same file again changes nothing: every message is a stored repeat.
+    let again = run(args(&[]));
+    assert_eq!(again["duplicates"].as_u64(), Some(3));
+
+    // Once the patient exists, reprocessing the rejected message accepts it.
+    std::fs::write(&file, adt("A28", "B4", stranger, "")).unwrap();
+    assert_eq!(run(args(&[]))["accepted"].as_u64(), Some(1));
+    let reprocessed = kith.ok(&["hl7", "reprocess", "--org", "RXH", "--status", "rejected"]);
+    assert_eq!((reprocessed["reprocessed"].as_u64(), reprocessed["accepted"].as_u64()), (Some(1), Some(1)));
+    let messages = kith.ok(&["hl7", "messages", "--org", "RXH", "--status", "rejected"]);
+    assert!(messages["messages"].as_array().unwrap().is_empty());
+    let accepted = kith.ok(&["hl7", "messages", "--org", "RXH", "--status", "accepted"]);
+    let b2 = accepted["messages"].as_array().unwrap().iter().find(|m| m["control_id"] == "B2").unwrap().clone();
+    assert!(
+        kith.fails(&["hl7", "reprocess", "--org", "RXH", b2["id"].as_str().unwrap()]).contains("nothing to reprocess")
+    );
+    std::fs::remove_dir_all(&directory).unwrap();
+}
