@@ -280,61 +280,22 @@ impl App {
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
         let reading = Reading::of(raw);
         let now = self.now();
+        self.store.write(|tx| ingest_in(tx, sender, &reading, raw, now))
+    }
+
+    /// Ingests several messages in one transaction — one commit, one disk flush — each in
+    /// its own savepoint, in order, with exactly the outcome each would have alone (a repeat
+    /// within the batch is a repeat). This is how concurrent MLLP connections and backfill
+    /// share commits.
+    pub fn ingest_hl7_batch(&self, messages: &[(Hl7Sender<'_>, &[u8])]) -> AppResult<Vec<Ingested>> {
+        let readings: Vec<Reading> = messages.iter().map(|(_, raw)| Reading::of(raw)).collect();
+        let now = self.now();
         self.store.write(|tx| {
-            // Whose message is it?
-            let (organisation, integration, actor) = match sender {
-                Hl7Sender::Mllp => match tx.integration_by_facility(&reading.facility)? {
-                    Some(integration) => {
-                        (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
-                    }
-                    None => {
-                        let rejection = Rejection::new(
-                            adt::UNKNOWN_KEY_IDENTIFIER,
-                            Some(kith_hl7::Location::field(1, "MSH", 4)),
-                            "MSH-4: the sending facility is not registered with Kith",
-                        );
-                        tracing::warn!("HL7 message from an unregistered sending facility rejected");
-                        return Ok(Ingested {
-                            ack: reading.respond(now, AckCode::Reject, Some(&rejection)),
-                            code: AckCode::Reject,
-                            message: None,
-                            duplicate: false,
-                        });
-                    }
-                },
-                Hl7Sender::Http(integration) => {
-                    (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
-                }
-                Hl7Sender::Import { organisation, operator } => {
-                    (organisation_by_code(tx, organisation)?.id, None, operator.actor())
-                }
-            };
-            let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
-            if let Some(control_id) = control_id
-                && let Some(stored) =
-                    tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
-            {
-                let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
-                return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
-            }
-            let message_id = Hl7MessageId::from_uuid(new_uuid());
-            let outcome = process(tx, &reading, organisation, &actor, message_id, now)?;
-            let record = Hl7MessageRecord {
-                id: message_id,
-                organisation,
-                integration,
-                sending_application: reading.application.clone(),
-                sending_facility: reading.facility.clone(),
-                control_id: control_id.map(str::to_owned),
-                message_type: reading.message_type.clone(),
-                status: outcome.status,
-                ack: outcome.ack.clone(),
-                error: outcome.error,
-                patient: outcome.patient,
-                received_at: now,
-            };
-            tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
-            Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(record.id), duplicate: false })
+            messages
+                .iter()
+                .zip(&readings)
+                .map(|((sender, raw), reading)| ingest_in(tx, *sender, reading, raw, now))
+                .collect()
         })
     }
 
@@ -362,6 +323,68 @@ impl App {
             Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(id), duplicate: false })
         })
     }
+}
+
+/// Ingests one read message inside the caller's transaction.
+fn ingest_in(
+    tx: &mut Tx<'_>,
+    sender: Hl7Sender<'_>,
+    reading: &Reading,
+    raw: &[u8],
+    now: Timestamp,
+) -> AppResult<Ingested> {
+    // Whose message is it?
+    let (organisation, integration, actor) = match sender {
+        Hl7Sender::Mllp => match tx.integration_by_facility(&reading.facility)? {
+            Some(integration) => (integration.organisation, Some(integration.id), Actor::Integration(integration.id)),
+            None => {
+                let rejection = Rejection::new(
+                    adt::UNKNOWN_KEY_IDENTIFIER,
+                    Some(kith_hl7::Location::field(1, "MSH", 4)),
+                    "MSH-4: the sending facility is not registered with Kith",
+                );
+                tracing::warn!("HL7 message from an unregistered sending facility rejected");
+                return Ok(Ingested {
+                    ack: reading.respond(now, AckCode::Reject, Some(&rejection)),
+                    code: AckCode::Reject,
+                    message: None,
+                    duplicate: false,
+                });
+            }
+        },
+        Hl7Sender::Http(integration) => {
+            (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
+        }
+        Hl7Sender::Import { organisation, operator } => {
+            (organisation_by_code(tx, organisation)?.id, None, operator.actor())
+        }
+    };
+    let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
+    if let Some(control_id) = control_id
+        && let Some(stored) =
+            tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
+    {
+        let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
+        return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
+    }
+    let message_id = Hl7MessageId::from_uuid(new_uuid());
+    let outcome = process(tx, reading, organisation, &actor, message_id, now)?;
+    let record = Hl7MessageRecord {
+        id: message_id,
+        organisation,
+        integration,
+        sending_application: reading.application.clone(),
+        sending_facility: reading.facility.clone(),
+        control_id: control_id.map(str::to_owned),
+        message_type: reading.message_type.clone(),
+        status: outcome.status,
+        ack: outcome.ack.clone(),
+        error: outcome.error,
+        patient: outcome.patient,
+        received_at: now,
+    };
+    tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
+    Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(record.id), duplicate: false })
 }
 
 /// A message as read from its bytes, with what its acknowledgement needs.

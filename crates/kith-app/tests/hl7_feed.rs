@@ -439,3 +439,36 @@ fn a40_merges_one_record_into_another() {
         assert_eq!(err_location(&unknown.ack), "MRG-1");
     }
 }
+
+/// A batch (one transaction) gives each message the outcome it would have alone: a repeat
+/// within the batch is a repeat, a refusal undoes only its own message, and a later message
+/// sees what an earlier one created.
+#[test]
+fn a_batch_keeps_each_message_s_own_outcome() {
+    for database in TestDatabase::all() {
+        let feed = Feed::new(database);
+        let app = &feed.world.app;
+        let new_pid = "PID|1||4010232137^^^NHS^NH||Batch^Bea||19900101|F";
+        let a28 = adt("A28", "B1", new_pid, "ZTM|gum\r");
+        let repeat = adt("A28", "B1", new_pid, "ZTM|mh\r");
+        let refused = adt("A31", "B2", new_pid, "ZTM|nope\r");
+        let oru = format!(
+            "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|B3|P|2.4\r{new_pid}\rOBR|1||F5|GLU^Glucose|||20261124\rOBX|1|NM|GLU^Glucose||5.0|mmol/L\r"
+        )
+        .into_bytes();
+        let batch: Vec<(Hl7Sender<'_>, &[u8])> =
+            [&a28, &repeat, &refused, &oru].into_iter().map(|bytes| (Hl7Sender::Mllp, bytes.as_slice())).collect();
+        let outcomes = app.ingest_hl7_batch(&batch).unwrap();
+        let codes: Vec<(AckCode, bool)> = outcomes.iter().map(|o| (o.code, o.duplicate)).collect();
+        assert_eq!(
+            codes,
+            [(AckCode::Accept, false), (AckCode::Accept, true), (AckCode::Reject, false), (AckCode::Accept, false)]
+        );
+        assert_eq!(outcomes[1].ack, outcomes[0].ack);
+        let patient = app.patient_by_nhs_number(&NhsNumber::parse("4010232137").unwrap()).unwrap();
+        let teams = app.store().read(|tx| tx.care_links(patient.id)).unwrap().len();
+        assert_eq!(teams, 2, "the PRT and gum: the repeat's ZTM changed nothing");
+        assert!(app.store().read(|tx| tx.entry_by_source_key(patient.id, "ORU:F5")).unwrap().is_some());
+        assert_eq!(app.hl7_messages(&code(), None, 100).unwrap().len(), 3);
+    }
+}

@@ -12,6 +12,9 @@ use kith_hl7::ack::AckCode;
 use kith_hl7::batch::{BatchItem, split_batch};
 use serde_json::json;
 
+/// Messages committed together by `kith hl7 import`.
+const IMPORT_BATCH: usize = 500;
+
 #[derive(Default, Debug)]
 struct Tally {
     accepted: u64,
@@ -23,6 +26,29 @@ struct Tally {
 impl Tally {
     fn total(&self) -> u64 {
         self.accepted + self.rejected + self.errors
+    }
+}
+
+/// Counts outcomes and writes the refused ones (with MSA-2 and MSA-3) to the rejects text.
+fn record(file: &Path, outcomes: &mut Vec<(usize, AckCode, String)>, tally: &mut Tally, rejects: &mut String) {
+    for (number, code, ack) in outcomes.drain(..) {
+        match code {
+            AckCode::Accept => tally.accepted += 1,
+            AckCode::Reject => tally.rejected += 1,
+            AckCode::Error => tally.errors += 1,
+        }
+        if code != AckCode::Accept {
+            let message = kith_hl7::parse(ack.as_bytes()).message;
+            let msa = message.as_ref().and_then(|m| m.segment("MSA"));
+            rejects.push_str(&format!(
+                "{}:{}\t{}\t{}\t{}\n",
+                file.display(),
+                number + 1,
+                msa.map_or("", |msa| msa.value(2)),
+                code.code(),
+                msa.map_or("", |msa| msa.value(3))
+            ));
+        }
     }
 }
 
@@ -46,37 +72,40 @@ pub fn run(
     let mut rejects = String::new();
     let mut last_report = Instant::now();
     for (file, items) in &batches {
+        // Messages are committed in batches (each message in its own savepoint): one
+        // transaction and one disk flush per batch, not per message.
+        let mut outcomes: Vec<(usize, AckCode, String)> = Vec::with_capacity(items.len());
+        let mut pending: Vec<(usize, &[u8])> = Vec::new();
+        let flush = |pending: &mut Vec<(usize, &[u8])>,
+                     outcomes: &mut Vec<(usize, AckCode, String)>,
+                     tally: &mut Tally|
+         -> anyhow::Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let messages: Vec<(Hl7Sender<'_>, &[u8])> =
+                pending.iter().map(|(_, bytes)| (Hl7Sender::Import { organisation, operator }, *bytes)).collect();
+            for ((number, _), ingested) in pending.drain(..).zip(app.ingest_hl7_batch(&messages)?) {
+                if ingested.duplicate {
+                    tally.duplicates += 1;
+                }
+                outcomes.push((number, ingested.code, ingested.ack));
+            }
+            Ok(())
+        };
         for (number, item) in items.iter().enumerate() {
-            let (code, ack) = match item {
-                BatchItem::Message(bytes) => {
-                    let ingested = app.ingest_hl7(Hl7Sender::Import { organisation, operator }, bytes)?;
-                    if ingested.duplicate {
-                        tally.duplicates += 1;
-                    }
-                    (ingested.code, ingested.ack)
-                }
+            match item {
+                BatchItem::Message(bytes) => pending.push((number, bytes)),
                 BatchItem::TooLarge => {
+                    flush(&mut pending, &mut outcomes, &mut tally)?;
                     let reason = format!("message larger than {} bytes", kith_hl7::mllp::DEFAULT_MAX_FRAME);
-                    (AckCode::Reject, app.ack_without_ingesting(None, AckCode::Reject, &reason))
+                    outcomes.push((number, AckCode::Reject, app.ack_without_ingesting(None, AckCode::Reject, &reason)));
                 }
-            };
-            match code {
-                AckCode::Accept => tally.accepted += 1,
-                AckCode::Reject => tally.rejected += 1,
-                AckCode::Error => tally.errors += 1,
             }
-            if code != AckCode::Accept {
-                let message = kith_hl7::parse(ack.as_bytes()).message;
-                let msa = message.as_ref().and_then(|m| m.segment("MSA"));
-                rejects.push_str(&format!(
-                    "{}:{}\t{}\t{}\t{}\n",
-                    file.display(),
-                    number + 1,
-                    msa.map_or("", |msa| msa.value(2)),
-                    code.code(),
-                    msa.map_or("", |msa| msa.value(3))
-                ));
+            if pending.len() >= IMPORT_BATCH {
+                flush(&mut pending, &mut outcomes, &mut tally)?;
             }
+            record(file, &mut outcomes, &mut tally, &mut rejects);
             if progress && last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
                 let done = tally.total();
@@ -86,6 +115,8 @@ pub fn run(
                 let _ = std::io::stderr().flush();
             }
         }
+        flush(&mut pending, &mut outcomes, &mut tally)?;
+        record(file, &mut outcomes, &mut tally, &mut rejects);
     }
     if progress {
         eprintln!();

@@ -1,5 +1,11 @@
 //! The MLLP listener: one task per connection, messages applied in order, each ACK written
-//! only after `App::ingest_hl7` has committed the message and its effects.
+//! only after the message and its effects are committed.
+//!
+//! Connection tasks hand their frames to writer threads through a bounded queue. A writer
+//! takes every frame waiting (up to a batch limit) and ingests them in one transaction
+//! (`App::ingest_hl7_batch`), so concurrent connections share one commit and one disk
+//! flush; then it answers each connection. A connection waits for its ACK before reading
+//! its next message, so its messages stay in order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +24,75 @@ pub struct MllpConfig {
     pub max_frame: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// Writer threads: 1 suits SQLite (one writer at a time); PostgreSQL takes several.
+    pub writers: usize,
+    /// The most messages committed together.
+    pub max_batch: usize,
+}
+
+/// A frame waiting to be ingested, and where its ACK goes.
+struct Job {
+    frame: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<String>,
+}
+
+/// Starts the writer threads; frames sent to the returned queue are ingested in batches.
+fn start_writers(app: &App, config: &MllpConfig) -> tokio::sync::mpsc::Sender<Job> {
+    let (queue, jobs) = tokio::sync::mpsc::channel::<Job>(config.max_batch * 4);
+    let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    for number in 0..config.writers.max(1) {
+        let (app, jobs, max_batch) = (app.clone(), jobs.clone(), config.max_batch.max(1));
+        std::thread::Builder::new()
+            .name(format!("kith-mllp-writer-{number}"))
+            .spawn(move || writer(&app, &jobs, max_batch))
+            .expect("a writer thread starts");
+    }
+    queue
+}
+
+fn writer(app: &App, jobs: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>, max_batch: usize) {
+    loop {
+        let batch: Vec<Job> = {
+            let mut jobs = jobs.lock().unwrap_or_else(|poison| poison.into_inner());
+            let Some(first) = jobs.blocking_recv() else { return };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let messages: Vec<(kith_app::Hl7Sender<'_>, &[u8])> =
+            batch.iter().map(|job| (kith_app::Hl7Sender::Mllp, job.frame.as_slice())).collect();
+        let acks: Vec<String> = match app.ingest_hl7_batch(&messages) {
+            Ok(ingested) => ingested.into_iter().map(|one| one.ack).collect(),
+            Err(error) => {
+                tracing::error!(%error, messages = batch.len(), "HL7 messages could not be stored");
+                batch
+                    .iter()
+                    .map(|job| {
+                        app.ack_without_ingesting(
+                            Some(&job.frame),
+                            AckCode::Error,
+                            "internal error: nothing was applied; send it again",
+                        )
+                    })
+                    .collect()
+            }
+        };
+        for (job, ack) in batch.into_iter().zip(acks) {
+            // The connection may have gone; its message is committed either way.
+            let _ = job.reply.send(ack);
+        }
+    }
 }
 
 /// Accepts connections until the task is dropped. Connections beyond the limit wait in the
 /// accept queue (backpressure) rather than being refused.
 pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
+    let queue = start_writers(&app, &config);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
@@ -34,10 +104,9 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
                 continue;
             }
         };
-        let app = app.clone();
-        let config = config.clone();
+        let (app, config, queue) = (app.clone(), config.clone(), queue.clone());
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, peer, app, &config).await {
+            if let Err(error) = connection(stream, peer, app, queue, &config).await {
                 tracing::info!(%peer, %error, "MLLP connection ended");
             }
             drop(permit);
@@ -45,7 +114,13 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, app: App, config: &MllpConfig) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    app: App,
+    queue: tokio::sync::mpsc::Sender<Job>,
+    config: &MllpConfig,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut framer = Framer::new(config.max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -67,7 +142,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, app: App, config: &
         framer.push(&buffer[..read]);
         while let Some(event) = framer.next_event() {
             let ack = match event {
-                FrameEvent::Frame(frame) => ingest(&app, frame).await,
+                FrameEvent::Frame(frame) => ingest(&app, &queue, frame).await,
                 FrameEvent::TooLarge { limit } => {
                     tracing::warn!(%peer, limit, "MLLP frame over the size limit rejected");
                     app.ack_without_ingesting(None, AckCode::Reject, &format!("message larger than {limit} bytes"))
@@ -79,35 +154,14 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, app: App, config: &
     }
 }
 
-/// Ingests on a blocking thread (the store is synchronous) and returns the ACK to send.
-async fn ingest(app: &App, frame: Vec<u8>) -> String {
-    let worker = app.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let outcome = worker.ingest_hl7(kith_app::Hl7Sender::Mllp, &frame);
-        (outcome, frame)
-    })
-    .await;
-    match result {
-        Ok((Ok(ingested), _)) => {
-            metrics_line(&ingested);
-            ingested.ack
-        }
-        Ok((Err(error), frame)) => {
-            tracing::error!(%error, "HL7 message could not be stored");
-            app.ack_without_ingesting(
-                Some(&frame),
-                AckCode::Error,
-                "internal error: nothing was applied; send it again",
-            )
-        }
-        Err(join_error) => {
-            tracing::error!(%join_error, "HL7 ingestion task failed");
-            app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again")
-        }
+/// Queues a frame for a writer and waits for its ACK.
+async fn ingest(app: &App, queue: &tokio::sync::mpsc::Sender<Job>, frame: Vec<u8>) -> String {
+    let (reply, ack) = tokio::sync::oneshot::channel();
+    if queue.send(Job { frame, reply }).await.is_err() {
+        return app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again");
     }
-}
-
-/// One log line per message: outcome only, never content or identifiers.
-fn metrics_line(ingested: &kith_app::Ingested) {
-    tracing::debug!(code = ingested.code.code(), duplicate = ingested.duplicate, "HL7 message acknowledged");
+    match ack.await {
+        Ok(ack) => ack,
+        Err(_) => app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again"),
+    }
 }

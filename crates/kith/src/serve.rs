@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// The largest MLLP frame accepted, in bytes.
     #[arg(long, env = "KITH_MLLP_MAX_FRAME", default_value_t = kith_hl7::mllp::DEFAULT_MAX_FRAME)]
     pub mllp_max_frame: usize,
+    /// Threads committing MLLP messages (default: 1 on SQLite, 4 on PostgreSQL).
+    #[arg(long, env = "KITH_MLLP_WRITERS")]
+    pub mllp_writers: Option<usize>,
+    /// The most MLLP messages committed in one transaction.
+    #[arg(long, env = "KITH_MLLP_MAX_BATCH", default_value_t = 64)]
+    pub mllp_max_batch: usize,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -41,6 +47,8 @@ impl ServeArgs {
             mllp_max_connections: 256,
             mllp_idle_timeout: Duration::from_secs(600),
             mllp_max_frame: kith_hl7::mllp::DEFAULT_MAX_FRAME,
+            mllp_writers: None,
+            mllp_max_batch: 64,
         }
     }
 }
@@ -67,6 +75,11 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
                 max_frame: args.mllp_max_frame,
                 max_connections: args.mllp_max_connections.max(1),
                 idle_timeout: args.mllp_idle_timeout,
+                writers: args.mllp_writers.unwrap_or(match app.store().dialect() {
+                    kith_store::Dialect::Sqlite => 1,
+                    kith_store::Dialect::Postgres => 4,
+                }),
+                max_batch: args.mllp_max_batch,
             };
             tokio::spawn(crate::mllp::serve(listener, app.clone(), config));
         }
