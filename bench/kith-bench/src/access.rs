@@ -37,18 +37,7 @@ environment:
   KITH_BENCH_POSTGRES_URL  a PostgreSQL server where the benchmark may CREATE DATABASE,
                            e.g. postgres://postgres@127.0.0.1:5432/postgres; unset skips part C";
 
-/// Why the benchmark stopped.
-pub enum Failure {
-    Usage(String),
-    Run(String),
-}
-
-/// `expression?`, with a failure that says what was being done.
-macro_rules! try_to {
-    ($context:expr, $expression:expr) => {
-        $expression.map_err(|error| Failure::Run(format!("{}: {error}", $context)))?
-    };
-}
+use crate::Failure;
 
 struct Options {
     seconds: f64,
@@ -159,10 +148,10 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
 // ---------------------------------------------------------------------------------------
 
 /// SplitMix64: a small deterministic generator, so every run decides the same set.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -170,7 +159,7 @@ impl SplitMix {
         z ^ (z >> 31)
     }
     /// A number in `0..bound`.
-    fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound
     }
 }
@@ -413,7 +402,7 @@ fn decision_throughput(options: &Options) {
 }
 
 /// 1234567 → "1,234,567".
-fn group(value: u64) -> String {
+pub(crate) fn group(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {

@@ -3,7 +3,15 @@
 
 #![forbid(unsafe_code)]
 
+/// `expression?`, with a failure that says what was being done.
+macro_rules! try_to {
+    ($context:expr, $expression:expr) => {
+        $expression.map_err(|error| Failure::Run(format!("{}: {error}", $context)))?
+    };
+}
+
 mod access;
+mod hl7;
 
 use std::process::ExitCode;
 
@@ -11,10 +19,19 @@ const USAGE: &str = "\
 usage: kith-bench <benchmark> [options]
 
 benchmarks:
-  access    the access rule (decisions per second) and the record read (latency) on
-            SQLite, and on PostgreSQL when KITH_BENCH_POSTGRES_URL is set
+  access      the access rule (decisions per second) and the record read (latency) on
+              SQLite, and on PostgreSQL when KITH_BENCH_POSTGRES_URL is set
+  hl7-corpus  writes a deterministic corpus of HL7 v2.4 messages for hl7-parse and its
+              peers (bench/hl7/run)
+  hl7-parse   kith_hl7::parse throughput (messages and MB per second) on such a corpus
 
 run `kith-bench <benchmark> --help` for its options";
+
+/// Why a benchmark stopped.
+pub enum Failure {
+    Usage(String),
+    Run(String),
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -23,8 +40,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest: Vec<String> = args.collect();
-    let outcome = match benchmark.as_str() {
-        "access" => access::run(&rest),
+    let (outcome, usage) = match benchmark.as_str() {
+        "access" => (access::run(&rest), access::USAGE),
+        "hl7-corpus" => (hl7::corpus(&rest), hl7::CORPUS_USAGE),
+        "hl7-parse" => (hl7::parse_throughput(&rest), hl7::PARSE_USAGE),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -36,12 +55,12 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(access::Failure::Usage(message)) => {
-            eprintln!("kith-bench access: {message}\n\n{}", access::USAGE);
+        Err(Failure::Usage(message)) => {
+            eprintln!("kith-bench {benchmark}: {message}\n\n{usage}");
             ExitCode::from(2)
         }
-        Err(access::Failure::Run(message)) => {
-            eprintln!("kith-bench access: {message}");
+        Err(Failure::Run(message)) => {
+            eprintln!("kith-bench {benchmark}: {message}");
             ExitCode::FAILURE
         }
     }
