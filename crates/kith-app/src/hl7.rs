@@ -280,7 +280,7 @@ impl App {
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
         let reading = Reading::of(raw);
         let now = self.now();
-        self.store.write(|tx| ingest_in(tx, sender, &reading, raw, now))
+        self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))
     }
 
     /// Ingests several messages in one transaction — one commit, one disk flush — each in
@@ -291,10 +291,11 @@ impl App {
         let readings: Vec<Reading> = messages.iter().map(|(_, raw)| Reading::of(raw)).collect();
         let now = self.now();
         self.store.write(|tx| {
+            let mut cache = FeedCache::default();
             messages
                 .iter()
                 .zip(&readings)
-                .map(|((sender, raw), reading)| ingest_in(tx, *sender, reading, raw, now))
+                .map(|((sender, raw), reading)| ingest_in(tx, &mut cache, *sender, reading, raw, now))
                 .collect()
         })
     }
@@ -314,7 +315,8 @@ impl App {
             }
             let raw = tx.hl7_message_raw(id)?.ok_or_else(|| AppError::NotFound(format!("no stored message {id}")))?;
             let reading = Reading::of(&raw);
-            let outcome = process(tx, &reading, organisation.id, &operator.actor(), id, now)?;
+            let mut cache = FeedCache::default();
+            let outcome = process(tx, &mut cache, &reading, organisation.id, &operator.actor(), id, now)?;
             record.status = outcome.status;
             record.ack = outcome.ack.clone();
             record.error = outcome.error;
@@ -328,6 +330,7 @@ impl App {
 /// Ingests one read message inside the caller's transaction.
 fn ingest_in(
     tx: &mut Tx<'_>,
+    cache: &mut FeedCache,
     sender: Hl7Sender<'_>,
     reading: &Reading,
     raw: &[u8],
@@ -356,7 +359,7 @@ fn ingest_in(
             (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
         }
         Hl7Sender::Import { organisation, operator } => {
-            (organisation_by_code(tx, organisation)?.id, None, operator.actor())
+            (cache.organisation_id(tx, organisation)?, None, operator.actor())
         }
     };
     let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
@@ -368,7 +371,7 @@ fn ingest_in(
         return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
     }
     let message_id = Hl7MessageId::from_uuid(new_uuid());
-    let outcome = process(tx, reading, organisation, &actor, message_id, now)?;
+    let outcome = process(tx, cache, reading, organisation, &actor, message_id, now)?;
     let record = Hl7MessageRecord {
         id: message_id,
         organisation,
@@ -453,6 +456,7 @@ struct Outcome {
 /// another transaction is an `Err` (the whole ingestion runs again).
 fn process(
     tx: &mut Tx<'_>,
+    cache: &mut FeedCache,
     reading: &Reading,
     organisation: kith_core::OrganisationId,
     actor: &Actor,
@@ -463,9 +467,7 @@ fn process(
         (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
         (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
         (None, Some(message)) => {
-            let organisation =
-                tx.organisation(organisation)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
-            let filing = Filing { organisation: &organisation, actor, message: message_id, now };
+            let filing = Filing { facts: cache.facts(tx, organisation)?, actor, message: message_id, now };
             tx.savepoint(|tx| apply(tx, &filing, message))
         }
     };
@@ -489,9 +491,62 @@ fn process(
     Ok(Outcome { ack: reading.respond(now, code, rejection.as_ref()), code, status, error, patient })
 }
 
+/// What ingestion needs to know about an organisation. Read once per transaction: applying
+/// messages never changes it.
+struct FeedFacts {
+    organisation: Organisation,
+    prt: Team,
+    authorities: Vec<String>,
+    label_rules: Vec<(String, String, kith_core::PrivacyLabel)>,
+    create_on_any_adt: bool,
+}
+
+impl FeedFacts {
+    fn is_local_authority(&self, authority: &str) -> bool {
+        self.authorities.iter().any(|known| known.eq_ignore_ascii_case(authority))
+    }
+}
+
+/// Organisation facts read within one transaction, by id and by code.
+#[derive(Default)]
+struct FeedCache {
+    facts: std::collections::HashMap<kith_core::OrganisationId, FeedFacts>,
+    codes: std::collections::HashMap<OrganisationCode, kith_core::OrganisationId>,
+}
+
+impl FeedCache {
+    fn organisation_id(&mut self, tx: &mut Tx<'_>, code: &OrganisationCode) -> AppResult<kith_core::OrganisationId> {
+        if let Some(id) = self.codes.get(code) {
+            return Ok(*id);
+        }
+        let id = organisation_by_code(tx, code)?.id;
+        self.codes.insert(code.clone(), id);
+        Ok(id)
+    }
+
+    fn facts(&mut self, tx: &mut Tx<'_>, id: kith_core::OrganisationId) -> AppResult<&FeedFacts> {
+        match self.facts.entry(id) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let organisation = tx.organisation(id)?.ok_or_else(|| AppError::NotFound("organisation".to_owned()))?;
+                let prt = tx.patient_record_team(id)?.ok_or_else(|| {
+                    AppError::NotFound(format!("organisation {} has no Patient Record Team", organisation.code))
+                })?;
+                Ok(entry.insert(FeedFacts {
+                    prt,
+                    authorities: tx.assigning_authorities(id)?,
+                    label_rules: tx.label_rules(id)?,
+                    create_on_any_adt: tx.hl7_create_on_any_adt(id)?,
+                    organisation,
+                }))
+            }
+        }
+    }
+}
+
 /// What every change made from one message shares.
 struct Filing<'a> {
-    organisation: &'a Organisation,
+    facts: &'a FeedFacts,
     actor: &'a Actor,
     message: Hl7MessageId,
     now: Timestamp,
@@ -501,9 +556,8 @@ struct Filing<'a> {
 fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Option<PatientId>, Stop> {
     let (code, trigger) = message.message_type();
     let at_msh9 = Some(kith_hl7::Location::field(1, "MSH", 9));
-    let organisation = filing.organisation;
-    let authorities = tx.assigning_authorities(organisation.id)?;
-    let is_local = |authority: &str| authorities.iter().any(|known| known.eq_ignore_ascii_case(authority));
+    let organisation = &filing.facts.organisation;
+    let is_local = |authority: &str| filing.facts.is_local_authority(authority);
     let unsupported_event = |supported: &str| {
         Err(Stop::Reject(Rejection::new(
             adt::UNSUPPORTED_EVENT_CODE,
@@ -526,11 +580,11 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
         "ORU" if trigger == "R01" => {
             let result = clinical::read_oru(message, &is_local).map_err(Stop::Reject)?;
             let patient = existing_patient(tx, organisation, &result.identity, result.pid_segment)?;
-            let rules = tx.label_rules(organisation.id)?;
+            let rules = &filing.facts.label_rules;
             for report in &result.reports {
                 let draft = Draft {
                     kind: EntryKind::Result,
-                    label: report.label(&rules, &result.provenance),
+                    label: report.label(rules, &result.provenance),
                     title: &report.title,
                     body: report.body(),
                     effective_at: report.effective_at,
@@ -545,10 +599,10 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
         "MDM" if trigger == "T02" => {
             let document = clinical::read_mdm(message, &is_local).map_err(Stop::Reject)?;
             let patient = existing_patient(tx, organisation, &document.identity, document.pid_segment)?;
-            let rules = tx.label_rules(organisation.id)?;
+            let rules = &filing.facts.label_rules;
             let draft = Draft {
                 kind: if document.is_care_plan() { EntryKind::CarePlan } else { EntryKind::Document },
-                label: document.label(&rules),
+                label: document.label(rules),
                 title: &document.title,
                 body: document.body.clone(),
                 effective_at: document.effective_at,
@@ -565,13 +619,13 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
             };
             let appointment = clinical::read_siu(message, event, &is_local).map_err(Stop::Reject)?;
             let patient = existing_patient(tx, organisation, &appointment.identity, appointment.pid_segment)?;
-            let rules = tx.label_rules(organisation.id)?;
+            let rules = &filing.facts.label_rules;
             // S15 cancels (an unknown appointment is filed already cancelled); the others
             // book or change it, which also makes a cancelled appointment active again.
             let status = if event == SiuEvent::S15 { EntryStatus::Cancelled } else { EntryStatus::Booked };
             let draft = Draft {
                 kind: EntryKind::Appointment,
-                label: appointment.label(&rules),
+                label: appointment.label(rules),
                 title: &appointment.title,
                 body: appointment.body.clone(),
                 effective_at: appointment.start,
@@ -599,7 +653,7 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
 /// survivor has none; it then resolves to the survivor. A repeat (already merged) changes
 /// nothing.
 fn apply_merge(tx: &mut Tx<'_>, filing: &Filing<'_>, merge: &adt::MergeMessage) -> Result<PatientId, Stop> {
-    let organisation = filing.organisation;
+    let organisation = &filing.facts.organisation;
     let Some(mut survivor) = find_patient(tx, organisation, &merge.survivor, merge.pid_segment)? else {
         return reject(
             adt::UNKNOWN_KEY_IDENTIFIER,
@@ -687,9 +741,7 @@ fn file_entry(
     draft: &Draft<'_>,
     observations: Option<&[Observation]>,
 ) -> Result<(), Stop> {
-    let prt = tx
-        .patient_record_team(filing.organisation.id)?
-        .ok_or_else(|| Stop::Internal("the organisation has no Patient Record Team".to_owned()))?;
+    let prt = &filing.facts.prt;
     let title: String = draft.title.chars().take(300).collect();
     let title = Title::parse(&title).or_else(|_| Title::parse("Untitled")).map_err(AppError::from)?;
     let (entry, action) = match tx.entry_by_source_key(patient.id, draft.source_key)? {
@@ -735,7 +787,7 @@ fn file_entry(
     }
     tx.audit(
         AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, action)
-            .organisation(filing.organisation.id)
+            .organisation(filing.facts.organisation.id)
             .team(prt.id)
             .patient(patient.id)
             .basis("administration")
@@ -801,14 +853,12 @@ fn reject<T>(
 
 /// Creates or updates the patient, then applies ZTM team changes.
 fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<PatientId, Stop> {
-    let (organisation, actor, now) = (filing.organisation, filing.actor, filing.now);
+    let (organisation, actor, now) = (&filing.facts.organisation, filing.actor, filing.now);
     let who = LinkActor::Feed(actor.clone());
-    let prt = tx
-        .patient_record_team(organisation.id)?
-        .ok_or_else(|| Stop::Internal("the organisation has no Patient Record Team".to_owned()))?;
+    let prt = &filing.facts.prt;
     let patient = match find_patient(tx, organisation, &adt.identity, adt.pid_segment)? {
         None => {
-            if !adt.event.is_person_information() && !tx.hl7_create_on_any_adt(organisation.id)? {
+            if !adt.event.is_person_information() && !filing.facts.create_on_any_adt {
                 return reject(
                     adt::UNKNOWN_KEY_IDENTIFIER,
                     Some(kith_hl7::Location::field(adt.pid_segment, "PID", 3)),
@@ -840,14 +890,14 @@ fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<P
                 tx,
                 &who,
                 organisation,
-                &prt,
+                prt,
                 &demographics,
                 adt.identity.nhs_number.as_ref(),
                 &adt.identity.local_identifiers,
                 now,
             )?
         }
-        Some(patient) => update_from_adt(tx, organisation, &prt, &who, actor, patient, adt, now)?,
+        Some(patient) => update_from_adt(tx, organisation, prt, &who, actor, patient, adt, now)?,
     };
     apply_team_changes(tx, organisation, &who, actor, &patient, adt, now)?;
     Ok(patient.id)
