@@ -382,6 +382,11 @@ impl App {
         })
     }
 
+    /// The account with this email (operator paths).
+    pub fn account_by_email(&self, email: &EmailAddress) -> AppResult<Account> {
+        self.store.read(|tx| account_by_email(tx, email))
+    }
+
     /// The organisations, for listings.
     pub fn organisations(&self) -> AppResult<Vec<Organisation>> {
         self.store.read(|tx| Ok(tx.organisations()?))

@@ -537,11 +537,12 @@ impl App {
             .and_then(|outcome| outcome)
     }
 
-    /// Assisted registration: gives a patient record an active account (the operator, after
-    /// checking identity). The web registration flow comes with invitations.
+    /// Assisted registration: gives a patient record in `organisation` an active account (the
+    /// operator, after checking identity). The web registration flow comes with invitations.
     pub fn register_patient_account(
         &self,
         operator: &Operator,
+        organisation: &OrganisationCode,
         patient: PatientId,
         email: &EmailAddress,
         password_hash: &str,
@@ -550,6 +551,10 @@ impl App {
         self.store.write(|tx| {
             let mut record =
                 tx.patient(patient)?.ok_or_else(|| AppError::NotFound(format!("no patient has the id {patient}")))?;
+            let org = organisation_by_code(tx, organisation)?;
+            if !tx.patient_in_organisation(patient, org.id)? {
+                return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
+            }
             if record.account.is_some() {
                 return Err(AppError::Conflict("the patient already has an account".to_owned()));
             }

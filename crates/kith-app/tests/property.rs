@@ -154,8 +154,10 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
     world.add_member("mh", "both@example.org", MembershipRole::Professional);
     world.add_member("gum", "both@example.org", MembershipRole::Professional);
     world.add_member("prt", "both@example.org", MembershipRole::Professional);
-    let patient_account =
-        world.app.register_patient_account(&op_, world.patient.id, &email("patient@example.org"), FAKE_HASH).unwrap();
+    let patient_account = world
+        .app
+        .register_patient_account(&op_, &code(), world.patient.id, &email("patient@example.org"), FAKE_HASH)
+        .unwrap();
 
     let contexts: Vec<Vec<ProfessionalContext>> =
         PROFESSIONALS.iter().map(|who| TEAMS.iter().map(|team| world.context(team, who)).collect()).collect();

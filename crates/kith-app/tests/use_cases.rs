@@ -257,8 +257,10 @@ fn a_team_keeps_its_own_data_after_discharge() {
 fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
     each_world(|world| {
         let op = operator();
-        let account =
-            world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
+        let account = world
+            .app
+            .register_patient_account(&op, &code(), world.patient.id, &email("ngozi@example.org"), FAKE_HASH)
+            .unwrap();
         let pro = world.context("mh", "pro@example.org");
 
         // The patient narrows the team's view to general health.
@@ -326,8 +328,10 @@ fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
 fn patients_read_their_own_record_and_see_who_looked() {
     each_world(|world| {
         let op = operator();
-        let account =
-            world.app.register_patient_account(&op, world.patient.id, &email("ngozi@example.org"), FAKE_HASH).unwrap();
+        let account = world
+            .app
+            .register_patient_account(&op, &code(), world.patient.id, &email("ngozi@example.org"), FAKE_HASH)
+            .unwrap();
         let own = world.app.read_own_record(account.id, Channel::Web).unwrap();
         assert_eq!(own.entries.len(), 4);
         assert_eq!(own.basis, Basis::SelfAccess);

@@ -1,6 +1,6 @@
 //! The operator commands: parse flags into domain types once, call a use case, print.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use kith_app::{
     App, AuditVerification, ConsentActor, EntryAuthor, LinkActor, NewEntry, NewMember, NewOrganisation, NewPatient,
@@ -1132,20 +1132,13 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
             let password_hash = kith_app::password::hash_password(&read_password_from_stdin()?)?;
             let nhs_number = NhsNumber::parse(&nhs_number).map_err(|error| anyhow!("--nhs-number: {error}"))?;
             let patient = app.patient_by_nhs_number(&nhs_number)?;
-            let organisation = org_code(&org)?;
-            let in_org = app
-                .store()
-                .read(|tx| {
-                    let org = tx.organisation_by_code(&organisation)?.ok_or_else(|| {
-                        kith_app::AppError::NotFound(format!("no organisation has the code {organisation}"))
-                    })?;
-                    Ok::<_, kith_app::AppError>(tx.patient_in_organisation(patient.id, org.id)?)
-                })
-                .context("checking the patient's organisation")?;
-            if !in_org {
-                bail!("the patient is not in organisation {organisation}");
-            }
-            let account = app.register_patient_account(operator, patient.id, &email(&address)?, &password_hash)?;
+            let account = app.register_patient_account(
+                operator,
+                &org_code(&org)?,
+                patient.id,
+                &email(&address)?,
+                &password_hash,
+            )?;
             print(
                 json,
                 json!({ "id": account.id.to_string(), "patient": patient.id.to_string(), "email": account.email.as_str() }),
@@ -1175,14 +1168,7 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
             });
         }
         PatientCommand::DisableSharing { as_email, patient, reason, enable } => {
-            let officer =
-                app.store()
-                    .read(|tx| {
-                        Ok::<_, kith_app::AppError>(tx.account_by_email(
-                            &email(&as_email).map_err(|e| kith_app::AppError::Invalid(e.to_string()))?,
-                        )?)
-                    })?
-                    .ok_or_else(|| anyhow!("no account has the email {as_email}"))?;
+            let officer = app.account_by_email(&email(&as_email)?)?;
             let record =
                 app.set_sharing_disabled(officer.id, patient_id(&patient)?, !enable, &Reason::parse(&reason)?)?;
             print(json, patient_json(&record), || {

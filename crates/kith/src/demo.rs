@@ -400,8 +400,13 @@ fn populate(app: &App, patient_count: usize) -> anyhow::Result<Summary> {
         if index == 0 {
             registered_email =
                 format!("{}.{}@patients.example", given.to_lowercase(), family.to_lowercase().replace('\'', ""));
-            let registered =
-                app.register_patient_account(&operator, patient.id, &EmailAddress::parse(&registered_email)?, &hash)?;
+            let registered = app.register_patient_account(
+                &operator,
+                &code,
+                patient.id,
+                &EmailAddress::parse(&registered_email)?,
+                &hash,
+            )?;
             let _ = registered;
         }
         if example.is_none() && speciality.iter().any(|team| team.alias == "cardiology") {
