@@ -1,15 +1,15 @@
 //! Patients: their records, identifiers, care links, consent and entries.
 
-use kith_core::access::{EntryFacts, decide_write};
+use kith_core::access::{EntryFacts, decide_team_discharge, decide_team_link, decide_write};
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::consent::{
     ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change,
 };
 use kith_core::model::{Account, CareLink, Entry, Patient};
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
-use kith_core::team::{AccountStatus, MembershipStatus, TeamKind};
+use kith_core::team::{AccountStatus, TeamKind};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, Reason, TeamAlias, Title};
-use kith_core::{AccountId, Decision, EntryId, LabelSet, PatientId, PrivacyLabel, TeamId, Timestamp};
+use kith_core::{AccountId, Decision, DenyReason, EntryId, LabelSet, PatientId, PrivacyLabel, TeamId, Timestamp};
 use kith_store::{OutboxMessage, Tx};
 
 use crate::organisations::{organisation_by_code, professional_actor, team_by_alias};
@@ -255,29 +255,18 @@ impl App {
                     LinkActor::Operator(_) => LinkBasis::AddedByOperator,
                     LinkActor::Feed(_) => LinkBasis::Hl7ImpliedConsent,
                     LinkActor::Professional { context, explicit_consent } => {
-                        let facts = tx.record_access_facts(context.account, team.id, patient, now)?;
-                        let allowed = context.team == team.id
-                            && facts.is_some_and(|facts| {
-                                facts.account_status == AccountStatus::Active
-                                    && facts.membership.is_some_and(|m| {
-                                        m.status == MembershipStatus::Active
-                                            && m.role == kith_core::team::MembershipRole::Professional
-                                    })
-                            });
-                        if !allowed {
+                        let decision = match tx.record_access_facts(context.account, team.id, patient, now)? {
+                            _ if context.team != team.id => Err(DenyReason::NotAMemberOfTeam),
+                            Some(facts) => decide_team_link(&facts),
+                            None => Err(DenyReason::NoRelationshipWithPatient),
+                        };
+                        if let Err(reason) = decision {
                             tx.audit(
-                                AuditBuilder::new(
-                                    now,
-                                    professional_actor(context),
-                                    context.channel,
-                                    "care_link.create",
-                                )
-                                .organisation(org.id)
-                                .team(team.id)
-                                .patient(patient)
-                                .outcome(Outcome::Denied)
-                                .reason("not an active professional of the team")
-                                .build(),
+                                AuditBuilder::professional(now, context, "care_link.create", patient)
+                                    .team(team.id)
+                                    .outcome(Outcome::Denied)
+                                    .reason(reason)
+                                    .build(),
                             );
                             return Ok(Err(AppError::Denied));
                         }
@@ -326,11 +315,19 @@ impl App {
                     LinkActor::Operator(operator) => (operator.actor(), Channel::Cli),
                     LinkActor::Feed(feed) => (feed.clone(), Channel::Hl7),
                     LinkActor::Professional { context, .. } => {
-                        let allowed = context.team == team.id
-                            && tx.record_access_facts(context.account, team.id, patient, now)?.is_some_and(|facts| {
-                                decide_write(&facts).is_allowed() || facts.care_link.is_some_and(|link| link.active)
-                            });
-                        if !allowed {
+                        let decision = match tx.record_access_facts(context.account, team.id, patient, now)? {
+                            _ if context.team != team.id => Err(DenyReason::NotAMemberOfTeam),
+                            Some(facts) => decide_team_discharge(&facts),
+                            None => Err(DenyReason::NoRelationshipWithPatient),
+                        };
+                        if let Err(reason) = decision {
+                            tx.audit(
+                                AuditBuilder::professional(now, context, "care_link.discharge", patient)
+                                    .team(team.id)
+                                    .outcome(Outcome::Denied)
+                                    .reason(reason)
+                                    .build(),
+                            );
                             return Ok(Err(AppError::Denied));
                         }
                         (professional_actor(context), context.channel)

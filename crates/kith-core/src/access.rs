@@ -299,6 +299,22 @@ pub fn decide_write(facts: &RecordAccessFacts) -> Decision {
     }
 }
 
+/// May P, acting through T, bring X into T (a new care link)? Only an active professional of
+/// T: the precondition of every clinical action through a team.
+pub fn decide_team_link(facts: &RecordAccessFacts) -> Result<(), DenyReason> {
+    check_professional(facts.account_status, facts.membership)
+}
+
+/// May P, acting through T, discharge X from T? An active professional of T, while X is in T.
+pub fn decide_team_discharge(facts: &RecordAccessFacts) -> Result<(), DenyReason> {
+    check_professional(facts.account_status, facts.membership)?;
+    match facts.care_link {
+        Some(CareLinkFacts { active: true, .. }) => Ok(()),
+        Some(CareLinkFacts { active: false, .. }) => Err(DenyReason::CareLinkDischarged),
+        None => Err(DenyReason::NoCareLink),
+    }
+}
+
 /// One of P's memberships and how its team relates to X.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TeamRelationFacts {

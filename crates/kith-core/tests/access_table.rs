@@ -137,6 +137,19 @@ fn every_combination_agrees_with_the_literal_rule() {
 }
 
 #[test]
+fn bringing_in_and_discharging_need_an_active_professional_of_the_team() {
+    use kith_core::access::{decide_team_discharge, decide_team_link};
+    for facts in all_facts() {
+        let professional = facts.account_status == AccountStatus::Active
+            && facts.membership
+                == Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
+        assert_eq!(decide_team_link(&facts).is_ok(), professional, "{facts:?}");
+        let linked = facts.care_link.is_some_and(|link| link.active);
+        assert_eq!(decide_team_discharge(&facts).is_ok(), professional && linked, "{facts:?}");
+    }
+}
+
+#[test]
 fn writing_follows_the_link_or_the_glass() {
     for facts in all_facts() {
         let expected = facts.account_status == AccountStatus::Active
