@@ -113,7 +113,7 @@ impl App {
                 "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
             ));
         }
-        let token = format!("kith_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = crate::tokens::new_secret();
         let hash = token_hash(&token);
         let now = self.now();
         self.store.write(|tx| {

@@ -17,17 +17,21 @@ use kith_core::{AccountId, LabelSet, OrganisationId, PatientId, TeamId, Timestam
 use kith_store::{Store, StoreError, TransactionError};
 
 mod access;
+mod account_access;
 mod audit;
 mod hl7;
 mod organisations;
 pub mod password;
 mod patients;
+mod tokens;
 
 pub use access::*;
+pub use account_access::*;
 pub use audit::*;
 pub use hl7::*;
 pub use organisations::*;
 pub use patients::*;
+pub use tokens::*;
 
 /// The source of "now". Production uses the system clock; tests move time by hand.
 pub trait Clock: Send + Sync {
@@ -87,6 +91,10 @@ pub enum AppError {
     /// the audit trail.
     #[error("not found or not permitted")]
     Denied,
+    /// An action this caller may never take, whatever the record: saying so reveals nothing
+    /// about any patient.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
 }
@@ -169,6 +177,7 @@ pub(crate) fn new_uuid() -> uuid::Uuid {
 }
 
 /// An audit record with the common fields filled in.
+#[derive(Clone)]
 pub(crate) struct AuditBuilder(AuditRecord);
 
 impl AuditBuilder {

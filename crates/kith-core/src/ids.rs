@@ -79,3 +79,7 @@ id_type!(
     /// A stored inbound HL7 message.
     Hl7MessageId
 );
+id_type!(
+    /// An API token: a bearer secret acting for one account.
+    ApiTokenId
+);

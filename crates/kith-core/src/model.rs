@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::consent::LinkBasis;
-use crate::ids::{AccountId, BreakGlassId, EntryId, OrganisationId, PatientId, TeamId};
+use crate::ids::{AccountId, ApiTokenId, BreakGlassId, EntryId, OrganisationId, PatientId, TeamId};
 use crate::label::{LabelSet, PrivacyLabel};
 use crate::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
 use crate::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
@@ -187,4 +187,23 @@ pub struct Hl7MessageRecord {
     pub error: Option<String>,
     pub patient: Option<PatientId>,
     pub received_at: Timestamp,
+}
+
+/// An API token: a bearer secret for the FHIR API acting for one account, with that
+/// account's memberships as they are at each request. Only its SHA-256 is stored.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    pub account: AccountId,
+    pub name: Name,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    /// Usable now: not revoked and not expired.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
+    }
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../migrations/sqlite/0001_core.sql")),
     (2, "hl7", include_str!("../migrations/sqlite/0002_hl7.sql")),
     (3, "feed_entries", include_str!("../migrations/sqlite/0003_feed_entries.sql")),
+    (4, "api_tokens", include_str!("../migrations/sqlite/0004_api_tokens.sql")),
 ];
 
 pub struct SqliteBackend {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{Conn, Dialect, Param, Row, StoreError};
 
 mod hl7;
+mod tokens;
 pub use hl7::{MergeCounts, NewHl7Message};
 
 /// One transaction's view of the database. Created by [`crate::Store::write`] or
@@ -846,6 +847,45 @@ impl<'c> Tx<'c> {
         )
     }
 
+    /// Patients with this date of birth whose family name starts with `family`, ignoring
+    /// case (a FHIR `family` search). Merged records are left out: they resolve to their
+    /// survivor.
+    pub fn patients_by_family_and_birth_date(
+        &mut self,
+        family: &str,
+        birth_date: &str,
+        limit: i64,
+    ) -> Result<Vec<Patient>, StoreError> {
+        let pattern =
+            format!("{}%", family.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        self.all(
+            concat!(
+                "SELECT ",
+                patient_columns!(),
+                " FROM patients WHERE birth_date = ? AND lower(family_name) LIKE ? ESCAPE '\\' AND merged_into IS NULL
+                  ORDER BY family_name, given_name, id LIMIT ?"
+            ),
+            &[birth_date.into(), pattern.as_str().into(), Param::Int(limit)],
+            patient_from,
+        )
+    }
+
+    /// Patients holding a local identifier under `authority` in any organisation.
+    pub fn patients_by_authority_identifier(
+        &mut self,
+        authority: &str,
+        value: &str,
+    ) -> Result<Vec<Patient>, StoreError> {
+        self.all(
+            "SELECT DISTINCT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
+                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at
+             FROM patient_identifiers i JOIN patients p ON p.id = i.patient_id
+             WHERE i.authority = ? AND i.value = ? ORDER BY p.id",
+            &[authority.into(), value.into()],
+            patient_from,
+        )
+    }
+
     pub fn insert_patient_identifier(
         &mut self,
         patient: PatientId,
@@ -1119,6 +1159,18 @@ impl<'c> Tx<'c> {
             &[patient.into()],
             entry_from,
         )
+    }
+
+    /// Whether the patient's record holds this entry.
+    pub fn entry_exists(&mut self, patient: PatientId, entry: EntryId) -> Result<bool, StoreError> {
+        self.exists("SELECT 1 FROM record_entries WHERE patient_id = ? AND id = ?", &[patient.into(), entry.into()])
+    }
+
+    /// Whose record holds this entry.
+    pub fn entry_patient(&mut self, entry: EntryId) -> Result<Option<PatientId>, StoreError> {
+        self.one("SELECT patient_id FROM record_entries WHERE id = ?", &[entry.into()], |row| {
+            Ok(PatientId::from_uuid(row.uuid(0)?))
+        })
     }
 
     /// How many entries the patient's record holds.

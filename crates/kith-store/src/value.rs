@@ -68,7 +68,17 @@ macro_rules! id_params {
         }
     )*};
 }
-id_params!(OrganisationId, TeamId, AccountId, PatientId, EntryId, BreakGlassId, IntegrationId, Hl7MessageId);
+id_params!(
+    OrganisationId,
+    TeamId,
+    AccountId,
+    PatientId,
+    EntryId,
+    BreakGlassId,
+    IntegrationId,
+    Hl7MessageId,
+    ApiTokenId
+);
 
 /// A column value read back. SQLite hands a UUID back as its 16 bytes ([`Value::Bytes`]);
 /// [`Row::uuid`] reads either form.

@@ -129,7 +129,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 3);
+        assert_eq!(again.current_version, 4);
         store.ping().unwrap();
     });
 }

@@ -1,6 +1,6 @@
-//! Kith's HTTP interface. This release serves the operational endpoints (`/healthz`,
-//! `/readyz`) and a landing page; the web application, the FHIR API and HL7 over HTTP
-//! are added here by later work. Only this crate knows HTTP.
+//! Kith's HTTP interface: the operational endpoints (`/healthz`, `/readyz`), a landing
+//! page, HL7 v2 over HTTP (`POST /hl7/v2`) and the FHIR R4 API (`/fhir`, see [`fhir`]).
+//! The web application's pages are added here by later work. Only this crate knows HTTP.
 
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use kith_app::App;
+
+pub mod fhir;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -27,6 +29,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/hl7/v2", post(hl7_v2).layer(axum::extract::DefaultBodyLimit::max(kith_hl7::mllp::DEFAULT_MAX_FRAME)))
+        .merge(fhir::routes())
         .with_state(WebState { app })
         .layer(axum::middleware::map_response(security_headers))
 }

@@ -83,6 +83,9 @@ pub enum Command {
     /// HL7 integrations (feeds).
     #[command(subcommand)]
     Integration(commands::IntegrationCommand),
+    /// API tokens for the FHIR API (bearer secrets acting for one account).
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
     /// Rules giving incoming HL7 data its privacy label.
     #[command(subcommand, name = "label-rule")]
     LabelRule(commands::LabelRuleCommand),

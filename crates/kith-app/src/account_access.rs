@@ -1,0 +1,437 @@
+//! Reading through an account rather than one chosen team: what an API token sees.
+//!
+//! A token acts with its account's memberships as they are at the request. For a patient's
+//! record, the account sees the union of what each of its teams sees under the one rule
+//! (`kith_core::access`), each entry attributed to the first team (in a fixed order) that
+//! may see it; the read is audited once per team that contributed, naming the basis. When
+//! the account is the patient's own, it sees the whole record on the basis `self`.
+//! A denied read is audited with the precise reason and answered [`AppError::Denied`].
+
+use std::collections::HashMap;
+
+use kith_core::access::{
+    BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
+    record_scope,
+};
+use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::model::{BreakGlassGrant, Entry, Observation, Organisation, Patient};
+use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
+use kith_core::team::{MembershipRole, MembershipStatus};
+use kith_core::text::{OrganisationCode, Reason};
+use kith_core::{AccountId, Basis, Date, Decision, DenyReason, EntryId, PatientId, TeamId, Timestamp};
+use kith_store::Tx;
+
+use crate::access::VisibleEntry;
+use crate::patients::{entry_facts, summarise};
+use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext};
+
+/// How many patients one search may return at most.
+pub const MAX_PATIENT_MATCHES: i64 = 100;
+
+/// A patient with their local identifiers, each under its organisation's code.
+#[derive(Clone, Debug)]
+pub struct PatientDetails {
+    pub patient: Patient,
+    pub identifiers: Vec<(OrganisationCode, LocalIdentifier)>,
+    /// The basis on which the caller sees who the patient is.
+    pub basis: Basis,
+}
+
+/// How a caller looks for patients: by exact identifier, or by family name and birth date.
+#[derive(Clone, Debug)]
+pub enum PatientQuery {
+    NhsNumber(NhsNumber),
+    Local { organisation: OrganisationCode, identifier: LocalIdentifier },
+    FamilyAndBirthDate { family: String, birth_date: Date },
+}
+
+/// Which of a record's entries a read is for.
+#[derive(Clone, Copy, Debug)]
+pub enum EntrySelection<'a> {
+    /// Every entry of these kinds.
+    Kinds(&'a [EntryKind]),
+    /// One entry, whatever its kind.
+    One(EntryId),
+}
+
+impl EntrySelection<'_> {
+    fn admits(&self, entry: &Entry) -> bool {
+        match self {
+            EntrySelection::Kinds(kinds) => kinds.contains(&entry.kind),
+            EntrySelection::One(id) => entry.id == *id,
+        }
+    }
+}
+
+/// What an account sees of a patient's record.
+#[derive(Clone, Debug)]
+pub struct AccountRecordView {
+    pub patient: Patient,
+    /// Newest first.
+    pub entries: Vec<VisibleEntry>,
+    /// Some selected entries exist that the caller may not see. Never how many, nor their
+    /// labels.
+    pub some_hidden: bool,
+    /// The observations (HL7 OBX) of each visible result, read in the same transaction.
+    pub observations: HashMap<EntryId, Vec<Observation>>,
+}
+
+/// Who an account is to a record: its owner, or a professional seeing it through these
+/// teams' scopes on this demographics basis.
+enum Reader {
+    Owner,
+    Professional { demographics: Basis, scopes: Vec<RecordScope> },
+}
+
+impl App {
+    /// The patient, when the account may see who they are (their own record, or the rule's
+    /// demographics clause); audited `patient.read`.
+    pub fn read_patient_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        patient: PatientId,
+    ) -> AppResult<PatientDetails> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let event = AuditBuilder::new(now, Actor::Account(account), channel, "patient.read");
+                match record_and_reader(tx, account, patient, now)? {
+                    Ok((record, reader)) => {
+                        let basis = reader.demographics_basis();
+                        tx.audit(with_basis(event.patient(record.id), basis).build());
+                        Ok(Ok(details(tx, record, basis)?))
+                    }
+                    Err((record, reason)) => {
+                        tx.audit(denied(event, record, reason));
+                        Ok(Err(AppError::Denied))
+                    }
+                }
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// The patients matching the query whose demographics the account may see. Each match
+    /// returned is audited `patient.search` with its basis; a match the account may not see
+    /// is left out and audited as denied, so that the patient's access log shows the search.
+    pub fn find_patients_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        query: &PatientQuery,
+    ) -> AppResult<Vec<PatientDetails>> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let candidates = match query {
+                PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?.into_iter().collect(),
+                PatientQuery::Local { organisation, identifier } => match tx.organisation_by_code(organisation)? {
+                    Some(organisation) => {
+                        tx.patient_by_local_identifier(organisation.id, identifier)?.into_iter().collect()
+                    }
+                    None => Vec::new(),
+                },
+                PatientQuery::FamilyAndBirthDate { family, birth_date } => {
+                    tx.patients_by_family_and_birth_date(family, &birth_date.to_string(), MAX_PATIENT_MATCHES)?
+                }
+            };
+            let mut found = Vec::new();
+            for candidate in candidates {
+                let Some(record) = resolve(tx, candidate.id)? else { continue };
+                if found.iter().any(|details: &PatientDetails| details.patient.id == record.id) {
+                    continue;
+                }
+                let event =
+                    AuditBuilder::new(now, Actor::Account(account), channel, "patient.search").patient(record.id);
+                match reader(tx, account, &record, now)? {
+                    Ok(reader) => {
+                        let basis = reader.demographics_basis();
+                        tx.audit(with_basis(event, basis).build());
+                        found.push(details(tx, record, basis)?);
+                    }
+                    Err(reason) => tx.audit(event.outcome(Outcome::Denied).reason(reason).build()),
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// The selected entries of the patient's record that the account may see, newest first,
+    /// audited `record.read` once per team that contributed (or once on the demographics
+    /// basis when nothing selected is visible).
+    pub fn read_entries_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        patient: PatientId,
+        selection: EntrySelection<'_>,
+    ) -> AppResult<AccountRecordView> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let (record, reader) = match record_and_reader(tx, account, patient, now)? {
+                    Ok(found) => found,
+                    Err((record, reason)) => {
+                        let event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read");
+                        tx.audit(denied(event, record, reason));
+                        return Ok(Err(AppError::Denied));
+                    }
+                };
+                let base = AuditBuilder::new(now, Actor::Account(account), channel, "record.read").patient(record.id);
+                let (entries, selected_total) = match &reader {
+                    Reader::Owner => {
+                        let entries: Vec<VisibleEntry> = tx
+                            .entries(record.id)?
+                            .into_iter()
+                            .filter(|entry| selection.admits(entry))
+                            .map(|entry| VisibleEntry { entry, basis: Basis::SelfAccess })
+                            .collect();
+                        let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+                        tx.audit(base.basis(Basis::SelfAccess.code()).data(kinds, labels).build());
+                        let total = entries.len();
+                        (entries, total)
+                    }
+                    Reader::Professional { demographics, scopes } => {
+                        let mut entries: Vec<VisibleEntry> = Vec::new();
+                        let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
+                        for scope in scopes {
+                            let RecordScope::Visible { team, .. } = *scope else { continue };
+                            for entry in tx.entries_in_scope(record.id, scope)? {
+                                if !selection.admits(&entry) || entries.iter().any(|seen| seen.entry.id == entry.id) {
+                                    continue;
+                                }
+                                match scope.decide(&entry_facts(&entry)) {
+                                    Decision::Allow(basis) => {
+                                        let index = entries.len();
+                                        entries.push(VisibleEntry { entry, basis });
+                                        match contributed.iter_mut().find(|(t, ..)| *t == team) {
+                                            Some((_, strongest, indexes)) => {
+                                                *strongest = strongest.strongest(basis);
+                                                indexes.push(index);
+                                            }
+                                            None => contributed.push((team, basis, vec![index])),
+                                        }
+                                    }
+                                    Decision::Deny(_) => {
+                                        tracing::error!("the entry filter admitted an entry the access rule denies")
+                                    }
+                                }
+                            }
+                        }
+                        if contributed.is_empty() {
+                            tx.audit(with_basis(base.clone(), *demographics).build());
+                        }
+                        for (team, basis, indexes) in contributed {
+                            let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
+                            let organisation = tx.team(team)?.map(|team| team.organisation);
+                            let mut event = base.clone().team(team).basis(basis.code()).data(kinds, labels);
+                            if let Some(organisation) = organisation {
+                                event = event.organisation(organisation);
+                            }
+                            if let Basis::BreakGlass { grant } = basis {
+                                event = event.subject(grant);
+                            }
+                            tx.audit(event.build());
+                        }
+                        let selected_total = match selection {
+                            EntrySelection::One(id) => usize::from(tx.entry_exists(record.id, id)?),
+                            EntrySelection::Kinds(kinds) => {
+                                tx.entries(record.id)?.iter().filter(|entry| kinds.contains(&entry.kind)).count()
+                            }
+                        };
+                        entries.sort_by(|a, b| {
+                            b.entry.effective_at.cmp(&a.entry.effective_at).then(a.entry.id.cmp(&b.entry.id))
+                        });
+                        (entries, selected_total)
+                    }
+                };
+                let some_hidden = selected_total > entries.len();
+                let mut observations = HashMap::new();
+                for visible in entries.iter().filter(|visible| visible.entry.kind == EntryKind::Result) {
+                    let entry = &visible.entry;
+                    observations.insert(entry.id, tx.observations(record.id, entry.id, entry.version)?);
+                }
+                Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// One entry by its identifier, when the account may see it; audited like
+    /// [`App::read_entries_as`]. Not there and not visible are the same answer.
+    pub fn read_entry_as(&self, account: AccountId, channel: Channel, entry: EntryId) -> AppResult<AccountRecordView> {
+        let patient = self.store.read(|tx| Ok::<_, AppError>(tx.entry_patient(entry)?))?;
+        let Some(patient) = patient else {
+            // Audited like any other denied read, without a patient to file it under.
+            let now = self.now();
+            self.store.write(|tx| {
+                tx.audit(
+                    AuditBuilder::new(now, Actor::Account(account), channel, "record.read")
+                        .outcome(Outcome::Denied)
+                        .reason(DenyReason::NoRelationshipWithPatient)
+                        .build(),
+                );
+                Ok::<_, AppError>(())
+            })?;
+            return Err(AppError::Denied);
+        };
+        let view = self.read_entries_as(account, channel, patient, EntrySelection::One(entry))?;
+        if view.entries.is_empty() { Err(AppError::Denied) } else { Ok(view) }
+    }
+
+    /// Breaks the glass through the account's first team (in a fixed order) that may break
+    /// it on this patient — an active professional membership of a team of an organisation
+    /// the patient is in — or through `team` when the caller names one.
+    pub fn break_glass_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        patient: PatientId,
+        team: Option<TeamId>,
+        reason: &Reason,
+    ) -> AppResult<BreakGlassGrant> {
+        let memberships = self.store.read(|tx| Ok::<_, AppError>(tx.memberships_of(account)?))?;
+        if !memberships.iter().any(|m| m.role == MembershipRole::Professional && m.status == MembershipStatus::Active) {
+            return Err(AppError::Forbidden("breaking the glass is for professionals of a team".to_owned()));
+        }
+        let chosen = self.store.read(|tx| {
+            let Some(record) = tx.patient(patient)? else { return Ok::<_, AppError>(None) };
+            let account_status = tx.account(account)?.map(|account| account.status);
+            for membership in &memberships {
+                if team.is_some_and(|team| team != membership.team) {
+                    continue;
+                }
+                let Some(team) = tx.team(membership.team)? else { continue };
+                let Some(account_status) = account_status else { continue };
+                let facts = BreakGlassRequestFacts {
+                    account_status,
+                    membership: Some(MembershipFacts { role: membership.role, status: membership.status }),
+                    patient_in_organisation: tx.patient_in_organisation(record.id, team.organisation)?,
+                    sharing_disabled: record.sharing_disabled,
+                };
+                if decide_break_glass(&facts).is_ok() {
+                    return Ok(Some(team));
+                }
+            }
+            Ok(None)
+        })?;
+        // Without a team that may break it, the attempt goes through the first membership
+        // (or the named team) so that the denial is audited with its precise reason.
+        let team = match chosen {
+            Some(team) => team,
+            None => {
+                let fallback = team.or_else(|| memberships.first().map(|m| m.team)).ok_or(AppError::Denied)?;
+                match self.store.read(|tx| Ok::<_, AppError>(tx.team(fallback)?))? {
+                    Some(team) => team,
+                    None => return Err(AppError::Denied),
+                }
+            }
+        };
+        let context = ProfessionalContext { account, team: team.id, organisation: team.organisation, channel };
+        self.open_break_glass(&context, patient, reason)
+    }
+
+    /// The organisations, for naming identifier systems.
+    pub fn organisation_by_id(&self, id: kith_core::OrganisationId) -> AppResult<Option<Organisation>> {
+        self.store.read(|tx| Ok(tx.organisation(id)?))
+    }
+}
+
+impl Reader {
+    fn demographics_basis(&self) -> Basis {
+        match self {
+            Reader::Owner => Basis::SelfAccess,
+            Reader::Professional { demographics, .. } => *demographics,
+        }
+    }
+}
+
+fn with_basis(event: AuditBuilder, basis: Basis) -> AuditBuilder {
+    let event = match basis {
+        Basis::Consent { team } | Basis::OwnTeamData { team } => event.team(team),
+        Basis::BreakGlass { grant } => event.subject(grant),
+        Basis::SelfAccess | Basis::Administration => event,
+    };
+    event.basis(basis.code())
+}
+
+/// The record (after any merge) and how the account relates to it; or, denied, the record
+/// if there is one and the reason.
+#[allow(clippy::type_complexity)]
+fn record_and_reader(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    patient: PatientId,
+    now: Timestamp,
+) -> AppResult<Result<(Patient, Reader), (Option<PatientId>, DenyReason)>> {
+    let Some(record) = resolve(tx, patient)? else {
+        return Ok(Err((None, DenyReason::NoRelationshipWithPatient)));
+    };
+    Ok(match reader(tx, account, &record, now)? {
+        Ok(reader) => Ok((record, reader)),
+        Err(reason) => Err((Some(record.id), reason)),
+    })
+}
+
+fn denied(event: AuditBuilder, patient: Option<PatientId>, reason: DenyReason) -> kith_core::audit::AuditRecord {
+    let event = match patient {
+        Some(patient) => event.patient(patient),
+        None => event,
+    };
+    event.outcome(Outcome::Denied).reason(reason).build()
+}
+
+/// The record, following a merge to its survivor.
+fn resolve(tx: &mut Tx<'_>, patient: PatientId) -> AppResult<Option<Patient>> {
+    let mut current = tx.patient(patient)?;
+    for _ in 0..8 {
+        match current.as_ref().and_then(|record| record.merged_into) {
+            Some(survivor) => current = tx.patient(survivor)?,
+            None => return Ok(current),
+        }
+    }
+    Ok(None)
+}
+
+/// How the account relates to the record: its owner, a professional with at least the
+/// demographics clause of the rule, or denied with the reason.
+fn reader(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    record: &Patient,
+    now: Timestamp,
+) -> AppResult<Result<Reader, DenyReason>> {
+    let Some(account_row) = tx.account(account)? else { return Ok(Err(DenyReason::NoRelationshipWithPatient)) };
+    if record.account == Some(account) {
+        return Ok(match decide_self_access(account_row.status, true) {
+            Decision::Allow(_) => Ok(Reader::Owner),
+            Decision::Deny(reason) => Err(reason),
+        });
+    }
+    let Some(facts) = tx.demographics_facts(account, record.id, now)? else {
+        return Ok(Err(DenyReason::NoRelationshipWithPatient));
+    };
+    let demographics = match decide_demographics(&facts) {
+        Decision::Allow(basis) => basis,
+        Decision::Deny(reason) => return Ok(Err(reason)),
+    };
+    let mut scopes = Vec::new();
+    for relation in &facts.teams {
+        if let Some(access) = tx.record_access_facts(account, relation.team, record.id, now)? {
+            let scope = record_scope(&access);
+            if matches!(scope, RecordScope::Visible { .. }) {
+                scopes.push(scope);
+            }
+        }
+    }
+    Ok(Ok(Reader::Professional { demographics, scopes }))
+}
+
+fn details(tx: &mut Tx<'_>, patient: Patient, basis: Basis) -> AppResult<PatientDetails> {
+    let mut identifiers = Vec::new();
+    let organisations = tx.organisations()?;
+    for identifier in tx.patient_identifiers(patient.id)? {
+        if let Some(organisation) = organisations.iter().find(|o| o.id == identifier.organisation) {
+            identifiers.push((organisation.code.clone(), identifier.identifier));
+        }
+    }
+    Ok(PatientDetails { patient, identifiers, basis })
+}

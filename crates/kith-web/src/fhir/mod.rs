@@ -1,0 +1,605 @@
+//! The FHIR R4 JSON API at `/fhir`.
+//!
+//! Every request carries `Authorization: Bearer TOKEN` (an API token, `kith token create`)
+//! except `GET /fhir/metadata`. The token acts for one account with its memberships as they
+//! are at the request; every answer goes through the one access rule in `kith-app` and
+//! every read is audited there. Errors are OperationOutcomes: 401 without a live token,
+//! 403 for an action the caller may never take, 404 for what the caller may not see (the
+//! same answer as for what does not exist), 400 for bad search parameters.
+
+mod resources;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kith_app::{AccountRecordView, App, AppError, EntrySelection, PatientQuery};
+use kith_core::audit::Channel;
+use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
+use kith_core::text::{OrganisationCode, Reason};
+use kith_core::{AccountId, Date, EntryId, PatientId, TeamId, Timestamp};
+use serde_json::{Value, json};
+
+pub use resources::{HIDDEN_EXTENSION, LOCAL_SYSTEM_PREFIX, NHS_NUMBER_SYSTEM, PRIVACY_LABEL_SYSTEM};
+
+use crate::WebState;
+
+/// The media type of FHIR JSON.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+/// Page size when `_count` is not given, and the largest allowed.
+pub const DEFAULT_COUNT: usize = 50;
+pub const MAX_COUNT: usize = 500;
+/// The largest request body the API reads (a Parameters resource).
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/Patient", get(search_patients))
+        .route("/fhir/Patient/{id}", get(read_patient))
+        .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
+        .route("/fhir/Observation", get(search_observations))
+        .route("/fhir/Observation/{id}", get(read_observation))
+        .route("/fhir/{*rest}", axum::routing::any(unsupported))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// What went wrong, as the caller is told it.
+#[derive(Debug)]
+pub enum FhirError {
+    Unauthorised,
+    Forbidden(String),
+    NotFound,
+    BadRequest(String),
+    Unprocessable(String),
+    NotSupported(String),
+    Unavailable,
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let (status, code, text) = match self {
+            FhirError::Unauthorised => (
+                StatusCode::UNAUTHORIZED,
+                "login",
+                "a live API token is required: Authorization: Bearer TOKEN".to_owned(),
+            ),
+            FhirError::Forbidden(text) => (StatusCode::FORBIDDEN, "forbidden", text),
+            FhirError::NotFound => (StatusCode::NOT_FOUND, "not-found", "not found".to_owned()),
+            FhirError::BadRequest(text) => (StatusCode::BAD_REQUEST, "invalid", text),
+            FhirError::Unprocessable(text) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", text),
+            FhirError::NotSupported(text) => (StatusCode::NOT_FOUND, "not-supported", text),
+            FhirError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "transient", "the service is unavailable; try again".to_owned())
+            }
+        };
+        let mut response = (status, fhir_json(resources::operation_outcome("error", code, &text))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<AppError> for FhirError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Denied | AppError::NotFound(_) => FhirError::NotFound,
+            AppError::Forbidden(text) => FhirError::Forbidden(text),
+            AppError::Invalid(text) => FhirError::Unprocessable(text),
+            AppError::Store(error) => {
+                tracing::error!(%error, "FHIR request failed in the store");
+                FhirError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "FHIR request refused");
+                FhirError::Unprocessable(other.to_string())
+            }
+        }
+    }
+}
+
+type FhirResult = Result<Response, FhirError>;
+
+fn fhir_json(value: Value) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, FHIR_JSON)], value.to_string())
+}
+
+fn ok(value: Value) -> FhirResult {
+    Ok(fhir_json(value).into_response())
+}
+
+/// Runs a use case off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FhirError> + Send + 'static,
+) -> Result<T, FhirError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| FhirError::Unavailable)?
+}
+
+/// The account behind the request's bearer token.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<AccountId, FhirError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty())
+        .ok_or(FhirError::Unauthorised)?;
+    let app = app.clone();
+    blocking(move || app.authenticate_api_token(&token).map_err(FhirError::from)).await?.ok_or(FhirError::Unauthorised)
+}
+
+// ----- search parameters ------------------------------------------------------------------
+
+/// A query string's parameters, each name at most once.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, FhirError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&name.as_ref()) {
+                return Err(FhirError::BadRequest(format!(
+                    "unknown or unsupported search parameter {:?}; supported here: {}",
+                    truncate(&name, 40),
+                    allowed.join(", ")
+                )));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == name) {
+                return Err(FhirError::BadRequest(format!("search parameter {name} is given more than once")));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(seen, _)| seen == name).map(|(_, value)| value.as_str())
+    }
+
+    /// `_count` (1 to [`MAX_COUNT`]) and `_offset` (from a `next` link).
+    fn paging(&self) -> Result<(usize, usize), FhirError> {
+        let count = match self.get("_count") {
+            None => DEFAULT_COUNT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(count) if (1..=MAX_COUNT).contains(&count) => count,
+                _ => return Err(FhirError::BadRequest(format!("_count must be a whole number from 1 to {MAX_COUNT}"))),
+            },
+        };
+        let offset = match self.get("_offset") {
+            None => 0,
+            Some(text) => text
+                .parse::<usize>()
+                .map_err(|_| FhirError::BadRequest("_offset must be a whole number (from a next link)".to_owned()))?,
+        };
+        Ok((count, offset))
+    }
+
+    /// The query string with `_offset` set, for paging links.
+    fn with_offset(&self, offset: usize) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &self.0 {
+            if name != "_offset" {
+                out.append_pair(name, value);
+            }
+        }
+        if offset > 0 {
+            out.append_pair("_offset", &offset.to_string());
+        }
+        out.finish()
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// A date or instant search value with its FHIR prefix (eq, ne, gt, lt, ge, le), as the
+/// half-open range of instants it names.
+#[derive(Clone, Copy, Debug)]
+struct DateSearch {
+    prefix: Prefix,
+    start: Timestamp,
+    end: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+}
+
+impl DateSearch {
+    fn parse(name: &str, text: &str) -> Result<Self, FhirError> {
+        let bad = || {
+            FhirError::BadRequest(format!(
+                "{name}: expected an optional prefix (eq, ne, gt, lt, ge, le) and a date (YYYY-MM-DD) or an instant in UTC (YYYY-MM-DDThh:mm:ssZ)"
+            ))
+        };
+        let (prefix, rest) = match text.get(..2) {
+            Some("eq") => (Prefix::Eq, &text[2..]),
+            Some("ne") => (Prefix::Ne, &text[2..]),
+            Some("gt") => (Prefix::Gt, &text[2..]),
+            Some("lt") => (Prefix::Lt, &text[2..]),
+            Some("ge") => (Prefix::Ge, &text[2..]),
+            Some("le") => (Prefix::Le, &text[2..]),
+            _ => (Prefix::Eq, text),
+        };
+        let date = Date::parse(rest.get(..10).ok_or_else(bad)?).map_err(|_| bad())?;
+        let day_start = date.start();
+        let (start, end) = match &rest[10..] {
+            "" => (day_start, day_start.plus(std::time::Duration::from_secs(86_400))),
+            time => {
+                let time = time.strip_suffix('Z').or_else(|| time.strip_suffix("+00:00")).ok_or_else(bad)?;
+                let bytes = time.as_bytes();
+                if bytes.len() != 9 || bytes[0] != b'T' || bytes[3] != b':' || bytes[6] != b':' {
+                    return Err(bad());
+                }
+                let field = |range: std::ops::Range<usize>, max: u64| {
+                    time.get(range).and_then(|digits| digits.parse::<u64>().ok()).filter(|value| *value <= max)
+                };
+                let (Some(hours), Some(minutes), Some(seconds)) = (field(1..3, 23), field(4..6, 59), field(7..9, 59))
+                else {
+                    return Err(bad());
+                };
+                let at = day_start.plus(std::time::Duration::from_secs(hours * 3600 + minutes * 60 + seconds));
+                (at, at.plus(std::time::Duration::from_secs(1)))
+            }
+        };
+        Ok(DateSearch { prefix, start, end })
+    }
+
+    fn matches(&self, at: Timestamp) -> bool {
+        match self.prefix {
+            Prefix::Eq => self.start <= at && at < self.end,
+            Prefix::Ne => !(self.start <= at && at < self.end),
+            Prefix::Gt => at >= self.end,
+            Prefix::Ge => at >= self.start,
+            Prefix::Lt => at < self.start,
+            Prefix::Le => at < self.end,
+        }
+    }
+}
+
+/// `patient=ID` or `patient=Patient/ID`.
+fn patient_reference(text: &str) -> Result<PatientId, FhirError> {
+    let id = text.strip_prefix("Patient/").unwrap_or(text);
+    id.parse().map_err(|_| FhirError::BadRequest("patient must be a Patient id (or Patient/id)".to_owned()))
+}
+
+// ----- handlers ---------------------------------------------------------------------------
+
+async fn unsupported() -> FhirError {
+    FhirError::NotSupported("this FHIR interaction is not supported: see /fhir/metadata".to_owned())
+}
+
+async fn metadata() -> FhirResult {
+    ok(capability_statement())
+}
+
+async fn read_patient(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let id: PatientId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let app = state.app.clone();
+    let details = blocking(move || app.read_patient_as(account, Channel::Fhir, id).map_err(FhirError::from)).await?;
+    ok(resources::patient(&details))
+}
+
+const PATIENT_SEARCH: &[&str] = &["identifier", "family", "birthdate", "_count", "_offset"];
+
+async fn search_patients(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), PATIENT_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let search = match (query.get("identifier"), query.get("family"), query.get("birthdate")) {
+        (Some(identifier), None, None) => identifier_query(identifier)?,
+        (None, Some(family), Some(birthdate)) => {
+            let family = family.trim();
+            if family.is_empty() || family.chars().count() > 100 {
+                return Err(FhirError::BadRequest("family must be 1 to 100 characters".to_owned()));
+            }
+            let birth_date = Date::parse(birthdate)
+                .map_err(|_| FhirError::BadRequest("birthdate must be a date, YYYY-MM-DD".to_owned()))?;
+            PatientQuery::FamilyAndBirthDate { family: family.to_owned(), birth_date }
+        }
+        _ => {
+            return Err(FhirError::BadRequest(
+                "search patients by identifier (system|value), or by family and birthdate together".to_owned(),
+            ));
+        }
+    };
+    let app = state.app.clone();
+    let found =
+        blocking(move || app.find_patients_as(account, Channel::Fhir, &search).map_err(FhirError::from)).await?;
+    let resources: Vec<Value> = found.iter().map(resources::patient).collect();
+    ok(bundle("Patient", &query, resources, count, offset, false))
+}
+
+fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
+    let Some((system, value)) = text.split_once('|') else {
+        return Err(FhirError::BadRequest(format!(
+            "identifier must be system|value, e.g. {NHS_NUMBER_SYSTEM}|9434765919"
+        )));
+    };
+    if system == NHS_NUMBER_SYSTEM {
+        let number = NhsNumber::parse(value)
+            .map_err(|_| FhirError::BadRequest("identifier: not a valid NHS number".to_owned()))?;
+        return Ok(PatientQuery::NhsNumber(number));
+    }
+    let local = system.strip_prefix(LOCAL_SYSTEM_PREFIX).and_then(|rest| rest.split_once('/'));
+    let Some((organisation, authority)) = local else {
+        return Err(FhirError::BadRequest(format!(
+            "identifier: unknown system; use {NHS_NUMBER_SYSTEM} or {LOCAL_SYSTEM_PREFIX}{{organisation code}}/{{assigning authority}}"
+        )));
+    };
+    let organisation = OrganisationCode::parse(organisation)
+        .map_err(|_| FhirError::BadRequest("identifier: not a valid organisation code in the system".to_owned()))?;
+    let identifier = LocalIdentifier::parse(&format!("{authority}:{value}"))
+        .map_err(|_| FhirError::BadRequest("identifier: not a valid local identifier".to_owned()))?;
+    Ok(PatientQuery::Local { organisation, identifier })
+}
+
+const OBSERVATION_KINDS: &[EntryKind] = &[EntryKind::Result, EntryKind::Measurement];
+const OBSERVATION_SEARCH: &[&str] = &["patient", "category", "_lastUpdated", "date", "_sort", "_count", "_offset"];
+
+async fn read_observation(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let id: EntryId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let app = state.app.clone();
+    let view = blocking(move || app.read_entry_as(account, Channel::Fhir, id).map_err(FhirError::from)).await?;
+    let visible = view.entries.first().ok_or(FhirError::NotFound)?;
+    if resources::resource_type(visible.entry.kind) != Some("Observation") {
+        return Err(FhirError::NotFound);
+    }
+    ok(resources::observation(visible, observations_of(&view, visible.entry.id)))
+}
+
+fn observations_of(view: &AccountRecordView, entry: EntryId) -> &[kith_core::model::Observation] {
+    view.observations.get(&entry).map_or(&[], Vec::as_slice)
+}
+
+async fn search_observations(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), OBSERVATION_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let patient = patient_reference(
+        query.get("patient").ok_or_else(|| FhirError::BadRequest("search observations by patient".to_owned()))?,
+    )?;
+    let kinds: &'static [EntryKind] = match query.get("category") {
+        None => OBSERVATION_KINDS,
+        Some("laboratory") => &[EntryKind::Result],
+        Some("exam") => &[EntryKind::Measurement],
+        Some(_) => return Err(FhirError::BadRequest("category must be laboratory or exam".to_owned())),
+    };
+    let last_updated = query.get("_lastUpdated").map(|text| DateSearch::parse("_lastUpdated", text)).transpose()?;
+    let date = query.get("date").map(|text| DateSearch::parse("date", text)).transpose()?;
+    let ascending = match query.get("_sort") {
+        None | Some("-date") => false,
+        Some("date") => true,
+        Some(_) => return Err(FhirError::BadRequest("_sort must be date or -date".to_owned())),
+    };
+    let app = state.app.clone();
+    let view = blocking(move || {
+        match app.read_entries_as(account, Channel::Fhir, patient, EntrySelection::Kinds(kinds)) {
+            Ok(view) => Ok(Some(view)),
+            // A patient the caller may not see reads as one with no observations.
+            Err(AppError::Denied) => Ok(None),
+            Err(error) => Err(FhirError::from(error)),
+        }
+    })
+    .await?;
+    let Some(view) = view else { return ok(bundle("Observation", &query, Vec::new(), count, offset, false)) };
+    let mut matching: Vec<&kith_app::VisibleEntry> = view
+        .entries
+        .iter()
+        .filter(|visible| last_updated.is_none_or(|search| search.matches(visible.entry.recorded_at)))
+        .filter(|visible| date.is_none_or(|search| search.matches(visible.entry.effective_at)))
+        .collect();
+    if ascending {
+        matching.reverse();
+    }
+    let resources = matching
+        .iter()
+        .map(|visible| resources::observation(visible, observations_of(&view, visible.entry.id)))
+        .collect();
+    ok(bundle("Observation", &query, resources, count, offset, view.some_hidden))
+}
+
+/// A searchset of what the caller may see: the total counts only that, and the paging links
+/// repeat the query. When the record holds entries of the searched kinds that the caller may
+/// not see, Kith says so once (never how many, nor their labels): an extension on
+/// `Bundle.meta` (a Bundle has no extensions of its own in R4) and an OperationOutcome entry
+/// with the standard issue code `suppressed`.
+fn bundle(
+    resource_type: &str,
+    query: &Query,
+    resources: Vec<Value>,
+    count: usize,
+    offset: usize,
+    some_hidden: bool,
+) -> Value {
+    let total = resources.len();
+    let base = format!("/fhir/{resource_type}");
+    let link = |offset: usize| {
+        let query = query.with_offset(offset);
+        if query.is_empty() { base.clone() } else { format!("{base}?{query}") }
+    };
+    let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
+    if offset + count < total {
+        links.push(json!({ "relation": "next", "url": link(offset + count) }));
+    }
+    if offset > 0 {
+        links.push(json!({ "relation": "previous", "url": link(offset.saturating_sub(count)) }));
+    }
+    let mut entries: Vec<Value> = resources
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|resource| {
+            let full_url = format!("{base}/{}", resource["id"].as_str().unwrap_or_default());
+            json!({ "fullUrl": full_url, "resource": resource, "search": { "mode": "match" } })
+        })
+        .collect();
+    let mut meta = json!({ "lastUpdated": resources::instant(now()) });
+    if some_hidden {
+        meta["extension"] = json!([{ "url": HIDDEN_EXTENSION, "valueBoolean": true }]);
+        entries.push(json!({
+            "resource": resources::operation_outcome("information", "suppressed", "some entries are hidden by consent"),
+            "search": { "mode": "outcome" },
+        }));
+    }
+    json!({
+        "resourceType": "Bundle",
+        "meta": meta,
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": entries,
+    })
+}
+
+fn now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+    Timestamp::from_micros(micros)
+}
+
+/// `POST /fhir/Patient/{id}/$break-glass` with a Parameters body: `reason` (required) and
+/// optionally `team` (a CareTeam id) to break it through.
+async fn break_glass(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let id: PatientId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let parameters: Value = serde_json::from_slice(&body)
+        .map_err(|_| FhirError::BadRequest("the body must be a FHIR Parameters resource in JSON".to_owned()))?;
+    if parameters["resourceType"] != "Parameters" {
+        return Err(FhirError::BadRequest("the body must be a FHIR Parameters resource".to_owned()));
+    }
+    let parameter = |name: &str| {
+        parameters["parameter"]
+            .as_array()
+            .and_then(|list| list.iter().find(|parameter| parameter["name"] == name))
+            .and_then(|parameter| parameter["valueString"].as_str().or_else(|| parameter["valueId"].as_str()))
+    };
+    let reason = parameter("reason")
+        .ok_or_else(|| FhirError::Unprocessable("parameter reason (valueString) is required".to_owned()))?;
+    let reason = Reason::parse(reason).map_err(|error| FhirError::Unprocessable(format!("reason: {error}")))?;
+    let team = parameter("team")
+        .map(|text| text.strip_prefix("CareTeam/").unwrap_or(text).parse::<TeamId>())
+        .transpose()
+        .map_err(|_| FhirError::Unprocessable("team must be a CareTeam id".to_owned()))?;
+    let app = state.app.clone();
+    let grant =
+        blocking(move || app.break_glass_as(account, Channel::Fhir, id, team, &reason).map_err(FhirError::from))
+            .await?;
+    ok(json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            { "name": "grant", "valueString": grant.id.to_string() },
+            { "name": "start", "valueInstant": resources::instant(grant.started_at) },
+            { "name": "expires", "valueInstant": resources::instant(grant.expires_at) },
+            { "name": "team", "valueReference": { "reference": format!("CareTeam/{}", grant.team) } },
+        ],
+    }))
+}
+
+/// What this server serves, exactly.
+fn capability_statement() -> Value {
+    let search = |name: &str, kind: &str, documentation: &str| json!({ "name": name, "type": kind, "documentation": documentation });
+    let paging = [
+        search("_count", "number", "page size, 1 to 500 (default 50)"),
+        search("_offset", "number", "where a page starts (from next and previous links)"),
+    ];
+    let mut patient_params = vec![
+        search("identifier", "token", "system|value: the NHS number or a local identifier"),
+        search("family", "string", "family name (starts with, ignoring case); with birthdate"),
+        search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
+    ];
+    patient_params.extend(paging.iter().cloned());
+    let mut observation_params = vec![
+        search("patient", "reference", "required: the patient"),
+        search("category", "token", "laboratory (results) or exam (measurements)"),
+        search("date", "date", "when the observation was made, with a prefix"),
+        search("_lastUpdated", "date", "when Kith recorded it, with a prefix"),
+        search("_sort", "string", "-date (newest first, the default) or date"),
+    ];
+    observation_params.extend(paging.iter().cloned());
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "publisher": "Kith",
+        "kind": "instance",
+        "software": { "name": "Kith", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Kith patient-held record: FHIR R4 API" },
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "description": "Bearer API tokens (kith token create). Every answer obeys the patient's consent; every read is audited.",
+            },
+            "resource": [
+                {
+                    "type": "Patient",
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": patient_params,
+                    "operation": [{
+                        "name": "break-glass",
+                        "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
+                        "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
+                    }],
+                },
+                {
+                    "type": "Observation",
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": observation_params,
+                },
+            ],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_searches() {
+        let day = DateSearch::parse("date", "2026-11-25").unwrap();
+        let noon = Date::parse("2026-11-25").unwrap().start().plus(std::time::Duration::from_secs(12 * 3600));
+        assert!(day.matches(noon));
+        assert!(!DateSearch::parse("date", "gt2026-11-25").unwrap().matches(noon));
+        assert!(DateSearch::parse("date", "ge2026-11-25").unwrap().matches(noon));
+        assert!(DateSearch::parse("date", "lt2026-11-26").unwrap().matches(noon));
+        assert!(!DateSearch::parse("date", "lt2026-11-25T12:00:00Z").unwrap().matches(noon));
+        assert!(DateSearch::parse("date", "le2026-11-25T12:00:00Z").unwrap().matches(noon));
+        assert!(DateSearch::parse("date", "ne2026-11-24").unwrap().matches(noon));
+        for bad in ["", "2026-13-01", "xx2026-11-25", "2026-11-25T25:00:00Z", "2026-11-25T12:00:00+01:00", "2026"] {
+            assert!(DateSearch::parse("date", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn queries_refuse_unknown_and_repeated_parameters() {
+        assert!(Query::parse(Some("patient=1&_count=5"), OBSERVATION_SEARCH).is_ok());
+        assert!(Query::parse(Some("patient=1&code=x"), OBSERVATION_SEARCH).is_err());
+        assert!(Query::parse(Some("patient=1&patient=2"), OBSERVATION_SEARCH).is_err());
+        let query = Query::parse(Some("patient=a%7Cb&_count=5&_offset=10"), OBSERVATION_SEARCH).unwrap();
+        assert_eq!(query.with_offset(15), "patient=a%7Cb&_count=5&_offset=15");
+        assert_eq!(query.paging().unwrap(), (5, 10));
+        assert!(Query::parse(Some("_count=0"), OBSERVATION_SEARCH).unwrap().paging().is_err());
+        assert!(Query::parse(Some("_count=501"), OBSERVATION_SEARCH).unwrap().paging().is_err());
+    }
+}

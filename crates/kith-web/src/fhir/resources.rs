@@ -1,0 +1,231 @@
+//! Kith's records as FHIR R4 JSON resources. Hand-written: about a dozen resources, each
+//! with only the elements Kith fills, checked against the R4 models in the test suite.
+
+use kith_app::{PatientDetails, VisibleEntry};
+use kith_core::model::{Entry, EntryStatus, Observation};
+use kith_core::patient::EntryKind;
+use kith_core::{PrivacyLabel, Timestamp};
+use serde_json::{Map, Value, json};
+
+/// The NHS number's identifier system.
+pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
+/// Local identifiers: `https://kith.dev/fhir/Id/{organisation code}/{assigning authority}`.
+pub const LOCAL_SYSTEM_PREFIX: &str = "https://kith.dev/fhir/Id/";
+/// Kith's privacy labels as security labels.
+pub const PRIVACY_LABEL_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/privacy-label";
+const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+const OBSERVATION_CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+const INTERPRETATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-0078";
+/// The Bundle extension saying that entries the caller may not see exist (never how many).
+pub const HIDDEN_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/some-entries-hidden";
+
+/// An instant as FHIR writes it.
+pub fn instant(at: Timestamp) -> String {
+    at.to_string()
+}
+
+/// `meta.security` for an entry's privacy label: Kith's own code and the HL7 v3 equivalent
+/// (general is normal confidentiality; the three sensitive labels are restricted, with
+/// their sensitivity codes).
+pub fn security_labels(label: Option<PrivacyLabel>) -> Value {
+    let mut labels = Vec::new();
+    if let Some(label) = label {
+        labels.push(json!({ "system": PRIVACY_LABEL_SYSTEM, "code": label.code(), "display": label.plain_words() }));
+    }
+    let (confidentiality, sensitivity) = match label {
+        Some(PrivacyLabel::General) => ("N", None),
+        Some(PrivacyLabel::SexualHealth) => ("R", Some("SEX")),
+        Some(PrivacyLabel::MentalHealth) => ("R", Some("PSY")),
+        Some(PrivacyLabel::SocialCare) => ("R", Some("SOC")),
+        None => ("R", None),
+    };
+    labels.push(json!({ "system": CONFIDENTIALITY_SYSTEM, "code": confidentiality }));
+    if let Some(code) = sensitivity {
+        labels.push(json!({ "system": ACT_CODE_SYSTEM, "code": code }));
+    }
+    Value::Array(labels)
+}
+
+pub fn patient(details: &PatientDetails) -> Value {
+    let patient = &details.patient;
+    let demographics = &patient.demographics;
+    let mut identifiers = Vec::new();
+    if let Some(number) = &patient.nhs_number {
+        identifiers.push(json!({ "system": NHS_NUMBER_SYSTEM, "value": number.as_str() }));
+    }
+    for (organisation, identifier) in &details.identifiers {
+        identifiers.push(json!({
+            "system": format!("{LOCAL_SYSTEM_PREFIX}{}/{}", organisation.as_str(), identifier.authority()),
+            "value": identifier.value(),
+        }));
+    }
+    let mut telecom = Vec::new();
+    if let Some(email) = &demographics.email {
+        telecom.push(json!({ "system": "email", "value": email.as_str() }));
+    }
+    if let Some(mobile) = &demographics.mobile {
+        telecom.push(json!({ "system": "phone", "value": mobile.as_str(), "use": "mobile" }));
+    }
+    let mut resource = json!({
+        "resourceType": "Patient",
+        "id": patient.id.to_string(),
+        "meta": { "lastUpdated": instant(patient.updated_at) },
+        "active": true,
+        "name": [{
+            "use": "official",
+            "family": demographics.family_name.as_str(),
+            "given": [demographics.given_name.as_str()],
+        }],
+        "gender": demographics.sex.code(),
+        "birthDate": demographics.birth_date.to_string(),
+    });
+    let object = resource.as_object_mut().expect("an object");
+    if !identifiers.is_empty() {
+        object.insert("identifier".to_owned(), Value::Array(identifiers));
+    }
+    if !telecom.is_empty() {
+        object.insert("telecom".to_owned(), Value::Array(telecom));
+    }
+    resource
+}
+
+/// The FHIR resource type an entry kind is served as, if any.
+pub fn resource_type(kind: EntryKind) -> Option<&'static str> {
+    match kind {
+        EntryKind::Result | EntryKind::Measurement => Some("Observation"),
+        _ => None,
+    }
+}
+
+/// The observation category of a result (laboratory) or a measurement (exam).
+pub fn observation_category(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Result => "laboratory",
+        _ => "exam",
+    }
+}
+
+fn observation_status(status: Option<EntryStatus>) -> &'static str {
+    match status {
+        Some(EntryStatus::Preliminary) => "preliminary",
+        Some(EntryStatus::Corrected) => "corrected",
+        Some(EntryStatus::Cancelled) => "cancelled",
+        _ => "final",
+    }
+}
+
+fn entry_meta(entry: &Entry) -> Value {
+    json!({
+        "versionId": entry.version.to_string(),
+        "lastUpdated": instant(entry.recorded_at),
+        "security": security_labels(entry.label),
+    })
+}
+
+/// An observation's value: a quantity when it is a number (with its units), else text.
+fn value_of(observation: &Observation, into: &mut Map<String, Value>) {
+    let text = observation.value.trim();
+    if text.is_empty() {
+        return;
+    }
+    let numeric = matches!(observation.value_type.as_str(), "NM" | "SN" | "")
+        && text.parse::<f64>().is_ok_and(f64::is_finite)
+        && serde_json::from_str::<serde_json::Number>(text).is_ok();
+    if numeric {
+        let number: serde_json::Number = serde_json::from_str(text).expect("checked above");
+        let mut quantity = Map::new();
+        quantity.insert("value".to_owned(), Value::Number(number));
+        if !observation.units.trim().is_empty() {
+            quantity.insert("unit".to_owned(), Value::String(observation.units.trim().to_owned()));
+        }
+        into.insert("valueQuantity".to_owned(), Value::Object(quantity));
+    } else {
+        into.insert("valueString".to_owned(), Value::String(text.to_owned()));
+    }
+}
+
+fn component(observation: &Observation) -> Value {
+    let mut code = Map::new();
+    if !observation.code.is_empty() {
+        let mut coding = Map::new();
+        if !observation.code_system.is_empty() {
+            coding.insert(
+                "system".to_owned(),
+                Value::String(format!("urn:kith:hl7-coding-system:{}", observation.code_system)),
+            );
+        }
+        coding.insert("code".to_owned(), Value::String(observation.code.clone()));
+        if !observation.name.is_empty() {
+            coding.insert("display".to_owned(), Value::String(observation.name.clone()));
+        }
+        code.insert("coding".to_owned(), json!([coding]));
+    }
+    code.insert(
+        "text".to_owned(),
+        Value::String(if observation.name.is_empty() { observation.code.clone() } else { observation.name.clone() }),
+    );
+    let mut out = Map::new();
+    out.insert("code".to_owned(), Value::Object(code));
+    value_of(observation, &mut out);
+    if !observation.reference_range.trim().is_empty() {
+        out.insert("referenceRange".to_owned(), json!([{ "text": observation.reference_range.trim() }]));
+    }
+    let flags: Vec<Value> = observation
+        .flags
+        .split('~')
+        .map(str::trim)
+        .filter(|flag| !flag.is_empty())
+        .map(|flag| json!({ "coding": [{ "system": INTERPRETATION_SYSTEM, "code": flag }] }))
+        .collect();
+    if !flags.is_empty() {
+        out.insert("interpretation".to_owned(), Value::Array(flags));
+    }
+    if !out.contains_key("valueQuantity") && !out.contains_key("valueString") {
+        out.insert(
+            "dataAbsentReason".to_owned(),
+            json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown" }] }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// A result (with its observations as components) or a measurement.
+pub fn observation(visible: &VisibleEntry, observations: &[Observation]) -> Value {
+    let entry = &visible.entry;
+    let mut resource = json!({
+        "resourceType": "Observation",
+        "id": entry.id.to_string(),
+        "meta": entry_meta(entry),
+        "status": observation_status(entry.status),
+        "category": [{ "coding": [{ "system": OBSERVATION_CATEGORY_SYSTEM, "code": observation_category(entry.kind) }] }],
+        "code": { "text": entry.title.as_str() },
+        "subject": { "reference": format!("Patient/{}", entry.patient) },
+        "effectiveDateTime": instant(entry.effective_at),
+        "issued": instant(entry.recorded_at),
+        "performer": [{ "reference": format!("CareTeam/{}", entry.authored_by) }],
+    });
+    let object = resource.as_object_mut().expect("an object");
+    if observations.is_empty() {
+        // A measurement or a result without OBX: its text is the value.
+        let body = entry.body.trim();
+        if !body.is_empty() {
+            object.insert("valueString".to_owned(), Value::String(body.to_owned()));
+        }
+    } else {
+        object.insert("component".to_owned(), Value::Array(observations.iter().map(component).collect()));
+        let body = entry.body.trim();
+        if !body.is_empty() {
+            object.insert("note".to_owned(), json!([{ "text": body }]));
+        }
+    }
+    resource
+}
+
+/// An OperationOutcome with one issue.
+pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
+    })
+}

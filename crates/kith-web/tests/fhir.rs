@@ -1,0 +1,466 @@
+//! The FHIR API's access matrix, on SQLite and PostgreSQL: for each route and each kind of
+//! caller, the status and the body follow the one rule, and nothing hidden appears anywhere
+//! in a response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use kith_app::*;
+use kith_core::model::{Entry, Patient};
+use kith_core::patient::{Demographics, EntryKind, NhsNumber, Sex};
+use kith_core::team::{MembershipRole, MembershipStatus};
+use kith_core::text::{EmailAddress, Name, OrganisationCode, Reason, TeamAlias, Title};
+use kith_core::{Date, LabelSet, PrivacyLabel, Timestamp};
+use kith_test_support::TestDatabase;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const START: Timestamp = Timestamp::from_micros(1_795_000_000_000_000);
+/// Not a real hash: nobody signs in here, and Argon2 in debug builds is slow.
+const FAKE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$dGVzdHNhbHQ$dGVzdGhhc2g";
+const NHS_A: &str = "9434765919";
+
+fn op() -> Operator {
+    Operator { name: "test-operator".into() }
+}
+fn code() -> OrganisationCode {
+    OrganisationCode::parse("RXH").unwrap()
+}
+fn alias(text: &str) -> TeamAlias {
+    TeamAlias::parse(text).unwrap()
+}
+fn email(text: &str) -> EmailAddress {
+    EmailAddress::parse(text).unwrap()
+}
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+struct World {
+    _database: TestDatabase,
+    app: App,
+    clock: Arc<ManualClock>,
+    router: Router,
+    a: Patient,
+    b: Patient,
+    /// Patient A's entries: result general, result mental health, measurement sexual
+    /// health, document general.
+    entries: Vec<Entry>,
+}
+
+impl World {
+    fn token(&self, who: &str, token_name: &str, days: Option<u32>) -> String {
+        sync(|| {
+            self.app.create_api_token(&op(), &email(who), &name(token_name), days).unwrap().secret.expose().to_owned()
+        })
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/fhir+json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert_eq!(content_type, "application/fhir+json; charset=utf-8", "{method} {path}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        if !status.is_success() {
+            assert_eq!(value["resourceType"], "OperationOutcome", "{method} {path}: {value}");
+        }
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call("GET", path, token, None).await
+    }
+
+    /// Nothing about entries `hidden` (their ids or titles) appears in the body.
+    fn assert_nothing_of(&self, body: &Value, hidden: &[usize]) {
+        let text = body.to_string();
+        for &index in hidden {
+            let entry = &self.entries[index];
+            assert!(!text.contains(&entry.id.to_string()), "entry {index} leaked: {text}");
+            assert!(!text.contains(entry.title.as_str()), "entry {index}'s title leaked: {text}");
+        }
+    }
+
+    fn observation_ids(&self, bundle: &Value) -> Vec<String> {
+        assert_eq!(bundle["resourceType"], "Bundle");
+        assert_eq!(bundle["type"], "searchset");
+        let mut ids: Vec<String> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["search"]["mode"] == "match")
+            .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn ids_of(&self, indexes: &[usize]) -> Vec<String> {
+        let mut ids: Vec<String> = indexes.iter().map(|&index| self.entries[index].id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn hidden_flag(bundle: &Value) -> bool {
+    let extension = bundle["meta"]["extension"].as_array().is_some_and(|extensions| {
+        extensions.iter().any(|e| e["url"] == kith_web::fhir::HIDDEN_EXTENSION && e["valueBoolean"] == true)
+    });
+    let outcome = bundle["entry"].as_array().unwrap().iter().any(|entry| entry["search"]["mode"] == "outcome");
+    assert_eq!(extension, outcome, "the extension and the outcome entry go together: {bundle}");
+    extension
+}
+
+fn demographics(given: &str, birth: &str) -> Demographics {
+    Demographics {
+        family_name: name("Okafor"),
+        given_name: name(given),
+        birth_date: Date::parse(birth).unwrap(),
+        sex: Sex::Female,
+        email: None,
+        mobile: None,
+    }
+}
+
+fn world(database: TestDatabase) -> World {
+    let clock = Arc::new(ManualClock::new(START));
+    let app = App::new(database.store(), clock.clone());
+    app.create_organisation(
+        &op(),
+        &NewOrganisation { code: code(), name: name("Riverside Hospitals"), break_glass_duration: None },
+    )
+    .unwrap();
+    for (team, team_name, label) in
+        [("mh", "Mental Health", PrivacyLabel::MentalHealth), ("gum", "Sexual Health", PrivacyLabel::SexualHealth)]
+    {
+        app.create_team(
+            &op(),
+            &code(),
+            &name(team_name),
+            &alias(team),
+            LabelSet::from_labels([PrivacyLabel::General, label]),
+        )
+        .unwrap();
+    }
+    let member = |team: &str, who: &str, role| {
+        app.add_member(
+            &op(),
+            &NewMember {
+                organisation: code(),
+                team: alias(team),
+                email: email(who),
+                name: name(who.split('@').next().unwrap()),
+                role,
+                password_hash: Some(FAKE_HASH.into()),
+            },
+        )
+        .unwrap();
+    };
+    member("mh", "c1@example.org", MembershipRole::Coordinator);
+    member("mh", "c2@example.org", MembershipRole::Coordinator);
+    app.go_live(&op(), &code(), &alias("mh")).unwrap();
+    member("mh", "pro@example.org", MembershipRole::Professional);
+    member("mh", "deact@example.org", MembershipRole::Professional);
+    member("gum", "gum@example.org", MembershipRole::Professional);
+    member("gum", "deact@example.org", MembershipRole::Professional);
+    app.set_membership_status(
+        &op(),
+        &code(),
+        &alias("mh"),
+        &email("deact@example.org"),
+        MembershipStatus::Deactivated,
+        false,
+    )
+    .unwrap();
+    app.set_membership_status(
+        &op(),
+        &code(),
+        &alias("gum"),
+        &email("deact@example.org"),
+        MembershipStatus::Deactivated,
+        false,
+    )
+    .unwrap();
+    member("gum", "privacy@example.org", MembershipRole::Coordinator);
+    app.appoint_privacy_officer(&op(), &code(), &email("privacy@example.org")).unwrap();
+    let a = app
+        .create_patient(
+            &op(),
+            &NewPatient {
+                organisation: code(),
+                demographics: demographics("Ngozi", "1971-09-14"),
+                nhs_number: Some(NhsNumber::parse(NHS_A).unwrap()),
+                local_identifiers: vec![],
+                teams: vec![alias("mh")],
+            },
+        )
+        .unwrap();
+    let b = app
+        .create_patient(
+            &op(),
+            &NewPatient {
+                organisation: code(),
+                demographics: demographics("Ada", "1980-01-02"),
+                nhs_number: None,
+                local_identifiers: vec![],
+                teams: vec![],
+            },
+        )
+        .unwrap();
+    let entries = [
+        (EntryKind::Result, PrivacyLabel::General, "Full blood count"),
+        (EntryKind::Result, PrivacyLabel::MentalHealth, "Lithium level"),
+        (EntryKind::Measurement, PrivacyLabel::SexualHealth, "Chlamydia screen score"),
+        (EntryKind::Document, PrivacyLabel::General, "Discharge letter"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(index, (kind, label, title))| {
+        app.add_entry(
+            &EntryAuthor::Operator { operator: &op(), organisation: &code(), team: &alias("prt") },
+            a.id,
+            &NewEntry {
+                kind,
+                label: Some(label),
+                title: Title::parse(title).unwrap(),
+                body: format!("value {index}"),
+                effective_at: START.minus(Duration::from_secs(3600 * (index as u64 + 1))),
+            },
+        )
+        .unwrap()
+    })
+    .collect();
+    app.register_patient_account(&op(), &code(), a.id, &email("a@example.org"), FAKE_HASH).unwrap();
+    app.register_patient_account(&op(), &code(), b.id, &email("b@example.org"), FAKE_HASH).unwrap();
+    let router = kith_web::router(app.clone());
+    World { _database: database, app, clock, router, a, b, entries }
+}
+
+/// Runs synchronous use cases (the PostgreSQL client blocks) from the async tests.
+fn sync<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+async fn access_matrix(database: TestDatabase) {
+    let w = sync(|| world(database));
+    let a = w.a.id;
+    let patient_a = format!("/fhir/Patient/{a}");
+    let observations_a = format!("/fhir/Observation?patient={a}");
+    let observation = |index: usize| format!("/fhir/Observation/{}", w.entries[index].id);
+    let search_a = format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_A}");
+
+    // The capability statement is public; everything else needs a live token.
+    let (status, metadata) = w.get("/fhir/metadata", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metadata["resourceType"], "CapabilityStatement");
+    assert_eq!(metadata["fhirVersion"], "4.0.1");
+    let pro = w.token("pro@example.org", "api", None);
+    let revoked = w.token("pro@example.org", "old", None);
+    sync(|| w.app.revoke_api_token(&op(), &email("pro@example.org"), &name("old")).unwrap());
+    let short_lived = w.token("pro@example.org", "short", Some(1));
+    for token in [None, Some("kith_not-a-token"), Some(revoked.as_str()), Some("")] {
+        for path in [&patient_a, &observations_a, &observation(0), &search_a] {
+            let (status, body) = w.get(path, token).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+            assert_eq!(body["issue"][0]["code"], "login");
+            w.assert_nothing_of(&body, &[0, 1, 2, 3]);
+        }
+    }
+
+    // A professional of the linked team: general and mental health, not sexual health;
+    // the bundle says some entries are hidden, and no more.
+    let (status, patient) = w.get(&patient_a, Some(&pro)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patient["identifier"][0], json!({ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_A }));
+    assert_eq!(patient["birthDate"], "1971-09-14");
+    let (status, bundle) = w.get(&observations_a, Some(&pro)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0, 1]));
+    assert_eq!(bundle["total"], 2);
+    assert!(hidden_flag(&bundle));
+    w.assert_nothing_of(&bundle, &[2, 3]);
+    assert!(!bundle.to_string().contains("sexual_health"), "no label of a hidden entry: {bundle}");
+    for entry in bundle["entry"].as_array().unwrap().iter().filter(|entry| entry["search"]["mode"] == "match") {
+        let security = entry["resource"]["meta"]["security"].as_array().unwrap();
+        assert_eq!(security[0]["system"], kith_web::fhir::PRIVACY_LABEL_SYSTEM);
+    }
+    let (status, one) = w.get(&observation(1), Some(&pro)).await;
+    assert_eq!((status, one["id"].as_str()), (StatusCode::OK, Some(w.entries[1].id.to_string().as_str())));
+    assert_eq!(one["meta"]["security"][0]["code"], "mental_health");
+    assert_eq!(one["meta"]["security"][2]["code"], "PSY");
+    let (status, body) = w.get(&observation(2), Some(&pro)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a hidden entry is not found");
+    w.assert_nothing_of(&body, &[2]);
+    let (status, body) = w.get(&observation(3), Some(&pro)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a document is not an Observation");
+    w.assert_nothing_of(&body, &[3]);
+    let (status, found) = w.get(&search_a, Some(&pro)).await;
+    assert_eq!((status, found["total"].as_i64()), (StatusCode::OK, Some(1)));
+    let by_name = "/fhir/Patient?family=okaf&birthdate=1971-09-14";
+    let (_, found) = w.get(by_name, Some(&pro)).await;
+    assert_eq!(found["total"], 1, "patient B (another birth date, no link) is never found: {found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], a.to_string());
+    let (status, b_read) = w.get(&format!("/fhir/Patient/{}", w.b.id), Some(&pro)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "B is not linked to the professional's team");
+    assert!(!b_read.to_string().contains("Ada"));
+
+    // Paging: one per page, with next and previous links that repeat the query.
+    let (_, page) = w.get(&format!("{observations_a}&_count=1"), Some(&pro)).await;
+    assert_eq!((page["total"].as_i64(), w.observation_ids(&page).len()), (Some(2), 1));
+    let next = page["link"].as_array().unwrap().iter().find(|link| link["relation"] == "next").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, second) = w.get(&next, Some(&pro)).await;
+    assert_eq!(w.observation_ids(&second).len(), 1);
+    assert_ne!(w.observation_ids(&page), w.observation_ids(&second));
+    assert!(second["link"].as_array().unwrap().iter().all(|link| link["relation"] != "next"));
+    let (_, lab) = w.get(&format!("{observations_a}&category=laboratory&_sort=date"), Some(&pro)).await;
+    assert_eq!(w.observation_ids(&lab), w.ids_of(&[0, 1]));
+    assert_eq!(lab["entry"][0]["resource"]["id"], w.entries[1].id.to_string(), "oldest first");
+
+    // Callers who may not see A: another team, a deactivated membership, a coordinator,
+    // patient B. Reads are 404 and searches empty, exactly as for a patient who does not
+    // exist; nothing of A appears.
+    let gum = w.token("gum@example.org", "api", None);
+    let deact = w.token("deact@example.org", "api", None);
+    let coordinator = w.token("c1@example.org", "api", None);
+    let patient_b = w.token("b@example.org", "api", None);
+    let nobody = kith_core::PatientId::from_uuid(uuid_like(7));
+    for (who, token) in
+        [("gum", &gum), ("deactivated", &deact), ("coordinator", &coordinator), ("patient B", &patient_b)]
+    {
+        for path in [&patient_a, &observation(0), &observation(1), &observation(2)] {
+            let (status, body) = w.get(path, Some(token)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{who}: {path}");
+            w.assert_nothing_of(&body, &[0, 1, 2, 3]);
+        }
+        let (status, bundle) = w.get(&observations_a, Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{who}");
+        let (_, empty) = w.get(&format!("/fhir/Observation?patient={nobody}"), Some(token)).await;
+        assert_eq!(bundle["entry"], empty["entry"], "{who}: same as a patient who does not exist");
+        assert_eq!((bundle["total"].as_i64(), hidden_flag(&bundle)), (Some(0), false), "{who}");
+        let (_, found) = w.get(&search_a, Some(token)).await;
+        assert_eq!(found["total"], 0, "{who}");
+        assert!(!found.to_string().contains("Ngozi"), "{who}");
+    }
+
+    // Patient A sees everything of their own record, with nothing flagged as hidden.
+    let own = w.token("a@example.org", "api", None);
+    let (status, bundle) = w.get(&observations_a, Some(&own)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0, 1, 2]));
+    assert!(!hidden_flag(&bundle));
+    assert_eq!(w.get(&patient_a, Some(&own)).await.0, StatusCode::OK);
+    assert_eq!(w.get(&observation(2), Some(&own)).await.0, StatusCode::OK);
+
+    // Bad requests.
+    for path in [
+        "/fhir/Observation".to_owned(),
+        format!("{observations_a}&code=1234"),
+        format!("{observations_a}&_count=0"),
+        format!("{observations_a}&_count=abc"),
+        format!("{observations_a}&category=vital-signs"),
+        format!("{observations_a}&_lastUpdated=yesterday"),
+        format!("{observations_a}&patient={a}"),
+        "/fhir/Observation?patient=not-an-id".to_owned(),
+        "/fhir/Patient?identifier=9434765919".to_owned(),
+        "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C1234567890".to_owned(),
+        "/fhir/Patient?family=Okafor".to_owned(),
+    ] {
+        let (status, body) = w.get(&path, Some(&pro)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["issue"][0]["code"], "invalid");
+    }
+    assert_eq!(w.get("/fhir/Encounter", Some(&pro)).await.0, StatusCode::NOT_FOUND);
+
+    // Break glass: refused to a patient (403) and without a reason (422); for the other
+    // team's professional it opens the whole record until it expires.
+    let break_glass = format!("/fhir/Patient/{a}/$break-glass");
+    let reason = json!({ "resourceType": "Parameters", "parameter": [{ "name": "reason", "valueString": "unconscious in A&E" }] });
+    assert_eq!(w.call("POST", &break_glass, Some(&own), Some(reason.clone())).await.0, StatusCode::FORBIDDEN);
+    let no_reason = json!({ "resourceType": "Parameters", "parameter": [] });
+    assert_eq!(w.call("POST", &break_glass, Some(&gum), Some(no_reason)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) =
+        w.call("POST", &format!("/fhir/Patient/{nobody}/$break-glass"), Some(&gum), Some(reason.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, granted) = w.call("POST", &break_glass, Some(&gum), Some(reason.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(granted["resourceType"], "Parameters");
+    let expires = granted["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "expires").unwrap();
+    assert_eq!(expires["valueInstant"], START.plus(Duration::from_secs(4 * 3600)).to_string());
+    let (_, bundle) = w.get(&observations_a, Some(&gum)).await;
+    assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0, 1, 2]), "break glass shows everything");
+    assert_eq!(w.get(&patient_a, Some(&gum)).await.0, StatusCode::OK);
+    let events = sync(|| w.app.audit_events(Some(a), 500).unwrap());
+    let has = |basis: Option<&str>, outcome: &str| {
+        events.iter().any(|event| {
+            event.record.action == "record.read"
+                && event.record.basis.as_deref() == basis
+                && event.record.outcome == outcome
+                && event.record.channel == "fhir"
+        })
+    };
+    assert!(has(Some("break_glass"), "allowed"), "the break-glass read is audited as such");
+    assert!(has(Some("consent"), "allowed"), "the linked team's read is audited on consent");
+    assert!(has(None, "denied"), "the other callers' attempts are audited as denied");
+    w.clock.advance(Duration::from_secs(4 * 3600 + 1));
+    assert_eq!(w.get(&patient_a, Some(&gum)).await.0, StatusCode::NOT_FOUND, "after the grant expires");
+    let (_, bundle) = w.get(&observations_a, Some(&gum)).await;
+    assert_eq!(bundle["total"], 0);
+
+    // Sharing disabled: the linked team sees nothing, and the glass cannot be broken.
+    sync(|| {
+        let officer = w.app.account_by_email(&email("privacy@example.org")).unwrap();
+        w.app.set_sharing_disabled(officer.id, a, true, &Reason::parse("safeguarding").unwrap()).unwrap();
+    });
+    assert_eq!(w.get(&patient_a, Some(&pro)).await.0, StatusCode::NOT_FOUND);
+    let (_, bundle) = w.get(&observations_a, Some(&pro)).await;
+    assert_eq!((bundle["total"].as_i64(), hidden_flag(&bundle)), (Some(0), false));
+    assert_eq!(w.call("POST", &break_glass, Some(&gum), Some(reason)).await.0, StatusCode::NOT_FOUND);
+    let (_, bundle) = w.get(&observations_a, Some(&own)).await;
+    assert_eq!(w.observation_ids(&bundle).len(), 3, "the patient still sees their own record");
+
+    // A token past its expiry stops working.
+    assert_eq!(w.get("/fhir/Patient?family=x&birthdate=2000-01-01", Some(&short_lived)).await.0, StatusCode::OK);
+    w.clock.advance(Duration::from_secs(86_400));
+    assert_eq!(
+        w.get("/fhir/Patient?family=x&birthdate=2000-01-01", Some(&short_lived)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Dropping the world drops its scratch database, which blocks.
+    sync(|| drop(w));
+}
+
+fn uuid_like(n: u8) -> uuid::Uuid {
+    uuid::Uuid::from_bytes([n; 16])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_access_matrix_on_sqlite() {
+    access_matrix(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_access_matrix_on_postgres() {
+    let Some(database) = sync(TestDatabase::postgres) else { return };
+    access_matrix(database).await;
+}
