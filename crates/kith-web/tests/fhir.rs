@@ -312,6 +312,19 @@ async fn access_matrix(database: TestDatabase) {
     let (status, body) = w.get(&observation(3), Some(&pro)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a document is not an Observation");
     w.assert_nothing_of(&body, &[3]);
+    let (status, documents) = w.get(&format!("/fhir/DocumentReference?patient={a}"), Some(&pro)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.observation_ids(&documents), w.ids_of(&[3]));
+    assert!(!hidden_flag(&documents), "no document is hidden from the team");
+    let (status, document) = w.get(&format!("/fhir/DocumentReference/{}", w.entries[3].id), Some(&pro)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["content"][0]["attachment"]["data"], "dmFsdWUgMw==", "base64 of the body, \"value 3\"");
+    assert_eq!(
+        w.get(&format!("/fhir/DocumentReference/{}", w.entries[0].id), Some(&pro)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, plans) = w.get(&format!("/fhir/CarePlan?patient={a}"), Some(&pro)).await;
+    assert_eq!((status, plans["total"].as_i64(), hidden_flag(&plans)), (StatusCode::OK, Some(0), false));
     let (status, found) = w.get(&search_a, Some(&pro)).await;
     assert_eq!((status, found["total"].as_i64()), (StatusCode::OK, Some(1)));
     let by_name = "/fhir/Patient?family=okaf&birthdate=1971-09-14";

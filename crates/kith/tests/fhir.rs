@@ -113,6 +113,29 @@ fn scenario(database: &TestDatabase) {
                 "MSH|^~\\&|LAB|RXH-PAS|KITH|KITH|20261125103000||ORU^R01^ORU_R01|F2|P|2.4\rPID|1||{NHS}^^^NHS^NH||Okafor^Ngozi||19710914|F\rOBR|1|ORD1|FIL1|FBC^Full blood count^L|||20261125090000\rOBX|1|NM|HB^Haemoglobin^L||132|g/L|115-165|N|||F\rOBX|2|NM|WBC^White cells^L||11.2|10*9/L|4.0-11.0|H|||F\rOBX|3|ST|COM^Comment^L||Slightly raised||||||F\rNTE|1||Repeat in a week\r"
             ),
         );
+        for (control, event, body) in [
+            (
+                "F3",
+                "MDM^T02",
+                "TXA|1|DS|TX|20261120101500||||||||DOC-1||||||AU\rOBX|1|TX|||Discharged home; review in clinic.\r",
+            ),
+            (
+                "F4",
+                "MDM^T02",
+                "TXA|1|CP|TX|20261120101500||||||||PLAN-1||||||AU\rOBX|1|TX|||Walk daily; check weight weekly.\r",
+            ),
+            ("F5", "SIU^S12", "SCH|APT-1||||||FU^Follow-up||||^^^202612011030\rAIS|1||CARD^Cardiology clinic\r"),
+            ("F6", "SIU^S12", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
+            ("F7", "SIU^S15", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
+        ] {
+            post_hl7(
+                &address,
+                &feed_token,
+                &format!(
+                    "MSH|^~\\&|EPR|RXH-PAS|KITH|KITH|20261125104000||{event}|{control}|P|2.4\rPID|1||{NHS}^^^NHS^NH||Okafor^Ngozi||19710914|F\r{body}"
+                ),
+            );
+        }
         let (_, found) =
             get(&address, &format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS}"), &pro_token);
         let patient_id =
@@ -160,6 +183,20 @@ fn scenario(database: &TestDatabase) {
         assert_eq!(observations["total"], 1, "the sexual-health measurement is hidden from team mh");
         assert!(!observations.to_string().contains("Screening score"));
         let result_id = result["id"].as_str().unwrap().to_owned();
+        let (_, documents) = get(&address, &format!("/fhir/DocumentReference?patient={patient_id}"), &pro_token);
+        assert_eq!(documents["total"], 1, "{documents}");
+        let (_, plans) = get(&address, &format!("/fhir/CarePlan?patient={patient_id}"), &pro_token);
+        assert_eq!(plans["entry"][0]["resource"]["description"], "Walk daily; check weight weekly.");
+        let (_, appointments) =
+            get(&address, &format!("/fhir/Appointment?patient={patient_id}&_sort=date"), &pro_token);
+        let statuses: Vec<&str> = appointments["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["booked", "cancelled"]);
+        assert_eq!(appointments["entry"][0]["resource"]["start"], "2026-12-01T10:30:00Z");
         let (_, own) = get(&address, &format!("/fhir/Observation?patient={patient_id}"), &own_token);
         assert_eq!(own["total"], 2, "the patient sees their whole record");
 
@@ -194,6 +231,9 @@ fn scenario(database: &TestDatabase) {
                 200,
             ),
             check("GET", format!("/fhir/Observation/{result_id}"), Some(&pro_token), 200),
+            check("GET", format!("/fhir/DocumentReference?patient={patient_id}"), Some(&pro_token), 200),
+            check("GET", format!("/fhir/CarePlan?patient={patient_id}"), Some(&pro_token), 200),
+            check("GET", format!("/fhir/Appointment?patient={patient_id}"), Some(&own_token), 200),
             check("GET", format!("/fhir/Patient/{patient_id}"), None, 401),
             check("GET", format!("/fhir/Patient/{patient_id}"), Some("kith_revoked_or_unknown"), 401),
             check("GET", "/fhir/Patient/00000000-0000-7000-8000-000000000000".into(), Some(&pro_token), 404),
@@ -227,7 +267,7 @@ fn scenario(database: &TestDatabase) {
         let report = String::from_utf8_lossy(&output.stdout);
         println!("{report}{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "FHIR validation failed:\n{report}");
-        assert!(report.contains("19 of 19 responses valid"), "{report}");
+        assert!(report.contains("22 of 22 responses valid"), "{report}");
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -35,15 +35,15 @@ pub const MAX_COUNT: usize = 500;
 const MAX_BODY: usize = 64 * 1024;
 
 pub fn routes() -> Router<WebState> {
-    Router::new()
+    let mut router = Router::new()
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/Patient", get(search_patients))
         .route("/fhir/Patient/{id}", get(read_patient))
-        .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
-        .route("/fhir/Observation", get(search_observations))
-        .route("/fhir/Observation/{id}", get(read_observation))
-        .route("/fhir/{*rest}", axum::routing::any(unsupported))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .route("/fhir/Patient/{id}/$break-glass", post(break_glass));
+    for entry_type in ENTRY_TYPES {
+        router = entry_routes(router, entry_type);
+    }
+    router.route("/fhir/{*rest}", axum::routing::any(unsupported)).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
 /// What went wrong, as the caller is told it.
@@ -345,37 +345,89 @@ fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
     Ok(PatientQuery::Local { organisation, identifier })
 }
 
-const OBSERVATION_KINDS: &[EntryKind] = &[EntryKind::Result, EntryKind::Measurement];
-const OBSERVATION_SEARCH: &[&str] = &["patient", "category", "_lastUpdated", "date", "_sort", "_count", "_offset"];
+/// A FHIR resource type served from record entries: which kinds, and the categories its
+/// `category` search parameter takes.
+pub struct EntryType {
+    pub name: &'static str,
+    kinds: &'static [EntryKind],
+    categories: &'static [(&'static str, &'static [EntryKind])],
+}
 
-async fn read_observation(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+pub const OBSERVATION: EntryType = EntryType {
+    name: "Observation",
+    kinds: &[EntryKind::Result, EntryKind::Measurement],
+    categories: &[("laboratory", &[EntryKind::Result]), ("exam", &[EntryKind::Measurement])],
+};
+pub const DOCUMENT_REFERENCE: EntryType =
+    EntryType { name: "DocumentReference", kinds: &[EntryKind::Document], categories: &[] };
+pub const CARE_PLAN: EntryType = EntryType { name: "CarePlan", kinds: &[EntryKind::CarePlan], categories: &[] };
+pub const APPOINTMENT: EntryType = EntryType { name: "Appointment", kinds: &[EntryKind::Appointment], categories: &[] };
+pub const ENTRY_TYPES: [&EntryType; 4] = [&OBSERVATION, &DOCUMENT_REFERENCE, &CARE_PLAN, &APPOINTMENT];
+
+const ENTRY_SEARCH: &[&str] = &["patient", "_lastUpdated", "date", "_sort", "_count", "_offset"];
+const ENTRY_SEARCH_WITH_CATEGORY: &[&str] =
+    &["patient", "category", "_lastUpdated", "date", "_sort", "_count", "_offset"];
+
+impl EntryType {
+    fn search_parameters(&self) -> &'static [&'static str] {
+        if self.categories.is_empty() { ENTRY_SEARCH } else { ENTRY_SEARCH_WITH_CATEGORY }
+    }
+}
+
+fn entry_routes(router: Router<WebState>, entry_type: &'static EntryType) -> Router<WebState> {
+    router
+        .route(
+            &format!("/fhir/{}", entry_type.name),
+            get(move |State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery| {
+                search_entries(entry_type, state, headers, raw)
+            }),
+        )
+        .route(
+            &format!("/fhir/{}/{{id}}", entry_type.name),
+            get(move |State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>| {
+                read_entry(entry_type, state, headers, id)
+            }),
+        )
+}
+
+async fn read_entry(entry_type: &'static EntryType, state: WebState, headers: HeaderMap, id: String) -> FhirResult {
     let account = caller(&state.app, &headers).await?;
     let id: EntryId = id.parse().map_err(|_| FhirError::NotFound)?;
     let app = state.app.clone();
     let view = blocking(move || app.read_entry_as(account, Channel::Fhir, id).map_err(FhirError::from)).await?;
     let visible = view.entries.first().ok_or(FhirError::NotFound)?;
-    if resources::resource_type(visible.entry.kind) != Some("Observation") {
+    if !entry_type.kinds.contains(&visible.entry.kind) {
         return Err(FhirError::NotFound);
     }
-    ok(resources::observation(visible, observations_of(&view, visible.entry.id)))
+    ok(resources::entry_resource(visible, observations_of(&view, visible.entry.id)))
 }
 
 fn observations_of(view: &AccountRecordView, entry: EntryId) -> &[kith_core::model::Observation] {
     view.observations.get(&entry).map_or(&[], Vec::as_slice)
 }
 
-async fn search_observations(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+async fn search_entries(
+    entry_type: &'static EntryType,
+    state: WebState,
+    headers: HeaderMap,
+    raw: Option<String>,
+) -> FhirResult {
     let account = caller(&state.app, &headers).await?;
-    let query = Query::parse(raw.as_deref(), OBSERVATION_SEARCH)?;
+    let query = Query::parse(raw.as_deref(), entry_type.search_parameters())?;
     let (count, offset) = query.paging()?;
+    let name = entry_type.name;
     let patient = patient_reference(
-        query.get("patient").ok_or_else(|| FhirError::BadRequest("search observations by patient".to_owned()))?,
+        query.get("patient").ok_or_else(|| FhirError::BadRequest(format!("search {name} by patient")))?,
     )?;
     let kinds: &'static [EntryKind] = match query.get("category") {
-        None => OBSERVATION_KINDS,
-        Some("laboratory") => &[EntryKind::Result],
-        Some("exam") => &[EntryKind::Measurement],
-        Some(_) => return Err(FhirError::BadRequest("category must be laboratory or exam".to_owned())),
+        None => entry_type.kinds,
+        Some(category) => match entry_type.categories.iter().find(|(code, _)| *code == category) {
+            Some((_, kinds)) => kinds,
+            None => {
+                let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+                return Err(FhirError::BadRequest(format!("category must be one of {}", codes.join(", "))));
+            }
+        },
     };
     let last_updated = query.get("_lastUpdated").map(|text| DateSearch::parse("_lastUpdated", text)).transpose()?;
     let date = query.get("date").map(|text| DateSearch::parse("date", text)).transpose()?;
@@ -388,13 +440,13 @@ async fn search_observations(State(state): State<WebState>, headers: HeaderMap, 
     let view = blocking(move || {
         match app.read_entries_as(account, Channel::Fhir, patient, EntrySelection::Kinds(kinds)) {
             Ok(view) => Ok(Some(view)),
-            // A patient the caller may not see reads as one with no observations.
+            // A patient the caller may not see reads as one with nothing of this type.
             Err(AppError::Denied) => Ok(None),
             Err(error) => Err(FhirError::from(error)),
         }
     })
     .await?;
-    let Some(view) = view else { return ok(bundle("Observation", &query, Vec::new(), count, offset, false)) };
+    let Some(view) = view else { return ok(bundle(name, &query, Vec::new(), count, offset, false)) };
     let mut matching: Vec<&kith_app::VisibleEntry> = view
         .entries
         .iter()
@@ -406,9 +458,9 @@ async fn search_observations(State(state): State<WebState>, headers: HeaderMap, 
     }
     let resources = matching
         .iter()
-        .map(|visible| resources::observation(visible, observations_of(&view, visible.entry.id)))
+        .map(|visible| resources::entry_resource(visible, observations_of(&view, visible.entry.id)))
         .collect();
-    ok(bundle("Observation", &query, resources, count, offset, view.some_hidden))
+    ok(bundle(name, &query, resources, count, offset, view.some_hidden))
 }
 
 /// A searchset of what the caller may see: the total counts only that, and the paging links
@@ -527,14 +579,34 @@ fn capability_statement() -> Value {
         search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
     ];
     patient_params.extend(paging.iter().cloned());
-    let mut observation_params = vec![
-        search("patient", "reference", "required: the patient"),
-        search("category", "token", "laboratory (results) or exam (measurements)"),
-        search("date", "date", "when the observation was made, with a prefix"),
-        search("_lastUpdated", "date", "when Kith recorded it, with a prefix"),
-        search("_sort", "string", "-date (newest first, the default) or date"),
-    ];
-    observation_params.extend(paging.iter().cloned());
+    let mut resources = vec![json!({
+        "type": "Patient",
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "searchParam": patient_params,
+        "operation": [{
+            "name": "break-glass",
+            "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
+            "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
+        }],
+    })];
+    for entry_type in ENTRY_TYPES {
+        let mut params = vec![search("patient", "reference", "required: the patient")];
+        if !entry_type.categories.is_empty() {
+            let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+            params.push(search("category", "token", &format!("one of {}", codes.join(", "))));
+        }
+        params.extend([
+            search("date", "date", "the entry's clinical time, with a prefix (eq, ne, gt, lt, ge, le)"),
+            search("_lastUpdated", "date", "when Kith recorded it, with a prefix"),
+            search("_sort", "string", "-date (newest first, the default) or date"),
+        ]);
+        params.extend(paging.iter().cloned());
+        resources.push(json!({
+            "type": entry_type.name,
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "searchParam": params,
+        }));
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -550,23 +622,7 @@ fn capability_statement() -> Value {
             "security": {
                 "description": "Bearer API tokens (kith token create). Every answer obeys the patient's consent; every read is audited.",
             },
-            "resource": [
-                {
-                    "type": "Patient",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
-                    "searchParam": patient_params,
-                    "operation": [{
-                        "name": "break-glass",
-                        "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
-                        "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
-                    }],
-                },
-                {
-                    "type": "Observation",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
-                    "searchParam": observation_params,
-                },
-            ],
+            "resource": resources,
         }],
     })
 }
@@ -593,13 +649,13 @@ mod tests {
 
     #[test]
     fn queries_refuse_unknown_and_repeated_parameters() {
-        assert!(Query::parse(Some("patient=1&_count=5"), OBSERVATION_SEARCH).is_ok());
-        assert!(Query::parse(Some("patient=1&code=x"), OBSERVATION_SEARCH).is_err());
-        assert!(Query::parse(Some("patient=1&patient=2"), OBSERVATION_SEARCH).is_err());
-        let query = Query::parse(Some("patient=a%7Cb&_count=5&_offset=10"), OBSERVATION_SEARCH).unwrap();
+        assert!(Query::parse(Some("patient=1&_count=5"), ENTRY_SEARCH).is_ok());
+        assert!(Query::parse(Some("patient=1&code=x"), ENTRY_SEARCH).is_err());
+        assert!(Query::parse(Some("patient=1&patient=2"), ENTRY_SEARCH).is_err());
+        let query = Query::parse(Some("patient=a%7Cb&_count=5&_offset=10"), ENTRY_SEARCH).unwrap();
         assert_eq!(query.with_offset(15), "patient=a%7Cb&_count=5&_offset=15");
         assert_eq!(query.paging().unwrap(), (5, 10));
-        assert!(Query::parse(Some("_count=0"), OBSERVATION_SEARCH).unwrap().paging().is_err());
-        assert!(Query::parse(Some("_count=501"), OBSERVATION_SEARCH).unwrap().paging().is_err());
+        assert!(Query::parse(Some("_count=0"), ENTRY_SEARCH).unwrap().paging().is_err());
+        assert!(Query::parse(Some("_count=501"), ENTRY_SEARCH).unwrap().paging().is_err());
     }
 }

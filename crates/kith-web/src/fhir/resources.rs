@@ -90,12 +90,109 @@ pub fn patient(details: &PatientDetails) -> Value {
     resource
 }
 
-/// The FHIR resource type an entry kind is served as, if any.
-pub fn resource_type(kind: EntryKind) -> Option<&'static str> {
-    match kind {
-        EntryKind::Result | EntryKind::Measurement => Some("Observation"),
-        _ => None,
+/// An entry as the resource its kind is served as.
+pub fn entry_resource(visible: &VisibleEntry, observations: &[Observation]) -> Value {
+    match visible.entry.kind {
+        EntryKind::Document => document_reference(visible),
+        EntryKind::CarePlan => care_plan(visible),
+        EntryKind::Appointment => appointment(visible),
+        _ => observation(visible, observations),
     }
+}
+
+/// Standard base64 (RFC 4648, with padding), for attachment data.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A document; a replaced document keeps its identifier and shows its latest version.
+pub fn document_reference(visible: &VisibleEntry) -> Value {
+    let entry = &visible.entry;
+    let doc_status = match entry.status {
+        Some(EntryStatus::Preliminary) => "preliminary",
+        Some(EntryStatus::Corrected) => "amended",
+        _ => "final",
+    };
+    json!({
+        "resourceType": "DocumentReference",
+        "id": entry.id.to_string(),
+        "meta": entry_meta(entry),
+        "status": "current",
+        "docStatus": doc_status,
+        "type": { "text": entry.title.as_str() },
+        "subject": { "reference": format!("Patient/{}", entry.patient) },
+        "date": instant(entry.recorded_at),
+        "author": [{ "reference": format!("CareTeam/{}", entry.authored_by) }],
+        "description": entry.title.as_str(),
+        "content": [{
+            "attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "data": base64(entry.body.as_bytes()),
+                "title": entry.title.as_str(),
+                "creation": instant(entry.effective_at),
+            },
+        }],
+        "context": { "period": { "start": instant(entry.effective_at) } },
+    })
+}
+
+/// A care plan (an MDM document of type CP, or one written in Kith).
+pub fn care_plan(visible: &VisibleEntry) -> Value {
+    let entry = &visible.entry;
+    let mut resource = json!({
+        "resourceType": "CarePlan",
+        "id": entry.id.to_string(),
+        "meta": entry_meta(entry),
+        "status": "active",
+        "intent": "plan",
+        "title": entry.title.as_str(),
+        "subject": { "reference": format!("Patient/{}", entry.patient) },
+        "period": { "start": instant(entry.effective_at) },
+        "created": instant(entry.recorded_at),
+        "author": { "reference": format!("CareTeam/{}", entry.authored_by) },
+    });
+    if !entry.body.trim().is_empty() {
+        resource["description"] = Value::String(entry.body.trim().to_owned());
+    }
+    resource
+}
+
+/// An appointment. Kith does not know appointments' lengths yet (the SIU duration fields
+/// are not read), so `end` is the start: an instant, not an invented length.
+pub fn appointment(visible: &VisibleEntry) -> Value {
+    let entry = &visible.entry;
+    let status = if entry.status == Some(EntryStatus::Cancelled) { "cancelled" } else { "booked" };
+    let mut resource = json!({
+        "resourceType": "Appointment",
+        "id": entry.id.to_string(),
+        "meta": entry_meta(entry),
+        "status": status,
+        "description": entry.title.as_str(),
+        "start": instant(entry.effective_at),
+        "end": instant(entry.effective_at),
+        "created": instant(entry.recorded_at),
+        "participant": [{
+            "actor": { "reference": format!("Patient/{}", entry.patient) },
+            "status": "accepted",
+        }],
+    });
+    if !entry.body.trim().is_empty() {
+        resource["comment"] = Value::String(entry.body.trim().to_owned());
+    }
+    resource
 }
 
 /// The observation category of a result (laboratory) or a measurement (exam).
@@ -228,4 +325,22 @@ pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value
         "resourceType": "OperationOutcome",
         "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, output) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), output);
+        }
+    }
 }
