@@ -14,7 +14,7 @@ use kith_core::access::{
     record_scope,
 };
 use kith_core::audit::{Actor, Channel, Outcome};
-use kith_core::model::{BreakGlassGrant, Entry, Observation, Organisation, Patient};
+use kith_core::model::{BreakGlassGrant, CareLink, Entry, Observation, Organisation, Patient};
 use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
 use kith_core::team::{MembershipRole, MembershipStatus};
 use kith_core::text::{OrganisationCode, Reason};
@@ -23,7 +23,7 @@ use kith_store::Tx;
 
 use crate::access::VisibleEntry;
 use crate::patients::{entry_facts, summarise};
-use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext};
+use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, ProfessionalContext};
 
 /// How many patients one search may return at most.
 pub const MAX_PATIENT_MATCHES: i64 = 100;
@@ -327,6 +327,65 @@ impl App {
         };
         let context = ProfessionalContext { account, team: team.id, organisation: team.organisation, channel };
         self.open_break_glass(&context, patient, reason)
+    }
+
+    /// The patient's care links the account may see, with their labels: all of them for
+    /// the patient; for a professional, only those of teams they are an active professional
+    /// of (another team's link would say which services the patient uses). Audited
+    /// `consent.read`.
+    pub fn care_links_as(&self, account: AccountId, channel: Channel, patient: PatientId) -> AppResult<Vec<CareLink>> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let event = AuditBuilder::new(now, Actor::Account(account), channel, "consent.read");
+                let (record, reader) = match record_and_reader(tx, account, patient, now)? {
+                    Ok(found) => found,
+                    Err((record, reason)) => {
+                        tx.audit(denied(event, record, reason));
+                        return Ok(Err(AppError::Denied));
+                    }
+                };
+                let links = tx.care_links(record.id)?;
+                let links: Vec<CareLink> = match &reader {
+                    Reader::Owner => links,
+                    Reader::Professional { .. } => {
+                        let teams: Vec<TeamId> = tx
+                            .memberships_of(account)?
+                            .into_iter()
+                            .filter(|m| m.role == MembershipRole::Professional && m.status == MembershipStatus::Active)
+                            .map(|m| m.team)
+                            .collect();
+                        links.into_iter().filter(|link| teams.contains(&link.team)).collect()
+                    }
+                };
+                tx.audit(with_basis(event.patient(record.id), reader.demographics_basis()).build());
+                Ok(Ok(links))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Changes the labels a team sees: the patient for themselves, or a professional of
+    /// that team on the patient's behalf with a reason (see [`App::change_consent`]).
+    pub fn change_consent_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        patient: PatientId,
+        team: TeamId,
+        labels: kith_core::LabelSet,
+        reason: Option<&Reason>,
+    ) -> AppResult<CareLink> {
+        let (owner, organisation) = self.store.read(|tx| {
+            let owner = tx.patient(patient)?.is_some_and(|record| record.account == Some(account));
+            let organisation = tx.team(team)?.map(|team| team.organisation);
+            Ok::<_, AppError>((owner, organisation))
+        })?;
+        if owner {
+            return self.change_consent(&ConsentActor::Patient { account, channel }, patient, team, labels);
+        }
+        let Some(organisation) = organisation else { return Err(AppError::Denied) };
+        let context = ProfessionalContext { account, team, organisation, channel };
+        self.change_consent(&ConsentActor::Professional { context: &context, reason }, patient, team, labels)
     }
 
     /// The organisations, for naming identifier systems.

@@ -385,6 +385,54 @@ async fn access_matrix(database: TestDatabase) {
     assert_eq!(w.get(&patient_a, Some(&own)).await.0, StatusCode::OK);
     assert_eq!(w.get(&observation(2), Some(&own)).await.0, StatusCode::OK);
 
+    // Consent: one per care link. The patient sees all of theirs; a professional only
+    // their own team's; another team's professional none.
+    let consents = format!("/fhir/Consent?patient={a}");
+    let (_, mine) = w.get(&consents, Some(&own)).await;
+    assert_eq!(mine["total"], 2, "the Patient Record Team's link and team mh's: {mine}");
+    let (_, theirs) = w.get(&consents, Some(&pro)).await;
+    assert_eq!(theirs["total"], 1);
+    let mh_consent = theirs["entry"][0]["resource"].clone();
+    assert_eq!(mh_consent["status"], "active");
+    let codes: Vec<&str> = mh_consent["provision"]["securityLabel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["general", "mental_health"]);
+    assert_eq!(w.get(&consents, Some(&gum)).await.1["total"], 0);
+    let consent_path = format!("/fhir/Consent/{}", mh_consent["id"].as_str().unwrap());
+    assert_eq!(w.get(&consent_path, Some(&gum)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.get(&consent_path, Some(&own)).await.0, StatusCode::OK);
+    // The patient narrows team mh to general: the team's next search shows only that.
+    let mut narrowed = mh_consent.clone();
+    narrowed["provision"]["securityLabel"] =
+        json!([{ "system": kith_web::fhir::PRIVACY_LABEL_SYSTEM, "code": "general" }]);
+    let (status, changed) = w.call("PUT", &consent_path, Some(&own), Some(narrowed.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["extension"][0]["valueCode"], "patient_choice");
+    let (_, bundle) = w.get(&observations_a, Some(&pro)).await;
+    assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0]));
+    w.assert_nothing_of(&bundle, &[1, 2]);
+    // Another team's professional may not change it; the team's own only with a reason.
+    assert_eq!(w.call("PUT", &consent_path, Some(&gum), Some(narrowed.clone())).await.0, StatusCode::NOT_FOUND);
+    let mut restored = mh_consent.clone();
+    let (status, body) = w.call("PUT", &consent_path, Some(&pro), Some(restored.clone())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no reason: {body}");
+    restored["extension"] = json!([{ "url": "https://kith.dev/fhir/StructureDefinition/on-behalf-reason", "valueString": "patient asked by phone" }]);
+    let (status, changed) = w.call("PUT", &consent_path, Some(&pro), Some(restored)).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["extension"][0]["valueCode"], "on_behalf_of_patient");
+    assert_eq!(w.observation_ids(&w.get(&observations_a, Some(&pro)).await.1), w.ids_of(&[0, 1]));
+    let mut bad = mh_consent.clone();
+    bad["provision"]["securityLabel"] =
+        json!([{ "system": kith_web::fhir::PRIVACY_LABEL_SYSTEM, "code": "everything" }]);
+    assert_eq!(w.call("PUT", &consent_path, Some(&own), Some(bad)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut wrong_id = mh_consent.clone();
+    wrong_id["id"] = json!("0");
+    assert_eq!(w.call("PUT", &consent_path, Some(&own), Some(wrong_id)).await.0, StatusCode::BAD_REQUEST);
+
     // Bad requests.
     for path in [
         "/fhir/Observation".to_owned(),
@@ -404,6 +452,7 @@ async fn access_matrix(database: TestDatabase) {
         assert_eq!(body["issue"][0]["code"], "invalid");
     }
     assert_eq!(w.get("/fhir/Encounter", Some(&pro)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.call("DELETE", &patient_a, Some(&pro), None).await.0, StatusCode::METHOD_NOT_ALLOWED);
 
     // Break glass: refused to a patient (403) and without a reason (422); for the other
     // team's professional it opens the whole record until it expires.

@@ -200,6 +200,9 @@ fn scenario(database: &TestDatabase) {
         let (_, own) = get(&address, &format!("/fhir/Observation?patient={patient_id}"), &own_token);
         assert_eq!(own["total"], 2, "the patient sees their whole record");
 
+        let (_, consents) = get(&address, &format!("/fhir/Consent?patient={patient_id}"), &pro_token);
+        let consent = consents["entry"][0]["resource"].clone();
+        assert_eq!(consent["resourceType"], "Consent");
         if !fhir_resources_available() {
             return;
         }
@@ -234,26 +237,37 @@ fn scenario(database: &TestDatabase) {
             check("GET", format!("/fhir/DocumentReference?patient={patient_id}"), Some(&pro_token), 200),
             check("GET", format!("/fhir/CarePlan?patient={patient_id}"), Some(&pro_token), 200),
             check("GET", format!("/fhir/Appointment?patient={patient_id}"), Some(&own_token), 200),
+            check("GET", format!("/fhir/Consent?patient={patient_id}"), Some(&own_token), 200),
+            check("GET", format!("/fhir/Consent/{}", consent["id"].as_str().unwrap()), Some(&pro_token), 200),
             check("GET", format!("/fhir/Patient/{patient_id}"), None, 401),
             check("GET", format!("/fhir/Patient/{patient_id}"), Some("kith_revoked_or_unknown"), 401),
             check("GET", "/fhir/Patient/00000000-0000-7000-8000-000000000000".into(), Some(&pro_token), 404),
             check("GET", "/fhir/Observation?code=1234".into(), Some(&pro_token), 400),
             check("GET", "/fhir/Encounter".into(), Some(&pro_token), 404),
+            check("DELETE", format!("/fhir/Patient/{patient_id}"), Some(&pro_token), 405),
             check("POST", format!("/fhir/Patient/{patient_id}/$break-glass"), Some(&own_token), 400),
         ];
-        let mut with_body = |path: String, token: &str, body: Value, status: u16| {
-            let mut value = check("POST", path, Some(token), status);
+        let mut with_body = |method: &str, path: String, token: &str, body: Value, status: u16| {
+            let mut value = check(method, path, Some(token), status);
             value["body"] = body;
             checks.push(value);
         };
-        with_body(format!("/fhir/Patient/{patient_id}/$break-glass"), &own_token, reason.clone(), 403);
+        with_body("POST", format!("/fhir/Patient/{patient_id}/$break-glass"), &own_token, reason.clone(), 403);
         with_body(
+            "POST",
             format!("/fhir/Patient/{patient_id}/$break-glass"),
             &pro_token,
             json!({ "resourceType": "Parameters" }),
             422,
         );
-        with_body(format!("/fhir/Patient/{patient_id}/$break-glass"), &pro_token, reason, 200);
+        with_body("POST", format!("/fhir/Patient/{patient_id}/$break-glass"), &pro_token, reason, 200);
+        with_body(
+            "PUT",
+            format!("/fhir/Consent/{}", consent["id"].as_str().unwrap()),
+            &own_token,
+            consent.clone(),
+            200,
+        );
         let mut child = Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/fhir_validate.py"))
             .arg(format!("http://{address}"))
@@ -267,7 +281,7 @@ fn scenario(database: &TestDatabase) {
         let report = String::from_utf8_lossy(&output.stdout);
         println!("{report}{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "FHIR validation failed:\n{report}");
-        assert!(report.contains("22 of 22 responses valid"), "{report}");
+        assert!(report.contains("26 of 26 responses valid"), "{report}");
     });
     let _ = server.kill();
     let _ = server.wait();

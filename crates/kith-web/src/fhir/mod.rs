@@ -39,11 +39,16 @@ pub fn routes() -> Router<WebState> {
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/Patient", get(search_patients))
         .route("/fhir/Patient/{id}", get(read_patient))
-        .route("/fhir/Patient/{id}/$break-glass", post(break_glass));
+        .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
+        .route("/fhir/Consent", get(search_consents))
+        .route("/fhir/Consent/{id}", get(read_consent).put(put_consent));
     for entry_type in ENTRY_TYPES {
         router = entry_routes(router, entry_type);
     }
-    router.route("/fhir/{*rest}", axum::routing::any(unsupported)).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+    router
+        .route("/fhir/{*rest}", axum::routing::any(unsupported))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
 /// What went wrong, as the caller is told it.
@@ -277,6 +282,12 @@ fn patient_reference(text: &str) -> Result<PatientId, FhirError> {
 
 async fn unsupported() -> FhirError {
     FhirError::NotSupported("this FHIR interaction is not supported: see /fhir/metadata".to_owned())
+}
+
+async fn method_not_allowed() -> Response {
+    let outcome =
+        resources::operation_outcome("error", "not-supported", "this method is not supported here: see /fhir/metadata");
+    (StatusCode::METHOD_NOT_ALLOWED, fhir_json(outcome)).into_response()
 }
 
 async fn metadata() -> FhirResult {
@@ -566,6 +577,85 @@ async fn break_glass(
     }))
 }
 
+const CONSENT_SEARCH: &[&str] = &["patient", "_count", "_offset"];
+
+async fn search_consents(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), CONSENT_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let patient = patient_reference(
+        query.get("patient").ok_or_else(|| FhirError::BadRequest("search Consent by patient".to_owned()))?,
+    )?;
+    let app = state.app.clone();
+    let links = blocking(move || match app.care_links_as(account, Channel::Fhir, patient) {
+        Ok(links) => Ok(links),
+        Err(AppError::Denied) => Ok(Vec::new()),
+        Err(error) => Err(FhirError::from(error)),
+    })
+    .await?;
+    ok(bundle("Consent", &query, links.iter().map(resources::consent).collect(), count, offset, false))
+}
+
+async fn read_consent(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let (patient, team) = resources::parse_consent_id(&id).ok_or(FhirError::NotFound)?;
+    let app = state.app.clone();
+    let links = blocking(move || app.care_links_as(account, Channel::Fhir, patient).map_err(FhirError::from)).await?;
+    let link = links.iter().find(|link| link.team == team).ok_or(FhirError::NotFound)?;
+    ok(resources::consent(link))
+}
+
+/// `PUT /fhir/Consent/{id}`: the labels in `provision.securityLabel` (Kith's privacy-label
+/// codes; other systems are ignored) become the team's. The patient changes their own; a
+/// professional of the team only with a reason (extension on-behalf-reason), and the
+/// patient is told.
+async fn put_consent(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let (patient, team) = resources::parse_consent_id(&id).ok_or(FhirError::NotFound)?;
+    let consent: Value = serde_json::from_slice(&body)
+        .map_err(|_| FhirError::BadRequest("the body must be a FHIR Consent resource in JSON".to_owned()))?;
+    if consent["resourceType"] != "Consent" {
+        return Err(FhirError::BadRequest("the body must be a FHIR Consent resource".to_owned()));
+    }
+    if consent["id"] != id.as_str() {
+        return Err(FhirError::BadRequest("the Consent's id must be the one in the URL".to_owned()));
+    }
+    if consent["status"] != "active" {
+        return Err(FhirError::Unprocessable("status must be active (discharging a team is not done here)".to_owned()));
+    }
+    let mut labels = kith_core::LabelSet::EMPTY;
+    if let Some(codings) = consent["provision"]["securityLabel"].as_array() {
+        for coding in codings.iter().filter(|coding| coding["system"] == PRIVACY_LABEL_SYSTEM) {
+            let code = coding["code"].as_str().unwrap_or_default();
+            let label = kith_core::PrivacyLabel::parse(code).map_err(|_| {
+                FhirError::Unprocessable(
+                    "provision.securityLabel: codes are general, sexual_health, mental_health and social_care"
+                        .to_owned(),
+                )
+            })?;
+            labels = labels.with(label);
+        }
+    }
+    let reason = consent["extension"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["url"] == resources::ON_BEHALF_REASON_EXTENSION))
+        .and_then(|extension| extension["valueString"].as_str())
+        .map(Reason::parse)
+        .transpose()
+        .map_err(|error| FhirError::Unprocessable(format!("on-behalf-reason: {error}")))?;
+    let app = state.app.clone();
+    let link = blocking(move || {
+        app.change_consent_as(account, Channel::Fhir, patient, team, labels, reason.as_ref()).map_err(FhirError::from)
+    })
+    .await?;
+    ok(resources::consent(&link))
+}
+
 /// What this server serves, exactly.
 fn capability_statement() -> Value {
     let search = |name: &str, kind: &str, documentation: &str| json!({ "name": name, "type": kind, "documentation": documentation });
@@ -589,6 +679,12 @@ fn capability_statement() -> Value {
             "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
         }],
     })];
+    resources.push(json!({
+        "type": "Consent",
+        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
+        "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
+        "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
+    }));
     for entry_type in ENTRY_TYPES {
         let mut params = vec![search("patient", "reference", "required: the patient")];
         if !entry_type.categories.is_empty() {

@@ -2,9 +2,9 @@
 //! with only the elements Kith fills, checked against the R4 models in the test suite.
 
 use kith_app::{PatientDetails, VisibleEntry};
-use kith_core::model::{Entry, EntryStatus, Observation};
+use kith_core::model::{CareLink, Entry, EntryStatus, Observation};
 use kith_core::patient::EntryKind;
-use kith_core::{PrivacyLabel, Timestamp};
+use kith_core::{PatientId, PrivacyLabel, TeamId, Timestamp};
 use serde_json::{Map, Value, json};
 
 /// The NHS number's identifier system.
@@ -324,6 +324,63 @@ pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value
     json!({
         "resourceType": "OperationOutcome",
         "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
+    })
+}
+
+/// A Consent's id: the patient's and the team's identifiers, 32 hexadecimal digits each.
+pub fn consent_id(patient: PatientId, team: TeamId) -> String {
+    format!("{}{}", patient.as_uuid().simple(), team.as_uuid().simple())
+}
+
+/// The (patient, team) a Consent id names.
+pub fn parse_consent_id(id: &str) -> Option<(PatientId, TeamId)> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let patient = uuid::Uuid::parse_str(&id[..32]).ok()?;
+    let team = uuid::Uuid::parse_str(&id[32..]).ok()?;
+    Some((PatientId::from_uuid(patient), TeamId::from_uuid(team)))
+}
+
+/// Explains who recorded a care link's labels (Kith's link basis).
+pub const CONSENT_BASIS_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/consent-basis";
+/// On a Consent sent with PUT by a professional: why they change it on the patient's behalf.
+pub const ON_BEHALF_REASON_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/on-behalf-reason";
+
+/// A care link as a Consent: which labels of the record the team (a CareTeam) may see.
+pub fn consent(link: &CareLink) -> Value {
+    let labels: Vec<Value> = link
+        .labels
+        .iter()
+        .map(|label| json!({ "system": PRIVACY_LABEL_SYSTEM, "code": label.code(), "display": label.plain_words() }))
+        .collect();
+    let mut provision = json!({
+        "type": "permit",
+        "actor": [{
+            "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP" }] },
+            "reference": { "reference": format!("CareTeam/{}", link.team) },
+        }],
+    });
+    if !labels.is_empty() {
+        provision["securityLabel"] = Value::Array(labels);
+    }
+    if let Some(discharged) = link.discharged_at {
+        provision["period"] = json!({ "start": instant(link.linked_at), "end": instant(discharged) });
+    } else {
+        provision["period"] = json!({ "start": instant(link.linked_at) });
+    }
+    json!({
+        "resourceType": "Consent",
+        "id": consent_id(link.patient, link.team),
+        "meta": { "lastUpdated": instant(link.updated_at) },
+        "extension": [{ "url": CONSENT_BASIS_EXTENSION, "valueCode": link.basis.code() }],
+        "status": if link.is_active() { "active" } else { "inactive" },
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent" }] }],
+        "patient": { "reference": format!("Patient/{}", link.patient) },
+        "dateTime": instant(link.updated_at),
+        "policyRule": { "coding": [{ "system": ACT_CODE_SYSTEM, "code": "OPTIN" }] },
+        "provision": provision,
     })
 }
 
