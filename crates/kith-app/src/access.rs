@@ -37,6 +37,13 @@ pub struct RecordView {
 /// One line of a patient's access log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessLogEntry {
+    /// The event's place in the audit chain: a stable identifier.
+    pub seq: i64,
+    pub patient: Option<PatientId>,
+    /// The account that acted, if a person with an account did.
+    pub actor: Option<AccountId>,
+    pub team_id: Option<kith_core::TeamId>,
+    pub label_set: kith_core::LabelSet,
     pub at: Timestamp,
     pub who: String,
     pub team: Option<String>,
@@ -256,6 +263,43 @@ impl App {
             .and_then(|outcome| outcome)
     }
 
+    /// The break-the-glass events of the organisations the account is a privacy officer
+    /// of (about one patient, or all), newest first: the grants and every access under them.
+    /// An account that is no organisation's privacy officer is refused outright. Reading
+    /// them is audited.
+    pub fn break_glass_log(
+        &self,
+        account: AccountId,
+        patient: Option<PatientId>,
+        limit: i64,
+        channel: Channel,
+    ) -> AppResult<Vec<AccessLogEntry>> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                if !tx.is_privacy_officer(account)? {
+                    return Ok(Err(AppError::Forbidden(
+                        "the break-the-glass log is for organisations' privacy officers".to_owned(),
+                    )));
+                }
+                let events = tx.break_glass_events_for_officer(account, patient, limit.clamp(1, 1000))?;
+                let log = events.iter().map(|event| access_log_entry(tx, event)).collect::<AppResult<Vec<_>>>()?;
+                let mut event = AuditBuilder::new(now, Actor::Account(account), channel, "break_glass_log.read")
+                    .basis("administration");
+                if let Some(patient) = patient {
+                    event = event.patient(patient);
+                }
+                tx.audit(event.build());
+                Ok(Ok(log))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Whether the account is the patient's own (for interfaces that offer the access log).
+    pub fn is_own_record(&self, account: AccountId, patient: PatientId) -> AppResult<bool> {
+        self.store.read(|tx| Ok(tx.patient(patient)?.is_some_and(|record| record.account == Some(account))))
+    }
+
     /// A privacy officer disables sharing on a record (lock-down): every team is
     /// discharged except the Patient Record Teams, which lose their labels; break glass
     /// and new links are refused until sharing is enabled again.
@@ -329,7 +373,13 @@ fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLo
         Some(team) => tx.team(team)?.map(|team| team.name.to_string()),
         None => None,
     };
+    let label_set = kith_core::LabelSet::from_bits(record.labels).unwrap_or_default();
     Ok(AccessLogEntry {
+        seq: event.seq,
+        patient: record.patient,
+        actor: record.actor_account,
+        team_id: record.acting_team,
+        label_set,
         at: record.at,
         who,
         team,
@@ -337,7 +387,7 @@ fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLo
         outcome: record.outcome.clone(),
         basis: record.basis.clone(),
         entry_kinds: record.entry_kinds.clone(),
-        labels: kith_core::LabelSet::from_bits(record.labels).map(|labels| labels.to_string()).unwrap_or_default(),
+        labels: if label_set.is_empty() { String::new() } else { label_set.to_string() },
         break_glass: record.basis.as_deref() == Some("break_glass"),
     })
 }

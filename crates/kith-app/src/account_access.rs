@@ -14,7 +14,9 @@ use kith_core::access::{
     record_scope,
 };
 use kith_core::audit::{Actor, Channel, Outcome};
-use kith_core::model::{BreakGlassGrant, CareLink, Entry, Observation, Organisation, Patient};
+use kith_core::model::{
+    Account, BreakGlassGrant, CareLink, Entry, Membership, Observation, Organisation, Patient, Team,
+};
 use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
 use kith_core::team::{MembershipRole, MembershipStatus};
 use kith_core::text::{OrganisationCode, Reason};
@@ -99,7 +101,8 @@ impl App {
                 match record_and_reader(tx, account, patient, now)? {
                     Ok((record, reader)) => {
                         let basis = reader.demographics_basis();
-                        tx.audit(with_basis(event.patient(record.id), basis).build());
+                        let event = with_basis(tx, event.patient(record.id), basis)?.build();
+                        tx.audit(event);
                         Ok(Ok(details(tx, record, basis)?))
                     }
                     Err((record, reason)) => {
@@ -145,7 +148,8 @@ impl App {
                 match reader(tx, account, &record, now)? {
                     Ok(reader) => {
                         let basis = reader.demographics_basis();
-                        tx.audit(with_basis(event, basis).build());
+                        let event = with_basis(tx, event, basis)?.build();
+                        tx.audit(event);
                         found.push(details(tx, record, basis)?);
                     }
                     Err(reason) => tx.audit(event.outcome(Outcome::Denied).reason(reason).build()),
@@ -218,7 +222,8 @@ impl App {
                             }
                         }
                         if contributed.is_empty() {
-                            tx.audit(with_basis(base.clone(), *demographics).build());
+                            let event = with_basis(tx, base.clone(), *demographics)?.build();
+                            tx.audit(event);
                         }
                         for (team, basis, indexes) in contributed {
                             let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
@@ -358,7 +363,8 @@ impl App {
                         links.into_iter().filter(|link| teams.contains(&link.team)).collect()
                     }
                 };
-                tx.audit(with_basis(event.patient(record.id), reader.demographics_basis()).build());
+                let event = with_basis(tx, event.patient(record.id), reader.demographics_basis())?.build();
+                tx.audit(event);
                 Ok(Ok(links))
             })
             .and_then(|outcome| outcome)
@@ -403,13 +409,25 @@ impl Reader {
     }
 }
 
-fn with_basis(event: AuditBuilder, basis: Basis) -> AuditBuilder {
-    let event = match basis {
-        Basis::Consent { team } | Basis::OwnTeamData { team } => event.team(team),
-        Basis::BreakGlass { grant } => event.subject(grant),
-        Basis::SelfAccess | Basis::Administration => event,
+/// The event with its basis, and the team and organisation the basis names (for a grant,
+/// the team it was opened through), so that privacy officers find break-glass events.
+fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> AppResult<AuditBuilder> {
+    let team = match basis {
+        Basis::Consent { team } | Basis::OwnTeamData { team } => Some(team),
+        Basis::BreakGlass { grant } => tx.break_glass_team(grant)?,
+        Basis::SelfAccess | Basis::Administration => None,
     };
-    event.basis(basis.code())
+    let mut event = event.basis(basis.code());
+    if let Basis::BreakGlass { grant } = basis {
+        event = event.subject(grant);
+    }
+    if let Some(team) = team {
+        event = event.team(team);
+        if let Some(team) = tx.team(team)? {
+            event = event.organisation(team.organisation);
+        }
+    }
+    Ok(event)
 }
 
 /// The record (after any merge) and how the account relates to it; or, denied, the record
@@ -493,4 +511,101 @@ fn details(tx: &mut Tx<'_>, patient: Patient, basis: Basis) -> AppResult<Patient
         }
     }
     Ok(PatientDetails { patient, identifiers, basis })
+}
+
+/// A team as the directory shows it: its organisation and active members.
+#[derive(Clone, Debug)]
+pub struct TeamDirectory {
+    pub team: Team,
+    pub organisation: Organisation,
+    pub members: Vec<(Membership, Account)>,
+}
+
+/// A professional as the directory shows them: their account and the memberships the
+/// caller may see.
+#[derive(Clone, Debug)]
+pub struct PractitionerDirectory {
+    pub account: Account,
+    pub roles: Vec<(Membership, Team)>,
+}
+
+/// The teams an account may look up in the directory: those it is an active member of, and
+/// those its own record is (or was) linked to.
+fn directory_teams(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Vec<TeamId>> {
+    let mut teams: Vec<TeamId> = tx
+        .memberships_of(account)?
+        .into_iter()
+        .filter(|membership| membership.status == MembershipStatus::Active)
+        .map(|membership| membership.team)
+        .collect();
+    if let Some(record) = tx.patient_by_account(account)? {
+        for link in tx.care_links(record.id)? {
+            if !teams.contains(&link.team) {
+                teams.push(link.team);
+            }
+        }
+    }
+    Ok(teams)
+}
+
+fn team_directory(tx: &mut Tx<'_>, team: TeamId) -> AppResult<Option<TeamDirectory>> {
+    let Some(team) = tx.team(team)? else { return Ok(None) };
+    let Some(organisation) = tx.organisation(team.organisation)? else { return Ok(None) };
+    let members = tx
+        .team_members(team.id)?
+        .into_iter()
+        .filter(|(membership, _)| membership.status == MembershipStatus::Active)
+        .collect();
+    Ok(Some(TeamDirectory { team, organisation, members }))
+}
+
+impl App {
+    /// The teams the account may look up (see [`directory_teams`]).
+    pub fn teams_as(&self, account: AccountId) -> AppResult<Vec<TeamDirectory>> {
+        self.store.read(|tx| {
+            let mut out = Vec::new();
+            for team in directory_teams(tx, account)? {
+                out.extend(team_directory(tx, team)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One team, when the account may look it up; otherwise [`AppError::Denied`].
+    pub fn team_as(&self, account: AccountId, team: TeamId) -> AppResult<TeamDirectory> {
+        self.store.read(|tx| {
+            if !directory_teams(tx, account)?.contains(&team) {
+                return Err(AppError::Denied);
+            }
+            team_directory(tx, team)?.ok_or(AppError::Denied)
+        })
+    }
+
+    /// A professional, when they are the account itself or an active member of a team the
+    /// account may look up; only those teams' roles are shown.
+    pub fn practitioner_as(&self, account: AccountId, practitioner: AccountId) -> AppResult<PractitionerDirectory> {
+        self.store.read(|tx| {
+            let Some(found) = tx.account(practitioner)? else { return Err(AppError::Denied) };
+            let visible = directory_teams(tx, account)?;
+            let mut roles = Vec::new();
+            for membership in tx.memberships_of(practitioner)? {
+                let shown = if practitioner == account { true } else { visible.contains(&membership.team) };
+                if shown
+                    && membership.status == MembershipStatus::Active
+                    && let Some(team) = tx.team(membership.team)?
+                {
+                    roles.push((membership, team));
+                }
+            }
+            if roles.is_empty() {
+                return Err(AppError::Denied);
+            }
+            Ok(PractitionerDirectory { account: found, roles })
+        })
+    }
+
+    /// An organisation: public directory information for any signed-in caller.
+    pub fn organisation_directory(&self, id: kith_core::OrganisationId) -> AppResult<Organisation> {
+        self.store.read(|tx| tx.organisation(id)?.ok_or(AppError::Denied))
+    }
 }

@@ -478,6 +478,37 @@ impl<'c> Tx<'c> {
         self.all(sql, &[patient.into(), except_actor.is_none().into(), except.into(), limit.into()], audit_from)
     }
 
+    /// Break-the-glass events (grants and accesses under them) in the organisations the
+    /// account is a privacy officer of, newest first.
+    pub fn break_glass_events_for_officer(
+        &mut self,
+        officer: AccountId,
+        patient: Option<PatientId>,
+        limit: i64,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events WHERE (action LIKE 'break\\_glass.%' ESCAPE '\\' OR basis = 'break_glass')
+              AND organisation_id IN (SELECT organisation_id FROM privacy_officers WHERE account_id = ?)
+              AND (? OR patient_id = ?) ORDER BY seq DESC LIMIT ?"
+        );
+        let patient_id = patient.map(|patient| patient.as_uuid()).unwrap_or(Uuid::nil());
+        self.all(sql, &[officer.into(), patient.is_none().into(), patient_id.into(), limit.into()], audit_from)
+    }
+
+    /// The team a break-the-glass grant was opened through.
+    pub fn break_glass_team(&mut self, grant: BreakGlassId) -> Result<Option<TeamId>, StoreError> {
+        self.one("SELECT team_id FROM break_glass_grants WHERE id = ?", &[grant.into()], |row| {
+            Ok(TeamId::from_uuid(row.uuid(0)?))
+        })
+    }
+
+    /// Whether the account is any organisation's privacy officer.
+    pub fn is_privacy_officer(&mut self, account: AccountId) -> Result<bool, StoreError> {
+        self.exists("SELECT 1 FROM privacy_officers WHERE account_id = ?", &[account.into()])
+    }
+
     // ----- organisations ---------------------------------------------------------------
 
     pub fn insert_organisation(&mut self, organisation: &Organisation) -> Result<(), StoreError> {

@@ -484,6 +484,64 @@ async fn access_matrix(database: TestDatabase) {
     assert!(has(Some("break_glass"), "allowed"), "the break-glass read is audited as such");
     assert!(has(Some("consent"), "allowed"), "the linked team's read is audited on consent");
     assert!(has(None, "denied"), "the other callers' attempts are audited as denied");
+    // AuditEvent: the patient sees who looked (not their own actions), break glass marked as
+    // emergency treatment; the privacy officer sees the organisation's break-glass events;
+    // professionals see none.
+    let (status, log) = w.get(&format!("/fhir/AuditEvent?patient={a}"), Some(&own)).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let events: Vec<&Value> = log["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    let pro_account = sync(|| w.app.account_by_email(&email("pro@example.org")).unwrap()).id;
+    let a_account = sync(|| w.app.account_by_email(&email("a@example.org")).unwrap()).id;
+    assert!(events.iter().any(|e| e["agent"][0]["who"]["reference"] == format!("Practitioner/{pro_account}")
+        && e["purposeOfEvent"][0]["coding"][0]["code"] == "consent"));
+    assert!(events.iter().any(|e| e["purposeOfEvent"][0]["coding"][1]["code"] == "ETREAT"), "break glass is marked");
+    assert!(events.iter().all(|e| e["agent"][0]["who"]["reference"] != format!("Practitioner/{a_account}")));
+    for token in [&pro, &gum, &coordinator] {
+        assert_eq!(w.get(&format!("/fhir/AuditEvent?patient={a}"), Some(token)).await.0, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(w.get(&format!("/fhir/AuditEvent?patient={a}"), Some(&patient_b)).await.0, StatusCode::FORBIDDEN);
+    let officer = w.token("privacy@example.org", "api", None);
+    let (_, officer_log) = w.get("/fhir/AuditEvent", Some(&officer)).await;
+    let officer_events: Vec<&Value> = officer_log["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert!(officer_events.iter().any(|e| e["subtype"][0]["code"] == "break_glass.open"), "{officer_log}");
+    assert!(
+        officer_events.iter().all(|e| e["subtype"][0]["code"] == "break_glass.open"
+            || e["purposeOfEvent"][0]["coding"][0]["code"] == "break_glass"),
+        "only break-glass events: {officer_log}"
+    );
+    let (_, none) = w.get(&format!("/fhir/AuditEvent?patient={}", w.b.id), Some(&officer)).await;
+    assert_eq!(none["total"], 0);
+
+    // Directory: a team for its members and its patients; practitioners through their teams.
+    let (_, teams) = w.get("/fhir/CareTeam", Some(&pro)).await;
+    assert_eq!(teams["total"], 1);
+    let mh = teams["entry"][0]["resource"].clone();
+    assert_eq!(mh["name"], "Mental Health");
+    assert!(
+        mh["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["member"]["reference"] == format!("Practitioner/{pro_account}"))
+    );
+    let (_, own_teams) = w.get("/fhir/CareTeam", Some(&own)).await;
+    assert_eq!(own_teams["total"], 2, "the Patient Record Team and mh: {own_teams}");
+    let mh_path = format!("/fhir/CareTeam/{}", mh["id"].as_str().unwrap());
+    assert_eq!(w.get(&mh_path, Some(&own)).await.0, StatusCode::OK);
+    assert_eq!(w.get(&mh_path, Some(&gum)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.get(&mh_path, Some(&patient_b)).await.0, StatusCode::NOT_FOUND);
+    let practitioner = format!("/fhir/Practitioner/{pro_account}");
+    assert_eq!(w.get(&practitioner, Some(&own)).await.0, StatusCode::OK);
+    assert_eq!(w.get(&practitioner, Some(&patient_b)).await.0, StatusCode::NOT_FOUND);
+    let (_, roles) = w.get(&format!("/fhir/PractitionerRole?practitioner={pro_account}"), Some(&own)).await;
+    assert_eq!(roles["total"], 1);
+    let role_path = format!("/fhir/PractitionerRole/{}", roles["entry"][0]["resource"]["id"].as_str().unwrap());
+    assert_eq!(w.get(&role_path, Some(&own)).await.0, StatusCode::OK);
+    assert_eq!(w.get(&role_path, Some(&gum)).await.0, StatusCode::NOT_FOUND);
+    let organisation = mh["managingOrganization"][0]["reference"].as_str().unwrap().to_owned();
+    let (status, org) = w.get(&format!("/fhir/{organisation}"), Some(&patient_b)).await;
+    assert_eq!((status, org["identifier"][0]["value"].as_str()), (StatusCode::OK, Some("RXH")));
+
     w.clock.advance(Duration::from_secs(4 * 3600 + 1));
     assert_eq!(w.get(&patient_a, Some(&gum)).await.0, StatusCode::NOT_FOUND, "after the grant expires");
     let (_, bundle) = w.get(&observations_a, Some(&gum)).await;

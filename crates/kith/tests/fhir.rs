@@ -203,6 +203,9 @@ fn scenario(database: &TestDatabase) {
         let (_, consents) = get(&address, &format!("/fhir/Consent?patient={patient_id}"), &pro_token);
         let consent = consents["entry"][0]["resource"].clone();
         assert_eq!(consent["resourceType"], "Consent");
+        let (_, teams) = get(&address, "/fhir/CareTeam", &pro_token);
+        let practitioner =
+            teams["entry"][0]["resource"]["participant"][0]["member"]["reference"].as_str().unwrap().to_owned();
         if !fhir_resources_available() {
             return;
         }
@@ -238,6 +241,17 @@ fn scenario(database: &TestDatabase) {
             check("GET", format!("/fhir/CarePlan?patient={patient_id}"), Some(&pro_token), 200),
             check("GET", format!("/fhir/Appointment?patient={patient_id}"), Some(&own_token), 200),
             check("GET", format!("/fhir/Consent?patient={patient_id}"), Some(&own_token), 200),
+            check("GET", "/fhir/CareTeam".into(), Some(&own_token), 200),
+            check("GET", "/fhir/Organization".into(), Some(&pro_token), 200),
+            check("GET", format!("/fhir/{practitioner}"), Some(&own_token), 200),
+            check(
+                "GET",
+                format!("/fhir/PractitionerRole?{}", practitioner.replace("Practitioner/", "practitioner=")),
+                Some(&own_token),
+                200,
+            ),
+            check("GET", format!("/fhir/AuditEvent?patient={patient_id}"), Some(&own_token), 200),
+            check("GET", format!("/fhir/AuditEvent?patient={patient_id}"), Some(&pro_token), 403),
             check("GET", format!("/fhir/Consent/{}", consent["id"].as_str().unwrap()), Some(&pro_token), 200),
             check("GET", format!("/fhir/Patient/{patient_id}"), None, 401),
             check("GET", format!("/fhir/Patient/{patient_id}"), Some("kith_revoked_or_unknown"), 401),
@@ -281,7 +295,7 @@ fn scenario(database: &TestDatabase) {
         let report = String::from_utf8_lossy(&output.stdout);
         println!("{report}{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "FHIR validation failed:\n{report}");
-        assert!(report.contains("26 of 26 responses valid"), "{report}");
+        assert!(report.contains("32 of 32 responses valid"), "{report}");
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -41,7 +41,15 @@ pub fn routes() -> Router<WebState> {
         .route("/fhir/Patient/{id}", get(read_patient))
         .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
         .route("/fhir/Consent", get(search_consents))
-        .route("/fhir/Consent/{id}", get(read_consent).put(put_consent));
+        .route("/fhir/Consent/{id}", get(read_consent).put(put_consent))
+        .route("/fhir/AuditEvent", get(search_audit_events))
+        .route("/fhir/Organization", get(search_organizations))
+        .route("/fhir/Organization/{id}", get(read_organization))
+        .route("/fhir/CareTeam", get(search_care_teams))
+        .route("/fhir/CareTeam/{id}", get(read_care_team))
+        .route("/fhir/Practitioner/{id}", get(read_practitioner))
+        .route("/fhir/PractitionerRole", get(search_practitioner_roles))
+        .route("/fhir/PractitionerRole/{id}", get(read_practitioner_role));
     for entry_type in ENTRY_TYPES {
         router = entry_routes(router, entry_type);
     }
@@ -656,6 +664,137 @@ async fn put_consent(
     ok(resources::consent(&link))
 }
 
+const AUDIT_SEARCH: &[&str] = &["patient", "_count", "_offset"];
+/// How many audit events one search reads at most (newest first).
+const MAX_AUDIT_EVENTS: i64 = 1000;
+
+/// `GET /fhir/AuditEvent[?patient=ID]`: a patient reads the events about their own record
+/// (their own actions left out); an organisation's privacy officer reads its break-the-glass
+/// events; no one else (403, whatever the patient).
+async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), AUDIT_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let patient = query.get("patient").map(patient_reference).transpose()?;
+    let app = state.app.clone();
+    let log = blocking(move || {
+        let own = match patient {
+            Some(patient) => app.is_own_record(account, patient)?,
+            None => app.store().read(|tx| Ok::<_, AppError>(tx.patient_by_account(account)?.is_some()))?,
+        };
+        if own {
+            return Ok(app.access_log(account, false, MAX_AUDIT_EVENTS, Channel::Fhir)?);
+        }
+        match app.break_glass_log(account, patient, MAX_AUDIT_EVENTS, Channel::Fhir) {
+            Ok(log) => Ok(log),
+            Err(AppError::Forbidden(_)) => Err(FhirError::Forbidden(
+                "audit events are for the patient whose record it is and for privacy officers".to_owned(),
+            )),
+            Err(error) => Err(error.into()),
+        }
+    })
+    .await?;
+    ok(bundle("AuditEvent", &query, log.iter().map(resources::audit_event).collect(), count, offset, false))
+}
+
+const NO_SEARCH: &[&str] = &["_count", "_offset"];
+
+async fn search_organizations(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), NO_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let app = state.app.clone();
+    let teams = blocking(move || app.teams_as(account).map_err(FhirError::from)).await?;
+    let mut organisations: Vec<&kith_core::model::Organisation> = Vec::new();
+    for directory in &teams {
+        if !organisations.iter().any(|o| o.id == directory.organisation.id) {
+            organisations.push(&directory.organisation);
+        }
+    }
+    let resources = organisations.into_iter().map(resources::organization).collect();
+    ok(bundle("Organization", &query, resources, count, offset, false))
+}
+
+async fn read_organization(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    caller(&state.app, &headers).await?;
+    let id: kith_core::OrganisationId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let app = state.app.clone();
+    let organisation = blocking(move || app.organisation_directory(id).map_err(FhirError::from)).await?;
+    ok(resources::organization(&organisation))
+}
+
+async fn search_care_teams(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), NO_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let app = state.app.clone();
+    let teams = blocking(move || app.teams_as(account).map_err(FhirError::from)).await?;
+    ok(bundle("CareTeam", &query, teams.iter().map(resources::care_team).collect(), count, offset, false))
+}
+
+async fn read_care_team(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let id: TeamId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let app = state.app.clone();
+    let team = blocking(move || app.team_as(account, id).map_err(FhirError::from)).await?;
+    ok(resources::care_team(&team))
+}
+
+async fn read_practitioner(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let id: AccountId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let app = state.app.clone();
+    let practitioner = blocking(move || app.practitioner_as(account, id).map_err(FhirError::from)).await?;
+    ok(resources::practitioner(&practitioner))
+}
+
+const ROLE_SEARCH: &[&str] = &["practitioner", "_count", "_offset"];
+
+async fn search_practitioner_roles(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let query = Query::parse(raw.as_deref(), ROLE_SEARCH)?;
+    let (count, offset) = query.paging()?;
+    let practitioner = query.get("practitioner").ok_or_else(|| {
+        FhirError::BadRequest("search PractitionerRole by practitioner (a Practitioner id)".to_owned())
+    })?;
+    let practitioner: AccountId = practitioner
+        .strip_prefix("Practitioner/")
+        .unwrap_or(practitioner)
+        .parse()
+        .map_err(|_| FhirError::BadRequest("practitioner must be a Practitioner id".to_owned()))?;
+    let app = state.app.clone();
+    let roles = blocking(move || match app.practitioner_as(account, practitioner) {
+        Ok(found) => Ok(found.roles),
+        Err(AppError::Denied) => Ok(Vec::new()),
+        Err(error) => Err(FhirError::from(error)),
+    })
+    .await?;
+    let resources = roles.iter().map(|(membership, team)| resources::practitioner_role(membership, team)).collect();
+    ok(bundle("PractitionerRole", &query, resources, count, offset, false))
+}
+
+async fn read_practitioner_role(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let (practitioner, team) = resources::parse_consent_id(&id).ok_or(FhirError::NotFound)?;
+    let practitioner = AccountId::from_uuid(practitioner.as_uuid());
+    let app = state.app.clone();
+    let found = blocking(move || app.practitioner_as(account, practitioner).map_err(FhirError::from)).await?;
+    let (membership, team) = found.roles.iter().find(|(_, t)| t.id == team).ok_or(FhirError::NotFound)?;
+    ok(resources::practitioner_role(membership, team))
+}
+
 /// What this server serves, exactly.
 fn capability_statement() -> Value {
     let search = |name: &str, kind: &str, documentation: &str| json!({ "name": name, "type": kind, "documentation": documentation });
@@ -684,6 +823,37 @@ fn capability_statement() -> Value {
         "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
         "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
         "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
+    }));
+    resources.push(json!({
+        "type": "AuditEvent",
+        "interaction": [{ "code": "search-type" }],
+        "searchParam": [search("patient", "reference", "the patient (optional)"), paging[0].clone(), paging[1].clone()],
+        "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events; no one else.",
+    }));
+    for (name, documentation) in [
+        ("Organization", "Any caller reads an organisation; a search lists the organisations of the caller's teams."),
+        (
+            "CareTeam",
+            "A team with its active members, for its members and for patients linked to it; a search lists the caller's teams.",
+        ),
+    ] {
+        resources.push(json!({
+            "type": name,
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "searchParam": [paging[0].clone(), paging[1].clone()],
+            "documentation": documentation,
+        }));
+    }
+    resources.push(json!({
+        "type": "Practitioner",
+        "interaction": [{ "code": "read" }],
+        "documentation": "A professional, for themselves and for those who may read one of their teams.",
+    }));
+    resources.push(json!({
+        "type": "PractitionerRole",
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "searchParam": [search("practitioner", "reference", "required: the professional"), paging[0].clone(), paging[1].clone()],
+        "documentation": "A professional's membership of a team (the team in the care-team extension).",
     }));
     for entry_type in ENTRY_TYPES {
         let mut params = vec![search("patient", "reference", "required: the patient")];

@@ -1,9 +1,10 @@
 //! Kith's records as FHIR R4 JSON resources. Hand-written: about a dozen resources, each
 //! with only the elements Kith fills, checked against the R4 models in the test suite.
 
-use kith_app::{PatientDetails, VisibleEntry};
-use kith_core::model::{CareLink, Entry, EntryStatus, Observation};
+use kith_app::{AccessLogEntry, PatientDetails, PractitionerDirectory, TeamDirectory, VisibleEntry};
+use kith_core::model::{CareLink, Entry, EntryStatus, Membership, Observation, Organisation, Team};
 use kith_core::patient::EntryKind;
+use kith_core::team::{AccountStatus, TeamKind, TeamStatus};
 use kith_core::{PatientId, PrivacyLabel, TeamId, Timestamp};
 use serde_json::{Map, Value, json};
 
@@ -382,6 +383,161 @@ pub fn consent(link: &CareLink) -> Value {
         "policyRule": { "coding": [{ "system": ACT_CODE_SYSTEM, "code": "OPTIN" }] },
         "provision": provision,
     })
+}
+
+/// Organisation codes (ODS-style).
+pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+/// Team roles: professional or coordinator.
+pub const ROLE_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/team-role";
+/// Team kinds: patient_record (the organisation's Patient Record Team) or speciality.
+pub const TEAM_KIND_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/team-kind";
+/// On a PractitionerRole: the team (CareTeam) the role is in.
+pub const CARE_TEAM_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/care-team";
+/// Kith's audit actions and access bases.
+pub const AUDIT_ACTION_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/audit-action";
+pub const ACCESS_BASIS_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/access-basis";
+
+pub fn organization(organisation: &Organisation) -> Value {
+    json!({
+        "resourceType": "Organization",
+        "id": organisation.id.to_string(),
+        "identifier": [{ "system": ODS_SYSTEM, "value": organisation.code.as_str() }],
+        "active": true,
+        "name": organisation.name.as_str(),
+    })
+}
+
+pub fn care_team(directory: &TeamDirectory) -> Value {
+    let team = &directory.team;
+    let status = match team.status {
+        TeamStatus::Setup => "proposed",
+        TeamStatus::Live => "active",
+        TeamStatus::Closed => "inactive",
+    };
+    let kind = match team.kind {
+        TeamKind::PatientRecord => "patient_record",
+        TeamKind::Speciality => "speciality",
+    };
+    let participants: Vec<Value> = directory
+        .members
+        .iter()
+        .map(|(membership, account)| {
+            json!({
+                "role": [{ "coding": [{ "system": ROLE_SYSTEM, "code": membership.role.code() }] }],
+                "member": { "reference": format!("Practitioner/{}", account.id), "display": account.name.as_str() },
+            })
+        })
+        .collect();
+    let mut resource = json!({
+        "resourceType": "CareTeam",
+        "id": team.id.to_string(),
+        "identifier": [{
+            "system": format!("https://kith.dev/fhir/Id/team-alias/{}", directory.organisation.code.as_str()),
+            "value": team.alias.as_str(),
+        }],
+        "status": status,
+        "category": [{ "coding": [{ "system": TEAM_KIND_SYSTEM, "code": kind }] }],
+        "name": team.name.as_str(),
+        "managingOrganization": [{
+            "reference": format!("Organization/{}", directory.organisation.id),
+            "display": directory.organisation.name.as_str(),
+        }],
+    });
+    if !participants.is_empty() {
+        resource["participant"] = Value::Array(participants);
+    }
+    resource
+}
+
+pub fn practitioner(directory: &PractitionerDirectory) -> Value {
+    json!({
+        "resourceType": "Practitioner",
+        "id": directory.account.id.to_string(),
+        "active": directory.account.status == AccountStatus::Active,
+        "name": [{ "text": directory.account.name.as_str() }],
+    })
+}
+
+/// A PractitionerRole's id: the account's and the team's identifiers, 32 hex digits each.
+pub fn practitioner_role_id(membership: &Membership) -> String {
+    format!("{}{}", membership.account.as_uuid().simple(), membership.team.as_uuid().simple())
+}
+
+pub fn practitioner_role(membership: &Membership, team: &Team) -> Value {
+    json!({
+        "resourceType": "PractitionerRole",
+        "id": practitioner_role_id(membership),
+        "extension": [{ "url": CARE_TEAM_EXTENSION, "valueReference": { "reference": format!("CareTeam/{}", team.id) } }],
+        "active": true,
+        "practitioner": { "reference": format!("Practitioner/{}", membership.account) },
+        "organization": { "reference": format!("Organization/{}", team.organisation) },
+        "code": [{ "coding": [{ "system": ROLE_SYSTEM, "code": membership.role.code() }], "text": team.name.as_str() }],
+    })
+}
+
+/// An audit event as its patient or a privacy officer sees it: who, which team, when, what
+/// kinds of data and labels, on what basis; break glass marked as emergency treatment.
+pub fn audit_event(entry: &AccessLogEntry) -> Value {
+    let action = match entry.action.as_str() {
+        action if action.ends_with(".read") || action.ends_with(".search") => "R",
+        action if action.ends_with(".create") || action == "entry.add" => "C",
+        action if action.starts_with("break_glass.") => "E",
+        _ => "U",
+    };
+    let mut who = json!({ "display": entry.who });
+    if let Some(actor) = entry.actor {
+        who["reference"] = Value::String(format!("Practitioner/{actor}"));
+    }
+    let mut agents = vec![json!({ "who": who, "requestor": true })];
+    if let Some(team) = entry.team_id {
+        let mut team_ref = json!({ "reference": format!("CareTeam/{team}") });
+        if let Some(name) = &entry.team {
+            team_ref["display"] = Value::String(name.clone());
+        }
+        agents.push(json!({
+            "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "code": "PROV" }], "text": "acting team" },
+            "who": team_ref,
+            "requestor": false,
+        }));
+    }
+    let mut purpose = Vec::new();
+    if let Some(basis) = &entry.basis {
+        let mut coding = vec![json!({ "system": ACCESS_BASIS_SYSTEM, "code": basis })];
+        if entry.break_glass {
+            coding.push(json!({ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT", "display": "emergency treatment" }));
+        }
+        purpose.push(json!({ "coding": coding }));
+    }
+    let mut entity = Map::new();
+    if let Some(patient) = entry.patient {
+        entity.insert("what".to_owned(), json!({ "reference": format!("Patient/{patient}") }));
+    }
+    let labels: Vec<Value> =
+        entry.label_set.iter().map(|label| json!({ "system": PRIVACY_LABEL_SYSTEM, "code": label.code() })).collect();
+    if !labels.is_empty() {
+        entity.insert("securityLabel".to_owned(), Value::Array(labels));
+    }
+    if !entry.entry_kinds.is_empty() {
+        entity.insert("detail".to_owned(), json!([{ "type": "entry-kinds", "valueString": entry.entry_kinds }]));
+    }
+    let mut resource = json!({
+        "resourceType": "AuditEvent",
+        "id": entry.seq.to_string(),
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
+        "subtype": [{ "system": AUDIT_ACTION_SYSTEM, "code": entry.action }],
+        "action": action,
+        "recorded": instant(entry.at),
+        "outcome": if entry.outcome == "allowed" { "0" } else { "4" },
+        "agent": agents,
+        "source": { "observer": { "display": "Kith" } },
+    });
+    if !purpose.is_empty() {
+        resource["purposeOfEvent"] = Value::Array(purpose);
+    }
+    if !entity.is_empty() {
+        resource["entity"] = json!([entity]);
+    }
+    resource
 }
 
 #[cfg(test)]
