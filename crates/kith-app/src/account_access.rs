@@ -25,7 +25,7 @@ use kith_store::Tx;
 
 use crate::access::VisibleEntry;
 use crate::patients::{entry_facts, summarise};
-use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, ProfessionalContext};
+use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, LinkActor, ProfessionalContext};
 
 /// How many patients one search may return at most.
 pub const MAX_PATIENT_MATCHES: i64 = 100;
@@ -607,5 +607,107 @@ impl App {
     /// An organisation: public directory information for any signed-in caller.
     pub fn organisation_directory(&self, id: kith_core::OrganisationId) -> AppResult<Organisation> {
         self.store.read(|tx| tx.organisation(id)?.ok_or(AppError::Denied))
+    }
+}
+
+impl App {
+    /// A professional of `team` brings a patient into it by exact identifier (the NHS
+    /// number, or a local identifier of the team's organisation) and date of birth — never
+    /// by browsing. No exact match is audited and answered [`AppError::Denied`], like any
+    /// refusal; a match is linked with the team's default labels (see [`App::link_patient`]).
+    pub fn add_patient_to_team_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        team: TeamId,
+        identifier: &PatientQuery,
+        birth_date: Date,
+    ) -> AppResult<CareLink> {
+        let now = self.now();
+        let found = self
+            .store
+            .write(|tx| {
+                let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
+                let Some(organisation) = tx.organisation(team_row.organisation)? else {
+                    return Ok(Err(AppError::Denied));
+                };
+                let candidate = match identifier {
+                    PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?,
+                    PatientQuery::Local { organisation: code, identifier } if *code == organisation.code => {
+                        tx.patient_by_local_identifier(organisation.id, identifier)?
+                    }
+                    _ => None,
+                };
+                let candidate = match candidate {
+                    Some(record) => resolve(tx, record.id)?,
+                    None => None,
+                };
+                match candidate.filter(|record| record.demographics.birth_date == birth_date) {
+                    Some(record) => Ok(Ok((record.id, organisation, team_row))),
+                    None => {
+                        tx.audit(
+                            AuditBuilder::new(now, Actor::Account(account), channel, "care_link.create")
+                                .organisation(organisation.id)
+                                .team(team)
+                                .outcome(Outcome::Denied)
+                                .reason("no patient matches the identifier and date of birth exactly")
+                                .build(),
+                        );
+                        Ok(Err(AppError::Denied))
+                    }
+                }
+            })
+            .and_then(|outcome: AppResult<_>| outcome)?;
+        let (patient, organisation, team_row) = found;
+        let context = ProfessionalContext { account, team, organisation: organisation.id, channel };
+        self.link_patient(
+            &LinkActor::Professional { context: &context, explicit_consent: false },
+            patient,
+            &organisation.code,
+            &team_row.alias,
+            None,
+        )
+    }
+}
+
+impl App {
+    /// A professional records an entry for a patient through one of their teams (the team
+    /// is the author): `team` when named, otherwise the first of their teams (in a fixed
+    /// order) that may write to the record under the rule (`decide_write`). Without such a
+    /// team the attempt is audited and answered [`AppError::Denied`].
+    pub fn record_entry_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        patient: PatientId,
+        team: Option<TeamId>,
+        new: &crate::NewEntry,
+    ) -> AppResult<Entry> {
+        let now = self.now();
+        let (chosen, fallback) = self.store.read(|tx| {
+            let memberships: Vec<Membership> =
+                tx.memberships_of(account)?.into_iter().filter(|m| team.is_none_or(|team| team == m.team)).collect();
+            if memberships.is_empty() && team.is_none() {
+                return Ok::<_, AppError>((None, None));
+            }
+            let fallback = memberships.first().map(|m| m.team).or(team);
+            for membership in &memberships {
+                if let Some(facts) = tx.record_access_facts(account, membership.team, patient, now)?
+                    && kith_core::access::decide_write(&facts).is_allowed()
+                {
+                    return Ok((Some(membership.team), fallback));
+                }
+            }
+            Ok((None, fallback))
+        })?;
+        let Some(team) = chosen.or(fallback) else {
+            return Err(AppError::Forbidden("recording entries is for professionals of a team".to_owned()));
+        };
+        let organisation = self
+            .store
+            .read(|tx| Ok::<_, AppError>(tx.team(team)?.map(|team| team.organisation)))?
+            .ok_or(AppError::Denied)?;
+        let context = ProfessionalContext { account, team, organisation, channel };
+        self.add_entry(&crate::EntryAuthor::Professional(&context), patient, new)
     }
 }

@@ -547,17 +547,90 @@ async fn access_matrix(database: TestDatabase) {
     let (_, bundle) = w.get(&observations_a, Some(&gum)).await;
     assert_eq!(bundle["total"], 0);
 
-    // Sharing disabled: the linked team sees nothing, and the glass cannot be broken.
+    // $add-patient: an exact identifier and date of birth, by a professional of the team.
+    let gum_team = sync(|| w.app.teams_as(w.app.account_by_email(&email("gum@example.org")).unwrap().id).unwrap())
+        .into_iter()
+        .find(|directory| directory.team.alias.as_str() == "gum")
+        .unwrap()
+        .team
+        .id;
+    let add_patient = format!("/fhir/CareTeam/{gum_team}/$add-patient");
+    let parameters = |nhs: &str, birth: &str| {
+        json!({ "resourceType": "Parameters", "parameter": [
+            { "name": "identifier", "valueIdentifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs } },
+            { "name": "birthdate", "valueDate": birth },
+        ] })
+    };
+    for (who, token, body, expected) in [
+        ("wrong birth date", &gum, parameters(NHS_A, "1971-09-15"), StatusCode::NOT_FOUND),
+        ("unknown patient", &gum, parameters("9876543210", "1971-09-14"), StatusCode::NOT_FOUND),
+        ("not of the team", &pro, parameters(NHS_A, "1971-09-14"), StatusCode::NOT_FOUND),
+        ("a coordinator", &officer, parameters(NHS_A, "1971-09-14"), StatusCode::NOT_FOUND),
+        (
+            "no birthdate",
+            &gum,
+            json!({ "resourceType": "Parameters", "parameter": [] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, body) = w.call("POST", &add_patient, Some(token), Some(body)).await;
+        assert_eq!(status, expected, "{who}: {body}");
+        assert!(!body.to_string().contains(&a.to_string()), "{who}: {body}");
+    }
+    let (status, link) = w.call("POST", &add_patient, Some(&gum), Some(parameters(NHS_A, "1971-09-14"))).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!(link["extension"][0]["valueCode"], "professional_implied_consent");
+    let (_, bundle) = w.get(&observations_a, Some(&gum)).await;
+    assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0, 2]), "the team's defaults: general and sexual health");
+    assert!(hidden_flag(&bundle));
+
+    // POST Observation: the team is the author; the label from meta.security.
+    let measurement = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": { "text": "Mood score" },
+        "subject": { "reference": format!("Patient/{a}") },
+        "valueQuantity": { "value": 7, "unit": "score" },
+        "meta": { "security": [{ "system": kith_web::fhir::PRIVACY_LABEL_SYSTEM, "code": "mental_health" }] },
+    });
+    let (status, created) = w.call("POST", "/fhir/Observation", Some(&pro), Some(measurement.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["valueString"], "7 score");
+    assert_eq!(created["meta"]["security"][0]["code"], "mental_health");
+    let created_path = format!("/fhir/Observation/{}", created["id"].as_str().unwrap());
+    assert_eq!(w.get(&created_path, Some(&pro)).await.0, StatusCode::OK);
+    assert_eq!(w.get(&created_path, Some(&gum)).await.0, StatusCode::NOT_FOUND, "gum does not see mental health");
+    assert_eq!(w.get(&created_path, Some(&own)).await.0, StatusCode::OK);
+    assert_eq!(
+        w.call("POST", "/fhir/Observation", Some(&own), Some(measurement.clone())).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let mut for_b = measurement.clone();
+    for_b["subject"]["reference"] = json!(format!("Patient/{}", w.b.id));
+    assert_eq!(w.call("POST", "/fhir/Observation", Some(&pro), Some(for_b)).await.0, StatusCode::NOT_FOUND);
+    let mut no_value = measurement.clone();
+    no_value.as_object_mut().unwrap().remove("valueQuantity");
+    assert_eq!(
+        w.call("POST", "/fhir/Observation", Some(&pro), Some(no_value)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Sharing disabled: the teams are discharged and see only what they wrote themselves
+    // (mh its measurement, gum nothing), and the glass cannot be broken.
     sync(|| {
         let officer = w.app.account_by_email(&email("privacy@example.org")).unwrap();
         w.app.set_sharing_disabled(officer.id, a, true, &Reason::parse("safeguarding").unwrap()).unwrap();
     });
-    assert_eq!(w.get(&patient_a, Some(&pro)).await.0, StatusCode::NOT_FOUND);
     let (_, bundle) = w.get(&observations_a, Some(&pro)).await;
+    assert_eq!(w.observation_ids(&bundle), [created["id"].as_str().unwrap().to_owned()], "only the team's own data");
+    assert!(hidden_flag(&bundle));
+    w.assert_nothing_of(&bundle, &[0, 1, 2]);
+    assert_eq!(w.get(&patient_a, Some(&gum)).await.0, StatusCode::NOT_FOUND);
+    let (_, bundle) = w.get(&observations_a, Some(&gum)).await;
     assert_eq!((bundle["total"].as_i64(), hidden_flag(&bundle)), (Some(0), false));
     assert_eq!(w.call("POST", &break_glass, Some(&gum), Some(reason)).await.0, StatusCode::NOT_FOUND);
     let (_, bundle) = w.get(&observations_a, Some(&own)).await;
-    assert_eq!(w.observation_ids(&bundle).len(), 3, "the patient still sees their own record");
+    assert_eq!(w.observation_ids(&bundle).len(), 4, "the patient still sees their own record");
 
     // A token past its expiry stops working.
     assert_eq!(w.get("/fhir/Patient?family=x&birthdate=2000-01-01", Some(&short_lived)).await.0, StatusCode::OK);

@@ -276,6 +276,31 @@ fn scenario(database: &TestDatabase) {
         );
         with_body("POST", format!("/fhir/Patient/{patient_id}/$break-glass"), &pro_token, reason, 200);
         with_body(
+            "POST",
+            "/fhir/Observation".into(),
+            &pro_token,
+            json!({
+                "resourceType": "Observation",
+                "status": "final",
+                "code": { "text": "Weight" },
+                "subject": { "reference": format!("Patient/{patient_id}") },
+                "effectiveDateTime": "2026-11-25T09:15:00Z",
+                "valueQuantity": { "value": 71.5, "unit": "kg" },
+            }),
+            201,
+        );
+        let team_id = teams["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+        with_body(
+            "POST",
+            format!("/fhir/CareTeam/{team_id}/$add-patient"),
+            &pro_token,
+            json!({ "resourceType": "Parameters", "parameter": [
+                { "name": "identifier", "valueIdentifier": { "system": "https://kith.dev/fhir/Id/RXH/RXH-MRN", "value": "K1234567" } },
+                { "name": "birthdate", "valueDate": "1971-09-14" },
+            ] }),
+            422, // already in the team (the access-matrix test adds one)
+        );
+        with_body(
             "PUT",
             format!("/fhir/Consent/{}", consent["id"].as_str().unwrap()),
             &own_token,
@@ -295,7 +320,7 @@ fn scenario(database: &TestDatabase) {
         let report = String::from_utf8_lossy(&output.stdout);
         println!("{report}{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "FHIR validation failed:\n{report}");
-        assert!(report.contains("32 of 32 responses valid"), "{report}");
+        assert!(report.contains("34 of 34 responses valid"), "{report}");
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -47,6 +47,8 @@ pub fn routes() -> Router<WebState> {
         .route("/fhir/Organization/{id}", get(read_organization))
         .route("/fhir/CareTeam", get(search_care_teams))
         .route("/fhir/CareTeam/{id}", get(read_care_team))
+        .route("/fhir/CareTeam/{id}/$add-patient", post(add_patient))
+        .route("/fhir/Observation", post(create_observation))
         .route("/fhir/Practitioner/{id}", get(read_practitioner))
         .route("/fhir/PractitionerRole", get(search_practitioner_roles))
         .route("/fhir/PractitionerRole/{id}", get(read_practitioner_role));
@@ -552,15 +554,9 @@ async fn break_glass(
 ) -> FhirResult {
     let account = caller(&state.app, &headers).await?;
     let id: PatientId = id.parse().map_err(|_| FhirError::NotFound)?;
-    let parameters: Value = serde_json::from_slice(&body)
-        .map_err(|_| FhirError::BadRequest("the body must be a FHIR Parameters resource in JSON".to_owned()))?;
-    if parameters["resourceType"] != "Parameters" {
-        return Err(FhirError::BadRequest("the body must be a FHIR Parameters resource".to_owned()));
-    }
+    let parameters = parameters_body(&body)?;
     let parameter = |name: &str| {
-        parameters["parameter"]
-            .as_array()
-            .and_then(|list| list.iter().find(|parameter| parameter["name"] == name))
+        parameter(&parameters, name)
             .and_then(|parameter| parameter["valueString"].as_str().or_else(|| parameter["valueId"].as_str()))
     };
     let reason = parameter("reason")
@@ -795,6 +791,148 @@ async fn read_practitioner_role(
     ok(resources::practitioner_role(membership, team))
 }
 
+/// The parameter `name` of a Parameters resource.
+fn parameter<'v>(parameters: &'v Value, name: &str) -> Option<&'v Value> {
+    parameters["parameter"].as_array().and_then(|list| list.iter().find(|parameter| parameter["name"] == name))
+}
+
+fn parameters_body(body: &[u8]) -> Result<Value, FhirError> {
+    let parameters: Value = serde_json::from_slice(body)
+        .map_err(|_| FhirError::BadRequest("the body must be a FHIR Parameters resource in JSON".to_owned()))?;
+    if parameters["resourceType"] != "Parameters" {
+        return Err(FhirError::BadRequest("the body must be a FHIR Parameters resource".to_owned()));
+    }
+    Ok(parameters)
+}
+
+/// `POST /fhir/CareTeam/{id}/$add-patient` with `identifier` (valueIdentifier: the NHS
+/// number or a local identifier of the team's organisation) and `birthdate` (valueDate),
+/// both required and matched exactly: a professional of the team brings the patient in with
+/// the team's default labels. Answers the new Consent.
+async fn add_patient(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let team: TeamId = id.parse().map_err(|_| FhirError::NotFound)?;
+    let parameters = parameters_body(&body)?;
+    let identifier = parameter(&parameters, "identifier")
+        .map(|parameter| &parameter["valueIdentifier"])
+        .and_then(|identifier| Some(format!("{}|{}", identifier["system"].as_str()?, identifier["value"].as_str()?)))
+        .ok_or_else(|| {
+            FhirError::Unprocessable(
+                "parameter identifier (valueIdentifier with system and value) is required".to_owned(),
+            )
+        })?;
+    let identifier = identifier_query(&identifier).map_err(|error| match error {
+        FhirError::BadRequest(text) => FhirError::Unprocessable(text),
+        other => other,
+    })?;
+    let birth_date =
+        parameter(&parameters, "birthdate").and_then(|parameter| parameter["valueDate"].as_str()).ok_or_else(|| {
+            FhirError::Unprocessable("parameter birthdate (valueDate, YYYY-MM-DD) is required".to_owned())
+        })?;
+    let birth_date = Date::parse(birth_date)
+        .map_err(|_| FhirError::Unprocessable("birthdate must be a date, YYYY-MM-DD".to_owned()))?;
+    let app = state.app.clone();
+    let link = blocking(move || {
+        app.add_patient_to_team_as(account, Channel::Fhir, team, &identifier, birth_date).map_err(FhirError::from)
+    })
+    .await?;
+    ok(resources::consent(&link))
+}
+
+/// `POST /fhir/Observation`: a professional records a measurement for a patient of one of
+/// their teams (the team in `performer` when given, else the first that may write). The
+/// label comes from `meta.security` (Kith's privacy-label system), general by default.
+async fn create_observation(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> FhirResult {
+    let account = caller(&state.app, &headers).await?;
+    let observation: Value = serde_json::from_slice(&body)
+        .map_err(|_| FhirError::BadRequest("the body must be a FHIR Observation resource in JSON".to_owned()))?;
+    if observation["resourceType"] != "Observation" {
+        return Err(FhirError::BadRequest("the body must be a FHIR Observation resource".to_owned()));
+    }
+    let invalid = |text: &str| FhirError::Unprocessable(text.to_owned());
+    let patient = observation["subject"]["reference"]
+        .as_str()
+        .and_then(|reference| reference.strip_prefix("Patient/"))
+        .and_then(|id| id.parse::<PatientId>().ok())
+        .ok_or_else(|| invalid("subject.reference must be Patient/{id}"))?;
+    let title = observation["code"]["text"]
+        .as_str()
+        .or_else(|| observation["code"]["coding"][0]["display"].as_str())
+        .ok_or_else(|| invalid("code.text (or code.coding[0].display) names what was measured"))?;
+    let title = kith_core::text::Title::parse(title)
+        .map_err(|error| FhirError::Unprocessable(format!("code.text: {error}")))?;
+    let value = if let Some(text) = observation["valueString"].as_str() {
+        text.to_owned()
+    } else if let Some(number) = observation["valueQuantity"]["value"].as_number() {
+        match observation["valueQuantity"]["unit"].as_str() {
+            Some(unit) => format!("{number} {unit}"),
+            None => number.to_string(),
+        }
+    } else {
+        return Err(invalid("a value is required: valueString or valueQuantity.value"));
+    };
+    if value.chars().count() > 10_000 {
+        return Err(invalid("the value is longer than 10,000 characters"));
+    }
+    let mut label = kith_core::PrivacyLabel::General;
+    if let Some(security) = observation["meta"]["security"].as_array() {
+        let mut labels = security.iter().filter(|coding| coding["system"] == PRIVACY_LABEL_SYSTEM);
+        if let Some(coding) = labels.next() {
+            label = kith_core::PrivacyLabel::parse(coding["code"].as_str().unwrap_or_default()).map_err(|_| {
+                invalid("meta.security: the privacy label must be general, sexual_health, mental_health or social_care")
+            })?;
+        }
+        if labels.next().is_some() {
+            return Err(invalid("meta.security: one privacy label per entry"));
+        }
+    }
+    let effective_at = match observation["effectiveDateTime"].as_str() {
+        None => None,
+        Some(text) => {
+            let search = DateSearch::parse("effectiveDateTime", text)
+                .map_err(|_| invalid("effectiveDateTime must be a date or an instant in UTC"))?;
+            if search.prefix != Prefix::Eq {
+                return Err(invalid("effectiveDateTime must be a date or an instant in UTC"));
+            }
+            Some(search.start)
+        }
+    };
+    let team = match observation["performer"][0]["reference"].as_str() {
+        None => None,
+        Some(reference) => Some(
+            reference
+                .strip_prefix("CareTeam/")
+                .and_then(|id| id.parse::<TeamId>().ok())
+                .ok_or_else(|| invalid("performer must be a CareTeam reference"))?,
+        ),
+    };
+    let app = state.app.clone();
+    let (entry, view) = blocking(move || {
+        let new = kith_app::NewEntry {
+            kind: EntryKind::Measurement,
+            label: Some(label),
+            title,
+            body: value,
+            effective_at: effective_at.unwrap_or_else(|| app.now()),
+        };
+        let entry = app.record_entry_as(account, Channel::Fhir, patient, team, &new).map_err(FhirError::from)?;
+        let view = app.read_entry_as(account, Channel::Fhir, entry.id).map_err(FhirError::from)?;
+        Ok((entry, view))
+    })
+    .await?;
+    let visible = view.entries.first().ok_or(FhirError::NotFound)?;
+    let mut response = (StatusCode::CREATED, fhir_json(resources::entry_resource(visible, &[]))).into_response();
+    if let Ok(location) = header::HeaderValue::from_str(&format!("/fhir/Observation/{}/_history/1", entry.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
 /// What this server serves, exactly.
 fn capability_statement() -> Value {
     let search = |name: &str, kind: &str, documentation: &str| json!({ "name": name, "type": kind, "documentation": documentation });
@@ -872,6 +1010,18 @@ fn capability_statement() -> Value {
             "interaction": [{ "code": "read" }, { "code": "search-type" }],
             "searchParam": params,
         }));
+    }
+    for resource in &mut resources {
+        if resource["type"] == "CareTeam" {
+            resource["operation"] = json!([{
+                "name": "add-patient",
+                "definition": "https://kith.dev/fhir/OperationDefinition/CareTeam-add-patient",
+                "documentation": "A professional of the team brings a patient in by exact identifier and birthdate (Parameters: identifier, birthdate), with the team's default labels.",
+            }]);
+        }
+        if resource["type"] == "Observation" {
+            resource["interaction"].as_array_mut().expect("an array").push(json!({ "code": "create" }));
+        }
     }
     json!({
         "resourceType": "CapabilityStatement",
