@@ -24,12 +24,20 @@ use crate::Failure;
 use crate::access::{SplitMix, group};
 
 pub const CORPUS_USAGE: &str = "\
-usage: kith-bench hl7-corpus --out FILE [--count N]
+usage: kith-bench hl7-corpus --out FILE [--count N] [--feed]
 
   --out FILE    where to write the corpus (replaced if it exists)
   --count N     number of messages (default 20000)
+  --feed        a feed that a receiver can file (bench/hl7/mllp), instead of independent
+                messages: patients one after another, each with a unique NHS number and
+                hospital number (authority RXH-MRN), their first message an ADT^A28 or A01
+                that creates the record, then 2 to 6 updates, results, documents and
+                appointments about them, with the same mix of types; every message from
+                sending facility RXH; ZTM segments add the patient to teams mh, gum,
+                cardiology, diabetes or maternity and discharge them only from a team they
+                are in
 
-The corpus is deterministic: the same N gives the same bytes. Segments end with CR and
+The corpus is deterministic: the same N (and --feed) gives the same bytes. Segments end with CR and
 each message is followed by one LF: split the file on CR LF and put back each message's
 final CR.";
 
@@ -78,7 +86,9 @@ fn positive_count(flag: &str, value: &str) -> Result<usize, Failure> {
 pub fn corpus(args: &[String]) -> Result<(), Failure> {
     let mut out = None;
     let mut count = DEFAULT_COUNT;
-    for (flag, value) in flag_values(args, CORPUS_USAGE)? {
+    let feed = args.iter().any(|arg| arg == "--feed");
+    let args: Vec<String> = args.iter().filter(|arg| *arg != "--feed").cloned().collect();
+    for (flag, value) in flag_values(&args, CORPUS_USAGE)? {
         match flag.as_str() {
             "--out" => out = Some(PathBuf::from(value)),
             "--count" => count = positive_count(&flag, &value)?,
@@ -88,12 +98,24 @@ pub fn corpus(args: &[String]) -> Result<(), Failure> {
     let out = out.ok_or_else(|| Failure::Usage("--out FILE is required".to_owned()))?;
 
     let mut generator = Generator::new();
+    let mut feed = feed.then(Feed::new);
+    let mut pending = std::collections::VecDeque::new();
+    let mut patients = 0usize;
     let mut file = Vec::with_capacity(count * 560);
     let mut mix: BTreeMap<&'static str, (usize, usize)> = BTreeMap::new();
     let (mut smallest, mut largest) = (usize::MAX, 0);
     let (mut with_escapes, mut non_ascii, mut segments) = (0, 0, 0);
     for _ in 0..count {
-        let (kind, message) = generator.message();
+        let (kind, message) = match &mut feed {
+            None => generator.message(),
+            Some(feed) => loop {
+                if let Some(next) = pending.pop_front() {
+                    break next;
+                }
+                pending.extend(feed.patient_messages().map_err(Failure::Run)?);
+                patients += 1;
+            },
+        };
         let entry = mix.entry(kind.name()).or_default();
         entry.0 += 1;
         entry.1 += message.len();
@@ -116,6 +138,12 @@ pub fn corpus(args: &[String]) -> Result<(), Failure> {
         group(bytes as u64),
         bytes as f64 / count as f64
     );
+    if feed.is_some() {
+        println!(
+            "  a feed about {} patients, from sending facility {FEED_FACILITY} (the last patient may be cut short)",
+            group(patients as u64)
+        );
+    }
     println!("  {:<10} {:>8} {:>7} {:>11}", "type", "messages", "share", "mean bytes");
     for (name, (messages, size)) in &mix {
         println!(
@@ -436,6 +464,8 @@ struct Patient {
     given: &'static str,
     birth_date: String,
     sex: &'static str,
+    /// The address PID-13 gives (one message in three); `None`: a new one each time.
+    email: Option<String>,
 }
 
 impl Generator {
@@ -496,6 +526,7 @@ impl Generator {
             given: self.pick(GIVEN_NAMES),
             birth_date: format!("{}{:02}{:02}", self.between(1930, 2024), self.between(1, 12), self.between(1, 28)),
             sex: self.pick(&["F", "M", "F", "M", "U"]),
+            email: None,
         }
     }
 
@@ -542,7 +573,19 @@ impl Generator {
                 self.digits(3)
             );
             if self.chance(3) {
-                let _ = write!(out, "~{}.{}@example.org^NET^Internet", patient.given.to_lowercase(), self.digits(3));
+                match &patient.email {
+                    Some(email) => {
+                        let _ = write!(out, "~{email}^NET^Internet");
+                    }
+                    None => {
+                        let _ = write!(
+                            out,
+                            "~{}.{}@example.org^NET^Internet",
+                            patient.given.to_lowercase(),
+                            self.digits(3)
+                        );
+                    }
+                }
             }
         }
         out.push('\r');
@@ -575,13 +618,20 @@ impl Generator {
     }
 
     fn adt(&mut self, kind: Kind, out: &mut String) {
+        let patient = self.patient();
+        self.adt_about(kind, &patient, None, out);
+    }
+
+    /// An ADT message about `patient`. One in three carries a ZTM segment: in the parse
+    /// corpus, two teams to add and a third to discharge from, at random; in a feed
+    /// (`teams`: the teams the patient is in), changes that Kith can apply.
+    fn adt_about(&mut self, kind: Kind, patient: &Patient, teams: Option<&mut Vec<&'static str>>, out: &mut String) {
         let (event, structure) = match kind {
             Kind::AdtA28 => ("A28", "ADT_A05"),
             Kind::AdtA31 => ("A31", "ADT_A05"),
             Kind::AdtA01 => ("A01", "ADT_A01"),
             _ => ("A08", "ADT_A01"),
         };
-        let patient = self.patient();
         let timestamp = self.msh(out, "PAS", patient.facility, &format!("ADT^{event}^{structure}"), "ADT");
         let _ = write!(
             out,
@@ -590,7 +640,7 @@ impl Generator {
             self.pick(FAMILY_NAMES),
             self.pick(GIVEN_NAMES)
         );
-        self.pid(out, &patient, true);
+        self.pid(out, patient, true);
         if matches!(kind, Kind::AdtA01 | Kind::AdtA08) {
             let (specialty, _) = self.pick(SPECIALTIES);
             let _ = write!(
@@ -609,18 +659,47 @@ impl Generator {
             out.push_str("PV1|1|N\r");
         }
         if self.chance(3) {
-            // ZTM-1 the teams to add, ZTM-2 a team to discharge from: three different teams.
-            let first = self.below(TEAMS.len());
-            let team = |offset: usize| TEAMS[(first + offset) % TEAMS.len()];
-            let _ = write!(out, "ZTM|{}~{}|{}\r", team(0), team(1), team(2));
+            match teams {
+                Some(teams) => self.feed_ztm(teams, out),
+                None => {
+                    // ZTM-1 the teams to add, ZTM-2 a team to discharge from: three different teams.
+                    let first = self.below(TEAMS.len());
+                    let team = |offset: usize| TEAMS[(first + offset) % TEAMS.len()];
+                    let _ = write!(out, "ZTM|{}~{}|{}\r", team(0), team(1), team(2));
+                }
+            }
+        }
+    }
+
+    /// A feed's ZTM: two teams to add (ZTM-1) and, half the time when the patient is in
+    /// another team, that team to discharge from (ZTM-2); `teams` follows.
+    fn feed_ztm(&mut self, teams: &mut Vec<&'static str>, out: &mut String) {
+        let first = self.below(FEED_TEAMS.len());
+        let add = [FEED_TEAMS[first], FEED_TEAMS[(first + 1) % FEED_TEAMS.len()]];
+        let others: Vec<&'static str> = teams.iter().copied().filter(|team| !add.contains(team)).collect();
+        let _ = write!(out, "ZTM|{}~{}", add[0], add[1]);
+        if !others.is_empty() && self.chance(2) {
+            let leaving = self.pick(&others);
+            let _ = write!(out, "|{leaving}");
+            teams.retain(|team| *team != leaving);
+        }
+        out.push('\r');
+        for team in add {
+            if !teams.contains(&team) {
+                teams.push(team);
+            }
         }
     }
 
     fn oru(&mut self, out: &mut String) {
         let patient = self.patient();
+        self.oru_about(&patient, out);
+    }
+
+    fn oru_about(&mut self, patient: &Patient, out: &mut String) {
         let panel = &PANELS[self.below(PANELS.len())];
         let sent = self.msh(out, "WINPATH", patient.facility, "ORU^R01^ORU_R01", "LAB");
-        self.pid(out, &patient, false);
+        self.pid(out, patient, false);
         let _ = write!(out, "PV1|1|O|{}^^^{}||||{}\r", self.pick(CLINICS), patient.facility, self.clinician());
         let collected = self.timestamp();
         let _ = write!(
@@ -670,9 +749,13 @@ impl Generator {
 
     fn mdm(&mut self, out: &mut String) {
         let patient = self.patient();
+        self.mdm_about(&patient, out);
+    }
+
+    fn mdm_about(&mut self, patient: &Patient, out: &mut String) {
         let timestamp = self.msh(out, "EPR", patient.facility, "MDM^T02^MDM_T02", "DOC");
         let _ = write!(out, "EVN|T02|{timestamp}\r");
-        self.pid(out, &patient, false);
+        self.pid(out, patient, false);
         let (code, name) = self.pick(DOCUMENT_TYPES);
         let _ = write!(
             out,
@@ -687,6 +770,18 @@ impl Generator {
 
     fn siu(&mut self, kind: Kind, out: &mut String) {
         let patient = self.patient();
+        self.siu_about(kind, &patient, None, out);
+    }
+
+    /// An SIU message about `patient`: for `appointment` (placer and filler numbers) or a new
+    /// one; returns the appointment's numbers.
+    fn siu_about(
+        &mut self,
+        kind: Kind,
+        patient: &Patient,
+        appointment: Option<(String, String)>,
+        out: &mut String,
+    ) -> (String, String) {
         let event = if kind == Kind::SiuS12 { "S12" } else { "S15" };
         self.msh(out, "PAS", patient.facility, &format!("SIU^{event}^SIU_S12"), "APT");
         let start = format!(
@@ -703,17 +798,123 @@ impl Generator {
         } else {
             (self.pick(&["PATCAN^Cancelled by patient", "HOSCAN^Cancelled by hospital"]), "Cancelled")
         };
+        let (placer, filler) = match appointment {
+            Some(numbers) => numbers,
+            None => {
+                let placer = self.digits(8);
+                (placer, self.digits(8))
+            }
+        };
         let _ = write!(
             out,
-            "SCH|A{}^PAS|A{}^PAS||||{event_reason}|{reason_code}^{reason}|ROUTINE|{duration}|MIN|^^{duration}^{start}||||||||||||||{status}\r",
-            self.digits(8),
-            self.digits(8)
+            "SCH|A{placer}^PAS|A{filler}^PAS||||{event_reason}|{reason_code}^{reason}|ROUTINE|{duration}|MIN|^^{duration}^{start}||||||||||||||{status}\r"
         );
-        self.pid(out, &patient, false);
+        self.pid(out, patient, false);
         let (service_code, service) = self.pick(SERVICES);
         let _ = write!(out, "AIS|1|A|{service_code}^{service}^PAS|{start}|0|MIN|{duration}|MIN\r");
         let (location_code, location) = self.pick(LOCATIONS);
         let _ = write!(out, "AIL|1|A|{location_code}^^^{}^^^^{location}\r", patient.facility);
+        (placer, filler)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hl7-corpus --feed
+// ---------------------------------------------------------------------------------------
+
+/// The sending facility (MSH-4) of every feed message; hospital numbers are of the
+/// assigning authority `RXH-MRN`. bench/hl7/mllp registers both with Kith.
+pub(crate) const FEED_FACILITY: &str = "RXH";
+/// The teams a feed's ZTM segments name (bench/hl7/mllp creates them).
+pub(crate) const FEED_TEAMS: &[&str] = &["mh", "gum", "cardiology", "diabetes", "maternity"];
+const FEED_SEED: u64 = 0x4645_4544_4B49_5448;
+
+/// A feed that a receiver can file: patients one after another, each with unique
+/// identifiers, their first message creating the record.
+pub(crate) struct Feed {
+    generator: Generator,
+    /// The last patient's number: NHS number 999 + 6 digits of it + check digit, hospital
+    /// number K + 7 digits of it.
+    serial: u32,
+}
+
+impl Feed {
+    pub(crate) fn new() -> Self {
+        Feed { generator: Generator { rng: SplitMix(FEED_SEED), sequence: 0 }, serial: 0 }
+    }
+
+    /// A new patient, with an NHS number, hospital number and email address of their own.
+    fn patient(&mut self) -> Result<Patient, String> {
+        let nhs = loop {
+            self.serial += 1;
+            if self.serial > 999_999 {
+                return Err("a feed has at most 909,090 patients (NHS numbers 999 000 000x to 999 999 999x)".into());
+            }
+            let mut digits: Vec<u32> = (0..6).rev().map(|place| self.serial / 10u32.pow(place) % 10).collect();
+            digits.splice(0..0, [9, 9, 9]);
+            if let Some(check) = NhsNumber::check_digit(&digits) {
+                digits.push(check);
+                break digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect::<String>();
+            }
+        };
+        let generator = &mut self.generator;
+        let given = generator.pick(GIVEN_NAMES);
+        Ok(Patient {
+            nhs,
+            mrn: format!("K{:07}", self.serial),
+            facility: FEED_FACILITY,
+            family: generator.pick(FAMILY_NAMES),
+            given,
+            birth_date: format!(
+                "{}{:02}{:02}",
+                generator.between(1930, 2024),
+                generator.between(1, 12),
+                generator.between(1, 28)
+            ),
+            sex: generator.pick(&["F", "M", "F", "M", "U"]),
+            email: Some(format!("{}.{}@example.org", given.to_lowercase(), self.serial)),
+        })
+    }
+
+    /// One patient's messages: ADT^A28 or A01 creating the record, then 2 to 6 about them —
+    /// ADT^A31 or A08 updates (4 in 16), ORU^R01 results (6 in 16), MDM^T02 documents (3 in
+    /// 16), SIU^S12 bookings (2 in 16) and S15 cancellations (1 in 16, of an earlier booking
+    /// when there is one) — which makes the mix of the parse corpus on average: ADT 40 %
+    /// (A28, A01, A31, A08 10 % each), ORU 30 %, MDM 15 %, SIU 15 %.
+    pub(crate) fn patient_messages(&mut self) -> Result<Vec<(Kind, String)>, String> {
+        let patient = self.patient()?;
+        let generator = &mut self.generator;
+        let mut kinds = vec![if generator.chance(2) { Kind::AdtA28 } else { Kind::AdtA01 }];
+        for _ in 0..generator.between(2, 6) {
+            kinds.push(match generator.below(16) {
+                0 | 1 => Kind::AdtA31,
+                2 | 3 => Kind::AdtA08,
+                4..=9 => Kind::OruR01,
+                10..=12 => Kind::MdmT02,
+                13 | 14 => Kind::SiuS12,
+                _ => Kind::SiuS15,
+            });
+        }
+        let mut teams = Vec::new();
+        let mut booked: Vec<(String, String)> = Vec::new();
+        let mut messages = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            let mut out = String::with_capacity(1024);
+            match kind {
+                Kind::AdtA28 | Kind::AdtA31 | Kind::AdtA01 | Kind::AdtA08 => {
+                    generator.adt_about(kind, &patient, Some(&mut teams), &mut out);
+                }
+                Kind::OruR01 => generator.oru_about(&patient, &mut out),
+                Kind::MdmT02 => generator.mdm_about(&patient, &mut out),
+                Kind::SiuS12 => booked.push(generator.siu_about(kind, &patient, None, &mut out)),
+                Kind::SiuS15 => {
+                    let appointment = (!booked.is_empty()).then(|| booked.remove(generator.below(booked.len())));
+                    generator.siu_about(kind, &patient, appointment, &mut out);
+                }
+            }
+            messages.push((kind, out));
+        }
+        Ok(messages)
     }
 }
 
@@ -950,6 +1151,91 @@ mod tests {
             };
             if let Err(rejection) = outcome {
                 panic!("message {index} ({}) is refused: {rejection:?}", kind.name());
+            }
+        }
+    }
+
+    fn feed_of(patients: usize) -> Vec<Vec<(Kind, String)>> {
+        let mut feed = Feed::new();
+        (0..patients).map(|_| feed.patient_messages().expect("a patient")).collect()
+    }
+
+    #[test]
+    fn a_feed_is_deterministic_has_the_mix_and_unique_identifiers() {
+        let feed = feed_of(1_000);
+        assert_eq!(feed, feed_of(1_000));
+        let messages: Vec<&(Kind, String)> = feed.iter().flatten().collect();
+        let mean = messages.iter().map(|(_, text)| text.len()).sum::<usize>() as f64 / messages.len() as f64;
+        assert!((450.0..=550.0).contains(&mean), "mean {mean}");
+        let share = |kinds: &[Kind]| {
+            100.0 * messages.iter().filter(|(kind, _)| kinds.contains(kind)).count() as f64 / messages.len() as f64
+        };
+        let adt = share(&[Kind::AdtA28, Kind::AdtA31, Kind::AdtA01, Kind::AdtA08]);
+        let siu = share(&[Kind::SiuS12, Kind::SiuS15]);
+        for (name, got, want) in [
+            ("ADT", adt, 40.0),
+            ("ORU", share(&[Kind::OruR01]), 30.0),
+            ("MDM", share(&[Kind::MdmT02]), 15.0),
+            ("SIU", siu, 15.0),
+        ] {
+            assert!((got - want).abs() < 3.0, "{name}: {got:.1} %");
+        }
+        let mut nhs_numbers = std::collections::HashSet::new();
+        let mut control_ids = std::collections::HashSet::new();
+        for patient in &feed {
+            assert!(matches!(patient[0].0, Kind::AdtA28 | Kind::AdtA01), "{}", patient[0].1);
+            assert!((3..=7).contains(&patient.len()));
+            let mut theirs = std::collections::HashSet::new();
+            for (_, text) in patient {
+                let message = parse(text.as_bytes()).message.expect("a message");
+                assert_eq!(message.header_value(4), FEED_FACILITY);
+                assert!(control_ids.insert(message.control_id().to_owned()), "{}", message.control_id());
+                let identifiers = message.segment("PID").expect("a PID segment").repetitions(3);
+                assert_eq!(identifiers[1].component(4), format!("{FEED_FACILITY}-MRN"));
+                theirs.insert((identifiers[0].component(1).to_owned(), identifiers[1].component(1).to_owned()));
+            }
+            assert_eq!(theirs.len(), 1, "one patient's messages name one patient");
+            let (nhs, _) = theirs.into_iter().next().expect("a patient");
+            assert!(NhsNumber::parse(&nhs).is_ok(), "{nhs}");
+            assert!(nhs_numbers.insert(nhs));
+        }
+        assert!(messages.iter().any(|(_, text)| text.contains("\rZTM|")));
+    }
+
+    /// Kith accepts (AA) every message of a feed, sent as bench/hl7/mllp sends it, into an
+    /// organisation set up as bench/hl7/mllp sets it up.
+    #[test]
+    fn kith_accepts_every_message_of_a_feed() {
+        use std::sync::Arc;
+
+        use kith_app::{App, Hl7Sender, NewOrganisation, Operator, SystemClock};
+        use kith_core::text::{Name, OrganisationCode, TeamAlias};
+        use kith_core::{LabelSet, PrivacyLabel};
+        use kith_hl7::ack::AckCode;
+
+        let database = kith_test_support::TestDatabase::sqlite();
+        let app = App::new(database.store(), Arc::new(SystemClock));
+        let operator = Operator { name: "bench".into() };
+        let code = OrganisationCode::parse(FEED_FACILITY).unwrap();
+        let name = |text: &str| Name::parse("name", text).unwrap();
+        let organisation = NewOrganisation { code: code.clone(), name: name("Riverside"), break_glass_duration: None };
+        app.create_organisation(&operator, &organisation).unwrap();
+        app.set_hl7_create_on_any_adt(&operator, &code, true).unwrap();
+        app.add_assigning_authority(&operator, &code, &format!("{FEED_FACILITY}-MRN")).unwrap();
+        for team in FEED_TEAMS {
+            let labels = LabelSet::from_labels([PrivacyLabel::General]);
+            app.create_team(&operator, &code, &name(team), &TeamAlias::parse(team).unwrap(), labels).unwrap();
+        }
+        app.create_integration(&operator, &code, &name("feed"), FEED_FACILITY).unwrap();
+
+        let feed = feed_of(300);
+        let messages: Vec<&(Kind, String)> = feed.iter().flatten().collect();
+        for chunk in messages.chunks(64) {
+            let batch: Vec<(Hl7Sender<'_>, &[u8])> =
+                chunk.iter().map(|(_, text)| (Hl7Sender::Mllp, text.as_bytes())).collect();
+            for ((kind, text), ingested) in chunk.iter().zip(app.ingest_hl7_batch(&batch).unwrap()) {
+                assert_eq!(ingested.code, AckCode::Accept, "{}: {}\n{text}", kind.name(), ingested.ack);
+                assert!(!ingested.duplicate);
             }
         }
     }

@@ -12,6 +12,7 @@ macro_rules! try_to {
 
 mod access;
 mod hl7;
+mod mllp;
 
 use std::process::ExitCode;
 
@@ -22,8 +23,10 @@ benchmarks:
   access      the access rule (decisions per second) and the record read (latency) on
               SQLite, and on PostgreSQL when KITH_BENCH_POSTGRES_URL is set
   hl7-corpus  writes a deterministic corpus of HL7 v2.4 messages for hl7-parse and its
-              peers (bench/hl7/run)
+              peers (bench/hl7/run), or with --feed for mllp-load (bench/hl7/mllp)
   hl7-parse   kith_hl7::parse throughput (messages and MB per second) on such a corpus
+  mllp-load   an MLLP client: an HL7 listener's messages per second and ACK latency over
+              N connections (bench/hl7/mllp)
 
 run `kith-bench <benchmark> --help` for its options";
 
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         "access" => (access::run(&rest), access::USAGE),
         "hl7-corpus" => (hl7::corpus(&rest), hl7::CORPUS_USAGE),
         "hl7-parse" => (hl7::parse_throughput(&rest), hl7::PARSE_USAGE),
+        "mllp-load" => (mllp::run(&rest), mllp::USAGE),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
