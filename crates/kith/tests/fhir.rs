@@ -3,7 +3,10 @@
 //! Python package `fhir.resources` (tests/python/fhir_validate.py), on SQLite and
 //! PostgreSQL. Also the `kith token` commands.
 //!
-//! `fhir.resources` comes from tests/python/requirements.txt (scripts/test installs it).
+//! Then schemathesis fuzzes every route of `/openapi.json`.
+//!
+//! `fhir.resources` and `schemathesis` come from tests/python/requirements.txt (scripts/test
+//! installs them).
 //! Without it the validation is skipped with a note, except under `CI=true`, where that is a
 //! failure.
 
@@ -19,13 +22,19 @@ use serde_json::{Value, json};
 const NHS: &str = "9434765919";
 
 fn fhir_resources_available() -> bool {
+    let schemathesis =
+        Command::new("schemathesis").arg("--version").output().is_ok_and(|output| output.status.success());
     match Command::new("python3").args(["-c", "import fhir.resources.R4B"]).output() {
-        Ok(output) if output.status.success() => true,
+        Ok(output) if output.status.success() && schemathesis => true,
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") => {
-            panic!("CI=true but the Python package fhir.resources is not installed: scripts/test installs it")
+            panic!(
+                "CI=true but the Python packages fhir.resources and schemathesis are not installed: scripts/test installs them"
+            )
         }
         _ => {
-            eprintln!("note: fhir.resources (pip install -r tests/python/requirements.txt) is missing; skipping");
+            eprintln!(
+                "note: fhir.resources or schemathesis (pip install -r tests/python/requirements.txt) is missing; skipping"
+            );
             false
         }
     }
@@ -321,6 +330,32 @@ fn scenario(database: &TestDatabase) {
         println!("{report}{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "FHIR validation failed:\n{report}");
         assert!(report.contains("34 of 34 responses valid"), "{report}");
+
+        // schemathesis fuzzes every route in /openapi.json with a professional's token:
+        // no 5xx, and no status, media type or body the document does not describe.
+        // `positive_data_acceptance` is left out: a request that fits the schema may still
+        // be refused for reasons a schema cannot state (a pattern-valid date that is not in
+        // the calendar, search parameters that only work together, an id that names
+        // nothing the caller may see), and those refusals are documented 4xx answers.
+        let scratch = tempfile::tempdir().unwrap();
+        let output = Command::new("schemathesis")
+            .current_dir(scratch.path())
+            .args(["run", &format!("http://{address}/openapi.json")])
+            .args(["--header", &format!("Authorization: Bearer {pro_token}")])
+            .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+            .args(["--max-examples", "30", "--seed", "20261125", "--no-color", "--generation-database", "none"])
+            .args(["--request-timeout", "10", "--workers", "2"])
+            .output()
+            .expect("schemathesis runs");
+        let report = String::from_utf8_lossy(&output.stdout);
+        let summary: Vec<&str> = report.lines().rev().take(25).collect();
+        println!("schemathesis:\n{}", summary.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        assert!(
+            output.status.success(),
+            "schemathesis found problems:\n{report}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(report.contains("Tested: 25"), "every operation was tested:\n{report}");
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -7,6 +7,7 @@
 //! 403 for an action the caller may never take, 404 for what the caller may not see (the
 //! same answer as for what does not exist), 400 for bad search parameters.
 
+mod openapi;
 mod resources;
 
 use axum::Router;
@@ -31,11 +32,14 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 /// Page size when `_count` is not given, and the largest allowed.
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 500;
+/// The furthest a page may start.
+pub const MAX_OFFSET: usize = 1_000_000;
 /// The largest request body the API reads (a Parameters resource).
 const MAX_BODY: usize = 64 * 1024;
 
 pub fn routes() -> Router<WebState> {
     let mut router = Router::new()
+        .route("/openapi.json", get(openapi_document))
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/Patient", get(search_patients))
         .route("/fhir/Patient/{id}", get(read_patient))
@@ -185,9 +189,9 @@ impl Query {
         };
         let offset = match self.get("_offset") {
             None => 0,
-            Some(text) => text
-                .parse::<usize>()
-                .map_err(|_| FhirError::BadRequest("_offset must be a whole number (from a next link)".to_owned()))?,
+            Some(text) => text.parse::<usize>().ok().filter(|offset| *offset <= MAX_OFFSET).ok_or_else(|| {
+                FhirError::BadRequest(format!("_offset must be a whole number up to {MAX_OFFSET} (from a next link)"))
+            })?,
         };
         Ok((count, offset))
     }
@@ -298,6 +302,10 @@ async fn method_not_allowed() -> Response {
     let outcome =
         resources::operation_outcome("error", "not-supported", "this method is not supported here: see /fhir/metadata");
     (StatusCode::METHOD_NOT_ALLOWED, fhir_json(outcome)).into_response()
+}
+
+async fn openapi_document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::document().to_string()).into_response()
 }
 
 async fn metadata() -> FhirResult {
