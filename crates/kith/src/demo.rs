@@ -244,7 +244,14 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
     let store = Store::open_and_migrate(&DatabaseUrl::Sqlite(path.clone())).context("creating the demo database")?;
     let app = App::new(store, std::sync::Arc::new(kith_app::SystemClock));
     let summary = populate(&app, args.patients)?;
+    let token = app.create_api_token(
+        &Operator { name: "demo".into() },
+        &EmailAddress::parse("dr.okafor@riverside.example")?,
+        &kith_core::text::Name::parse("name", "demo")?,
+        Some(30),
+    )?;
     print_guide(&path, &summary, started.elapsed());
+    print_fhir_guide(&summary, token.secret.expose(), args.listen);
     if args.no_serve {
         return Ok(());
     }
@@ -470,4 +477,21 @@ fn print_guide(path: &Path, summary: &Summary, took: Duration) {
     );
     println!("  kith audit list --patient {id}");
     println!("  kith audit verify\n");
+}
+
+fn print_fhir_guide(summary: &Summary, token: &str, listen: SocketAddr) {
+    let example = &summary.example;
+    let nhs = example.nhs_number.as_ref().map(|number| number.as_str().to_owned()).unwrap_or_default();
+    println!(
+        "The FHIR API, as dr.okafor@riverside.example (this token lasts 30 days; make others with kith token create):\n"
+    );
+    println!("  export KITH_TOKEN={token}");
+    println!(
+        "  curl -H \"Authorization: Bearer $KITH_TOKEN\" 'http://{listen}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C{nhs}'"
+    );
+    println!(
+        "  curl -H \"Authorization: Bearer $KITH_TOKEN\" 'http://{listen}/fhir/Observation?patient={}'",
+        example.id
+    );
+    println!("  curl http://{listen}/fhir/metadata        # what is served; the OpenAPI document is /openapi.json\n");
 }
