@@ -285,6 +285,65 @@ async fn access_matrix(database: TestDatabase) {
         }
     }
 
+    // The matrix, before anything changes: every read route against every caller. Each
+    // caller has the entries it may see (by the rule), whether it may see who A is, and
+    // whether it may read A's audit trail; every response is checked for its status, for
+    // exactly the visible entries, and for nothing of the others.
+    let tokens = [
+        ("pro", w.token("pro@example.org", "matrix", None)),
+        ("gum", w.token("gum@example.org", "matrix", None)),
+        ("deactivated", w.token("deact@example.org", "matrix", None)),
+        ("coordinator", w.token("c1@example.org", "matrix", None)),
+        ("patient A", w.token("a@example.org", "matrix", None)),
+        ("patient B", w.token("b@example.org", "matrix", None)),
+        ("privacy officer", w.token("privacy@example.org", "matrix", None)),
+    ];
+    // (caller, entries visible, demographics visible, consents visible, AuditEvent status)
+    let expectations: [(&str, &[usize], bool, usize, StatusCode); 7] = [
+        ("pro", &[0, 1, 3], true, 1, StatusCode::FORBIDDEN),
+        ("gum", &[], false, 0, StatusCode::FORBIDDEN),
+        ("deactivated", &[], false, 0, StatusCode::FORBIDDEN),
+        ("coordinator", &[], false, 0, StatusCode::FORBIDDEN),
+        ("patient A", &[0, 1, 2, 3], true, 2, StatusCode::OK),
+        ("patient B", &[], false, 0, StatusCode::FORBIDDEN),
+        ("privacy officer", &[], false, 0, StatusCode::OK),
+    ];
+    for ((who, token), (expected_who, visible, demographics, consents, audit)) in tokens.iter().zip(expectations) {
+        assert_eq!(*who, expected_who);
+        let hidden: Vec<usize> = (0..4).filter(|index| !visible.contains(index)).collect();
+        let found =
+            |status: StatusCode| if demographics { status == StatusCode::OK } else { status == StatusCode::NOT_FOUND };
+        let (status, body) = w.get(&patient_a, Some(token)).await;
+        assert!(found(status), "{who}: Patient/A gave {status}");
+        w.assert_nothing_of(&body, &hidden);
+        let (_, body) = w.get(&search_a, Some(token)).await;
+        assert_eq!(body["total"], u8::from(demographics), "{who}: Patient search");
+        for (resource, kinds) in [("Observation", &[0usize, 1, 2][..]), ("DocumentReference", &[3][..])] {
+            let (status, bundle) = w.get(&format!("/fhir/{resource}?patient={a}"), Some(token)).await;
+            assert_eq!(status, StatusCode::OK, "{who}: {resource} search");
+            let expected: Vec<usize> = kinds.iter().copied().filter(|index| visible.contains(index)).collect();
+            assert_eq!(w.observation_ids(&bundle), w.ids_of(&expected), "{who}: {resource} search");
+            let some_hidden = demographics && kinds.iter().any(|index| !visible.contains(index));
+            assert_eq!(hidden_flag(&bundle), some_hidden, "{who}: {resource} hidden flag");
+            w.assert_nothing_of(&bundle, &hidden);
+            for &index in kinds {
+                let (status, body) = w.get(&format!("/fhir/{resource}/{}", w.entries[index].id), Some(token)).await;
+                let expected = if visible.contains(&index) { StatusCode::OK } else { StatusCode::NOT_FOUND };
+                assert_eq!(status, expected, "{who}: {resource}/{index}");
+                w.assert_nothing_of(&body, &hidden);
+            }
+        }
+        for resource in ["CarePlan", "Appointment"] {
+            let (status, bundle) = w.get(&format!("/fhir/{resource}?patient={a}"), Some(token)).await;
+            assert_eq!((status, bundle["total"].as_i64()), (StatusCode::OK, Some(0)), "{who}: {resource}");
+        }
+        let (status, bundle) = w.get(&format!("/fhir/Consent?patient={a}"), Some(token)).await;
+        assert_eq!((status, bundle["total"].as_u64()), (StatusCode::OK, Some(consents as u64)), "{who}: Consent");
+        let (status, body) = w.get(&format!("/fhir/AuditEvent?patient={a}"), Some(token)).await;
+        assert_eq!(status, audit, "{who}: AuditEvent");
+        w.assert_nothing_of(&body, &hidden);
+    }
+
     // A professional of the linked team: general and mental health, not sexual health;
     // the bundle says some entries are hidden, and no more.
     let (status, patient) = w.get(&patient_a, Some(&pro)).await;
