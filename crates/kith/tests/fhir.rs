@@ -344,7 +344,7 @@ fn scenario(database: &TestDatabase) {
             .args(["--header", &format!("Authorization: Bearer {pro_token}")])
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
             .args(["--max-examples", "30", "--seed", "20261125", "--no-color", "--generation-database", "none"])
-            .args(["--request-timeout", "10", "--workers", "2"])
+            .args(["--request-timeout", "10", "--workers", "1"])
             .output()
             .expect("schemathesis runs");
         let report = String::from_utf8_lossy(&output.stdout);
