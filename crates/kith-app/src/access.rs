@@ -62,7 +62,7 @@ impl App {
     pub fn read_record(&self, context: &ProfessionalContext, patient: PatientId) -> AppResult<RecordView> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let deny = |tx: &mut Tx<'_>, reason: DenyReason| {
                     tx.audit(
                         AuditBuilder::professional(now, context, "record.read", patient)
@@ -197,7 +197,7 @@ impl App {
     pub fn read_own_record(&self, account: AccountId, channel: Channel) -> AppResult<RecordView> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
                 let record = tx.patient_by_account(account)?;
                 match decide_self_access(account_row.status, record.is_some()) {
@@ -241,7 +241,7 @@ impl App {
     ) -> AppResult<Vec<AccessLogEntry>> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
                 let record = tx.patient_by_account(account)?;
                 let (Decision::Allow(basis), Some(record)) =
@@ -276,7 +276,7 @@ impl App {
     ) -> AppResult<Vec<AccessLogEntry>> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 if !tx.is_privacy_officer(account)? {
                     return Ok(Err(AppError::Forbidden(
                         "the break-the-glass log is for organisations' privacy officers".to_owned(),

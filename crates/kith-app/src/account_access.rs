@@ -96,7 +96,7 @@ impl App {
     ) -> AppResult<PatientDetails> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let event = AuditBuilder::new(now, Actor::Account(account), channel, "patient.read");
                 match record_and_reader(tx, account, patient, now)? {
                     Ok((record, reader)) => {
@@ -124,7 +124,7 @@ impl App {
         query: &PatientQuery,
     ) -> AppResult<Vec<PatientDetails>> {
         let now = self.now();
-        self.store.write(|tx| {
+        self.store.read_audited(|tx| {
             let candidates = match query {
                 PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?.into_iter().collect(),
                 PatientQuery::Local { organisation, identifier } => match tx.organisation_by_code(organisation)? {
@@ -171,7 +171,7 @@ impl App {
     ) -> AppResult<AccountRecordView> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let (record, reader) = match record_and_reader(tx, account, patient, now)? {
                     Ok(found) => found,
                     Err((record, reason)) => {
@@ -267,7 +267,7 @@ impl App {
         let Some(patient) = patient else {
             // Audited like any other denied read, without a patient to file it under.
             let now = self.now();
-            self.store.write(|tx| {
+            self.store.read_audited(|tx| {
                 tx.audit(
                     AuditBuilder::new(now, Actor::Account(account), channel, "record.read")
                         .outcome(Outcome::Denied)
@@ -341,7 +341,7 @@ impl App {
     pub fn care_links_as(&self, account: AccountId, channel: Channel, patient: PatientId) -> AppResult<Vec<CareLink>> {
         let now = self.now();
         self.store
-            .write(|tx| {
+            .read_audited(|tx| {
                 let event = AuditBuilder::new(now, Actor::Account(account), channel, "consent.read");
                 let (record, reader) = match record_and_reader(tx, account, patient, now)? {
                     Ok(found) => found,

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod audit_writer;
 mod pool;
 pub mod postgres;
 pub mod sqlite;
@@ -201,6 +202,7 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    audit_writer: Arc<audit_writer::AuditWriter>,
 }
 
 impl Store {
@@ -210,7 +212,8 @@ impl Store {
             DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteBackend::open(path)?),
             DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresBackend::open(url)?),
         };
-        Ok(Self { backend })
+        let audit_writer = Arc::new(audit_writer::AuditWriter::new(backend.clone()));
+        Ok(Self { backend, audit_writer })
     }
 
     /// Opens and applies pending migrations.
@@ -282,6 +285,33 @@ impl Store {
             Ok(())
         })?;
         outcome.expect("the transaction ran its work")
+    }
+
+    /// Runs `work` — a read of patient data, which records its audit events — in one
+    /// read-only transaction, concurrently with other readers; then, when it returned `Ok`,
+    /// appends its audit events to the chain through the audit writer, which commits the
+    /// events of every read waiting at that moment together, and returns only once they are
+    /// durable. `work` must write nothing but audit events. When the events cannot be
+    /// committed, the result is withheld and the error returned: nothing read leaves Kith
+    /// unaudited.
+    pub fn read_audited<R, E: TransactionError>(
+        &self,
+        mut work: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut outcome: Option<Result<R, E>> = None;
+        let mut records = Vec::new();
+        self.backend.read_transaction(&mut |conn| {
+            let mut tx = Tx::new(conn);
+            let result = work(&mut tx);
+            records = tx.take_pending_audit();
+            outcome = Some(result);
+            Ok(())
+        })?;
+        let outcome = outcome.expect("the transaction ran its work");
+        if outcome.is_ok() && !records.is_empty() {
+            self.audit_writer.append(records)?;
+        }
+        outcome
     }
 
     /// Checks that the database answers.

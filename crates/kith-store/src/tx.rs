@@ -389,6 +389,11 @@ impl<'c> Tx<'c> {
         self.pending_audit.push(record);
     }
 
+    /// The audit events recorded so far, taken out (for [`crate::Store::read_audited`]).
+    pub(crate) fn take_pending_audit(&mut self) -> Vec<AuditRecord> {
+        std::mem::take(&mut self.pending_audit)
+    }
+
     pub(crate) fn has_pending_audit(&self) -> bool {
         !self.pending_audit.is_empty()
     }

@@ -584,6 +584,52 @@ fn concurrent_writers_keep_the_chain_whole() {
     });
 }
 
+/// Audited reads from many threads: each returns only after its events are durable (it can
+/// see them at once), their events share commits but none is lost or doubled, the chain
+/// stays whole, and a read whose work fails records nothing.
+#[test]
+fn audited_reads_commit_their_events_in_groups() {
+    each_backend(|store, _| {
+        let count = |store: &Store| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..25 {
+                        let before = store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
+                        let seen = store
+                            .read_audited(|tx| {
+                                tx.audit(audit_record("record.read", None));
+                                tx.ping()?;
+                                Ok::<_, StoreError>(())
+                            })
+                            .map(|()| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap())
+                            .unwrap();
+                        assert!(seen > before, "the event is committed when read_audited returns");
+                    }
+                });
+            }
+        });
+        assert_eq!(count(store), 200);
+        let failed: Result<(), StoreError> = store.read_audited(|tx| {
+            tx.audit(audit_record("record.read", None));
+            Err(StoreError::new(kith_store::StoreErrorKind::Database, "the read failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(store), 200, "a failed read records nothing");
+        let checked = store
+            .read(|tx| {
+                let (head_seq, head_hash) = tx.audit_head()?;
+                let mut verifier = ChainVerifier::default();
+                for event in tx.audit_events_after(0, 1000)? {
+                    verifier.check(&event).unwrap();
+                }
+                Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash).unwrap())
+            })
+            .unwrap();
+        assert_eq!(checked, 200);
+    });
+}
+
 /// A savepoint undoes its rows and its audit events and lets the transaction go on.
 #[test]
 fn savepoints_undo_their_work_and_the_transaction_goes_on() {
