@@ -711,3 +711,73 @@ impl App {
         self.add_entry(&crate::EntryAuthor::Professional(&context), patient, new)
     }
 }
+
+impl App {
+    /// A patient records an entry in their own record (a measurement they took). It is filed
+    /// under the Patient Record Team of an organisation the record is in — the record's home,
+    /// as for hospital feeds — with the patient's account as its author, audited on the basis
+    /// `self`. Teams see it, like any entry, through the labels the patient gave them.
+    pub fn record_own_entry(&self, account: AccountId, channel: Channel, new: &crate::NewEntry) -> AppResult<Entry> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
+                let record = tx.patient_by_account(account)?;
+                let event = AuditBuilder::new(now, Actor::Account(account), channel, "entry.create");
+                let record = match (decide_self_access(account_row.status, record.is_some()), record) {
+                    (Decision::Allow(_), Some(record)) => record,
+                    (decision, record) => {
+                        let reason = match decision {
+                            Decision::Deny(reason) => reason,
+                            Decision::Allow(_) => DenyReason::NotTheirRecord,
+                        };
+                        tx.audit(denied(event, record.map(|record| record.id), reason));
+                        return Ok(Err(AppError::Denied));
+                    }
+                };
+                let mut home = None;
+                for link in tx.care_links(record.id)?.into_iter().filter(CareLink::is_active) {
+                    if let Some(team) = tx.team(link.team)?
+                        && team.kind == kith_core::team::TeamKind::PatientRecord
+                    {
+                        home = Some(team);
+                        break;
+                    }
+                }
+                let Some(home) = home else {
+                    return Ok(Err(AppError::Forbidden(
+                        "your record is not held by an organisation yet, so it cannot take entries".to_owned(),
+                    )));
+                };
+                let entry = Entry {
+                    id: kith_core::EntryId::from_uuid(crate::new_uuid()),
+                    patient: record.id,
+                    kind: new.kind,
+                    label: new.label,
+                    authored_by: home.id,
+                    author_account: Some(account),
+                    effective_at: new.effective_at,
+                    recorded_at: now,
+                    title: new.title.clone(),
+                    body: new.body.clone(),
+                    version: 1,
+                    status: None,
+                    source_key: None,
+                    source_message: None,
+                };
+                tx.insert_entry(&entry)?;
+                let (kinds, labels) = summarise([&entry]);
+                tx.audit(
+                    event
+                        .patient(record.id)
+                        .organisation(home.organisation)
+                        .basis(Basis::SelfAccess.code())
+                        .data(kinds, labels)
+                        .subject(entry.id)
+                        .build(),
+                );
+                Ok(Ok(entry))
+            })
+            .and_then(|outcome| outcome)
+    }
+}

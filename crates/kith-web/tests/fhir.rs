@@ -660,10 +660,22 @@ async fn access_matrix(database: TestDatabase) {
     assert_eq!(w.get(&created_path, Some(&pro)).await.0, StatusCode::OK);
     assert_eq!(w.get(&created_path, Some(&gum)).await.0, StatusCode::NOT_FOUND, "gum does not see mental health");
     assert_eq!(w.get(&created_path, Some(&own)).await.0, StatusCode::OK);
-    assert_eq!(
-        w.call("POST", "/fhir/Observation", Some(&own), Some(measurement.clone())).await.0,
-        StatusCode::FORBIDDEN
-    );
+    // The patient records one for themselves: filed under the Patient Record Team (which
+    // sees nothing by default), the patient named as performer.
+    let mut own_measurement = measurement.clone();
+    own_measurement["meta"]["security"][0]["code"] = json!("general");
+    own_measurement["code"]["text"] = json!("Home blood pressure");
+    let (status, recorded) = w.call("POST", "/fhir/Observation", Some(&own), Some(own_measurement)).await;
+    assert_eq!(status, StatusCode::CREATED, "{recorded}");
+    assert_eq!(recorded["performer"][0]["reference"], format!("Patient/{a}"));
+    let recorded_path = format!("/fhir/Observation/{}", recorded["id"].as_str().unwrap());
+    assert_eq!(w.get(&recorded_path, Some(&pro)).await.0, StatusCode::OK, "team mh sees general entries");
+    assert_eq!(w.get(&recorded_path, Some(&patient_b)).await.0, StatusCode::NOT_FOUND);
+    let mut for_a_by_b = measurement.clone();
+    for_a_by_b["meta"]["security"][0]["code"] = json!("general");
+    let (status, body) = w.call("POST", "/fhir/Observation", Some(&patient_b), Some(for_a_by_b)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a patient may never write another's record: {body}");
+    w.assert_nothing_of(&body, &[0, 1, 2, 3]);
     let mut for_b = measurement.clone();
     for_b["subject"]["reference"] = json!(format!("Patient/{}", w.b.id));
     assert_eq!(w.call("POST", "/fhir/Observation", Some(&pro), Some(for_b)).await.0, StatusCode::NOT_FOUND);
@@ -689,7 +701,7 @@ async fn access_matrix(database: TestDatabase) {
     assert_eq!((bundle["total"].as_i64(), hidden_flag(&bundle)), (Some(0), false));
     assert_eq!(w.call("POST", &break_glass, Some(&gum), Some(reason)).await.0, StatusCode::NOT_FOUND);
     let (_, bundle) = w.get(&observations_a, Some(&own)).await;
-    assert_eq!(w.observation_ids(&bundle).len(), 4, "the patient still sees their own record");
+    assert_eq!(w.observation_ids(&bundle).len(), 5, "the patient still sees their own record, and what they wrote");
 
     // A token past its expiry stops working.
     assert_eq!(w.get("/fhir/Patient?family=x&birthdate=2000-01-01", Some(&short_lived)).await.0, StatusCode::OK);

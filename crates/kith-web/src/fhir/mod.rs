@@ -428,7 +428,7 @@ async fn read_entry(entry_type: &'static EntryType, state: WebState, headers: He
     if !entry_type.kinds.contains(&visible.entry.kind) {
         return Err(FhirError::NotFound);
     }
-    ok(resources::entry_resource(visible, observations_of(&view, visible.entry.id)))
+    ok(resources::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account))
 }
 
 fn observations_of(view: &AccountRecordView, entry: EntryId) -> &[kith_core::model::Observation] {
@@ -487,7 +487,9 @@ async fn search_entries(
     }
     let resources = matching
         .iter()
-        .map(|visible| resources::entry_resource(visible, observations_of(&view, visible.entry.id)))
+        .map(|visible| {
+            resources::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account)
+        })
         .collect();
     ok(bundle(name, &query, resources, count, offset, view.some_hidden))
 }
@@ -853,8 +855,9 @@ async fn add_patient(
 }
 
 /// `POST /fhir/Observation`: a professional records a measurement for a patient of one of
-/// their teams (the team in `performer` when given, else the first that may write). The
-/// label comes from `meta.security` (Kith's privacy-label system), general by default.
+/// their teams (the team in `performer` when given, else the first that may write), or a
+/// patient for themselves. The label comes from `meta.security` (Kith's privacy-label
+/// system), general by default.
 async fn create_observation(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> FhirResult {
     let account = caller(&state.app, &headers).await?;
     let observation: Value = serde_json::from_slice(&body)
@@ -928,13 +931,19 @@ async fn create_observation(State(state): State<WebState>, headers: HeaderMap, b
             body: value,
             effective_at: effective_at.unwrap_or_else(|| app.now()),
         };
-        let entry = app.record_entry_as(account, Channel::Fhir, patient, team, &new).map_err(FhirError::from)?;
+        let entry = if app.is_own_record(account, patient)? {
+            app.record_own_entry(account, Channel::Fhir, &new)
+        } else {
+            app.record_entry_as(account, Channel::Fhir, patient, team, &new)
+        }
+        .map_err(FhirError::from)?;
         let view = app.read_entry_as(account, Channel::Fhir, entry.id).map_err(FhirError::from)?;
         Ok((entry, view))
     })
     .await?;
     let visible = view.entries.first().ok_or(FhirError::NotFound)?;
-    let mut response = (StatusCode::CREATED, fhir_json(resources::entry_resource(visible, &[]))).into_response();
+    let resource = resources::entry_resource(visible, &[], view.patient.account);
+    let mut response = (StatusCode::CREATED, fhir_json(resource)).into_response();
     if let Ok(location) = header::HeaderValue::from_str(&format!("/fhir/Observation/{}/_history/1", entry.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -5,7 +5,7 @@ use kith_app::{AccessLogEntry, PatientDetails, PractitionerDirectory, TeamDirect
 use kith_core::model::{CareLink, Entry, EntryStatus, Membership, Observation, Organisation, Team};
 use kith_core::patient::EntryKind;
 use kith_core::team::{AccountStatus, TeamKind, TeamStatus};
-use kith_core::{PatientId, PrivacyLabel, TeamId, Timestamp};
+use kith_core::{AccountId, PatientId, PrivacyLabel, TeamId, Timestamp};
 use serde_json::{Map, Value, json};
 
 /// The NHS number's identifier system.
@@ -92,12 +92,25 @@ pub fn patient(details: &PatientDetails) -> Value {
 }
 
 /// An entry as the resource its kind is served as.
-pub fn entry_resource(visible: &VisibleEntry, observations: &[Observation]) -> Value {
+/// `patient_account` is the record's own account: an entry it wrote names the patient as
+/// its performer rather than the team it is filed under.
+pub fn entry_resource(
+    visible: &VisibleEntry,
+    observations: &[Observation],
+    patient_account: Option<AccountId>,
+) -> Value {
     match visible.entry.kind {
         EntryKind::Document => document_reference(visible),
         EntryKind::CarePlan => care_plan(visible),
         EntryKind::Appointment => appointment(visible),
-        _ => observation(visible, observations),
+        _ => {
+            let mut resource = observation(visible, observations);
+            let entry = &visible.entry;
+            if entry.author_account.is_some() && entry.author_account == patient_account {
+                resource["performer"] = json!([{ "reference": format!("Patient/{}", entry.patient) }]);
+            }
+            resource
+        }
     }
 }
 
