@@ -240,7 +240,7 @@ impl App {
                         let selected_total = match selection {
                             EntrySelection::One(id) => usize::from(tx.entry_exists(record.id, id)?),
                             EntrySelection::Kinds(kinds) => {
-                                tx.entries(record.id)?.iter().filter(|entry| kinds.contains(&entry.kind)).count()
+                                usize::try_from(tx.count_entries_of_kinds(record.id, kinds)?).unwrap_or(usize::MAX)
                             }
                         };
                         entries.sort_by(|a, b| {
@@ -250,10 +250,18 @@ impl App {
                     }
                 };
                 let some_hidden = selected_total > entries.len();
-                let mut observations = HashMap::new();
-                for visible in entries.iter().filter(|visible| visible.entry.kind == EntryKind::Result) {
-                    let entry = &visible.entry;
-                    observations.insert(entry.id, tx.observations(record.id, entry.id, entry.version)?);
+                let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
+                if entries.iter().any(|visible| visible.entry.kind == EntryKind::Result) {
+                    let shown: HashMap<EntryId, i64> = entries
+                        .iter()
+                        .filter(|visible| visible.entry.kind == EntryKind::Result)
+                        .map(|visible| (visible.entry.id, visible.entry.version))
+                        .collect();
+                    for (entry, version, observation) in tx.patient_observations(record.id)? {
+                        if shown.get(&entry) == Some(&version) {
+                            observations.entry(entry).or_default().push(observation);
+                        }
+                    }
                 }
                 Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
             })

@@ -1158,6 +1158,49 @@ impl<'c> Tx<'c> {
         )
     }
 
+    /// The observations of all the patient's results, each with its entry and version, in
+    /// order: one query for a whole record (callers keep those of the versions they show).
+    pub fn patient_observations(&mut self, patient: PatientId) -> Result<Vec<(EntryId, i64, Observation)>, StoreError> {
+        self.all(
+            "SELECT entry_id, version, code, code_system, name, value_type, value, units, reference_range, flags, status, observed_at
+             FROM observations WHERE patient_id = ? ORDER BY entry_id, version, seq",
+            &[patient.into()],
+            |row| {
+                Ok((
+                    EntryId::from_uuid(row.uuid(0)?),
+                    row.int(1)?,
+                    Observation {
+                        code: row.text(2)?.to_owned(),
+                        code_system: row.text(3)?.to_owned(),
+                        name: row.text(4)?.to_owned(),
+                        value_type: row.text(5)?.to_owned(),
+                        value: row.text(6)?.to_owned(),
+                        units: row.text(7)?.to_owned(),
+                        reference_range: row.text(8)?.to_owned(),
+                        flags: row.text(9)?.to_owned(),
+                        status: row.text(10)?.to_owned(),
+                        observed_at: row.opt_timestamp(11)?,
+                    },
+                ))
+            },
+        )
+    }
+
+    /// How many of the patient's entries are of these kinds.
+    pub fn count_entries_of_kinds(&mut self, patient: PatientId, kinds: &[EntryKind]) -> Result<i64, StoreError> {
+        let mut total = 0;
+        for kind in kinds {
+            total += self
+                .one(
+                    "SELECT COUNT(*) FROM record_entries WHERE patient_id = ? AND kind = ?",
+                    &[patient.into(), kind.code().into()],
+                    |row| row.int(0),
+                )?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     /// The patient's entries that `scope` admits, newest first: the access rule compiled
     /// into the `WHERE` clause.
     pub fn entries_in_scope(&mut self, patient: PatientId, scope: &RecordScope) -> Result<Vec<Entry>, StoreError> {
