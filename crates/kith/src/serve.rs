@@ -63,7 +63,10 @@ pub fn run(config: &StorageConfig, args: ServeArgs) -> anyhow::Result<()> {
 pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    // The last handle on the store is dropped here, after the runtime: the PostgreSQL
+    // client's connections must not be closed from inside the runtime (it panics).
+    let keep = app.clone();
+    let result = runtime.block_on(async move {
         if let Some(mllp_address) = args.mllp_listen {
             let listener = tokio::net::TcpListener::bind(mllp_address)
                 .await
@@ -93,7 +96,10 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")
-    })
+    });
+    drop(runtime);
+    drop(keep);
+    result
 }
 
 async fn shutdown_signal() {

@@ -357,11 +357,26 @@ fn scenario(database: &TestDatabase) {
         );
         assert!(report.contains("Tested: 25"), "every operation was tested:\n{report}");
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    // A graceful stop (SIGTERM) must end cleanly on both backends: closing PostgreSQL
+    // connections from inside the async runtime once made it panic on the way out.
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+    let status = status.expect("kith serve stops within 20 s of SIGTERM");
+    assert!(status.success(), "kith serve did not stop cleanly after SIGTERM: {status}");
 }
 
 #[test]
