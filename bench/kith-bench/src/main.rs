@@ -11,6 +11,7 @@ macro_rules! try_to {
 }
 
 mod access;
+mod fhir;
 mod hl7;
 mod mllp;
 
@@ -22,6 +23,9 @@ usage: kith-bench <benchmark> [options]
 benchmarks:
   access      the access rule (decisions per second) and the record read (latency) on
               SQLite, and on PostgreSQL when KITH_BENCH_POSTGRES_URL is set
+  fhir-db     fills a fresh database for the FHIR read benchmark (bench/fhir/run)
+  fhir-check  checks a running kith serve's answers to FHIR Observation searches on it
+  pg-scratch  creates or drops a scratch PostgreSQL database (KITH_BENCH_POSTGRES_URL)
   hl7-corpus  writes a deterministic corpus of HL7 v2.4 messages for hl7-parse and its
               peers (bench/hl7/run), or with --feed for mllp-load (bench/hl7/mllp)
   hl7-parse   kith_hl7::parse throughput (messages and MB per second) on such a corpus
@@ -45,6 +49,9 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let (outcome, usage) = match benchmark.as_str() {
         "access" => (access::run(&rest), access::USAGE),
+        "fhir-db" => (fhir::generate(&rest), fhir::DB_USAGE),
+        "fhir-check" => (fhir::check(&rest), fhir::CHECK_USAGE),
+        "pg-scratch" => (fhir::scratch(&rest), fhir::SCRATCH_USAGE),
         "hl7-corpus" => (hl7::corpus(&rest), hl7::CORPUS_USAGE),
         "hl7-parse" => (hl7::parse_throughput(&rest), hl7::PARSE_USAGE),
         "mllp-load" => (mllp::run(&rest), mllp::USAGE),
