@@ -61,7 +61,8 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -32000;",
+             PRAGMA cache_size = -32000;
+             PRAGMA mmap_size = 1073741824;",
         )
         .map_err(map_error)?;
     connection.set_prepared_statement_cache_capacity(256);

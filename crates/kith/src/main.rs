@@ -16,6 +16,12 @@ use clap::{Args, Parser, Subcommand};
 use kith_app::{App, AppError, Operator, SystemClock};
 use kith_store::{DatabaseUrl, Store};
 
+/// mimalloc instead of the system allocator: a FHIR search allocates and frees thousands
+/// of small objects (rows, JSON values), and the server spends much of its time there
+/// (bench/RESULTS.md, fhir).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod demo;
 mod import;
