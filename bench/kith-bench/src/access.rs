@@ -137,8 +137,9 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     }
     println!();
     println!(
-        "Every read is one write transaction: the rule, the filtered query, and an audit event \
-         appended to the hash chain and committed (SQLite in WAL mode with synchronous=FULL: the WAL is fsynced at every commit, so once per read)."
+        "Every read is audited before it returns: the rule and the filtered query in a read-only \
+         transaction, then its audit event appended to the hash chain by the audit writer and committed \
+         (SQLite in WAL mode with synchronous=FULL; with one reader, as here, that is one fsync per read)."
     );
     Ok(())
 }
