@@ -757,22 +757,7 @@ impl App {
                         "your record is not held by an organisation yet, so it cannot take entries".to_owned(),
                     )));
                 };
-                let entry = Entry {
-                    id: kith_core::EntryId::from_uuid(crate::new_uuid()),
-                    patient: record.id,
-                    kind: new.kind,
-                    label: new.label,
-                    authored_by: home.id,
-                    author_account: Some(account),
-                    effective_at: new.effective_at,
-                    recorded_at: now,
-                    title: new.title.clone(),
-                    body: new.body.clone(),
-                    version: 1,
-                    status: None,
-                    source_key: None,
-                    source_message: None,
-                };
+                let entry = new.to_entry(record.id, home.id, Some(account), now);
                 tx.insert_entry(&entry)?;
                 let (kinds, labels) = summarise([&entry]);
                 tx.audit(

@@ -49,6 +49,34 @@ pub struct NewEntry {
     pub effective_at: Timestamp,
 }
 
+impl NewEntry {
+    /// The first version of the entry, authored by `team` (and `author`, a person).
+    pub(crate) fn to_entry(
+        &self,
+        patient: PatientId,
+        team: TeamId,
+        author: Option<AccountId>,
+        now: Timestamp,
+    ) -> Entry {
+        Entry {
+            id: EntryId::from_uuid(new_uuid()),
+            patient,
+            kind: self.kind,
+            label: self.label,
+            authored_by: team,
+            author_account: author,
+            effective_at: self.effective_at,
+            recorded_at: now,
+            title: self.title.clone(),
+            body: self.body.clone(),
+            version: 1,
+            status: None,
+            source_key: None,
+            source_message: None,
+        }
+    }
+}
+
 /// Who brings a patient into a team, or discharges them.
 #[derive(Clone, Debug)]
 pub enum LinkActor<'a> {
@@ -502,22 +530,7 @@ impl App {
                         }
                     }
                 };
-                let entry = Entry {
-                    id: EntryId::from_uuid(new_uuid()),
-                    patient,
-                    kind: new.kind,
-                    label: new.label,
-                    authored_by: team,
-                    author_account,
-                    effective_at: new.effective_at,
-                    recorded_at: now,
-                    title: new.title.clone(),
-                    body: new.body.clone(),
-                    version: 1,
-                    status: None,
-                    source_key: None,
-                    source_message: None,
-                };
+                let entry = new.to_entry(patient, team, author_account, now);
                 tx.insert_entry(&entry)?;
                 let (kinds, labels) = summarise([&entry]);
                 tx.audit(
