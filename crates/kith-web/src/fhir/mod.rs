@@ -9,6 +9,7 @@
 
 mod openapi;
 mod resources;
+mod typed;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -128,6 +129,15 @@ fn fhir_json(value: Value) -> impl IntoResponse {
 
 fn ok(value: Value) -> FhirResult {
     Ok(fhir_json(value).into_response())
+}
+
+/// A response from bytes already serialised as FHIR JSON.
+fn ok_bytes(body: Vec<u8>) -> FhirResult {
+    Ok(([(header::CONTENT_TYPE, FHIR_JSON)], body).into_response())
+}
+
+fn ok_serialize<T: serde::Serialize>(value: &T) -> FhirResult {
+    ok_bytes(serde_json::to_vec(value).map_err(|_| FhirError::Unavailable)?)
 }
 
 /// Runs a use case off the async executor.
@@ -347,7 +357,7 @@ async fn search_patients(State(state): State<WebState>, headers: HeaderMap, RawQ
     let found =
         blocking(move || app.find_patients_as(account, Channel::Fhir, &search).map_err(FhirError::from)).await?;
     let resources: Vec<Value> = found.iter().map(resources::patient).collect();
-    ok(bundle("Patient", &query, resources, count, offset, false))
+    bundle("Patient", &query, resources, count, offset, false)
 }
 
 fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
@@ -428,7 +438,7 @@ async fn read_entry(entry_type: &'static EntryType, state: WebState, headers: He
     if !entry_type.kinds.contains(&visible.entry.kind) {
         return Err(FhirError::NotFound);
     }
-    ok(resources::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account))
+    ok_serialize(&typed::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account))
 }
 
 fn observations_of(view: &AccountRecordView, entry: EntryId) -> &[kith_core::model::Observation] {
@@ -475,7 +485,7 @@ async fn search_entries(
         }
     })
     .await?;
-    let Some(view) = view else { return ok(bundle(name, &query, Vec::new(), count, offset, false)) };
+    let Some(view) = view else { return bundle(name, &query, Vec::new(), count, offset, false) };
     let mut matching: Vec<&kith_app::VisibleEntry> = view
         .entries
         .iter()
@@ -485,13 +495,18 @@ async fn search_entries(
     if ascending {
         matching.reverse();
     }
-    let resources = matching
+    let total = matching.len();
+    let page = matching
         .iter()
+        .skip(offset)
+        .take(count)
         .map(|visible| {
-            resources::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account)
+            let resource =
+                typed::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account);
+            (resource.id(), resource)
         })
         .collect();
-    ok(bundle(name, &query, resources, count, offset, view.some_hidden))
+    page_bundle(name, &query, total, page, count, offset, view.some_hidden)
 }
 
 /// A searchset of what the caller may see: the total counts only that, and the paging links
@@ -506,45 +521,35 @@ fn bundle(
     count: usize,
     offset: usize,
     some_hidden: bool,
-) -> Value {
+) -> FhirResult {
     let total = resources.len();
-    let base = format!("/fhir/{resource_type}");
-    let link = |offset: usize| {
-        let query = query.with_offset(offset);
-        if query.is_empty() { base.clone() } else { format!("{base}?{query}") }
-    };
-    let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
-    if offset + count < total {
-        links.push(json!({ "relation": "next", "url": link(offset + count) }));
-    }
-    if offset > 0 {
-        links.push(json!({ "relation": "previous", "url": link(offset.saturating_sub(count)) }));
-    }
-    let mut entries: Vec<Value> = resources
+    let page = resources
         .into_iter()
         .skip(offset)
         .take(count)
-        .map(|resource| {
-            let full_url = format!("{base}/{}", resource["id"].as_str().unwrap_or_default());
-            json!({ "fullUrl": full_url, "resource": resource, "search": { "mode": "match" } })
-        })
+        .map(|resource| (resource["id"].as_str().unwrap_or_default().to_owned(), resource))
         .collect();
-    let mut meta = json!({ "lastUpdated": resources::instant(now()) });
-    if some_hidden {
-        meta["extension"] = json!([{ "url": HIDDEN_EXTENSION, "valueBoolean": true }]);
-        entries.push(json!({
-            "resource": resources::operation_outcome("information", "suppressed", "some entries are hidden by consent"),
-            "search": { "mode": "outcome" },
-        }));
-    }
-    json!({
-        "resourceType": "Bundle",
-        "meta": meta,
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": entries,
-    })
+    page_bundle(resource_type, query, total, page, count, offset, some_hidden)
+}
+
+/// The searchset for one page (see [`typed::bundle`]); the paging links repeat the query.
+fn page_bundle<R: serde::Serialize>(
+    resource_type: &str,
+    query: &Query,
+    total: usize,
+    page: Vec<(String, R)>,
+    count: usize,
+    offset: usize,
+    some_hidden: bool,
+) -> FhirResult {
+    let base = format!("/fhir/{resource_type}");
+    let links = |offset: usize| {
+        let query = query.with_offset(offset);
+        if query.is_empty() { base.clone() } else { format!("{base}?{query}") }
+    };
+    let page = typed::Page { items: page, total, offset, count, some_hidden };
+    let bundle = typed::bundle(resource_type, page, links, resources::instant(now()));
+    ok_bytes(typed::bundle_json(&bundle))
 }
 
 fn now() -> Timestamp {
@@ -607,7 +612,7 @@ async fn search_consents(State(state): State<WebState>, headers: HeaderMap, RawQ
         Err(error) => Err(FhirError::from(error)),
     })
     .await?;
-    ok(bundle("Consent", &query, links.iter().map(resources::consent).collect(), count, offset, false))
+    bundle("Consent", &query, links.iter().map(resources::consent).collect(), count, offset, false)
 }
 
 async fn read_consent(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -700,7 +705,7 @@ async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, 
         }
     })
     .await?;
-    ok(bundle("AuditEvent", &query, log.iter().map(resources::audit_event).collect(), count, offset, false))
+    bundle("AuditEvent", &query, log.iter().map(resources::audit_event).collect(), count, offset, false)
 }
 
 const NO_SEARCH: &[&str] = &["_count", "_offset"];
@@ -722,7 +727,7 @@ async fn search_organizations(
         }
     }
     let resources = organisations.into_iter().map(resources::organization).collect();
-    ok(bundle("Organization", &query, resources, count, offset, false))
+    bundle("Organization", &query, resources, count, offset, false)
 }
 
 async fn read_organization(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -739,7 +744,7 @@ async fn search_care_teams(State(state): State<WebState>, headers: HeaderMap, Ra
     let (count, offset) = query.paging()?;
     let app = state.app.clone();
     let teams = blocking(move || app.teams_as(account).map_err(FhirError::from)).await?;
-    ok(bundle("CareTeam", &query, teams.iter().map(resources::care_team).collect(), count, offset, false))
+    bundle("CareTeam", &query, teams.iter().map(resources::care_team).collect(), count, offset, false)
 }
 
 async fn read_care_team(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -784,7 +789,7 @@ async fn search_practitioner_roles(
     })
     .await?;
     let resources = roles.iter().map(|(membership, team)| resources::practitioner_role(membership, team)).collect();
-    ok(bundle("PractitionerRole", &query, resources, count, offset, false))
+    bundle("PractitionerRole", &query, resources, count, offset, false)
 }
 
 async fn read_practitioner_role(
@@ -942,8 +947,9 @@ async fn create_observation(State(state): State<WebState>, headers: HeaderMap, b
     })
     .await?;
     let visible = view.entries.first().ok_or(FhirError::NotFound)?;
-    let resource = resources::entry_resource(visible, &[], view.patient.account);
-    let mut response = (StatusCode::CREATED, fhir_json(resource)).into_response();
+    let resource = typed::entry_resource(visible, &[], view.patient.account);
+    let body = serde_json::to_vec(&resource).map_err(|_| FhirError::Unavailable)?;
+    let mut response = (StatusCode::CREATED, [(header::CONTENT_TYPE, FHIR_JSON)], body).into_response();
     if let Ok(location) = header::HeaderValue::from_str(&format!("/fhir/Observation/{}/_history/1", entry.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }

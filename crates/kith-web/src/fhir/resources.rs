@@ -2,10 +2,10 @@
 //! with only the elements Kith fills, checked against the R4 models in the test suite.
 
 use kith_app::{AccessLogEntry, PatientDetails, PractitionerDirectory, TeamDirectory, VisibleEntry};
-use kith_core::model::{CareLink, Entry, EntryStatus, Membership, Observation, Organisation, Team};
+use kith_core::model::{CareLink, Entry, EntryStatus, Membership, Organisation, Team};
 use kith_core::patient::EntryKind;
 use kith_core::team::{AccountStatus, TeamKind, TeamStatus};
-use kith_core::{AccountId, PatientId, PrivacyLabel, TeamId, Timestamp};
+use kith_core::{PatientId, PrivacyLabel, TeamId, Timestamp};
 use serde_json::{Map, Value, json};
 
 /// The NHS number's identifier system.
@@ -14,10 +14,10 @@ pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 pub const LOCAL_SYSTEM_PREFIX: &str = "https://kith.dev/fhir/Id/";
 /// Kith's privacy labels as security labels.
 pub const PRIVACY_LABEL_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/privacy-label";
-const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
-const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
-const OBSERVATION_CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
-const INTERPRETATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-0078";
+pub(crate) const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+pub(crate) const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub(crate) const OBSERVATION_CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+pub(crate) const INTERPRETATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-0078";
 /// The Bundle extension saying that entries the caller may not see exist (never how many).
 pub const HIDDEN_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/some-entries-hidden";
 
@@ -30,22 +30,7 @@ pub fn instant(at: Timestamp) -> String {
 /// (general is normal confidentiality; the three sensitive labels are restricted, with
 /// their sensitivity codes).
 pub fn security_labels(label: Option<PrivacyLabel>) -> Value {
-    let mut labels = Vec::new();
-    if let Some(label) = label {
-        labels.push(json!({ "system": PRIVACY_LABEL_SYSTEM, "code": label.code(), "display": label.plain_words() }));
-    }
-    let (confidentiality, sensitivity) = match label {
-        Some(PrivacyLabel::General) => ("N", None),
-        Some(PrivacyLabel::SexualHealth) => ("R", Some("SEX")),
-        Some(PrivacyLabel::MentalHealth) => ("R", Some("PSY")),
-        Some(PrivacyLabel::SocialCare) => ("R", Some("SOC")),
-        None => ("R", None),
-    };
-    labels.push(json!({ "system": CONFIDENTIALITY_SYSTEM, "code": confidentiality }));
-    if let Some(code) = sensitivity {
-        labels.push(json!({ "system": ACT_CODE_SYSTEM, "code": code }));
-    }
-    Value::Array(labels)
+    serde_json::to_value(super::typed::security(label)).expect("codings serialise")
 }
 
 pub fn patient(details: &PatientDetails) -> Value {
@@ -92,25 +77,13 @@ pub fn patient(details: &PatientDetails) -> Value {
 }
 
 /// An entry as the resource its kind is served as.
-/// `patient_account` is the record's own account: an entry it wrote names the patient as
-/// its performer rather than the team it is filed under.
-pub fn entry_resource(
-    visible: &VisibleEntry,
-    observations: &[Observation],
-    patient_account: Option<AccountId>,
-) -> Value {
+/// A document, care plan or appointment as its resource (Observations are written by
+/// `typed.rs`).
+pub fn entry_resource(visible: &VisibleEntry) -> Value {
     match visible.entry.kind {
-        EntryKind::Document => document_reference(visible),
         EntryKind::CarePlan => care_plan(visible),
         EntryKind::Appointment => appointment(visible),
-        _ => {
-            let mut resource = observation(visible, observations);
-            let entry = &visible.entry;
-            if entry.author_account.is_some() && entry.author_account == patient_account {
-                resource["performer"] = json!([{ "reference": format!("Patient/{}", entry.patient) }]);
-            }
-            resource
-        }
+        _ => document_reference(visible),
     }
 }
 
@@ -217,120 +190,12 @@ pub fn observation_category(kind: EntryKind) -> &'static str {
     }
 }
 
-fn observation_status(status: Option<EntryStatus>) -> &'static str {
-    match status {
-        Some(EntryStatus::Preliminary) => "preliminary",
-        Some(EntryStatus::Corrected) => "corrected",
-        Some(EntryStatus::Cancelled) => "cancelled",
-        _ => "final",
-    }
-}
-
 fn entry_meta(entry: &Entry) -> Value {
     json!({
         "versionId": entry.version.to_string(),
         "lastUpdated": instant(entry.recorded_at),
         "security": security_labels(entry.label),
     })
-}
-
-/// An observation's value: a quantity when it is a number (with its units), else text.
-fn value_of(observation: &Observation, into: &mut Map<String, Value>) {
-    let text = observation.value.trim();
-    if text.is_empty() {
-        return;
-    }
-    let numeric = matches!(observation.value_type.as_str(), "NM" | "SN" | "")
-        && text.parse::<f64>().is_ok_and(f64::is_finite)
-        && serde_json::from_str::<serde_json::Number>(text).is_ok();
-    if numeric {
-        let number: serde_json::Number = serde_json::from_str(text).expect("checked above");
-        let mut quantity = Map::new();
-        quantity.insert("value".to_owned(), Value::Number(number));
-        if !observation.units.trim().is_empty() {
-            quantity.insert("unit".to_owned(), Value::String(observation.units.trim().to_owned()));
-        }
-        into.insert("valueQuantity".to_owned(), Value::Object(quantity));
-    } else {
-        into.insert("valueString".to_owned(), Value::String(text.to_owned()));
-    }
-}
-
-fn component(observation: &Observation) -> Value {
-    let mut code = Map::new();
-    if !observation.code.is_empty() {
-        let mut coding = Map::new();
-        if !observation.code_system.is_empty() {
-            coding.insert(
-                "system".to_owned(),
-                Value::String(format!("urn:kith:hl7-coding-system:{}", observation.code_system)),
-            );
-        }
-        coding.insert("code".to_owned(), Value::String(observation.code.clone()));
-        if !observation.name.is_empty() {
-            coding.insert("display".to_owned(), Value::String(observation.name.clone()));
-        }
-        code.insert("coding".to_owned(), json!([coding]));
-    }
-    code.insert(
-        "text".to_owned(),
-        Value::String(if observation.name.is_empty() { observation.code.clone() } else { observation.name.clone() }),
-    );
-    let mut out = Map::new();
-    out.insert("code".to_owned(), Value::Object(code));
-    value_of(observation, &mut out);
-    if !observation.reference_range.trim().is_empty() {
-        out.insert("referenceRange".to_owned(), json!([{ "text": observation.reference_range.trim() }]));
-    }
-    let flags: Vec<Value> = observation
-        .flags
-        .split('~')
-        .map(str::trim)
-        .filter(|flag| !flag.is_empty())
-        .map(|flag| json!({ "coding": [{ "system": INTERPRETATION_SYSTEM, "code": flag }] }))
-        .collect();
-    if !flags.is_empty() {
-        out.insert("interpretation".to_owned(), Value::Array(flags));
-    }
-    if !out.contains_key("valueQuantity") && !out.contains_key("valueString") {
-        out.insert(
-            "dataAbsentReason".to_owned(),
-            json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown" }] }),
-        );
-    }
-    Value::Object(out)
-}
-
-/// A result (with its observations as components) or a measurement.
-pub fn observation(visible: &VisibleEntry, observations: &[Observation]) -> Value {
-    let entry = &visible.entry;
-    let mut resource = json!({
-        "resourceType": "Observation",
-        "id": entry.id.to_string(),
-        "meta": entry_meta(entry),
-        "status": observation_status(entry.status),
-        "category": [{ "coding": [{ "system": OBSERVATION_CATEGORY_SYSTEM, "code": observation_category(entry.kind) }] }],
-        "code": { "text": entry.title.as_str() },
-        "subject": { "reference": format!("Patient/{}", entry.patient) },
-        "effectiveDateTime": instant(entry.effective_at),
-        "issued": instant(entry.recorded_at),
-        "performer": [{ "reference": format!("CareTeam/{}", entry.authored_by) }],
-    });
-    let object = resource.as_object_mut().expect("an object");
-    if observations.is_empty() {
-        // A measurement or a result without OBX: its text is the value.
-        let body = entry.body.trim();
-        if !body.is_empty() {
-            object.insert("valueString".to_owned(), Value::String(body.to_owned()));
-        }
-    } else {
-        object.insert("component".to_owned(), Value::Array(observations.iter().map(component).collect()));
-        let body = entry.body.trim();
-        if !body.is_empty() {
-            object.insert("note".to_owned(), json!([{ "text": body }]));
-        }
-    }
-    resource
 }
 
 /// An OperationOutcome with one issue.
