@@ -491,22 +491,13 @@ fn reader(
             Decision::Deny(reason) => Err(reason),
         });
     }
-    let Some(facts) = tx.demographics_facts(account, record.id, now)? else {
-        return Ok(Err(DenyReason::NoRelationshipWithPatient));
-    };
+    let (facts, access) =
+        tx.account_access_facts(account, account_row.status, record.id, record.sharing_disabled, now)?;
     let demographics = match decide_demographics(&facts) {
         Decision::Allow(basis) => basis,
         Decision::Deny(reason) => return Ok(Err(reason)),
     };
-    let mut scopes = Vec::new();
-    for relation in &facts.teams {
-        if let Some(access) = tx.record_access_facts(account, relation.team, record.id, now)? {
-            let scope = record_scope(&access);
-            if matches!(scope, RecordScope::Visible { .. }) {
-                scopes.push(scope);
-            }
-        }
-    }
+    let scopes = access.iter().map(record_scope).filter(|scope| matches!(scope, RecordScope::Visible { .. })).collect();
     Ok(Ok(Reader::Professional { demographics, scopes }))
 }
 

@@ -1458,6 +1458,37 @@ impl<'c> Tx<'c> {
         )
     }
 
+    /// Everything the rule needs about an account (with this status) and a patient (with this
+    /// sharing flag), for every team the account is a member of, in three statements: the
+    /// demographics facts, and the record-access facts of each membership (in team order).
+    /// The same facts as [`Tx::demographics_facts`] and [`Tx::record_access_facts`] per team.
+    pub fn account_access_facts(
+        &mut self,
+        account: AccountId,
+        account_status: AccountStatus,
+        patient: PatientId,
+        sharing_disabled: bool,
+        now: Timestamp,
+    ) -> Result<(DemographicsFacts, Vec<RecordAccessFacts>), StoreError> {
+        let teams = self.team_relation_facts(account, patient)?;
+        let break_glass = self.latest_break_glass_facts(account, patient)?;
+        let links = self.all(
+            "SELECT c.team_id, c.labels, c.discharged_at FROM care_links c
+             JOIN memberships m ON m.team_id = c.team_id AND m.account_id = ? WHERE c.patient_id = ?",
+            &[account.into(), patient.into()],
+            |row| Ok((TeamId::from_uuid(row.uuid(0)?), care_link_facts(row, 1)?)),
+        )?;
+        let access = teams
+            .iter()
+            .map(|relation| {
+                let care_link = links.iter().find(|(team, _)| *team == relation.team).and_then(|(_, link)| *link);
+                ProfessionalFacts { account_status, membership: Some(relation.membership), team_kind: relation.kind }
+                    .record_access_facts(now, relation.team, care_link, break_glass, sharing_disabled)
+            })
+            .collect();
+        Ok((DemographicsFacts { now, account_status, teams, break_glass, sharing_disabled }, access))
+    }
+
     /// The facts about whether the account may see who the patient is; `None` when either
     /// does not exist.
     pub fn demographics_facts(

@@ -458,7 +458,21 @@ fn access_facts_are_loaded_as_stored() {
             let access = store.read(|tx| tx.record_access_facts(nurse.id, team, person.id, T0)).unwrap().unwrap();
             let demographics = store.read(|tx| tx.demographics_facts(nurse.id, person.id, T0)).unwrap().unwrap();
             let record = store.read(|tx| tx.patient(person.id)).unwrap().unwrap();
-            assert_eq!(read, RecordReadFacts { access, demographics, patient: record });
+            assert_eq!(read, RecordReadFacts { access, demographics: demographics.clone(), patient: record.clone() });
+            // The account-wide load (FHIR) agrees with the per-team loads, for every team.
+            let (all_demographics, all_access) = store
+                .read(|tx| {
+                    let status = tx.account(nurse.id)?.unwrap().status;
+                    tx.account_access_facts(nurse.id, status, person.id, record.sharing_disabled, T0)
+                })
+                .unwrap();
+            assert_eq!(all_demographics, demographics);
+            for relation in &all_demographics.teams {
+                let per_team =
+                    store.read(|tx| tx.record_access_facts(nurse.id, relation.team, person.id, T0)).unwrap().unwrap();
+                assert!(all_access.contains(&per_team), "team {}: {per_team:?} not in {all_access:?}", relation.team);
+            }
+            assert_eq!(all_access.len(), all_demographics.teams.len());
         };
         read_facts_agree(store, ward.id);
         read_facts_agree(store, other.id);
