@@ -39,30 +39,9 @@ fn mllp_send_available() -> bool {
     }
 }
 
-fn set_up(kith: &Kith<'_>) -> String {
-    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Mental Health",
-        "--alias",
-        "mh",
-        "--labels",
-        "general,mental_health",
-    ]);
-    kith.ok(&["org", "add-authority", "--org", "RXH", "--authority", "RXH-MRN"]);
-    kith.add_member("mh", "pro@example.org", false);
-    let integration =
-        kith.ok(&["integration", "create", "--org", "RXH", "--name", "PAS feed", "--facility", "RXH-PAS"]);
-    integration["token"].as_str().unwrap().to_owned()
-}
-
 fn scenario(database: &TestDatabase) {
     let kith = Kith { database };
-    let token = set_up(&kith);
+    let token = set_up_feed(&kith);
     let (mut server, listening) =
         start_server(&mut kith.command(&["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"]));
     let mllp = listening.mllp.clone().expect("the MLLP listener started");
@@ -173,7 +152,7 @@ fn the_feed_over_mllp_and_http_on_postgres() {
 fn import_backfills_from_files_and_reprocess_retries_the_rejected() {
     let database = TestDatabase::sqlite();
     let kith = Kith { database: &database };
-    set_up(&kith);
+    set_up_feed(&kith);
     let directory = std::env::temp_dir().join(format!("kith-import-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let file = directory.join("backfill.hl7");

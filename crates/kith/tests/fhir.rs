@@ -60,23 +60,7 @@ fn post_hl7(address: &str, token: &str, message: &str) -> String {
 
 fn scenario(database: &TestDatabase) {
     let kith = Kith { database };
-    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Mental Health",
-        "--alias",
-        "mh",
-        "--labels",
-        "general,mental_health",
-    ]);
-    kith.ok(&["org", "add-authority", "--org", "RXH", "--authority", "RXH-MRN"]);
-    kith.add_member("mh", "pro@example.org", false);
-    let feed = kith.ok(&["integration", "create", "--org", "RXH", "--name", "PAS", "--facility", "RXH-PAS"]);
-    let feed_token = feed["token"].as_str().unwrap().to_owned();
+    let feed_token = set_up_feed(&kith);
 
     // API tokens: created once per name, listed without secrets, revoked by name.
     let pro = kith.ok(&["token", "create", "--email", "pro@example.org", "--expires-days", "30"]);

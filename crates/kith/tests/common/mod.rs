@@ -146,3 +146,27 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// Organisation RXH with assigning authority RXH-MRN, team `mh` (general, mental health) with
+/// professional pro@example.org, and an HL7 integration for facility RXH-PAS; returns the
+/// integration's HTTP token.
+pub fn set_up_feed(kith: &Kith<'_>) -> String {
+    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
+    kith.ok(&[
+        "team",
+        "create",
+        "--org",
+        "RXH",
+        "--name",
+        "Mental Health",
+        "--alias",
+        "mh",
+        "--labels",
+        "general,mental_health",
+    ]);
+    kith.ok(&["org", "add-authority", "--org", "RXH", "--authority", "RXH-MRN"]);
+    kith.add_member("mh", "pro@example.org", false);
+    let integration =
+        kith.ok(&["integration", "create", "--org", "RXH", "--name", "PAS feed", "--facility", "RXH-PAS"]);
+    integration["token"].as_str().unwrap().to_owned()
+}
