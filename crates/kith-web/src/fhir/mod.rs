@@ -149,15 +149,25 @@ async fn blocking<T: Send + 'static>(
 
 /// The account behind the request's bearer token.
 async fn caller(app: &App, headers: &HeaderMap) -> Result<AccountId, FhirError> {
-    let token = headers
+    let token = bearer(headers);
+    let app = app.clone();
+    blocking(move || authenticate(&app, token)).await
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(|token| token.trim().to_owned())
         .filter(|token| !token.is_empty())
-        .ok_or(FhirError::Unauthorised)?;
-    let app = app.clone();
-    blocking(move || app.authenticate_api_token(&token).map_err(FhirError::from)).await?.ok_or(FhirError::Unauthorised)
+}
+
+/// The account of a live token (on a blocking thread).
+fn authenticate(app: &App, token: Option<String>) -> Result<AccountId, FhirError> {
+    let token = token.ok_or(FhirError::Unauthorised)?;
+    app.authenticate_api_token(&token).map_err(FhirError::from)?.ok_or(FhirError::Unauthorised)
 }
 
 // ----- search parameters ------------------------------------------------------------------
@@ -451,40 +461,25 @@ async fn search_entries(
     headers: HeaderMap,
     raw: Option<String>,
 ) -> FhirResult {
-    let account = caller(&state.app, &headers).await?;
-    let query = Query::parse(raw.as_deref(), entry_type.search_parameters())?;
-    let (count, offset) = query.paging()?;
-    let name = entry_type.name;
-    let patient = patient_reference(
-        query.get("patient").ok_or_else(|| FhirError::BadRequest(format!("search {name} by patient")))?,
-    )?;
-    let kinds: &'static [EntryKind] = match query.get("category") {
-        None => entry_type.kinds,
-        Some(category) => match entry_type.categories.iter().find(|(code, _)| *code == category) {
-            Some((_, kinds)) => kinds,
-            None => {
-                let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
-                return Err(FhirError::BadRequest(format!("category must be one of {}", codes.join(", "))));
-            }
-        },
-    };
-    let last_updated = query.get("_lastUpdated").map(|text| DateSearch::parse("_lastUpdated", text)).transpose()?;
-    let date = query.get("date").map(|text| DateSearch::parse("date", text)).transpose()?;
-    let ascending = match query.get("_sort") {
-        None | Some("-date") => false,
-        Some("date") => true,
-        Some(_) => return Err(FhirError::BadRequest("_sort must be date or -date".to_owned())),
-    };
+    // The token check and the read run in one blocking task (one hand-off per search); a
+    // missing or dead token is still answered before any complaint about the parameters.
+    let token = bearer(&headers);
+    let search = parse_entry_search(entry_type, raw.as_deref());
     let app = state.app.clone();
-    let view = blocking(move || {
-        match app.read_entries_as(account, Channel::Fhir, patient, EntrySelection::Kinds(kinds)) {
-            Ok(view) => Ok(Some(view)),
+    let (search, view) = blocking(move || {
+        let account = authenticate(&app, token)?;
+        let search = search?;
+        let selection = EntrySelection::Kinds(search.kinds);
+        match app.read_entries_as(account, Channel::Fhir, search.patient, selection) {
+            Ok(view) => Ok((search, Some(view))),
             // A patient the caller may not see reads as one with nothing of this type.
-            Err(AppError::Denied) => Ok(None),
+            Err(AppError::Denied) => Ok((search, None)),
             Err(error) => Err(FhirError::from(error)),
         }
     })
     .await?;
+    let EntrySearch { query, count, offset, last_updated, date, ascending, .. } = search;
+    let name = entry_type.name;
     let Some(view) = view else { return bundle(name, &query, Vec::new(), count, offset, false) };
     let mut matching: Vec<&kith_app::VisibleEntry> = view
         .entries
@@ -507,6 +502,45 @@ async fn search_entries(
         })
         .collect();
     page_bundle(name, &query, total, page, count, offset, view.some_hidden)
+}
+
+/// A search of entries as asked: which patient, kinds, dates, order and page.
+struct EntrySearch {
+    query: Query,
+    count: usize,
+    offset: usize,
+    patient: PatientId,
+    kinds: &'static [EntryKind],
+    last_updated: Option<DateSearch>,
+    date: Option<DateSearch>,
+    ascending: bool,
+}
+
+fn parse_entry_search(entry_type: &'static EntryType, raw: Option<&str>) -> Result<EntrySearch, FhirError> {
+    let query = Query::parse(raw, entry_type.search_parameters())?;
+    let (count, offset) = query.paging()?;
+    let name = entry_type.name;
+    let patient = patient_reference(
+        query.get("patient").ok_or_else(|| FhirError::BadRequest(format!("search {name} by patient")))?,
+    )?;
+    let kinds: &'static [EntryKind] = match query.get("category") {
+        None => entry_type.kinds,
+        Some(category) => match entry_type.categories.iter().find(|(code, _)| *code == category) {
+            Some((_, kinds)) => kinds,
+            None => {
+                let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+                return Err(FhirError::BadRequest(format!("category must be one of {}", codes.join(", "))));
+            }
+        },
+    };
+    let last_updated = query.get("_lastUpdated").map(|text| DateSearch::parse("_lastUpdated", text)).transpose()?;
+    let date = query.get("date").map(|text| DateSearch::parse("date", text)).transpose()?;
+    let ascending = match query.get("_sort") {
+        None | Some("-date") => false,
+        Some("date") => true,
+        Some(_) => return Err(FhirError::BadRequest("_sort must be date or -date".to_owned())),
+    };
+    Ok(EntrySearch { query, count, offset, patient, kinds, last_updated, date, ascending })
 }
 
 /// A searchset of what the caller may see: the total counts only that, and the paging links
