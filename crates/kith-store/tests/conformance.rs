@@ -120,6 +120,23 @@ fn audit_record(action: &'static str, patient: Option<PatientId>) -> AuditRecord
     }
 }
 
+/// Checks the whole audit chain (its first 1,000 events) against its head: how many events,
+/// or the first break.
+fn verify_chain(store: &Store) -> Result<u64, kith_core::audit::ChainBreak> {
+    store
+        .read(|tx| {
+            let (head_seq, head_hash) = tx.audit_head()?;
+            let mut verifier = ChainVerifier::default();
+            for event in tx.audit_events_after(0, 1000)? {
+                if let Err(broken) = verifier.check(&event) {
+                    return Ok(Err(broken));
+                }
+            }
+            Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash))
+        })
+        .unwrap()
+}
+
 fn write<R>(store: &Store, work: impl FnMut(&mut Tx<'_>) -> Result<R, StoreError>) -> R {
     store.write(work).expect("the write succeeds")
 }
@@ -528,20 +545,7 @@ fn the_audit_chain_verifies_and_detects_tampering() {
                 Ok(())
             });
         }
-        let verify = || {
-            store
-                .read(|tx| {
-                    let (head_seq, head_hash) = tx.audit_head()?;
-                    let mut verifier = ChainVerifier::default();
-                    for event in tx.audit_events_after(0, 1000)? {
-                        if let Err(broken) = verifier.check(&event) {
-                            return Ok(Err(broken));
-                        }
-                    }
-                    Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash))
-                })
-                .unwrap()
-        };
+        let verify = || verify_chain(store);
         assert_eq!(verify(), Ok(6));
         let log = store.read(|tx| tx.audit_events_for_patient(person, None, 10)).unwrap();
         assert_eq!(log.len(), 6);
@@ -584,16 +588,7 @@ fn concurrent_writers_keep_the_chain_whole() {
                 });
             }
         });
-        let checked = store
-            .read(|tx| {
-                let (head_seq, head_hash) = tx.audit_head()?;
-                let mut verifier = ChainVerifier::default();
-                for event in tx.audit_events_after(0, 1000)? {
-                    verifier.check(&event).unwrap();
-                }
-                Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash).unwrap())
-            })
-            .unwrap();
+        let checked = verify_chain(store).unwrap();
         assert_eq!(checked, 160);
     });
 }
@@ -630,16 +625,7 @@ fn audited_reads_commit_their_events_in_groups() {
         });
         assert!(failed.is_err());
         assert_eq!(count(store), 200, "a failed read records nothing");
-        let checked = store
-            .read(|tx| {
-                let (head_seq, head_hash) = tx.audit_head()?;
-                let mut verifier = ChainVerifier::default();
-                for event in tx.audit_events_after(0, 1000)? {
-                    verifier.check(&event).unwrap();
-                }
-                Ok::<_, StoreError>(verifier.finish(head_seq, &head_hash).unwrap())
-            })
-            .unwrap();
+        let checked = verify_chain(store).unwrap();
         assert_eq!(checked, 200);
     });
 }
