@@ -502,52 +502,6 @@ const DOCUMENTS: &[&str] = &["Clinic letter", "Discharge summary", "Risk assessm
 const NOTES: &[&str] = &["Telephone contact", "Home visit", "Team review"];
 const CARE_PLANS: &[&str] = &["Care plan", "Safety plan"];
 const APPOINTMENTS: &[&str] = &["Follow-up", "Medication review", "Results discussion"];
-const FAMILY_NAMES: &[&str] = &[
-    "Smith",
-    "Jones",
-    "Taylor",
-    "Brown",
-    "Williams",
-    "Wilson",
-    "Johnson",
-    "Davies",
-    "Patel",
-    "Robinson",
-    "Wright",
-    "Thompson",
-    "Evans",
-    "Walker",
-    "O'Brien",
-    "Okafor",
-    "Nowak",
-    "Ní Bhriain",
-    "Müller",
-    "Şahin",
-    "Begum",
-    "MacLeod",
-];
-const GIVEN_NAMES: &[&str] = &[
-    "Oliver",
-    "Amelia",
-    "George",
-    "Isla",
-    "Harry",
-    "Ava",
-    "Noah",
-    "Mia",
-    "Mohammed",
-    "Freya",
-    "Siân",
-    "Zoë",
-    "Oisín",
-    "Ngozi",
-    "Aleksandra",
-    "Rhys",
-    "Priya",
-    "Chloé",
-    "Dafydd",
-    "Fatima",
-];
 const DOCUMENT_BODY: &str = "Seen today in clinic with her daughter. Mood improved since the last review; sleeping \
      better and eating well. Plan: continue sertraline 100 mg and review in six weeks. Crisis numbers given: 0800 123 \
      4567 and NHS 111 option 2. Letter copied to the GP and the community team. No known drug allergies.";
@@ -577,8 +531,8 @@ impl Titles {
             notes: titles(NOTES)?,
             care_plans: titles(CARE_PLANS)?,
             appointments: titles(APPOINTMENTS)?,
-            family: names("family name", FAMILY_NAMES)?,
-            given: names("given name", GIVEN_NAMES)?,
+            family: names("family name", crate::hl7::FAMILY_NAMES)?,
+            given: names("given name", crate::hl7::GIVEN_NAMES)?,
         })
     }
 }

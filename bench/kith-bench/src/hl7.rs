@@ -199,7 +199,8 @@ impl Kind {
 }
 
 const FACILITIES: &[&str] = &["RXH", "RTH", "RJ1", "RR8"];
-const FAMILY_NAMES: &[&str] = &[
+/// Names for generated patients (also used by the fhir generator).
+pub(crate) const FAMILY_NAMES: &[&str] = &[
     "Smith",
     "Jones",
     "Taylor",
@@ -231,7 +232,7 @@ const FAMILY_NAMES: &[&str] = &[
     "Ahmed",
     "MacLeod",
 ];
-const GIVEN_NAMES: &[&str] = &[
+pub(crate) const GIVEN_NAMES: &[&str] = &[
     "Oliver",
     "Amelia",
     "George",
