@@ -7,7 +7,7 @@
 //! the account is the patient's own, it sees the whole record on the basis `self`.
 //! A denied read is audited with the precise reason and answered [`AppError::Denied`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kith_core::access::{
     BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
@@ -196,15 +196,17 @@ impl App {
                     }
                     Reader::Professional { demographics, scopes } => {
                         let mut entries: Vec<VisibleEntry> = Vec::new();
+                        let mut seen: HashSet<EntryId> = HashSet::new();
                         let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
                         for scope in scopes {
                             let RecordScope::Visible { team, .. } = *scope else { continue };
                             for entry in tx.entries_in_scope(record.id, scope)? {
-                                if !selection.admits(&entry) || entries.iter().any(|seen| seen.entry.id == entry.id) {
+                                if !selection.admits(&entry) || seen.contains(&entry.id) {
                                     continue;
                                 }
                                 match scope.decide(&entry_facts(&entry)) {
                                     Decision::Allow(basis) => {
+                                        seen.insert(entry.id);
                                         let index = entries.len();
                                         entries.push(VisibleEntry { entry, basis });
                                         match contributed.iter_mut().find(|(t, ..)| *t == team) {

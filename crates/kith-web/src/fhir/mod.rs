@@ -583,7 +583,7 @@ fn page_bundle<R: serde::Serialize>(
     };
     let page = typed::Page { items: page, total, offset, count, some_hidden };
     let bundle = typed::bundle(resource_type, page, links, resources::instant(now()));
-    ok_bytes(typed::bundle_json(&bundle))
+    ok_serialize(&bundle)
 }
 
 fn now() -> Timestamp {

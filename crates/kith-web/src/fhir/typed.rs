@@ -290,6 +290,14 @@ struct OutcomeEntry {
     search: Search,
 }
 
+/// A Bundle entry: a match, or Kith's note that some entries are hidden.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BundleEntry<R> {
+    Match(MatchEntry<R>),
+    Outcome(OutcomeEntry),
+}
+
 /// A searchset Bundle: one page of what the caller may see, its total, paging links, and
 /// — when entries of the searched kinds are hidden by consent — Kith's extension on
 /// `Bundle.meta` and an OperationOutcome entry with the code `suppressed` (never a count).
@@ -302,41 +310,7 @@ pub struct Bundle<R> {
     kind: &'static str,
     total: usize,
     link: Vec<Link>,
-    entry: Vec<MatchEntry<R>>,
-    #[serde(skip)]
-    outcome: Option<OutcomeEntry>,
-}
-
-/// Serialises a Bundle with its outcome entry (if any) after the matches.
-pub fn bundle_json<R: Serialize>(bundle: &Bundle<R>) -> Vec<u8> {
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum AnyEntry<'b, R> {
-        Match(&'b MatchEntry<R>),
-        Outcome(&'b OutcomeEntry),
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out<'b, R> {
-        resource_type: &'static str,
-        meta: &'b BundleMeta,
-        #[serde(rename = "type")]
-        kind: &'static str,
-        total: usize,
-        link: &'b [Link],
-        entry: Vec<AnyEntry<'b, R>>,
-    }
-    let mut entry: Vec<AnyEntry<'_, R>> = bundle.entry.iter().map(AnyEntry::Match).collect();
-    entry.extend(bundle.outcome.iter().map(AnyEntry::Outcome));
-    let out = Out {
-        resource_type: bundle.resource_type,
-        meta: &bundle.meta,
-        kind: bundle.kind,
-        total: bundle.total,
-        link: &bundle.link,
-        entry,
-    };
-    serde_json::to_vec(&out).expect("a Bundle serialises")
+    entry: Vec<BundleEntry<R>>,
 }
 
 /// One page of a search: the resources on it (with their ids), where it starts, its size,
@@ -359,29 +333,28 @@ pub fn bundle<R>(resource_type: &str, page: Page<R>, links: impl Fn(usize) -> St
     if offset > 0 {
         link.push(Link { relation: "previous", url: links(offset.saturating_sub(count)) });
     }
-    let entry = items
+    let mut entry: Vec<BundleEntry<R>> = items
         .into_iter()
-        .map(|(id, resource)| MatchEntry {
-            full_url: format!("/fhir/{resource_type}/{id}"),
-            resource,
-            search: Search { mode: "match" },
+        .map(|(id, resource)| {
+            BundleEntry::Match(MatchEntry {
+                full_url: format!("/fhir/{resource_type}/{id}"),
+                resource,
+                search: Search { mode: "match" },
+            })
         })
         .collect();
-    let (extension, outcome) = if some_hidden {
-        (
-            vec![serde_json::json!({ "url": HIDDEN_EXTENSION, "valueBoolean": true })],
-            Some(OutcomeEntry {
-                resource: super::resources::operation_outcome(
-                    "information",
-                    "suppressed",
-                    "some entries are hidden by consent",
-                ),
-                search: Search { mode: "outcome" },
-            }),
-        )
-    } else {
-        (Vec::new(), None)
-    };
+    let mut extension = Vec::new();
+    if some_hidden {
+        extension.push(serde_json::json!({ "url": HIDDEN_EXTENSION, "valueBoolean": true }));
+        entry.push(BundleEntry::Outcome(OutcomeEntry {
+            resource: super::resources::operation_outcome(
+                "information",
+                "suppressed",
+                "some entries are hidden by consent",
+            ),
+            search: Search { mode: "outcome" },
+        }));
+    }
     Bundle {
         resource_type: "Bundle",
         meta: BundleMeta { last_updated: now, extension },
@@ -389,6 +362,5 @@ pub fn bundle<R>(resource_type: &str, page: Page<R>, links: impl Fn(usize) -> St
         total,
         link,
         entry,
-        outcome,
     }
 }
