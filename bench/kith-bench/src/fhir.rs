@@ -989,12 +989,12 @@ pub fn scratch(args: &[String]) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("--prefix: {prefix:?} must start with kith_bench_ (a-z, 0-9, _)")));
             }
             try_to!(format!("CREATE DATABASE {name}"), admin()?.batch_execute(&format!("CREATE DATABASE {name}")));
-            println!("{}", database_url(&admin_url, &name));
+            println!("{}", kith_test_support::database_url(&admin_url, &name));
             Ok(())
         }
         [command, url] if command == "drop" => {
             let name = url.split('?').next().unwrap_or_default().rsplit('/').next().unwrap_or_default();
-            if !name_ok(name) || database_url(&admin_url, name) != *url {
+            if !name_ok(name) || kith_test_support::database_url(&admin_url, name) != *url {
                 return Err(Failure::Usage(format!(
                     "{url:?} is not a kith_bench_… database on the server of KITH_BENCH_POSTGRES_URL"
                 )));
@@ -1009,26 +1009,11 @@ pub fn scratch(args: &[String]) -> Result<(), Failure> {
     }
 }
 
-/// The URL of database `name` on the server of `admin_url` (as kith-test-support builds it).
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |index| index + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{name}?{query}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    use kith_test_support::database_url;
 
     use super::*;
 

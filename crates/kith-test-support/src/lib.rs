@@ -108,8 +108,9 @@ impl TestDatabase {
     }
 }
 
-/// The URL of database `name` on the server of `admin_url`.
-fn database_url(admin_url: &str, name: &str) -> String {
+/// The URL of database `name` on the server of `admin_url` (same user, host, port and
+/// options).
+pub fn database_url(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (admin_url, None),
