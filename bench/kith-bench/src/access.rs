@@ -569,6 +569,7 @@ fn record_read(url: &DatabaseUrl, options: &Options) -> Result<ReadStats, Failur
                     sex: Sex::Unknown,
                     email: None,
                     mobile: None,
+                    address: None,
                 },
                 nhs_number: None,
                 local_identifiers: Vec::new(),

@@ -577,6 +577,7 @@ fn build_chunk(fixture: &Fixture, range: std::ops::Range<usize>) -> Result<Chunk
                 sex: [Sex::Female, Sex::Male, Sex::Female, Sex::Male, Sex::Other, Sex::Unknown][rng.below(6) as usize],
                 email: None,
                 mobile: None,
+                address: None,
             },
             registration: RegistrationStatus::Unregistered,
             account: None,

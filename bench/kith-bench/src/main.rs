@@ -14,6 +14,7 @@ mod access;
 mod fhir;
 mod hl7;
 mod mllp;
+mod onboarding;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ benchmarks:
   hl7-parse   kith_hl7::parse throughput (messages and MB per second) on such a corpus
   mllp-load   an MLLP client: an HL7 listener's messages per second and ACK latency over
               N connections (bench/hl7/mllp)
+  onboarding-csv  a 10,000-row professionals CSV file: preview and import times on SQLite,
+              and on PostgreSQL with --postgres URL (bench/onboarding/run)
 
 run `kith-bench <benchmark> --help` for its options";
 
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         "hl7-corpus" => (hl7::corpus(&rest), hl7::CORPUS_USAGE),
         "hl7-parse" => (hl7::parse_throughput(&rest), hl7::PARSE_USAGE),
         "mllp-load" => (mllp::run(&rest), mllp::USAGE),
+        "onboarding-csv" => (onboarding::run(&rest), onboarding::USAGE),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

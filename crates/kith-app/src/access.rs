@@ -172,6 +172,7 @@ impl App {
                         template: "break_glass_privacy_officer",
                         recipient: officer.email.to_string(),
                         payload: format!("{{\"grant\":\"{}\",\"patient\":\"{}\"}}", grant.id, patient),
+                        secret: None,
                         created_at: now,
                     })?;
                 }

@@ -885,6 +885,7 @@ fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<P
                 sex: d.sex.unwrap_or(Sex::Unknown),
                 email: d.email.clone(),
                 mobile: d.mobile.clone(),
+                address: d.address.clone(),
             };
             insert_patient_record(
                 tx,
@@ -915,6 +916,7 @@ fn update_from_adt(
     now: Timestamp,
 ) -> Result<Patient, Stop> {
     let mut changed = Vec::new();
+    let previous_email = patient.demographics.email.clone();
     let d = &adt.details;
     let demographics = &mut patient.demographics;
     if let Some(family) = d.family_name.as_ref().filter(|v| **v != demographics.family_name) {
@@ -936,6 +938,10 @@ fn update_from_adt(
     if let Some(mobile) = d.mobile.as_ref().filter(|v| demographics.mobile.as_ref() != Some(v)) {
         demographics.mobile = Some(mobile.clone());
         changed.push("mobile");
+    }
+    if let Some(address) = d.address.as_ref().filter(|v| demographics.address.as_ref() != Some(v)) {
+        demographics.address = Some(address.clone());
+        changed.push("address");
     }
     if let Some(email) = d.email.as_ref().filter(|v| demographics.email.as_ref() != Some(v)) {
         ensure_email_free(tx, email, Some(patient.id))?;
@@ -970,6 +976,17 @@ fn update_from_adt(
     // A record known from elsewhere enters this organisation through its PRT.
     if !tx.patient_in_organisation(patient.id, organisation.id)? {
         write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+    }
+    if changed.contains(&"email") {
+        crate::invitations::invite_on_new_email(
+            tx,
+            actor.clone(),
+            Channel::Hl7,
+            organisation,
+            previous_email.as_ref(),
+            &mut patient,
+            now,
+        )?;
     }
     Ok(patient)
 }

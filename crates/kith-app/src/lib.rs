@@ -20,10 +20,15 @@ mod access;
 mod account_access;
 mod audit;
 mod hl7;
+pub mod invitations;
 mod organisations;
+pub mod outbox;
 pub mod password;
 mod patients;
+pub mod professionals_csv;
+pub mod sessions;
 mod tokens;
+pub mod two_factor;
 
 pub use access::*;
 pub use account_access::*;

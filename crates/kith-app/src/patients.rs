@@ -35,6 +35,7 @@ pub struct PatientChanges {
     pub sex: Option<kith_core::patient::Sex>,
     pub email: Option<EmailAddress>,
     pub mobile: Option<kith_core::text::MobileNumber>,
+    pub address: Option<kith_core::text::PostalAddress>,
     pub nhs_number: Option<NhsNumber>,
     pub add_local_identifiers: Vec<LocalIdentifier>,
 }
@@ -181,6 +182,7 @@ impl App {
                 return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
             }
             let mut changed = Vec::new();
+            let previous_email = record.demographics.email.clone();
             let d = &mut record.demographics;
             if let Some(family) = &changes.family_name {
                 d.family_name = family.clone();
@@ -201,6 +203,10 @@ impl App {
             if let Some(mobile) = &changes.mobile {
                 d.mobile = Some(mobile.clone());
                 changed.push("mobile");
+            }
+            if let Some(address) = &changes.address {
+                d.address = Some(address.clone());
+                changed.push("address");
             }
             if let Some(email) = &changes.email {
                 ensure_email_free(tx, email, Some(patient))?;
@@ -244,6 +250,15 @@ impl App {
                     .subject(changed.join(","))
                     .build(),
             );
+            crate::invitations::invite_on_new_email(
+                tx,
+                operator.actor(),
+                Channel::Cli,
+                &org,
+                previous_email.as_ref(),
+                &mut record,
+                now,
+            )?;
             Ok(record)
         })
     }
@@ -660,7 +675,7 @@ pub(crate) fn insert_patient_record(
             )));
         }
     }
-    let patient = Patient {
+    let mut patient = Patient {
         id: PatientId::from_uuid(new_uuid()),
         nhs_number: nhs_number.cloned(),
         demographics: demographics.clone(),
@@ -685,6 +700,8 @@ pub(crate) fn insert_patient_record(
             .build(),
     );
     write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+    let (actor, channel, _) = link_actor(who);
+    crate::invitations::invite_on_new_email(tx, actor, channel, organisation, None, &mut patient, now)?;
     Ok(patient)
 }
 
@@ -747,6 +764,7 @@ pub(crate) fn notify_patient(
         template,
         recipient: email.to_string(),
         payload: format!("{{\"patient\":\"{}\"}}", patient.id),
+        secret: None,
         created_at: now,
     })?;
     Ok(())

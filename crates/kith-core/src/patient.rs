@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::text::{EmailAddress, InvalidText, MobileNumber, Name};
+use crate::text::{EmailAddress, InvalidText, MobileNumber, Name, PostalAddress};
 use crate::time::Date;
 
 /// An NHS number: ten digits whose last is a modulus-11 check digit. Stored as the ten
@@ -132,6 +132,8 @@ pub struct Demographics {
     pub sex: Sex,
     pub email: Option<EmailAddress>,
     pub mobile: Option<MobileNumber>,
+    /// Where letters (invitations by post) go.
+    pub address: Option<PostalAddress>,
 }
 
 /// Whether the patient has an account on their record yet.

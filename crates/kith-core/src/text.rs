@@ -170,6 +170,51 @@ impl MobileNumber {
     }
 }
 
+/// A postal address: one to six lines (street, town, county, postcode…), each at most 100
+/// characters, as printed on a letter. Stored as its lines joined by newlines.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct PostalAddress(Vec<String>);
+
+impl PostalAddress {
+    /// Reads lines, dropping empty ones; commas are not split (a line may hold one).
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Self, InvalidText> {
+        let mut kept = Vec::new();
+        for line in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            kept.push(bounded_text("address", line, 100, false)?);
+        }
+        if kept.is_empty() {
+            return Err(InvalidText::new("address", "must have at least one line"));
+        }
+        if kept.len() > 6 {
+            return Err(InvalidText::new("address", "must have at most six lines"));
+        }
+        Ok(Self(kept))
+    }
+
+    /// Reads the stored form (lines joined by newlines).
+    pub fn parse(stored: &str) -> Result<Self, InvalidText> {
+        Self::from_lines(stored.split('\n'))
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The stored form: the lines joined by newlines.
+    pub fn joined(&self) -> String {
+        self.0.join("\n")
+    }
+}
+
+impl fmt::Display for PostalAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
 text_type!(
     /// Why someone did something that needs a reason: breaking the glass, overriding a
     /// rule, changing consent on a patient's behalf. Up to 1,000 characters.
@@ -240,6 +285,12 @@ mod tests {
         assert_eq!(MobileNumber::parse("07700 900123").unwrap().as_str(), "+447700900123");
         assert_eq!(MobileNumber::parse("+44 7700-900123").unwrap().as_str(), "+447700900123");
         assert!(MobileNumber::parse("call me").is_err());
+        let address = PostalAddress::from_lines(["1 High Street", " ", "Riverside", "RV1 2AB"]).unwrap();
+        assert_eq!(address.lines(), ["1 High Street", "Riverside", "RV1 2AB"]);
+        assert_eq!(PostalAddress::parse(&address.joined()).unwrap(), address);
+        assert!(PostalAddress::from_lines(["", " "]).is_err());
+        assert!(PostalAddress::from_lines(["a"; 7]).is_err());
+        assert!(PostalAddress::from_lines(["line\u{7}"]).is_err());
     }
 
     #[test]

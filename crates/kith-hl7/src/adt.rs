@@ -8,7 +8,7 @@
 
 use kith_core::Date;
 use kith_core::patient::{LocalIdentifier, NhsNumber, Sex};
-use kith_core::text::{EmailAddress, MobileNumber, Name, TeamAlias};
+use kith_core::text::{EmailAddress, MobileNumber, Name, PostalAddress, TeamAlias};
 
 use crate::message::{Message, Segment};
 use crate::parse::Location;
@@ -92,6 +92,8 @@ pub struct PatientDetails {
     pub sex: Option<Sex>,
     pub mobile: Option<MobileNumber>,
     pub email: Option<EmailAddress>,
+    /// PID-11 (the first repetition): street, other designation, city, county, postcode.
+    pub address: Option<PostalAddress>,
 }
 
 /// The teams to add and to discharge, each with where the alias was.
@@ -263,6 +265,15 @@ pub fn read_adt(
             }
         }
     }
+    // PID-11 (XAD): street (1), other designation (2), city (3), state or county (4) and
+    // postal code (5) become the lines of the address, in that order.
+    let address = match pid.repetitions(11).first() {
+        Some(xad) if (1..=5).any(|c| !xad.component(c).trim().is_empty()) => Some(
+            PostalAddress::from_lines((1..=5).map(|c| xad.component(c)))
+                .map_err(|error| Rejection::new(DATA_TYPE_ERROR, at(11), format!("PID-11: {error}")))?,
+        ),
+        _ => None,
+    };
     let details = PatientDetails {
         family_name: name(1, "family name")?,
         given_name: name(2, "given name")?,
@@ -270,6 +281,7 @@ pub fn read_adt(
         sex,
         mobile,
         email,
+        address,
     };
     Ok(AdtMessage { event, pid_segment: pid_index, identity, details, teams: read_ztm(message)? })
 }

@@ -22,6 +22,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "hl7", include_str!("../migrations/sqlite/0002_hl7.sql")),
     (3, "feed_entries", include_str!("../migrations/sqlite/0003_feed_entries.sql")),
     (4, "api_tokens", include_str!("../migrations/sqlite/0004_api_tokens.sql")),
+    (5, "accounts_web", include_str!("../migrations/sqlite/0005_accounts_web.sql")),
+    (6, "outbox_delivery", include_str!("../migrations/sqlite/0006_outbox_delivery.sql")),
 ];
 
 pub struct SqliteBackend {

@@ -11,15 +11,20 @@ use kith_core::consent::LinkBasis;
 use kith_core::model::*;
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus, Sex};
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
-use kith_core::text::{EmailAddress, MobileNumber, Name, OrganisationCode, Reason, TeamAlias, Title};
+use kith_core::text::{EmailAddress, MobileNumber, Name, OrganisationCode, PostalAddress, Reason, TeamAlias, Title};
 use kith_core::*;
 use uuid::Uuid;
 
 use crate::{Conn, Dialect, Param, Row, StoreError};
 
 mod hl7;
+mod outbox;
+pub mod professionals;
+mod sessions;
 mod tokens;
 pub use hl7::{MergeCounts, NewHl7Message};
+pub use outbox::{OUTBOX_STATUSES, OutboxCount};
+pub use sessions::{CodePurpose, CodeRow, PendingLetter, SessionRow, TwoFactorRow};
 
 /// One transaction's view of the database. Created by [`crate::Store::write`] or
 /// [`crate::Store::read`]; audit events recorded with [`Tx::audit`] join the chain at commit.
@@ -28,8 +33,9 @@ pub struct Tx<'c> {
     pending_audit: Vec<AuditRecord>,
 }
 
-/// A message for the outbox (delivered by a worker in a later release).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message for the outbox, written in the transaction of the change that causes it and
+/// delivered later by the outbox worker (`kith-app`'s `deliver_outbox`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub id: Uuid,
     /// `email`, `sms` or `letter`.
@@ -38,15 +44,40 @@ pub struct OutboxMessage {
     pub recipient: String,
     /// Identifiers only: never health information.
     pub payload: String,
+    /// The raw one-time code the message carries (a password-reset or invitation code),
+    /// kept only until the message is sent or given up.
+    pub secret: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// Never prints the secret or the recipient.
+impl std::fmt::Debug for OutboxMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMessage")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("template", &self.template)
+            .field("payload", &self.payload)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A stored outbox message and its delivery state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxRow {
     pub message: OutboxMessage,
+    /// `pending`, `sending`, `sent`, `failed` or `dead`.
     pub status: String,
+    /// Attempts that failed (or were abandoned by a worker that stopped mid-send).
     pub attempts: i64,
+    /// When a `pending` or `failed` message is due; for `sending`, when its lease runs out;
+    /// for `dead`, when it was given up.
+    pub next_attempt_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    /// A short description of the last failure, free of recipients and content.
+    pub last_error: Option<String>,
 }
 
 fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
@@ -145,7 +176,7 @@ macro_rules! account_columns {
 }
 macro_rules! patient_columns {
     () => {
-        "id, nhs_number, family_name, given_name, birth_date, sex, email, mobile, registration, account_id, sharing_disabled, merged_into, created_at, updated_at"
+        "id, nhs_number, family_name, given_name, birth_date, sex, email, mobile, registration, account_id, sharing_disabled, merged_into, created_at, updated_at, address"
     };
 }
 macro_rules! care_link_columns {
@@ -168,6 +199,12 @@ macro_rules! audit_columns {
         "seq, at, actor_kind, actor_account_id, actor_name, channel, organisation_id, acting_team_id, patient_id, action, outcome, basis, entry_kinds, labels, subject, reason, prev_hash, hash"
     };
 }
+macro_rules! outbox_columns {
+    () => {
+        "id, channel, template, recipient, payload, secret, created_at, status, attempts, next_attempt_at, sent_at, last_error"
+    };
+}
+pub(crate) use outbox_columns;
 
 fn organisation_from(row: &Row) -> Result<Organisation, StoreError> {
     Ok(Organisation {
@@ -222,6 +259,7 @@ fn patient_from(row: &Row) -> Result<Patient, StoreError> {
             sex: coded("sex", row.text(5)?, Sex::from_code)?,
             email: row.opt_text(6)?.map(EmailAddress::parse).transpose().map_err(corrupt("email"))?,
             mobile: row.opt_text(7)?.map(MobileNumber::parse).transpose().map_err(corrupt("mobile"))?,
+            address: row.opt_text(14)?.map(PostalAddress::parse).transpose().map_err(corrupt("address"))?,
         },
         registration: coded("registration", row.text(8)?, RegistrationStatus::from_code)?,
         account: row.opt_uuid(9)?.map(AccountId::from_uuid),
@@ -809,14 +847,16 @@ impl<'c> Tx<'c> {
     pub fn put_patient(&mut self, patient: &Patient) -> Result<(), StoreError> {
         let d = &patient.demographics;
         let birth_date = d.birth_date.to_string();
+        let address = d.address.as_ref().map(PostalAddress::joined);
         self.conn.execute(
             concat!(
                 "INSERT INTO patients (",
                 patient_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO UPDATE SET nhs_number = excluded.nhs_number, family_name = excluded.family_name,
                  given_name = excluded.given_name, birth_date = excluded.birth_date, sex = excluded.sex,
-                 email = excluded.email, mobile = excluded.mobile, registration = excluded.registration,
+                 email = excluded.email, mobile = excluded.mobile, address = excluded.address,
+                 registration = excluded.registration,
                  account_id = excluded.account_id, sharing_disabled = excluded.sharing_disabled,
                  merged_into = excluded.merged_into, updated_at = excluded.updated_at"
             ),
@@ -835,6 +875,7 @@ impl<'c> Tx<'c> {
                 patient.merged_into.into(),
                 patient.created_at.into(),
                 patient.updated_at.into(),
+                Param::from(address.as_deref()),
             ],
         )?;
         Ok(())
@@ -875,7 +916,7 @@ impl<'c> Tx<'c> {
     ) -> Result<Option<Patient>, StoreError> {
         self.one(
             "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
-                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at
+                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address
              FROM patient_identifiers i JOIN patients p ON p.id = i.patient_id
              WHERE i.organisation_id = ? AND i.authority = ? AND i.value = ?",
             &[organisation.into(), identifier.authority().into(), identifier.value().into()],
@@ -914,7 +955,7 @@ impl<'c> Tx<'c> {
     ) -> Result<Vec<Patient>, StoreError> {
         self.all(
             "SELECT DISTINCT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
-                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at
+                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address
              FROM patient_identifiers i JOIN patients p ON p.id = i.patient_id
              WHERE i.authority = ? AND i.value = ? ORDER BY p.id",
             &[authority.into(), value.into()],
@@ -1359,11 +1400,11 @@ impl<'c> Tx<'c> {
         };
         let Some((record, care_link)) = self.one(
             "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile,
-                    p.registration, p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at,
+                    p.registration, p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address,
                     c.labels, c.discharged_at
              FROM patients p LEFT JOIN care_links c ON c.patient_id = p.id AND c.team_id = ? WHERE p.id = ?",
             &[team.into(), patient.into()],
-            |row| Ok((patient_from(row)?, care_link_facts(row, 14)?)),
+            |row| Ok((patient_from(row)?, care_link_facts(row, 15)?)),
         )?
         else {
             return Ok(None);
@@ -1517,14 +1558,15 @@ impl<'c> Tx<'c> {
 
     pub fn enqueue(&mut self, message: &OutboxMessage) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO outbox (id, channel, template, recipient, payload, status, attempts, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            "INSERT INTO outbox (id, channel, template, recipient, payload, secret, status, attempts, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
             &[
                 message.id.into(),
                 message.channel.into(),
                 message.template.into(),
                 Param::Text(&message.recipient),
                 Param::Text(&message.payload),
+                message.secret.as_deref().into(),
                 message.created_at.into(),
                 message.created_at.into(),
             ],
@@ -1535,24 +1577,9 @@ impl<'c> Tx<'c> {
     /// Outbox messages, oldest first.
     pub fn outbox(&mut self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         self.all(
-            "SELECT id, channel, template, recipient, payload, created_at, status, attempts FROM outbox ORDER BY created_at, id LIMIT ?",
+            concat!("SELECT ", outbox_columns!(), " FROM outbox ORDER BY created_at, id LIMIT ?"),
             &[limit.into()],
-            |row| {
-                let channel = row.text(1)?;
-                let template = row.text(2)?;
-                Ok(OutboxRow {
-                    message: OutboxMessage {
-                        id: row.uuid(0)?,
-                        channel: ["email", "sms", "letter"].into_iter().find(|c| *c == channel).ok_or_else(|| StoreError::corrupt("outbox channel"))?,
-                        template: crate::tx::known_template(template)?,
-                        recipient: row.text(3)?.to_owned(),
-                        payload: row.text(4)?.to_owned(),
-                        created_at: row.timestamp(5)?,
-                    },
-                    status: row.text(6)?.to_owned(),
-                    attempts: row.int(7)?,
-                })
-            },
+            outbox_row_from,
         )
     }
 }
@@ -1564,7 +1591,34 @@ pub const OUTBOX_TEMPLATES: &[&str] = &[
     "team_added_patient",
     "consent_changed_patient",
     "sharing_disabled_patient",
+    "password_reset",
+    "patient_invitation",
+    "professional_activation",
+    "professional_added",
 ];
+
+pub(crate) fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {
+    let channel = row.text(1)?;
+    Ok(OutboxRow {
+        message: OutboxMessage {
+            id: row.uuid(0)?,
+            channel: ["email", "sms", "letter"]
+                .into_iter()
+                .find(|known| *known == channel)
+                .ok_or_else(|| StoreError::corrupt(format!("stored outbox channel {channel:?} is unknown")))?,
+            template: known_template(row.text(2)?)?,
+            recipient: row.text(3)?.to_owned(),
+            payload: row.text(4)?.to_owned(),
+            secret: row.opt_text(5)?.map(str::to_owned),
+            created_at: row.timestamp(6)?,
+        },
+        status: row.text(7)?.to_owned(),
+        attempts: row.int(8)?,
+        next_attempt_at: row.timestamp(9)?,
+        sent_at: row.opt_timestamp(10)?,
+        last_error: row.opt_text(11)?.map(str::to_owned),
+    })
+}
 
 fn known_template(template: &str) -> Result<&'static str, StoreError> {
     OUTBOX_TEMPLATES

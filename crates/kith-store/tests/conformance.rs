@@ -73,6 +73,7 @@ fn patient(nhs: Option<&str>, email: Option<&str>) -> Patient {
             sex: Sex::Female,
             email: email.map(|e| EmailAddress::parse(e).unwrap()),
             mobile: Some(MobileNumber::parse("07700 900123").unwrap()),
+            address: None,
         },
         registration: RegistrationStatus::Unregistered,
         account: None,
@@ -146,7 +147,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 4);
+        assert_eq!(again.current_version, 6);
         store.ping().unwrap();
     });
 }
@@ -731,5 +732,154 @@ fn integrations_and_stored_messages() {
             tx.insert_hl7_message(&kith_store::NewHl7Message { record: &again, raw: b"", processed_at: T0 })
         });
         assert_eq!(duplicate.unwrap_err().kind, StoreErrorKind::Duplicate);
+    });
+}
+
+fn outbox_message(channel: &'static str, secret: Option<&str>, created_at: Timestamp) -> kith_store::OutboxMessage {
+    kith_store::OutboxMessage {
+        id: id(),
+        channel,
+        template: if secret.is_some() { "password_reset" } else { "team_added_patient" },
+        recipient: if channel == "sms" { "+447700900123".into() } else { "someone@example.org".into() },
+        payload: format!("{{\"account\":\"{}\"}}", id()),
+        secret: secret.map(str::to_owned),
+        created_at,
+    }
+}
+
+fn outbox_row(store: &Store, message: Uuid) -> kith_store::OutboxRow {
+    store
+        .read(|tx| tx.outbox(1000))
+        .unwrap()
+        .into_iter()
+        .find(|row| row.message.id == message)
+        .expect("the message is stored")
+}
+
+fn minutes(count: u64) -> Duration {
+    Duration::from_secs(60 * count)
+}
+
+/// Due email and SMS messages are claimed once, oldest first, under a lease; letters never;
+/// a lease that runs out lets another worker claim the message again (counting the lost
+/// attempt); sent and dead messages forget their code.
+#[test]
+fn the_outbox_is_claimed_once_and_forgets_its_codes() {
+    each_backend(|store, _| {
+        let later = T0.plus(minutes(1));
+        let reset = outbox_message("email", Some("code-1234"), T0);
+        let sms = outbox_message("sms", None, later);
+        let letter = outbox_message("letter", None, T0);
+        let future = outbox_message("email", Some("code-5678"), T0.plus(minutes(60)));
+        write(store, |tx| {
+            for message in [&sms, &reset, &letter, &future] {
+                tx.enqueue(message)?;
+            }
+            Ok(())
+        });
+        assert_eq!(outbox_row(store, reset.id).message, reset, "the secret is stored until delivery");
+
+        // Due at T0 + 1 min: the reset email (older) then the SMS; not the letter, not the
+        // message created (and so due) later.
+        let now = T0.plus(minutes(1));
+        let lease = minutes(5);
+        let claimed = write(store, |tx| tx.claim_due_outbox(now, lease, 10));
+        let ids: Vec<Uuid> = claimed.iter().map(|row| row.message.id).collect();
+        assert_eq!(ids, [reset.id, sms.id]);
+        assert_eq!(claimed[0].message.secret.as_deref(), Some("code-1234"));
+        assert!(claimed.iter().all(|row| row.status == "sending" && row.next_attempt_at == now.plus(lease)));
+        // Not twice, even by the same worker; a limit is a limit.
+        assert!(write(store, |tx| tx.claim_due_outbox(now, lease, 10)).is_empty());
+
+        // The SMS fails and is due again in 30 s; the reset email is sent and forgets its code.
+        assert!(write(store, |tx| tx.mark_outbox_failed(
+            sms.id,
+            now,
+            "SMS endpoint 503",
+            Some(now.plus(Duration::from_secs(30)))
+        )));
+        assert!(write(store, |tx| tx.mark_outbox_sent(reset.id, now)));
+        let sent = outbox_row(store, reset.id);
+        assert_eq!((sent.status.as_str(), sent.sent_at, sent.message.secret.as_deref()), ("sent", Some(now), None));
+        let failed = outbox_row(store, sms.id);
+        assert_eq!(failed.status, "failed");
+        assert_eq!(failed.attempts, 1);
+        assert_eq!(failed.last_error.as_deref(), Some("SMS endpoint 503"));
+        // A late failure report does not undo a delivery.
+        assert!(!write(store, |tx| tx.mark_outbox_failed(reset.id, now, "late", None)));
+        assert_eq!(outbox_row(store, reset.id).status, "sent");
+
+        // Once due again the SMS is claimed again, with one at a time.
+        let retry_at = now.plus(Duration::from_secs(30));
+        assert!(write(store, |tx| tx.claim_due_outbox(now.plus(Duration::from_secs(29)), lease, 10)).is_empty());
+        let claimed = write(store, |tx| tx.claim_due_outbox(retry_at, lease, 1));
+        assert_eq!(claimed.iter().map(|row| row.message.id).collect::<Vec<_>>(), [sms.id]);
+        assert_eq!(claimed[0].attempts, 1);
+
+        // The worker holding it stops mid-send: when the lease runs out it is claimed again,
+        // and the abandoned attempt counts.
+        assert!(write(store, |tx| tx.claim_due_outbox(retry_at.plus(minutes(4)), lease, 10)).is_empty());
+        let reclaimed = write(store, |tx| tx.claim_due_outbox(retry_at.plus(lease), lease, 10));
+        assert_eq!(reclaimed.iter().map(|row| row.message.id).collect::<Vec<_>>(), [sms.id]);
+        assert_eq!(reclaimed[0].attempts, 2);
+        assert_eq!(reclaimed[0].last_error.as_deref(), Some("delivery interrupted (lease ran out)"));
+
+        assert!(write(store, |tx| tx.mark_outbox_sent(sms.id, retry_at.plus(lease))));
+
+        // The far-future email comes due, fails for good and forgets its code.
+        let late = T0.plus(minutes(60));
+        let claimed = write(store, |tx| tx.claim_due_outbox(late, lease, 10));
+        assert_eq!(claimed.iter().map(|row| row.message.id).collect::<Vec<_>>(), [future.id]);
+        assert!(write(store, |tx| tx.mark_outbox_failed(future.id, late, "SMTP 550 permanent failure", None)));
+        let dead = outbox_row(store, future.id);
+        assert_eq!((dead.status.as_str(), dead.attempts, dead.message.secret.as_deref()), ("dead", 1, None));
+        assert_eq!(dead.last_error.as_deref(), Some("SMTP 550 permanent failure"));
+
+        // The letter was never claimed; the display counts per channel and status.
+        assert_eq!(outbox_row(store, letter.id).status, "pending");
+        let counts = store.read(|tx| tx.outbox_counts()).unwrap();
+        let count = |channel: &str, status: &str| {
+            counts.iter().find(|c| c.channel == channel && c.status == status).map_or(0, |c| c.count)
+        };
+        assert_eq!(
+            (count("email", "sent"), count("email", "dead"), count("sms", "sent"), count("letter", "pending")),
+            (1, 1, 1, 1)
+        );
+        let dead_only = store.read(|tx| tx.recent_outbox(Some("dead"), 10)).unwrap();
+        assert_eq!(dead_only.iter().map(|row| row.message.id).collect::<Vec<_>>(), [future.id]);
+        let newest_first = store.read(|tx| tx.recent_outbox(None, 2)).unwrap();
+        assert_eq!(newest_first.iter().map(|row| row.message.id).collect::<Vec<_>>(), [future.id, sms.id]);
+    });
+}
+
+/// Workers claiming at the same moment never take the same message.
+#[test]
+fn concurrent_claims_never_take_a_message_twice() {
+    each_backend(|store, _| {
+        let messages: Vec<_> =
+            (0..40).map(|n| outbox_message("email", None, T0.plus(Duration::from_secs(n)))).collect();
+        write(store, |tx| messages.iter().try_for_each(|message| tx.enqueue(message)));
+        let now = T0.plus(minutes(1));
+        let claimed: Vec<Uuid> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let batch = write(store, |tx| tx.claim_due_outbox(now, minutes(5), 3));
+                            if batch.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(batch.into_iter().map(|row| row.message.id));
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
+        });
+        let mut unique = claimed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((claimed.len(), unique.len()), (40, 40));
     });
 }

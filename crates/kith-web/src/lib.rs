@@ -1,7 +1,8 @@
-//! Kith's HTTP interface: the operational endpoints (`/healthz`, `/readyz`), a landing
-//! page, HL7 v2 over HTTP (`POST /hl7/v2`) and the FHIR R4 API (`/fhir`, see [`fhir`]).
-//! The web application's pages are added here by later work. Only this crate knows HTTP.
+//! Kith's HTTP interface: the operational endpoints (`/healthz`, `/readyz`), HL7 v2 over
+//! HTTP (`POST /hl7/v2`), the FHIR R4 API (`/fhir`, see [`fhir`]) and the web application's
+//! pages (see [`pages`]). Only this crate knows HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -9,38 +10,57 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kith_app::App;
+use pages::guard::Guards;
 
 pub mod fhir;
+pub mod pages;
+
+pub use pages::guard::WebConfig;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct WebState {
     pub app: App,
+    pub guards: Arc<Guards>,
+}
+
+/// The router with every route Kith serves, with the default web configuration.
+pub fn router(app: App) -> Router {
+    router_with(app, WebConfig::default())
 }
 
 /// The router with every route Kith serves.
-pub fn router(app: App) -> Router {
+pub fn router_with(app: App, config: WebConfig) -> Router {
+    let guards = Arc::new(Guards::new(config));
     Router::new()
-        .route("/", get(index))
         .route("/static/kith.css", get(stylesheet))
+        .route("/static/favicon.svg", get(favicon))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/hl7/v2", post(hl7_v2).layer(axum::extract::DefaultBodyLimit::max(kith_hl7::mllp::DEFAULT_MAX_FRAME)))
         .merge(fhir::routes())
-        .with_state(WebState { app })
-        .layer(axum::middleware::map_response(security_headers))
+        .merge(pages::routes())
+        .with_state(WebState { app, guards: guards.clone() })
+        .layer(axum::middleware::map_response_with_state(guards, security_headers))
 }
 
-/// Headers every response carries: no framing, no sniffing, no referrer leaks, and a
+/// Headers every response carries: no framing, no sniffing, no referrer to other sites
+/// (`same-origin`: with `no-referrer` browsers send `Origin: null` on form posts, which the
+/// CSRF check must refuse), and a
 /// content security policy that allows nothing from elsewhere and no inline scripts.
-async fn security_headers(mut response: Response) -> Response {
+/// Behind https, browsers are also told to use nothing else (HSTS).
+async fn security_headers(State(guards): State<Arc<Guards>>, mut response: Response) -> Response {
     let headers = response.headers_mut();
+    if guards.config.secure() {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
@@ -49,12 +69,12 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../static/index.html"))
-}
-
 async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/kith.css"))
+}
+
+async fn favicon() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], include_str!("../static/favicon.svg"))
 }
 
 /// The media type of an ER7 HL7 v2 message.
@@ -126,8 +146,6 @@ async fn readyz(State(state): State<WebState>) -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;

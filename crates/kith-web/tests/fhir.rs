@@ -137,6 +137,7 @@ fn demographics(given: &str, birth: &str) -> Demographics {
         sex: Sex::Female,
         email: None,
         mobile: None,
+        address: None,
     }
 }
 

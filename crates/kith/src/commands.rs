@@ -41,6 +41,10 @@ pub enum OrgCommand {
         /// any-adt (also A01, A04, A05, A08).
         #[arg(long, group = "setting", value_parser = ["a28-a31", "any-adt"])]
         hl7_create_on: Option<String>,
+        /// Whether the organisation's professionals must use two-step verification to sign
+        /// in to the web application (those without it are sent to set it up).
+        #[arg(long, group = "setting")]
+        require_two_factor: Option<bool>,
     },
     /// Add an assigning authority whose PID-3 identifiers are the organisation's local ones.
     #[command(name = "add-authority")]
@@ -53,6 +57,22 @@ pub enum OrgCommand {
     },
     /// List organisations.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LettersCommand {
+    /// Write the organisation's pending letter invitations to a PDF, one page each (name,
+    /// address, the two codes and their expiry; never the date of birth), and mark them
+    /// printed. Nothing is marked when the file cannot be written.
+    Export {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The address printed for registering (default KITH_PUBLIC_URL, else http://127.0.0.1:8080).
+        #[arg(long, env = "KITH_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +256,24 @@ pub enum ProfessionalCommand {
         #[arg(long)]
         role: String,
     },
+    /// Add many professionals to a team from a CSV file (format: docs/professionals-csv.md):
+    /// new addresses get an invited account and an activation email, existing accounts a
+    /// membership and a notice. Rows with problems are reported by line and not applied.
+    Import {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        team: String,
+        /// The CSV file (UTF-8, header row: email, given name, family name, job title,
+        /// professional registration number, role).
+        file: std::path::PathBuf,
+        /// Check the file and say what each row would do, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write every row's outcome to this CSV file (line, email, outcome, detail).
+        #[arg(long, value_name = "FILE.csv")]
+        report: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +312,9 @@ pub enum PatientCommand {
         email: Option<String>,
         #[arg(long)]
         mobile: Option<String>,
+        /// A line of the postal address, for letters (repeat for each line, postcode last).
+        #[arg(long = "address")]
+        address: Vec<String>,
         /// Link to this speciality team with its default labels (repeatable).
         #[arg(long = "team")]
         teams: Vec<String>,
@@ -302,6 +343,19 @@ pub enum PatientCommand {
         email: Option<String>,
         #[arg(long)]
         mobile: Option<String>,
+        /// A line of the postal address (repeat for each line, postcode last; replaces it).
+        #[arg(long = "address")]
+        address: Vec<String>,
+    },
+    /// Invite the patient to register (again: older codes stop working), by email, SMS or
+    /// letter (default: email, else SMS, else letter, by what the record has).
+    Invite {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        nhs_number: String,
+        #[arg(long, value_parser = ["email", "sms", "letter"])]
+        channel: Option<String>,
     },
     /// Bring a patient into a team with the team's default labels.
     Link {
@@ -451,6 +505,14 @@ fn team_alias(text: &str) -> anyhow::Result<TeamAlias> {
     Ok(TeamAlias::parse(text)?)
 }
 
+/// `--address` lines, when any were given.
+fn postal_address(lines: &[String]) -> anyhow::Result<Option<kith_core::text::PostalAddress>> {
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(kith_core::text::PostalAddress::from_lines(lines.iter().map(String::as_str))?))
+}
+
 fn email(text: &str) -> anyhow::Result<EmailAddress> {
     Ok(EmailAddress::parse(text)?)
 }
@@ -563,11 +625,23 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => return crate::serve::run(&cli.config, args),
         Command::Demo(args) => return crate::demo::run(&cli.config, args),
+        Command::Worker => return crate::delivery::run_worker(&cli.config),
         _ => {}
     }
     let app = open_app(&cli.config)?;
     match cli.command {
-        Command::Serve(_) | Command::Demo(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Demo(_) | Command::Worker => unreachable!("handled above"),
+        Command::Outbox(command) => crate::delivery::outbox_command(&app, json, command)?,
+        Command::Letters(LettersCommand::Export { org, out, public_url }) => {
+            let public_url = public_url.trim_end_matches('/').to_owned();
+            let count = app.export_letters(operator, &org_code(&org)?, &mut |letters| {
+                std::fs::write(&out, crate::letters::letters_pdf(letters, &public_url))
+                    .map_err(|error| error.to_string())
+            })?;
+            print(json, json!({ "letters": count, "file": out.display().to_string() }), || {
+                format!("wrote {count} letter{} to {}", if count == 1 { "" } else { "s" }, out.display())
+            });
+        }
         Command::Migrate => {
             // open_app has applied them; report where things stand.
             let report = app.store().migrate()?;
@@ -594,7 +668,7 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     )
                 });
             }
-            OrgCommand::Set { org, break_glass_duration, hl7_create_on } => {
+            OrgCommand::Set { org, break_glass_duration, hl7_create_on, require_two_factor } => {
                 let code = org_code(&org)?;
                 let mut said = Vec::new();
                 if let Some(duration) = break_glass_duration {
@@ -608,6 +682,13 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                 if let Some(create_on) = hl7_create_on {
                     app.set_hl7_create_on_any_adt(operator, &code, create_on == "any-adt")?;
                     said.push(format!("HL7 ADT messages create records on: {create_on}"));
+                }
+                if let Some(required) = require_two_factor {
+                    app.set_two_factor_requirement(operator, &code, required)?;
+                    said.push(format!(
+                        "two-step verification is {} for its professionals",
+                        if required { "required" } else { "optional" }
+                    ));
                 }
                 let organisation = app.organisations()?.into_iter().find(|o| o.code == code);
                 print(json, organisation.as_ref().map_or(json!({}), |o| organisation_json(o, None)), || {
@@ -754,6 +835,9 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                         )
                     },
                 );
+            }
+            ProfessionalCommand::Import { org, team, file, dry_run, report } => {
+                professional_import(&app, operator, json, &org, &team, &file, dry_run, report.as_deref())?
             }
         },
         Command::PrivacyOfficer(PrivacyOfficerCommand::Appoint { org, email: address }) => {
@@ -1068,6 +1152,95 @@ fn overridden_note(overridden: &Option<String>) -> String {
     overridden.as_ref().map(|rule| format!(" (forced, audited: {rule})")).unwrap_or_default()
 }
 
+/// `kith professional import`: previews (`--dry-run`) or applies a professionals CSV file,
+/// prints the summary and the rows in error, and optionally writes every row's outcome.
+/// A file that cannot be used at all is an error (exit status 1); rows in error are not.
+#[allow(clippy::too_many_arguments)]
+fn professional_import(
+    app: &App,
+    operator: &Operator,
+    json: bool,
+    org: &str,
+    team: &str,
+    file: &std::path::Path,
+    dry_run: bool,
+    report_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use kith_app::professionals_csv::Importer;
+
+    let (code, alias) = (org_code(org)?, team_alias(team)?);
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let importer = Importer::Operator(operator);
+    let report = if dry_run {
+        app.preview_professionals_csv(&importer, &code, &alias, &bytes)?
+    } else {
+        app.import_professionals_csv(&importer, &code, &alias, &bytes)?
+    };
+    if let Some(path) = report_file {
+        std::fs::write(path, report.to_csv()).with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    let summary = report.is_usable().then(|| report.summary());
+    let value = json!({
+        "applied": report.applied,
+        "summary": summary,
+        "counts": {
+            "created": report.counts.created,
+            "added_to_team": report.counts.added_to_team,
+            "already_in_team": report.counts.already_in_team,
+            "errors": report.counts.errors,
+        },
+        "file_problems": report.file_problems.iter().map(|problem| json!({
+            "line": problem.line, "message": problem.message,
+        })).collect::<Vec<_>>(),
+        "rows": report.rows.iter().map(|row| json!({
+            "line": row.line,
+            "email": row.email,
+            "role": row.role.map(MembershipRole::code),
+            "outcome": row.outcome.code(),
+            "detail": row.outcome.detail(),
+        })).collect::<Vec<_>>(),
+    });
+    if !report.is_usable() {
+        if json {
+            println!("{value}");
+        }
+        let problems: Vec<String> = report.file_problems.iter().map(|problem| format!("  {problem}")).collect();
+        bail!("{}: nothing was imported, the file cannot be used:\n{}", file.display(), problems.join("\n"));
+    }
+    print(json, value, || {
+        let mut out = String::new();
+        if dry_run {
+            out.push_str("dry run, nothing was written: ");
+        }
+        out.push_str(&report.summary());
+        let errors: Vec<String> = report
+            .error_rows()
+            .map(|row| format!("  line {}: {}: {}", row.line, row.email, row.outcome.detail().unwrap_or_default()))
+            .collect();
+        if !errors.is_empty() {
+            out.push_str(&format!("\nrows not {}:\n{}", if dry_run { "valid" } else { "applied" }, errors.join("\n")));
+        }
+        let deactivated: Vec<String> = report
+            .rows
+            .iter()
+            .filter(|row| row.outcome.code() == "already_in_team_deactivated")
+            .map(|row| format!("  line {}: {}", row.line, row.email))
+            .collect();
+        if !deactivated.is_empty() {
+            out.push_str(&format!(
+                "\nalready in the team but deactivated (unchanged; `kith professional reactivate` restores them):\n{}",
+                deactivated.join("\n")
+            ));
+        }
+        if let Some(path) = report_file {
+            out.push_str(&format!("\nevery row's outcome: {}", path.display()));
+        }
+        out
+    });
+    Ok(())
+}
+
 fn membership_status(
     app: &App,
     operator: &Operator,
@@ -1115,6 +1288,7 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
             local_ids,
             email: address,
             mobile,
+            address: postal,
             teams,
         } => {
             let new = NewPatient {
@@ -1127,6 +1301,7 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
                         .ok_or_else(|| anyhow!("--sex must be female, male, other or unknown"))?,
                     email: address.as_deref().map(email).transpose()?,
                     mobile: mobile.as_deref().map(MobileNumber::parse).transpose()?,
+                    address: postal_address(&postal)?,
                 },
                 nhs_number: nhs_number
                     .as_deref()
@@ -1155,6 +1330,7 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
             local_ids,
             email: address,
             mobile,
+            address: postal,
         } => {
             let changes = PatientChanges {
                 family_name: family.as_deref().map(|family| Name::parse("family name", family)).transpose()?,
@@ -1173,6 +1349,7 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
                     .transpose()?,
                 email: address.as_deref().map(email).transpose()?,
                 mobile: mobile.as_deref().map(MobileNumber::parse).transpose()?,
+                address: postal_address(&postal)?,
                 nhs_number: nhs_number
                     .as_deref()
                     .map(NhsNumber::parse)
@@ -1236,6 +1413,31 @@ fn patient_command(app: &App, operator: &Operator, json: bool, command: PatientC
                 json,
                 json!({ "id": account.id.to_string(), "patient": patient.id.to_string(), "email": account.email.as_str() }),
                 || format!("registered {} for the patient's record\naccount id: {}", account.email, account.id),
+            );
+        }
+        PatientCommand::Invite { org, nhs_number, channel } => {
+            let nhs_number = NhsNumber::parse(&nhs_number).map_err(|error| anyhow!("--nhs-number: {error}"))?;
+            let how = channel.as_deref().and_then(kith_app::invitations::InviteChannel::from_code);
+            let invitation = app.invite_patient(operator, &org_code(&org)?, &nhs_number, how)?;
+            print(
+                json,
+                json!({
+                    "patient": invitation.patient.to_string(),
+                    "channel": invitation.channel.code(),
+                    "expires": invitation.expires_at.date().to_string(),
+                }),
+                || {
+                    let delivery = match invitation.channel {
+                        kith_app::invitations::InviteChannel::Letter => {
+                            "it will be printed by `kith letters export`".to_owned()
+                        }
+                        other => format!("it is queued for delivery by {}", other.code()),
+                    };
+                    format!(
+                        "invited the patient to register; the codes work until {}; {delivery}",
+                        invitation.expires_at.date()
+                    )
+                },
             );
         }
         PatientCommand::Consent { org, team, as_email, patient, labels, reason } => {

@@ -20,6 +20,9 @@ use kith_store::{DatabaseUrl, Store};
 
 use crate::StorageConfig;
 
+/// The demo patient invited by email, and the date of birth both invited patients register with.
+pub const INVITED_PATIENT: (&str, &str) = ("jo.newcomer@patients.example", "1990-04-15");
+
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "kith-demo-password";
 const ORG: &str = "RVH";
@@ -240,6 +243,11 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
     }
     let path = config.data_dir.join("demo.db");
     remove_database(&path)?;
+    // The demo's email and SMS of earlier runs (its outbox writes files) go with its database.
+    let outbox_dir = config.data_dir.join("outbox");
+    if outbox_dir.exists() {
+        std::fs::remove_dir_all(&outbox_dir).with_context(|| format!("removing {}", outbox_dir.display()))?;
+    }
     let started = Instant::now();
     let store = Store::open_and_migrate(&DatabaseUrl::Sqlite(path.clone())).context("creating the demo database")?;
     let app = App::new(store, std::sync::Arc::new(kith_app::SystemClock));
@@ -250,13 +258,15 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
         &kith_core::text::Name::parse("name", "demo")?,
         Some(30),
     )?;
-    print_guide(&path, &summary, started.elapsed());
+    print_guide(&path, &summary, started.elapsed(), args.listen, &outbox_dir);
     print_fhir_guide(&summary, token.secret.expose(), args.listen);
     if args.no_serve {
         return Ok(());
     }
     println!("Serving http://{}/ (health: /healthz, readiness: /readyz). Press Ctrl-C to stop.\n", args.listen);
-    crate::serve::serve_app(app, crate::serve::ServeArgs::http(args.listen))
+    let mut serve = crate::serve::ServeArgs::http(args.listen);
+    serve.outbox_dir = Some(outbox_dir);
+    crate::serve::serve_app(app, serve)
 }
 
 fn remove_database(path: &Path) -> anyhow::Result<()> {
@@ -368,6 +378,7 @@ fn populate(app: &App, patient_count: usize) -> anyhow::Result<Summary> {
                     sex: if dice.below(2) == 0 { Sex::Female } else { Sex::Male },
                     email: None,
                     mobile: None,
+                    address: None,
                 },
                 nhs_number: Some(nhs_number),
                 local_identifiers: vec![LocalIdentifier::parse(&format!("RVH-MRN:R{:07}", 1_000_000 + index))?],
@@ -420,6 +431,46 @@ fn populate(app: &App, patient_count: usize) -> anyhow::Result<Summary> {
             example = Some(patient);
         }
     }
+    // A patient who has not registered yet: giving the record an email sends the invitation
+    // (the demo's outbox writes email to files), and one to be invited by letter.
+    for (serial, (given, family, email, address, mrn)) in [
+        ("Jo", "Newcomer", Some(INVITED_PATIENT.0), None, "RVH-MRN:R0999998"),
+        ("Sam", "Letterbox", None, Some(["4 Orchard Lane", "Riverside", "RV2 4CD"]), "RVH-MRN:R0999999"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // NHS numbers outside the range the other demo patients use (999…).
+        let nhs_number = (serial as u32 * 10..)
+            .find_map(|n| {
+                let digits: Vec<u32> = format!("998{n:06}").bytes().map(|b| u32::from(b - b'0')).collect();
+                NhsNumber::check_digit(&digits).map(|check| format!("998{n:06}{check}"))
+            })
+            .map(|text| NhsNumber::parse(&text))
+            .context("a demo NHS number")??;
+        let patient = app.create_patient(
+            &operator,
+            &NewPatient {
+                organisation: code.clone(),
+                demographics: Demographics {
+                    family_name: Name::parse("family", family)?,
+                    given_name: Name::parse("given", given)?,
+                    birth_date: Date::parse(INVITED_PATIENT.1)?,
+                    sex: Sex::Unknown,
+                    email: email.map(EmailAddress::parse).transpose()?,
+                    mobile: None,
+                    address: address.map(kith_core::text::PostalAddress::from_lines).transpose()?,
+                },
+                nhs_number: Some(nhs_number),
+                local_identifiers: vec![LocalIdentifier::parse(mrn)?],
+                teams: vec![TeamAlias::parse("cardiology")?],
+            },
+        )?;
+        if address.is_some() {
+            let nhs_number = patient.nhs_number.as_ref().context("the letter patient has an NHS number")?;
+            app.invite_patient(&operator, &code, nhs_number, Some(kith_app::invitations::InviteChannel::Letter))?;
+        }
+    }
     Ok(Summary {
         patients: patient_count,
         entries,
@@ -428,7 +479,7 @@ fn populate(app: &App, patient_count: usize) -> anyhow::Result<Summary> {
     })
 }
 
-fn print_guide(path: &Path, summary: &Summary, took: Duration) {
+fn print_guide(path: &Path, summary: &Summary, took: Duration, listen: SocketAddr, outbox_dir: &Path) {
     let url = format!("sqlite://{}", path.display());
     let example = &summary.example;
     let nhs = example.nhs_number.as_ref().map(NhsNumber::formatted).unwrap_or_default();
@@ -463,9 +514,17 @@ fn print_guide(path: &Path, summary: &Summary, took: Duration) {
     );
     println!("  privacy officer: {}", PRIVACY_OFFICER.0);
     println!("  a registered patient: {}", summary.registered_email);
+    println!("\nSign in on the web at http://{listen}/sign-in as any of them.");
     println!(
-        "\nSigning in on the web arrives with the accounts release. Meanwhile, act as these people\n\
-         with the CLI (every read is audited with its basis). For example, {} {} (NHS {nhs}):\n",
+        "  Invited, not yet registered: Jo Newcomer (born {}). The invitation email is a file in\n\
+         \x20 {}/ (the demo sends no real email): open its link to register and walk through the teams.\n\
+         \x20 Sam Letterbox (same birth date) is invited by letter: kith letters export --org {ORG} --out letters.pdf",
+        INVITED_PATIENT.1,
+        outbox_dir.display()
+    );
+    println!(
+        "\nOr act as these people with the CLI (every read is audited with its basis). For example,\n\
+         {} {} (NHS {nhs}):\n",
         example.demographics.given_name, example.demographics.family_name
     );
     let id = example.id;

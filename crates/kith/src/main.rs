@@ -23,8 +23,10 @@ use kith_store::{DatabaseUrl, Store};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
+mod delivery;
 mod demo;
 mod import;
+mod letters;
 mod mllp;
 mod serve;
 
@@ -107,6 +109,14 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
+    /// Deliver the outbox (email over SMTP, SMS over HTTP, or as files) until SIGINT or SIGTERM.
+    Worker,
+    /// The outbox: messages waiting, sent and given up.
+    #[command(subcommand)]
+    Outbox(delivery::OutboxCommand),
+    /// Letter invitations: print the pending ones as a PDF.
+    #[command(subcommand)]
+    Letters(commands::LettersCommand),
     /// Run the server.
     Serve(serve::ServeArgs),
     /// Create a fresh demo database with a realistic organisation, print how to use it, and serve.
@@ -146,7 +156,7 @@ pub fn read_password_from_stdin() -> anyhow::Result<kith_core::text::Secret> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Serve(_) | Command::Demo(_) => "info",
+        Command::Serve(_) | Command::Demo(_) | Command::Worker => "info",
         _ => "warn",
     };
     init_logging(default_level);

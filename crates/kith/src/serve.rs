@@ -32,6 +32,20 @@ pub struct ServeArgs {
     /// The most MLLP messages committed in one transaction.
     #[arg(long, env = "KITH_MLLP_MAX_BATCH", default_value_t = 64)]
     pub mllp_max_batch: usize,
+    /// Where people reach Kith (e.g. https://kith.example.org): links in emails use it, and
+    /// with https cookies are Secure and HSTS is sent. Default: http:// and the listen address.
+    #[arg(long, env = "KITH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Sign-in and password-reset attempts one address may make in a burst (then one every
+    /// six seconds).
+    #[arg(long, env = "KITH_SIGN_IN_BURST", default_value_t = 10)]
+    pub sign_in_burst: u32,
+    /// Do not deliver the outbox from this process (run `kith worker` instead).
+    #[arg(long, env = "KITH_NO_OUTBOX_WORKER")]
+    pub no_outbox_worker: bool,
+    /// Where the outbox's file sink writes, instead of KITH_OUTBOX_DIR (the demo's own).
+    #[arg(skip)]
+    pub outbox_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -49,6 +63,10 @@ impl ServeArgs {
             mllp_max_frame: kith_hl7::mllp::DEFAULT_MAX_FRAME,
             mllp_writers: None,
             mllp_max_batch: 64,
+            public_url: None,
+            sign_in_burst: 10,
+            no_outbox_worker: false,
+            outbox_dir: None,
         }
     }
 }
@@ -61,6 +79,17 @@ pub fn run(config: &StorageConfig, args: ServeArgs) -> anyhow::Result<()> {
 
 /// Serves `app` until interrupted (Ctrl-C or SIGTERM), finishing HTTP requests in flight.
 pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
+    // Delivery settings are checked before anything listens: a bad KITH_SMTP_URL stops
+    // start-up with a clear message instead of failing at each send.
+    let delivery = if args.no_outbox_worker {
+        None
+    } else {
+        let mut delivery = crate::delivery::DeliveryConfig::from_env()?;
+        if let Some(directory) = &args.outbox_dir {
+            delivery.outbox_dir = directory.clone();
+        }
+        Some(delivery)
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     // The last handle on the store is dropped here, after the runtime: the PostgreSQL
@@ -92,10 +121,27 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         tracing::info!(%address, "serving HTTP");
         eprintln!("kith: listening on http://{address}");
-        axum::serve(listener, kith_web::router(app))
+        let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let config = kith_web::WebConfig {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            attempt_burst: args.sign_in_burst.max(1),
+            ..kith_web::WebConfig::default()
+        };
+        let worker = delivery.map(|mut delivery| {
+            delivery.public_url = config.public_url.clone();
+            eprintln!("kith: outbox delivery: {}", delivery.describe());
+            crate::delivery::spawn_worker(app.clone(), delivery)
+        });
+        let router = kith_web::router_with(app, config);
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        // The message in hand is sent and recorded before the process ends.
+        if let Some(worker) = worker {
+            tokio::task::block_in_place(|| worker.stop());
+        }
+        served
     });
     drop(runtime);
     drop(keep);

@@ -77,6 +77,7 @@ pub fn demographics(given: &str) -> Demographics {
         sex: Sex::Female,
         email: None,
         mobile: None,
+        address: None,
     }
 }
 

@@ -23,6 +23,8 @@ impl Kith<'_> {
         command
             .args(args)
             .env("KITH_DATABASE_URL", &self.database.url_text)
+            // The outbox's file sink (no SMTP configured) writes here, not into the crate.
+            .env("KITH_OUTBOX_DIR", std::env::temp_dir().join(format!("kith-test-outbox-{}", std::process::id())))
             .env_remove("KITH_LOG")
             .env("USER", "cli-test");
         command

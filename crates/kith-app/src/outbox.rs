@@ -1,0 +1,554 @@
+//! Delivering the outbox: what each message says ([`render`], pure) and the delivery use
+//! case ([`App::deliver_outbox`]) that claims due messages, hands them to a [`Transport`]
+//! outside any transaction, and records each outcome with back-off.
+//!
+//! No subject and no SMS body carries health information — no team a patient is in, no
+//! label, no diagnosis: a message says that something happened and links to Kith, where the
+//! person signs in to read the details. Only professionals' emails name their own team.
+
+use std::time::Duration;
+
+use kith_core::Timestamp;
+use kith_core::text::Name;
+use kith_store::{OUTBOX_STATUSES, OutboxCount, OutboxRow};
+use uuid::Uuid;
+
+use crate::{App, AppError, AppResult};
+
+/// How long a claimed message is held by one worker before another may try it: longer than
+/// a batch of sends with the transports' timeouts.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(5 * 60);
+/// Attempts after which a message is given up (`dead`).
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 8;
+/// The first retry's delay; each further one doubles it, up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(30);
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
+/// The longest failure description stored.
+const MAX_ERROR_CHARS: usize = 200;
+
+/// How a message reaches its recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryChannel {
+    Email,
+    Sms,
+}
+
+impl DeliveryChannel {
+    pub fn code(self) -> &'static str {
+        match self {
+            DeliveryChannel::Email => "email",
+            DeliveryChannel::Sms => "sms",
+        }
+    }
+}
+
+/// A message ready to send: plain text. An SMS has only the text (the subject is empty).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+}
+
+/// Never prints the text, which may carry a one-time code.
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered").field("subject", &self.subject).finish_non_exhaustive()
+    }
+}
+
+/// Why a stored message cannot be rendered: Kith wrote something it cannot read back. The
+/// message names no content.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("no wording for template {0}")]
+    UnknownTemplate(String),
+    #[error("the payload lacks a valid {0}")]
+    Payload(&'static str),
+    #[error("the message needs a one-time code and has none (or not a URL-safe one)")]
+    Secret,
+}
+
+/// What a message says. `payload` is the stored JSON (identifiers, and the names of an
+/// organisation or team where a template needs them), `secret` the one-time code the
+/// message carries, and `public_url` where people reach Kith (e.g. `https://kith.example.org`).
+pub fn render(
+    template: &str,
+    channel: DeliveryChannel,
+    payload: &str,
+    secret: Option<&str>,
+    public_url: &str,
+) -> Result<Rendered, RenderError> {
+    let payload: serde_json::Value = serde_json::from_str(payload).map_err(|_| RenderError::Payload("JSON object"))?;
+    let url = public_url.trim_end_matches('/');
+    let code = || secret.filter(|code| is_url_safe(code)).ok_or(RenderError::Secret);
+    let name = |field: &'static str| {
+        payload
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| Name::parse(field, text).ok())
+            .map(|name| name.as_str().to_owned())
+            .ok_or(RenderError::Payload(field))
+    };
+    let date = |field: &'static str| {
+        payload
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| kith_core::Date::parse(text).ok())
+            .map(|date| date.to_string())
+            .ok_or(RenderError::Payload(field))
+    };
+    let uuid = |field: &'static str| {
+        payload
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| Uuid::parse_str(text).ok())
+            .ok_or(RenderError::Payload(field))
+    };
+    let (subject, email, sms) = match template {
+        "break_glass_patient" => (
+            "Someone used emergency access to your Kith record".to_owned(),
+            format!(
+                "A professional used emergency access (\"breaking the glass\") to see your Kith record.\n\n\
+                 Emergency access is for urgent care when the usual permissions are not enough. \
+                 Every use is recorded, with its reason, and reviewed.\n\n\
+                 Sign in to Kith to see who looked at your record, when, and why:\n{url}/\n"
+            ),
+            format!("Kith: someone used emergency access to your record. Sign in to see who and why: {url}/"),
+        ),
+        "break_glass_privacy_officer" => {
+            let grant = uuid("grant")?;
+            (
+                "Emergency access was used in your organisation".to_owned(),
+                format!(
+                    "A professional in your organisation used emergency access (\"breaking the glass\") to a \
+                     patient's record.\n\nPlease review it in Kith:\n{url}/\n\nReference: {grant}\n"
+                ),
+                format!("Kith: emergency access was used in your organisation. Please review it: {url}/"),
+            )
+        }
+        "team_added_patient" => (
+            "A care team was added to your Kith record".to_owned(),
+            format!(
+                "A care team can now see parts of your Kith record.\n\n\
+                 Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/\n"
+            ),
+            format!("Kith: a care team was added to your record. Sign in to see it: {url}/"),
+        ),
+        "consent_changed_patient" => (
+            "Your Kith sharing choices were changed".to_owned(),
+            format!(
+                "The choices about who can see your Kith record were changed.\n\n\
+                 Sign in to Kith to see what changed and who changed it:\n{url}/\n"
+            ),
+            format!("Kith: your sharing choices were changed. Sign in to see what changed: {url}/"),
+        ),
+        "sharing_disabled_patient" => (
+            "Sharing of your Kith record was turned off".to_owned(),
+            format!(
+                "Sharing of your Kith record between care teams was turned off: each team now sees only \
+                 what it wrote itself.\n\nSign in to Kith to see the details:\n{url}/\n"
+            ),
+            format!("Kith: sharing of your record was turned off. Sign in to see the details: {url}/"),
+        ),
+        "password_reset" => {
+            uuid("account")?;
+            let code = code()?;
+            (
+                "Reset your Kith password".to_owned(),
+                format!(
+                    "Someone asked to reset the password of your Kith account.\n\n\
+                     To choose a new password, open this link:\n{url}/password-reset/{code}\n\n\
+                     The link works once, within one hour.\n\n\
+                     If you did not ask for this, ignore this message: your password stays as it is.\n"
+                ),
+                format!(
+                    "Kith: to reset your password open {url}/password-reset/{code} (works once, within one hour). \
+                     Did not ask? Ignore this."
+                ),
+            )
+        }
+        "patient_invitation" => {
+            uuid("patient")?;
+            let organisation = name("organisation")?;
+            let expires = date("expires")?;
+            let code = code()?;
+            (
+                format!("Your invitation to Kith from {organisation}"),
+                format!(
+                    "{organisation} invites you to Kith, where you can see your health record and choose who \
+                     can see it.\n\nYour invitation code is: {code}\n\n\
+                     To register, open this link:\n{url}/register?code={code}\n\n\
+                     You will be asked for your date of birth, to check that the invitation reached the right \
+                     person. The invitation expires on {expires}.\n\n\
+                     If you were not expecting it, ignore this message.\n"
+                ),
+                format!("{organisation} invites you to Kith. Register by {expires}: {url}/register?code={code}"),
+            )
+        }
+        "professional_activation" => {
+            uuid("account")?;
+            let team = name("team")?;
+            let expires = date("expires")?;
+            let code = code()?;
+            (
+                "Activate your Kith account".to_owned(),
+                format!(
+                    "You have been added to {team} in Kith.\n\n\
+                     To activate your account and choose a password, open this link:\n{url}/activate/{code}\n\n\
+                     The link works once, until {expires}.\n\n\
+                     If you were not expecting this, ignore this message.\n"
+                ),
+                format!("Kith: activate your account by {expires}: {url}/activate/{code}"),
+            )
+        }
+        "professional_added" => {
+            uuid("account")?;
+            let team = name("team")?;
+            (
+                "You were added to a team in Kith".to_owned(),
+                format!("You have been added to {team} in Kith.\n\nSign in to start working with the team:\n{url}/\n"),
+                format!("Kith: you were added to a team. Sign in: {url}/"),
+            )
+        }
+        other => return Err(RenderError::UnknownTemplate(other.to_owned())),
+    };
+    Ok(match channel {
+        DeliveryChannel::Email => Rendered {
+            subject,
+            text: wrap(&format!("{email}\n-- \nThis message was sent by Kith. Replies are not read.\n")),
+        },
+        DeliveryChannel::Sms => Rendered { subject: String::new(), text: sms },
+    })
+}
+
+/// The longest line of an email's text, so that it travels as plain 7-bit text.
+const EMAIL_LINE_WIDTH: usize = 72;
+
+/// Breaks lines longer than [`EMAIL_LINE_WIDTH`] at spaces; a longer word (a link) keeps a
+/// line of its own.
+fn wrap(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / EMAIL_LINE_WIDTH);
+    for (index, line) in text.split('\n').enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        let mut width = 0;
+        for (position, word) in line.split(' ').enumerate() {
+            let length = word.chars().count();
+            if position > 0 {
+                if width + 1 + length > EMAIL_LINE_WIDTH {
+                    out.push('\n');
+                    width = 0;
+                } else {
+                    out.push(' ');
+                    width += 1;
+                }
+            }
+            out.push_str(word);
+            width += length;
+        }
+    }
+    out
+}
+
+/// Codes go into paths and query strings as they are, so they must need no escaping.
+fn is_url_safe(code: &str) -> bool {
+    !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+/// One message handed to a transport: who it goes to, and what identifies it (for a file
+/// name or an email's Message-ID).
+#[derive(Clone, Copy)]
+pub struct Envelope<'a> {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    pub to: &'a str,
+}
+
+/// Sends email and SMS. Implementations must keep recipients, codes and message text out of
+/// their errors.
+pub trait Transport {
+    fn send_email(&self, envelope: &Envelope<'_>, subject: &str, text: &str) -> Result<(), DeliveryError>;
+    fn send_sms(&self, envelope: &Envelope<'_>, text: &str) -> Result<(), DeliveryError>;
+}
+
+/// Why a send failed: permanent (e.g. SMTP 5xx, HTTP 4xx — trying again will not help) or
+/// not. The message is short and names no recipient and no content, e.g. "SMTP 550
+/// permanent failure".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl DeliveryError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { permanent: true, message: message.into() }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { permanent: false, message: message.into() }
+    }
+}
+
+/// What one round of delivery did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub claimed: usize,
+    pub sent: usize,
+    /// Failed, to be tried again later.
+    pub retrying: usize,
+    /// Given up.
+    pub dead: usize,
+}
+
+/// How long to wait before trying again a message that had failed `attempts_before` times
+/// before the attempt that just failed: 30 s × 2^`attempts_before`, at most an hour.
+pub fn retry_delay(attempts_before: i64) -> Duration {
+    let doublings = u32::try_from(attempts_before.clamp(0, 16)).unwrap_or(16);
+    FIRST_RETRY_DELAY.saturating_mul(1 << doublings).min(MAX_RETRY_DELAY)
+}
+
+fn short(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+impl App {
+    /// Delivers up to `limit` due email and SMS messages: claims them (one short
+    /// transaction), sends each through `transport` outside any transaction, and records
+    /// each outcome at once (one short transaction each). A failure is retried after
+    /// 30 s × 2^(earlier attempts), at most an hour; after [`MAX_DELIVERY_ATTEMPTS`], or on
+    /// a permanent error, the message is dead. Sent and dead messages forget their code.
+    pub fn deliver_outbox(&self, transport: &dyn Transport, public_url: &str, limit: i64) -> AppResult<DeliveryReport> {
+        let claimed = self.store.write(|tx| tx.claim_due_outbox(self.now(), DELIVERY_LEASE, limit))?;
+        let mut report = DeliveryReport { claimed: claimed.len(), ..DeliveryReport::default() };
+        for row in claimed {
+            let message = &row.message;
+            let attempt = row.attempts + 1;
+            let outcome = if row.attempts >= MAX_DELIVERY_ATTEMPTS {
+                // Workers stopped mid-send often enough: give up without sending again.
+                Err(DeliveryError::permanent(format!("gave up after {} interrupted attempts", row.attempts)))
+            } else {
+                send(transport, &row, public_url)
+            };
+            let now = self.now();
+            match outcome {
+                Ok(()) => {
+                    self.store.write(|tx| tx.mark_outbox_sent(message.id, now))?;
+                    tracing::info!(id = %message.id, channel = message.channel, attempt, "outbox message sent");
+                    report.sent += 1;
+                }
+                Err(error) => {
+                    let next = (!error.permanent && attempt < MAX_DELIVERY_ATTEMPTS)
+                        .then(|| now.plus(retry_delay(row.attempts)));
+                    let description = short(&error.message);
+                    self.store.write(|tx| tx.mark_outbox_failed(message.id, now, &description, next))?;
+                    if next.is_some() {
+                        report.retrying += 1;
+                    } else {
+                        report.dead += 1;
+                    }
+                    tracing::warn!(
+                        id = %message.id,
+                        channel = message.channel,
+                        attempt,
+                        permanent = error.permanent,
+                        error = %description,
+                        gave_up = next.is_none(),
+                        "outbox message not delivered"
+                    );
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The newest `limit` outbox messages, newest first, of one status (pending, sending,
+    /// sent, failed, dead) or all — for operators. They carry recipients and codes: show
+    /// neither.
+    pub fn outbox_messages(&self, status: Option<&str>, limit: i64) -> AppResult<Vec<OutboxRow>> {
+        if let Some(status) = status
+            && !OUTBOX_STATUSES.contains(&status)
+        {
+            return Err(AppError::Invalid(format!("status: must be one of {}", OUTBOX_STATUSES.join(", "))));
+        }
+        Ok(self.store.read(|tx| tx.recent_outbox(status, limit))?)
+    }
+
+    /// How many messages there are per channel and status.
+    pub fn outbox_counts(&self) -> AppResult<Vec<OutboxCount>> {
+        Ok(self.store.read(|tx| tx.outbox_counts())?)
+    }
+}
+
+/// Renders and sends one claimed message.
+fn send(transport: &dyn Transport, row: &OutboxRow, public_url: &str) -> Result<(), DeliveryError> {
+    let message = &row.message;
+    let channel = match message.channel {
+        "email" => DeliveryChannel::Email,
+        "sms" => DeliveryChannel::Sms,
+        other => return Err(DeliveryError::permanent(format!("channel {other} is not delivered by this worker"))),
+    };
+    let rendered = render(message.template, channel, &message.payload, message.secret.as_deref(), public_url)
+        .map_err(|error| DeliveryError::permanent(format!("cannot render {}: {error}", message.template)))?;
+    let envelope = Envelope { id: message.id, created_at: message.created_at, to: &message.recipient };
+    match channel {
+        DeliveryChannel::Email => transport.send_email(&envelope, &rendered.subject, &rendered.text),
+        DeliveryChannel::Sms => transport.send_sms(&envelope, &rendered.text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://kith.example.org/";
+    const CODE: &str = "0123456789abcdef0123456789abcdef";
+    const ACCOUNT: &str = "01900000-0000-7000-8000-000000000001";
+    const PATIENT: &str = "01900000-0000-7000-8000-000000000002";
+    const GRANT: &str = "01900000-0000-7000-8000-000000000003";
+
+    fn both(template: &str, payload: &str, secret: Option<&str>) -> (Rendered, Rendered) {
+        (
+            render(template, DeliveryChannel::Email, payload, secret, URL).unwrap(),
+            render(template, DeliveryChannel::Sms, payload, secret, URL).unwrap(),
+        )
+    }
+
+    /// No identifier, date or code from the payload in a subject or SMS beyond what is listed.
+    fn assert_discreet(rendered: &Rendered, allowed: &[&str]) {
+        for secret_thing in [ACCOUNT, PATIENT, GRANT, "2026-07-01", CODE, "Sexual Health"] {
+            if !allowed.contains(&secret_thing) {
+                assert!(!rendered.subject.contains(secret_thing), "{secret_thing} in {:?}", rendered.subject);
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_reset_carries_its_link_once() {
+        let (email, sms) = both("password_reset", &format!(r#"{{"account":"{ACCOUNT}"}}"#), Some(CODE));
+        assert_eq!(email.subject, "Reset your Kith password");
+        let link = format!("https://kith.example.org/password-reset/{CODE}");
+        assert!(email.text.contains(&link) && sms.text.contains(&link), "{}", email.text);
+        assert!(email.text.contains("works once, within one hour") && email.text.contains("did not ask"));
+        // A 64-digit code makes it two SMS segments at most.
+        assert!(sms.subject.is_empty() && sms.text.len() <= 306, "{}", sms.text.len());
+        assert!(!email.text.contains(ACCOUNT));
+        assert_discreet(&email, &[]);
+        // Without its code, or with one that would need escaping, it cannot be sent.
+        let payload = format!(r#"{{"account":"{ACCOUNT}"}}"#);
+        assert_eq!(render("password_reset", DeliveryChannel::Email, &payload, None, URL), Err(RenderError::Secret));
+        assert_eq!(
+            render("password_reset", DeliveryChannel::Email, &payload, Some("a b&c"), URL),
+            Err(RenderError::Secret)
+        );
+    }
+
+    #[test]
+    fn a_patient_invitation_gives_the_code_and_the_link() {
+        let payload =
+            format!(r#"{{"patient":"{PATIENT}","organisation":"Riverside Hospitals","expires":"2026-07-01"}}"#);
+        let (email, sms) = both("patient_invitation", &payload, Some(CODE));
+        assert_eq!(email.subject, "Your invitation to Kith from Riverside Hospitals");
+        let link = format!("https://kith.example.org/register?code={CODE}");
+        assert!(email.text.contains(&format!("Your invitation code is: {CODE}")));
+        assert!(
+            email.text.contains(&link) && email.text.contains("date of birth") && email.text.contains("2026-07-01")
+        );
+        assert!(sms.text.contains(&link) && sms.text.starts_with("Riverside Hospitals invites you"));
+        assert!(sms.text.len() <= 306, "{}", sms.text);
+        assert!(!email.text.contains(PATIENT) && !sms.text.contains(PATIENT));
+        assert_discreet(&email, &[]);
+        assert_eq!(
+            render("patient_invitation", DeliveryChannel::Email, r#"{"patient":"x"}"#, Some(CODE), URL),
+            Err(RenderError::Payload("patient"))
+        );
+    }
+
+    #[test]
+    fn a_professional_activation_names_the_team_in_the_body_only() {
+        let payload = format!(r#"{{"account":"{ACCOUNT}","team":"Sexual Health","expires":"2026-07-01"}}"#);
+        let (email, sms) = both("professional_activation", &payload, Some(CODE));
+        assert_eq!(email.subject, "Activate your Kith account");
+        let link = format!("https://kith.example.org/activate/{CODE}");
+        assert!(
+            email.text.contains(&link) && email.text.contains("Sexual Health") && email.text.contains("2026-07-01")
+        );
+        assert!(sms.text.contains(&link) && !sms.text.contains("Sexual Health"));
+        assert_discreet(&email, &[]);
+    }
+
+    #[test]
+    fn a_professional_added_to_a_team_is_told_where_to_sign_in() {
+        let payload = format!(r#"{{"account":"{ACCOUNT}","team":"Sexual Health"}}"#);
+        let (email, sms) = both("professional_added", &payload, None);
+        assert_eq!(email.subject, "You were added to a team in Kith");
+        assert!(email.text.contains("Sexual Health") && email.text.contains("https://kith.example.org/\n"));
+        assert!(!sms.text.contains("Sexual Health") && sms.text.ends_with("https://kith.example.org/"));
+        assert_discreet(&email, &[]);
+    }
+
+    #[test]
+    fn patient_notices_say_what_happened_and_link_to_kith() {
+        let patient = format!(r#"{{"patient":"{PATIENT}"}}"#);
+        for (template, subject) in [
+            ("break_glass_patient", "Someone used emergency access to your Kith record"),
+            ("team_added_patient", "A care team was added to your Kith record"),
+            ("consent_changed_patient", "Your Kith sharing choices were changed"),
+            ("sharing_disabled_patient", "Sharing of your Kith record was turned off"),
+        ] {
+            let (email, sms) = both(template, &patient, None);
+            assert_eq!(email.subject, subject);
+            assert!(
+                email.text.contains("https://kith.example.org/\n") && sms.text.contains("https://kith.example.org/")
+            );
+            assert!(!email.text.contains(PATIENT) && !sms.text.contains(PATIENT), "{template}");
+            assert!(sms.text.len() <= 160, "{template}: {}", sms.text);
+            assert_discreet(&email, &[]);
+        }
+        let officer = format!(r#"{{"grant":"{GRANT}","patient":"{PATIENT}"}}"#);
+        let (email, sms) = both("break_glass_privacy_officer", &officer, None);
+        assert_eq!(email.subject, "Emergency access was used in your organisation");
+        assert!(email.text.contains(&format!("Reference: {GRANT}")) && !email.text.contains(PATIENT));
+        assert!(!sms.text.contains(GRANT) && !sms.text.contains(PATIENT));
+        assert_discreet(&email, &[]);
+    }
+
+    #[test]
+    fn every_known_template_has_wording_and_unknown_ones_are_refused() {
+        let payload = format!(
+            r#"{{"account":"{ACCOUNT}","patient":"{PATIENT}","grant":"{GRANT}","organisation":"Riverside Hospitals","team":"Cardiology","expires":"2026-07-01"}}"#
+        );
+        for template in kith_store::OUTBOX_TEMPLATES {
+            assert!(render(template, DeliveryChannel::Email, &payload, Some(CODE), URL).is_ok(), "{template}");
+        }
+        assert_eq!(
+            render("nope", DeliveryChannel::Sms, "{}", None, URL),
+            Err(RenderError::UnknownTemplate("nope".into()))
+        );
+        assert_eq!(
+            render("team_added_patient", DeliveryChannel::Sms, "not json", None, URL),
+            Err(RenderError::Payload("JSON object"))
+        );
+    }
+
+    #[test]
+    fn email_lines_are_short_but_links_stay_whole() {
+        let payload =
+            format!(r#"{{"patient":"{PATIENT}","organisation":"Riverside Hospitals","expires":"2026-07-01"}}"#);
+        let email = render("patient_invitation", DeliveryChannel::Email, &payload, Some(CODE), URL).unwrap();
+        for line in email.text.lines() {
+            assert!(line.chars().count() <= EMAIL_LINE_WIDTH || !line.contains(' '), "{line:?}");
+        }
+        assert!(email.text.lines().any(|line| line == format!("https://kith.example.org/register?code={CODE}")));
+        assert!(email.text.contains("\n-- \nThis message was sent by Kith."));
+        assert_eq!(wrap("a b\n\nc"), "a b\n\nc");
+    }
+
+    #[test]
+    fn retries_back_off_to_an_hour() {
+        let delays: Vec<u64> = (0..9).map(|attempts| retry_delay(attempts).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(retry_delay(1000), MAX_RETRY_DELAY);
+    }
+}

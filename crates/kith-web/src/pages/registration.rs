@@ -1,0 +1,380 @@
+//! Registering from an invitation, and the walkthrough after it: the Patient Record Team's
+//! welcome, then each team already linked to the record with what it sees in plain words,
+//! confirmed or changed one by one, then the patient's home page.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequest, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kith_app::AppError;
+use kith_app::invitations::{NO_MATCH, normalise_invitation_code};
+use kith_app::password::MINIMUM_PASSWORD_LENGTH;
+use kith_core::team::TeamKind;
+use kith_core::text::{EmailAddress, Secret};
+use kith_core::{Date, LabelSet, PrivacyLabel, TeamId};
+use serde::Deserialize;
+
+use super::guard::{self, SignedIn};
+use super::{Shell, anonymous_form_ok, anonymous_page, render, see_other, signed_in_form_ok};
+use crate::WebState;
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/register", get(register_page).post(register_check))
+        .route("/register/account", post(register_account))
+        .route("/welcome", get(welcome))
+        .route("/welcome/finish", post(welcome_finish))
+        .route("/welcome/{step}", post(welcome_step))
+}
+
+/// A label set in words: "general health and mental health", or "none of your health information".
+pub fn labels_in_words(labels: LabelSet) -> String {
+    let words: Vec<&str> = labels.iter().map(PrivacyLabel::plain_words).collect();
+    match words.as_slice() {
+        [] => "none of your health information".to_owned(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+// ----- registering ----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage {
+    shell: Shell,
+    invitation: String,
+    activation: String,
+    day: String,
+    month: String,
+    year: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct CodeQuery {
+    code: Option<String>,
+}
+
+async fn register_page(State(state): State<WebState>, headers: HeaderMap, Query(query): Query<CodeQuery>) -> Response {
+    // A link from an email or SMS carries both codes; fill them in.
+    let code = query.code.as_deref().map(normalise_invitation_code).unwrap_or_default();
+    let (invitation, activation) =
+        if code.len() == 16 { kith_app::invitations::split_codes(&code) } else { (String::new(), String::new()) };
+    anonymous_page(&headers, &state, |shell| {
+        render(&RegisterPage {
+            shell,
+            invitation,
+            activation,
+            day: String::new(),
+            month: String::new(),
+            year: String::new(),
+            error: None,
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    invitation: String,
+    #[serde(default)]
+    activation: String,
+    #[serde(default)]
+    day: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    year: String,
+}
+
+fn date_from(day: &str, month: &str, year: &str) -> Option<Date> {
+    let (day, month, year) = (day.trim().parse().ok()?, month.trim().parse().ok()?, year.trim().parse().ok()?);
+    Date::new(year, month, day).ok()
+}
+
+#[derive(Template)]
+#[template(path = "register_account.html")]
+struct AccountPage {
+    shell: Shell,
+    given_name: String,
+    codes: String,
+    birth_date: String,
+    email: String,
+    minimum: usize,
+    error: Option<String>,
+}
+
+async fn register_check(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let address = guard::client_address(request.extensions());
+    let Ok(axum::Form(form)) = axum::Form::<RegisterForm>::from_request(request, &state).await else {
+        return guard::csrf_refused();
+    };
+    if !anonymous_form_ok(&headers, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    if !state.guards.allow_attempt(address) {
+        return guard::too_many_attempts();
+    }
+    let codes = normalise_invitation_code(&format!("{}{}", form.invitation, form.activation));
+    let birth_date = date_from(&form.day, &form.month, &form.year);
+    let again = |error: &'static str| {
+        let form = &form;
+        anonymous_page(&headers, &state, |shell| {
+            render(&RegisterPage {
+                shell,
+                invitation: form.invitation.trim().to_owned(),
+                activation: form.activation.trim().to_owned(),
+                day: form.day.trim().to_owned(),
+                month: form.month.trim().to_owned(),
+                year: form.year.trim().to_owned(),
+                error: Some(error),
+            })
+        })
+    };
+    if birth_date.is_none() {
+        return again("Enter your date of birth as numbers: day, month and year, for example 15 4 1990.");
+    }
+    let app = state.app.clone();
+    let check = codes.clone();
+    let found = match tokio::task::spawn_blocking(move || app.check_invitation(&check, birth_date)).await {
+        Ok(Ok(found)) => found,
+        _ => return guard::internal_error(),
+    };
+    let Some(found) = found else { return again(NO_MATCH) };
+    let birth_date = birth_date.map(|date| date.to_string()).unwrap_or_default();
+    anonymous_page(&headers, &state, |shell| {
+        render(&AccountPage {
+            shell,
+            given_name: found.given_name.clone(),
+            codes: codes.clone(),
+            birth_date: birth_date.clone(),
+            email: found.email.as_ref().map(|email| email.to_string()).unwrap_or_default(),
+            minimum: MINIMUM_PASSWORD_LENGTH,
+            error: None,
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    codes: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn register_account(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let address = guard::client_address(request.extensions());
+    let Ok(axum::Form(form)) = axum::Form::<AccountForm>::from_request(request, &state).await else {
+        return guard::csrf_refused();
+    };
+    if !anonymous_form_ok(&headers, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    if !state.guards.allow_attempt(address) {
+        return guard::too_many_attempts();
+    }
+    let birth_date = Date::parse(form.birth_date.trim()).ok();
+    let again = |error: String| {
+        let form = &form;
+        anonymous_page(&headers, &state, |shell| {
+            render(&AccountPage {
+                shell,
+                given_name: String::new(),
+                codes: form.codes.clone(),
+                birth_date: form.birth_date.clone(),
+                email: form.email.trim().to_owned(),
+                minimum: MINIMUM_PASSWORD_LENGTH,
+                error: Some(error),
+            })
+        })
+    };
+    let Ok(email) = EmailAddress::parse(&form.email) else {
+        return again("Enter an email address like name@example.org.".to_owned());
+    };
+    if form.password != form.confirm {
+        return again("The two passwords are different. Type the same password twice.".to_owned());
+    }
+    let app = state.app.clone();
+    let codes = form.codes.clone();
+    let password = Secret::new(form.password.clone());
+    let outcome = match state.guards.hash(move || app.register_patient(&codes, birth_date, &email, &password)).await {
+        Ok(outcome) => outcome,
+        Err(response) => return response,
+    };
+    match outcome {
+        Ok(session) => {
+            let mut response = see_other("/welcome");
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
+            response
+        }
+        Err(AppError::Invalid(message)) if message == NO_MATCH => see_other("/register"),
+        Err(AppError::Invalid(message)) => again(match message.strip_prefix("password: ") {
+            Some(rest) => format!("Your password {rest}."),
+            None => message,
+        }),
+        Err(AppError::Conflict(message)) => again(message),
+        Err(error) => {
+            tracing::error!(%error, "registration failed");
+            guard::internal_error()
+        }
+    }
+}
+
+// ----- the walkthrough ------------------------------------------------------------------------
+
+pub struct LabelChoice {
+    code: &'static str,
+    words: &'static str,
+    checked: bool,
+}
+
+pub struct TeamStep {
+    id: String,
+    name: String,
+    explanation: String,
+    labels: Vec<LabelChoice>,
+}
+
+#[derive(Template)]
+#[template(path = "welcome.html")]
+struct WelcomePage {
+    shell: Shell,
+    step: usize,
+    steps: usize,
+    welcome: String,
+    team: Option<TeamStep>,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct StepQuery {
+    step: Option<usize>,
+}
+
+/// Step 1 is the welcome, steps 2 to n+1 the n teams, step n+2 the end.
+async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query): Query<StepQuery>) -> Response {
+    if signed_in.session.patient.is_none() {
+        return see_other("/");
+    }
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    let walkthrough = match tokio::task::spawn_blocking(move || app.walkthrough(account)).await {
+        Ok(Ok(walkthrough)) => walkthrough,
+        _ => return guard::internal_error(),
+    };
+    let steps = walkthrough.teams.len() + 2;
+    let step = query.step.unwrap_or(1).clamp(1, steps);
+    let team = step.checked_sub(2).and_then(|index| walkthrough.teams.get(index)).map(|current| {
+        let explanation = match current.team.kind {
+            TeamKind::PatientRecord => format!(
+                "{} keeps your record for {}: your name and details. It sees none of your health information \
+                 unless you tick it below.",
+                current.team.name, walkthrough.organisation
+            ),
+            TeamKind::Speciality => format!(
+                "{} is caring for you. It can now see {}. Tick what you want it to see.",
+                current.team.name,
+                labels_in_words(current.labels)
+            ),
+        };
+        TeamStep {
+            id: current.team.id.to_string(),
+            name: current.team.name.to_string(),
+            explanation,
+            labels: PrivacyLabel::ALL
+                .into_iter()
+                .map(|label| LabelChoice {
+                    code: label.code(),
+                    words: label.plain_words(),
+                    checked: current.labels.contains(label),
+                })
+                .collect(),
+        }
+    });
+    render(&WelcomePage {
+        shell: Shell::signed_in(&signed_in, None),
+        step,
+        steps,
+        welcome: walkthrough.welcome,
+        finished: team.is_none() && step == steps,
+        team,
+    })
+}
+
+async fn welcome_step(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    Path(step): Path<usize>,
+    body: axum::body::Bytes,
+) -> Response {
+    // Repeated `label` fields: read the form by hand (serde_urlencoded takes one value per key).
+    let mut csrf = String::new();
+    let mut team = String::new();
+    let mut labels = LabelSet::EMPTY;
+    for (key, value) in form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "csrf" => csrf = value.into_owned(),
+            "team" => team = value.into_owned(),
+            "label" => match PrivacyLabel::parse(&value) {
+                Ok(label) => labels = labels.with(label),
+                Err(_) => return (axum::http::StatusCode::BAD_REQUEST, "Unknown label.\n").into_response(),
+            },
+            _ => {}
+        }
+    }
+    if !signed_in_form_ok(&headers, &signed_in, &csrf) {
+        return guard::csrf_refused();
+    }
+    let Ok(team) = team.parse::<uuid::Uuid>().map(TeamId::from_uuid) else {
+        return (axum::http::StatusCode::BAD_REQUEST, "Unknown team.\n").into_response();
+    };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || app.walkthrough_confirm(account, team, labels)).await {
+        Ok(Ok(())) => see_other(&format!("/welcome?step={}", step + 1)),
+        Ok(Err(AppError::Denied)) => see_other("/welcome"),
+        _ => guard::internal_error(),
+    }
+}
+
+async fn welcome_finish(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<super::CsrfForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || app.finish_walkthrough(account)).await {
+        Ok(Ok(())) => see_other("/"),
+        _ => guard::internal_error(),
+    }
+}

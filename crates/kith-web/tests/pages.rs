@@ -1,0 +1,829 @@
+//! The web application's sign-in, on SQLite and PostgreSQL: sessions and their expiry,
+//! sign-out, CSRF refusals, the failed-attempt limits, no account enumeration, and
+//! single-use expiring reset codes. Requests go through the real router; a small cookie
+//! jar plays the browser (the Chromium tests are in crates/kith/tests/browser.rs).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use kith_app::sessions::SignIn;
+use kith_app::*;
+use kith_core::Timestamp;
+use kith_core::team::MembershipRole;
+use kith_core::text::{EmailAddress, Name, OrganisationCode, Secret, TeamAlias};
+use kith_core::{LabelSet, PrivacyLabel};
+use kith_test_support::TestDatabase;
+use kith_web::WebConfig;
+use tower::ServiceExt;
+
+const START: Timestamp = Timestamp::from_micros(1_795_000_000_000_000);
+const PASSWORD: &str = "a long enough test password";
+const NEW_PASSWORD: &str = "another long enough password";
+
+fn op() -> Operator {
+    Operator { name: "test-operator".into() }
+}
+fn code() -> OrganisationCode {
+    OrganisationCode::parse("RXH").unwrap()
+}
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+struct World {
+    _database: TestDatabase,
+    app: App,
+    clock: Arc<ManualClock>,
+    router: Router,
+}
+
+fn world(database: TestDatabase, config: WebConfig) -> World {
+    let clock = Arc::new(ManualClock::new(START));
+    let app = App::new(database.store(), clock.clone());
+    app.create_organisation(
+        &op(),
+        &NewOrganisation { code: code(), name: name("Riverside Hospitals"), break_glass_duration: None },
+    )
+    .unwrap();
+    app.create_team(
+        &op(),
+        &code(),
+        &name("Mental Health"),
+        &TeamAlias::parse("mh").unwrap(),
+        LabelSet::from_labels([PrivacyLabel::General, PrivacyLabel::MentalHealth]),
+    )
+    .unwrap();
+    let hash = kith_app::password::hash_password(&Secret::new(PASSWORD.into())).unwrap();
+    for (who, role) in
+        [("ada@example.org", MembershipRole::Coordinator), ("bob@example.org", MembershipRole::Professional)]
+    {
+        app.add_member(
+            &op(),
+            &NewMember {
+                organisation: code(),
+                team: TeamAlias::parse("mh").unwrap(),
+                email: EmailAddress::parse(who).unwrap(),
+                name: name(&format!("{} Example", who.split('@').next().unwrap())),
+                role,
+                password_hash: Some(hash.clone()),
+            },
+        )
+        .unwrap();
+    }
+    let router = kith_web::router_with(app.clone(), config);
+    World { _database: database, app, clock, router }
+}
+
+fn sync<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+/// A browser: keeps cookies, follows nothing, remembers the last form token.
+struct Browser<'w> {
+    world: &'w World,
+    cookies: HashMap<String, String>,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl<'w> Browser<'w> {
+    fn new(world: &'w World) -> Self {
+        Browser { world, cookies: HashMap::new(), csrf: String::new() }
+    }
+
+    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Page {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let request = request.header(header::HOST, "127.0.0.1:8080").header(header::COOKIE, cookie);
+        let response = self.world.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).map(|value| value.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect();
+        for set in &set_cookies {
+            let (pair, _) = set.split_once(';').unwrap();
+            let (key, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(key);
+            } else {
+                self.cookies.insert(key.to_owned(), value.to_owned());
+            }
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        if let Some(start) = body.find("name=\"csrf\" value=\"") {
+            let rest = &body[start + 19..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
+        }
+        Page { status, location, set_cookies, body }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Request::get(path), Body::empty()).await
+    }
+
+    /// Posts a form with the page's token (unless the fields give their own `csrf`).
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_with(path, fields, &[]).await
+    }
+
+    async fn post_with(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        if !fields.iter().any(|(key, _)| *key == "csrf") {
+            form.append_pair("csrf", &self.csrf);
+        }
+        for (key, value) in fields {
+            form.append_pair(key, value);
+        }
+        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (key, value) in headers {
+            request = request.header(*key, *value);
+        }
+        self.send(request, Body::from(form.finish())).await
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.get("/sign-in").await;
+        self.post("/sign-in", &[("email", email), ("password", password)]).await
+    }
+}
+
+/// Runs `test` on SQLite and, when configured, PostgreSQL. Creating and dropping a
+/// PostgreSQL scratch database blocks, so both happen off the async executor.
+async fn each_world(config: WebConfig, test: impl AsyncFn(&World)) {
+    for database in sync(TestDatabase::all) {
+        eprintln!("backend: {:?}", database.engine);
+        let world = sync(|| world(database, config.clone()));
+        test(&world).await;
+        sync(|| drop(world));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_and_out() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut browser = Browser::new(world);
+        let landing = browser.get("/").await;
+        assert_eq!(landing.status, StatusCode::OK);
+        assert!(landing.body.contains("href=\"/sign-in\""));
+
+        let form = browser.get("/sign-in").await;
+        assert!(form.body.contains("<label for=\"email\">Email address</label>"), "labelled fields");
+        let form_cookie = form.set_cookies.iter().find(|c| c.starts_with("kith_form=")).expect("a form cookie");
+        assert!(form_cookie.contains("HttpOnly") && form_cookie.contains("SameSite=Strict"));
+        assert!(!form_cookie.contains("Secure"), "plain http: no Secure flag");
+
+        // A session id planted before sign-in (fixation) is not the one signed in.
+        let planted = "ab".repeat(32);
+        browser.cookies.insert("kith_session".into(), planted.clone());
+        let signed_in = browser.post("/sign-in", &[("email", "Ada@Example.org"), ("password", PASSWORD)]).await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+        assert_eq!(signed_in.location.as_deref(), Some("/"));
+        let session_cookie = signed_in.set_cookies.iter().find(|c| c.starts_with("kith_session=")).unwrap();
+        assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"), "{session_cookie}");
+        let session = browser.cookies["kith_session"].clone();
+        assert_ne!(session, planted, "a new session id at sign-in");
+
+        let home = browser.get("/").await;
+        assert!(home.body.contains("Hello, ada Example"), "{}", home.body);
+        assert!(home.body.contains("Mental Health (coordinator)"), "the team switcher lists teams and roles");
+        assert!(home.body.contains("Sign out"));
+
+        // Signed in, the sign-in page sends you home.
+        assert_eq!(browser.get("/sign-in").await.location.as_deref(), Some("/"));
+
+        let out = browser.post("/sign-out", &[]).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        assert_eq!(out.location.as_deref(), Some("/sign-in?done=signed-out"));
+        assert!(!browser.cookies.contains_key("kith_session"), "the cookie is cleared");
+        assert!(sync(|| world.app.session(&session)).unwrap().is_none(), "the session has ended");
+        // An old cookie replayed after sign-out is nobody.
+        browser.cookies.insert("kith_session".into(), session);
+        assert!(browser.get("/").await.body.contains("href=\"/sign-in\""));
+        let actions: Vec<String> = sync(|| world.app.audit_events(None, 1000))
+            .unwrap()
+            .into_iter()
+            .map(|event| format!("{}:{}", event.record.action, event.record.outcome))
+            .filter(|action| action.starts_with("account.sign"))
+            .collect();
+        assert_eq!(actions, ["account.sign_in:allowed", "account.sign_out:allowed"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_do_not_reveal_whether_an_account_exists() {
+    each_world(WebConfig { attempt_burst: 1000, ..WebConfig::default() }, async |world: &World| {
+        let mut browser = Browser::new(world);
+        browser.get("/sign-in").await;
+        let mut timings: HashMap<&str, Vec<Duration>> = HashMap::new();
+        let mut bodies: HashMap<&str, String> = HashMap::new();
+        for round in 0..7 {
+            for (case, email) in [("known", "bob@example.org"), ("unknown", "nobody@example.org")] {
+                let started = Instant::now();
+                let page = browser.post("/sign-in", &[("email", email), ("password", "wrong password, long")]).await;
+                timings.entry(case).or_default().push(started.elapsed());
+                assert_eq!(page.status, StatusCode::OK);
+                assert!(page.body.contains("The email address or password is not right"));
+                // The only difference is the address echoed back into the form.
+                let body = page.body.replace(email, "EMAIL");
+                if round == 0 {
+                    bodies.insert(case, body);
+                } else {
+                    assert_eq!(bodies[case], body);
+                }
+            }
+        }
+        assert_eq!(bodies["known"], bodies["unknown"], "the same page for a wrong password and an unknown address");
+        // The fastest of seven: other tests running at the same time only ever add time.
+        let fastest = |case: &str| timings[case].iter().min().copied().unwrap();
+        let (known, unknown) = (fastest("known"), fastest("unknown"));
+        eprintln!("fastest sign-in refusal: known {known:?}, unknown {unknown:?}");
+        assert!(known < unknown * 2 && unknown < known * 2, "similar timing: known {known:?}, unknown {unknown:?}");
+
+        // Password reset: the same page, and a message only for the real account.
+        let mut answers = Vec::new();
+        for email in ["bob@example.org", "nobody@example.org"] {
+            browser.get("/password-reset").await;
+            let page = browser.post("/password-reset", &[("email", email)]).await;
+            assert_eq!(page.status, StatusCode::OK);
+            answers.push(page.body);
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert!(answers[0].contains("If an account uses that email address"));
+        let resets = wait_for_resets(world, 1).await;
+        assert_eq!(resets[0].0, "bob@example.org");
+    })
+    .await;
+}
+
+/// Password-reset emails in the outbox (recipient, code), once `count` are there.
+async fn wait_for_resets(world: &World, count: usize) -> Vec<(String, String)> {
+    for _ in 0..200 {
+        let resets: Vec<(String, String)> = sync(|| world.app.store().read(|tx| tx.outbox(1000)))
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.message.template == "password_reset")
+            .map(|row| (row.message.recipient, row.message.secret.expect("the code travels with the message")))
+            .collect();
+        if resets.len() >= count {
+            return resets;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {count} reset messages were queued");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_attempts_are_limited_per_address_and_per_account() {
+    // Per address: a burst, then 429 until the allowance refills.
+    each_world(
+        WebConfig { attempt_burst: 3, attempt_refill: Duration::from_secs(3600), ..WebConfig::default() },
+        async |world: &World| {
+            let mut browser = Browser::new(world);
+            browser.get("/sign-in").await;
+            let address = |request: &mut Request<Body>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 7], 5000))));
+            };
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                let mut request = Request::post("/sign-in")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, format!("kith_form={}", browser.csrf))
+                    .body(Body::from(format!("csrf={}&email=bob%40example.org&password=wrong", browser.csrf)))
+                    .unwrap();
+                address(&mut request);
+                statuses.push(world.router.clone().oneshot(request).await.unwrap().status());
+            }
+            assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+
+            // Per account: after 100 failures in an hour even the right password is refused,
+            // exactly as for an unknown address; an hour later it works again.
+            let wrong = Secret::new("wrong password, long".into());
+            sync(|| {
+                for _ in 0..MAX_FAILURES {
+                    assert!(matches!(world.app.sign_in("bob@example.org", &wrong).unwrap(), SignIn::Refused));
+                    assert!(matches!(world.app.sign_in("nobody@example.org", &wrong).unwrap(), SignIn::Refused));
+                }
+            });
+            let right = Secret::new(PASSWORD.into());
+            assert!(matches!(sync(|| world.app.sign_in("bob@example.org", &right)).unwrap(), SignIn::Refused));
+            assert!(
+                matches!(sync(|| world.app.sign_in("ada@example.org", &right)).unwrap(), SignIn::SignedIn(_)),
+                "other accounts are not affected"
+            );
+            world.clock.advance(Duration::from_secs(3601));
+            assert!(matches!(sync(|| world.app.sign_in("bob@example.org", &right)).unwrap(), SignIn::SignedIn(_)));
+            let reasons: Vec<String> = sync(|| world.app.audit_events(None, 10_000))
+                .unwrap()
+                .into_iter()
+                .filter_map(|event| event.record.reason)
+                .collect();
+            assert!(
+                reasons.iter().any(|reason| reason == "too many failed sign-ins for this address in the last hour")
+            );
+            assert!(reasons.iter().any(|reason| reason == "no account has this email address"));
+        },
+    )
+    .await;
+}
+
+const MAX_FAILURES: i64 = kith_app::sessions::MAX_FAILED_SIGN_INS_PER_HOUR;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_changes_without_a_valid_token_or_from_another_site_are_refused() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut browser = Browser::new(world);
+        browser.get("/sign-in").await;
+        let fields = [("email", "ada@example.org"), ("password", PASSWORD)];
+        let no_token = browser.post("/sign-in", &[("csrf", ""), fields[0], fields[1]]).await;
+        assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+        assert!(no_token.body.contains("This form has expired"));
+        let wrong_token = browser.post("/sign-in", &[("csrf", &"0".repeat(64)), fields[0], fields[1]]).await;
+        assert_eq!(wrong_token.status, StatusCode::FORBIDDEN);
+        let cross_origin = browser.post_with("/sign-in", &fields, &[("origin", "https://evil.example")]).await;
+        assert_eq!(cross_origin.status, StatusCode::FORBIDDEN);
+        let cross_site = browser.post_with("/sign-in", &fields, &[("sec-fetch-site", "cross-site")]).await;
+        assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+        assert!(!browser.cookies.contains_key("kith_session"), "none of those signed in");
+
+        assert_eq!(browser.sign_in("ada@example.org", PASSWORD).await.status, StatusCode::SEE_OTHER);
+        browser.get("/").await;
+        let session = browser.cookies["kith_session"].clone();
+        // The pre-session form token is not the session's token.
+        let form_token = browser.cookies["kith_form"].clone();
+        for token in ["", form_token.as_str(), &"f".repeat(64)] {
+            let out = browser.post("/sign-out", &[("csrf", token)]).await;
+            assert_eq!(out.status, StatusCode::FORBIDDEN, "token {token:?}");
+        }
+        let cross_site = browser.post_with("/sign-out", &[], &[("sec-fetch-site", "cross-site")]).await;
+        assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+        assert!(sync(|| world.app.session(&session)).unwrap().is_some(), "still signed in");
+        assert_eq!(browser.post("/sign-out", &[]).await.status, StatusCode::SEE_OTHER);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_after_30_idle_minutes_or_12_hours() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut browser = Browser::new(world);
+        browser.sign_in("ada@example.org", PASSWORD).await;
+        let signed_in = |page: &Page| page.body.contains("Sign out");
+        world.clock.advance(Duration::from_secs(29 * 60));
+        assert!(signed_in(&browser.get("/").await), "29 idle minutes");
+        world.clock.advance(Duration::from_secs(29 * 60));
+        assert!(signed_in(&browser.get("/").await), "activity keeps it alive");
+        world.clock.advance(Duration::from_secs(31 * 60));
+        assert!(!signed_in(&browser.get("/").await), "31 idle minutes end it");
+
+        browser.sign_in("ada@example.org", PASSWORD).await;
+        for _ in 0..28 {
+            world.clock.advance(Duration::from_secs(25 * 60));
+            assert!(signed_in(&browser.get("/").await));
+        }
+        world.clock.advance(Duration::from_secs(25 * 60));
+        assert!(!signed_in(&browser.get("/").await), "12 hours end it however busy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_codes_work_once_and_expire_and_end_every_session() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut other_device = Browser::new(world);
+        other_device.sign_in("bob@example.org", PASSWORD).await;
+        let other_session = other_device.cookies["kith_session"].clone();
+
+        let mut browser = Browser::new(world);
+        browser.get("/password-reset").await;
+        browser.post("/password-reset", &[("email", "bob@example.org")]).await;
+        let (_, reset) = wait_for_resets(world, 1).await.remove(0);
+        let link = format!("/password-reset/{reset}");
+        let form = browser.get(&link).await;
+        assert!(form.body.contains("Choose a new password") && form.body.contains("name=\"confirm\""));
+
+        let mismatch = browser.post(&link, &[("password", NEW_PASSWORD), ("confirm", "something else entirely")]).await;
+        assert!(mismatch.body.contains("The two passwords are different"));
+        let short = browser.post(&link, &[("password", "short"), ("confirm", "short")]).await;
+        assert!(short.body.contains("Your new password must be at least 12 characters"), "{}", short.body);
+        assert!(
+            sync(|| world.app.password_reset_usable(&reset)).unwrap(),
+            "a refused password does not spend the code"
+        );
+
+        let done = browser.post(&link, &[("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)]).await;
+        assert_eq!(done.location.as_deref(), Some("/sign-in?done=reset"));
+        assert!(sync(|| world.app.session(&other_session)).unwrap().is_none(), "a new password ends every session");
+        assert!(browser.get("/sign-in?done=reset").await.body.contains("Your password has been changed"));
+
+        let again = browser
+            .post(&link, &[("password", "yet another long password"), ("confirm", "yet another long password")])
+            .await;
+        assert!(again.body.contains("This link has expired or has already been used"), "single use");
+        assert!(browser.get(&link).await.body.contains("This link has expired or has already been used"));
+        assert_eq!(browser.sign_in("bob@example.org", NEW_PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+        // A second link expires after an hour; a third replaces any earlier one.
+        sync(|| world.app.request_password_reset("bob@example.org")).unwrap();
+        let second = wait_for_resets(world, 2).await.remove(1).1;
+        world.clock.advance(Duration::from_secs(3601));
+        assert!(!sync(|| world.app.password_reset_usable(&second)).unwrap(), "expired");
+        let expired = sync(|| world.app.reset_password(&second, &Secret::new(PASSWORD.into()))).unwrap_err();
+        assert_eq!(expired.to_string(), kith_app::sessions::UNUSABLE_LINK);
+        sync(|| world.app.request_password_reset("bob@example.org")).unwrap();
+        let third = wait_for_resets(world, 3).await.remove(2).1;
+        sync(|| world.app.request_password_reset("bob@example.org")).unwrap();
+        assert!(!sync(|| world.app.password_reset_usable(&third)).unwrap(), "replaced by a newer link");
+        assert!(browser.get("/password-reset/not-a-code").await.body.contains("This link has expired"));
+    })
+    .await;
+}
+
+fn totp_now(world: &World, key: &str) -> String {
+    let key = kith_app::two_factor::from_base32(key).unwrap();
+    kith_app::two_factor::code_at(&key, kith_app::two_factor::step_of(world.clock.now()), 6)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_step_verification_enrolment_sign_in_recovery_and_requirement() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut browser = Browser::new(world);
+        browser.sign_in("ada@example.org", PASSWORD).await;
+        let setup = browser.get("/account/two-factor").await;
+        let start = setup.body.find("id=\"totp-key\">").expect("the key is shown") + 14;
+        let key: String = setup.body[start..start + setup.body[start..].find('<').unwrap()].replace(' ', "");
+        assert_eq!(key.len(), 32);
+        let qr = browser.get("/account/two-factor/qr.svg").await;
+        assert!(qr.body.starts_with("<svg") && qr.body.contains("<path d=\"M"), "a QR code");
+
+        let wrong = browser.post("/account/two-factor", &[("code", "000000")]).await;
+        assert!(wrong.body.contains("That code is not right"));
+        let first_code = totp_now(world, &key);
+        let enrolled = browser.post("/account/two-factor", &[("code", first_code.as_str())]).await;
+        assert!(enrolled.body.contains("Your recovery codes"), "{}", enrolled.body);
+        let recovery: Vec<String> =
+            enrolled.body.split("<li><code>").skip(1).map(|rest| rest[..rest.find('<').unwrap()].to_owned()).collect();
+        assert_eq!(recovery.len(), 10);
+        browser.post("/sign-out", &[]).await;
+
+        // The password alone opens nothing.
+        let first = browser.sign_in("ada@example.org", PASSWORD).await;
+        assert_eq!(first.location.as_deref(), Some("/sign-in/two-factor"));
+        let pending = browser.cookies["kith_session"].clone();
+        assert!(!browser.get("/").await.body.contains("Sign out"), "no page before the second step");
+        browser.get("/sign-in/two-factor").await;
+        let replay = browser.post("/sign-in/two-factor", &[("code", first_code.as_str())]).await;
+        assert!(replay.body.contains("That code is not right"), "the enrolment code cannot be replayed");
+        world.clock.advance(Duration::from_secs(30));
+        let done = browser.post("/sign-in/two-factor", &[("code", totp_now(world, &key).as_str())]).await;
+        assert_eq!(done.location.as_deref(), Some("/"));
+        assert_ne!(browser.cookies["kith_session"], pending, "a new session id after the second step");
+        assert!(sync(|| world.app.pending_second_step(&pending)).unwrap().is_none());
+        assert!(browser.get("/").await.body.contains("Sign out"));
+        browser.post("/sign-out", &[]).await;
+
+        // A recovery code works once, typed in any case and with or without its dash.
+        for (attempt, expected) in [(recovery[0].to_uppercase(), Some("/")), (recovery[0].replace('-', ""), None)] {
+            browser.sign_in("ada@example.org", PASSWORD).await;
+            browser.get("/sign-in/two-factor").await;
+            let page = browser.post("/sign-in/two-factor", &[("code", attempt.as_str())]).await;
+            assert_eq!(page.location.as_deref(), expected, "{attempt}");
+            if expected.is_some() {
+                browser.get("/").await;
+                browser.post("/sign-out", &[]).await;
+            }
+        }
+
+        // An organisation that requires it sends professionals without it to set it up.
+        sync(|| world.app.set_two_factor_requirement(&op(), &code(), true)).unwrap();
+        let mut bob = Browser::new(world);
+        bob.sign_in("bob@example.org", PASSWORD).await;
+        assert_eq!(bob.get("/").await.location.as_deref(), Some("/account/two-factor"));
+        let setup = bob.get("/account/two-factor").await;
+        assert!(setup.body.contains("Your organisation requires two-step verification"));
+    })
+    .await;
+}
+
+/// Creates a patient with an email in team `mh`: the record's first email sends an
+/// invitation. Returns the patient and the invitation's codes from the outbox.
+fn invited_patient(world: &World, given: &str, email: &str, nhs_number: &str) -> (kith_core::model::Patient, String) {
+    use kith_core::patient::{Demographics, NhsNumber, Sex};
+    let patient = world
+        .app
+        .create_patient(
+            &op(),
+            &NewPatient {
+                organisation: code(),
+                demographics: Demographics {
+                    family_name: name("Example"),
+                    given_name: name(given),
+                    birth_date: kith_core::Date::new(1985, 3, 27).unwrap(),
+                    sex: Sex::Female,
+                    email: Some(EmailAddress::parse(email).unwrap()),
+                    mobile: None,
+                    address: None,
+                },
+                nhs_number: Some(NhsNumber::parse(nhs_number).unwrap()),
+                local_identifiers: Vec::new(),
+                teams: vec![TeamAlias::parse("mh").unwrap()],
+            },
+        )
+        .unwrap();
+    let secret = world
+        .app
+        .store()
+        .read(|tx| tx.outbox(1000))
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|row| row.message.template == "patient_invitation" && row.message.recipient == email)
+        .and_then(|row| row.message.secret)
+        .expect("an invitation with its codes");
+    (patient, secret)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_teams() {
+    each_world(WebConfig { attempt_burst: 1000, ..WebConfig::default() }, async |world: &World| {
+        let (patient, secret) = sync(|| invited_patient(world, "Pat", "pat@example.org", "9434765919"));
+        assert_eq!(
+            sync(|| world.app.store().read(|tx| tx.patient(patient.id))).unwrap().unwrap().registration.code(),
+            "invited"
+        );
+        let mut browser = Browser::new(world);
+        let form = browser.get(&format!("/register?code={secret}")).await;
+        let (invitation, activation) = kith_app::invitations::split_codes(&secret);
+        assert!(
+            form.body.contains(&format!("value=\"{invitation}\""))
+                && form.body.contains(&format!("value=\"{activation}\"")),
+            "codes filled in from the link"
+        );
+        assert!(!form.body.contains("1985"), "the date of birth is never shown");
+
+        let codes = [("invitation", invitation.as_str()), ("activation", activation.as_str())];
+        let wrong =
+            browser.post("/register", &[codes[0], codes[1], ("day", "28"), ("month", "3"), ("year", "1985")]).await;
+        assert!(wrong.body.contains("do not match an invitation"));
+        let not_a_date =
+            browser.post("/register", &[codes[0], codes[1], ("day", "31"), ("month", "2"), ("year", "1985")]).await;
+        assert!(not_a_date.body.contains("Enter your date of birth as numbers"));
+        let right =
+            browser.post("/register", &[codes[0], codes[1], ("day", "27"), ("month", "03"), ("year", "1985")]).await;
+        assert!(right.body.contains("Hello, Pat"), "{}", right.body);
+        assert!(right.body.contains("value=\"pat@example.org\""), "the record's email is suggested");
+
+        let short = browser
+            .post(
+                "/register/account",
+                &[
+                    ("codes", &secret),
+                    ("birth_date", "1985-03-27"),
+                    ("email", "pat@example.org"),
+                    ("password", "short"),
+                    ("confirm", "short"),
+                ],
+            )
+            .await;
+        assert!(short.body.contains("Your password must be at least 12 characters"));
+        let taken = browser
+            .post(
+                "/register/account",
+                &[
+                    ("codes", &secret),
+                    ("birth_date", "1985-03-27"),
+                    ("email", "bob@example.org"),
+                    ("password", NEW_PASSWORD),
+                    ("confirm", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert!(taken.body.contains("An account already uses this email address"));
+        let done = browser
+            .post(
+                "/register/account",
+                &[
+                    ("codes", &secret),
+                    ("birth_date", "1985-03-27"),
+                    ("email", "pat@example.org"),
+                    ("password", NEW_PASSWORD),
+                    ("confirm", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(done.location.as_deref(), Some("/welcome"));
+
+        // Signed in, the home page waits until the walkthrough is done.
+        assert_eq!(browser.get("/").await.location.as_deref(), Some("/welcome"));
+        let step1 = browser.get("/welcome").await;
+        assert!(
+            step1.body.contains("Step 1 of 4")
+                && step1.body.contains("Welcome to Kith. Riverside Hospitals keeps your record")
+        );
+        let step2 = browser.get("/welcome?step=2").await;
+        assert!(
+            step2.body.contains("Patient Record Team") && step2.body.contains("sees none of your health information"),
+            "{}",
+            step2.body
+        );
+        let prt = team_field(&step2.body);
+        assert_eq!(
+            browser.post("/welcome/2", &[("team", prt.as_str())]).await.location.as_deref(),
+            Some("/welcome?step=3")
+        );
+        let step3 = browser.get("/welcome?step=3").await;
+        assert!(
+            step3.body.contains("Mental Health is caring for you. It can now see general health and mental health"),
+            "{}",
+            step3.body
+        );
+        // The patient takes mental health away from the team.
+        let mh = team_field(&step3.body);
+        browser.post("/welcome/3", &[("team", mh.as_str()), ("label", "general")]).await;
+        let step4 = browser.get("/welcome?step=4").await;
+        assert!(step4.body.contains("You're all set"));
+        assert_eq!(browser.post("/welcome/finish", &[]).await.location.as_deref(), Some("/"));
+        let home = browser.get("/").await;
+        assert!(home.body.contains("Who can see your record"));
+        assert!(home.body.contains("<td>Mental Health</td><td>general health</td>"), "{}", home.body);
+
+        // The codes work once; an expired invitation's codes not at all.
+        let mut again = Browser::new(world);
+        again.get("/register").await;
+        let reuse =
+            again.post("/register", &[codes[0], codes[1], ("day", "27"), ("month", "3"), ("year", "1985")]).await;
+        assert!(reuse.body.contains("do not match an invitation"));
+        let (_, late) = sync(|| invited_patient(world, "Lou", "lou@example.org", "9999999468"));
+        world.clock.advance(Duration::from_secs(31 * 24 * 3600));
+        assert!(
+            sync(|| world.app.check_invitation(&late, Some(kith_core::Date::new(1985, 3, 27).unwrap())))
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        let actions: Vec<String> = sync(|| world.app.audit_events(Some(patient.id), 1000))
+            .unwrap()
+            .into_iter()
+            .map(|event| format!("{}:{}", event.record.action, event.record.outcome))
+            .collect();
+        for expected in [
+            "patient.invite:allowed",
+            "patient.register_check:denied",
+            "patient.register:allowed",
+            "patient.walkthrough_step:allowed",
+            "consent.change:allowed",
+            "patient.walkthrough_done:allowed",
+        ] {
+            assert!(actions.iter().any(|action| action == expected), "{expected} in {actions:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_wrong_dates_of_birth_close_an_invitation_for_an_hour() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let (_, secret) = sync(|| invited_patient(world, "Pat", "pat@example.org", "9434765919"));
+        let right = Some(kith_core::Date::new(1985, 3, 27).unwrap());
+        let wrong = Some(kith_core::Date::new(1986, 3, 27).unwrap());
+        for _ in 0..5 {
+            assert!(sync(|| world.app.check_invitation(&secret, wrong)).unwrap().is_none());
+        }
+        assert!(
+            sync(|| world.app.check_invitation(&secret, right)).unwrap().is_none(),
+            "closed after five wrong answers"
+        );
+        world.clock.advance(Duration::from_secs(3601));
+        assert!(sync(|| world.app.check_invitation(&secret, right)).unwrap().is_some());
+    })
+    .await;
+}
+
+fn team_field(body: &str) -> String {
+    let start = body.find("name=\"team\" value=\"").unwrap() + 19;
+    body[start..start + 36].to_owned()
+}
+
+fn multipart(csrf: &str, file: &str) -> (String, String) {
+    let boundary = "----kith-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"staff.csv\"\r\nContent-Type: text/csv\r\n\r\n{file}\r\n\
+         --{boundary}--\r\n"
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut bob = Browser::new(world);
+        bob.sign_in("bob@example.org", PASSWORD).await;
+        assert_eq!(bob.get("/team/professionals").await.status, StatusCode::FORBIDDEN, "professionals cannot upload");
+
+        let mut ada = Browser::new(world);
+        ada.sign_in("ada@example.org", PASSWORD).await;
+        let page = ada.get("/team/professionals").await;
+        assert!(
+            page.body.contains("Add professionals to Mental Health")
+                && page.body.contains("enctype=\"multipart/form-data\"")
+        );
+        let template = ada.get("/static/professionals-template.csv").await;
+        assert!(
+            template.body.starts_with("email,given name,family name,job title,professional registration number,role")
+        );
+
+        let csv = "\u{feff}Email,Given_Name,family-name,Job Title,Professional Registration Number,Role\r\n\
+                   new.one@example.org,New,One,Nurse,NMC 1,professional\r\n\
+                   not an email,Bad,Row,Nurse,,professional\r\n\
+                   bob@example.org,Bob,Example,Doctor,GMC 2,\r\n\
+                   \"new.two@example.org\",\"Two, Jr\",New,Doctor,,coordinator\r\n";
+        let accounts_before = sync(|| world.app.store().read(|tx| tx.outbox(10_000))).unwrap().len();
+        let (content_type, body) = multipart(&ada.csrf.clone(), csv);
+        let preview = ada
+            .send(
+                Request::post("/team/professionals/preview").header(header::CONTENT_TYPE, content_type),
+                Body::from(body),
+            )
+            .await;
+        assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+        assert!(preview.body.contains("Preview: nothing has been added yet"), "{}", preview.body);
+        assert!(
+            preview.body.contains("Would create 2, would add to team 0, already in team 1, errors 1"),
+            "{}",
+            preview.body
+        );
+        assert!(
+            preview.body.contains("<td>3</td><td>not an email</td><td>error</td>"),
+            "the bad row with its line: {}",
+            preview.body
+        );
+        assert_eq!(
+            sync(|| world.app.store().read(|tx| tx.outbox(10_000))).unwrap().len(),
+            accounts_before,
+            "a preview writes nothing"
+        );
+
+        // Apply with the file the preview carried.
+        let start = preview.body.find("<textarea name=\"file\" hidden aria-hidden=\"true\">\n").unwrap() + 49;
+        let file = html_unescape(&preview.body[start..start + preview.body[start..].find("</textarea>").unwrap()]);
+        let report = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
+        assert!(report.body.contains("Created 2, added to team 0, already in team 1, errors 1"), "{}", report.body);
+        assert!(report.body.contains("<td>3</td><td>not an email</td><td>error</td>"));
+        let again = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
+        assert!(
+            again.body.contains("Created 0, added to team 0, already in team 3, errors 1"),
+            "the same file again changes nothing"
+        );
+
+        // A new professional activates with the emailed link, once.
+        let code = sync(|| world.app.store().read(|tx| tx.outbox(10_000)))
+            .unwrap()
+            .into_iter()
+            .find(|row| {
+                row.message.template == "professional_activation" && row.message.recipient == "new.one@example.org"
+            })
+            .and_then(|row| row.message.secret)
+            .expect("an activation email with its code");
+        let mut new = Browser::new(world);
+        let form = new.get(&format!("/activate/{code}")).await;
+        assert!(form.body.contains("Set your password"));
+        let done =
+            new.post(&format!("/activate/{code}"), &[("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)]).await;
+        assert_eq!(done.location.as_deref(), Some("/"));
+        assert!(new.get("/").await.body.contains("Mental Health (professional)"));
+        let reuse = Browser::new(world).get(&format!("/activate/{code}")).await;
+        assert!(reuse.body.contains("This link has expired or has already been used"));
+        let mut signed = Browser::new(world);
+        assert_eq!(signed.sign_in("new.one@example.org", NEW_PASSWORD).await.location.as_deref(), Some("/"));
+    })
+    .await;
+}

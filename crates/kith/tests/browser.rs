@@ -1,0 +1,140 @@
+//! The web application in real headless Chromium: `tests/python/browser_test.py` drives
+//! Debian's Chromium through Playwright against a running `kith serve` that delivers its
+//! email to a real SMTP server (`tests/python/smtp_sink.py`, aiosmtpd) started here.
+//!
+//! Without Chromium or Playwright the test says so and passes, except under `CI=true`,
+//! where it fails: CI must run the browser suite (`scripts/test` installs both).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use kith_test_support::TestDatabase;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+fn browser_tools_present() -> Result<(), String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Err(format!("{CHROMIUM} is missing (apt-get install chromium)"));
+    }
+    let playwright = Command::new("python3").args(["-c", "import playwright.sync_api, aiosmtpd"]).output();
+    match playwright {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => Err("the Python packages playwright and aiosmtpd are missing (tests/python/requirements.txt)".into()),
+    }
+}
+
+fn repository_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Kills a child process when dropped, so that a failing assertion leaves nothing running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_web_application_in_chromium() {
+    if let Err(missing) = browser_tools_present() {
+        assert!(!in_ci(), "CI must run the browser tests, but {missing}");
+        eprintln!("skipping the browser tests: {missing}");
+        return;
+    }
+    let root = repository_root();
+    let mail = tempfile::tempdir().unwrap();
+
+    // A real SMTP server: it prints its port, then stores each message as a .eml file.
+    let mut sink = Command::new("python3")
+        .arg(root.join("tests/python/smtp_sink.py"))
+        .arg(mail.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the SMTP sink starts");
+    let mut first_line = String::new();
+    BufReader::new(sink.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let smtp_port: u16 = first_line.trim().parse().unwrap_or_else(|_| panic!("smtp_sink printed {first_line:?}"));
+    let _sink = Running(sink);
+
+    let database = TestDatabase::sqlite();
+    let kith = Kith { database: &database };
+    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
+    kith.ok(&[
+        "team",
+        "create",
+        "--org",
+        "RXH",
+        "--name",
+        "Mental Health",
+        "--alias",
+        "mh",
+        "--labels",
+        "general,mental_health",
+    ]);
+    kith.add_member("mh", "coordinator@example.org", true);
+    kith.add_member("mh", "second@example.org", false);
+
+    // Every scenario signs in from 127.0.0.1: a larger per-address allowance than the default 10.
+    let mut serve = kith.command(&["serve", "--listen", "127.0.0.1:0", "--sign-in-burst", "100"]);
+    serve
+        .env("KITH_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+        .env("KITH_MAIL_FROM", "Kith <kith@example.org>");
+    let (server, listening) = start_server(&mut serve);
+    let _server = Running(server);
+    let base_url = format!("http://{}", listening.http);
+
+    // A patient whose record gets an email: the invitation is emailed (through the server's
+    // outbox worker and the SMTP sink).
+    kith.ok(&[
+        "patient",
+        "add",
+        "--org",
+        "RXH",
+        "--family",
+        "Example",
+        "--given",
+        "Pat",
+        "--birth-date",
+        "1985-03-27",
+        "--nhs-number",
+        "9434765919",
+        "--email",
+        "pat@example.org",
+        "--team",
+        "mh",
+    ]);
+
+    let output = Command::new("python3")
+        .arg(root.join("tests/python/browser_test.py"))
+        .args(["--base-url", &base_url, "--mail-dir"])
+        .arg(mail.path())
+        .args(["--professional", "coordinator@example.org", "--second-professional", "second@example.org"])
+        .args(["--password", PASSWORD, "--chromium", CHROMIUM])
+        .args(["--patient", "pat@example.org", "--patient-birth-date", "1985-03-27"])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser scenarios failed");
+    for scenario in [
+        "ok: sign-in and sign-out",
+        "ok: two-step verification enrolment and sign-in",
+        "ok: password reset by email",
+        "ok: a patient registers from an emailed invitation and walks through their teams",
+        "ok: a coordinator uploads a CSV with one bad row and sees the report",
+        "all browser scenarios passed",
+    ] {
+        assert!(stdout.contains(scenario), "missing: {scenario}");
+    }
+}
