@@ -12,6 +12,7 @@ macro_rules! try_to {
 
 mod access;
 mod fhir;
+mod flood;
 mod hl7;
 mod mllp;
 mod onboarding;
@@ -34,6 +35,8 @@ benchmarks:
               N connections (bench/hl7/mllp)
   onboarding-csv  a 10,000-row professionals CSV file: preview and import times on SQLite,
               and on PostgreSQL with --postgres URL (bench/onboarding/run)
+  sign-in-flood  other pages' latency while 200 clients send wrong passwords
+              (bench/onboarding/run)
 
 run `kith-bench <benchmark> --help` for its options";
 
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         "hl7-parse" => (hl7::parse_throughput(&rest), hl7::PARSE_USAGE),
         "mllp-load" => (mllp::run(&rest), mllp::USAGE),
         "onboarding-csv" => (onboarding::run(&rest), onboarding::USAGE),
+        "sign-in-flood" => (flood::run(&rest), flood::USAGE),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

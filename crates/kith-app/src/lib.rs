@@ -19,6 +19,7 @@ use kith_store::{Store, StoreError, TransactionError};
 mod access;
 mod account_access;
 mod audit;
+pub mod coordinators;
 mod hl7;
 pub mod invitations;
 mod organisations;

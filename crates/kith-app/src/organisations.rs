@@ -296,46 +296,77 @@ impl App {
             let team = team_by_alias(tx, &organisation, alias)?;
             tx.lock_team(team.id)?;
             let account = account_by_email(tx, email)?;
-            let before = membership_of(tx, &account, &team)?;
-            let after = change(&before);
-            if after == before {
-                return Err(AppError::Conflict(format!(
-                    "nothing to change: {email} is already {} in team {alias}, as {}",
-                    after.status, after.role
-                )));
-            }
-            let counts = |m: &Membership| {
-                m.role == MembershipRole::Coordinator
-                    && m.status == MembershipStatus::Active
-                    && account.status == AccountStatus::Active
-            };
-            let mut overridden = None;
-            if counts(&before) && !counts(&after) {
-                let active = tx.count_active_coordinators(team.id)?;
-                if let Permitted::Overridden(violation) = check_coordinator_leaving(team.status, active, force)? {
-                    overridden = Some(violation.to_string());
-                }
-            }
-            tx.update_membership(&after, now)?;
-            let action = match (before.status, after.status) {
-                (MembershipStatus::Active, MembershipStatus::Deactivated) => "membership.deactivate",
-                (MembershipStatus::Deactivated, MembershipStatus::Active) => "membership.reactivate",
-                _ => "membership.role_change",
-            };
-            let mut event = AuditBuilder::new(now, operator.actor(), Channel::Cli, action)
-                .organisation(organisation.id)
-                .team(team.id)
-                .subject(account.id)
-                .basis("administration");
-            event = match &overridden {
-                Some(rule) => event.outcome(Outcome::Overridden).reason(format!("forced by the operator: {rule}")),
-                None => event.reason(format!("role={} status={}", after.role, after.status)),
-            };
-            tx.audit(event.build());
-            Ok(MembershipChange { membership: after.clone(), overridden: overridden.clone() })
+            apply_membership_change(
+                tx,
+                operator.actor(),
+                Channel::Cli,
+                &organisation,
+                &team,
+                &account,
+                force,
+                &change,
+                now,
+            )
         })
     }
+}
 
+/// Changes one membership (a deactivation, reactivation or role change) within a
+/// transaction that has locked the team: the two-coordinator rule applies, and only the
+/// operator may `force` past it (audited as overridden).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_membership_change(
+    tx: &mut Tx<'_>,
+    actor: Actor,
+    channel: Channel,
+    organisation: &Organisation,
+    team: &Team,
+    account: &Account,
+    force: bool,
+    change: &dyn Fn(&Membership) -> Membership,
+    now: kith_core::Timestamp,
+) -> AppResult<MembershipChange> {
+    let before = membership_of(tx, account, team)?;
+    let after = change(&before);
+    if after == before {
+        return Err(AppError::Conflict(format!(
+            "nothing to change: {} is already {} in team {}, as {}",
+            account.email, after.status, team.alias, after.role
+        )));
+    }
+    let counts = |m: &Membership| {
+        m.role == MembershipRole::Coordinator
+            && m.status == MembershipStatus::Active
+            && account.status == AccountStatus::Active
+    };
+    let mut overridden = None;
+    if counts(&before) && !counts(&after) {
+        let active = tx.count_active_coordinators(team.id)?;
+        let force = force && matches!(actor, Actor::Operator { .. });
+        if let Permitted::Overridden(violation) = check_coordinator_leaving(team.status, active, force)? {
+            overridden = Some(violation.to_string());
+        }
+    }
+    tx.update_membership(&after, now)?;
+    let action = match (before.status, after.status) {
+        (MembershipStatus::Active, MembershipStatus::Deactivated) => "membership.deactivate",
+        (MembershipStatus::Deactivated, MembershipStatus::Active) => "membership.reactivate",
+        _ => "membership.role_change",
+    };
+    let mut event = AuditBuilder::new(now, actor, channel, action)
+        .organisation(organisation.id)
+        .team(team.id)
+        .subject(account.id)
+        .basis("administration");
+    event = match &overridden {
+        Some(rule) => event.outcome(Outcome::Overridden).reason(format!("forced by the operator: {rule}")),
+        None => event.reason(format!("role={} status={}", after.role, after.status)),
+    };
+    tx.audit(event.build());
+    Ok(MembershipChange { membership: after, overridden })
+}
+
+impl App {
     /// Takes a team live: it needs two active coordinators.
     pub fn go_live(&self, operator: &Operator, code: &OrganisationCode, alias: &TeamAlias) -> AppResult<Team> {
         let now = self.now();

@@ -409,8 +409,6 @@ impl App {
     pub fn request_password_reset(&self, email: &str) -> AppResult<()> {
         let now = self.now();
         let address = EmailAddress::parse(email).ok();
-        let code = random_secret();
-        let hash = token_hash(&code);
         self.store.write(|tx| {
             let account = match &address {
                 Some(address) => tx.account_by_email(address)?,
@@ -422,24 +420,7 @@ impl App {
                 tx.audit(event.outcome(Outcome::Denied).reason("no active account has this email address").build());
                 return Ok(());
             };
-            tx.retire_codes(account.id, CodePurpose::PasswordReset, now)?;
-            tx.insert_code(
-                &hash,
-                CodePurpose::PasswordReset,
-                Some(account.id),
-                None,
-                now,
-                now.plus(RESET_CODE_LIFETIME),
-            )?;
-            tx.enqueue(&OutboxMessage {
-                id: new_uuid(),
-                channel: "email",
-                template: "password_reset",
-                recipient: account.email.to_string(),
-                payload: format!("{{\"account\":\"{}\"}}", account.id),
-                secret: Some(code.clone()),
-                created_at: now,
-            })?;
+            send_reset_link(tx, &account, now)?;
             tx.audit(event.build());
             Ok(())
         })
@@ -540,6 +521,30 @@ impl App {
 fn usable_code(row: Option<&kith_store::CodeRow>, purpose: CodePurpose, now: Timestamp) -> Option<AccountId> {
     let row = row?;
     (row.purpose == purpose && row.used_at.is_none() && now < row.expires_at).then_some(row.account).flatten()
+}
+
+/// Emails `account` a single-use reset link valid for an hour; older links stop working.
+pub(crate) fn send_reset_link(tx: &mut Tx<'_>, account: &Account, now: Timestamp) -> AppResult<()> {
+    let code = random_secret();
+    tx.retire_codes(account.id, CodePurpose::PasswordReset, now)?;
+    tx.insert_code(
+        &token_hash(&code),
+        CodePurpose::PasswordReset,
+        Some(account.id),
+        None,
+        now,
+        now.plus(RESET_CODE_LIFETIME),
+    )?;
+    tx.enqueue(&OutboxMessage {
+        id: new_uuid(),
+        channel: "email",
+        template: "password_reset",
+        recipient: account.email.to_string(),
+        payload: format!("{{\"account\":\"{}\"}}", account.id),
+        secret: Some(code),
+        created_at: now,
+    })?;
+    Ok(())
 }
 
 /// The account a reset code may still reset.

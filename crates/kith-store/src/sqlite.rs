@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "api_tokens", include_str!("../migrations/sqlite/0004_api_tokens.sql")),
     (5, "accounts_web", include_str!("../migrations/sqlite/0005_accounts_web.sql")),
     (6, "outbox_delivery", include_str!("../migrations/sqlite/0006_outbox_delivery.sql")),
+    (7, "outbox_recipient", include_str!("../migrations/sqlite/0007_outbox_recipient.sql")),
 ];
 
 pub struct SqliteBackend {

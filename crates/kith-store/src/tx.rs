@@ -24,7 +24,7 @@ mod sessions;
 mod tokens;
 pub use hl7::{MergeCounts, NewHl7Message};
 pub use outbox::{OUTBOX_STATUSES, OutboxCount};
-pub use sessions::{CodePurpose, CodeRow, PendingLetter, SessionRow, TwoFactorRow};
+pub use sessions::{CodePurpose, CodeRow, MessageState, PendingLetter, SessionRow, TwoFactorRow};
 
 /// One transaction's view of the database. Created by [`crate::Store::write`] or
 /// [`crate::Store::read`]; audit events recorded with [`Tx::audit`] join the chain at commit.

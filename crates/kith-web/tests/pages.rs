@@ -827,3 +827,117 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coordinators_manage_members_and_reset_passwords() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut bob = Browser::new(world);
+        bob.sign_in("bob@example.org", PASSWORD).await;
+        assert_eq!(bob.get("/team/members").await.status, StatusCode::FORBIDDEN, "a professional is not a coordinator");
+
+        let mut ada = Browser::new(world);
+        ada.sign_in("ada@example.org", PASSWORD).await;
+        let page = ada.get("/team/members").await;
+        assert!(page.body.contains("<td>bob@example.org</td>"), "{}", page.body);
+        let bob_id = sync(|| world.app.account_by_email(&EmailAddress::parse("bob@example.org").unwrap())).unwrap().id;
+
+        let deactivated = ada.post(&format!("/team/members/{bob_id}/status"), &[("status", "deactivated")]).await;
+        assert!(deactivated.body.contains("The membership was deactivated."), "{}", deactivated.body);
+        assert!(!bob.get("/").await.body.contains("Mental Health (professional)"), "bob's membership stopped at once");
+        let reactivated = ada.post(&format!("/team/members/{bob_id}/status"), &[("status", "active")]).await;
+        assert!(reactivated.body.contains("The membership was reactivated."));
+        assert!(bob.get("/").await.body.contains("Mental Health (professional)"));
+
+        let reset = ada.post(&format!("/team/members/{bob_id}/reset"), &[]).await;
+        assert!(reset.body.contains("A password reset link is on its way"), "{}", reset.body);
+        assert!(reset.body.contains("password reset link: pending"), "the delivery state is shown: {}", reset.body);
+        assert_eq!(wait_for_resets(world, 1).await[0].0, "bob@example.org");
+
+        let invited = ada
+            .post(
+                "/team/members/invite",
+                &[
+                    ("email", "carol@example.org"),
+                    ("given", "Carol"),
+                    ("family", "Example"),
+                    ("title", "Nurse"),
+                    ("role", "professional"),
+                ],
+            )
+            .await;
+        assert!(invited.body.contains("carol@example.org: created."), "{}", invited.body);
+        assert!(
+            invited.body.contains("invited (no password yet)") && invited.body.contains("activation link: pending")
+        );
+        let bad = ada.post("/team/members/invite", &[("email", "not an email"), ("given", "X"), ("family", "Y")]).await;
+        assert!(bad.body.contains("is not an email address"), "{}", bad.body);
+        let cross_site = ada
+            .post_with(
+                &format!("/team/members/{bob_id}/status"),
+                &[("status", "deactivated")],
+                &[("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+
+        // A Patient Record Team coordinator resets a registered patient's password after
+        // confirming who they are; a mismatch gets one answer.
+        let (patient, _) = sync(|| invited_patient(world, "Pat", "pat@example.org", "9434765919"));
+        let hash = kith_app::password::hash_password(&Secret::new(PASSWORD.into())).unwrap();
+        sync(|| {
+            world.app.register_patient_account(
+                &op(),
+                &code(),
+                patient.id,
+                &EmailAddress::parse("pat@example.org").unwrap(),
+                &hash,
+            )
+        })
+        .unwrap();
+        sync(|| {
+            world.app.add_member(
+                &op(),
+                &NewMember {
+                    organisation: code(),
+                    team: TeamAlias::patient_record_team(),
+                    email: EmailAddress::parse("prt.coord@example.org").unwrap(),
+                    name: name("Prt Coordinator"),
+                    role: MembershipRole::Coordinator,
+                    password_hash: Some(hash.clone()),
+                },
+            )
+        })
+        .unwrap();
+        let mut prt = Browser::new(world);
+        prt.sign_in("prt.coord@example.org", PASSWORD).await;
+        assert!(
+            prt.get("/team/members").await.body.contains("<h2>Reset a patient"),
+            "the PRT's coordinators see the form"
+        );
+        let wrong = prt
+            .post(
+                "/team/patient-reset",
+                &[("nhs_number", "943 476 5919"), ("family", "Wrong"), ("birth_date", "1985-03-27")],
+            )
+            .await;
+        assert!(wrong.body.contains("No registered patient of the organisation matches"), "{}", wrong.body);
+        let right = prt
+            .post(
+                "/team/patient-reset",
+                &[("nhs_number", "943 476 5919"), ("family", "example"), ("birth_date", "1985-03-27")],
+            )
+            .await;
+        assert!(right.body.contains("A password reset link is on its way to the patient"), "{}", right.body);
+        let resets = wait_for_resets(world, 2).await;
+        assert!(resets.iter().any(|(to, _)| to == "pat@example.org"));
+        // Ada coordinates a speciality team: not patients' passwords.
+        let refused = ada
+            .post(
+                "/team/patient-reset",
+                &[("nhs_number", "943 476 5919"), ("family", "example"), ("birth_date", "1985-03-27")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    })
+    .await;
+}

@@ -18,6 +18,16 @@ pub struct SessionRow {
     pub two_factor_pending: bool,
 }
 
+/// The delivery state of the last message sent to an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageState {
+    pub template: String,
+    /// `pending`, `sending`, `sent`, `failed` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+}
+
 /// A letter in the outbox, not yet printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingLetter {
@@ -392,5 +402,22 @@ impl Tx<'_> {
             &[reason.into(), now.into(), id.into()],
         )?;
         Ok(())
+    }
+
+    /// The last message to this recipient and how its delivery went (for coordinators).
+    pub fn last_message_to(&mut self, recipient: &str) -> Result<Option<MessageState>, StoreError> {
+        self.one(
+            "SELECT template, status, attempts, created_at FROM outbox WHERE recipient = ?
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+            &[recipient.into()],
+            |row| {
+                Ok(MessageState {
+                    template: row.text(0)?.to_owned(),
+                    status: row.text(1)?.to_owned(),
+                    attempts: row.int(2)?,
+                    created_at: row.timestamp(3)?,
+                })
+            },
+        )
     }
 }

@@ -3,13 +3,13 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kith_app::AppError;
 use kith_app::professionals_csv::{CsvReport, Importer, TEMPLATE_HEADER};
-use kith_core::team::MembershipRole;
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use serde::Deserialize;
 
 use super::guard::{self, SignedIn};
@@ -25,6 +25,11 @@ pub fn routes() -> Router<WebState> {
         .route("/team/professionals/preview", post(preview))
         .route("/team/professionals/apply", post(apply))
         .route("/static/professionals-template.csv", get(template))
+        .route("/team/members", get(members_page))
+        .route("/team/members/invite", post(invite))
+        .route("/team/members/{member}/status", post(member_status))
+        .route("/team/members/{member}/reset", post(member_reset))
+        .route("/team/patient-reset", post(patient_reset))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
 }
 
@@ -212,4 +217,278 @@ async fn apply(
         return guard::csrf_refused();
     }
     run(&state, &signed_in, form.file.into_bytes(), true).await
+}
+
+// ----- the members page ---------------------------------------------------------------------
+
+pub struct MemberRow {
+    id: String,
+    name: String,
+    email: String,
+    role: String,
+    status: String,
+    last_email: String,
+    active: bool,
+    can_reset: bool,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    shell: Shell,
+    team: String,
+    members: Vec<MemberRow>,
+    patient_record_team: bool,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+/// What each outbox template is, in words for coordinators.
+fn template_words(template: &str) -> &str {
+    match template {
+        "professional_activation" => "activation link",
+        "professional_added" => "added to the team",
+        "password_reset" => "password reset link",
+        "patient_invitation" => "invitation",
+        _ => "notification",
+    }
+}
+
+async fn members_view(
+    state: &WebState,
+    signed_in: &SignedIn,
+    message: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let (team, _) = match coordinated_team(state, signed_in).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let app = state.app.clone();
+    let (account, team_id) = (signed_in.session.account.id, team.id);
+    let members = match tokio::task::spawn_blocking(move || app.team_members_as(account, team_id)).await {
+        Ok(Ok(members)) => members,
+        Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
+        _ => return guard::internal_error(),
+    };
+    let members = members
+        .into_iter()
+        .map(|member| MemberRow {
+            id: member.account.id.to_string(),
+            name: member.account.name.to_string(),
+            email: member.account.email.to_string(),
+            role: member.role.to_string(),
+            status: match (member.status, member.account.status) {
+                (MembershipStatus::Deactivated, _) => "deactivated".to_owned(),
+                (_, AccountStatus::Invited) => "invited (no password yet)".to_owned(),
+                (_, status) => status.code().to_owned(),
+            },
+            last_email: member
+                .last_message
+                .map(|last| format!("{}: {}", template_words(&last.template), last.status))
+                .unwrap_or_else(|| "none".to_owned()),
+            active: member.status == MembershipStatus::Active,
+            can_reset: member.account.status == AccountStatus::Active,
+        })
+        .collect();
+    render(&MembersPage {
+        shell: Shell::signed_in(signed_in, None),
+        team: team.name.to_string(),
+        patient_record_team: team.kind == TeamKind::PatientRecord,
+        members,
+        message,
+        error,
+    })
+}
+
+async fn members_page(State(state): State<WebState>, signed_in: SignedIn) -> Response {
+    members_view(&state, &signed_in, None, None).await
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    status: String,
+}
+
+fn member_id(text: &str) -> Option<kith_core::AccountId> {
+    text.parse::<uuid::Uuid>().ok().map(kith_core::AccountId::from_uuid)
+}
+
+async fn member_status(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    Path(member): Path<String>,
+    axum::Form(form): axum::Form<StatusForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let (Some(member), Some(team)) = (member_id(&member), signed_in.session.team) else {
+        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
+    };
+    let status = if form.status == "active" { MembershipStatus::Active } else { MembershipStatus::Deactivated };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || app.set_member_status_as(account, team, member, status)).await {
+        Ok(Ok(change)) => {
+            let words =
+                if change.membership.status == MembershipStatus::Active { "reactivated" } else { "deactivated" };
+            members_view(&state, &signed_in, Some(format!("The membership was {words}.")), None).await
+        }
+        Ok(Err(AppError::TeamRule(rule))) => members_view(&state, &signed_in, None, Some(rule.to_string())).await,
+        Ok(Err(AppError::Conflict(message))) => members_view(&state, &signed_in, None, Some(message)).await,
+        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
+        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
+        _ => guard::internal_error(),
+    }
+}
+
+async fn member_reset(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    Path(member): Path<String>,
+    axum::Form(form): axum::Form<super::CsrfForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let (Some(member), Some(team)) = (member_id(&member), signed_in.session.team) else {
+        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
+    };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || app.reset_member_password_as(account, team, member)).await {
+        Ok(Ok(())) => {
+            let message = "A password reset link is on its way to them; it works once, within an hour.".to_owned();
+            members_view(&state, &signed_in, Some(message), None).await
+        }
+        Ok(Err(AppError::Conflict(message))) => members_view(&state, &signed_in, None, Some(message)).await,
+        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
+        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
+        _ => guard::internal_error(),
+    }
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    given: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// A CSV field, quoted.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.trim().replace('"', "\"\""))
+}
+
+/// Inviting one professional is a one-row upload: the same checks, outcomes, emails and
+/// audit events as the CSV import.
+async fn invite(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<InviteForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let (team, organisation) = match coordinated_team(&state, &signed_in).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let role = if form.role == "coordinator" { "coordinator" } else { "professional" };
+    let file = format!(
+        "{TEMPLATE_HEADER}\r\n{},{},{},{},,{role}\r\n",
+        quoted(&form.email),
+        quoted(&form.given),
+        quoted(&form.family),
+        quoted(&form.title)
+    );
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    let alias = team.alias.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        app.import_professionals_csv(&Importer::Coordinator(account), &organisation, &alias, file.as_bytes())
+    })
+    .await;
+    let report = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
+        Ok(Err(AppError::TeamRule(rule))) => {
+            return members_view(&state, &signed_in, None, Some(rule.to_string())).await;
+        }
+        _ => return guard::internal_error(),
+    };
+    let Some(row) = report.rows.first() else {
+        let problems: Vec<String> = report.file_problems.iter().map(ToString::to_string).collect();
+        return members_view(&state, &signed_in, None, Some(problems.join("; "))).await;
+    };
+    match row.outcome.detail().filter(|_| row.outcome.is_error()) {
+        Some(reasons) => members_view(&state, &signed_in, None, Some(reasons)).await,
+        None => {
+            let message = format!("{}: {}.", row.email, row.outcome.label(true));
+            members_view(&state, &signed_in, Some(message), None).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PatientResetForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    nhs_number: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    birth_date: String,
+}
+
+async fn patient_reset(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<PatientResetForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let Some(team) = signed_in.session.team else { return (StatusCode::FORBIDDEN, "Choose a team.\n").into_response() };
+    let nhs_number = kith_core::patient::NhsNumber::parse(&form.nhs_number);
+    let birth_date = kith_core::Date::parse(form.birth_date.trim());
+    let (Ok(nhs_number), Ok(birth_date)) = (nhs_number, birth_date) else {
+        let error = "Enter a 10-digit NHS number and the date of birth.".to_owned();
+        return members_view(&state, &signed_in, None, Some(error)).await;
+    };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    let family = form.family.clone();
+    match tokio::task::spawn_blocking(move || {
+        app.reset_patient_password_as(account, team, &nhs_number, &family, birth_date)
+    })
+    .await
+    {
+        Ok(Ok(())) => {
+            let message =
+                "A password reset link is on its way to the patient; it works once, within an hour.".to_owned();
+            members_view(&state, &signed_in, Some(message), None).await
+        }
+        Ok(Err(AppError::Invalid(message))) => members_view(&state, &signed_in, None, Some(message)).await,
+        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
+        _ => guard::internal_error(),
+    }
 }

@@ -1,0 +1,216 @@
+//! What a coordinator does for the team they coordinate, through the web application: see
+//! its members and whether their emails arrived, deactivate and reactivate memberships,
+//! send a professional a password-reset link, and — in a Patient Record Team — send a
+//! registered patient one after confirming who they are. Each is audited with the
+//! coordinator as actor; a caller who is not an active coordinator of the team is refused
+//! (and that is audited too).
+
+use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::model::{Account, Organisation, Team};
+use kith_core::patient::NhsNumber;
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
+use kith_core::{AccountId, Date, TeamId, Timestamp};
+use kith_store::Tx;
+
+use crate::organisations::{MembershipChange, apply_membership_change};
+use crate::sessions::send_reset_link;
+use crate::{App, AppError, AppResult, AuditBuilder};
+
+/// One member of a team, with the state of the last email Kith sent them.
+#[derive(Clone, Debug)]
+pub struct TeamMember {
+    pub account: Account,
+    pub role: MembershipRole,
+    pub status: MembershipStatus,
+    /// The last message to their address: its template and delivery state.
+    pub last_message: Option<kith_store::MessageState>,
+}
+
+/// The same answer for every identity check that does not match.
+pub const NO_PATIENT_MATCH: &str = "No registered patient of the organisation matches the NHS number, family name \
+     and date of birth given. Check them with the patient.";
+
+/// The team and its organisation when `coordinator` actively coordinates it; otherwise the
+/// refusal is audited and returned.
+fn coordinated(
+    tx: &mut Tx<'_>,
+    coordinator: AccountId,
+    team: TeamId,
+    action: &'static str,
+    now: Timestamp,
+) -> AppResult<Result<(Organisation, Team), AppError>> {
+    let found = match tx.team(team)? {
+        Some(team) => tx.organisation(team.organisation)?.map(|organisation| (organisation, team)),
+        None => None,
+    };
+    let allowed = tx
+        .membership(coordinator, team)?
+        .is_some_and(|m| m.role == MembershipRole::Coordinator && m.status == MembershipStatus::Active)
+        && tx.account(coordinator)?.is_some_and(|account| account.status == AccountStatus::Active);
+    match found {
+        Some(found) if allowed => Ok(Ok(found)),
+        _ => {
+            tx.audit(
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action)
+                    .team(team)
+                    .outcome(Outcome::Denied)
+                    .reason("not an active coordinator of the team")
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(Err(AppError::Forbidden("only the team's active coordinators can do this".to_owned())))
+        }
+    }
+}
+
+/// A member of `team` (any status), or `Denied`.
+fn member_of(tx: &mut Tx<'_>, team: &Team, member: AccountId) -> AppResult<Account> {
+    match (tx.membership(member, team.id)?, tx.account(member)?) {
+        (Some(_), Some(account)) => Ok(account),
+        _ => Err(AppError::Denied),
+    }
+}
+
+impl App {
+    /// The team's members, for its coordinator.
+    pub fn team_members_as(&self, coordinator: AccountId, team: TeamId) -> AppResult<Vec<TeamMember>> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (_, team) = match coordinated(tx, coordinator, team, "team.members_read", now)? {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let mut members = Vec::new();
+            for (membership, account) in tx.team_members(team.id)? {
+                let last_message = tx.last_message_to(account.email.as_str())?;
+                members.push(TeamMember { account, role: membership.role, status: membership.status, last_message });
+            }
+            Ok::<_, AppError>(Ok(members))
+        })?
+    }
+
+    /// Deactivates or reactivates a member of the coordinator's team (the two-coordinator
+    /// rule applies; a coordinator cannot force past it).
+    pub fn set_member_status_as(
+        &self,
+        coordinator: AccountId,
+        team: TeamId,
+        member: AccountId,
+        status: MembershipStatus,
+    ) -> AppResult<MembershipChange> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, team) = match coordinated(tx, coordinator, team, "membership.change", now)? {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            tx.lock_team(team.id)?;
+            let account = member_of(tx, &team, member)?;
+            let change = |membership: &kith_core::model::Membership| kith_core::model::Membership {
+                status,
+                ..membership.clone()
+            };
+            Ok::<_, AppError>(apply_membership_change(
+                tx,
+                Actor::Account(coordinator),
+                Channel::Web,
+                &organisation,
+                &team,
+                &account,
+                false,
+                &change,
+                now,
+            ))
+        })?
+    }
+
+    /// Emails a member of the coordinator's team a password-reset link (an hour, once).
+    pub fn reset_member_password_as(&self, coordinator: AccountId, team: TeamId, member: AccountId) -> AppResult<()> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, team) = match coordinated(tx, coordinator, team, "account.password_reset_request", now)?
+            {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let account = member_of(tx, &team, member)?;
+            if account.status != AccountStatus::Active {
+                return Ok(Err(AppError::Conflict(
+                    "this person has not set a password yet: their activation email is what they need".to_owned(),
+                )));
+            }
+            send_reset_link(tx, &account, now)?;
+            tx.audit(
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "account.password_reset_request")
+                    .organisation(organisation.id)
+                    .team(team.id)
+                    .subject(account.id)
+                    .basis("administration")
+                    .reason("by the team's coordinator")
+                    .build(),
+            );
+            Ok::<_, AppError>(Ok(()))
+        })?
+    }
+
+    /// A Patient Record Team's coordinator, having confirmed the patient's identity, emails
+    /// a registered patient of the organisation a password-reset link. The NHS number,
+    /// family name (any case) and date of birth must all match; any mismatch gets the same
+    /// answer, and is audited.
+    pub fn reset_patient_password_as(
+        &self,
+        coordinator: AccountId,
+        team: TeamId,
+        nhs_number: &NhsNumber,
+        family_name: &str,
+        birth_date: Date,
+    ) -> AppResult<()> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, team) = match coordinated(tx, coordinator, team, "patient.password_reset_request", now)?
+            {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            if team.kind != TeamKind::PatientRecord {
+                return Ok(Err(AppError::Forbidden(
+                    "patients' passwords are reset by the Patient Record Team's coordinators".to_owned(),
+                )));
+            }
+            let event =
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "patient.password_reset_request")
+                    .organisation(organisation.id)
+                    .team(team.id)
+                    .basis("administration");
+            let patient = tx.patient_by_nhs_number(nhs_number)?.filter(|patient| patient.merged_into.is_none());
+            let matching = match patient {
+                Some(patient)
+                    if tx.patient_in_organisation(patient.id, organisation.id)?
+                        && patient.demographics.family_name.as_str().eq_ignore_ascii_case(family_name.trim())
+                        && patient.demographics.birth_date == birth_date =>
+                {
+                    Some(patient)
+                }
+                _ => None,
+            };
+            let account = match matching.as_ref().and_then(|patient| patient.account) {
+                Some(account) => tx.account(account)?.filter(|account| account.status == AccountStatus::Active),
+                None => None,
+            };
+            let (Some(patient), Some(account)) = (matching, account) else {
+                tx.audit(
+                    event
+                        .outcome(Outcome::Denied)
+                        .reason("the identity check did not match a registered patient")
+                        .build(),
+                );
+                return Ok(Err(AppError::Invalid(NO_PATIENT_MATCH.to_owned())));
+            };
+            send_reset_link(tx, &account, now)?;
+            tx.audit(
+                event.patient(patient.id).subject(account.id).reason("identity confirmed by the coordinator").build(),
+            );
+            Ok::<_, AppError>(Ok(()))
+        })?
+    }
+}
