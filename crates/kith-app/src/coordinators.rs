@@ -22,6 +22,8 @@ pub struct TeamMember {
     pub account: Account,
     pub role: MembershipRole,
     pub status: MembershipStatus,
+    pub job_title: Option<String>,
+    pub registration_number: Option<String>,
     /// The last message to their address: its template and delivery state.
     pub last_message: Option<kith_store::MessageState>,
 }
@@ -80,10 +82,23 @@ impl App {
                 Ok(found) => found,
                 Err(refused) => return Ok(Err(refused)),
             };
+            let mut details: std::collections::HashMap<AccountId, (Option<String>, Option<String>)> = tx
+                .member_details(team.id)?
+                .into_iter()
+                .map(|details| (details.account, (details.job_title, details.registration_number)))
+                .collect();
             let mut members = Vec::new();
             for (membership, account) in tx.team_members(team.id)? {
                 let last_message = tx.last_message_to(account.email.as_str())?;
-                members.push(TeamMember { account, role: membership.role, status: membership.status, last_message });
+                let (job_title, registration_number) = details.remove(&account.id).unwrap_or_default();
+                members.push(TeamMember {
+                    account,
+                    role: membership.role,
+                    status: membership.status,
+                    job_title,
+                    registration_number,
+                    last_message,
+                });
             }
             Ok::<_, AppError>(Ok(members))
         })?

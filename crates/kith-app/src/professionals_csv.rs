@@ -529,6 +529,8 @@ struct ValidRow {
     email: EmailAddress,
     name: Name,
     role: MembershipRole,
+    job_title: Option<String>,
+    registration_number: Option<String>,
 }
 
 /// A data row as read: where it is, the email as typed, and the row or its problems.
@@ -627,8 +629,8 @@ fn check_row(header: &Header, record: &Record) -> (Result<ValidRow, Vec<String>>
         _ => None,
     };
 
-    // Checked so that a file with a bad value is fixed before it is applied; Kith does not
-    // keep the job title and registration number yet (accounts have no columns for them).
+    // Kept on a new account (shown to the team's coordinators); an existing account's are
+    // left as they are.
     let job_title = value(Column::JobTitle);
     if job_title.chars().count() > MAX_JOB_TITLE {
         problems.push(format!("job title: must be at most {MAX_JOB_TITLE} characters"));
@@ -659,7 +661,9 @@ fn check_row(header: &Header, record: &Record) -> (Result<ValidRow, Vec<String>>
 
     match (email, name, role) {
         (Some(email), Some(name), Some(role)) if problems.is_empty() => {
-            (Ok(ValidRow { email, name, role }), Some(role))
+            let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+            let (job_title, registration_number) = (optional(job_title), optional(registration));
+            (Ok(ValidRow { email, name, role, job_title, registration_number }), Some(role))
         }
         _ => (Err(problems), role),
     }
@@ -767,7 +771,11 @@ fn apply(
                         .basis("administration")
                         .build(),
                 );
-                accounts.push(account.clone());
+                accounts.push(kith_store::professionals::InvitedAccount {
+                    account: account.clone(),
+                    job_title: valid.job_title.clone(),
+                    registration_number: valid.registration_number.clone(),
+                });
                 account
             }
             Plan::Add(account) => {

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "accounts_web", include_str!("../migrations/postgres/0005_accounts_web.sql")),
     (6, "outbox_delivery", include_str!("../migrations/postgres/0006_outbox_delivery.sql")),
     (7, "outbox_recipient", include_str!("../migrations/postgres/0007_outbox_recipient.sql")),
+    (8, "professional_details", include_str!("../migrations/postgres/0008_professional_details.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).

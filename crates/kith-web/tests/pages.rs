@@ -798,6 +798,12 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
         let report = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
         assert!(report.body.contains("Created 2, added to team 0, already in team 1, errors 1"), "{}", report.body);
         assert!(report.body.contains("<td>3</td><td>not an email</td><td>error</td>"));
+        let members = ada.get("/team/members").await;
+        assert!(
+            members.body.contains("<td>Nurse (NMC 1)</td>"),
+            "job title and registration number kept: {}",
+            members.body
+        );
         let again = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
         assert!(
             again.body.contains("Created 0, added to team 0, already in team 3, errors 1"),
@@ -866,6 +872,7 @@ async fn coordinators_manage_members_and_reset_passwords() {
             )
             .await;
         assert!(invited.body.contains("carol@example.org: created."), "{}", invited.body);
+        assert!(invited.body.contains("<td>Nurse</td>"), "the job title is kept and shown: {}", invited.body);
         assert!(
             invited.body.contains("invited (no password yet)") && invited.body.contains("activation link: pending")
         );

@@ -85,6 +85,22 @@ fn lookup_chunks<'e>(emails: &'e [&'e EmailAddress]) -> impl Iterator<Item = Vec
     })
 }
 
+/// A professional's job title and registration number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDetails {
+    pub account: AccountId,
+    pub job_title: Option<String>,
+    pub registration_number: Option<String>,
+}
+
+/// A new account from an upload or an invitation, with the professional details given.
+#[derive(Clone, Debug)]
+pub struct InvitedAccount {
+    pub account: Account,
+    pub job_title: Option<String>,
+    pub registration_number: Option<String>,
+}
+
 impl Tx<'_> {
     /// The accounts with these email addresses, each with its membership of `team` and
     /// whether it is a patient's. Addresses without an account are simply absent.
@@ -162,14 +178,15 @@ impl Tx<'_> {
     }
 
     /// Inserts accounts without passwords (invited), many per statement.
-    pub fn insert_invited_accounts(&mut self, accounts: &[Account]) -> Result<(), StoreError> {
+    pub fn insert_invited_accounts(&mut self, accounts: &[InvitedAccount]) -> Result<(), StoreError> {
         static SQL: OnceLock<Vec<String>> = OnceLock::new();
         let statements = insert_statements(
             &SQL,
-            "INSERT INTO accounts (id, email, name, status, password_hash, created_at, updated_at) VALUES",
-            7,
+            "INSERT INTO accounts (id, email, name, status, password_hash, created_at, updated_at, job_title, registration_number) VALUES",
+            9,
         );
-        self.insert_in_chunks(statements, accounts, |account, params| {
+        self.insert_in_chunks(statements, accounts, |invited, params| {
+            let account = &invited.account;
             params.extend([
                 Param::from(account.id),
                 account.email.as_str().into(),
@@ -178,8 +195,26 @@ impl Tx<'_> {
                 Param::Null,
                 account.created_at.into(),
                 account.created_at.into(),
+                invited.job_title.as_deref().into(),
+                invited.registration_number.as_deref().into(),
             ]);
         })
+    }
+
+    /// The job title and registration number of each member of a team that has them.
+    pub fn member_details(&mut self, team: TeamId) -> Result<Vec<MemberDetails>, StoreError> {
+        self.all(
+            "SELECT a.id, a.job_title, a.registration_number FROM memberships m JOIN accounts a ON a.id = m.account_id
+             WHERE m.team_id = ? AND (a.job_title IS NOT NULL OR a.registration_number IS NOT NULL)",
+            &[team.into()],
+            |row| {
+                Ok(MemberDetails {
+                    account: AccountId::from_uuid(row.uuid(0)?),
+                    job_title: row.opt_text(1)?.map(str::to_owned),
+                    registration_number: row.opt_text(2)?.map(str::to_owned),
+                })
+            },
+        )
     }
 
     /// Inserts memberships, many per statement.

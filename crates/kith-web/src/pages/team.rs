@@ -224,6 +224,7 @@ async fn apply(
 pub struct MemberRow {
     id: String,
     name: String,
+    job: String,
     email: String,
     role: String,
     status: String,
@@ -276,6 +277,11 @@ async fn members_view(
         .map(|member| MemberRow {
             id: member.account.id.to_string(),
             name: member.account.name.to_string(),
+            job: match (&member.job_title, &member.registration_number) {
+                (Some(title), Some(number)) => format!("{title} ({number})"),
+                (Some(text), None) | (None, Some(text)) => text.clone(),
+                (None, None) => String::new(),
+            },
             email: member.account.email.to_string(),
             role: member.role.to_string(),
             status: match (member.status, member.account.status) {
