@@ -523,6 +523,45 @@ fn usable_code(row: Option<&kith_store::CodeRow>, purpose: CodePurpose, now: Tim
     (row.purpose == purpose && row.used_at.is_none() && now < row.expires_at).then_some(row.account).flatten()
 }
 
+impl App {
+    /// A signed-in person changes their password, giving the current one: every session of
+    /// the account ends, and a new one begins for this browser. A wrong current password
+    /// counts as a failed sign-in.
+    pub fn change_password(&self, secret: &str, current: &Secret, new_password: &Secret) -> AppResult<NewSession> {
+        let new_hash = hash_password(new_password)?;
+        let Some(session) = self.session(secret)? else { return Err(AppError::Denied) };
+        let account = session.account;
+        let stored = self.store.read(|tx| Ok::<_, AppError>(tx.password_hash(account.id)?))?;
+        let matches = verify_password(current, stored.as_deref().unwrap_or(decoy_hash())) && stored.is_some();
+        let now = self.now();
+        let key = email_key(account.email.as_str());
+        let fresh = random_secret();
+        let fresh_hash = token_hash(&fresh);
+        self.store.write(|tx| {
+            if !matches {
+                tx.record_sign_in_failure(&key, now, now.minus(HOUR))?;
+                tx.audit(
+                    sign_in_event(now, Some(account.id), "account.password_change")
+                        .outcome(Outcome::Denied)
+                        .reason("wrong current password")
+                        .build(),
+                );
+                return Ok(Err(AppError::Invalid("Your current password is not right.".to_owned())));
+            }
+            tx.set_password(account.id, &new_hash, account.status, now)?;
+            let ended = tx.end_sessions_of(account.id, now)?;
+            let team = active_teams(tx, account.id)?.first().map(|team| team.team.id);
+            tx.insert_session(&fresh_hash, account.id, now, now.plus(SESSION_ABSOLUTE), team, false)?;
+            tx.audit(
+                sign_in_event(now, Some(account.id), "account.password_change")
+                    .reason(format!("sessions ended: {ended}"))
+                    .build(),
+            );
+            Ok::<_, AppError>(Ok(NewSession { secret: Secret::new(fresh.clone()), account: account.clone() }))
+        })?
+    }
+}
+
 /// Emails `account` a single-use reset link valid for an hour; older links stop working.
 pub(crate) fn send_reset_link(tx: &mut Tx<'_>, account: &Account, now: Timestamp) -> AppResult<()> {
     let code = random_secret();

@@ -948,3 +948,38 @@ async fn coordinators_manage_members_and_reset_passwords() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_a_password_ends_the_other_sessions() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut laptop = Browser::new(world);
+        laptop.sign_in("bob@example.org", PASSWORD).await;
+        let mut phone = Browser::new(world);
+        phone.sign_in("bob@example.org", PASSWORD).await;
+        let old_laptop_session = laptop.cookies["kith_session"].clone();
+
+        laptop.get("/account/password").await;
+        let wrong = laptop
+            .post(
+                "/account/password",
+                &[("current", "not my password"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)],
+            )
+            .await;
+        assert!(wrong.body.contains("Your current password is not right."), "{}", wrong.body);
+        let short = laptop
+            .post("/account/password", &[("current", PASSWORD), ("password", "short"), ("confirm", "short")])
+            .await;
+        assert!(short.body.contains("Your new password must be at least 12 characters"));
+        let done = laptop
+            .post("/account/password", &[("current", PASSWORD), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)])
+            .await;
+        assert_eq!(done.location.as_deref(), Some("/?done=password"));
+        assert_ne!(laptop.cookies["kith_session"], old_laptop_session, "a new session id for this browser");
+        assert!(laptop.get("/?done=password").await.body.contains("You are signed out everywhere else."));
+        assert!(!phone.get("/").await.body.contains("Sign out"), "the other session has ended");
+        assert!(sync(|| world.app.session(&old_laptop_session)).unwrap().is_none());
+        let mut fresh = Browser::new(world);
+        assert_eq!(fresh.sign_in("bob@example.org", NEW_PASSWORD).await.location.as_deref(), Some("/"));
+    })
+    .await;
+}

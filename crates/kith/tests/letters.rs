@@ -34,42 +34,17 @@ fn letters(database: &TestDatabase) {
         ("Zoë", "O'Brien", "9999999468", "1990-04-15", vec!["Flat 2", "3 River Road", "Riverside", "RV1 2AB"]),
     ];
     for (given, family, nhs, birth, address) in &patients {
-        let mut args = vec![
-            "patient",
-            "add",
-            "--org",
-            "RXH",
-            "--family",
-            family,
-            "--given",
-            given,
-            "--birth-date",
-            birth,
-            "--nhs-number",
-            nhs,
-        ];
-        for line in address {
-            args.extend(["--address", line]);
-        }
-        kith.ok(&args);
+        let extra: Vec<&str> = address.iter().flat_map(|line| ["--address", line]).collect();
+        kith.add_patient(given, family, birth, nhs, &extra);
         let invited = kith.ok(&["patient", "invite", "--org", "RXH", "--nhs-number", nhs]);
         assert_eq!(invited["channel"], "letter", "only an address: a letter");
     }
+    // Only a mobile number: the invitation goes by SMS.
+    kith.add_patient("Mo", "Mobile", "1970-01-01", "4010232137", &["--mobile", "07700 900123"]);
+    let by_sms = kith.ok(&["patient", "invite", "--org", "RXH", "--nhs-number", "4010232137"]);
+    assert_eq!(by_sms["channel"], "sms");
     // A third patient without an address cannot be sent a letter.
-    kith.ok(&[
-        "patient",
-        "add",
-        "--org",
-        "RXH",
-        "--family",
-        "None",
-        "--given",
-        "Ann",
-        "--birth-date",
-        "2000-01-01",
-        "--nhs-number",
-        "9876543210",
-    ]);
+    kith.add_patient("Ann", "None", "2000-01-01", "9876543210", &[]);
     let refused =
         kith.fails(&["patient", "invite", "--org", "RXH", "--nhs-number", "9876543210", "--channel", "letter"]);
     assert!(refused.contains("no postal address"), "{refused}");
@@ -113,6 +88,14 @@ fn letters(database: &TestDatabase) {
     let mut statuses: Vec<&str> = letters.iter().map(|message| message["status"].as_str().unwrap()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, ["dead", "sent", "sent"], "the replaced letter is never printed");
+    let sms: Vec<&Value> = outbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["channel"] == "sms" && message["template"] == "patient_invitation")
+        .collect();
+    assert_eq!(sms.len(), 1, "{outbox}");
+    assert!(!outbox.to_string().contains("07700") && !outbox.to_string().contains("900123"), "numbers are masked");
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub fn routes() -> Router<WebState> {
         .route("/account/two-factor", get(two_factor_page).post(two_factor_confirm))
         .route("/account/two-factor/qr.svg", get(two_factor_qr))
         .route("/activate/{code}", get(activate_page).post(activate))
+        .route("/account/password", get(password_page).post(change_password))
         .merge(registration::routes())
         .merge(team::routes())
 }
@@ -165,7 +166,11 @@ struct HomePage {
     teams: Vec<NavTeam>,
 }
 
-async fn home(State(state): State<WebState>, MaybeSignedIn(signed_in): MaybeSignedIn) -> Response {
+async fn home(
+    State(state): State<WebState>,
+    Query(done): Query<Done>,
+    MaybeSignedIn(signed_in): MaybeSignedIn,
+) -> Response {
     let Some(signed_in) = signed_in else {
         // No form here, so no cookie either.
         return render(&LandingPage { shell: Shell { nav: None, csrf: String::new(), notice: None } });
@@ -198,7 +203,7 @@ async fn home(State(state): State<WebState>, MaybeSignedIn(signed_in): MaybeSign
         is_patient: session.patient.is_some(),
         current_team: session.current_team().map(|team| team.team.name.to_string()),
         teams: nav(session).teams,
-        shell: Shell::signed_in(&signed_in, None),
+        shell: Shell::signed_in(&signed_in, done_notice(done.done.as_deref())),
     })
 }
 
@@ -225,6 +230,7 @@ fn done_notice(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "reset" => Some("Your password has been changed. Sign in with the new one."),
         "signed-out" => Some("You have signed out."),
+        "password" => Some("Your password has been changed. You are signed out everywhere else."),
         _ => None,
     }
 }
@@ -751,6 +757,75 @@ async fn activate(
         }
         Err(error) => {
             tracing::error!(%error, "activation failed");
+            guard::internal_error()
+        }
+    }
+}
+
+// ----- changing one's password ------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    shell: Shell,
+    minimum: usize,
+    error: Option<String>,
+}
+
+async fn password_page(signed_in: SignedIn) -> Response {
+    render(&PasswordPage { shell: Shell::signed_in(&signed_in, None), minimum: MINIMUM_PASSWORD_LENGTH, error: None })
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn change_password(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<PasswordForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let again = |error: String| {
+        render(&PasswordPage {
+            shell: Shell::signed_in(&signed_in, None),
+            minimum: MINIMUM_PASSWORD_LENGTH,
+            error: Some(error),
+        })
+    };
+    if form.password != form.confirm {
+        return again("The two new passwords are different. Type the same new password twice.".to_owned());
+    }
+    let app = state.app.clone();
+    let secret = signed_in.secret.clone();
+    let (current, new) = (Secret::new(form.current), Secret::new(form.password));
+    let outcome = match state.guards.hash(move || app.change_password(&secret, &current, &new)).await {
+        Ok(outcome) => outcome,
+        Err(response) => return response,
+    };
+    match outcome {
+        Ok(session) => {
+            let mut response = see_other("/?done=password");
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
+            response
+        }
+        Err(AppError::Invalid(message)) => again(password_problem(&message)),
+        Err(AppError::Denied) => see_other("/sign-in"),
+        Err(error) => {
+            tracing::error!(%error, "password change failed");
             guard::internal_error()
         }
     }

@@ -93,6 +93,28 @@ impl Kith<'_> {
     }
 }
 
+impl Kith<'_> {
+    /// `kith patient add` in organisation RXH, with `extra` options (e.g. `--email`, `--team`).
+    pub fn add_patient(&self, given: &str, family: &str, birth_date: &str, nhs_number: &str, extra: &[&str]) -> Value {
+        let mut args = vec![
+            "patient",
+            "add",
+            "--org",
+            "RXH",
+            "--family",
+            family,
+            "--given",
+            given,
+            "--birth-date",
+            birth_date,
+            "--nhs-number",
+            nhs_number,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+}
+
 /// Where a started server listens.
 pub struct Listening {
     pub http: String,
