@@ -1,5 +1,7 @@
 //! The MLLP listener: one task per connection, messages applied in order, each ACK written
-//! only after the message and its effects are committed.
+//! only after the message and its effects are committed. With a certificate and key the
+//! listener speaks TLS (rustls; TLS 1.2 and 1.3), and a handshake that does not finish in
+//! ten seconds is dropped.
 //!
 //! Connection tasks hand their frames to writer threads through a bounded queue. A writer
 //! takes every frame waiting (up to a batch limit) and ingests them in one transaction
@@ -11,15 +13,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use kith_app::App;
 use kith_hl7::ack::AckCode;
 use kith_hl7::mllp::{self, FrameEvent, Framer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How the listener behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MllpConfig {
     pub max_frame: usize,
     pub max_connections: usize,
@@ -28,6 +35,34 @@ pub struct MllpConfig {
     pub writers: usize,
     /// The most messages committed together.
     pub max_batch: usize,
+    /// TLS, when a certificate and key were given.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS acceptor from PEM files: the certificate chain (server certificate first) and its
+/// private key (PKCS#8, PKCS#1 or SEC1). Checked at start-up, with what is wrong.
+pub fn tls_acceptor(certificate: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .with_context(|| format!("reading the MLLP TLS certificate {}", certificate.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", certificate.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .with_context(|| format!("reading the MLLP TLS private key {}", key.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the MLLP TLS certificate and key do not go together")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A frame waiting to be ingested, and where its ACK goes.
@@ -106,7 +141,16 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
         };
         let (app, config, queue) = (app.clone(), config.clone(), queue.clone());
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, peer, app, queue, &config).await {
+            let _ = stream.set_nodelay(true);
+            let ended = match &config.tls {
+                None => connection(stream, peer, app, queue, &config).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => connection(tls, peer, app, queue, &config).await,
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+                },
+            };
+            if let Err(error) = ended {
                 tracing::info!(%peer, %error, "MLLP connection ended");
             }
             drop(permit);
@@ -114,14 +158,13 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     app: App,
     queue: tokio::sync::mpsc::Sender<Job>,
     config: &MllpConfig,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     let mut framer = Framer::new(config.max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, "MLLP connection opened");

@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// The most MLLP messages committed in one transaction.
     #[arg(long, env = "KITH_MLLP_MAX_BATCH", default_value_t = 64)]
     pub mllp_max_batch: usize,
+    /// Serve MLLP over TLS with this certificate chain (PEM, server certificate first).
+    #[arg(long, env = "KITH_MLLP_TLS_CERT", requires = "mllp_tls_key")]
+    pub mllp_tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --mllp-tls-cert (PEM).
+    #[arg(long, env = "KITH_MLLP_TLS_KEY", requires = "mllp_tls_cert")]
+    pub mllp_tls_key: Option<std::path::PathBuf>,
     /// Where people reach Kith (e.g. https://kith.example.org): links in emails use it, and
     /// with https cookies are Secure and HSTS is sent. Default: http:// and the listen address.
     #[arg(long, env = "KITH_PUBLIC_URL")]
@@ -63,6 +69,8 @@ impl ServeArgs {
             mllp_max_frame: kith_hl7::mllp::DEFAULT_MAX_FRAME,
             mllp_writers: None,
             mllp_max_batch: 64,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
             public_url: None,
             sign_in_burst: 10,
             no_outbox_worker: false,
@@ -97,12 +105,19 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     let keep = app.clone();
     let result = runtime.block_on(async move {
         if let Some(mllp_address) = args.mllp_listen {
+            let tls = match (&args.mllp_tls_cert, &args.mllp_tls_key) {
+                (Some(certificate), Some(key)) => Some(crate::mllp::tls_acceptor(certificate, key)?),
+                _ => None,
+            };
             let listener = tokio::net::TcpListener::bind(mllp_address)
                 .await
                 .with_context(|| format!("listening for MLLP on {mllp_address}"))?;
             let address = listener.local_addr()?;
             tracing::info!(%address, "serving HL7 v2 over MLLP");
             eprintln!("kith: MLLP listening on {address}");
+            if tls.is_some() {
+                eprintln!("kith: MLLP connections use TLS");
+            }
             let config = crate::mllp::MllpConfig {
                 max_frame: args.mllp_max_frame,
                 max_connections: args.mllp_max_connections.max(1),
@@ -112,6 +127,7 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
                     kith_store::Dialect::Postgres => 4,
                 }),
                 max_batch: args.mllp_max_batch,
+                tls,
             };
             tokio::spawn(crate::mllp::serve(listener, app.clone(), config));
         }
