@@ -983,3 +983,29 @@ async fn changing_a_password_ends_the_other_sessions() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_may_set_up_two_step_verification_while_registering() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let (_, secret) = sync(|| invited_patient(world, "Lou", "lou@example.org", "9434765919"));
+        let mut browser = Browser::new(world);
+        browser.get(&format!("/register?code={secret}")).await;
+        let fields = [
+            ("codes", secret.as_str()),
+            ("birth_date", "1985-03-27"),
+            ("email", "lou@example.org"),
+            ("password", NEW_PASSWORD),
+            ("confirm", NEW_PASSWORD),
+            ("two_factor", "yes"),
+        ];
+        let done = browser.post("/register/account", &fields).await;
+        assert_eq!(done.location.as_deref(), Some("/account/two-factor"));
+        let setup = browser.get("/account/two-factor").await;
+        let start = setup.body.find("id=\"totp-key\">").unwrap() + 14;
+        let key: String = setup.body[start..start + setup.body[start..].find('<').unwrap()].replace(' ', "");
+        let enrolled = browser.post("/account/two-factor", &[("code", totp_now(world, &key).as_str())]).await;
+        assert!(enrolled.body.contains("Your recovery codes"));
+        assert_eq!(browser.get("/").await.location.as_deref(), Some("/welcome"), "then the walkthrough");
+    })
+    .await;
+}

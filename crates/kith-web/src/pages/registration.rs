@@ -178,6 +178,9 @@ struct AccountForm {
     password: String,
     #[serde(default)]
     confirm: String,
+    /// "yes" to set up two-step verification before the walkthrough.
+    #[serde(default)]
+    two_factor: String,
 }
 
 async fn register_account(
@@ -225,7 +228,8 @@ async fn register_account(
     };
     match outcome {
         Ok(session) => {
-            let mut response = see_other("/welcome");
+            // Two-step set-up first when chosen; its "Continue" leads on to the walkthrough.
+            let mut response = see_other(if form.two_factor == "yes" { "/account/two-factor" } else { "/welcome" });
             response
                 .headers_mut()
                 .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
