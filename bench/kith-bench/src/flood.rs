@@ -243,6 +243,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         Command::new(&options.kith)
             .args(["serve", "--listen", "127.0.0.1:0", "--no-outbox-worker"])
             .env("KITH_DATABASE_URL", &database)
+            .env("KITH_SECRET_KEY", "5a".repeat(32))
             .env("KITH_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod password;
 mod patients;
 pub mod professionals_csv;
+pub mod sealing;
 pub mod sessions;
 mod tokens;
 pub mod two_factor;
@@ -161,11 +162,21 @@ pub struct ProfessionalContext {
 pub struct App {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// Seals what must be read back (TOTP keys). A random one unless
+    /// [`App::with_sealing_key`] gives the server's.
+    sealing: Arc<sealing::SealingKey>,
 }
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self { store, clock, sealing: Arc::new(sealing::SealingKey::ephemeral()) }
+    }
+
+    /// The server's sealing key (from `KITH_SECRET_KEY` or its key file), so that sealed
+    /// values open after a restart.
+    pub fn with_sealing_key(mut self, key: sealing::SealingKey) -> Self {
+        self.sealing = Arc::new(key);
+        self
     }
 
     pub fn store(&self) -> &Store {

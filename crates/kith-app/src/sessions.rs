@@ -233,7 +233,8 @@ impl App {
             let totp = state
                 .key
                 .as_deref()
-                .and_then(two_factor::from_base32)
+                .and_then(|sealed| self.sealing.open(&account.id.to_string(), sealed))
+                .and_then(|key| two_factor::from_base32(&key))
                 .and_then(|secret| two_factor::verify(&secret, typed, now, state.last_step));
             let how = match totp {
                 Some(step) if tx.accept_totp_step(account.id, step)? => "authenticator code",
@@ -260,13 +261,14 @@ impl App {
     /// Starts setting up two-step verification: the key to show (as a QR code and as
     /// text). Asking again before confirming shows the same key.
     pub fn begin_two_factor(&self, account: AccountId) -> AppResult<String> {
+        let context = account.to_string();
         self.store.write(|tx| {
             let state = tx.two_factor(account)?;
-            if let Some(pending) = state.pending_key {
+            if let Some(pending) = state.pending_key.and_then(|sealed| self.sealing.open(&context, &sealed)) {
                 return Ok(pending);
             }
             let key = two_factor::base32(&two_factor::new_key());
-            tx.set_pending_totp_key(account, Some(&key))?;
+            tx.set_pending_totp_key(account, Some(&self.sealing.seal(&context, &key)))?;
             Ok(key)
         })
     }
@@ -282,7 +284,10 @@ impl App {
             .collect();
         self.store.write(|tx| {
             let state = tx.two_factor(account)?;
-            let Some(pending) = state.pending_key else {
+            let Some(sealed) = state.pending_key else {
+                return Ok(Err(AppError::Invalid("Start setting up two-step verification again.".to_owned())));
+            };
+            let Some(pending) = self.sealing.open(&account.to_string(), &sealed) else {
                 return Ok(Err(AppError::Invalid("Start setting up two-step verification again.".to_owned())));
             };
             let secret = two_factor::from_base32(&pending).ok_or_else(|| StoreError::corrupt("stored TOTP key"))?;
@@ -297,7 +302,7 @@ impl App {
                     "That code is not right. Enter the 6-digit code your app shows now.".to_owned(),
                 )));
             };
-            tx.enable_totp(account, &pending, step, now)?;
+            tx.enable_totp(account, &sealed, step, now)?;
             tx.replace_recovery_codes(account, &hashes)?;
             tx.audit(sign_in_event(now, Some(account), "account.two_factor_enrol").build());
             Ok::<_, AppError>(Ok(codes.clone()))

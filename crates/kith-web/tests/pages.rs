@@ -480,6 +480,9 @@ async fn two_step_verification_enrolment_sign_in_recovery_and_requirement() {
         let recovery: Vec<String> =
             enrolled.body.split("<li><code>").skip(1).map(|rest| rest[..rest.find('<').unwrap()].to_owned()).collect();
         assert_eq!(recovery.len(), 10);
+        let ada_id = sync(|| world.app.account_by_email(&EmailAddress::parse("ada@example.org").unwrap())).unwrap().id;
+        let stored = sync(|| world.app.store().read(|tx| tx.two_factor(ada_id))).unwrap().key.unwrap();
+        assert!(stored.starts_with("v1:") && !stored.contains(&key), "the TOTP key is sealed at rest: {stored}");
         browser.post("/sign-out", &[]).await;
 
         // The password alone opens nothing.

@@ -250,7 +250,7 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let store = Store::open_and_migrate(&DatabaseUrl::Sqlite(path.clone())).context("creating the demo database")?;
-    let app = App::new(store, std::sync::Arc::new(kith_app::SystemClock));
+    let app = App::new(store, std::sync::Arc::new(kith_app::SystemClock)).with_sealing_key(config.sealing_key()?);
     let summary = populate(&app, args.patients)?;
     let token = app.create_api_token(
         &Operator { name: "demo".into() },

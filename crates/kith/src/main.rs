@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +63,37 @@ impl StorageConfig {
             Some(url) if !url.trim().is_empty() => DatabaseUrl::parse(url).map_err(anyhow::Error::msg),
             _ => Ok(DatabaseUrl::Sqlite(self.data_dir.join("kith.db"))),
         }
+    }
+
+    /// The server's sealing key: `KITH_SECRET_KEY` (64 hexadecimal digits), else the file
+    /// `secret.key` in the data directory, made (readable by its owner only) when missing.
+    /// Two-step verification keys are sealed with it: keep it, and back it up.
+    pub fn sealing_key(&self) -> anyhow::Result<kith_app::sealing::SealingKey> {
+        if let Ok(text) = std::env::var("KITH_SECRET_KEY")
+            && !text.trim().is_empty()
+        {
+            return kith_app::sealing::SealingKey::from_hex(&text)
+                .context("KITH_SECRET_KEY must be 64 hexadecimal digits (32 bytes), e.g. from `openssl rand -hex 32`");
+        }
+        let path = self.data_dir.join("secret.key");
+        if !path.exists() {
+            std::fs::create_dir_all(&self.data_dir)
+                .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(format!("{}\n", kith_app::sealing::SealingKey::generate_hex()).as_bytes())?;
+            eprintln!("kith: made a new secret key in {} (keep it, and back it up)", path.display());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        kith_app::sealing::SealingKey::from_hex(&text)
+            .with_context(|| format!("{} must hold 64 hexadecimal digits", path.display()))
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 }
 

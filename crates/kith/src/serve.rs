@@ -80,7 +80,7 @@ impl ServeArgs {
 }
 
 pub fn run(config: &StorageConfig, args: ServeArgs) -> anyhow::Result<()> {
-    let app = open_app(config)?;
+    let app = open_app(config)?.with_sealing_key(config.sealing_key()?);
     tracing::info!(database = %config.database_url()?, "database ready");
     serve_app(app, args)
 }

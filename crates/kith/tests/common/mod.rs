@@ -24,6 +24,8 @@ impl Kith<'_> {
             .args(args)
             .env("KITH_DATABASE_URL", &self.database.url_text)
             // The outbox's file sink (no SMTP configured) writes here, not into the crate.
+            // The server's sealing key (else serve would make kith-data/secret.key here).
+            .env("KITH_SECRET_KEY", "7b".repeat(32))
             .env("KITH_OUTBOX_DIR", std::env::temp_dir().join(format!("kith-test-outbox-{}", std::process::id())))
             .env_remove("KITH_LOG")
             .env("USER", "cli-test");
