@@ -24,6 +24,7 @@ pub struct TeamMember {
     pub status: MembershipStatus,
     pub job_title: Option<String>,
     pub registration_number: Option<String>,
+    pub two_factor: bool,
     /// The last message to their address: its template and delivery state.
     pub last_message: Option<kith_store::MessageState>,
 }
@@ -91,12 +92,14 @@ impl App {
             for (membership, account) in tx.team_members(team.id)? {
                 let last_message = tx.last_message_to(account.email.as_str())?;
                 let (job_title, registration_number) = details.remove(&account.id).unwrap_or_default();
+                let two_factor = tx.two_factor(account.id)?.key.is_some();
                 members.push(TeamMember {
                     account,
                     role: membership.role,
                     status: membership.status,
                     job_title,
                     registration_number,
+                    two_factor,
                     last_message,
                 });
             }
@@ -162,6 +165,34 @@ impl App {
                     .subject(account.id)
                     .basis("administration")
                     .reason("by the team's coordinator")
+                    .build(),
+            );
+            Ok::<_, AppError>(Ok(()))
+        })?
+    }
+
+    /// Turns off a member's two-step verification (a lost phone): their sessions end, and
+    /// they sign in with their password and set it up again.
+    pub fn reset_member_two_factor_as(&self, coordinator: AccountId, team: TeamId, member: AccountId) -> AppResult<()> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, team) = match coordinated(tx, coordinator, team, "account.two_factor_reset", now)? {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let account = member_of(tx, &team, member)?;
+            if tx.two_factor(account.id)?.key.is_none() {
+                return Ok(Err(AppError::Conflict("this person does not use two-step verification".to_owned())));
+            }
+            tx.clear_two_factor(account.id, now)?;
+            let ended = tx.end_sessions_of(account.id, now)?;
+            tx.audit(
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "account.two_factor_reset")
+                    .organisation(organisation.id)
+                    .team(team.id)
+                    .subject(account.id)
+                    .basis("administration")
+                    .reason(format!("by the team's coordinator; sessions ended: {ended}"))
                     .build(),
             );
             Ok::<_, AppError>(Ok(()))

@@ -534,34 +534,60 @@ impl App {
     /// counts as a failed sign-in.
     pub fn change_password(&self, secret: &str, current: &Secret, new_password: &Secret) -> AppResult<NewSession> {
         let new_hash = hash_password(new_password)?;
+        self.with_password_again(
+            secret,
+            current,
+            "account.password_change",
+            "Your current password is not right.",
+            |tx, account, now| Ok(tx.set_password(account.id, &new_hash, account.status, now)?),
+        )
+    }
+
+    /// The person turns two-step verification off, giving their password: every session
+    /// ends and a new one begins for this browser. (An organisation that requires it will
+    /// ask them to set it up again.)
+    pub fn disable_two_factor(&self, secret: &str, password: &Secret) -> AppResult<NewSession> {
+        self.with_password_again(
+            secret,
+            password,
+            "account.two_factor_disable",
+            "Your password is not right.",
+            |tx, account, now| Ok(tx.clear_two_factor(account.id, now)?),
+        )
+    }
+
+    /// A change a signed-in person confirms with their password: a wrong password counts
+    /// as a failed sign-in (audited with `action`, answered with `wrong`); otherwise
+    /// `change` runs, every session of the account ends and a new one begins for this
+    /// browser, in one transaction.
+    fn with_password_again(
+        &self,
+        secret: &str,
+        password: &Secret,
+        action: &'static str,
+        wrong: &str,
+        change: impl Fn(&mut Tx<'_>, &Account, Timestamp) -> AppResult<()>,
+    ) -> AppResult<NewSession> {
         let Some(session) = self.session(secret)? else { return Err(AppError::Denied) };
         let account = session.account;
         let stored = self.store.read(|tx| Ok::<_, AppError>(tx.password_hash(account.id)?))?;
-        let matches = verify_password(current, stored.as_deref().unwrap_or(decoy_hash())) && stored.is_some();
+        let matches = verify_password(password, stored.as_deref().unwrap_or(decoy_hash())) && stored.is_some();
         let now = self.now();
         let key = email_key(account.email.as_str());
         let fresh = random_secret();
         let fresh_hash = token_hash(&fresh);
         self.store.write(|tx| {
+            let event = sign_in_event(now, Some(account.id), action);
             if !matches {
                 tx.record_sign_in_failure(&key, now, now.minus(HOUR))?;
-                tx.audit(
-                    sign_in_event(now, Some(account.id), "account.password_change")
-                        .outcome(Outcome::Denied)
-                        .reason("wrong current password")
-                        .build(),
-                );
-                return Ok(Err(AppError::Invalid("Your current password is not right.".to_owned())));
+                tx.audit(event.outcome(Outcome::Denied).reason("wrong password").build());
+                return Ok(Err(AppError::Invalid(wrong.to_owned())));
             }
-            tx.set_password(account.id, &new_hash, account.status, now)?;
+            change(tx, &account, now)?;
             let ended = tx.end_sessions_of(account.id, now)?;
             let team = active_teams(tx, account.id)?.first().map(|team| team.team.id);
             tx.insert_session(&fresh_hash, account.id, now, now.plus(SESSION_ABSOLUTE), team, false)?;
-            tx.audit(
-                sign_in_event(now, Some(account.id), "account.password_change")
-                    .reason(format!("sessions ended: {ended}"))
-                    .build(),
-            );
+            tx.audit(event.reason(format!("sessions ended: {ended}")).build());
             Ok::<_, AppError>(Ok(NewSession { secret: Secret::new(fresh.clone()), account: account.clone() }))
         })?
     }

@@ -1003,12 +1003,66 @@ async fn a_patient_may_set_up_two_step_verification_while_registering() {
         ];
         let done = browser.post("/register/account", &fields).await;
         assert_eq!(done.location.as_deref(), Some("/account/two-factor"));
-        let setup = browser.get("/account/two-factor").await;
-        let start = setup.body.find("id=\"totp-key\">").unwrap() + 14;
-        let key: String = setup.body[start..start + setup.body[start..].find('<').unwrap()].replace(' ', "");
-        let enrolled = browser.post("/account/two-factor", &[("code", totp_now(world, &key).as_str())]).await;
-        assert!(enrolled.body.contains("Your recovery codes"));
+        enrol_signed_in(&mut browser, world).await;
         assert_eq!(browser.get("/").await.location.as_deref(), Some("/welcome"), "then the walkthrough");
+    })
+    .await;
+}
+
+/// Signs in `who` and turns two-step verification on; the TOTP key.
+async fn enrol(browser: &mut Browser<'_>, world: &World, who: &str, password: &str) -> String {
+    browser.sign_in(who, password).await;
+    enrol_signed_in(browser, world).await
+}
+
+/// Turns two-step verification on for whoever is signed in; the TOTP key.
+async fn enrol_signed_in(browser: &mut Browser<'_>, world: &World) -> String {
+    let setup = browser.get("/account/two-factor").await;
+    let start = setup.body.find("id=\"totp-key\">").unwrap() + 14;
+    let key: String = setup.body[start..start + setup.body[start..].find('<').unwrap()].replace(' ', "");
+    let enrolled = browser.post("/account/two-factor", &[("code", totp_now(world, &key).as_str())]).await;
+    assert!(enrolled.body.contains("Your recovery codes"));
+    key
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
+    each_world(WebConfig::default(), async |world: &World| {
+        // Bob turns it off himself, with his password.
+        let mut bob = Browser::new(world);
+        enrol(&mut bob, world, "bob@example.org", PASSWORD).await;
+        let mut bob_elsewhere = Browser::new(world);
+        world.clock.advance(Duration::from_secs(30));
+        bob_elsewhere.sign_in("bob@example.org", PASSWORD).await;
+        assert!(!bob_elsewhere.get("/").await.body.contains("Sign out"), "the second step is asked for");
+        bob.get("/account/two-factor").await;
+        let wrong = bob.post("/account/two-factor/disable", &[("password", "not my password")]).await;
+        assert!(wrong.body.contains("Your password is not right."), "{}", wrong.body);
+        let off = bob.post("/account/two-factor/disable", &[("password", PASSWORD)]).await;
+        assert_eq!(off.location.as_deref(), Some("/?done=two-factor-off"));
+        assert!(bob.get("/?done=two-factor-off").await.body.contains("Two-step verification is off."));
+        let mut again = Browser::new(world);
+        assert_eq!(
+            again.sign_in("bob@example.org", PASSWORD).await.location.as_deref(),
+            Some("/"),
+            "the password alone"
+        );
+
+        // Ada (coordinator) resets Bob's after he enrols again and loses his phone.
+        let mut bob = Browser::new(world);
+        enrol(&mut bob, world, "bob@example.org", PASSWORD).await;
+        let mut ada = Browser::new(world);
+        ada.sign_in("ada@example.org", PASSWORD).await;
+        let members = ada.get("/team/members").await;
+        assert!(members.body.contains("Reset two-step verification"), "{}", members.body);
+        let bob_id = sync(|| world.app.account_by_email(&EmailAddress::parse("bob@example.org").unwrap())).unwrap().id;
+        let reset = ada.post(&format!("/team/members/{bob_id}/two-factor"), &[]).await;
+        assert!(reset.body.contains("Their two-step verification is off"), "{}", reset.body);
+        assert!(!bob.get("/").await.body.contains("Sign out"), "bob's sessions ended");
+        let mut fresh = Browser::new(world);
+        assert_eq!(fresh.sign_in("bob@example.org", PASSWORD).await.location.as_deref(), Some("/"));
+        let twice = ada.post(&format!("/team/members/{bob_id}/two-factor"), &[]).await;
+        assert!(twice.body.contains("does not use two-step verification"));
     })
     .await;
 }

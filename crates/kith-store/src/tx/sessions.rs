@@ -420,4 +420,15 @@ impl Tx<'_> {
             },
         )
     }
+
+    /// Turns two-step verification off: the key, any pending key, the last step and the
+    /// recovery codes go.
+    pub fn clear_two_factor(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE accounts SET totp_key = NULL, totp_pending_key = NULL, totp_last_step = NULL, updated_at = ? WHERE id = ?",
+            &[at.into(), account.into()],
+        )?;
+        self.conn.execute("DELETE FROM recovery_codes WHERE account_id = ?", &[account.into()])?;
+        Ok(())
+    }
 }

@@ -40,6 +40,7 @@ pub fn routes() -> Router<WebState> {
         .route("/sign-in/two-factor", get(second_step_page).post(second_step))
         .route("/account/two-factor", get(two_factor_page).post(two_factor_confirm))
         .route("/account/two-factor/qr.svg", get(two_factor_qr))
+        .route("/account/two-factor/disable", post(two_factor_disable))
         .route("/activate/{code}", get(activate_page).post(activate))
         .route("/account/password", get(password_page).post(change_password))
         .merge(registration::routes())
@@ -231,6 +232,7 @@ fn done_notice(done: Option<&str>) -> Option<&'static str> {
         "reset" => Some("Your password has been changed. Sign in with the new one."),
         "signed-out" => Some("You have signed out."),
         "password" => Some("Your password has been changed. You are signed out everywhere else."),
+        "two-factor-off" => Some("Two-step verification is off. You are signed out everywhere else."),
         _ => None,
     }
 }
@@ -606,7 +608,7 @@ async fn two_factor_setup(state: &WebState, signed_in: &SignedIn, error: Option<
             enabled: true,
             required: false,
             key: String::new(),
-            error: None,
+            error,
             recovery_codes: None,
         });
     }
@@ -826,6 +828,47 @@ async fn change_password(
         Err(AppError::Denied) => see_other("/sign-in"),
         Err(error) => {
             tracing::error!(%error, "password change failed");
+            guard::internal_error()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DisableForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn two_factor_disable(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<DisableForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let app = state.app.clone();
+    let secret = signed_in.secret.clone();
+    let password = Secret::new(form.password);
+    let outcome = match state.guards.hash(move || app.disable_two_factor(&secret, &password)).await {
+        Ok(outcome) => outcome,
+        Err(response) => return response,
+    };
+    match outcome {
+        Ok(session) => {
+            let mut response = see_other("/?done=two-factor-off");
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
+            response
+        }
+        Err(AppError::Invalid(message)) => two_factor_setup(&state, &signed_in, Some(message)).await,
+        Err(AppError::Denied) => see_other("/sign-in"),
+        Err(error) => {
+            tracing::error!(%error, "turning two-step verification off failed");
             guard::internal_error()
         }
     }

@@ -29,6 +29,7 @@ pub fn routes() -> Router<WebState> {
         .route("/team/members/invite", post(invite))
         .route("/team/members/{member}/status", post(member_status))
         .route("/team/members/{member}/reset", post(member_reset))
+        .route("/team/members/{member}/two-factor", post(member_two_factor))
         .route("/team/patient-reset", post(patient_reset))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
 }
@@ -231,6 +232,7 @@ pub struct MemberRow {
     last_email: String,
     active: bool,
     can_reset: bool,
+    two_factor: bool,
 }
 
 #[derive(Template)]
@@ -295,6 +297,7 @@ async fn members_view(
                 .unwrap_or_else(|| "none".to_owned()),
             active: member.status == MembershipStatus::Active,
             can_reset: member.account.status == AccountStatus::Active,
+            two_factor: member.two_factor,
         })
         .collect();
     render(&MembersPage {
@@ -353,6 +356,39 @@ async fn member_status(
     }
 }
 
+/// One action on one member of the coordinator's team: the form's token is checked, the
+/// use case runs, and the members page says how it went.
+async fn member_action(
+    state: &WebState,
+    headers: &HeaderMap,
+    signed_in: &SignedIn,
+    member: &str,
+    csrf: &str,
+    action: fn(
+        &kith_app::App,
+        kith_core::AccountId,
+        kith_core::TeamId,
+        kith_core::AccountId,
+    ) -> kith_app::AppResult<()>,
+    done: &'static str,
+) -> Response {
+    if !signed_in_form_ok(headers, signed_in, csrf) {
+        return guard::csrf_refused();
+    }
+    let (Some(member), Some(team)) = (member_id(member), signed_in.session.team) else {
+        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
+    };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || action(&app, account, team, member)).await {
+        Ok(Ok(())) => members_view(state, signed_in, Some(done.to_owned()), None).await,
+        Ok(Err(AppError::Conflict(message))) => members_view(state, signed_in, None, Some(message)).await,
+        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
+        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
+        _ => guard::internal_error(),
+    }
+}
+
 async fn member_reset(
     State(state): State<WebState>,
     headers: HeaderMap,
@@ -360,24 +396,9 @@ async fn member_reset(
     Path(member): Path<String>,
     axum::Form(form): axum::Form<super::CsrfForm>,
 ) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let (Some(member), Some(team)) = (member_id(&member), signed_in.session.team) else {
-        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
-    };
-    let app = state.app.clone();
-    let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.reset_member_password_as(account, team, member)).await {
-        Ok(Ok(())) => {
-            let message = "A password reset link is on its way to them; it works once, within an hour.".to_owned();
-            members_view(&state, &signed_in, Some(message), None).await
-        }
-        Ok(Err(AppError::Conflict(message))) => members_view(&state, &signed_in, None, Some(message)).await,
-        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
-        _ => guard::internal_error(),
-    }
+    let done = "A password reset link is on its way to them; it works once, within an hour.";
+    member_action(&state, &headers, &signed_in, &member, &form.csrf, kith_app::App::reset_member_password_as, done)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -497,4 +518,17 @@ async fn patient_reset(
         Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
         _ => guard::internal_error(),
     }
+}
+
+async fn member_two_factor(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    Path(member): Path<String>,
+    axum::Form(form): axum::Form<super::CsrfForm>,
+) -> Response {
+    let done = "Their two-step verification is off and they are signed out: they sign in with their password and \
+                set it up again.";
+    member_action(&state, &headers, &signed_in, &member, &form.csrf, kith_app::App::reset_member_two_factor_as, done)
+        .await
 }
