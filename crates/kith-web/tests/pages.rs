@@ -423,6 +423,12 @@ async fn reset_codes_work_once_and_expire_and_end_every_session() {
         let short = browser.post(&link, &[("password", "short"), ("confirm", "short")]).await;
         assert!(short.body.contains("Your new password must be at least 12 characters"), "{}", short.body);
         assert!(
+            short.body.contains("id=\"password-error\"") && short.body.contains("aria-invalid=\"true\""),
+            "the error is also at its field: {}",
+            short.body
+        );
+        assert!(short.body.contains("<a href=\"#password\">"), "the summary links to the field");
+        assert!(
             sync(|| world.app.password_reset_usable(&reset)).unwrap(),
             "a refused password does not spend the code"
         );
@@ -587,6 +593,7 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
         let not_a_date =
             browser.post("/register", &[codes[0], codes[1], ("day", "31"), ("month", "2"), ("year", "1985")]).await;
         assert!(not_a_date.body.contains("Enter your date of birth as numbers"));
+        assert!(not_a_date.body.contains("id=\"dob-day-error\""), "{}", not_a_date.body);
         let right =
             browser.post("/register", &[codes[0], codes[1], ("day", "27"), ("month", "03"), ("year", "1985")]).await;
         assert!(right.body.contains("Hello, Pat"), "{}", right.body);
@@ -969,6 +976,7 @@ async fn changing_a_password_ends_the_other_sessions() {
             )
             .await;
         assert!(wrong.body.contains("Your current password is not right."), "{}", wrong.body);
+        assert!(wrong.body.contains("id=\"current-error\""), "{}", wrong.body);
         let short = laptop
             .post("/account/password", &[("current", PASSWORD), ("password", "short"), ("confirm", "short")])
             .await;

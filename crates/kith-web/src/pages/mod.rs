@@ -421,15 +421,24 @@ async fn reset_request(State(state): State<WebState>, headers: HeaderMap, reques
 #[template(path = "reset_form.html")]
 struct ResetFormPage {
     shell: Shell,
+    /// The field the error is about (its id), or "".
+    error_field: &'static str,
     usable: bool,
     unusable: &'static str,
     minimum: usize,
     error: Option<String>,
 }
 
-fn reset_form(shell: Shell, usable: bool, error: Option<String>) -> Response {
-    let mut response =
-        render(&ResetFormPage { shell, usable, unusable: UNUSABLE_LINK, minimum: MINIMUM_PASSWORD_LENGTH, error });
+fn reset_form(shell: Shell, usable: bool, error: Option<(&'static str, String)>) -> Response {
+    let (error_field, error) = split_error(error);
+    let mut response = render(&ResetFormPage {
+        shell,
+        error_field,
+        usable,
+        unusable: UNUSABLE_LINK,
+        minimum: MINIMUM_PASSWORD_LENGTH,
+        error,
+    });
     // The code is in the address: the page is never cached, and the referrer policy
     // (same-origin) never sends the address to another site.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -479,7 +488,7 @@ async fn reset_password(
     }
     if form.password != form.confirm {
         let error = "The two passwords are different. Type the same new password twice.".to_owned();
-        return anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(error)));
+        return anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(("confirm", error))));
     }
     let app = state.app.clone();
     let password = Secret::new(form.password);
@@ -498,12 +507,21 @@ async fn reset_password(
         }
         Err(AppError::Invalid(message)) => {
             let error = password_problem(&message);
-            anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(error)))
+            anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(("password", error))))
         }
         Err(error) => {
             tracing::error!(%error, "password reset failed");
             guard::internal_error()
         }
+    }
+}
+
+/// An error about one field, for a page's template: the field's id ("" for none) and the
+/// words.
+fn split_error(error: Option<(&'static str, String)>) -> (&'static str, Option<String>) {
+    match error {
+        Some((field, message)) => (field, Some(message)),
+        None => ("", None),
     }
 }
 
@@ -695,14 +713,23 @@ async fn two_factor_qr(State(state): State<WebState>, signed_in: SignedIn) -> Re
 #[template(path = "activate.html")]
 struct ActivatePage {
     shell: Shell,
+    error_field: &'static str,
     usable: bool,
     unusable: &'static str,
     minimum: usize,
     error: Option<String>,
 }
 
-fn activate_form(shell: Shell, usable: bool, error: Option<String>) -> Response {
-    render(&ActivatePage { shell, usable, unusable: UNUSABLE_LINK, minimum: MINIMUM_PASSWORD_LENGTH, error })
+fn activate_form(shell: Shell, usable: bool, error: Option<(&'static str, String)>) -> Response {
+    let (error_field, error) = split_error(error);
+    render(&ActivatePage {
+        shell,
+        error_field,
+        usable,
+        unusable: UNUSABLE_LINK,
+        minimum: MINIMUM_PASSWORD_LENGTH,
+        error,
+    })
 }
 
 async fn activate_page(State(state): State<WebState>, headers: HeaderMap, Path(code): Path<String>) -> Response {
@@ -734,7 +761,7 @@ async fn activate(
     }
     if form.password != form.confirm {
         let error = "The two passwords are different. Type the same password twice.".to_owned();
-        return anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(error)));
+        return anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(("confirm", error))));
     }
     let app = state.app.clone();
     let password = Secret::new(form.password);
@@ -755,7 +782,7 @@ async fn activate(
         }
         Err(AppError::Invalid(message)) => {
             let error = password_problem(&message).replace("Your new password", "Your password");
-            anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(error)))
+            anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(("password", error))))
         }
         Err(error) => {
             tracing::error!(%error, "activation failed");
@@ -770,12 +797,18 @@ async fn activate(
 #[template(path = "password.html")]
 struct PasswordPage {
     shell: Shell,
+    error_field: &'static str,
     minimum: usize,
     error: Option<String>,
 }
 
 async fn password_page(signed_in: SignedIn) -> Response {
-    render(&PasswordPage { shell: Shell::signed_in(&signed_in, None), minimum: MINIMUM_PASSWORD_LENGTH, error: None })
+    render(&PasswordPage {
+        shell: Shell::signed_in(&signed_in, None),
+        error_field: "",
+        minimum: MINIMUM_PASSWORD_LENGTH,
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -799,15 +832,16 @@ async fn change_password(
     if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
         return guard::csrf_refused();
     }
-    let again = |error: String| {
+    let again = |field: &'static str, error: String| {
         render(&PasswordPage {
             shell: Shell::signed_in(&signed_in, None),
+            error_field: field,
             minimum: MINIMUM_PASSWORD_LENGTH,
             error: Some(error),
         })
     };
     if form.password != form.confirm {
-        return again("The two new passwords are different. Type the same new password twice.".to_owned());
+        return again("confirm", "The two new passwords are different. Type the same new password twice.".to_owned());
     }
     let app = state.app.clone();
     let secret = signed_in.secret.clone();
@@ -824,7 +858,11 @@ async fn change_password(
                 .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
             response
         }
-        Err(AppError::Invalid(message)) => again(password_problem(&message)),
+        // A wrong current password, or a new one the rules refuse.
+        Err(AppError::Invalid(message)) if message.starts_with("password: ") => {
+            again("password", password_problem(&message))
+        }
+        Err(AppError::Invalid(message)) => again("current", message),
         Err(AppError::Denied) => see_other("/sign-in"),
         Err(error) => {
             tracing::error!(%error, "password change failed");

@@ -45,6 +45,7 @@ pub fn labels_in_words(labels: LabelSet) -> String {
 #[template(path = "register.html")]
 struct RegisterPage {
     shell: Shell,
+    error_field: &'static str,
     invitation: String,
     activation: String,
     day: String,
@@ -66,6 +67,7 @@ async fn register_page(State(state): State<WebState>, headers: HeaderMap, Query(
     anonymous_page(&headers, &state, |shell| {
         render(&RegisterPage {
             shell,
+            error_field: "",
             invitation,
             activation,
             day: String::new(),
@@ -101,6 +103,7 @@ fn date_from(day: &str, month: &str, year: &str) -> Option<Date> {
 #[template(path = "register_account.html")]
 struct AccountPage {
     shell: Shell,
+    error_field: &'static str,
     given_name: String,
     codes: String,
     birth_date: String,
@@ -126,11 +129,12 @@ async fn register_check(
     }
     let codes = normalise_invitation_code(&format!("{}{}", form.invitation, form.activation));
     let birth_date = date_from(&form.day, &form.month, &form.year);
-    let again = |error: &'static str| {
+    let again = |field: &'static str, error: &'static str| {
         let form = &form;
         anonymous_page(&headers, &state, |shell| {
             render(&RegisterPage {
                 shell,
+                error_field: field,
                 invitation: form.invitation.trim().to_owned(),
                 activation: form.activation.trim().to_owned(),
                 day: form.day.trim().to_owned(),
@@ -141,7 +145,7 @@ async fn register_check(
         })
     };
     if birth_date.is_none() {
-        return again("Enter your date of birth as numbers: day, month and year, for example 15 4 1990.");
+        return again("dob-day", "Enter your date of birth as numbers: day, month and year, for example 15 4 1990.");
     }
     let app = state.app.clone();
     let check = codes.clone();
@@ -149,11 +153,12 @@ async fn register_check(
         Ok(Ok(found)) => found,
         _ => return guard::internal_error(),
     };
-    let Some(found) = found else { return again(NO_MATCH) };
+    let Some(found) = found else { return again("", NO_MATCH) };
     let birth_date = birth_date.map(|date| date.to_string()).unwrap_or_default();
     anonymous_page(&headers, &state, |shell| {
         render(&AccountPage {
             shell,
+            error_field: "",
             given_name: found.given_name.clone(),
             codes: codes.clone(),
             birth_date: birth_date.clone(),
@@ -199,11 +204,12 @@ async fn register_account(
         return guard::too_many_attempts();
     }
     let birth_date = Date::parse(form.birth_date.trim()).ok();
-    let again = |error: String| {
+    let again = |field: &'static str, error: String| {
         let form = &form;
         anonymous_page(&headers, &state, |shell| {
             render(&AccountPage {
                 shell,
+                error_field: field,
                 given_name: String::new(),
                 codes: form.codes.clone(),
                 birth_date: form.birth_date.clone(),
@@ -214,10 +220,10 @@ async fn register_account(
         })
     };
     let Ok(email) = EmailAddress::parse(&form.email) else {
-        return again("Enter an email address like name@example.org.".to_owned());
+        return again("email", "Enter an email address like name@example.org.".to_owned());
     };
     if form.password != form.confirm {
-        return again("The two passwords are different. Type the same password twice.".to_owned());
+        return again("confirm", "The two passwords are different. Type the same password twice.".to_owned());
     }
     let app = state.app.clone();
     let codes = form.codes.clone();
@@ -236,11 +242,14 @@ async fn register_account(
             response
         }
         Err(AppError::Invalid(message)) if message == NO_MATCH => see_other("/register"),
-        Err(AppError::Invalid(message)) => again(match message.strip_prefix("password: ") {
-            Some(rest) => format!("Your password {rest}."),
-            None => message,
-        }),
-        Err(AppError::Conflict(message)) => again(message),
+        Err(AppError::Invalid(message)) => again(
+            "password",
+            match message.strip_prefix("password: ") {
+                Some(rest) => format!("Your password {rest}."),
+                None => message,
+            },
+        ),
+        Err(AppError::Conflict(message)) => again("email", message),
         Err(error) => {
             tracing::error!(%error, "registration failed");
             guard::internal_error()
