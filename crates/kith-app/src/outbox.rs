@@ -172,11 +172,13 @@ pub fn render(
             let organisation = name("organisation")?;
             let expires = date("expires")?;
             let code = code()?;
+            // The same two codes a letter prints, for typing them in instead of following the link.
+            let (invitation, activation) = crate::invitations::split_codes(code);
             (
                 format!("Your invitation to Kith from {organisation}"),
                 format!(
                     "{organisation} invites you to Kith, where you can see your health record and choose who \
-                     can see it.\n\nYour invitation code is: {code}\n\n\
+                     can see it.\n\nYour invitation code: {invitation}\nYour activation code: {activation}\n\n\
                      To register, open this link:\n{url}/register?code={code}\n\n\
                      You will be asked for your date of birth, to check that the invitation reached the right \
                      person. The invitation expires on {expires}.\n\n\
@@ -451,7 +453,10 @@ mod tests {
         let (email, sms) = both("patient_invitation", &payload, Some(CODE));
         assert_eq!(email.subject, "Your invitation to Kith from Riverside Hospitals");
         let link = format!("https://kith.example.org/register?code={CODE}");
-        assert!(email.text.contains(&format!("Your invitation code is: {CODE}")));
+        let (invitation, activation) = crate::invitations::split_codes(CODE);
+        assert!(
+            email.text.contains(&format!("Your invitation code: {invitation}\nYour activation code: {activation}"))
+        );
         assert!(
             email.text.contains(&link) && email.text.contains("date of birth") && email.text.contains("2026-07-01")
         );

@@ -648,7 +648,9 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
         );
         let step2 = browser.get("/welcome?step=2").await;
         assert!(
-            step2.body.contains("Patient Record Team") && step2.body.contains("sees none of your health information"),
+            step2.body.contains("Patient Record Team")
+                && step2.body.contains("sees none of your health information")
+                && !step2.body.contains("always sees what it wrote"),
             "{}",
             step2.body
         );

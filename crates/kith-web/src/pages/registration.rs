@@ -266,6 +266,8 @@ pub struct LabelChoice {
 }
 
 pub struct TeamStep {
+    /// A speciality team always sees what it wrote; the Patient Record Team does not.
+    writes_own: bool,
     id: String,
     name: String,
     explanation: String,
@@ -304,9 +306,9 @@ async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query
     let team = step.checked_sub(2).and_then(|index| walkthrough.teams.get(index)).map(|current| {
         let explanation = match current.team.kind {
             TeamKind::PatientRecord => format!(
-                "{} keeps your record for {}: your name and details. It sees none of your health information \
-                 unless you tick it below.",
-                current.team.name, walkthrough.organisation
+                "This team keeps your record for {}: your name and details. It sees none of your health \
+                 information unless you tick it below.",
+                walkthrough.organisation
             ),
             TeamKind::Speciality => format!(
                 "{} is caring for you. It can now see {}. Tick what you want it to see.",
@@ -315,6 +317,7 @@ async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query
             ),
         };
         TeamStep {
+            writes_own: current.team.kind == TeamKind::Speciality,
             id: current.team.id.to_string(),
             name: current.team.name.to_string(),
             explanation,
