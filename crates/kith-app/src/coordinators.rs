@@ -66,6 +66,39 @@ fn coordinated(
     }
 }
 
+/// What a coordinator checks with a patient before acting on their account: all three
+/// must match the record.
+#[derive(Clone, Copy, Debug)]
+pub struct IdentityCheck<'a> {
+    pub nhs_number: &'a NhsNumber,
+    pub family_name: &'a str,
+    pub birth_date: Date,
+}
+
+/// The same answer for every "remind to register" identity check that does not match.
+pub const NO_UNREGISTERED_MATCH: &str = "No patient of the organisation who has still to register matches the NHS \
+     number, family name and date of birth given. Check them with the patient.";
+
+/// The patient of `organisation` with this NHS number, when the family name (any case) and
+/// the date of birth match too.
+fn matching_patient(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    identity: &IdentityCheck<'_>,
+) -> AppResult<Option<kith_core::model::Patient>> {
+    let patient = tx.patient_by_nhs_number(identity.nhs_number)?.filter(|patient| patient.merged_into.is_none());
+    Ok(match patient {
+        Some(patient)
+            if tx.patient_in_organisation(patient.id, organisation.id)?
+                && patient.demographics.family_name.as_str().eq_ignore_ascii_case(identity.family_name.trim())
+                && patient.demographics.birth_date == identity.birth_date =>
+        {
+            Some(patient)
+        }
+        _ => None,
+    })
+}
+
 /// A member of `team` (any status), or `Denied`.
 fn member_of(tx: &mut Tx<'_>, team: &Team, member: AccountId) -> AppResult<Account> {
     match (tx.membership(member, team.id)?, tx.account(member)?) {
@@ -199,6 +232,61 @@ impl App {
         })?
     }
 
+    /// "Remind to register": a Patient Record Team's coordinator sends a patient of the
+    /// organisation who has not registered a new invitation (older codes stop working), by
+    /// the channel the record allows (email, then SMS, then letter). The NHS number, family
+    /// name and date of birth must all match; any mismatch gets one answer, audited.
+    pub fn remind_patient_as(
+        &self,
+        coordinator: AccountId,
+        team: TeamId,
+        identity: &IdentityCheck<'_>,
+    ) -> AppResult<crate::invitations::Invitation> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, team) = match coordinated(tx, coordinator, team, "patient.invite", now)? {
+                Ok(found) => found,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            if team.kind != TeamKind::PatientRecord {
+                return Ok(Err(AppError::Forbidden(
+                    "patients are invited by the Patient Record Team's coordinators".to_owned(),
+                )));
+            }
+            let Some(mut patient) =
+                matching_patient(tx, &organisation, identity)?.filter(|patient| patient.account.is_none())
+            else {
+                tx.audit(
+                    AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "patient.invite")
+                        .organisation(organisation.id)
+                        .team(team.id)
+                        .outcome(Outcome::Denied)
+                        .reason("the identity check did not match a patient still to register")
+                        .basis("administration")
+                        .build(),
+                );
+                return Ok(Err(AppError::Invalid(NO_UNREGISTERED_MATCH.to_owned())));
+            };
+            let d = &patient.demographics;
+            let how = if d.email.is_some() {
+                crate::invitations::InviteChannel::Email
+            } else if d.mobile.is_some() {
+                crate::invitations::InviteChannel::Sms
+            } else {
+                crate::invitations::InviteChannel::Letter
+            };
+            Ok::<_, AppError>(crate::invitations::send_invitation(
+                tx,
+                Actor::Account(coordinator),
+                Channel::Web,
+                &organisation,
+                &mut patient,
+                how,
+                now,
+            ))
+        })?
+    }
+
     /// A Patient Record Team's coordinator, having confirmed the patient's identity, emails
     /// a registered patient of the organisation a password-reset link. The NHS number,
     /// family name (any case) and date of birth must all match; any mismatch gets the same
@@ -207,9 +295,7 @@ impl App {
         &self,
         coordinator: AccountId,
         team: TeamId,
-        nhs_number: &NhsNumber,
-        family_name: &str,
-        birth_date: Date,
+        identity: &IdentityCheck<'_>,
     ) -> AppResult<()> {
         let now = self.now();
         self.store.write(|tx| {
@@ -228,17 +314,7 @@ impl App {
                     .organisation(organisation.id)
                     .team(team.id)
                     .basis("administration");
-            let patient = tx.patient_by_nhs_number(nhs_number)?.filter(|patient| patient.merged_into.is_none());
-            let matching = match patient {
-                Some(patient)
-                    if tx.patient_in_organisation(patient.id, organisation.id)?
-                        && patient.demographics.family_name.as_str().eq_ignore_ascii_case(family_name.trim())
-                        && patient.demographics.birth_date == birth_date =>
-                {
-                    Some(patient)
-                }
-                _ => None,
-            };
+            let matching = matching_patient(tx, &organisation, identity)?;
             let account = match matching.as_ref().and_then(|patient| patient.account) {
                 Some(account) => tx.account(account)?.filter(|account| account.status == AccountStatus::Active),
                 None => None,

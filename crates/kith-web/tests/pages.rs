@@ -949,6 +949,26 @@ async fn coordinators_manage_members_and_reset_passwords() {
         assert!(right.body.contains("A password reset link is on its way to the patient"), "{}", right.body);
         let resets = wait_for_resets(world, 2).await;
         assert!(resets.iter().any(|(to, _)| to == "pat@example.org"));
+        // "Remind to register": a new invitation replaces the old one.
+        let (_, first) = sync(|| invited_patient(world, "Lou", "lou@example.org", "9999999468"));
+        let remind =
+            |family: &'static str| [("nhs_number", "999 999 9468"), ("family", family), ("birth_date", "1985-03-27")];
+        let wrong = prt.post("/team/patient-remind", &remind("Wrong")).await;
+        assert!(wrong.body.contains("No patient of the organisation who has still to register matches"));
+        let sent = prt.post("/team/patient-remind", &remind("EXAMPLE")).await;
+        assert!(sent.body.contains("A new invitation is on its way by email"), "{}", sent.body);
+        let dob = Some(kith_core::Date::new(1985, 3, 27).unwrap());
+        assert!(sync(|| world.app.check_invitation(&first, dob)).unwrap().is_none(), "the old codes stop working");
+        let registered = prt
+            .post(
+                "/team/patient-remind",
+                &[("nhs_number", "943 476 5919"), ("family", "example"), ("birth_date", "1985-03-27")],
+            )
+            .await;
+        assert!(
+            registered.body.contains("No patient of the organisation who has still to register"),
+            "registered already"
+        );
         // Ada coordinates a speciality team: not patients' passwords.
         let refused = ada
             .post(

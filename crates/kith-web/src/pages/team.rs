@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kith_app::AppError;
+use kith_app::coordinators::IdentityCheck;
 use kith_app::professionals_csv::{CsvReport, Importer, TEMPLATE_HEADER};
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use serde::Deserialize;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<WebState> {
         .route("/team/members/{member}/reset", post(member_reset))
         .route("/team/members/{member}/two-factor", post(member_two_factor))
         .route("/team/patient-reset", post(patient_reset))
+        .route("/team/patient-remind", post(patient_remind))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
 }
 
@@ -485,13 +487,22 @@ struct PatientResetForm {
     birth_date: String,
 }
 
-async fn patient_reset(
-    State(state): State<WebState>,
-    headers: HeaderMap,
-    signed_in: SignedIn,
-    axum::Form(form): axum::Form<PatientResetForm>,
+/// A patient action of a Patient Record Team's coordinator, after an identity check (NHS
+/// number, family name, date of birth): the use case runs and the members page says how it
+/// went.
+async fn patient_action(
+    state: &WebState,
+    headers: &HeaderMap,
+    signed_in: &SignedIn,
+    form: PatientResetForm,
+    action: fn(
+        &kith_app::App,
+        kith_core::AccountId,
+        kith_core::TeamId,
+        &IdentityCheck<'_>,
+    ) -> kith_app::AppResult<String>,
 ) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+    if !signed_in_form_ok(headers, signed_in, &form.csrf) {
         return guard::csrf_refused();
     }
     let Some(team) = signed_in.session.team else { return (StatusCode::FORBIDDEN, "Choose a team.\n").into_response() };
@@ -499,25 +510,54 @@ async fn patient_reset(
     let birth_date = kith_core::Date::parse(form.birth_date.trim());
     let (Ok(nhs_number), Ok(birth_date)) = (nhs_number, birth_date) else {
         let error = "Enter a 10-digit NHS number and the date of birth.".to_owned();
-        return members_view(&state, &signed_in, None, Some(error)).await;
+        return members_view(state, signed_in, None, Some(error)).await;
     };
     let app = state.app.clone();
     let account = signed_in.session.account.id;
-    let family = form.family.clone();
-    match tokio::task::spawn_blocking(move || {
-        app.reset_patient_password_as(account, team, &nhs_number, &family, birth_date)
+    let family = form.family;
+    let outcome = tokio::task::spawn_blocking(move || {
+        action(&app, account, team, &IdentityCheck { nhs_number: &nhs_number, family_name: &family, birth_date })
     })
-    .await
-    {
-        Ok(Ok(())) => {
-            let message =
-                "A password reset link is on its way to the patient; it works once, within an hour.".to_owned();
-            members_view(&state, &signed_in, Some(message), None).await
+    .await;
+    match outcome {
+        Ok(Ok(message)) => members_view(state, signed_in, Some(message), None).await,
+        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message))) => {
+            members_view(state, signed_in, None, Some(message)).await
         }
-        Ok(Err(AppError::Invalid(message))) => members_view(&state, &signed_in, None, Some(message)).await,
         Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
         _ => guard::internal_error(),
     }
+}
+
+async fn patient_reset(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<PatientResetForm>,
+) -> Response {
+    patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+        app.reset_patient_password_as(account, team, identity)
+            .map(|()| "A password reset link is on its way to the patient; it works once, within an hour.".to_owned())
+    })
+    .await
+}
+
+async fn patient_remind(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    axum::Form(form): axum::Form<PatientResetForm>,
+) -> Response {
+    patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+        app.remind_patient_as(account, team, identity).map(|invitation| {
+            format!(
+                "A new invitation is on its way by {}; its codes work until {}.",
+                invitation.channel.code(),
+                invitation.expires_at.date()
+            )
+        })
+    })
+    .await
 }
 
 async fn member_two_factor(
