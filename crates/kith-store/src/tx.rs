@@ -449,39 +449,44 @@ impl<'c> Tx<'c> {
         let (mut seq, mut hash) = self
             .one(head_sql, &[], |row| Ok((row.int(0)?, hash_from(row.bytes(1)?)?)))?
             .ok_or_else(|| StoreError::corrupt("the audit chain head is missing"))?;
+        // Chain the events, then write them with multi-row inserts (one round trip per up to
+        // 128 events instead of one per event).
+        let mut chained = Vec::with_capacity(self.pending_audit.len());
         for record in std::mem::take(&mut self.pending_audit) {
             let stored = StoredAuditRecord::from(&record);
             seq += 1;
             let next = event_hash(&hash, seq, &stored);
-            self.conn.execute(
-                concat!(
-                    "INSERT INTO audit_events (",
-                    audit_columns!(),
-                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                &[
-                    seq.into(),
-                    stored.at.into(),
-                    Param::Text(&stored.actor_kind),
-                    stored.actor_account.into(),
-                    stored.actor_name.as_ref().into(),
-                    Param::Text(&stored.channel),
-                    stored.organisation.into(),
-                    stored.acting_team.into(),
-                    stored.patient.into(),
-                    Param::Text(&stored.action),
-                    Param::Text(&stored.outcome),
-                    stored.basis.as_ref().into(),
-                    Param::Text(&stored.entry_kinds),
-                    Param::Int(i64::from(stored.labels)),
-                    stored.subject.as_ref().into(),
-                    stored.reason.as_ref().into(),
-                    Param::Bytes(&hash),
-                    Param::Bytes(&next),
-                ],
-            )?;
+            chained.push((seq, stored, hash, next));
             hash = next;
         }
+        static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let statements = professionals::insert_statements(
+            &SQL,
+            concat!("INSERT INTO audit_events (", audit_columns!(), ") VALUES"),
+            18,
+        );
+        self.insert_in_chunks(statements, &chained, |(seq, stored, prev, next), params| {
+            params.extend([
+                Param::Int(*seq),
+                stored.at.into(),
+                Param::Text(&stored.actor_kind),
+                stored.actor_account.into(),
+                stored.actor_name.as_ref().into(),
+                Param::Text(&stored.channel),
+                stored.organisation.into(),
+                stored.acting_team.into(),
+                stored.patient.into(),
+                Param::Text(&stored.action),
+                Param::Text(&stored.outcome),
+                stored.basis.as_ref().into(),
+                Param::Text(&stored.entry_kinds),
+                Param::Int(i64::from(stored.labels)),
+                stored.subject.as_ref().into(),
+                stored.reason.as_ref().into(),
+                Param::Bytes(prev),
+                Param::Bytes(next),
+            ]);
+        })?;
         self.conn
             .execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", &[seq.into(), Param::Bytes(&hash)])?;
         Ok(())

@@ -66,7 +66,11 @@ fn values_statement(head: &str, columns: usize, count: usize) -> String {
 }
 
 /// The multi-row insert statements of one table, one per size in [`INSERT_SIZES`].
-fn insert_statements(cache: &'static OnceLock<Vec<String>>, head: &str, columns: usize) -> &'static [String] {
+pub(crate) fn insert_statements(
+    cache: &'static OnceLock<Vec<String>>,
+    head: &str,
+    columns: usize,
+) -> &'static [String] {
     cache.get_or_init(|| INSERT_SIZES.iter().map(|&count| values_statement(head, columns, count)).collect())
 }
 
@@ -151,7 +155,7 @@ impl Tx<'_> {
     }
 
     /// Runs one multi-row insert per chunk of `items` (128, 64, …, 1 rows).
-    fn insert_in_chunks<'i, T>(
+    pub(crate) fn insert_in_chunks<'i, T>(
         &mut self,
         statements: &'static [String],
         items: &'i [T],
