@@ -593,6 +593,19 @@ impl App {
     }
 }
 
+impl App {
+    /// Housekeeping, run by the outbox worker about once an hour: sessions dead for a day
+    /// (ended, expired, or idle far past the idle limit), failed sign-ins older than the
+    /// hour they count in, and single-use codes used or expired for 30 days are deleted.
+    /// (Sign-ins, sign-outs and code uses stay in the audit trail.) How many of each.
+    pub fn forget_stale_sign_in_state(&self) -> AppResult<(u64, u64, u64)> {
+        let now = self.now();
+        let day = Duration::from_secs(24 * 60 * 60);
+        self.store
+            .write(|tx| Ok(tx.forget_stale_sign_in_state(now.minus(day), now.minus(HOUR), now.minus(day * 30))?))
+    }
+}
+
 /// Emails `account` a single-use reset link valid for an hour; older links stop working.
 pub(crate) fn send_reset_link(tx: &mut Tx<'_>, account: &Account, now: Timestamp) -> AppResult<()> {
     let code = random_secret();

@@ -1106,3 +1106,23 @@ async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn housekeeping_forgets_dead_sessions_old_failures_and_spent_codes() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let mut bob = Browser::new(world);
+        bob.sign_in("bob@example.org", PASSWORD).await;
+        bob.sign_in("nobody@example.org", "a wrong password, long").await;
+        sync(|| world.app.request_password_reset("bob@example.org")).unwrap();
+        let (_, code) = wait_for_resets(world, 1).await.remove(0);
+        world.clock.advance(Duration::from_secs(31 * 24 * 3600));
+        let mut ada = Browser::new(world);
+        ada.sign_in("ada@example.org", PASSWORD).await;
+        let (sessions, failures, codes) = sync(|| world.app.forget_stale_sign_in_state()).unwrap();
+        assert_eq!((sessions, failures, codes), (1, 1, 1), "bob's session, the failure and the expired code");
+        assert!(ada.get("/").await.body.contains("Sign out"), "a live session stays");
+        assert!(!sync(|| world.app.password_reset_usable(&code)).unwrap());
+        assert_eq!(sync(|| world.app.forget_stale_sign_in_state()).unwrap(), (0, 0, 0));
+    })
+    .await;
+}

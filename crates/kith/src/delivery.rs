@@ -434,6 +434,9 @@ pub fn spawn_worker(app: App, config: DeliveryConfig) -> WorkerHandle {
     WorkerHandle { signal, thread: Some(thread) }
 }
 
+/// How often the worker forgets stale sign-in state.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
 fn run_worker_loop(app: &App, config: &DeliveryConfig, signal: &WorkerSignal) {
     let transports = match config.transports() {
         Ok(transports) => Some(transports),
@@ -442,7 +445,18 @@ fn run_worker_loop(app: &App, config: &DeliveryConfig, signal: &WorkerSignal) {
             None
         }
     };
+    let mut housekeeping_due = std::time::Instant::now();
     loop {
+        // About once an hour, forget dead sessions, old failed sign-ins and spent codes.
+        if std::time::Instant::now() >= housekeeping_due {
+            housekeeping_due = std::time::Instant::now() + HOUSEKEEPING_INTERVAL;
+            match app.forget_stale_sign_in_state() {
+                Ok((sessions, failures, codes)) => {
+                    tracing::info!(sessions, failures, codes, "housekeeping: stale sign-in state forgotten")
+                }
+                Err(error) => tracing::warn!(%error, "housekeeping failed; trying again later"),
+            }
+        }
         let mut more = false;
         if let Some(transports) = &transports {
             match app.deliver_outbox(transports, &config.public_url, BATCH) {

@@ -431,4 +431,26 @@ impl Tx<'_> {
         self.conn.execute("DELETE FROM recovery_codes WHERE account_id = ?", &[account.into()])?;
         Ok(())
     }
+
+    /// Forgets what no longer matters: sessions ended or expired before `sessions_before`,
+    /// failed sign-ins before `failures_before`, and single-use codes used or expired before
+    /// `codes_before`. How many of each went.
+    pub fn forget_stale_sign_in_state(
+        &mut self,
+        sessions_before: Timestamp,
+        failures_before: Timestamp,
+        codes_before: Timestamp,
+    ) -> Result<(u64, u64, u64), StoreError> {
+        let sessions = self.conn.execute(
+            "DELETE FROM sessions WHERE (ended_at IS NOT NULL AND ended_at < ?) OR expires_at < ?
+             OR last_seen_at < ?",
+            &[sessions_before.into(), sessions_before.into(), sessions_before.into()],
+        )?;
+        let failures = self.conn.execute("DELETE FROM sign_in_failures WHERE at < ?", &[failures_before.into()])?;
+        let codes = self.conn.execute(
+            "DELETE FROM one_time_codes WHERE (used_at IS NOT NULL AND used_at < ?) OR expires_at < ?",
+            &[codes_before.into(), codes_before.into()],
+        )?;
+        Ok((sessions, failures, codes))
+    }
 }
