@@ -59,6 +59,9 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(path, flags)
         .map_err(|error| StoreError::unavailable(format!("cannot open {}: {error}", path.display())))?;
     connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
+    // No memory-mapped I/O: the audit writer grows the file with every commit, and each
+    // growth made every reader remap the database and fault its pages in again (bench/fhir
+    // SQLite: 4,607 requests/s mapped, 5,750 with reads through the page cache).
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -66,7 +69,7 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
              PRAGMA cache_size = -32000;
-             PRAGMA mmap_size = 1073741824;",
+             PRAGMA mmap_size = 0;",
         )
         .map_err(map_error)?;
     connection.set_prepared_statement_cache_capacity(256);
