@@ -473,44 +473,76 @@ async fn reset_password(
     Path(code): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
+    let form = LinkPasswordForm {
+        page: reset_form,
+        set: |app, code, password| app.reset_password(code, password).map(|_| None),
+        done: "/sign-in?done=reset",
+    };
+    password_with_code(&state, &headers, code, request, &form).await
+}
+
+/// A page where a link's code sets a password: a reset link or a professional's
+/// activation link.
+struct LinkPasswordForm {
+    /// The page: whether the code can still be used, and an error at a field.
+    page: fn(Shell, bool, Option<(&'static str, String)>) -> Response,
+    /// Sets the password; a session when it signs the browser in.
+    set: fn(&kith_app::App, &str, &Secret) -> kith_app::AppResult<Option<kith_app::sessions::NewSession>>,
+    /// Where the browser goes next.
+    done: &'static str,
+}
+
+async fn password_with_code(
+    state: &WebState,
+    headers: &HeaderMap,
+    code: String,
+    request: axum::extract::Request,
+    form_kind: &LinkPasswordForm,
+) -> Response {
     let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<ResetForm>::from_request(request, &state).await else {
+    let Ok(axum::Form(form)) = axum::Form::<ResetForm>::from_request(request, state).await else {
         return guard::csrf_refused();
     };
-    if !anonymous_form_ok(&headers, &form.csrf) {
+    if !anonymous_form_ok(headers, &form.csrf) {
         return guard::csrf_refused();
     }
     if !state.guards.allow_attempt(address) {
         return guard::too_many_attempts();
     }
+    let page = form_kind.page;
     if !plausible_code(&code) {
-        return anonymous_page(&headers, &state, |shell| reset_form(shell, false, None));
+        return anonymous_page(headers, state, |shell| page(shell, false, None));
     }
     if form.password != form.confirm {
-        let error = "The two passwords are different. Type the same new password twice.".to_owned();
-        return anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(("confirm", error))));
+        let error = "The two passwords are different. Type the same password twice.".to_owned();
+        return anonymous_page(headers, state, |shell| page(shell, true, Some(("confirm", error))));
     }
     let app = state.app.clone();
     let password = Secret::new(form.password);
-    let outcome = match state.guards.hash(move || app.reset_password(&code, &password)).await {
+    let set = form_kind.set;
+    let outcome = match state.guards.hash(move || set(&app, &code, &password)).await {
         Ok(outcome) => outcome,
         Err(response) => return response,
     };
     match outcome {
-        Ok(_) => {
-            let mut response = see_other("/sign-in?done=reset");
-            response.headers_mut().append(header::SET_COOKIE, guard::clear_session_cookie(&state.guards.config));
+        Ok(session) => {
+            let mut response = see_other(form_kind.done);
+            let cookie = match session {
+                Some(session) => guard::session_cookie(&state.guards.config, session.secret.expose()),
+                None => guard::clear_session_cookie(&state.guards.config),
+            };
+            response.headers_mut().append(header::SET_COOKIE, cookie);
             response
         }
         Err(AppError::Invalid(message)) if message == UNUSABLE_LINK => {
-            anonymous_page(&headers, &state, |shell| reset_form(shell, false, None))
+            anonymous_page(headers, state, |shell| page(shell, false, None))
         }
         Err(AppError::Invalid(message)) => {
             let error = password_problem(&message);
-            anonymous_page(&headers, &state, |shell| reset_form(shell, true, Some(("password", error))))
+            anonymous_page(headers, state, |shell| page(shell, true, Some(("password", error))))
         }
         Err(error) => {
-            tracing::error!(%error, "password reset failed");
+            tracing::error!(%error, "setting a password from a link failed");
             guard::internal_error()
         }
     }
@@ -746,49 +778,12 @@ async fn activate(
     Path(code): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<ResetForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let form = LinkPasswordForm {
+        page: activate_form,
+        set: |app, code, password| app.activate_account(code, password).map(Some),
+        done: "/",
     };
-    if !anonymous_form_ok(&headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
-    if !plausible_code(&code) {
-        return anonymous_page(&headers, &state, |shell| activate_form(shell, false, None));
-    }
-    if form.password != form.confirm {
-        let error = "The two passwords are different. Type the same password twice.".to_owned();
-        return anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(("confirm", error))));
-    }
-    let app = state.app.clone();
-    let password = Secret::new(form.password);
-    let outcome = match state.guards.hash(move || app.activate_account(&code, &password)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
-        Ok(session) => {
-            let mut response = see_other("/");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
-            response
-        }
-        Err(AppError::Invalid(message)) if message == UNUSABLE_LINK => {
-            anonymous_page(&headers, &state, |shell| activate_form(shell, false, None))
-        }
-        Err(AppError::Invalid(message)) => {
-            let error = password_problem(&message).replace("Your new password", "Your password");
-            anonymous_page(&headers, &state, |shell| activate_form(shell, true, Some(("password", error))))
-        }
-        Err(error) => {
-            tracing::error!(%error, "activation failed");
-            guard::internal_error()
-        }
-    }
+    password_with_code(&state, &headers, code, request, &form).await
 }
 
 // ----- changing one's password ------------------------------------------------------------------
