@@ -69,19 +69,7 @@ fn the_web_application_in_chromium() {
 
     let database = TestDatabase::sqlite();
     let kith = Kith { database: &database };
-    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Mental Health",
-        "--alias",
-        "mh",
-        "--labels",
-        "general,mental_health",
-    ]);
+    set_up_team(&kith);
     kith.add_member("mh", "coordinator@example.org", true);
     kith.add_member("mh", "second@example.org", false);
 

@@ -173,23 +173,19 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Organisation RXH (Riverside Hospitals) and its team `mh` (Mental Health: general, mental
+/// health), in set-up.
+pub fn set_up_team(kith: &Kith<'_>) {
+    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
+    let team = ["team", "create", "--org", "RXH", "--name", "Mental Health", "--alias", "mh"];
+    kith.ok(&[&team[..], &["--labels", "general,mental_health"]].concat());
+}
+
 /// Organisation RXH with assigning authority RXH-MRN, team `mh` (general, mental health) with
 /// professional pro@example.org, and an HL7 integration for facility RXH-PAS; returns the
 /// integration's HTTP token.
 pub fn set_up_feed(kith: &Kith<'_>) -> String {
-    kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Mental Health",
-        "--alias",
-        "mh",
-        "--labels",
-        "general,mental_health",
-    ]);
+    set_up_team(kith);
     kith.ok(&["org", "add-authority", "--org", "RXH", "--authority", "RXH-MRN"]);
     kith.add_member("mh", "pro@example.org", false);
     let integration =
