@@ -24,6 +24,7 @@ use kith_store::{DatabaseUrl, Store, StoreError};
 
 use crate::Failure;
 use crate::access::SplitMix;
+use crate::hl7::{FAMILY_NAMES, GIVEN_NAMES};
 
 pub const USAGE: &str = "\
 usage: kith-bench onboarding-csv [--rows N] [--postgres URL] [--csv-out FILE]
@@ -39,78 +40,6 @@ Times App::preview_professionals_csv and App::import_professionals_csv (the oper
 `kith professional import`, without process start-up) on a fresh SQLite database, then on
 PostgreSQL. Goal: preview and apply each at most 5 s for 10,000 rows on every backend.";
 
-const GIVEN: &[&str] = &[
-    "Olivia",
-    "Amelia",
-    "Isla",
-    "Ava",
-    "Mia",
-    "Grace",
-    "Freya",
-    "Sophia",
-    "Zoë",
-    "Siobhán",
-    "Aisha",
-    "Priya",
-    "Fatima",
-    "Chloé",
-    "Ngozi",
-    "Mei",
-    "Oliver",
-    "George",
-    "Noah",
-    "Arthur",
-    "Muhammad",
-    "Leo",
-    "Harry",
-    "Oscar",
-    "Jack",
-    "Thomas",
-    "Dáithí",
-    "Rhys",
-    "Tomasz",
-    "Arjun",
-    "Kwame",
-    "Hiroshi",
-    "Mary-Jane",
-    "Jean-Luc",
-];
-const FAMILY: &[&str] = &[
-    "Smith",
-    "Jones",
-    "Taylor",
-    "Brown",
-    "Williams",
-    "Wilson",
-    "Johnson",
-    "Davies",
-    "Patel",
-    "Robinson",
-    "Wright",
-    "Thompson",
-    "Evans",
-    "Walker",
-    "White",
-    "Roberts",
-    "Green",
-    "Hall",
-    "Khan",
-    "Lewis",
-    "O'Brien",
-    "O'Neill",
-    "Smith-Jones",
-    "Ní Bhriain",
-    "Nowak",
-    "Kowalczyk",
-    "Okafor",
-    "Mensah",
-    "Chen",
-    "Nguyen",
-    "Müller",
-    "García",
-    "Da Silva",
-    "MacDonald",
-];
 const TITLES: &[&str] = &[
     "Staff Nurse",
     "Senior Staff Nurse",
@@ -166,8 +95,8 @@ fn generate(rows: usize) -> Generated {
     let mut existing_csv = String::from(header);
     let (mut created, mut added, mut invalid) = (0, 0, 0);
     for index in 0..rows {
-        let given = GIVEN[random.below(GIVEN.len() as u64) as usize];
-        let family = FAMILY[random.below(FAMILY.len() as u64) as usize];
+        let given = GIVEN_NAMES[random.below(GIVEN_NAMES.len() as u64) as usize];
+        let family = FAMILY_NAMES[random.below(FAMILY_NAMES.len() as u64) as usize];
         let title = TITLES[random.below(TITLES.len() as u64) as usize];
         let registration = match random.below(4) {
             0 => format!("GMC {}", 1_000_000 + random.below(9_000_000)),

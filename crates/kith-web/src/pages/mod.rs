@@ -133,6 +133,38 @@ pub(crate) fn anonymous_page(headers: &HeaderMap, state: &WebState, page: impl F
     response
 }
 
+/// A posted form and the caller's address (for the per-address throttle). A form that
+/// cannot be read is refused like one without its token.
+pub(crate) async fn posted_form<T: serde::de::DeserializeOwned>(
+    state: &WebState,
+    request: axum::extract::Request,
+) -> Result<(T, Option<std::net::IpAddr>), Response> {
+    let address = guard::client_address(request.extensions());
+    match axum::Form::<T>::from_request(request, state).await {
+        Ok(axum::Form(form)) => Ok((form, address)),
+        Err(_) => Err(guard::csrf_refused()),
+    }
+}
+
+/// An attempt before sign-in (signing in, a password from a link, registering): the posted
+/// form, refused without its double-submit token or from another site, and counted against
+/// the caller's address.
+pub(crate) async fn anonymous_attempt<T: serde::de::DeserializeOwned>(
+    state: &WebState,
+    headers: &HeaderMap,
+    request: axum::extract::Request,
+    token: impl Fn(&T) -> &str,
+) -> Result<T, Response> {
+    let (form, address) = posted_form::<T>(state, request).await?;
+    if !anonymous_form_ok(headers, token(&form)) {
+        return Err(guard::csrf_refused());
+    }
+    if !state.guards.allow_attempt(address) {
+        return Err(guard::too_many_attempts());
+    }
+    Ok(form)
+}
+
 /// Whether an anonymous form's token matches its cookie and the request is same-origin.
 pub(crate) fn anonymous_form_ok(headers: &HeaderMap, token: &str) -> bool {
     guard::same_origin(headers)
@@ -264,16 +296,10 @@ struct SignInForm {
 }
 
 async fn sign_in(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<SignInForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let form: SignInForm = match anonymous_attempt(&state, &headers, request, |form: &SignInForm| &form.csrf).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !anonymous_form_ok(&headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
     let app = state.app.clone();
     let email = form.email.clone();
     let password = Secret::new(form.password);
@@ -393,9 +419,9 @@ struct ResetRequestForm {
 /// Answers at once and the same way whether or not the address has an account: the lookup,
 /// the code and the email happen after the answer, off the request.
 async fn reset_request(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<ResetRequestForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let (form, address): (ResetRequestForm, _) = match posted_form(&state, request).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     if !anonymous_form_ok(&headers, &form.csrf) {
         return guard::csrf_refused();
@@ -499,16 +525,10 @@ async fn password_with_code(
     request: axum::extract::Request,
     form_kind: &LinkPasswordForm,
 ) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<ResetForm>::from_request(request, state).await else {
-        return guard::csrf_refused();
+    let form: ResetForm = match anonymous_attempt(state, headers, request, |form: &ResetForm| &form.csrf).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !anonymous_form_ok(headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
     let page = form_kind.page;
     if !plausible_code(&code) {
         return anonymous_page(headers, state, |shell| page(shell, false, None));
@@ -601,9 +621,9 @@ struct CodeForm {
 }
 
 async fn second_step(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<CodeForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let (form, address): (CodeForm, _) = match posted_form(&state, request).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     let Some((secret, _)) = pending_second_step(&state, &headers).await else { return see_other("/sign-in") };
     if !guard::same_origin(&headers) || !guard::tokens_match(&guard::session_csrf(&secret), &form.csrf) {

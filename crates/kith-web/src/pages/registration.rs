@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequest, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use kith_core::{Date, LabelSet, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
 use super::guard::{self, SignedIn};
-use super::{Shell, anonymous_form_ok, anonymous_page, render, see_other, signed_in_form_ok};
+use super::{Shell, anonymous_attempt, anonymous_page, render, see_other, signed_in_form_ok};
 use crate::WebState;
 
 pub fn routes() -> Router<WebState> {
@@ -117,16 +117,11 @@ async fn register_check(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<RegisterForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let form: RegisterForm = match anonymous_attempt(&state, &headers, request, |form: &RegisterForm| &form.csrf).await
+    {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !anonymous_form_ok(&headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
     let codes = normalise_invitation_code(&format!("{}{}", form.invitation, form.activation));
     let birth_date = date_from(&form.day, &form.month, &form.year);
     let again = |field: &'static str, error: &'static str| {
@@ -193,16 +188,10 @@ async fn register_account(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    let address = guard::client_address(request.extensions());
-    let Ok(axum::Form(form)) = axum::Form::<AccountForm>::from_request(request, &state).await else {
-        return guard::csrf_refused();
+    let form: AccountForm = match anonymous_attempt(&state, &headers, request, |form: &AccountForm| &form.csrf).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !anonymous_form_ok(&headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
     let birth_date = Date::parse(form.birth_date.trim()).ok();
     let again = |field: &'static str, error: String| {
         let form = &form;
