@@ -298,6 +298,7 @@ impl Store {
         &self,
         mut work: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
+        let reading = self.audit_writer.reading();
         let mut outcome: Option<Result<R, E>> = None;
         let mut records = Vec::new();
         self.backend.read_transaction(&mut |conn| {
@@ -309,7 +310,7 @@ impl Store {
         })?;
         let outcome = outcome.expect("the transaction ran its work");
         if outcome.is_ok() && !records.is_empty() {
-            self.audit_writer.append(records)?;
+            self.audit_writer.append(records, reading)?;
         }
         outcome
     }
