@@ -14,6 +14,7 @@ use kith_core::consent::ConsentRefusal;
 use kith_core::team::TeamRuleViolation;
 use kith_core::text::InvalidText;
 use kith_core::{AccountId, LabelSet, OrganisationId, PatientId, TeamId, Timestamp};
+pub use kith_store::Audited;
 use kith_store::{Store, StoreError, TransactionError};
 
 mod access;

@@ -15,9 +15,12 @@
 //! flushes, and every commit also makes each reader's SQLite connection drop its page cache
 //! at its next read, so fewer commits keep those caches warm for longer.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,81 @@ const MAX_ATTEMPTS: u32 = 8;
 /// How long a commit may wait for the events of reads under way.
 const GROUP_WINDOW: Duration = Duration::from_micros(500);
 
-type Reply = SyncSender<Result<(), StoreError>>;
+/// The answer to one read's events: set once by the writer, waited for by the reader.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    answered: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    answer: Option<Result<(), StoreError>>,
+    /// The task awaiting the answer, when it is awaited.
+    waker: Option<Waker>,
+}
+
+/// The writer's side of a [`Slot`]. Dropped unanswered (the writer stopped), it answers
+/// with an error, so no reader waits for ever.
+struct Reply(Arc<Slot>);
+
+impl Reply {
+    fn send(self, result: Result<(), StoreError>) {
+        let waker = {
+            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.answer = Some(result);
+            state.waker.take()
+        };
+        self.0.answered.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        let unanswered = self.0.state.lock().unwrap_or_else(PoisonError::into_inner).answer.is_none();
+        if unanswered {
+            Reply(self.0.clone()).send(Err(stopped()));
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, "the audit writer stopped")
+}
+
+/// The reader's side: whether its events are durable, waited for on a thread
+/// ([`Ack::wait`]) or awaited (it is a future; the writer wakes the task).
+pub(crate) struct Ack(Arc<Slot>);
+
+impl Ack {
+    pub(crate) fn wait(self) -> Result<(), StoreError> {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(result) = state.answer.take() {
+                return result;
+            }
+            state = self.0.answered.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Future for Ack {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.answer.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
 
 type Queue = SyncSender<(Vec<AuditRecord>, Reply)>;
 
@@ -68,19 +145,19 @@ impl AuditWriter {
         Reading(self.reading.clone())
     }
 
-    /// Appends `records` to the audit chain durably, together with those of other reads
-    /// waiting now; returns once they are committed (or the commit failed).
-    pub(crate) fn append(&self, records: Vec<AuditRecord>, reading: Reading) -> Result<(), StoreError> {
+    /// Queues `records` to be appended to the audit chain durably, together with those of
+    /// other reads waiting now; the [`Ack`] answers once they are committed (or the commit
+    /// failed).
+    pub(crate) fn submit(&self, records: Vec<AuditRecord>, reading: Reading) -> Result<Ack, StoreError> {
         let sender = {
             let mut guard = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             guard.get_or_insert_with(|| spawn(self.backend.clone(), self.reading.clone())).0.clone()
         };
         // No longer under way: the writer need not wait for this read once it is queued.
         drop(reading);
-        let (reply, answer) = sync_channel(1);
-        let gone = || StoreError::new(StoreErrorKind::Unavailable, "the audit writer stopped");
-        sender.send((records, reply)).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        let slot = Arc::new(Slot::default());
+        sender.send((records, Reply(slot.clone()))).map_err(|_| stopped())?;
+        Ok(Ack(slot))
     }
 }
 
@@ -120,8 +197,7 @@ fn run(backend: &dyn Backend, receiver: &Receiver<(Vec<AuditRecord>, Reply)>, re
         }
         let result = commit(backend, &group);
         for (_, reply) in group {
-            // A reader that gave up waiting is not an error here.
-            let _ = reply.send(result.clone());
+            reply.send(result.clone());
         }
     }
 }

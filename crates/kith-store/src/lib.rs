@@ -195,6 +195,33 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
+/// The result of an audited read ([`Store::read_then_audit`]), given up only once the read's
+/// audit events are durable — nothing read leaves Kith unaudited.
+#[must_use = "an audited read's result is given up only by waiting for its audit events"]
+pub struct Audited<R> {
+    value: R,
+    ack: Option<audit_writer::Ack>,
+}
+
+impl<R> Audited<R> {
+    /// Blocks the thread until the events are committed; then the result, or the error that
+    /// kept them from being committed.
+    pub fn wait(self) -> Result<R, StoreError> {
+        match self.ack {
+            Some(ack) => ack.wait().map(|()| self.value),
+            None => Ok(self.value),
+        }
+    }
+
+    /// [`Audited::wait`] without blocking the thread.
+    pub async fn durable(self) -> Result<R, StoreError> {
+        match self.ack {
+            Some(ack) => ack.await.map(|()| self.value),
+            None => Ok(self.value),
+        }
+    }
+}
+
 /// How many times a transaction that conflicted is run again before giving up.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -294,10 +321,17 @@ impl Store {
     /// durable. `work` must write nothing but audit events. When the events cannot be
     /// committed, the result is withheld and the error returned: nothing read leaves Kith
     /// unaudited.
-    pub fn read_audited<R, E: TransactionError>(
+    pub fn read_audited<R, E: TransactionError>(&self, work: impl FnMut(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        Ok(self.read_then_audit(work)?.wait()?)
+    }
+
+    /// [`Store::read_audited`] for callers that should not block while the events are
+    /// committed (an async handler): the result comes back held in an [`Audited`], which
+    /// gives it up only once its events are durable.
+    pub fn read_then_audit<R, E: TransactionError>(
         &self,
         mut work: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
-    ) -> Result<R, E> {
+    ) -> Result<Audited<R>, E> {
         let reading = self.audit_writer.reading();
         let mut outcome: Option<Result<R, E>> = None;
         let mut records = Vec::new();
@@ -308,11 +342,16 @@ impl Store {
             outcome = Some(result);
             Ok(())
         })?;
-        let outcome = outcome.expect("the transaction ran its work");
-        if outcome.is_ok() && !records.is_empty() {
-            self.audit_writer.append(records, reading)?;
-        }
-        outcome
+        let value = outcome.expect("the transaction ran its work")?;
+        let ack = if records.is_empty() { None } else { Some(self.audit_writer.submit(records, reading)?) };
+        Ok(Audited { value, ack })
+    }
+
+    /// Whether a read costs only this process's CPU (SQLite, in process) rather than round
+    /// trips to a server: an async caller may then run it in place instead of handing it to
+    /// a blocking thread.
+    pub fn reads_in_process(&self) -> bool {
+        self.backend.dialect() == Dialect::Sqlite
     }
 
     /// Checks that the database answers.

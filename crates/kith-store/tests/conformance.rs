@@ -631,6 +631,57 @@ fn audited_reads_commit_their_events_in_groups() {
     });
 }
 
+/// The same through `read_then_audit`, the answer awaited as a future: the future is ready
+/// only once the events are committed (they are visible when it gives the answer up), and
+/// the writer wakes the waiting task rather than leaving it to be polled again.
+#[test]
+fn an_awaited_audited_read_is_answered_once_its_events_are_durable() {
+    each_backend(|store, _| {
+        let head = |store: &Store| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..4_i64 {
+                scope.spawn(move || {
+                    for read in 0..10_i64 {
+                        let before = head(store);
+                        let pending = store
+                            .read_then_audit(|tx| {
+                                tx.audit(audit_record("record.read", None));
+                                Ok::<_, StoreError>(thread * 100 + read)
+                            })
+                            .unwrap();
+                        assert_eq!(block_on(pending.durable()).unwrap(), thread * 100 + read);
+                        assert!(head(store) > before, "the event is committed when the future is ready");
+                    }
+                });
+            }
+        });
+        assert_eq!(head(store), 40);
+        // A read that records nothing has nothing to wait for.
+        let nothing = store.read_then_audit(|_| Ok::<_, StoreError>("no events")).unwrap();
+        assert_eq!(block_on(nothing.durable()).unwrap(), "no events");
+        assert_eq!(verify_chain(store).unwrap(), 40);
+    });
+}
+
+/// Runs a future on this thread, parking between polls; only a wake lets it poll again.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// A savepoint undoes its rows and its audit events and lets the transaction go on.
 #[test]
 fn savepoints_undo_their_work_and_the_transaction_goes_on() {

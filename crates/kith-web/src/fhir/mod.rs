@@ -147,6 +147,16 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|_| FhirError::Unavailable)?
 }
 
+/// Runs an audited read whose answer is then awaited: in place when reads cost only this
+/// process's CPU (SQLite; a hand-off to a blocking thread would cost more than the read),
+/// else on a blocking thread.
+async fn read_then_audit<T: Send + 'static>(
+    app: &App,
+    work: impl FnOnce() -> Result<T, FhirError> + Send + 'static,
+) -> Result<T, FhirError> {
+    if app.store().reads_in_process() { work() } else { blocking(work).await }
+}
+
 /// The account behind the request's bearer token.
 async fn caller(app: &App, headers: &HeaderMap) -> Result<AccountId, FhirError> {
     let token = bearer(headers);
@@ -461,23 +471,26 @@ async fn search_entries(
     headers: HeaderMap,
     raw: Option<String>,
 ) -> FhirResult {
-    // The token check and the read run in one blocking task (one hand-off per search); a
-    // missing or dead token is still answered before any complaint about the parameters.
+    // The token check and the read run together (in place on SQLite, else in one blocking
+    // task); a missing or dead token is still answered before any complaint about the
+    // parameters. The answer waits, without holding a thread, for the read's audit events.
     let token = bearer(&headers);
     let search = parse_entry_search(entry_type, raw.as_deref());
     let app = state.app.clone();
-    let (search, view) = blocking(move || {
+    let (search, pending) = read_then_audit(&state.app, move || {
         let account = authenticate(&app, token)?;
         let search = search?;
         let selection = EntrySelection::Kinds(search.kinds);
-        match app.read_entries_as(account, Channel::Fhir, search.patient, selection) {
-            Ok(view) => Ok((search, Some(view))),
-            // A patient the caller may not see reads as one with nothing of this type.
-            Err(AppError::Denied) => Ok((search, None)),
-            Err(error) => Err(FhirError::from(error)),
-        }
+        let pending = app.read_entries_then_audit(account, Channel::Fhir, search.patient, selection)?;
+        Ok((search, pending))
     })
     .await?;
+    let view = match pending.durable().await.map_err(AppError::from)? {
+        Ok(view) => Some(view),
+        // A patient the caller may not see reads as one with nothing of this type.
+        Err(AppError::Denied) => None,
+        Err(error) => return Err(FhirError::from(error)),
+    };
     let EntrySearch { query, count, offset, last_updated, date, ascending, .. } = search;
     let name = entry_type.name;
     let Some(view) = view else { return bundle(name, &query, Vec::new(), count, offset, false) };
