@@ -20,7 +20,7 @@ use kith_store::{NewHl7Message, StoreError, Tx};
 use sha2::{Digest, Sha256};
 
 use crate::organisations::organisation_by_code;
-use crate::patients::{LinkActor, ensure_email_free, insert_patient_record, write_link};
+use crate::patients::{IdentifierCheck, LinkActor, ensure_email_free, insert_patient_record, write_link};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// Where a message came from.
@@ -895,6 +895,8 @@ fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<P
                 &demographics,
                 adt.identity.nhs_number.as_ref(),
                 &adt.identity.local_identifiers,
+                // find_patient looked every identifier up just now and found no record.
+                IdentifierCheck::DoneByCaller,
                 now,
             )?
         }

@@ -153,6 +153,7 @@ impl App {
                 &new.demographics,
                 new.nhs_number.as_ref(),
                 &new.local_identifiers,
+                IdentifierCheck::Needed,
                 now,
             )?;
             for team in &teams {
@@ -647,7 +648,8 @@ pub(crate) fn link_actor(actor: &LinkActor<'_>) -> (Actor, Channel, Option<Accou
 
 /// Creates a patient record in an organisation: refuses an NHS number, email or local
 /// identifier that another record has, writes the record and its identifiers, audits it,
-/// and links it to the organisation's Patient Record Team.
+/// and links it to the organisation's Patient Record Team. The identifiers are not looked
+/// up again when the caller has just done so ([`IdentifierCheck::DoneByCaller`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert_patient_record(
     tx: &mut Tx<'_>,
@@ -657,23 +659,29 @@ pub(crate) fn insert_patient_record(
     demographics: &Demographics,
     nhs_number: Option<&NhsNumber>,
     local_identifiers: &[LocalIdentifier],
+    identifiers: IdentifierCheck,
     now: Timestamp,
 ) -> AppResult<Patient> {
-    if let Some(nhs_number) = nhs_number
-        && tx.patient_by_nhs_number(nhs_number)?.is_some()
-    {
-        return Err(AppError::Conflict(format!("a patient with NHS number {} already exists", nhs_number.formatted())));
+    if identifiers == IdentifierCheck::Needed {
+        if let Some(nhs_number) = nhs_number
+            && tx.patient_by_nhs_number(nhs_number)?.is_some()
+        {
+            return Err(AppError::Conflict(format!(
+                "a patient with NHS number {} already exists",
+                nhs_number.formatted()
+            )));
+        }
+        for identifier in local_identifiers {
+            if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "a patient with the identifier {identifier} already exists in {}",
+                    organisation.code
+                )));
+            }
+        }
     }
     if let Some(email) = &demographics.email {
         ensure_email_free(tx, email, None)?;
-    }
-    for identifier in local_identifiers {
-        if tx.patient_by_local_identifier(organisation.id, identifier)?.is_some() {
-            return Err(AppError::Conflict(format!(
-                "a patient with the identifier {identifier} already exists in {}",
-                organisation.code
-            )));
-        }
     }
     let mut patient = Patient {
         id: PatientId::from_uuid(new_uuid()),
@@ -699,7 +707,7 @@ pub(crate) fn insert_patient_record(
             .basis("administration")
             .build(),
     );
-    write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
+    put_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, None, now)?;
     let (actor, channel, _) = link_actor(who);
     crate::invitations::invite_on_new_email(tx, actor, channel, organisation, None, &mut patient, now)?;
     Ok(patient)
@@ -719,6 +727,30 @@ pub(crate) fn write_link(
     if existing.as_ref().is_some_and(CareLink::is_active) {
         return Err(AppError::Conflict(format!("the patient is already in team {}", team.alias)));
     }
+    put_link(tx, actor, patient, team, labels, basis, existing.as_ref(), now)
+}
+
+/// Whether [`insert_patient_record`] must first check that no record has the identifiers,
+/// or the caller has just looked them up in the same transaction (the HL7 feed) and found
+/// none. The database's unique constraints back either way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum IdentifierCheck {
+    Needed,
+    DoneByCaller,
+}
+
+/// Writes a care link over `existing` (none for a new record) and its audit event.
+#[allow(clippy::too_many_arguments)]
+fn put_link(
+    tx: &mut Tx<'_>,
+    actor: &LinkActor<'_>,
+    patient: &Patient,
+    team: &kith_core::model::Team,
+    labels: LabelSet,
+    basis: LinkBasis,
+    existing: Option<&CareLink>,
+    now: Timestamp,
+) -> AppResult<CareLink> {
     let (audit_actor, channel, changed_by) = link_actor(actor);
     let link = CareLink {
         patient: patient.id,
