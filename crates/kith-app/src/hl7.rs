@@ -328,7 +328,7 @@ impl App {
 }
 
 /// Ingests one read message inside the caller's transaction.
-fn ingest_in(
+pub(crate) fn ingest_in(
     tx: &mut Tx<'_>,
     cache: &mut FeedCache,
     sender: Hl7Sender<'_>,
@@ -391,17 +391,17 @@ fn ingest_in(
 }
 
 /// A message as read from its bytes, with what its acknowledgement needs.
-struct Reading {
-    parsed: kith_hl7::Parsed,
-    application: String,
-    facility: String,
-    control: String,
+pub(crate) struct Reading {
+    pub(crate) parsed: kith_hl7::Parsed,
+    pub(crate) application: String,
+    pub(crate) facility: String,
+    pub(crate) control: String,
     message_type: String,
     parse_rejection: Option<Rejection>,
 }
 
 impl Reading {
-    fn of(raw: &[u8]) -> Self {
+    pub(crate) fn of(raw: &[u8]) -> Self {
         let parsed = parse(raw);
         let message = parsed.message.as_ref();
         let header = |n: usize| message.map_or("", |m| m.header().map_or("", |h| h.component(n, 1))).to_owned();
@@ -493,7 +493,7 @@ fn process(
 
 /// What ingestion needs to know about an organisation. Read once per transaction: applying
 /// messages never changes it.
-struct FeedFacts {
+pub(crate) struct FeedFacts {
     organisation: Organisation,
     prt: Team,
     authorities: Vec<String>,
@@ -502,20 +502,24 @@ struct FeedFacts {
 }
 
 impl FeedFacts {
-    fn is_local_authority(&self, authority: &str) -> bool {
+    pub(crate) fn is_local_authority(&self, authority: &str) -> bool {
         self.authorities.iter().any(|known| known.eq_ignore_ascii_case(authority))
     }
 }
 
 /// Organisation facts read within one transaction, by id and by code.
 #[derive(Default)]
-struct FeedCache {
+pub(crate) struct FeedCache {
     facts: std::collections::HashMap<kith_core::OrganisationId, FeedFacts>,
     codes: std::collections::HashMap<OrganisationCode, kith_core::OrganisationId>,
 }
 
 impl FeedCache {
-    fn organisation_id(&mut self, tx: &mut Tx<'_>, code: &OrganisationCode) -> AppResult<kith_core::OrganisationId> {
+    pub(crate) fn organisation_id(
+        &mut self,
+        tx: &mut Tx<'_>,
+        code: &OrganisationCode,
+    ) -> AppResult<kith_core::OrganisationId> {
         if let Some(id) = self.codes.get(code) {
             return Ok(*id);
         }
@@ -524,7 +528,7 @@ impl FeedCache {
         Ok(id)
     }
 
-    fn facts(&mut self, tx: &mut Tx<'_>, id: kith_core::OrganisationId) -> AppResult<&FeedFacts> {
+    pub(crate) fn facts(&mut self, tx: &mut Tx<'_>, id: kith_core::OrganisationId) -> AppResult<&FeedFacts> {
         match self.facts.entry(id) {
             std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
             std::collections::hash_map::Entry::Vacant(entry) => {

@@ -472,3 +472,140 @@ fn a_batch_keeps_each_message_s_own_outcome() {
         assert_eq!(app.hl7_messages(&code(), None, 100).unwrap().len(), 3);
     }
 }
+
+/// Valid NHS numbers (modulus 11) in the 400 range, none of them the world's patient's.
+fn nhs_numbers(count: usize) -> Vec<String> {
+    (0u32..)
+        .map(|serial| format!("40{serial:07}"))
+        .filter_map(|base| {
+            let total: u32 = base.chars().zip((2..=10).rev()).map(|(d, w)| d.to_digit(10).unwrap() * w).sum();
+            match 11 - total % 11 {
+                10 => None,
+                11 => Some(format!("{base}0")),
+                check => Some(format!("{base}{check}")),
+            }
+        })
+        .take(count)
+        .collect()
+}
+
+/// A backfill whose messages depend on one another in every way the feed knows: records
+/// created then updated, results filed then corrected, each through identifiers the others
+/// do not share (the NHS number alone, the hospital number alone), repeats of control ids,
+/// merges and results filed after them through the merged record's number, refusals, and
+/// the world's existing patient named by NHS number. Imported with one worker and with
+/// four (in two runs, so that the second run's groups are found through the records the
+/// first created), every message gets the same answer and the records end up the same.
+#[test]
+fn an_import_with_several_workers_ends_as_one_with_one() {
+    const PATIENTS: usize = 24;
+    let nhs = nhs_numbers(PATIENTS);
+    let mrn = |p: usize| format!("H{p:05}^^^RXH-MRN^MR");
+    let nhs_cx = |p: usize| format!("{}^^^NHS^NH", nhs[p]);
+    let message = |kind: &str, control: String, pid3: String, family: &str, body: &str| {
+        let evn = if kind.starts_with("ADT") { "EVN|A01|20261125101500\r" } else { "" };
+        format!(
+            "MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125101500||{kind}|{control}|P|2.4\r{evn}PID|1||{pid3}||{family}^Giv||19800101|F\r{body}"
+        )
+        .into_bytes()
+    };
+    let oru = |control: String, pid3: String, filler: String, value: &str| {
+        message(
+            "ORU^R01",
+            control,
+            pid3,
+            "Any",
+            &format!("OBR|1||{filler}|GLU^Glucose^L|||20261124\rOBX|1|NM|GLU^Glucose^L||{value}|mmol/L||N|||F\r"),
+        )
+    };
+    // First run: every record is created (some into gum too).
+    let first: Vec<Vec<u8>> = (0..PATIENTS)
+        .map(|p| {
+            let ztm = if p % 2 == 0 { "ZTM|gum\r" } else { "" };
+            message("ADT^A28^ADT_A05", format!("A{p}"), format!("{}~{}", nhs_cx(p), mrn(p)), &format!("Fam{p}"), ztm)
+        })
+        .collect();
+    // Second run, round by round over the patients, so that each patient's messages are far
+    // apart in the file and in different batches.
+    let mut second: Vec<Vec<u8>> = Vec::new();
+    for round in 0..7 {
+        for p in 0..PATIENTS {
+            second.push(match round {
+                0 => oru(format!("R{p}"), mrn(p), format!("F{p}"), "5.0"),
+                1 => message("ADT^A08^ADT_A01", format!("U{p}"), nhs_cx(p), &format!("Changed{p}"), ""),
+                2 => oru(format!("C{p}"), nhs_cx(p), format!("F{p}"), "6.5"),
+                3 => message("ADT^A08^ADT_A01", format!("A{p}"), nhs_cx(p), "RepeatOfTheFirstRun", ""),
+                4 if p % 6 == 5 => {
+                    // Patient p merges into patient p - 1, named by its hospital number.
+                    let body = format!("MRG|{}\r", mrn(p));
+                    message("ADT^A40^ADT_A39", format!("M{p}"), nhs_cx(p - 1), &format!("Changed{}", p - 1), &body)
+                }
+                4 => message(
+                    "ADT^A08^ADT_A01",
+                    format!("W{p}"),
+                    "9434765919^^^NHS^NH".to_owned(),
+                    &format!("World{p}"),
+                    "",
+                ),
+                5 => oru(format!("X{p}"), mrn(p), format!("G{p}"), "7.1"),
+                _ => oru(format!("Z{p}"), format!("Q{p}^^^RXH-MRN^MR"), format!("N{p}"), "1.0"),
+            });
+        }
+    }
+    let run = |app: &App, messages: &[Vec<u8>], workers: usize| -> Vec<(String, String)> {
+        let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        app.import_hl7(&code(), &operator(), &messages, workers, 7)
+            .unwrap()
+            .iter()
+            .map(|ingested| {
+                let (code, _, text) = msa(&ingested.ack);
+                (code, text)
+            })
+            .collect()
+    };
+    let state = |app: &App| {
+        let mut numbers: Vec<String> = nhs.clone();
+        numbers.push("9434765919".to_owned());
+        app.store()
+            .read(|tx| {
+                let mut rows = Vec::new();
+                for number in &numbers {
+                    let Some(patient) = tx.patient_by_nhs_number(&NhsNumber::parse(number).unwrap())? else {
+                        rows.push(format!("{number}: none"));
+                        continue;
+                    };
+                    let links = tx.care_links(patient.id)?.iter().filter(|l| l.discharged_at.is_none()).count();
+                    let mut entries: Vec<String> = tx
+                        .entries(patient.id)?
+                        .iter()
+                        .map(|e| format!("{}@{}:{}", e.source_key.clone().unwrap_or_default(), e.version, e.title))
+                        .collect();
+                    entries.sort();
+                    rows.push(format!(
+                        "{number}: {} merged={} links={links} entries={entries:?}",
+                        patient.demographics.family_name,
+                        patient.merged_into.is_some()
+                    ));
+                }
+                Ok::<_, AppError>(rows)
+            })
+            .unwrap()
+    };
+    for (one, four) in TestDatabase::all().into_iter().zip(TestDatabase::all()) {
+        let (one, four) = (Feed::new(one), Feed::new(four));
+        let (one, four) = (&one.world.app, &four.world.app);
+        assert_eq!(run(one, &first, 1), run(four, &first, 4));
+        let answers = run(one, &second, 1);
+        assert_eq!(answers, run(four, &second, 4));
+        let accepted = answers.iter().filter(|(code, _)| code == "AA").count();
+        let refused = answers.iter().filter(|(code, _)| code == "AR").count();
+        // Round 6 names hospital numbers no record has: refused. Everything else is accepted,
+        // round 5's results through a merged record's number too (identifiers move to the
+        // survivor).
+        assert_eq!((accepted, refused), (6 * PATIENTS, PATIENTS), "{answers:?}");
+        let state_one = state(one);
+        assert_eq!(state_one, state(four));
+        assert!(state_one.iter().any(|row| row.contains("merged=true")), "{state_one:?}");
+        assert!(state_one.iter().any(|row| row.contains("F3@2")), "a corrected result: {state_one:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kith_app::{App, Hl7Sender, Operator};
+use kith_app::{App, Operator};
 use kith_core::text::OrganisationCode;
 use kith_hl7::ack::AckCode;
 use kith_hl7::batch::{BatchItem, split_batch};
@@ -59,6 +59,7 @@ pub fn run(
     organisation: &OrganisationCode,
     files: &[PathBuf],
     rejects_path: &Path,
+    workers: usize,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut batches = Vec::new();
@@ -73,7 +74,8 @@ pub fn run(
     let mut last_report = Instant::now();
     for (file, items) in &batches {
         // Messages are committed in batches (each message in its own savepoint): one
-        // transaction and one disk flush per batch, not per message.
+        // transaction and one disk flush per batch, not per message; with several workers,
+        // that many batches at once (App::import_hl7 keeps what must stay in order in order).
         let mut outcomes: Vec<(usize, AckCode, String)> = Vec::with_capacity(items.len());
         let mut pending: Vec<(usize, &[u8])> = Vec::new();
         let flush = |pending: &mut Vec<(usize, &[u8])>,
@@ -83,9 +85,9 @@ pub fn run(
             if pending.is_empty() {
                 return Ok(());
             }
-            let messages: Vec<(Hl7Sender<'_>, &[u8])> =
-                pending.iter().map(|(_, bytes)| (Hl7Sender::Import { organisation, operator }, *bytes)).collect();
-            for ((number, _), ingested) in pending.drain(..).zip(app.ingest_hl7_batch(&messages)?) {
+            let messages: Vec<&[u8]> = pending.iter().map(|(_, bytes)| *bytes).collect();
+            let ingested = app.import_hl7(organisation, operator, &messages, workers, IMPORT_BATCH)?;
+            for ((number, _), ingested) in pending.drain(..).zip(ingested) {
                 if ingested.duplicate {
                     tally.duplicates += 1;
                 }
@@ -102,7 +104,7 @@ pub fn run(
                     outcomes.push((number, AckCode::Reject, app.ack_without_ingesting(None, AckCode::Reject, &reason)));
                 }
             }
-            if pending.len() >= IMPORT_BATCH {
+            if pending.len() >= IMPORT_BATCH * workers {
                 flush(&mut pending, &mut outcomes, &mut tally)?;
             }
             record(file, &mut outcomes, &mut tally, &mut rejects);

@@ -181,9 +181,13 @@ fn import_backfills_from_files_and_reprocess_retries_the_rejected() {
     let rejected = std::fs::read_to_string(&rejects).unwrap();
     assert!(rejected.contains("backfill.hl7:2\tB2\tAR\tpatient not found"), "{rejected}");
 
-    // Importing the same file again changes nothing: every message is a stored repeat.
-    let again = run(args(&[]));
+    // Importing the same file again, with several workers, changes nothing: every message
+    // is a stored repeat.
+    let again = run(args(&["--workers", "3"]));
     assert_eq!(again["duplicates"].as_u64(), Some(3));
+    let zero = kith.run_with_stdin(&args(&["--workers", "0"]).iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--workers"));
 
     // Once the patient exists, reprocessing the rejected message accepts it.
     std::fs::write(&file, adt("A28", "B4", stranger, "")).unwrap();

@@ -1,0 +1,294 @@
+//! `kith hl7 import` with several write transactions in flight.
+//!
+//! On PostgreSQL a backfill spends most of its time waiting for round trips, one statement
+//! after another; several connections at once multiply its rate. Order is what makes that
+//! safe: messages that could touch the same record or the same stored message must be
+//! applied in file order. So a run of messages is split into groups that share nothing that
+//! orders them:
+//!
+//! - no identifier value in PID-3 or MRG-1 (under any assigning authority, compared without
+//!   spaces, hyphens or case),
+//! - no existing record that those identifiers lead to (as the feed finds records, merged
+//!   records resolved to their survivor),
+//! - no email address (PID-3 under `EMAIL`, or PID-13), nor the record that has it,
+//! - no control id (MSH-3, MSH-4, MSH-10: a repeat must find what the first stored).
+//!
+//! Each group is applied in file order by one worker; different groups touch different
+//! records, so applying them side by side gives every message the outcome a one-by-one
+//! import gives. The comparison is deliberately coarse: two messages that share a value by
+//! chance are merely kept in order.
+
+use std::collections::HashMap;
+
+use kith_core::PatientId;
+use kith_core::text::{EmailAddress, OrganisationCode};
+use kith_hl7::Message;
+use kith_hl7::adt::read_identifier_list;
+use kith_store::Tx;
+
+use crate::hl7::{FeedCache, Reading, ingest_in};
+use crate::{App, AppResult, Hl7Sender, Ingested, Operator};
+
+/// The most workers an import runs.
+pub const MAX_IMPORT_WORKERS: usize = 32;
+
+impl App {
+    /// Ingests an organisation's messages, given in file order, as `kith hl7 import` does:
+    /// each message in its own savepoint, `batch` messages per transaction, with up to
+    /// `workers` transactions in flight over groups of messages that cannot affect one
+    /// another (see the module's documentation). The outcomes come back in the order given.
+    pub fn import_hl7(
+        &self,
+        organisation: &OrganisationCode,
+        operator: &Operator,
+        messages: &[&[u8]],
+        workers: usize,
+        batch: usize,
+    ) -> AppResult<Vec<Ingested>> {
+        let workers = workers.clamp(1, MAX_IMPORT_WORKERS).min(messages.len().max(1));
+        let batch = batch.max(1);
+        let sender = Hl7Sender::Import { organisation, operator };
+        if workers == 1 {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for chunk in messages.chunks(batch) {
+                let pairs: Vec<(Hl7Sender<'_>, &[u8])> = chunk.iter().map(|raw| (sender, *raw)).collect();
+                outcomes.extend(self.ingest_hl7_batch(&pairs)?);
+            }
+            return Ok(outcomes);
+        }
+        // Read each message and find the records it names: a slice per worker.
+        let slice = messages.len().div_ceil(workers);
+        let read: Vec<(Reading, Vec<String>)> =
+            in_parallel(messages.chunks(slice).map(|part| move || self.read_with_keys(organisation, part)).collect())?
+                .into_iter()
+                .flatten()
+                .collect();
+        let groups = independent_groups(read.iter().map(|(_, keys)| keys.as_slice()));
+        let shares = share_out(groups, workers);
+        let readings: Vec<Reading> = read.into_iter().map(|(reading, _)| reading).collect();
+        let readings = &readings;
+        let applied = in_parallel(
+            shares
+                .into_iter()
+                .map(|share| {
+                    move || {
+                        let mut outcomes = Vec::with_capacity(share.len());
+                        for part in share.chunks(batch) {
+                            let now = self.now();
+                            let ingested = self.store.write(|tx| {
+                                let mut cache = FeedCache::default();
+                                part.iter()
+                                    .map(|&i| ingest_in(tx, &mut cache, sender, &readings[i], messages[i], now))
+                                    .collect::<AppResult<Vec<Ingested>>>()
+                            })?;
+                            outcomes.extend(part.iter().copied().zip(ingested));
+                        }
+                        Ok(outcomes)
+                    }
+                })
+                .collect(),
+        )?;
+        let mut outcomes: Vec<Option<Ingested>> = vec![None; messages.len()];
+        for (index, ingested) in applied.into_iter().flatten() {
+            outcomes[index] = Some(ingested);
+        }
+        // Every message is in exactly one share, so every outcome is there.
+        Ok(outcomes.into_iter().map(|outcome| outcome.expect("each message is in one share")).collect())
+    }
+
+    /// Reads each message and what orders it (see the module's documentation), in one read
+    /// transaction.
+    fn read_with_keys(&self, organisation: &OrganisationCode, raw: &[&[u8]]) -> AppResult<Vec<(Reading, Vec<String>)>> {
+        let readings: Vec<Reading> = raw.iter().map(|bytes| Reading::of(bytes)).collect();
+        let records = self.store.read(|tx| {
+            let mut cache = FeedCache::default();
+            let id = cache.organisation_id(tx, organisation)?;
+            let facts = cache.facts(tx, id)?;
+            let is_local = |authority: &str| facts.is_local_authority(authority);
+            readings
+                .iter()
+                .map(|reading| records_named(tx, id, &is_local, reading.parsed.message.as_ref()))
+                .collect::<AppResult<Vec<Vec<PatientId>>>>()
+        })?;
+        Ok(readings
+            .into_iter()
+            .zip(records)
+            .map(|(reading, records)| {
+                let keys = ordering_keys(&reading, &records);
+                (reading, keys)
+            })
+            .collect())
+    }
+}
+
+/// Runs each task on its own thread; their results in order, or the first error.
+fn in_parallel<T: Send>(tasks: Vec<impl FnOnce() -> AppResult<T> + Send>) -> AppResult<Vec<T>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = tasks.into_iter().map(|task| scope.spawn(task)).collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// The existing records a message names in PID-3 and MRG-1 (by NHS number, local
+/// identifier or email), merged records resolved to their survivor.
+fn records_named(
+    tx: &mut Tx<'_>,
+    organisation: kith_core::OrganisationId,
+    is_local_authority: &dyn Fn(&str) -> bool,
+    message: Option<&Message>,
+) -> AppResult<Vec<PatientId>> {
+    let Some(message) = message else { return Ok(Vec::new()) };
+    let mut found = Vec::new();
+    for (segment, field) in [("PID", 3), ("MRG", 1)] {
+        // A list the feed would refuse names nothing here; the message changes no record.
+        let Ok((_, identity, email)) = read_identifier_list(message, segment, field, is_local_authority) else {
+            continue;
+        };
+        if let Some(nhs_number) = &identity.nhs_number {
+            found.extend(tx.patient_by_nhs_number(nhs_number)?);
+        }
+        for identifier in &identity.local_identifiers {
+            found.extend(tx.patient_by_local_identifier(organisation, identifier)?);
+        }
+        if let Some(email) = &email {
+            found.extend(tx.patient_by_email(email)?);
+        }
+    }
+    for email in pid13_emails(message) {
+        if let Ok(email) = EmailAddress::parse(&email) {
+            found.extend(tx.patient_by_email(&email)?);
+        }
+    }
+    let mut ids: Vec<PatientId> =
+        found.into_iter().flat_map(|patient| [patient.id, patient.merged_into.unwrap_or(patient.id)]).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Email-like values of PID-13 (any component holding an `@`).
+fn pid13_emails(message: &Message) -> Vec<String> {
+    let mut emails = Vec::new();
+    for segment in message.segments_named("PID") {
+        for telecom in segment.repetitions(13) {
+            for component in 1..=4 {
+                let value = telecom.component(component).trim();
+                if value.contains('@') {
+                    emails.push(value.to_lowercase());
+                }
+            }
+        }
+    }
+    emails
+}
+
+/// What orders a message against others: its control id, its identifier values, its
+/// emails and the records they lead to.
+fn ordering_keys(reading: &Reading, records: &[PatientId]) -> Vec<String> {
+    let mut keys = Vec::new();
+    if !reading.control.is_empty() {
+        keys.push(format!("control\u{1f}{}\u{1f}{}\u{1f}{}", reading.application, reading.facility, reading.control));
+    }
+    if let Some(message) = reading.parsed.message.as_ref() {
+        for (segment, field) in [("PID", 3), ("MRG", 1)] {
+            for segment in message.segments_named(segment) {
+                for identifier in segment.repetitions(field) {
+                    let value: String = identifier
+                        .component(1)
+                        .chars()
+                        .filter(|c| !c.is_whitespace() && *c != '-')
+                        .flat_map(char::to_uppercase)
+                        .collect();
+                    if !value.is_empty() {
+                        keys.push(format!("identifier\u{1f}{value}"));
+                    }
+                }
+            }
+        }
+        keys.extend(pid13_emails(message).into_iter().map(|email| format!("identifier\u{1f}{}", email.to_uppercase())));
+    }
+    keys.extend(records.iter().map(|id| format!("record\u{1f}{id}")));
+    keys
+}
+
+/// Messages (by index) joined into groups wherever two share a key; each group in order,
+/// the groups in the order of their first message.
+fn independent_groups<'k>(keys: impl Iterator<Item = &'k [String]>) -> Vec<Vec<usize>> {
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = Vec::new();
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, message_keys) in keys.enumerate() {
+        parent.push(i);
+        for key in message_keys {
+            match first.get(key.as_str()) {
+                Some(&other) => {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, other));
+                    // The earlier message stays the root, so groups keep a stable order.
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    first.insert(key, i);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of_root: HashMap<usize, usize> = HashMap::new();
+    for i in 0..parent.len() {
+        let r = root(&mut parent, i);
+        let group = *group_of_root.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[group].push(i);
+    }
+    groups
+}
+
+/// Deals groups out to `workers` (largest first, each to the least loaded); each worker's
+/// messages in file order.
+fn share_out(mut groups: Vec<Vec<usize>>, workers: usize) -> Vec<Vec<usize>> {
+    groups.sort_by_key(|group| std::cmp::Reverse(group.len()));
+    let mut shares: Vec<Vec<usize>> = vec![Vec::new(); workers];
+    for group in groups {
+        let least = (0..workers).min_by_key(|&w| shares[w].len()).unwrap_or(0);
+        shares[least].extend(group);
+    }
+    for share in &mut shares {
+        share.sort_unstable();
+    }
+    shares.retain(|share| !share.is_empty());
+    shares
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&[&str]]) -> Vec<Vec<String>> {
+        list.iter().map(|keys| keys.iter().map(|k| (*k).to_owned()).collect()).collect()
+    }
+
+    #[test]
+    fn messages_sharing_a_key_even_through_others_form_one_group_in_order() {
+        let keys = keys(&[&["a"], &["b"], &["c", "a"], &["d"], &["b", "c"], &[], &["d"]]);
+        let groups = independent_groups(keys.iter().map(Vec::as_slice));
+        assert_eq!(groups, vec![vec![0, 1, 2, 4], vec![3, 6], vec![5]]);
+    }
+
+    #[test]
+    fn groups_are_dealt_out_whole_and_each_share_is_in_file_order() {
+        let shares = share_out(vec![vec![0, 1, 2, 4], vec![3, 6], vec![5], vec![7]], 2);
+        assert_eq!(shares, vec![vec![0, 1, 2, 4], vec![3, 5, 6, 7]]);
+        assert_eq!(share_out(vec![vec![0], vec![1]], 4), vec![vec![0], vec![1]]);
+    }
+}
