@@ -183,104 +183,133 @@ impl App {
         selection: EntrySelection<'_>,
     ) -> AppResult<Audited<AppResult<AccountRecordView>>> {
         let now = self.now();
+        self.store.read_then_audit(|tx| read_entries_in(tx, account, channel, patient, selection, now))
+    }
+
+    /// [`App::read_entries_then_audit`] for the holder of an API token, checked in the same
+    /// read transaction (one snapshot, one transaction): `None` inside when the token does
+    /// not authenticate, in which case nothing was read and there is nothing to audit.
+    pub fn read_entries_by_token_then_audit(
+        &self,
+        token: &str,
+        channel: Channel,
+        patient: PatientId,
+        selection: EntrySelection<'_>,
+    ) -> AppResult<Audited<Option<AppResult<AccountRecordView>>>> {
+        let now = self.now();
+        let hash = crate::tokens::presented_token_hash(token);
         self.store.read_then_audit(|tx| {
-            let (record, reader) = match record_and_reader(tx, account, patient, now)? {
-                Ok(found) => found,
-                Err((record, reason)) => {
-                    let event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read");
-                    tx.audit(denied(event, record, reason));
-                    return Ok(Err(AppError::Denied));
-                }
-            };
-            let base = AuditBuilder::new(now, Actor::Account(account), channel, "record.read").patient(record.id);
-            let (entries, selected_total) = match &reader {
-                Reader::Owner => {
-                    let entries: Vec<VisibleEntry> = tx
-                        .entries(record.id)?
-                        .into_iter()
-                        .filter(|entry| selection.admits(entry))
-                        .map(|entry| VisibleEntry { entry, basis: Basis::SelfAccess })
-                        .collect();
-                    let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
-                    tx.audit(base.basis(Basis::SelfAccess.code()).data(kinds, labels).build());
-                    let total = entries.len();
-                    (entries, total)
-                }
-                Reader::Professional { demographics, scopes } => {
-                    let mut entries: Vec<VisibleEntry> = Vec::new();
-                    let mut seen: HashSet<EntryId> = HashSet::new();
-                    let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
-                    for scope in scopes {
-                        let RecordScope::Visible { team, .. } = *scope else { continue };
-                        for entry in tx.entries_in_scope(record.id, scope)? {
-                            if !selection.admits(&entry) || seen.contains(&entry.id) {
-                                continue;
-                            }
-                            match scope.decide(&entry_facts(&entry)) {
-                                Decision::Allow(basis) => {
-                                    seen.insert(entry.id);
-                                    let index = entries.len();
-                                    entries.push(VisibleEntry { entry, basis });
-                                    match contributed.iter_mut().find(|(t, ..)| *t == team) {
-                                        Some((_, strongest, indexes)) => {
-                                            *strongest = strongest.strongest(basis);
-                                            indexes.push(index);
-                                        }
-                                        None => contributed.push((team, basis, vec![index])),
-                                    }
+            let Some(hash) = &hash else { return Ok(None) };
+            let Some(account) = crate::tokens::token_account(tx, hash, now)? else { return Ok(None) };
+            read_entries_in(tx, account, channel, patient, selection, now).map(Some)
+        })
+    }
+}
+
+/// The body of [`App::read_entries_then_audit`], inside its read transaction.
+fn read_entries_in(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    channel: Channel,
+    patient: PatientId,
+    selection: EntrySelection<'_>,
+    now: Timestamp,
+) -> AppResult<AppResult<AccountRecordView>> {
+    let (record, reader) = match record_and_reader(tx, account, patient, now)? {
+        Ok(found) => found,
+        Err((record, reason)) => {
+            let event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read");
+            tx.audit(denied(event, record, reason));
+            return Ok(Err(AppError::Denied));
+        }
+    };
+    let base = AuditBuilder::new(now, Actor::Account(account), channel, "record.read").patient(record.id);
+    let (entries, selected_total) = match &reader {
+        Reader::Owner => {
+            let entries: Vec<VisibleEntry> = tx
+                .entries(record.id)?
+                .into_iter()
+                .filter(|entry| selection.admits(entry))
+                .map(|entry| VisibleEntry { entry, basis: Basis::SelfAccess })
+                .collect();
+            let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+            tx.audit(base.basis(Basis::SelfAccess.code()).data(kinds, labels).build());
+            let total = entries.len();
+            (entries, total)
+        }
+        Reader::Professional { demographics, scopes } => {
+            let mut entries: Vec<VisibleEntry> = Vec::new();
+            let mut seen: HashSet<EntryId> = HashSet::new();
+            let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
+            for scope in scopes {
+                let RecordScope::Visible { team, .. } = *scope else { continue };
+                for entry in tx.entries_in_scope(record.id, scope)? {
+                    if !selection.admits(&entry) || seen.contains(&entry.id) {
+                        continue;
+                    }
+                    match scope.decide(&entry_facts(&entry)) {
+                        Decision::Allow(basis) => {
+                            seen.insert(entry.id);
+                            let index = entries.len();
+                            entries.push(VisibleEntry { entry, basis });
+                            match contributed.iter_mut().find(|(t, ..)| *t == team) {
+                                Some((_, strongest, indexes)) => {
+                                    *strongest = strongest.strongest(basis);
+                                    indexes.push(index);
                                 }
-                                Decision::Deny(_) => {
-                                    tracing::error!("the entry filter admitted an entry the access rule denies")
-                                }
+                                None => contributed.push((team, basis, vec![index])),
                             }
                         }
-                    }
-                    if contributed.is_empty() {
-                        let event = with_basis(tx, base.clone(), *demographics)?.build();
-                        tx.audit(event);
-                    }
-                    for (team, basis, indexes) in contributed {
-                        let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
-                        let organisation = tx.team(team)?.map(|team| team.organisation);
-                        let mut event = base.clone().team(team).basis(basis.code()).data(kinds, labels);
-                        if let Some(organisation) = organisation {
-                            event = event.organisation(organisation);
+                        Decision::Deny(_) => {
+                            tracing::error!("the entry filter admitted an entry the access rule denies")
                         }
-                        if let Basis::BreakGlass { grant } = basis {
-                            event = event.subject(grant);
-                        }
-                        tx.audit(event.build());
-                    }
-                    let selected_total = match selection {
-                        EntrySelection::One(id) => usize::from(tx.entry_exists(record.id, id)?),
-                        EntrySelection::Kinds(kinds) => {
-                            usize::try_from(tx.count_entries_of_kinds(record.id, kinds)?).unwrap_or(usize::MAX)
-                        }
-                    };
-                    entries.sort_by(|a, b| {
-                        b.entry.effective_at.cmp(&a.entry.effective_at).then(a.entry.id.cmp(&b.entry.id))
-                    });
-                    (entries, selected_total)
-                }
-            };
-            let some_hidden = selected_total > entries.len();
-            let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
-            if entries.iter().any(|visible| visible.entry.kind == EntryKind::Result) {
-                let shown: HashMap<EntryId, i64> = entries
-                    .iter()
-                    .filter(|visible| visible.entry.kind == EntryKind::Result)
-                    .map(|visible| (visible.entry.id, visible.entry.version))
-                    .collect();
-                for (entry, version, observation) in tx.patient_observations(record.id)? {
-                    if shown.get(&entry) == Some(&version) {
-                        observations.entry(entry).or_default().push(observation);
                     }
                 }
             }
-            Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
-        })
+            if contributed.is_empty() {
+                let event = with_basis(tx, base.clone(), *demographics)?.build();
+                tx.audit(event);
+            }
+            for (team, basis, indexes) in contributed {
+                let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
+                let organisation = tx.team(team)?.map(|team| team.organisation);
+                let mut event = base.clone().team(team).basis(basis.code()).data(kinds, labels);
+                if let Some(organisation) = organisation {
+                    event = event.organisation(organisation);
+                }
+                if let Basis::BreakGlass { grant } = basis {
+                    event = event.subject(grant);
+                }
+                tx.audit(event.build());
+            }
+            let selected_total = match selection {
+                EntrySelection::One(id) => usize::from(tx.entry_exists(record.id, id)?),
+                EntrySelection::Kinds(kinds) => {
+                    usize::try_from(tx.count_entries_of_kinds(record.id, kinds)?).unwrap_or(usize::MAX)
+                }
+            };
+            entries.sort_by(|a, b| b.entry.effective_at.cmp(&a.entry.effective_at).then(a.entry.id.cmp(&b.entry.id)));
+            (entries, selected_total)
+        }
+    };
+    let some_hidden = selected_total > entries.len();
+    let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
+    if entries.iter().any(|visible| visible.entry.kind == EntryKind::Result) {
+        let shown: HashMap<EntryId, i64> = entries
+            .iter()
+            .filter(|visible| visible.entry.kind == EntryKind::Result)
+            .map(|visible| (visible.entry.id, visible.entry.version))
+            .collect();
+        for (entry, version, observation) in tx.patient_observations(record.id)? {
+            if shown.get(&entry) == Some(&version) {
+                observations.entry(entry).or_default().push(observation);
+            }
+        }
     }
+    Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
+}
 
+impl App {
     /// One entry by its identifier, when the account may see it; audited like
     /// [`App::read_entries_as`]. Not there and not visible are the same answer.
     pub fn read_entry_as(&self, account: AccountId, channel: Channel, entry: EntryId) -> AppResult<AccountRecordView> {

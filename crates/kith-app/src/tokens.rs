@@ -7,7 +7,8 @@ use kith_core::audit::Channel;
 use kith_core::model::ApiToken;
 use kith_core::team::AccountStatus;
 use kith_core::text::{EmailAddress, Name, Secret};
-use kith_core::{AccountId, ApiTokenId};
+use kith_core::{AccountId, ApiTokenId, Timestamp};
+use kith_store::{StoreError, Tx};
 
 use crate::hl7::token_hash;
 use crate::organisations::account_by_email;
@@ -104,18 +105,23 @@ impl App {
     /// expired token, or one whose account is not active. What the token may then see is
     /// decided at each request from the account's memberships as they are then.
     pub fn authenticate_api_token(&self, presented: &str) -> AppResult<Option<AccountId>> {
-        if presented.is_empty() || presented.len() > 256 {
-            return Ok(None);
-        }
-        let hash = token_hash(presented);
+        let Some(hash) = presented_token_hash(presented) else { return Ok(None) };
         let now = self.now();
-        self.store.read(|tx| {
-            let Some(token) = tx.api_token_by_hash(&hash)? else { return Ok(None) };
-            if !token.is_live(now) {
-                return Ok(None);
-            }
-            let active = tx.account(token.account)?.is_some_and(|account| account.status == AccountStatus::Active);
-            Ok(active.then_some(token.account))
-        })
+        self.store.read(|tx| Ok(token_account(tx, &hash, now)?))
     }
+}
+
+/// The hash a presented token is looked up by; `None` for one that cannot be a token.
+pub(crate) fn presented_token_hash(presented: &str) -> Option<[u8; 32]> {
+    (!presented.is_empty() && presented.len() <= 256).then(|| token_hash(presented))
+}
+
+/// The account of a live token whose account is active, inside the caller's transaction.
+pub(crate) fn token_account(tx: &mut Tx<'_>, hash: &[u8; 32], now: Timestamp) -> Result<Option<AccountId>, StoreError> {
+    let Some(token) = tx.api_token_by_hash(hash)? else { return Ok(None) };
+    if !token.is_live(now) {
+        return Ok(None);
+    }
+    let active = tx.account(token.account)?.is_some_and(|account| account.status == AccountStatus::Active);
+    Ok(active.then_some(token.account))
 }

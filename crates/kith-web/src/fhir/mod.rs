@@ -471,21 +471,28 @@ async fn search_entries(
     headers: HeaderMap,
     raw: Option<String>,
 ) -> FhirResult {
-    // The token check and the read run together (in place on SQLite, else in one blocking
-    // task); a missing or dead token is still answered before any complaint about the
-    // parameters. The answer waits, without holding a thread, for the read's audit events.
+    // The token check and the read run in one read transaction (in place on SQLite, else in
+    // one blocking task); a missing or dead token is still answered before any complaint
+    // about the parameters. The answer waits, without holding a thread, for the read's
+    // audit events.
     let token = bearer(&headers);
     let search = parse_entry_search(entry_type, raw.as_deref());
     let app = state.app.clone();
     let (search, pending) = read_then_audit(&state.app, move || {
-        let account = authenticate(&app, token)?;
-        let search = search?;
+        let search = match search {
+            Ok(search) => search,
+            Err(error) => {
+                authenticate(&app, token)?;
+                return Err(error);
+            }
+        };
+        let token = token.ok_or(FhirError::Unauthorised)?;
         let selection = EntrySelection::Kinds(search.kinds);
-        let pending = app.read_entries_then_audit(account, Channel::Fhir, search.patient, selection)?;
+        let pending = app.read_entries_by_token_then_audit(&token, Channel::Fhir, search.patient, selection)?;
         Ok((search, pending))
     })
     .await?;
-    let view = match pending.durable().await.map_err(AppError::from)? {
+    let view = match pending.durable().await.map_err(AppError::from)?.ok_or(FhirError::Unauthorised)? {
         Ok(view) => Some(view),
         // A patient the caller may not see reads as one with nothing of this type.
         Err(AppError::Denied) => None,
