@@ -354,6 +354,24 @@ impl Store {
         self.backend.dialect() == Dialect::Sqlite
     }
 
+    /// Refreshes PostgreSQL's planner statistics for the tables a feed or an import fills
+    /// (`ANALYZE`), which also makes every connection plan its cached statements again.
+    /// A bulk load needs it: a statement prepared while a table was nearly empty keeps the
+    /// plan it got then (a sequential scan), and without autovacuum nothing replaces it as
+    /// the table grows — every lookup then reads the whole table. SQLite needs nothing here
+    /// (its planner takes an index for these lookups whatever the statistics).
+    pub fn refresh_planner_statistics(&self) -> Result<(), StoreError> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(());
+        }
+        self.backend.write_transaction(&mut |conn| {
+            conn.execute_batch(
+                "ANALYZE hl7_messages, patients, patient_identifiers, care_links, record_entries, observations, audit_events, outbox",
+            )?;
+            Ok(Finish::Commit)
+        })
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.read(|tx| tx.ping())
