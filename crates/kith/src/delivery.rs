@@ -447,7 +447,8 @@ fn run_worker_loop(app: &App, config: &DeliveryConfig, signal: &WorkerSignal) {
     };
     let mut housekeeping_due = std::time::Instant::now();
     loop {
-        // About once an hour, forget dead sessions, old failed sign-ins and spent codes.
+        // About once an hour, forget dead sessions, old failed sign-ins and spent codes,
+        // and refresh the planner's statistics.
         if std::time::Instant::now() >= housekeeping_due {
             housekeeping_due = std::time::Instant::now() + HOUSEKEEPING_INTERVAL;
             match app.forget_stale_sign_in_state() {
@@ -455,6 +456,11 @@ fn run_worker_loop(app: &App, config: &DeliveryConfig, signal: &WorkerSignal) {
                     tracing::info!(sessions, failures, codes, "housekeeping: stale sign-in state forgotten")
                 }
                 Err(error) => tracing::warn!(%error, "housekeeping failed; trying again later"),
+            }
+            // PostgreSQL's planner statistics, so that statements prepared while the feed's
+            // tables were small are planned again (autovacuum may be off).
+            if let Err(error) = app.store().refresh_planner_statistics() {
+                tracing::warn!(%error, "housekeeping: refreshing planner statistics failed; trying again later");
             }
         }
         let mut more = false;
