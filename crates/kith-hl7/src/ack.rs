@@ -1,6 +1,8 @@
 //! Acknowledgements: `MSH`, `MSA` (AA/AE/AR, the original control id, the reason) and, for
 //! errors, `ERR` (v2.4 ERR-1: segment, sequence, field and a table 0357 code).
 
+use smallvec::smallvec;
+
 use crate::charset::Charset;
 use crate::message::{Component, Delimiters, Field, Message, Repetition, Segment};
 use crate::parse::Location;
@@ -96,8 +98,8 @@ pub fn build_ack(original: Option<&Message>, content: &AckContent<'_>) -> Messag
         let location = error.location.clone().unwrap_or_default();
         let number = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
         let err = Field {
-            repetitions: vec![Repetition {
-                components: vec![
+            repetitions: smallvec![Repetition {
+                components: smallvec![
                     Component::text(location.segment_id.clone()),
                     Component::text(if location.segment_index > 0 {
                         location.segment_index.to_string()
@@ -105,9 +107,7 @@ pub fn build_ack(original: Option<&Message>, content: &AckContent<'_>) -> Messag
                         String::new()
                     }),
                     Component::text(number(location.field)),
-                    Component {
-                        subcomponents: vec![error.code.to_owned(), error.code_text.to_owned(), "HL70357".to_owned()],
-                    },
+                    Component { subcomponents: smallvec![error.code.into(), error.code_text.into(), "HL70357".into()] },
                 ],
             }],
         };

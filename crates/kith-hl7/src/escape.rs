@@ -1,6 +1,8 @@
 //! HL7 escape sequences: `\F\ \S\ \T\ \R\ \E\` for the delimiters, `\.br\` for a line
 //! break, `\Xhh…\` for bytes in hexadecimal. `\H\` and `\N\` (highlighting) are dropped.
 
+use compact_str::CompactString;
+
 use crate::charset::Charset;
 use crate::message::Delimiters;
 
@@ -21,12 +23,12 @@ pub(crate) fn unescape(
     delimiters: &Delimiters,
     charset: Charset,
     problems: &mut Vec<EscapeProblem>,
-) -> String {
+) -> CompactString {
     let escape = delimiters.escape;
     if !text.contains(escape) {
-        return text.to_owned();
+        return CompactString::from(text);
     }
-    let mut out = String::with_capacity(text.len());
+    let mut out = CompactString::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find(escape) {
         out.push_str(&rest[..start]);
@@ -46,7 +48,7 @@ pub(crate) fn unescape(
             ".br" => out.push('\n'),
             "H" | "N" => {}
             _ if sequence.starts_with('X') => match hex_bytes(&sequence[1..]) {
-                Some(bytes) => out.push_str(&charset.decode(&bytes).0),
+                Some(bytes) => out.push_str(&charset.decode_text(&bytes).0),
                 None => {
                     problems.push(EscapeProblem::BadHex(sequence.to_owned()));
                     out.push(escape);
@@ -108,7 +110,7 @@ mod tests {
 
     fn un(text: &str) -> (String, Vec<EscapeProblem>) {
         let mut problems = Vec::new();
-        (unescape(text, &Delimiters::default(), Charset::Utf8, &mut problems), problems)
+        (unescape(text, &Delimiters::default(), Charset::Utf8, &mut problems).into(), problems)
     }
 
     #[test]

@@ -27,8 +27,14 @@ mod escape;
 mod message;
 pub mod mllp;
 mod parse;
+#[cfg(test)]
+mod reference;
 
 pub use charset::Charset;
+// The types of a message's leaves (text inline up to 24 bytes) and containers, for users of
+// `Message` that build or take one apart without depending on them.
+pub use compact_str::CompactString;
 pub use encode::encode;
 pub use message::{Component, Delimiters, Field, Message, Repetition, Segment};
 pub use parse::{Location, Parsed, Problem, ProblemKind, Severity, parse};
+pub use smallvec::{SmallVec, smallvec};

@@ -1,4 +1,11 @@
 //! The structure of an HL7 v2 message, with decoded (unescaped) text at the leaves.
+//!
+//! Most fields of a message are one piece of short text, so the containers hold their first
+//! element inline ([`SmallVec`]) and the leaves hold up to 24 bytes inline
+//! ([`CompactString`]): reading such a field allocates nothing.
+
+use compact_str::CompactString;
+use smallvec::SmallVec;
 
 /// The five separators of an ER7 message, from MSH-1 and MSH-2.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,26 +46,26 @@ pub struct Message {
 /// numbers them.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Segment {
-    pub id: String,
+    pub id: CompactString,
     pub fields: Vec<Field>,
 }
 
-/// A field: one or more repetitions.
+/// A field: one or more repetitions (the first held inline).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Field {
-    pub repetitions: Vec<Repetition>,
+    pub repetitions: SmallVec<[Repetition; 1]>,
 }
 
-/// One repetition of a field: one or more components.
+/// One repetition of a field: one or more components (the first held inline).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Repetition {
-    pub components: Vec<Component>,
+    pub components: SmallVec<[Component; 1]>,
 }
 
-/// A component: one or more subcomponents, each decoded text.
+/// A component: one or more subcomponents, each decoded text (the first held inline).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Component {
-    pub subcomponents: Vec<String>,
+    pub subcomponents: SmallVec<[CompactString; 1]>,
 }
 
 impl Default for Field {
@@ -69,13 +76,17 @@ impl Default for Field {
 
 impl Field {
     /// A field holding one piece of text.
-    pub fn text(text: impl Into<String>) -> Self {
-        Field { repetitions: vec![Repetition::text(text)] }
+    pub fn text(text: impl Into<CompactString>) -> Self {
+        Field { repetitions: SmallVec::from_buf([Repetition::text(text)]) }
     }
 
     /// A field of components (one repetition).
-    pub fn components<I: IntoIterator<Item = S>, S: Into<String>>(components: I) -> Self {
-        Field { repetitions: vec![Repetition { components: components.into_iter().map(Component::text).collect() }] }
+    pub fn components<I: IntoIterator<Item = S>, S: Into<CompactString>>(components: I) -> Self {
+        Field {
+            repetitions: SmallVec::from_buf([Repetition {
+                components: components.into_iter().map(Component::text).collect(),
+            }]),
+        }
     }
 
     /// Component `n` (1-based) of the first repetition, first subcomponent; "" when absent.
@@ -90,13 +101,15 @@ impl Field {
 
     /// True when every leaf is empty.
     pub fn is_empty(&self) -> bool {
-        self.repetitions.iter().all(|r| r.components.iter().all(|c| c.subcomponents.iter().all(String::is_empty)))
+        self.repetitions
+            .iter()
+            .all(|r| r.components.iter().all(|c| c.subcomponents.iter().all(CompactString::is_empty)))
     }
 }
 
 impl Repetition {
-    pub fn text(text: impl Into<String>) -> Self {
-        Repetition { components: vec![Component::text(text)] }
+    pub fn text(text: impl Into<CompactString>) -> Self {
+        Repetition { components: SmallVec::from_buf([Component::text(text)]) }
     }
 
     /// Component `n` (1-based), first subcomponent; "" when absent.
@@ -109,18 +122,18 @@ impl Repetition {
         n.checked_sub(1)
             .and_then(|n| self.components.get(n))
             .and_then(|component| s.checked_sub(1).and_then(|s| component.subcomponents.get(s)))
-            .map_or("", String::as_str)
+            .map_or("", CompactString::as_str)
     }
 }
 
 impl Component {
-    pub fn text(text: impl Into<String>) -> Self {
-        Component { subcomponents: vec![text.into()] }
+    pub fn text(text: impl Into<CompactString>) -> Self {
+        Component { subcomponents: SmallVec::from_buf([text.into()]) }
     }
 }
 
 impl Segment {
-    pub fn new(id: impl Into<String>, fields: Vec<Field>) -> Self {
+    pub fn new(id: impl Into<CompactString>, fields: Vec<Field>) -> Self {
         Segment { id: id.into(), fields }
     }
 

@@ -16,15 +16,17 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn field() -> impl Strategy<Value = Field> {
-    let component = proptest::collection::vec(text(), 1..3).prop_map(|subcomponents| Component { subcomponents });
-    let repetition = proptest::collection::vec(component, 1..4).prop_map(|components| Repetition { components });
-    proptest::collection::vec(repetition, 1..3).prop_map(|repetitions| Field { repetitions })
+    let component = proptest::collection::vec(text(), 1..3)
+        .prop_map(|subcomponents| Component { subcomponents: subcomponents.into_iter().map(Into::into).collect() });
+    let repetition =
+        proptest::collection::vec(component, 1..4).prop_map(|components| Repetition { components: components.into() });
+    proptest::collection::vec(repetition, 1..3).prop_map(|repetitions| Field { repetitions: repetitions.into() })
 }
 
 fn segment() -> impl Strategy<Value = Segment> {
     ("[A-Z][A-Z0-9]{2}", proptest::collection::vec(field(), 0..6))
         .prop_filter("MSH only first", |(id, _)| id != "MSH")
-        .prop_map(|(id, fields)| Segment { id, fields })
+        .prop_map(|(id, fields)| Segment { id: id.into(), fields })
 }
 
 fn message() -> impl Strategy<Value = Message> {
