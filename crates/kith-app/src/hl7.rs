@@ -280,7 +280,9 @@ impl App {
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
         let reading = Reading::of(raw);
         let now = self.now();
-        self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))
+        let ingested = self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))?;
+        self.store.note_growth(1);
+        Ok(ingested)
     }
 
     /// Ingests several messages in one transaction — one commit, one disk flush — each in
@@ -290,14 +292,16 @@ impl App {
     pub fn ingest_hl7_batch(&self, messages: &[(Hl7Sender<'_>, &[u8])]) -> AppResult<Vec<Ingested>> {
         let readings: Vec<Reading> = messages.iter().map(|(_, raw)| Reading::of(raw)).collect();
         let now = self.now();
-        self.store.write(|tx| {
+        let ingested: Vec<Ingested> = self.store.write(|tx| {
             let mut cache = FeedCache::default();
             messages
                 .iter()
                 .zip(&readings)
                 .map(|((sender, raw), reading)| ingest_in(tx, &mut cache, *sender, reading, raw, now))
-                .collect()
-        })
+                .collect::<AppResult<Vec<Ingested>>>()
+        })?;
+        self.store.note_growth(ingested.len() as u64);
+        Ok(ingested)
     }
 
     /// Processes a stored message again (after a label rule, a team or a patient was added):

@@ -81,6 +81,7 @@ impl App {
                                     .map(|&i| ingest_in(tx, &mut cache, sender, &readings[i], messages[i], now))
                                     .collect::<AppResult<Vec<Ingested>>>()
                             })?;
+                            self.store.note_growth(ingested.len() as u64);
                             outcomes.extend(part.iter().copied().zip(ingested));
                         }
                         Ok(outcomes)

@@ -230,7 +230,18 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct Store {
     backend: Arc<dyn Backend>,
     audit_writer: Arc<audit_writer::AuditWriter>,
+    growth: Arc<Growth>,
 }
+
+/// Messages stored through this store since it opened, and at what count the planner's
+/// statistics are refreshed next (see [`Store::note_growth`]).
+struct Growth {
+    stored: std::sync::atomic::AtomicU64,
+    next_refresh: std::sync::atomic::AtomicU64,
+}
+
+/// The first refresh of the planner's statistics, in messages stored; then at each doubling.
+const FIRST_STATISTICS_REFRESH: u64 = 2_000;
 
 impl Store {
     /// Opens (creating a SQLite file and its directory when needed) without migrating.
@@ -240,7 +251,11 @@ impl Store {
             DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresBackend::open(url)?),
         };
         let audit_writer = Arc::new(audit_writer::AuditWriter::new(backend.clone()));
-        Ok(Self { backend, audit_writer })
+        let growth = Arc::new(Growth {
+            stored: std::sync::atomic::AtomicU64::new(0),
+            next_refresh: std::sync::atomic::AtomicU64::new(FIRST_STATISTICS_REFRESH),
+        });
+        Ok(Self { backend, audit_writer, growth })
     }
 
     /// Opens and applies pending migrations.
@@ -370,6 +385,37 @@ impl Store {
             )?;
             Ok(Finish::Commit)
         })
+    }
+
+    /// Counts `messages` just stored (the HL7 feed and imports); after the first 2,000 and
+    /// at each doubling since the store opened, refreshes the planner's statistics on a
+    /// thread of its own ([`Store::refresh_planner_statistics`]), so that a database filled
+    /// from empty by a feed or an import does not keep the plans of its empty tables.
+    pub fn note_growth(&self, messages: u64) {
+        use std::sync::atomic::Ordering;
+        if self.dialect() != Dialect::Postgres || messages == 0 {
+            return;
+        }
+        let stored = self.growth.stored.fetch_add(messages, Ordering::AcqRel) + messages;
+        let next = self.growth.next_refresh.load(Ordering::Acquire);
+        if stored < next
+            || self
+                .growth
+                .next_refresh
+                .compare_exchange(next, stored.saturating_mul(2), Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let store = self.clone();
+        let spawned = std::thread::Builder::new().name("kith-statistics".into()).spawn(move || {
+            if let Err(error) = store.refresh_planner_statistics() {
+                tracing::warn!(%error, "refreshing the planner's statistics failed; trying again later");
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start refreshing the planner's statistics");
+        }
     }
 
     /// Checks that the database answers.

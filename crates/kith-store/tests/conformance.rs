@@ -695,6 +695,38 @@ fn planner_statistics_can_be_refreshed_on_both_engines() {
     });
 }
 
+/// As a feed stores messages, the store refreshes PostgreSQL's statistics by itself (on a
+/// thread of its own) once 2,000 have been stored: `ANALYZE` shows in the server's own
+/// statistics. Below that count, nothing is refreshed.
+#[test]
+fn a_growing_feed_refreshes_the_planner_statistics() {
+    each_backend(|store, database| {
+        let last_analyze = || -> Option<i64> {
+            let mut client = postgres::Client::connect(&database.url_text, postgres::NoTls).unwrap();
+            let row = client
+                .query_one(
+                    "SELECT EXTRACT(EPOCH FROM last_analyze)::bigint FROM pg_stat_user_tables WHERE relname = 'hl7_messages'",
+                    &[],
+                )
+                .unwrap();
+            row.get(0)
+        };
+        store.note_growth(1_999);
+        if database.engine == kith_test_support::Engine::Postgres {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert_eq!(last_analyze(), None, "not yet: 1,999 messages");
+        }
+        store.note_growth(1);
+        if database.engine == kith_test_support::Engine::Postgres {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while last_analyze().is_none() {
+                assert!(std::time::Instant::now() < deadline, "the statistics were not refreshed");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    });
+}
+
 /// A savepoint undoes its rows and its audit events and lets the transaction go on.
 #[test]
 fn savepoints_undo_their_work_and_the_transaction_goes_on() {

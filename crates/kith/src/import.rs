@@ -72,9 +72,6 @@ pub fn run(
     let mut tally = Tally::default();
     let mut rejects = String::new();
     let mut last_report = Instant::now();
-    // Planner statistics are refreshed as the tables grow (after 2,000 messages, then each
-    // time the count doubles): see Store::refresh_planner_statistics.
-    let mut next_statistics: u64 = 2_000;
     for (file, items) in &batches {
         // Messages are committed in batches (each message in its own savepoint): one
         // transaction and one disk flush per batch, not per message; with several workers,
@@ -109,10 +106,6 @@ pub fn run(
             }
             if pending.len() >= IMPORT_BATCH * workers {
                 flush(&mut pending, &mut outcomes, &mut tally)?;
-                if tally.total() + outcomes.len() as u64 >= next_statistics {
-                    app.store().refresh_planner_statistics()?;
-                    next_statistics *= 2;
-                }
             }
             record(file, &mut outcomes, &mut tally, &mut rejects);
             if progress && last_report.elapsed() >= Duration::from_secs(1) {
