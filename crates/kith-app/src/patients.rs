@@ -646,6 +646,15 @@ pub(crate) fn link_actor(actor: &LinkActor<'_>) -> (Actor, Channel, Option<Accou
     }
 }
 
+/// Whether [`insert_patient_record`] must first check that no record has the identifiers,
+/// or the caller has just looked them up in the same transaction (the HL7 feed) and found
+/// none. The database's unique constraints back either way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum IdentifierCheck {
+    Needed,
+    DoneByCaller,
+}
+
 /// Creates a patient record in an organisation: refuses an NHS number, email or local
 /// identifier that another record has, writes the record and its identifiers, audits it,
 /// and links it to the organisation's Patient Record Team. The identifiers are not looked
@@ -728,15 +737,6 @@ pub(crate) fn write_link(
         return Err(AppError::Conflict(format!("the patient is already in team {}", team.alias)));
     }
     put_link(tx, actor, patient, team, labels, basis, existing.as_ref(), now)
-}
-
-/// Whether [`insert_patient_record`] must first check that no record has the identifiers,
-/// or the caller has just looked them up in the same transaction (the HL7 feed) and found
-/// none. The database's unique constraints back either way.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum IdentifierCheck {
-    Needed,
-    DoneByCaller,
 }
 
 /// Writes a care link over `existing` (none for a new record) and its audit event.

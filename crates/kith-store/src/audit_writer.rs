@@ -51,28 +51,38 @@ struct SlotState {
 
 /// The writer's side of a [`Slot`]. Dropped unanswered (the writer stopped), it answers
 /// with an error, so no reader waits for ever.
-struct Reply(Arc<Slot>);
+struct Reply(Option<Arc<Slot>>);
 
 impl Reply {
-    fn send(self, result: Result<(), StoreError>) {
-        let waker = {
-            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.answer = Some(result);
-            state.waker.take()
-        };
-        self.0.answered.notify_all();
-        if let Some(waker) = waker {
-            waker.wake();
+    fn new(slot: Arc<Slot>) -> Self {
+        Reply(Some(slot))
+    }
+
+    fn send(mut self, result: Result<(), StoreError>) {
+        if let Some(slot) = self.0.take() {
+            answer(&slot, result);
         }
     }
 }
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        let unanswered = self.0.state.lock().unwrap_or_else(PoisonError::into_inner).answer.is_none();
-        if unanswered {
-            Reply(self.0.clone()).send(Err(stopped()));
+        if let Some(slot) = self.0.take() {
+            answer(&slot, Err(stopped()));
         }
+    }
+}
+
+/// Sets the answer and wakes whoever waits for it, a thread or a task.
+fn answer(slot: &Slot, result: Result<(), StoreError>) {
+    let waker = {
+        let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.answer = Some(result);
+        state.waker.take()
+    };
+    slot.answered.notify_all();
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -156,7 +166,7 @@ impl AuditWriter {
         // No longer under way: the writer need not wait for this read once it is queued.
         drop(reading);
         let slot = Arc::new(Slot::default());
-        sender.send((records, Reply(slot.clone()))).map_err(|_| stopped())?;
+        sender.send((records, Reply::new(slot.clone()))).map_err(|_| stopped())?;
         Ok(Ack(slot))
     }
 }
