@@ -400,8 +400,8 @@ pub(crate) struct Reading {
     pub(crate) application: String,
     pub(crate) facility: String,
     pub(crate) control: String,
-    message_type: String,
-    parse_rejection: Option<Rejection>,
+    pub(crate) message_type: String,
+    pub(crate) parse_rejection: Option<Rejection>,
 }
 
 impl Reading {
@@ -428,7 +428,7 @@ impl Reading {
     }
 
     /// The acknowledgement of this message.
-    fn respond(&self, now: Timestamp, code: AckCode, rejection: Option<&Rejection>) -> String {
+    pub(crate) fn respond(&self, now: Timestamp, code: AckCode, rejection: Option<&Rejection>) -> String {
         let ack = build_ack(
             self.parsed.message.as_ref(),
             &AckContent {
@@ -498,11 +498,11 @@ fn process(
 /// What ingestion needs to know about an organisation. Read once per transaction: applying
 /// messages never changes it.
 pub(crate) struct FeedFacts {
-    organisation: Organisation,
-    prt: Team,
+    pub(crate) organisation: Organisation,
+    pub(crate) prt: Team,
     authorities: Vec<String>,
     label_rules: Vec<(String, String, kith_core::PrivacyLabel)>,
-    create_on_any_adt: bool,
+    pub(crate) create_on_any_adt: bool,
 }
 
 impl FeedFacts {

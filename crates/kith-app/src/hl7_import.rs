@@ -26,15 +26,17 @@ use kith_hl7::Message;
 use kith_hl7::adt::read_identifier_list;
 use kith_store::Tx;
 
-use crate::hl7::{FeedCache, Reading, ingest_in};
-use crate::{App, AppResult, Hl7Sender, Ingested, Operator};
+use crate::hl7::{FeedCache, Reading};
+use crate::hl7_bulk::ingest_import_batch;
+use crate::{App, AppResult, Ingested, Operator};
 
 /// The most workers an import runs.
 pub const MAX_IMPORT_WORKERS: usize = 32;
 
 impl App {
     /// Ingests an organisation's messages, given in file order, as `kith hl7 import` does:
-    /// each message in its own savepoint, `batch` messages per transaction, with up to
+    /// `batch` messages per transaction — the batch's plain registrations written together
+    /// ([`crate::hl7_bulk`]), every other message in its own savepoint — with up to
     /// `workers` transactions in flight over groups of messages that cannot affect one
     /// another (see the module's documentation). The outcomes come back in the order given.
     pub fn import_hl7(
@@ -47,12 +49,12 @@ impl App {
     ) -> AppResult<Vec<Ingested>> {
         let workers = workers.clamp(1, MAX_IMPORT_WORKERS).min(messages.len().max(1));
         let batch = batch.max(1);
-        let sender = Hl7Sender::Import { organisation, operator };
         if workers == 1 {
             let mut outcomes = Vec::with_capacity(messages.len());
             for chunk in messages.chunks(batch) {
-                let pairs: Vec<(Hl7Sender<'_>, &[u8])> = chunk.iter().map(|raw| (sender, *raw)).collect();
-                outcomes.extend(self.ingest_hl7_batch(&pairs)?);
+                let readings: Vec<Reading> = chunk.iter().map(|raw| Reading::of(raw)).collect();
+                let part: Vec<(&Reading, &[u8])> = readings.iter().zip(chunk.iter().copied()).collect();
+                outcomes.extend(self.ingest_import_part(organisation, operator, &part)?);
             }
             return Ok(outcomes);
         }
@@ -73,16 +75,11 @@ impl App {
                 .map(|share| {
                     move || {
                         let mut outcomes = Vec::with_capacity(share.len());
-                        for part in share.chunks(batch) {
-                            let now = self.now();
-                            let ingested = self.store.write(|tx| {
-                                let mut cache = FeedCache::default();
-                                part.iter()
-                                    .map(|&i| ingest_in(tx, &mut cache, sender, &readings[i], messages[i], now))
-                                    .collect::<AppResult<Vec<Ingested>>>()
-                            })?;
-                            self.store.note_growth(ingested.len() as u64);
-                            outcomes.extend(part.iter().copied().zip(ingested));
+                        for indexes in share.chunks(batch) {
+                            let part: Vec<(&Reading, &[u8])> =
+                                indexes.iter().map(|&i| (&readings[i], messages[i])).collect();
+                            let ingested = self.ingest_import_part(organisation, operator, &part)?;
+                            outcomes.extend(indexes.iter().copied().zip(ingested));
                         }
                         Ok(outcomes)
                     }
@@ -95,6 +92,21 @@ impl App {
         }
         // Every message is in exactly one share, so every outcome is there.
         Ok(outcomes.into_iter().map(|outcome| outcome.expect("each message is in one share")).collect())
+    }
+
+    /// Ingests one batch of an import in one transaction (see [`crate::hl7_bulk`]).
+    fn ingest_import_part(
+        &self,
+        organisation: &OrganisationCode,
+        operator: &Operator,
+        part: &[(&Reading, &[u8])],
+    ) -> AppResult<Vec<Ingested>> {
+        let now = self.now();
+        let ingested = self
+            .store
+            .write(|tx| ingest_import_batch(tx, &mut FeedCache::default(), organisation, operator, part, now))?;
+        self.store.note_growth(ingested.len() as u64);
+        Ok(ingested)
     }
 
     /// Reads each message and what orders it (see the module's documentation), in one read
@@ -188,7 +200,7 @@ fn pid13_emails(message: &Message) -> Vec<String> {
 
 /// What orders a message against others: its control id, its identifier values, its
 /// emails and the records they lead to.
-fn ordering_keys(reading: &Reading, records: &[PatientId]) -> Vec<String> {
+pub(crate) fn ordering_keys(reading: &Reading, records: &[PatientId]) -> Vec<String> {
     let mut keys = Vec::new();
     if !reading.control.is_empty() {
         keys.push(format!("control\u{1f}{}\u{1f}{}\u{1f}{}", reading.application, reading.facility, reading.control));

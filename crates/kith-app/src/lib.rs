@@ -22,6 +22,7 @@ mod account_access;
 mod audit;
 pub mod coordinators;
 mod hl7;
+mod hl7_bulk;
 mod hl7_import;
 pub mod invitations;
 mod organisations;

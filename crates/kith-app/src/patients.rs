@@ -1,7 +1,7 @@
 //! Patients: their records, identifiers, care links, consent and entries.
 
 use kith_core::access::{EntryFacts, decide_team_discharge, decide_team_link, decide_write};
-use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::audit::{Actor, AuditRecord, Channel, Outcome};
 use kith_core::consent::{
     ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change,
 };
@@ -692,7 +692,26 @@ pub(crate) fn insert_patient_record(
     if let Some(email) = &demographics.email {
         ensure_email_free(tx, email, None)?;
     }
-    let mut patient = Patient {
+    let mut patient = new_patient_record(demographics, nhs_number, now);
+    tx.put_patient(&patient)?;
+    for identifier in local_identifiers {
+        tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
+    }
+    let (actor, channel, _) = link_actor(who);
+    tx.audit(patient_created_event(actor, channel, organisation, prt, patient.id, now));
+    put_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, None, now)?;
+    let (actor, channel, _) = link_actor(who);
+    crate::invitations::invite_on_new_email(tx, actor, channel, organisation, None, &mut patient, now)?;
+    Ok(patient)
+}
+
+/// A new, unregistered patient record (not yet written).
+pub(crate) fn new_patient_record(
+    demographics: &Demographics,
+    nhs_number: Option<&NhsNumber>,
+    now: Timestamp,
+) -> Patient {
+    Patient {
         id: PatientId::from_uuid(new_uuid()),
         nhs_number: nhs_number.cloned(),
         demographics: demographics.clone(),
@@ -702,24 +721,54 @@ pub(crate) fn insert_patient_record(
         merged_into: None,
         created_at: now,
         updated_at: now,
-    };
-    tx.put_patient(&patient)?;
-    for identifier in local_identifiers {
-        tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
     }
-    let (actor, channel, _) = link_actor(who);
-    tx.audit(
-        AuditBuilder::new(now, actor, channel, "patient.create")
-            .organisation(organisation.id)
-            .team(prt.id)
-            .patient(patient.id)
-            .basis("administration")
-            .build(),
-    );
-    put_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, None, now)?;
-    let (actor, channel, _) = link_actor(who);
-    crate::invitations::invite_on_new_email(tx, actor, channel, organisation, None, &mut patient, now)?;
-    Ok(patient)
+}
+
+/// The audit event of a new record created in an organisation (through its PRT).
+pub(crate) fn patient_created_event(
+    actor: Actor,
+    channel: Channel,
+    organisation: &kith_core::model::Organisation,
+    prt: &kith_core::model::Team,
+    patient: PatientId,
+    now: Timestamp,
+) -> AuditRecord {
+    AuditBuilder::new(now, actor, channel, "patient.create")
+        .organisation(organisation.id)
+        .team(prt.id)
+        .patient(patient)
+        .basis("administration")
+        .build()
+}
+
+/// A new, active care link (not yet written).
+pub(crate) fn new_link(
+    patient: PatientId,
+    team: &kith_core::model::Team,
+    labels: LabelSet,
+    basis: LinkBasis,
+    changed_by: Option<AccountId>,
+    now: Timestamp,
+) -> CareLink {
+    CareLink { patient, team: team.id, labels, basis, changed_by, linked_at: now, updated_at: now, discharged_at: None }
+}
+
+/// The audit event of a care link made (or made again after a discharge).
+pub(crate) fn link_created_event(
+    actor: Actor,
+    channel: Channel,
+    link: &CareLink,
+    team: &kith_core::model::Team,
+    relinked: bool,
+) -> AuditRecord {
+    AuditBuilder::new(link.updated_at, actor, channel, "care_link.create")
+        .organisation(team.organisation)
+        .team(team.id)
+        .patient(link.patient)
+        .basis(link.basis.code())
+        .data(String::new(), link.labels)
+        .reason(if relinked { "re-linked after discharge" } else { "new link" })
+        .build()
 }
 
 /// Writes a care link and its audit event (and tells a registered patient of a new team).
@@ -752,27 +801,9 @@ fn put_link(
     now: Timestamp,
 ) -> AppResult<CareLink> {
     let (audit_actor, channel, changed_by) = link_actor(actor);
-    let link = CareLink {
-        patient: patient.id,
-        team: team.id,
-        labels,
-        basis,
-        changed_by,
-        linked_at: now,
-        updated_at: now,
-        discharged_at: None,
-    };
+    let link = new_link(patient.id, team, labels, basis, changed_by, now);
     tx.put_care_link(&link)?;
-    tx.audit(
-        AuditBuilder::new(now, audit_actor, channel, "care_link.create")
-            .organisation(team.organisation)
-            .team(team.id)
-            .patient(patient.id)
-            .basis(basis.code())
-            .data(String::new(), labels)
-            .reason(if existing.is_some() { "re-linked after discharge" } else { "new link" })
-            .build(),
-    );
+    tx.audit(link_created_event(audit_actor, channel, &link, team, existing.is_some()));
     if team.kind == TeamKind::Speciality {
         notify_patient(tx, patient, "team_added_patient", now)?;
     }

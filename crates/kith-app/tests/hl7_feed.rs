@@ -609,3 +609,205 @@ fn an_import_with_several_workers_ends_as_one_with_one() {
         assert!(state_one.iter().any(|row| row.contains("F3@2")), "a corrected result: {state_one:?}");
     }
 }
+
+/// An import writes the batch's plain registrations in bulk and applies the rest one by one
+/// (crate `hl7_bulk`). Whatever the mix — registrations with a team or an email, repeats of
+/// a control id stored before or within the batch, two messages for one person, a result
+/// for a person registered in the same batch, a record Kith has, refusals, unreadable bytes
+/// — every message gets the answer, and the database the contents, that ingesting the same
+/// messages one by one gives.
+#[test]
+fn an_import_s_bulk_registrations_end_as_one_by_one_ingestion() {
+    let nhs = nhs_numbers(40);
+    let a28 = |control: &str, pid3: &str, name: &str, rest: &str| {
+        format!(
+            "MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125101500||ADT^A28^ADT_A05|{control}|P|2.4\rEVN|A28|20261125101500\rPID|1||{pid3}||{name}||19800101|M|||1 High St^^Leeds^^LS1 1AA||07700900123{rest}\r"
+        )
+        .into_bytes()
+    };
+    let both = |p: usize| format!("{}^^^NHS^NH~H{p:05}^^^RXH-MRN^MR", nhs[p]);
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    // A team for the first, so that in file order a message applied one by one comes first.
+    messages.push(a28("T1", &both(0), "Teamed^Tia", "\rZTM|gum"));
+    for p in 1..25 {
+        let pid3 = match p {
+            1 => format!("{}^^^NHS^NH", nhs[1]),
+            2 => format!("H{p:05}^^^RXH-MRN^MR"),
+            _ => both(p),
+        };
+        messages.push(a28(&format!("N{p}"), &pid3, &format!("Plain{p}^Pat"), ""));
+    }
+    messages.push(a28("E1", &both(25), "Emailed^Em", "~^NET^Internet^em@example.org"));
+    messages.push(a28("D1", &both(26), "Twice^First", ""));
+    messages.push(a28("D2", &both(26), "Twice^Second", ""));
+    messages.push(a28("S1", &both(27), "Stored^Before", ""));
+    messages.push(a28("W1", "9434765919^^^NHS^NH", "World^Known", ""));
+    messages.push(a28("G1", &both(28), "NoGiven", ""));
+    messages.push(a28("R1", &both(29), "Repeat^InBatch", ""));
+    messages.push(a28("R1", &both(30), "Repeat^Other", ""));
+    messages.push(a28("O1", &both(31), "Resulted^Rae", ""));
+    messages.push(
+        "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|O2|P|2.4\rPID|1||H00031^^^RXH-MRN^MR\rOBR|1||F31|GLU^Glucose|||20261124\rOBX|1|NM|GLU^Glucose||5.0|mmol/L\r"
+            .as_bytes()
+            .to_vec(),
+    );
+    messages.push(b"not an HL7 message at all".to_vec());
+    messages.push(
+        "MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125||ADT^A01^ADT_A01|A1|P|2.4\rEVN|A01\rPID|1||H00032^^^RXH-MRN^MR||Admitted^Ann||19800101|F\r"
+            .as_bytes()
+            .to_vec(),
+    );
+    messages.push(a28("N99", &both(33), "Last^Plain", ""));
+
+    let answers = |outcomes: Vec<Ingested>| -> Vec<(String, String, bool)> {
+        outcomes
+            .into_iter()
+            .map(|ingested| {
+                let (code, _, text) = msa(&ingested.ack);
+                (code, text, ingested.duplicate)
+            })
+            .collect()
+    };
+    for (bulk, one_by_one) in TestDatabase::all().into_iter().zip(TestDatabase::all()) {
+        let (bulk, one_by_one) = (Feed::new(bulk), Feed::new(one_by_one));
+        let op = operator();
+        let sender = Hl7Sender::Import { organisation: &code(), operator: &op };
+        for feed in [&bulk, &one_by_one] {
+            let stored = feed.world.app.ingest_hl7(sender, &a28("S1", &both(27), "Stored^Before", "")).unwrap();
+            assert_eq!(stored.code, AckCode::Accept);
+        }
+        let before = bulk.world.app.store().read(|tx| tx.audit_head()).unwrap().0;
+        let raw: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let imported = answers(bulk.world.app.import_hl7(&code(), &op, &raw, 1, 500).unwrap());
+        let single =
+            answers(raw.iter().map(|message| one_by_one.world.app.ingest_hl7(sender, message).unwrap()).collect());
+        assert_eq!(imported, single);
+        let accepted = imported.iter().filter(|(code, _, duplicate)| code == "AA" && !duplicate).count();
+        assert_eq!(accepted, 34, "{imported:?}");
+        assert_eq!(imported.iter().filter(|(_, _, duplicate)| *duplicate).count(), 2, "{imported:?}");
+        assert_eq!(imported.iter().filter(|(code, ..)| code == "AR").count(), 2, "{imported:?}");
+        assert_eq!(contents(&bulk), contents(&one_by_one));
+
+        // The plain registrations went in bulk: their events precede those of the first
+        // message, which has a team and so was applied after them.
+        let events = bulk.world.app.audit_events(None, 100_000).unwrap();
+        let created: Vec<i64> = events
+            .iter()
+            .filter(|event| event.seq > before && event.record.action == "patient.create")
+            .map(|event| event.seq)
+            .collect();
+        let teamed = bulk.world.app.patient_by_nhs_number(&NhsNumber::parse(&nhs[0]).unwrap()).unwrap();
+        let teamed_created = events
+            .iter()
+            .find(|event| event.record.patient == Some(teamed.id) && event.record.action == "patient.create")
+            .unwrap()
+            .seq;
+        assert!(created.iter().filter(|seq| **seq < teamed_created).count() >= 20, "{created:?} {teamed_created}");
+    }
+}
+
+/// Everything an import may write, without the ids and times that differ between two
+/// databases: each record (by its names) with its identifiers, care links and entries; the
+/// stored messages; and the audit events (their order aside), with ids replaced by names.
+fn contents(feed: &Feed) -> Vec<String> {
+    let app = &feed.world.app;
+    let messages = app.hl7_messages(&code(), None, 10_000).unwrap();
+    let events = app.audit_events(None, 100_000).unwrap();
+    app.store()
+        .read(|tx| {
+            let mut patients: Vec<kith_core::PatientId> = events.iter().filter_map(|e| e.record.patient).collect();
+            patients.sort();
+            patients.dedup();
+            let mut names = std::collections::HashMap::new();
+            let mut rows = Vec::new();
+            for id in &patients {
+                let p = tx.patient(*id)?.unwrap();
+                let name = format!("{} {}", p.demographics.given_name, p.demographics.family_name);
+                names.insert(id.to_string(), name.clone());
+                let mut links: Vec<String> = tx
+                    .care_links(p.id)?
+                    .iter()
+                    .map(|l| {
+                        let team = tx.team(l.team).unwrap().unwrap().alias.to_string();
+                        format!("{team}:{}:{:?}:{:?}", l.labels, l.basis, l.discharged_at.is_some())
+                    })
+                    .collect();
+                links.sort();
+                let identifiers: Vec<String> =
+                    tx.patient_identifiers(p.id)?.iter().map(|i| i.identifier.to_string()).collect();
+                let entries: Vec<String> = tx
+                    .entries(p.id)?
+                    .iter()
+                    .map(|e| format!("{:?}@{}:{}", e.source_key, e.version, e.title))
+                    .collect();
+                let demographics = &p.demographics;
+                rows.push(format!(
+                    "patient {name}: nhs={:?} {demographics:?} {:?} account={} sharing_disabled={} merged={} ids={identifiers:?} links={links:?} entries={entries:?}",
+                    p.nhs_number,
+                    p.registration,
+                    p.account.is_some(),
+                    p.sharing_disabled,
+                    p.merged_into.is_some(),
+                ));
+            }
+            let mut team_names = std::collections::HashMap::new();
+            for event in &events {
+                if let Some(team) = event.record.acting_team
+                    && let Some(found) = tx.team(team)?
+                {
+                    team_names.insert(team.to_string(), found.alias.to_string());
+                }
+            }
+            let scrub = |text: &str| {
+                let mut text = text.to_owned();
+                for (id, name) in names.iter().chain(team_names.iter()) {
+                    text = text.replace(id.as_str(), name);
+                }
+                text
+            };
+            for m in &messages {
+                let patient = m.patient.map(|id| names.get(&id.to_string()).cloned().unwrap_or_default());
+                let (code, _, text) = msa(&m.ack);
+                rows.push(format!(
+                    "message {}|{}|{:?}|{}|{:?}|{:?}|{patient:?}|{code}|{text}",
+                    m.sending_application, m.sending_facility, m.control_id, m.message_type, m.status, m.error
+                ));
+            }
+            for e in &events {
+                let r = &e.record;
+                let mut text = format!(
+                    "event {}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{:?}|{}|{}|{:?}|{:?}",
+                    r.actor_kind,
+                    r.actor_account.is_some(),
+                    r.actor_name,
+                    r.channel,
+                    r.organisation.is_some(),
+                    r.acting_team,
+                    r.patient,
+                    r.action,
+                    r.outcome,
+                    r.basis,
+                    r.entry_kinds,
+                    r.labels,
+                    r.subject,
+                    r.reason,
+                );
+                text = scrub(&text);
+                // Ids of things not named above (entries, invitations) differ by design.
+                let mut kept = String::new();
+                for word in text.split_inclusive(|c: char| !c.is_ascii_hexdigit() && c != '-') {
+                    let core = word.trim_end_matches(|c: char| !c.is_ascii_hexdigit() && c != '-');
+                    if uuid::Uuid::parse_str(core).is_ok() {
+                        kept.push_str("<id>");
+                        kept.push_str(&word[core.len()..]);
+                    } else {
+                        kept.push_str(word);
+                    }
+                }
+                rows.push(kept);
+            }
+            rows.sort();
+            Ok::<_, AppError>(rows)
+        })
+        .unwrap()
+}

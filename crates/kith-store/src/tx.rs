@@ -206,6 +206,9 @@ macro_rules! outbox_columns {
 }
 pub(crate) use outbox_columns;
 
+mod feed_bulk;
+pub use feed_bulk::NewPatientIdentifier;
+
 fn organisation_from(row: &Row) -> Result<Organisation, StoreError> {
     Ok(Organisation {
         id: OrganisationId::from_uuid(row.uuid(0)?),

@@ -73,9 +73,10 @@ pub fn run(
     let mut rejects = String::new();
     let mut last_report = Instant::now();
     for (file, items) in &batches {
-        // Messages are committed in batches (each message in its own savepoint): one
-        // transaction and one disk flush per batch, not per message; with several workers,
-        // that many batches at once (App::import_hl7 keeps what must stay in order in order).
+        // Messages are committed in batches (plain registrations written together, every
+        // other message in its own savepoint): one transaction and one disk flush per batch,
+        // not per message; with several workers, that many batches at once (App::import_hl7
+        // keeps what must stay in order in order).
         let mut outcomes: Vec<(usize, AckCode, String)> = Vec::with_capacity(items.len());
         let mut pending: Vec<(usize, &[u8])> = Vec::new();
         let flush = |pending: &mut Vec<(usize, &[u8])>,

@@ -17,6 +17,7 @@ macro_rules! message_columns {
         "id, organisation_id, integration_id, sending_application, sending_facility, control_id, message_type, status, ack, error, patient_id, received_at"
     };
 }
+pub(super) use message_columns;
 
 fn integration_from(row: &Row) -> Result<Integration, StoreError> {
     Ok(Integration {
@@ -51,6 +52,27 @@ pub struct NewHl7Message<'a> {
     pub record: &'a Hl7MessageRecord,
     pub raw: &'a [u8],
     pub processed_at: Timestamp,
+}
+
+/// A stored message's values, in the order of `message_columns!()`, then `raw, processed_at`.
+pub(super) fn message_params<'m>(message: &NewHl7Message<'m>, params: &mut Vec<Param<'m>>) {
+    let record = message.record;
+    params.extend([
+        record.id.into(),
+        record.organisation.into(),
+        record.integration.into(),
+        Param::Text(&record.sending_application),
+        Param::Text(&record.sending_facility),
+        record.control_id.as_ref().into(),
+        Param::Text(&record.message_type),
+        record.status.code().into(),
+        Param::Text(&record.ack),
+        record.error.as_ref().into(),
+        record.patient.into(),
+        record.received_at.into(),
+        Param::Bytes(message.raw),
+        message.processed_at.into(),
+    ]);
 }
 
 impl Tx<'_> {
@@ -156,29 +178,15 @@ impl Tx<'_> {
     }
 
     pub fn insert_hl7_message(&mut self, message: &NewHl7Message<'_>) -> Result<(), StoreError> {
-        let record = message.record;
+        let mut params = Vec::with_capacity(14);
+        message_params(message, &mut params);
         self.conn.execute(
             concat!(
                 "INSERT INTO hl7_messages (",
                 message_columns!(),
                 ", raw, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
-            &[
-                record.id.into(),
-                record.organisation.into(),
-                record.integration.into(),
-                Param::Text(&record.sending_application),
-                Param::Text(&record.sending_facility),
-                record.control_id.as_ref().into(),
-                Param::Text(&record.message_type),
-                record.status.code().into(),
-                Param::Text(&record.ack),
-                record.error.as_ref().into(),
-                record.patient.into(),
-                record.received_at.into(),
-                Param::Bytes(message.raw),
-                message.processed_at.into(),
-            ],
+            &params,
         )?;
         Ok(())
     }

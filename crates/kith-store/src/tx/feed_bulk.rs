@@ -1,0 +1,215 @@
+//! Statements for the HL7 import's new records in bulk: which control ids, NHS numbers and
+//! local identifiers are known already, many per statement, and multi-row inserts of new
+//! patients, their identifiers, their care links and the stored messages.
+//!
+//! A backfill is mostly registrations of people Kith has never seen. One by one, each is
+//! about ten statements (a savepoint, a repeat check, identifier look-ups, then a row in
+//! each table); on PostgreSQL each is a round trip. Here a batch of them costs a few
+//! look-ups and a few inserts of up to 128 rows each. The statements are built once per
+//! size (their text must be `'static` for the statement caches), as in
+//! [`super::professionals`].
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use kith_core::model::{CareLink, Patient};
+use kith_core::patient::{LocalIdentifier, NhsNumber};
+use kith_core::text::{EmailAddress, MobileNumber, PostalAddress};
+use kith_core::{OrganisationId, PatientId, Timestamp};
+
+use super::professionals::insert_statements;
+use crate::{NewHl7Message, Param, StoreError, Tx};
+
+/// Values looked up per statement; the last chunk is padded with values no row has.
+const LOOKUP_CHUNK: usize = 250;
+
+/// `WITH v ({columns}) AS (VALUES (?, …), … ×LOOKUP_CHUNK) {query}`, built once.
+fn lookup_statement(cache: &'static OnceLock<String>, columns: &[&str], query: &str) -> &'static str {
+    cache.get_or_init(|| {
+        let row = format!("({})", vec!["?"; columns.len()].join(", "));
+        format!("WITH v ({}) AS (VALUES {}) {query}", columns.join(", "), vec![row; LOOKUP_CHUNK].join(", "))
+    })
+}
+
+/// A local identifier of a new record, to insert.
+#[derive(Clone, Copy, Debug)]
+pub struct NewPatientIdentifier<'a> {
+    pub patient: PatientId,
+    pub organisation: OrganisationId,
+    pub identifier: &'a LocalIdentifier,
+    pub created_at: Timestamp,
+}
+
+impl Tx<'_> {
+    /// Which of these control ids (MSH-10) the organisation's sender (MSH-3, MSH-4) has a
+    /// stored message for.
+    pub fn stored_control_ids(
+        &mut self,
+        organisation: OrganisationId,
+        sending_application: &str,
+        sending_facility: &str,
+        control_ids: &[&str],
+    ) -> Result<HashSet<String>, StoreError> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = lookup_statement(
+            &SQL,
+            &["control_id"],
+            "SELECT m.control_id FROM v JOIN hl7_messages m ON m.control_id = v.control_id
+             WHERE m.organisation_id = ? AND m.sending_application = ? AND m.sending_facility = ?",
+        );
+        let mut found = HashSet::new();
+        for chunk in control_ids.chunks(LOOKUP_CHUNK) {
+            // An empty control id is stored as NULL, so "" matches no message.
+            let mut params: Vec<Param<'_>> = chunk.iter().map(|id| Param::Text(id)).collect();
+            params.resize(LOOKUP_CHUNK, Param::Text(""));
+            params.extend([organisation.into(), Param::Text(sending_application), Param::Text(sending_facility)]);
+            self.conn.query_each(sql, &params, &mut |row| {
+                found.insert(row.text(0)?.to_owned());
+                Ok(())
+            })?;
+        }
+        Ok(found)
+    }
+
+    /// Which of these NHS numbers a record has (merged records included).
+    pub fn known_nhs_numbers(&mut self, numbers: &[&NhsNumber]) -> Result<HashSet<String>, StoreError> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = lookup_statement(
+            &SQL,
+            &["nhs_number"],
+            "SELECT p.nhs_number FROM v JOIN patients p ON p.nhs_number = v.nhs_number",
+        );
+        let mut found = HashSet::new();
+        for chunk in numbers.chunks(LOOKUP_CHUNK) {
+            let mut params: Vec<Param<'_>> = chunk.iter().map(|number| Param::Text(number.as_str())).collect();
+            params.resize(LOOKUP_CHUNK, Param::Text(""));
+            self.conn.query_each(sql, &params, &mut |row| {
+                found.insert(row.text(0)?.to_owned());
+                Ok(())
+            })?;
+        }
+        Ok(found)
+    }
+
+    /// Which of these local identifiers a record of the organisation has, as
+    /// (authority, value).
+    pub fn known_local_identifiers(
+        &mut self,
+        organisation: OrganisationId,
+        identifiers: &[&LocalIdentifier],
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = lookup_statement(
+            &SQL,
+            &["authority", "value"],
+            "SELECT i.authority, i.value FROM v JOIN patient_identifiers i
+             ON i.organisation_id = ? AND i.authority = v.authority AND i.value = v.value",
+        );
+        let mut found = HashSet::new();
+        for chunk in identifiers.chunks(LOOKUP_CHUNK) {
+            let mut params: Vec<Param<'_>> = Vec::with_capacity(2 * LOOKUP_CHUNK + 1);
+            for identifier in chunk {
+                params.extend([Param::Text(identifier.authority()), Param::Text(identifier.value())]);
+            }
+            // No identifier has an empty authority.
+            params.resize(2 * LOOKUP_CHUNK, Param::Text(""));
+            params.push(organisation.into());
+            self.conn.query_each(sql, &params, &mut |row| {
+                found.insert((row.text(0)?.to_owned(), row.text(1)?.to_owned()));
+                Ok(())
+            })?;
+        }
+        Ok(found)
+    }
+
+    /// Inserts new patient records, many per statement. A record that exists already (by
+    /// id, NHS number or email) fails the statement: these are for records just made.
+    pub fn insert_new_patients(&mut self, patients: &[Patient]) -> Result<(), StoreError> {
+        struct Row<'p> {
+            patient: &'p Patient,
+            birth_date: String,
+            address: Option<String>,
+        }
+        let rows: Vec<Row<'_>> = patients
+            .iter()
+            .map(|patient| Row {
+                patient,
+                birth_date: patient.demographics.birth_date.to_string(),
+                address: patient.demographics.address.as_ref().map(PostalAddress::joined),
+            })
+            .collect();
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let statements = insert_statements(&SQL, concat!("INSERT INTO patients (", patient_columns!(), ") VALUES"), 15);
+        self.insert_in_chunks(statements, &rows, |row, params| {
+            let (patient, d) = (row.patient, &row.patient.demographics);
+            params.extend([
+                patient.id.into(),
+                patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
+                d.family_name.as_str().into(),
+                d.given_name.as_str().into(),
+                Param::Text(&row.birth_date),
+                d.sex.code().into(),
+                d.email.as_ref().map(EmailAddress::as_str).into(),
+                d.mobile.as_ref().map(MobileNumber::as_str).into(),
+                patient.registration.code().into(),
+                patient.account.into(),
+                patient.sharing_disabled.into(),
+                patient.merged_into.into(),
+                patient.created_at.into(),
+                patient.updated_at.into(),
+                Param::from(row.address.as_deref()),
+            ]);
+        })
+    }
+
+    /// Inserts local identifiers, many per statement.
+    pub fn insert_patient_identifiers(&mut self, identifiers: &[NewPatientIdentifier<'_>]) -> Result<(), StoreError> {
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let statements = insert_statements(
+            &SQL,
+            "INSERT INTO patient_identifiers (patient_id, organisation_id, authority, value, created_at) VALUES",
+            5,
+        );
+        self.insert_in_chunks(statements, identifiers, |row, params| {
+            params.extend([
+                row.patient.into(),
+                row.organisation.into(),
+                Param::Text(row.identifier.authority()),
+                Param::Text(row.identifier.value()),
+                row.created_at.into(),
+            ]);
+        })
+    }
+
+    /// Inserts new care links, many per statement (a link that exists fails the statement).
+    pub fn insert_care_links(&mut self, links: &[CareLink]) -> Result<(), StoreError> {
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let statements =
+            insert_statements(&SQL, concat!("INSERT INTO care_links (", care_link_columns!(), ") VALUES"), 8);
+        self.insert_in_chunks(statements, links, |link, params| {
+            params.extend([
+                link.patient.into(),
+                link.team.into(),
+                Param::Int(i64::from(link.labels.bits())),
+                link.basis.code().into(),
+                link.changed_by.into(),
+                link.linked_at.into(),
+                link.updated_at.into(),
+                link.discharged_at.into(),
+            ]);
+        })
+    }
+
+    /// Stores messages with their outcomes, many per statement.
+    pub fn insert_hl7_messages(&mut self, messages: &[NewHl7Message<'_>]) -> Result<(), StoreError> {
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let statements = insert_statements(
+            &SQL,
+            concat!("INSERT INTO hl7_messages (", super::hl7::message_columns!(), ", raw, processed_at) VALUES"),
+            14,
+        );
+        self.insert_in_chunks(statements, messages, |message, params| {
+            super::hl7::message_params(message, params);
+        })
+    }
+}
