@@ -147,16 +147,16 @@ fn registrations(
         }
     }
     let numbers: Vec<&NhsNumber> = candidates.iter().filter_map(|(_, r)| r.nhs_number.as_ref()).collect();
-    let known_numbers = tx.known_nhs_numbers(&numbers)?;
+    let known_numbers = tx.records_by_nhs_number(&numbers)?;
     let identifiers: Vec<&LocalIdentifier> = candidates.iter().flat_map(|(_, r)| &r.local_identifiers).collect();
-    let known_identifiers = tx.known_local_identifiers(organisation, &identifiers)?;
+    let known_identifiers = tx.records_by_local_identifier(organisation, &identifiers)?;
     candidates.retain(|(index, found)| {
         let reading = batch[*index].0;
         let repeat =
             repeats.contains(&(reading.application.clone(), reading.facility.clone(), reading.control.clone()));
-        let known = found.nhs_number.as_ref().is_some_and(|number| known_numbers.contains(number.as_str()))
+        let known = found.nhs_number.as_ref().is_some_and(|number| known_numbers.contains_key(number.as_str()))
             || found.local_identifiers.iter().any(|identifier| {
-                known_identifiers.contains(&(identifier.authority().to_owned(), identifier.value().to_owned()))
+                known_identifiers.contains_key(&(identifier.authority().to_owned(), identifier.value().to_owned()))
             });
         !repeat && !known
     });

@@ -21,14 +21,14 @@
 use std::collections::HashMap;
 
 use kith_core::PatientId;
+use kith_core::patient::{LocalIdentifier, NhsNumber};
 use kith_core::text::{EmailAddress, OrganisationCode};
 use kith_hl7::Message;
 use kith_hl7::adt::read_identifier_list;
-use kith_store::Tx;
 
 use crate::hl7::{FeedCache, Reading};
 use crate::hl7_bulk::ingest_import_batch;
-use crate::{App, AppResult, Ingested, Operator};
+use crate::{App, AppError, AppResult, Ingested, Operator};
 
 /// The most workers an import runs.
 pub const MAX_IMPORT_WORKERS: usize = 32;
@@ -110,7 +110,7 @@ impl App {
     }
 
     /// Reads each message and what orders it (see the module's documentation), in one read
-    /// transaction.
+    /// transaction: the identifiers and emails all the messages name looked up together.
     fn read_with_keys(&self, organisation: &OrganisationCode, raw: &[&[u8]]) -> AppResult<Vec<(Reading, Vec<String>)>> {
         let readings: Vec<Reading> = raw.iter().map(|bytes| Reading::of(bytes)).collect();
         let records = self.store.read(|tx| {
@@ -118,10 +118,34 @@ impl App {
             let id = cache.organisation_id(tx, organisation)?;
             let facts = cache.facts(tx, id)?;
             let is_local = |authority: &str| facts.is_local_authority(authority);
-            readings
-                .iter()
-                .map(|reading| records_named(tx, id, &is_local, reading.parsed.message.as_ref()))
-                .collect::<AppResult<Vec<Vec<PatientId>>>>()
+            let named: Vec<Named> =
+                readings.iter().map(|reading| Named::in_message(reading.parsed.message.as_ref(), &is_local)).collect();
+            let numbers: Vec<&NhsNumber> = named.iter().flat_map(|n| &n.nhs_numbers).collect();
+            let identifiers: Vec<&LocalIdentifier> = named.iter().flat_map(|n| &n.local_identifiers).collect();
+            let emails: Vec<&EmailAddress> = named.iter().flat_map(|n| &n.emails).collect();
+            let by_number = tx.records_by_nhs_number(&numbers)?;
+            let by_identifier = tx.records_by_local_identifier(id, &identifiers)?;
+            let by_email = tx.records_by_email(&emails)?;
+            Ok::<_, AppError>(
+                named
+                    .iter()
+                    .map(|n| {
+                        let found = n
+                            .nhs_numbers
+                            .iter()
+                            .filter_map(|number| by_number.get(number.as_str()))
+                            .chain(n.local_identifiers.iter().filter_map(|identifier| {
+                                by_identifier.get(&(identifier.authority().to_owned(), identifier.value().to_owned()))
+                            }))
+                            .chain(n.emails.iter().filter_map(|email| by_email.get(email.as_str())));
+                        let mut ids: Vec<PatientId> =
+                            found.flat_map(|record| [record.id, record.merged_into.unwrap_or(record.id)]).collect();
+                        ids.sort();
+                        ids.dedup();
+                        ids
+                    })
+                    .collect::<Vec<Vec<PatientId>>>(),
+            )
         })?;
         Ok(readings
             .into_iter()
@@ -134,6 +158,33 @@ impl App {
     }
 }
 
+/// The identifiers and emails a message names in PID-3, MRG-1 and PID-13, as the feed reads
+/// them (the records they lead to order the message).
+#[derive(Default)]
+struct Named {
+    nhs_numbers: Vec<NhsNumber>,
+    local_identifiers: Vec<LocalIdentifier>,
+    emails: Vec<EmailAddress>,
+}
+
+impl Named {
+    fn in_message(message: Option<&Message>, is_local_authority: &dyn Fn(&str) -> bool) -> Self {
+        let mut named = Named::default();
+        let Some(message) = message else { return named };
+        for (segment, field) in [("PID", 3), ("MRG", 1)] {
+            // A list the feed would refuse names nothing here; the message changes no record.
+            let Ok((_, identity, email)) = read_identifier_list(message, segment, field, is_local_authority) else {
+                continue;
+            };
+            named.nhs_numbers.extend(identity.nhs_number);
+            named.local_identifiers.extend(identity.local_identifiers);
+            named.emails.extend(email);
+        }
+        named.emails.extend(pid13_emails(message).iter().filter_map(|email| EmailAddress::parse(email).ok()));
+        named
+    }
+}
+
 /// Runs each task on its own thread; their results in order, or the first error.
 fn in_parallel<T: Send>(tasks: Vec<impl FnOnce() -> AppResult<T> + Send>) -> AppResult<Vec<T>> {
     std::thread::scope(|scope| {
@@ -143,43 +194,6 @@ fn in_parallel<T: Send>(tasks: Vec<impl FnOnce() -> AppResult<T> + Send>) -> App
             .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     })
-}
-
-/// The existing records a message names in PID-3 and MRG-1 (by NHS number, local
-/// identifier or email), merged records resolved to their survivor.
-fn records_named(
-    tx: &mut Tx<'_>,
-    organisation: kith_core::OrganisationId,
-    is_local_authority: &dyn Fn(&str) -> bool,
-    message: Option<&Message>,
-) -> AppResult<Vec<PatientId>> {
-    let Some(message) = message else { return Ok(Vec::new()) };
-    let mut found = Vec::new();
-    for (segment, field) in [("PID", 3), ("MRG", 1)] {
-        // A list the feed would refuse names nothing here; the message changes no record.
-        let Ok((_, identity, email)) = read_identifier_list(message, segment, field, is_local_authority) else {
-            continue;
-        };
-        if let Some(nhs_number) = &identity.nhs_number {
-            found.extend(tx.patient_by_nhs_number(nhs_number)?);
-        }
-        for identifier in &identity.local_identifiers {
-            found.extend(tx.patient_by_local_identifier(organisation, identifier)?);
-        }
-        if let Some(email) = &email {
-            found.extend(tx.patient_by_email(email)?);
-        }
-    }
-    for email in pid13_emails(message) {
-        if let Ok(email) = EmailAddress::parse(&email) {
-            found.extend(tx.patient_by_email(&email)?);
-        }
-    }
-    let mut ids: Vec<PatientId> =
-        found.into_iter().flat_map(|patient| [patient.id, patient.merged_into.unwrap_or(patient.id)]).collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
 }
 
 /// Email-like values of PID-13 (any component holding an `@`).

@@ -207,7 +207,7 @@ macro_rules! outbox_columns {
 pub(crate) use outbox_columns;
 
 mod feed_bulk;
-pub use feed_bulk::NewPatientIdentifier;
+pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 
 fn organisation_from(row: &Row) -> Result<Organisation, StoreError> {
     Ok(Organisation {

@@ -153,8 +153,9 @@ pub enum Hl7Command {
         #[arg(long, default_value = "hl7-import-rejects.txt")]
         rejects: std::path::PathBuf,
         /// Transactions in flight at once (1 to 32). Messages that could affect one another
-        /// stay in file order whatever the number. Default: 8 on PostgreSQL (an import
-        /// there mostly waits on round trips), 1 on SQLite (one writer at a time).
+        /// stay in file order whatever the number. Default: 4 on PostgreSQL (its
+        /// backends then keep both cores of a small server busy), 1 on SQLite (one writer
+        /// at a time).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
         workers: Option<u16>,
         #[arg(required = true)]
@@ -1017,7 +1018,7 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
         }
         Command::Hl7(Hl7Command::Import { org, rejects, workers, files }) => {
             let workers = workers
-                .map_or_else(|| if app.store().dialect() == kith_store::Dialect::Sqlite { 1 } else { 8 }, usize::from);
+                .map_or_else(|| if app.store().dialect() == kith_store::Dialect::Sqlite { 1 } else { 4 }, usize::from);
             crate::import::run(&app, operator, json, &org_code(&org)?, &files, &rejects, workers)?;
         }
         Command::Hl7(Hl7Command::Reprocess { org, id, status }) => {
