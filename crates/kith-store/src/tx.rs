@@ -209,6 +209,58 @@ pub(crate) use outbox_columns;
 mod feed_bulk;
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 
+/// A patient record's values as stored, in the order of `patient_columns!()`.
+struct PatientRow<'p> {
+    patient: &'p Patient,
+    birth_date: String,
+    address: Option<String>,
+}
+
+impl<'p> PatientRow<'p> {
+    fn of(patient: &'p Patient) -> Self {
+        PatientRow {
+            patient,
+            birth_date: patient.demographics.birth_date.to_string(),
+            address: patient.demographics.address.as_ref().map(PostalAddress::joined),
+        }
+    }
+
+    fn params<'r>(&'r self, params: &mut Vec<Param<'r>>) {
+        let (patient, d) = (self.patient, &self.patient.demographics);
+        params.extend([
+            patient.id.into(),
+            patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
+            d.family_name.as_str().into(),
+            d.given_name.as_str().into(),
+            Param::Text(&self.birth_date),
+            d.sex.code().into(),
+            d.email.as_ref().map(EmailAddress::as_str).into(),
+            d.mobile.as_ref().map(MobileNumber::as_str).into(),
+            patient.registration.code().into(),
+            patient.account.into(),
+            patient.sharing_disabled.into(),
+            patient.merged_into.into(),
+            patient.created_at.into(),
+            patient.updated_at.into(),
+            Param::from(self.address.as_deref()),
+        ]);
+    }
+}
+
+/// A care link's values, in the order of `care_link_columns!()`.
+fn care_link_params<'l>(link: &'l CareLink, params: &mut Vec<Param<'l>>) {
+    params.extend([
+        link.patient.into(),
+        link.team.into(),
+        Param::Int(i64::from(link.labels.bits())),
+        link.basis.code().into(),
+        link.changed_by.into(),
+        link.linked_at.into(),
+        link.updated_at.into(),
+        link.discharged_at.into(),
+    ]);
+}
+
 fn organisation_from(row: &Row) -> Result<Organisation, StoreError> {
     Ok(Organisation {
         id: OrganisationId::from_uuid(row.uuid(0)?),
@@ -853,9 +905,9 @@ impl<'c> Tx<'c> {
     /// Writes a patient's record: inserts it, or rewrites its identifiers, demographics and
     /// status (everything but `created_at`).
     pub fn put_patient(&mut self, patient: &Patient) -> Result<(), StoreError> {
-        let d = &patient.demographics;
-        let birth_date = d.birth_date.to_string();
-        let address = d.address.as_ref().map(PostalAddress::joined);
+        let row = PatientRow::of(patient);
+        let mut params = Vec::with_capacity(15);
+        row.params(&mut params);
         self.conn.execute(
             concat!(
                 "INSERT INTO patients (",
@@ -868,23 +920,7 @@ impl<'c> Tx<'c> {
                  account_id = excluded.account_id, sharing_disabled = excluded.sharing_disabled,
                  merged_into = excluded.merged_into, updated_at = excluded.updated_at"
             ),
-            &[
-                patient.id.into(),
-                patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
-                d.family_name.as_str().into(),
-                d.given_name.as_str().into(),
-                Param::Text(&birth_date),
-                d.sex.code().into(),
-                d.email.as_ref().map(EmailAddress::as_str).into(),
-                d.mobile.as_ref().map(MobileNumber::as_str).into(),
-                patient.registration.code().into(),
-                patient.account.into(),
-                patient.sharing_disabled.into(),
-                patient.merged_into.into(),
-                patient.created_at.into(),
-                patient.updated_at.into(),
-                Param::from(address.as_deref()),
-            ],
+            &params,
         )?;
         Ok(())
     }
@@ -1024,6 +1060,8 @@ impl<'c> Tx<'c> {
     /// Writes a care link, replacing the patient's earlier link to the same team (its
     /// history is in the audit trail).
     pub fn put_care_link(&mut self, link: &CareLink) -> Result<(), StoreError> {
+        let mut params = Vec::with_capacity(8);
+        care_link_params(link, &mut params);
         self.conn.execute(
             concat!(
                 "INSERT INTO care_links (",
@@ -1033,16 +1071,7 @@ impl<'c> Tx<'c> {
                  changed_by = excluded.changed_by, linked_at = excluded.linked_at, updated_at = excluded.updated_at,
                  discharged_at = excluded.discharged_at"
             ),
-            &[
-                link.patient.into(),
-                link.team.into(),
-                Param::Int(i64::from(link.labels.bits())),
-                link.basis.code().into(),
-                link.changed_by.into(),
-                link.linked_at.into(),
-                link.updated_at.into(),
-                link.discharged_at.into(),
-            ],
+            &params,
         )?;
         Ok(())
     }

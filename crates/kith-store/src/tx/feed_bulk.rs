@@ -14,10 +14,11 @@ use std::sync::OnceLock;
 
 use kith_core::model::{CareLink, Patient};
 use kith_core::patient::{LocalIdentifier, NhsNumber};
-use kith_core::text::{EmailAddress, MobileNumber, PostalAddress};
+use kith_core::text::EmailAddress;
 use kith_core::{OrganisationId, PatientId, Timestamp};
 
 use super::professionals::insert_statements;
+use super::{PatientRow, care_link_params};
 use crate::{NewHl7Message, Param, Row, StoreError, Tx};
 
 /// Values looked up per statement; the last chunk is padded with values no row has.
@@ -167,41 +168,10 @@ impl Tx<'_> {
     /// Inserts new patient records, many per statement. A record that exists already (by
     /// id, NHS number or email) fails the statement: these are for records just made.
     pub fn insert_new_patients(&mut self, patients: &[Patient]) -> Result<(), StoreError> {
-        struct Row<'p> {
-            patient: &'p Patient,
-            birth_date: String,
-            address: Option<String>,
-        }
-        let rows: Vec<Row<'_>> = patients
-            .iter()
-            .map(|patient| Row {
-                patient,
-                birth_date: patient.demographics.birth_date.to_string(),
-                address: patient.demographics.address.as_ref().map(PostalAddress::joined),
-            })
-            .collect();
+        let rows: Vec<PatientRow<'_>> = patients.iter().map(PatientRow::of).collect();
         static SQL: OnceLock<Vec<String>> = OnceLock::new();
         let statements = insert_statements(&SQL, concat!("INSERT INTO patients (", patient_columns!(), ") VALUES"), 15);
-        self.insert_in_chunks(statements, &rows, |row, params| {
-            let (patient, d) = (row.patient, &row.patient.demographics);
-            params.extend([
-                patient.id.into(),
-                patient.nhs_number.as_ref().map(NhsNumber::as_str).into(),
-                d.family_name.as_str().into(),
-                d.given_name.as_str().into(),
-                Param::Text(&row.birth_date),
-                d.sex.code().into(),
-                d.email.as_ref().map(EmailAddress::as_str).into(),
-                d.mobile.as_ref().map(MobileNumber::as_str).into(),
-                patient.registration.code().into(),
-                patient.account.into(),
-                patient.sharing_disabled.into(),
-                patient.merged_into.into(),
-                patient.created_at.into(),
-                patient.updated_at.into(),
-                Param::from(row.address.as_deref()),
-            ]);
-        })
+        self.insert_in_chunks(statements, &rows, PatientRow::params)
     }
 
     /// Inserts local identifiers, many per statement.
@@ -228,18 +198,7 @@ impl Tx<'_> {
         static SQL: OnceLock<Vec<String>> = OnceLock::new();
         let statements =
             insert_statements(&SQL, concat!("INSERT INTO care_links (", care_link_columns!(), ") VALUES"), 8);
-        self.insert_in_chunks(statements, links, |link, params| {
-            params.extend([
-                link.patient.into(),
-                link.team.into(),
-                Param::Int(i64::from(link.labels.bits())),
-                link.basis.code().into(),
-                link.changed_by.into(),
-                link.linked_at.into(),
-                link.updated_at.into(),
-                link.discharged_at.into(),
-            ]);
-        })
+        self.insert_in_chunks(statements, links, care_link_params)
     }
 
     /// Stores messages with their outcomes, many per statement.
