@@ -12,9 +12,13 @@
 //! or an email (compared as coarsely as the parallel import compares them, see
 //! [`crate::hl7_import`]). The others are then applied one by one, in file order, exactly as
 //! the live feed applies them; since the two sets share nothing, each message gets the
-//! outcome a one-by-one import gives it. Should the bulk writes fail (a concurrent writer
-//! took an identifier in between), they are undone and those messages are applied one by
-//! one too.
+//! outcome a one-by-one import gives it.
+//!
+//! Should another writer take one of their identifiers between the look-up and the insert,
+//! the unique index refuses the insert and the whole transaction runs again, as any
+//! transaction that meets a conflict does, and this time the look-up finds that record.
+//! Any other failure of the bulk writes is undone by their savepoint and those messages are
+//! applied one by one, each then getting the answer it would have had alone.
 
 use std::collections::{HashMap, HashSet};
 
@@ -165,7 +169,8 @@ fn registrations(
 
 /// Writes the registrations, their audit events and their stored messages with their AAs,
 /// in a savepoint: `None` when the writes failed and were undone (the messages are then
-/// applied one by one).
+/// applied one by one); a conflict (a unique index, a deadlock) is returned, so that the
+/// transaction runs again.
 fn write_registrations(
     tx: &mut Tx<'_>,
     facts: &FeedFacts,

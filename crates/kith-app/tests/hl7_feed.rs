@@ -811,3 +811,65 @@ fn contents(feed: &Feed) -> Vec<String> {
         })
         .unwrap()
 }
+
+/// On PostgreSQL another writer may take an NHS number between an import's bulk look-up and
+/// its bulk insert. The insert then waits for that writer, fails on the unique index when it
+/// commits, and the import's transaction runs again, this time finding the record: the
+/// message updates it (and brings it into the organisation) instead of making a second
+/// one, and the batch's other registrations are made as usual.
+#[test]
+fn an_identifier_taken_during_a_bulk_import_is_found_on_the_second_attempt() {
+    let Some(database) = TestDatabase::postgres() else { return };
+    let feed = Feed::new(database);
+    let app = &feed.world.app;
+    let nhs = nhs_numbers(5);
+    let messages: Vec<Vec<u8>> = (0..5)
+        .map(|p| {
+            format!(
+                "MSH|^~\\&|PAS|RXH-PAS|KITH|KITH|20261125101500||ADT^A28^ADT_A05|T{p}|P|2.4\rEVN|A28\rPID|1||{}^^^NHS^NH||Fam{p}^Giv||19800101|F\r",
+                nhs[p]
+            )
+            .into_bytes()
+        })
+        .collect();
+    let raw: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let taken = NhsNumber::parse(&nhs[2]).unwrap();
+    let mut other_record = feed.world.patient.clone();
+    other_record.id = kith_core::PatientId::from_uuid(uuid::Uuid::now_v7());
+    other_record.nhs_number = Some(taken.clone());
+    other_record.account = None;
+    other_record.demographics.email = None;
+    let other_id = other_record.id;
+    let other = feed.world.database.store();
+    let (held, wait_for_hold) = std::sync::mpsc::channel();
+    let (release, wait_for_release) = std::sync::mpsc::channel::<()>();
+    let outcomes = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            other.write(|tx| {
+                tx.put_patient(&other_record)?;
+                let _ = held.send(());
+                let _ = wait_for_release.recv();
+                Ok::<_, kith_store::StoreError>(())
+            })
+        });
+        wait_for_hold.recv().unwrap();
+        let import = scope.spawn(|| app.import_hl7(&code(), &operator(), &raw, 1, 500));
+        // The import looks the numbers up (the uncommitted record is not visible), then its
+        // insert waits on the unique index for the other writer.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        import.join().unwrap().unwrap()
+    });
+    let codes: Vec<AckCode> = outcomes.iter().map(|o| o.code).collect();
+    assert_eq!(codes, [AckCode::Accept; 5], "{outcomes:?}");
+    let found = app.patient_by_nhs_number(&taken).unwrap();
+    assert_eq!(found.id, other_id, "the message updated the other writer's record");
+    assert_eq!(found.demographics.family_name.as_str(), "Fam2");
+    let in_organisation = app.store().read(|tx| tx.care_links(found.id)).unwrap().len();
+    assert_eq!(in_organisation, 1, "linked to the organisation's Patient Record Team");
+    for number in [&nhs[0], &nhs[1], &nhs[3], &nhs[4]] {
+        app.patient_by_nhs_number(&NhsNumber::parse(number).unwrap()).unwrap();
+    }
+    assert_eq!(app.hl7_messages(&code(), None, 100).unwrap().len(), 5);
+}
