@@ -18,7 +18,7 @@ use kith_core::model::{
     Account, BreakGlassGrant, CareLink, Entry, Membership, Observation, Organisation, Patient, Team,
 };
 use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
-use kith_core::team::{MembershipRole, MembershipStatus};
+use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
 use kith_core::text::{OrganisationCode, Reason};
 use kith_core::{AccountId, Basis, Date, Decision, DenyReason, EntryId, PatientId, TeamId, Timestamp};
 use kith_store::{Audited, Tx};
@@ -98,7 +98,7 @@ impl App {
         self.store
             .read_audited(|tx| {
                 let event = AuditBuilder::new(now, Actor::Account(account), channel, "patient.read");
-                match record_and_reader(tx, account, patient, now)? {
+                match record_and_reader(tx, account, None, patient, now)? {
                     Ok((record, reader)) => {
                         let basis = reader.demographics_basis();
                         let event = with_basis(tx, event.patient(record.id), basis)?.build();
@@ -145,7 +145,7 @@ impl App {
                 }
                 let event =
                     AuditBuilder::new(now, Actor::Account(account), channel, "patient.search").patient(record.id);
-                match reader(tx, account, &record, now)? {
+                match reader(tx, account, None, &record, now)? {
                     Ok(reader) => {
                         let basis = reader.demographics_basis();
                         let event = with_basis(tx, event, basis)?.build();
@@ -183,7 +183,7 @@ impl App {
         selection: EntrySelection<'_>,
     ) -> AppResult<Audited<AppResult<AccountRecordView>>> {
         let now = self.now();
-        self.store.read_then_audit(|tx| read_entries_in(tx, account, channel, patient, selection, now))
+        self.store.read_then_audit(|tx| read_entries_in(tx, account, None, channel, patient, selection, now))
     }
 
     /// [`App::read_entries_then_audit`] for the holder of an API token, checked in the same
@@ -201,21 +201,25 @@ impl App {
         self.store.read_then_audit(|tx| {
             let Some(hash) = &hash else { return Ok(None) };
             let Some(account) = crate::tokens::token_account(tx, hash, now)? else { return Ok(None) };
-            read_entries_in(tx, account, channel, patient, selection, now).map(Some)
+            // token_account found the account active, in this same snapshot.
+            read_entries_in(tx, account, Some(AccountStatus::Active), channel, patient, selection, now).map(Some)
         })
     }
 }
 
 /// The body of [`App::read_entries_then_audit`], inside its read transaction.
+/// `known_status` is the account's status when the caller has just read it in the same
+/// transaction (it is not read again).
 fn read_entries_in(
     tx: &mut Tx<'_>,
     account: AccountId,
+    known_status: Option<AccountStatus>,
     channel: Channel,
     patient: PatientId,
     selection: EntrySelection<'_>,
     now: Timestamp,
 ) -> AppResult<AppResult<AccountRecordView>> {
-    let (record, reader) = match record_and_reader(tx, account, patient, now)? {
+    let (record, reader) = match record_and_reader(tx, account, known_status, patient, now)? {
         Ok(found) => found,
         Err((record, reason)) => {
             let event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read");
@@ -393,7 +397,7 @@ impl App {
         self.store
             .read_audited(|tx| {
                 let event = AuditBuilder::new(now, Actor::Account(account), channel, "consent.read");
-                let (record, reader) = match record_and_reader(tx, account, patient, now)? {
+                let (record, reader) = match record_and_reader(tx, account, None, patient, now)? {
                     Ok(found) => found,
                     Err((record, reason)) => {
                         tx.audit(denied(event, record, reason));
@@ -486,13 +490,14 @@ fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> AppResult<A
 fn record_and_reader(
     tx: &mut Tx<'_>,
     account: AccountId,
+    known_status: Option<AccountStatus>,
     patient: PatientId,
     now: Timestamp,
 ) -> AppResult<Result<(Patient, Reader), (Option<PatientId>, DenyReason)>> {
     let Some(record) = resolve(tx, patient)? else {
         return Ok(Err((None, DenyReason::NoRelationshipWithPatient)));
     };
-    Ok(match reader(tx, account, &record, now)? {
+    Ok(match reader(tx, account, known_status, &record, now)? {
         Ok(reader) => Ok((record, reader)),
         Err(reason) => Err((Some(record.id), reason)),
     })
@@ -523,18 +528,24 @@ fn resolve(tx: &mut Tx<'_>, patient: PatientId) -> AppResult<Option<Patient>> {
 fn reader(
     tx: &mut Tx<'_>,
     account: AccountId,
+    known_status: Option<AccountStatus>,
     record: &Patient,
     now: Timestamp,
 ) -> AppResult<Result<Reader, DenyReason>> {
-    let Some(account_row) = tx.account(account)? else { return Ok(Err(DenyReason::NoRelationshipWithPatient)) };
+    let status = match known_status {
+        Some(status) => status,
+        None => match tx.account(account)? {
+            Some(row) => row.status,
+            None => return Ok(Err(DenyReason::NoRelationshipWithPatient)),
+        },
+    };
     if record.account == Some(account) {
-        return Ok(match decide_self_access(account_row.status, true) {
+        return Ok(match decide_self_access(status, true) {
             Decision::Allow(_) => Ok(Reader::Owner),
             Decision::Deny(reason) => Err(reason),
         });
     }
-    let (facts, access) =
-        tx.account_access_facts(account, account_row.status, record.id, record.sharing_disabled, now)?;
+    let (facts, access) = tx.account_access_facts(account, status, record.id, record.sharing_disabled, now)?;
     let demographics = match decide_demographics(&facts) {
         Decision::Allow(basis) => basis,
         Decision::Deny(reason) => return Ok(Err(reason)),
