@@ -1542,7 +1542,7 @@ impl<'c> Tx<'c> {
     }
 
     /// Everything the rule needs about an account (with this status) and a patient (with this
-    /// sharing flag), for every team the account is a member of, in three statements: the
+    /// sharing flag), for every team the account is a member of, in two statements: the
     /// demographics facts, and the record-access facts of each membership (in team order).
     /// The same facts as [`Tx::demographics_facts`] and [`Tx::record_access_facts`] per team.
     pub fn account_access_facts(
@@ -1553,22 +1553,40 @@ impl<'c> Tx<'c> {
         sharing_disabled: bool,
         now: Timestamp,
     ) -> Result<(DemographicsFacts, Vec<RecordAccessFacts>), StoreError> {
-        let teams = self.team_relation_facts(account, patient)?;
-        let break_glass = self.latest_break_glass_facts(account, patient)?;
-        let links = self.all(
-            "SELECT c.team_id, c.labels, c.discharged_at FROM care_links c
-             JOIN memberships m ON m.team_id = c.team_id AND m.account_id = ? WHERE c.patient_id = ?",
-            &[account.into(), patient.into()],
-            |row| Ok((TeamId::from_uuid(row.uuid(0)?), care_link_facts(row, 1)?)),
+        // Each membership with its team's care link to the patient, if any (one at most:
+        // the link's key is the patient and the team).
+        let relations = self.all(
+            "SELECT m.team_id, m.role, m.status, c.labels, c.discharged_at,
+                    EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id),
+                    t.kind
+             FROM memberships m JOIN teams t ON t.id = m.team_id
+             LEFT JOIN care_links c ON c.patient_id = ? AND c.team_id = m.team_id
+             WHERE m.account_id = ? ORDER BY m.team_id",
+            &[patient.into(), patient.into(), account.into()],
+            |row| {
+                let care_link = care_link_facts(row, 3)?;
+                let relation = TeamRelationFacts {
+                    team: TeamId::from_uuid(row.uuid(0)?),
+                    membership: MembershipFacts {
+                        role: coded("role", row.text(1)?, MembershipRole::from_code)?,
+                        status: coded("membership status", row.text(2)?, MembershipStatus::from_code)?,
+                    },
+                    care_link_active: care_link.is_some_and(|link| link.active),
+                    authored_entries: row.bool(5)?,
+                    kind: coded("team kind", row.text(6)?, TeamKind::from_code)?,
+                };
+                Ok((relation, care_link))
+            },
         )?;
-        let access = teams
+        let break_glass = self.latest_break_glass_facts(account, patient)?;
+        let access = relations
             .iter()
-            .map(|relation| {
-                let care_link = links.iter().find(|(team, _)| *team == relation.team).and_then(|(_, link)| *link);
+            .map(|(relation, care_link)| {
                 ProfessionalFacts { account_status, membership: Some(relation.membership), team_kind: relation.kind }
-                    .record_access_facts(now, relation.team, care_link, break_glass, sharing_disabled)
+                    .record_access_facts(now, relation.team, *care_link, break_glass, sharing_disabled)
             })
             .collect();
+        let teams = relations.into_iter().map(|(relation, _)| relation).collect();
         Ok((DemographicsFacts { now, account_status, teams, break_glass, sharing_disabled }, access))
     }
 
