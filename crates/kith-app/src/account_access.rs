@@ -20,7 +20,7 @@ use kith_core::model::{
 use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
 use kith_core::text::{OrganisationCode, Reason};
-use kith_core::{AccountId, Basis, Date, Decision, DenyReason, EntryId, PatientId, TeamId, Timestamp};
+use kith_core::{AccountId, Basis, Date, Decision, DenyReason, EntryId, OrganisationId, PatientId, TeamId, Timestamp};
 use kith_store::{Audited, Tx};
 
 use crate::access::VisibleEntry;
@@ -82,7 +82,12 @@ pub struct AccountRecordView {
 /// teams' scopes on this demographics basis.
 enum Reader {
     Owner,
-    Professional { demographics: Basis, scopes: Vec<RecordScope> },
+    /// `organisations`: each of the professional's teams with its organisation.
+    Professional {
+        demographics: Basis,
+        scopes: Vec<RecordScope>,
+        organisations: Vec<(TeamId, OrganisationId)>,
+    },
 }
 
 impl App {
@@ -241,7 +246,7 @@ fn read_entries_in(
             let total = entries.len();
             (entries, total)
         }
-        Reader::Professional { demographics, scopes } => {
+        Reader::Professional { demographics, scopes, organisations } => {
             let mut entries: Vec<VisibleEntry> = Vec::new();
             let mut seen: HashSet<EntryId> = HashSet::new();
             let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
@@ -276,7 +281,8 @@ fn read_entries_in(
             }
             for (team, basis, indexes) in contributed {
                 let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
-                let organisation = tx.team(team)?.map(|team| team.organisation);
+                let organisation =
+                    organisations.iter().find(|(t, _)| *t == team).map(|(_, organisation)| *organisation);
                 let mut event = base.clone().team(team).basis(basis.code()).data(kinds, labels);
                 if let Some(organisation) = organisation {
                     event = event.organisation(organisation);
@@ -545,13 +551,14 @@ fn reader(
             Decision::Deny(reason) => Err(reason),
         });
     }
-    let (facts, access) = tx.account_access_facts(account, status, record.id, record.sharing_disabled, now)?;
-    let demographics = match decide_demographics(&facts) {
+    let facts = tx.account_access_facts(account, status, record.id, record.sharing_disabled, now)?;
+    let demographics = match decide_demographics(&facts.demographics) {
         Decision::Allow(basis) => basis,
         Decision::Deny(reason) => return Ok(Err(reason)),
     };
-    let scopes = access.iter().map(record_scope).filter(|scope| matches!(scope, RecordScope::Visible { .. })).collect();
-    Ok(Ok(Reader::Professional { demographics, scopes }))
+    let scopes =
+        facts.access.iter().map(record_scope).filter(|scope| matches!(scope, RecordScope::Visible { .. })).collect();
+    Ok(Ok(Reader::Professional { demographics, scopes, organisations: facts.organisations }))
 }
 
 fn details(tx: &mut Tx<'_>, patient: Patient, basis: Basis) -> AppResult<PatientDetails> {

@@ -209,6 +209,16 @@ pub(crate) use outbox_columns;
 mod feed_bulk;
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 
+/// What [`Tx::account_access_facts`] loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountAccessFacts {
+    pub demographics: DemographicsFacts,
+    /// The record-access facts through each of the account's teams, in team order.
+    pub access: Vec<RecordAccessFacts>,
+    /// Each of those teams with its organisation.
+    pub organisations: Vec<(TeamId, OrganisationId)>,
+}
+
 /// A patient record's values as stored, in the order of `patient_columns!()`.
 struct PatientRow<'p> {
     patient: &'p Patient,
@@ -1543,8 +1553,9 @@ impl<'c> Tx<'c> {
 
     /// Everything the rule needs about an account (with this status) and a patient (with this
     /// sharing flag), for every team the account is a member of, in two statements: the
-    /// demographics facts, and the record-access facts of each membership (in team order).
-    /// The same facts as [`Tx::demographics_facts`] and [`Tx::record_access_facts`] per team.
+    /// demographics facts, and the record-access facts of each membership (in team order),
+    /// with each team's organisation (for the audit events). The same facts as
+    /// [`Tx::demographics_facts`] and [`Tx::record_access_facts`] per team.
     pub fn account_access_facts(
         &mut self,
         account: AccountId,
@@ -1552,13 +1563,13 @@ impl<'c> Tx<'c> {
         patient: PatientId,
         sharing_disabled: bool,
         now: Timestamp,
-    ) -> Result<(DemographicsFacts, Vec<RecordAccessFacts>), StoreError> {
+    ) -> Result<AccountAccessFacts, StoreError> {
         // Each membership with its team's care link to the patient, if any (one at most:
         // the link's key is the patient and the team).
         let relations = self.all(
             "SELECT m.team_id, m.role, m.status, c.labels, c.discharged_at,
                     EXISTS (SELECT 1 FROM record_entries e WHERE e.patient_id = ? AND e.authored_team_id = m.team_id),
-                    t.kind
+                    t.kind, t.organisation_id
              FROM memberships m JOIN teams t ON t.id = m.team_id
              LEFT JOIN care_links c ON c.patient_id = ? AND c.team_id = m.team_id
              WHERE m.account_id = ? ORDER BY m.team_id",
@@ -1575,19 +1586,25 @@ impl<'c> Tx<'c> {
                     authored_entries: row.bool(5)?,
                     kind: coded("team kind", row.text(6)?, TeamKind::from_code)?,
                 };
-                Ok((relation, care_link))
+                Ok((relation, care_link, OrganisationId::from_uuid(row.uuid(7)?)))
             },
         )?;
         let break_glass = self.latest_break_glass_facts(account, patient)?;
         let access = relations
             .iter()
-            .map(|(relation, care_link)| {
+            .map(|(relation, care_link, _)| {
                 ProfessionalFacts { account_status, membership: Some(relation.membership), team_kind: relation.kind }
                     .record_access_facts(now, relation.team, *care_link, break_glass, sharing_disabled)
             })
             .collect();
-        let teams = relations.into_iter().map(|(relation, _)| relation).collect();
-        Ok((DemographicsFacts { now, account_status, teams, break_glass, sharing_disabled }, access))
+        let organisations =
+            relations.iter().map(|(relation, _, organisation)| (relation.team, *organisation)).collect();
+        let teams = relations.into_iter().map(|(relation, ..)| relation).collect();
+        Ok(AccountAccessFacts {
+            demographics: DemographicsFacts { now, account_status, teams, break_glass, sharing_disabled },
+            access,
+            organisations,
+        })
     }
 
     /// The facts about whether the account may see who the patient is; `None` when either

@@ -478,12 +478,19 @@ fn access_facts_are_loaded_as_stored() {
             let record = store.read(|tx| tx.patient(person.id)).unwrap().unwrap();
             assert_eq!(read, RecordReadFacts { access, demographics: demographics.clone(), patient: record.clone() });
             // The account-wide load (FHIR) agrees with the per-team loads, for every team.
-            let (all_demographics, all_access) = store
+            let all = store
                 .read(|tx| {
                     let status = tx.account(nurse.id)?.unwrap().status;
                     tx.account_access_facts(nurse.id, status, person.id, record.sharing_disabled, T0)
                 })
                 .unwrap();
+            let (all_demographics, all_access) = (all.demographics, all.access);
+            // Each team with its own organisation.
+            for (team, organisation) in &all.organisations {
+                let found = store.read(|tx| tx.team(*team)).unwrap().unwrap();
+                assert_eq!(found.organisation, *organisation);
+            }
+            assert_eq!(all.organisations.len(), all_demographics.teams.len());
             assert_eq!(all_demographics, demographics);
             for relation in &all_demographics.teams {
                 let per_team =

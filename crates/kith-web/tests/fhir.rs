@@ -544,6 +544,14 @@ async fn access_matrix(database: TestDatabase) {
     assert!(has(Some("break_glass"), "allowed"), "the break-glass read is audited as such");
     assert!(has(Some("consent"), "allowed"), "the linked team's read is audited on consent");
     assert!(has(None, "denied"), "the other callers' attempts are audited as denied");
+    // A read of entries through a team is filed under that team's organisation (the privacy
+    // officer's view of break-glass accesses is by organisation).
+    let through_teams: Vec<_> = events
+        .iter()
+        .filter(|e| e.record.action == "record.read" && e.record.channel == "fhir" && e.record.acting_team.is_some())
+        .collect();
+    assert!(!through_teams.is_empty());
+    assert!(through_teams.iter().all(|e| e.record.organisation.is_some()), "{through_teams:?}");
     // AuditEvent: the patient sees who looked (not their own actions), break glass marked as
     // emergency treatment; the privacy officer sees the organisation's break-glass events;
     // professionals see none.
@@ -564,6 +572,11 @@ async fn access_matrix(database: TestDatabase) {
     let (_, officer_log) = w.get("/fhir/AuditEvent", Some(&officer)).await;
     let officer_events: Vec<&Value> = officer_log["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
     assert!(officer_events.iter().any(|e| e["subtype"][0]["code"] == "break_glass.open"), "{officer_log}");
+    assert!(
+        officer_events.iter().any(|e| e["subtype"][0]["code"] == "record.read"
+            && e["purposeOfEvent"][0]["coding"][0]["code"] == "break_glass"),
+        "the officer sees the reads made under the grant: {officer_log}"
+    );
     assert!(
         officer_events.iter().all(|e| e["subtype"][0]["code"] == "break_glass.open"
             || e["purposeOfEvent"][0]["coding"][0]["code"] == "break_glass"),
