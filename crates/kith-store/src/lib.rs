@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod audit_writer;
+mod checkpoint;
 mod pool;
 pub mod postgres;
 pub mod sqlite;

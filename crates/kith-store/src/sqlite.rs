@@ -4,7 +4,8 @@
 //! process avoids `SQLITE_BUSY` between our own threads) and a small pool of readers, which
 //! WAL lets run beside the writer. Write transactions start with `BEGIN IMMEDIATE` so a
 //! transaction never has to upgrade a read lock. `synchronous=FULL`: a commit is on disk
-//! before it returns.
+//! before it returns. Checkpoints run on a thread of their own (`crate::checkpoint`), not
+//! in the writer's commits.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,6 +15,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use crate::checkpoint::Checkpointer;
 use crate::pool::Pool;
 use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
 
@@ -32,6 +34,8 @@ pub struct SqliteBackend {
     path: std::path::PathBuf,
     writer: Mutex<Connection>,
     readers: Pool<Connection>,
+    /// Checkpoints the writer's log on a thread of its own (crate::checkpoint).
+    pub(crate) _checkpointer: Checkpointer,
 }
 
 impl SqliteBackend {
@@ -41,8 +45,14 @@ impl SqliteBackend {
                 StoreError::unavailable(format!("cannot create the data directory {}: {error}", parent.display()))
             })?;
         }
-        let writer = connect(path, true)?;
-        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers: Pool::new(4, Duration::from_secs(30)) })
+        let mut writer = connect(path, true)?;
+        let checkpointer = Checkpointer::start(&mut writer, connect(path, false)?, path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Pool::new(4, Duration::from_secs(30)),
+            _checkpointer: checkpointer,
+        })
     }
 }
 
