@@ -24,8 +24,10 @@ use rusqlite::wal::CheckpointMode;
 
 use crate::StoreError;
 
-/// A commit that leaves at least this many pages in the log asks the thread for a
-/// checkpoint (SQLite's own threshold for its automatic checkpoint).
+/// A commit that leaves at least this many more pages in the log than when the thread was
+/// last asked asks it for a checkpoint (SQLite's own threshold for its automatic
+/// checkpoint). Asking after every commit once the log is long — under a steady feed it
+/// rarely starts again — cost a checkpoint and a sync of the database file per commit.
 pub(crate) const SIGNAL_PAGES: i32 = 1_000;
 /// A commit that leaves at least this many pages in the log checkpoints inline.
 pub(crate) const INLINE_PAGES: i32 = 8 * SIGNAL_PAGES;
@@ -64,8 +66,16 @@ impl Checkpointer {
     pub(crate) fn start(writer: &mut Connection, connection: Connection, path: &Path) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared::default());
         let signal = shared.clone();
+        // The log's length when the thread was last asked: it is asked again only once the
+        // log has grown by another SIGNAL_PAGES (SQLite's own rhythm), not after every
+        // commit while the log stays long.
+        let mut asked_at = 0;
         writer
             .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                if pages < asked_at {
+                    // The log started again from its beginning.
+                    asked_at = 0;
+                }
                 if pages >= INLINE_PAGES {
                     // The thread has fallen behind, or the writer never paused: bound the
                     // log here. Busy (the thread is checkpointing) is fine: the next
@@ -73,7 +83,8 @@ impl Checkpointer {
                     if let Err(error) = wal.checkpoint() {
                         tracing::debug!(%error, "inline checkpoint skipped");
                     }
-                } else if pages >= SIGNAL_PAGES {
+                } else if pages - asked_at >= SIGNAL_PAGES {
+                    asked_at = pages;
                     signal.update(|state| state.requested = true);
                 }
                 // An error here would fail the statement whose commit has already happened.
@@ -199,6 +210,26 @@ mod tests {
             write_pages(&backend, per_transaction);
             assert!(size(&wal) <= bound, "the log grew to {} bytes (bound {bound})", size(&wal));
         }
+    }
+
+    #[test]
+    fn a_long_log_is_checkpointed_once_per_thousand_pages_not_once_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        // Small commits, one after the other, as a feed makes them.
+        let commits = 600;
+        let per_commit = 5;
+        for _ in 0..commits {
+            write_pages(&backend, per_commit);
+        }
+        let asked_at_most = (commits * per_commit) as u64 / SIGNAL_PAGES as u64 + 1;
+        assert!(
+            backend._checkpointer.passes() <= asked_at_most,
+            "{} background checkpoints for {} pages",
+            backend._checkpointer.passes(),
+            commits * per_commit
+        );
     }
 
     #[test]
