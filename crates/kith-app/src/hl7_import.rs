@@ -50,13 +50,24 @@ impl App {
         let workers = workers.clamp(1, MAX_IMPORT_WORKERS).min(messages.len().max(1));
         let batch = batch.max(1);
         if workers == 1 {
-            let mut outcomes = Vec::with_capacity(messages.len());
-            for chunk in messages.chunks(batch) {
-                let readings: Vec<Reading> = chunk.iter().map(|raw| Reading::of(raw)).collect();
-                let part: Vec<(&Reading, &[u8])> = readings.iter().zip(chunk.iter().copied()).collect();
-                outcomes.extend(self.ingest_import_part(organisation, operator, &part)?);
-            }
-            return Ok(outcomes);
+            // Reading a batch (parsing; nothing of the database) runs on a second thread
+            // while this one applies the batch before it.
+            let read = |chunk: &[&[u8]]| -> Vec<Reading> { chunk.iter().map(|raw| Reading::of(raw)).collect() };
+            let chunks: Vec<&[&[u8]]> = messages.chunks(batch).collect();
+            return std::thread::scope(|scope| {
+                let mut outcomes = Vec::with_capacity(messages.len());
+                let mut next = chunks.first().map(|&chunk| scope.spawn(move || read(chunk)));
+                for (index, &chunk) in chunks.iter().enumerate() {
+                    let readings = match next.take() {
+                        Some(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        None => read(chunk),
+                    };
+                    next = chunks.get(index + 1).map(|&following| scope.spawn(move || read(following)));
+                    let part: Vec<(&Reading, &[u8])> = readings.iter().zip(chunk.iter().copied()).collect();
+                    outcomes.extend(self.ingest_import_part(organisation, operator, &part)?);
+                }
+                Ok(outcomes)
+            });
         }
         // Read each message and find the records it names: a slice per worker.
         let slice = messages.len().div_ceil(workers);

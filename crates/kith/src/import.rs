@@ -14,6 +14,9 @@ use serde_json::json;
 
 /// Messages committed together by `kith hl7 import`.
 const IMPORT_BATCH: usize = 500;
+/// Batches handed to [`App::import_hl7`] at once, per worker: it reads the next batch
+/// while it applies one, and the progress line moves after each call.
+const BATCHES_PER_CALL: usize = 4;
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -105,7 +108,7 @@ pub fn run(
                     outcomes.push((number, AckCode::Reject, app.ack_without_ingesting(None, AckCode::Reject, &reason)));
                 }
             }
-            if pending.len() >= IMPORT_BATCH * workers {
+            if pending.len() >= IMPORT_BATCH * workers * BATCHES_PER_CALL {
                 flush(&mut pending, &mut outcomes, &mut tally)?;
             }
             record(file, &mut outcomes, &mut tally, &mut rejects);
