@@ -50,19 +50,24 @@ impl App {
         let workers = workers.clamp(1, MAX_IMPORT_WORKERS).min(messages.len().max(1));
         let batch = batch.max(1);
         if workers == 1 {
-            // Reading a batch (parsing; nothing of the database) runs on a second thread
-            // while this one applies the batch before it.
-            let read = |chunk: &[&[u8]]| -> Vec<Reading> { chunk.iter().map(|raw| Reading::of(raw)).collect() };
+            // Reading the batches (parsing; nothing of the database) runs on a second
+            // thread, at most one batch ahead of this one, which applies them in order.
             let chunks: Vec<&[&[u8]]> = messages.chunks(batch).collect();
             return std::thread::scope(|scope| {
+                let (ahead, readings) = std::sync::mpsc::sync_channel::<Vec<Reading>>(1);
+                let to_read = &chunks;
+                scope.spawn(move || {
+                    for chunk in to_read {
+                        // The receiver is gone when applying failed: stop reading.
+                        if ahead.send(chunk.iter().map(|raw| Reading::of(raw)).collect()).is_err() {
+                            break;
+                        }
+                    }
+                });
                 let mut outcomes = Vec::with_capacity(messages.len());
-                let mut next = chunks.first().map(|&chunk| scope.spawn(move || read(chunk)));
-                for (index, &chunk) in chunks.iter().enumerate() {
-                    let readings = match next.take() {
-                        Some(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                        None => read(chunk),
-                    };
-                    next = chunks.get(index + 1).map(|&following| scope.spawn(move || read(following)));
+                // A panic of the reading thread ends this loop early and is raised again
+                // when the scope ends.
+                for (chunk, readings) in chunks.iter().zip(readings) {
                     let part: Vec<(&Reading, &[u8])> = readings.iter().zip(chunk.iter().copied()).collect();
                     outcomes.extend(self.ingest_import_part(organisation, operator, &part)?);
                 }
