@@ -210,3 +210,21 @@ impl Backend for SqliteBackend {
         crate::apply_migrations(self, MIGRATIONS, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled SQLite is built with the options `.cargo/config.toml` gives it (no memory
+    /// statistics: a process-wide mutex less on every allocation).
+    #[test]
+    fn the_bundled_sqlite_keeps_no_memory_statistics() {
+        let connection = Connection::open_in_memory().unwrap();
+        let mut statement = connection.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> =
+            statement.query_map([], |row| row.get::<_, String>(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        for wanted in ["DEFAULT_MEMSTATUS=0", "DISABLE_PAGECACHE_OVERFLOW_STATS"] {
+            assert!(options.iter().any(|option| option == wanted), "{wanted} missing from {options:?}");
+        }
+    }
+}
