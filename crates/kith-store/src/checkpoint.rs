@@ -211,15 +211,21 @@ mod tests {
         }
     }
 
+    /// A new database in a directory of its own.
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        (dir, path, backend)
+    }
+
     fn size(path: &Path) -> u64 {
         std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
     }
 
     #[test]
     fn a_commit_s_pages_are_copied_back_by_the_thread_not_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db");
-        let backend = SqliteBackend::open(&path).unwrap();
+        let (_dir, path, backend) = fresh();
         write_pages(&backend, 1_200);
         // The commit asked the thread (below the inline threshold the writer copies nothing
         // back itself); the thread copies the pages into the database file.
@@ -230,10 +236,8 @@ mod tests {
 
     #[test]
     fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db");
+        let (dir, _path, backend) = fresh();
         let wal = dir.path().join("kith.db-wal");
-        let backend = SqliteBackend::open(&path).unwrap();
         // Each frame is a page and a 24-byte header; the log may reach the inline threshold
         // plus one transaction's frames before the writer checkpoints it.
         let per_transaction = 400;
@@ -246,9 +250,7 @@ mod tests {
 
     #[test]
     fn a_steady_writer_gets_at_most_one_checkpoint_per_pace_not_one_per_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db");
-        let backend = SqliteBackend::open(&path).unwrap();
+        let (_dir, _path, backend) = fresh();
         // Small commits, one after the other, as a feed makes them.
         let started = Instant::now();
         let commits = 600;
@@ -265,9 +267,7 @@ mod tests {
 
     #[test]
     fn closing_the_store_stops_the_thread_and_removes_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db");
-        let backend = SqliteBackend::open(&path).unwrap();
+        let (dir, path, backend) = fresh();
         write_pages(&backend, 1_100);
         drop(backend);
         // The last connection to close checkpoints and deletes the log: the thread's
