@@ -663,6 +663,8 @@ fn build_chunk(fixture: &Fixture, range: std::ops::Range<usize>) -> Result<Chunk
                 status,
                 source_key: None,
                 source_message: None,
+                // Appointments last 20 minutes.
+                ends_at: (kind == EntryKind::Appointment).then(|| effective_at.plus(Duration::from_secs(20 * 60))),
             };
             if kind == EntryKind::Result && fixture.observations_per_result > 0 {
                 let panel = PANELS.iter().position(|(title, _)| *title == entry.title.as_str()).unwrap_or(0);

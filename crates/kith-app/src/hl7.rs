@@ -596,6 +596,7 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
                     title: &report.title,
                     body: report.body(),
                     effective_at: report.effective_at,
+                    ends_at: None,
                     status: report.status,
                     source_key: &report.source_key,
                 };
@@ -614,6 +615,7 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
                 title: &document.title,
                 body: document.body.clone(),
                 effective_at: document.effective_at,
+                ends_at: None,
                 status: document.status,
                 source_key: &document.source_key,
             };
@@ -637,6 +639,7 @@ fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Opti
                 title: &appointment.title,
                 body: appointment.body.clone(),
                 effective_at: appointment.start,
+                ends_at: appointment.end,
                 status,
                 source_key: &appointment.source_key,
             };
@@ -736,6 +739,8 @@ struct Draft<'a> {
     title: &'a str,
     body: String,
     effective_at: Timestamp,
+    /// When the entry's period ends (an appointment's end), if the message says.
+    ends_at: Option<Timestamp>,
     status: EntryStatus,
     source_key: &'a str,
 }
@@ -764,6 +769,7 @@ fn file_entry(
                 version: existing.version + 1,
                 status: Some(draft.status),
                 source_message: Some(filing.message),
+                ends_at: draft.ends_at,
                 ..existing
             };
             tx.replace_entry(&entry)?;
@@ -785,6 +791,7 @@ fn file_entry(
                 status: Some(draft.status),
                 source_key: Some(draft.source_key.to_owned()),
                 source_message: Some(filing.message),
+                ends_at: draft.ends_at,
             };
             tx.insert_entry(&entry)?;
             (entry, "entry.create")

@@ -74,6 +74,7 @@ impl NewEntry {
             status: None,
             source_key: None,
             source_message: None,
+            ends_at: None,
         }
     }
 }

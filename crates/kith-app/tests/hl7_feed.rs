@@ -304,18 +304,23 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
             AckCode::Accept
         );
 
-        // Appointments: booked, moved, cancelled; an unknown one cancelled is filed cancelled.
-        let siu = |trigger: &str, control: &str, id: &str, when: &str| {
+        // Appointments: booked, moved and lengthened, cancelled; an unknown one cancelled is
+        // filed cancelled. SCH-9/SCH-10 give the length.
+        let siu = |trigger: &str, control: &str, id: &str, when: &str, minutes: &str| {
             clinical(
                 &format!("SIU^{trigger}"),
                 control,
-                &format!("SCH|{id}||||||FU^Follow-up||||^^^{when}\rAIS|1||CARD^Cardiology clinic\rAIL|1||OPD2\r"),
+                &format!(
+                    "SCH|{id}||||||FU^Follow-up||{minutes}|MIN|^^^{when}\rAIS|1||CARD^Cardiology clinic\rAIL|1||OPD2\r"
+                ),
             )
         };
-        assert_eq!(feed.send(&siu("S12", "A1", "APT-1", "202612011030")).code, AckCode::Accept);
-        assert_eq!(feed.send(&siu("S13", "A2", "APT-1", "202612081030")).code, AckCode::Accept);
-        assert_eq!(feed.send(&siu("S15", "A3", "APT-1", "202612081030")).code, AckCode::Accept);
-        assert_eq!(feed.send(&siu("S15", "A4", "APT-9", "202612091030")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S12", "A1", "APT-1", "202612011030", "30")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S13", "A2", "APT-1", "202612081030", "45")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S15", "A3", "APT-1", "202612081030", "45")).code, AckCode::Accept);
+        assert_eq!(feed.send(&siu("S15", "A4", "APT-9", "202612091030", "")).code, AckCode::Accept);
+        let wrong = feed.send(&siu("S13", "A5", "APT-1", "202612081030", "-45"));
+        assert_eq!(wrong.code, AckCode::Reject, "a negative length is refused and changes nothing");
 
         let expected = [
             ("MDM:DOC-1", "document", "general", "Discharge summary", "final", 2),
@@ -334,6 +339,13 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
         assert_eq!(filed(&feed), expected);
         let moved = app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "SIU:APT-1")).unwrap().unwrap();
         assert_eq!(moved.effective_at.to_string(), "2026-12-08T10:30:00Z");
+        assert_eq!(moved.ends_at.map(|end| end.to_string()).as_deref(), Some("2026-12-08T11:15:00Z"));
+        let history = app.store().read(|tx| tx.entry_history(feed.world.patient.id, moved.id)).unwrap();
+        let ends: Vec<Option<String>> = history.iter().map(|v| v.ends_at.map(|end| end.to_string())).collect();
+        assert_eq!(ends, [Some("2026-12-01T11:00:00Z".to_owned()), Some("2026-12-08T11:15:00Z".to_owned())]);
+        let unknown =
+            app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "SIU:APT-9")).unwrap().unwrap();
+        assert_eq!(unknown.ends_at, None, "no length given: none made up");
 
         // The team sees what the rule allows: mh (general, mental health) sees the general
         // and mental health entries, not the sexual health result.

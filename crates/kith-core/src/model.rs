@@ -105,6 +105,9 @@ pub struct Entry {
     pub source_key: Option<String>,
     /// The stored HL7 message that wrote this version.
     pub source_message: Option<crate::ids::Hl7MessageId>,
+    /// When the entry's period ends, where it has one (an appointment's end); never before
+    /// `effective_at`.
+    pub ends_at: Option<Timestamp>,
 }
 
 crate::team::coded_enum!(

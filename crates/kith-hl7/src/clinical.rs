@@ -410,6 +410,9 @@ pub struct AppointmentMessage {
     pub title: String,
     pub body: String,
     pub start: Timestamp,
+    /// When it ends, if the message says (SCH-11.5, or the start plus SCH-9/SCH-10 or
+    /// AIS-7/AIS-8); never before the start.
+    pub end: Option<Timestamp>,
 }
 
 impl AppointmentMessage {
@@ -419,7 +422,8 @@ impl AppointmentMessage {
 }
 
 /// Reads an SIU^S12/S13/S14/S15: SCH-1 names the appointment; the start comes from SCH-11
-/// (component 4) or AIS-4.
+/// (component 4) or AIS-4; the end from SCH-11.5, else the start plus the duration in
+/// SCH-9 (units SCH-10) or AIS-7 (units AIS-8), minutes when no units are given.
 pub fn read_siu(
     message: &Message,
     event: SiuEvent,
@@ -445,6 +449,7 @@ pub fn read_siu(
     let start = start_text.and_then(hl7_instant).ok_or_else(|| {
         Rejection::new(REQUIRED_FIELD_MISSING, at(11), "SCH-11.4 / AIS-4: the appointment needs its start time")
     })?;
+    let end = appointment_end(message, index, sch, start)?;
     let reason = [sch.component(7, 2), sch.component(7, 1), sch.component(6, 2)]
         .into_iter()
         .map(str::trim)
@@ -477,6 +482,90 @@ pub fn read_siu(
         title,
         body: details.join("\n"),
         start,
+        end,
+    })
+}
+
+/// The longest appointment Kith accepts: anything longer is a mistake in the feed.
+const LONGEST_APPOINTMENT_SECONDS: f64 = 366.0 * 86_400.0;
+
+/// When the appointment ends: SCH-11.5, else the start plus SCH-9 in SCH-10's units, else
+/// the start plus AIS-7 in AIS-8's units; `None` when the message gives none of them.
+fn appointment_end(
+    message: &Message,
+    sch_index: usize,
+    sch: &crate::message::Segment,
+    start: Timestamp,
+) -> Result<Option<Timestamp>, Rejection> {
+    let at = |segment: &'static str, index: usize, field| Some(Location::field(index + 1, segment, field));
+    let end_text = sch.component(11, 5).trim();
+    if !end_text.is_empty() {
+        let end = hl7_instant(end_text).ok_or_else(|| {
+            Rejection::new(DATA_TYPE_ERROR, at("SCH", sch_index, 11), "SCH-11.5: the end is not a date and time")
+        })?;
+        if end < start {
+            return Err(Rejection::new(
+                DATA_TYPE_ERROR,
+                at("SCH", sch_index, 11),
+                "SCH-11.5: the appointment ends before it starts",
+            ));
+        }
+        return Ok(Some(end));
+    }
+    // (segment, its index, the segment, duration field, units field)
+    let mut durations = vec![("SCH", sch_index, sch, 9, 10)];
+    if let Some((index, ais)) = message.segments.iter().enumerate().find(|(_, s)| s.id == "AIS") {
+        durations.push(("AIS", index, ais, 7, 8));
+    }
+    for (name, index, segment, duration_field, units_field) in durations {
+        let duration = segment.value(duration_field).trim();
+        if duration.is_empty() {
+            continue;
+        }
+        let amount =
+            duration.parse::<f64>().ok().filter(|amount| amount.is_finite() && *amount >= 0.0).ok_or_else(|| {
+                Rejection::new(
+                    DATA_TYPE_ERROR,
+                    at(name, index, duration_field),
+                    format!("{name}-{duration_field}: the appointment's duration must be a number, e.g. 30"),
+                )
+            })?;
+        let units = [segment.component(units_field, 1), segment.component(units_field, 2)]
+            .into_iter()
+            .map(str::trim)
+            .find(|units| !units.is_empty());
+        let unit_seconds = match units {
+            None => 60.0,
+            Some(units) => duration_unit_seconds(units).ok_or_else(|| {
+                Rejection::new(
+                    DATA_TYPE_ERROR,
+                    at(name, index, units_field),
+                    format!("{name}-{units_field}: unknown duration units {units:?} (use s, min, h or d)"),
+                )
+            })?,
+        };
+        let seconds = amount * unit_seconds;
+        if seconds > LONGEST_APPOINTMENT_SECONDS {
+            return Err(Rejection::new(
+                DATA_TYPE_ERROR,
+                at(name, index, duration_field),
+                format!("{name}-{duration_field}: an appointment longer than a year"),
+            ));
+        }
+        return Ok(Some(start.plus(std::time::Duration::from_secs_f64(seconds))));
+    }
+    Ok(None)
+}
+
+/// Seconds in one of a duration's units: UCUM (`s`, `min`, `h`, `d`), the ANSI codes HL7
+/// examples use (`S`, `MIN`, `HR`, `D`) and their names.
+fn duration_unit_seconds(units: &str) -> Option<f64> {
+    Some(match units.to_ascii_lowercase().as_str() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600.0,
+        "d" | "day" | "days" => 86_400.0,
+        _ => return None,
     })
 }
 
@@ -566,5 +655,66 @@ mod tests {
         assert_eq!((appointment.source_key.as_str(), appointment.title.as_str()), ("SIU:APT-1", "Cardiology clinic"));
         assert_eq!(appointment.start.to_string(), "2026-12-01T10:30:00Z");
         assert_eq!(appointment.body, "Location: OPD2\nWith: Ada Okonkwo\nReason: Follow-up");
+        assert_eq!(appointment.end, None, "no end and no duration: the end is not known");
+    }
+
+    /// An SIU with SCH and AIS fields as given (SCH-1 APT-1, start 2026-12-01 10:30).
+    fn siu(sch_9_to_11: &str, ais_7_8: &str) -> Result<AppointmentMessage, Rejection> {
+        let siu = message(&format!(
+            "MSH|^~\\&|PAS|RXH|||20261125||SIU^S12|9|P|2.4\nSCH|APT-1||||||||{sch_9_to_11}\n{PID}\n\
+             AIS|1||CARD^Cardiology clinic||||{ais_7_8}"
+        ));
+        read_siu(&siu, SiuEvent::S12, &|_| false)
+    }
+
+    #[test]
+    fn an_appointment_ends_when_the_message_says() {
+        let end = |sch: &str, ais: &str| siu(sch, ais).unwrap().end.map(|end| end.to_string());
+        let start = "^^^202612011030";
+        // SCH-11.5, the end itself.
+        assert_eq!(end(&format!("||{start}^202612011115"), "").as_deref(), Some("2026-12-01T11:15:00Z"));
+        // SCH-9 with SCH-10's units, in the codes feeds use.
+        for (duration, units, expected) in [
+            ("30", "MIN^Minutes^ANS+", "2026-12-01T11:00:00Z"),
+            ("30", "min", "2026-12-01T11:00:00Z"),
+            ("1.5", "HR", "2026-12-01T12:00:00Z"),
+            ("90", "s", "2026-12-01T10:31:30Z"),
+            ("1", "^Days", "2026-12-02T10:30:00Z"),
+            // No units: minutes, as HL7 defaults them.
+            ("45", "", "2026-12-01T11:15:00Z"),
+        ] {
+            assert_eq!(
+                end(&format!("{duration}|{units}|{start}"), "").as_deref(),
+                Some(expected),
+                "{duration} {units}"
+            );
+        }
+        // SCH-11.5 wins over SCH-9; SCH-9 over AIS-7; AIS-7 when SCH says nothing.
+        assert_eq!(end(&format!("30|min|{start}^202612011040"), "").as_deref(), Some("2026-12-01T10:40:00Z"));
+        assert_eq!(end(&format!("30|min|{start}"), "20|min").as_deref(), Some("2026-12-01T11:00:00Z"));
+        assert_eq!(end(&format!("||{start}"), "20|min").as_deref(), Some("2026-12-01T10:50:00Z"));
+        assert_eq!(end(&format!("||{start}"), "20").as_deref(), Some("2026-12-01T10:50:00Z"));
+    }
+
+    #[test]
+    fn a_wrong_end_or_duration_is_rejected_with_the_field() {
+        let start = "^^^202612011030";
+        for (sch, ais, text) in [
+            (format!("||{start}^202612011000"), "", "SCH-11.5: the appointment ends before it starts"),
+            (format!("||{start}^tomorrow"), "", "SCH-11.5: the end is not a date and time"),
+            (format!("half an hour|min|{start}"), "", "SCH-9: the appointment's duration must be a number, e.g. 30"),
+            (format!("-5|min|{start}"), "", "SCH-9: the appointment's duration must be a number, e.g. 30"),
+            (
+                format!("30|fortnights|{start}"),
+                "",
+                "SCH-10: unknown duration units \"fortnights\" (use s, min, h or d)",
+            ),
+            (format!("400|d|{start}"), "", "SCH-9: an appointment longer than a year"),
+            (format!("||{start}"), "20|parsecs", "AIS-8: unknown duration units \"parsecs\" (use s, min, h or d)"),
+        ] {
+            let rejection = siu(&sch, ais).unwrap_err();
+            assert_eq!((rejection.code, rejection.text.as_str()), ("102", text), "{sch} / {ais}");
+            assert!(rejection.location.is_some(), "{text}: the ERR segment names the field");
+        }
     }
 }

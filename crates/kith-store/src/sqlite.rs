@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "outbox_delivery", include_str!("../migrations/sqlite/0006_outbox_delivery.sql")),
     (7, "outbox_recipient", include_str!("../migrations/sqlite/0007_outbox_recipient.sql")),
     (8, "professional_details", include_str!("../migrations/sqlite/0008_professional_details.sql")),
+    (9, "entry_end", include_str!("../migrations/sqlite/0009_entry_end.sql")),
 ];
 
 pub struct SqliteBackend {

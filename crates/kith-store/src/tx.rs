@@ -186,7 +186,7 @@ macro_rules! care_link_columns {
 }
 macro_rules! entry_columns {
     () => {
-        "id, patient_id, kind, label, authored_team_id, author_account_id, effective_at, recorded_at, title, body, version, status, source_key, source_message_id"
+        "id, patient_id, kind, label, authored_team_id, author_account_id, effective_at, recorded_at, title, body, version, status, source_key, source_message_id, ends_at"
     };
 }
 macro_rules! grant_columns {
@@ -364,6 +364,7 @@ fn entry_from(row: &Row) -> Result<Entry, StoreError> {
         status: row.opt_text(11)?.map(|code| coded("entry status", code, EntryStatus::from_code)).transpose()?,
         source_key: row.opt_text(12)?.map(str::to_owned),
         source_message: row.opt_uuid(13)?.map(Hl7MessageId::from_uuid),
+        ends_at: row.opt_timestamp(14)?,
     })
 }
 
@@ -1106,7 +1107,7 @@ impl<'c> Tx<'c> {
             concat!(
                 "INSERT INTO record_entries (",
                 entry_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             &[
                 entry.id.into(),
@@ -1123,6 +1124,7 @@ impl<'c> Tx<'c> {
                 entry.status.map(EntryStatus::code).into(),
                 entry.source_key.as_ref().into(),
                 entry.source_message.into(),
+                entry.ends_at.into(),
             ],
         )?;
         Ok(())
@@ -1141,14 +1143,14 @@ impl<'c> Tx<'c> {
     /// entry's history first. `entry.version` must be the stored version plus one.
     pub fn replace_entry(&mut self, entry: &Entry) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO record_entry_versions (patient_id, entry_id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id)
-             SELECT patient_id, id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id
+            "INSERT INTO record_entry_versions (patient_id, entry_id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id, ends_at)
+             SELECT patient_id, id, version, kind, label, title, body, status, effective_at, recorded_at, source_message_id, ends_at
              FROM record_entries WHERE patient_id = ? AND id = ? AND version = ?",
             &[entry.patient.into(), entry.id.into(), (entry.version - 1).into()],
         )?;
         let changed = self.conn.execute(
             "UPDATE record_entries SET kind = ?, label = ?, title = ?, body = ?, status = ?, effective_at = ?, recorded_at = ?,
-             source_message_id = ?, version = ? WHERE patient_id = ? AND id = ? AND version = ?",
+             source_message_id = ?, ends_at = ?, version = ? WHERE patient_id = ? AND id = ? AND version = ?",
             &[
                 entry.kind.code().into(),
                 entry.label.map(label_bit).into(),
@@ -1158,6 +1160,7 @@ impl<'c> Tx<'c> {
                 entry.effective_at.into(),
                 entry.recorded_at.into(),
                 entry.source_message.into(),
+                entry.ends_at.into(),
                 entry.version.into(),
                 entry.patient.into(),
                 entry.id.into(),
@@ -1177,7 +1180,7 @@ impl<'c> Tx<'c> {
     pub fn entry_history(&mut self, patient: PatientId, entry: EntryId) -> Result<Vec<Entry>, StoreError> {
         self.all(
             "SELECT v.entry_id, v.patient_id, v.kind, v.label, e.authored_team_id, e.author_account_id, v.effective_at,
-                    v.recorded_at, v.title, v.body, v.version, v.status, e.source_key, v.source_message_id
+                    v.recorded_at, v.title, v.body, v.version, v.status, e.source_key, v.source_message_id, v.ends_at
              FROM record_entry_versions v JOIN record_entries e ON e.patient_id = v.patient_id AND e.id = v.entry_id
              WHERE v.patient_id = ? AND v.entry_id = ? ORDER BY v.version",
             &[patient.into(), entry.into()],

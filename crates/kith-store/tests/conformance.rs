@@ -100,6 +100,7 @@ fn entry(patient: PatientId, team: TeamId, label: Option<PrivacyLabel>, minutes:
         status: None,
         source_key: None,
         source_message: None,
+        ends_at: None,
     }
 }
 
@@ -147,7 +148,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 8);
+        assert_eq!(again.current_version, 9);
         store.ping().unwrap();
     });
 }
@@ -321,6 +322,45 @@ fn patients_identifiers_and_links_round_trip() {
 
 /// The SQL filter of `entries_in_scope` agrees with `RecordScope::decide` for every scope
 /// (every label set, with and without break glass) and every kind of entry.
+/// An appointment's end is stored with the entry, replaced with it, and kept in its history.
+#[test]
+fn an_entrys_end_round_trips_through_its_versions() {
+    each_backend(|store, _| {
+        let org = organisation("RXE");
+        let prt = team(&org, "prt", TeamKind::PatientRecord, LabelSet::EMPTY);
+        let person = patient(None, None);
+        let first = Entry {
+            kind: EntryKind::Appointment,
+            status: Some(EntryStatus::Booked),
+            source_key: Some("SIU:APT-1".into()),
+            ends_at: Some(Timestamp::from_micros(T0.as_micros() + 30 * 60_000_000)),
+            ..entry(person.id, prt.id, Some(PrivacyLabel::General), 0)
+        };
+        let second = Entry {
+            version: 2,
+            ends_at: None,
+            recorded_at: Timestamp::from_micros(T0.as_micros() + 1),
+            ..first.clone()
+        };
+        write(store, |tx| {
+            tx.insert_organisation(&org)?;
+            tx.insert_team(&prt)?;
+            tx.put_patient(&person)?;
+            tx.insert_entry(&first)?;
+            let stored = tx.entry_by_source_key(person.id, "SIU:APT-1")?.expect("the entry is there");
+            assert_eq!(stored.ends_at, first.ends_at);
+            tx.replace_entry(&second)
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.entries(person.id)?, vec![second.clone()], "the new version has no end");
+                assert_eq!(tx.entry_history(person.id, first.id)?, vec![first.clone()], "the old one keeps its end");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    });
+}
+
 #[test]
 fn the_entry_filter_in_sql_agrees_with_the_rule() {
     each_backend(|store, _| {

@@ -585,6 +585,7 @@ fn record_json(view: &RecordView) -> Value {
             "title": visible.entry.title.as_str(),
             "body": visible.entry.body,
             "effective_at": visible.entry.effective_at.to_string(),
+            "ends_at": visible.entry.ends_at.map(|end| end.to_string()),
             "basis": visible.basis.code(),
         })).collect::<Vec<_>>(),
     })

@@ -117,7 +117,11 @@ fn scenario(database: &TestDatabase) {
                 "MDM^T02",
                 "TXA|1|CP|TX|20261120101500||||||||PLAN-1||||||AU\rOBX|1|TX|||Walk daily; check weight weekly.\r",
             ),
-            ("F5", "SIU^S12", "SCH|APT-1||||||FU^Follow-up||||^^^202612011030\rAIS|1||CARD^Cardiology clinic\r"),
+            (
+                "F5",
+                "SIU^S12",
+                "SCH|APT-1||||||FU^Follow-up||30|MIN^Minutes|^^^202612011030\rAIS|1||CARD^Cardiology clinic\r",
+            ),
             ("F6", "SIU^S12", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
             ("F7", "SIU^S15", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
         ] {
@@ -189,7 +193,14 @@ fn scenario(database: &TestDatabase) {
             .map(|e| e["resource"]["status"].as_str().unwrap())
             .collect();
         assert_eq!(statuses, ["booked", "cancelled"]);
-        assert_eq!(appointments["entry"][0]["resource"]["start"], "2026-12-01T10:30:00Z");
+        let booked = &appointments["entry"][0]["resource"];
+        assert_eq!(booked["start"], "2026-12-01T10:30:00Z");
+        // SCH-9/SCH-10: 30 minutes.
+        assert_eq!((&booked["end"], &booked["minutesDuration"]), (&json!("2026-12-01T11:00:00Z"), &json!(30)));
+        // No duration in the message: the end is the start, and no length is made up.
+        let cancelled = &appointments["entry"][1]["resource"];
+        assert_eq!(cancelled["end"], cancelled["start"]);
+        assert!(cancelled.get("minutesDuration").is_none(), "{cancelled}");
         let (_, own) = get(&address, &format!("/fhir/Observation?patient={patient_id}"), &own_token);
         assert_eq!(own["total"], 2, "the patient sees their whole record");
 

@@ -321,12 +321,12 @@ impl Tx<'_> {
         let suffix = format!("#merged-{merged}");
         counts.entries = self.conn.execute(
             "INSERT INTO record_entries (id, patient_id, kind, label, authored_team_id, author_account_id, effective_at,
-                 recorded_at, title, body, version, status, source_key, source_message_id)
+                 recorded_at, title, body, version, status, source_key, source_message_id, ends_at)
              SELECT e.id, ?, e.kind, e.label, e.authored_team_id, e.author_account_id, e.effective_at, e.recorded_at,
                  e.title, e.body, e.version, e.status,
                  CASE WHEN e.source_key IS NOT NULL AND EXISTS (SELECT 1 FROM record_entries s WHERE s.patient_id = ? AND s.source_key = e.source_key)
                       THEN e.source_key || ? ELSE e.source_key END,
-                 e.source_message_id
+                 e.source_message_id, e.ends_at
              FROM record_entries e WHERE e.patient_id = ?",
             &[survivor.into(), survivor.into(), Param::Text(&suffix), merged.into()],
         )?;

@@ -157,8 +157,9 @@ pub fn care_plan(visible: &VisibleEntry) -> Value {
     resource
 }
 
-/// An appointment. Kith does not know appointments' lengths yet (the SIU duration fields
-/// are not read), so `end` is the start: an instant, not an invented length.
+/// An appointment. FHIR wants `end` with `start` on a booked appointment: when the feed did
+/// not say how long it lasts, `end` is the start (an instant, not an invented length) and
+/// there is no `minutesDuration`.
 pub fn appointment(visible: &VisibleEntry) -> Value {
     let entry = &visible.entry;
     let status = if entry.status == Some(EntryStatus::Cancelled) { "cancelled" } else { "booked" };
@@ -169,13 +170,19 @@ pub fn appointment(visible: &VisibleEntry) -> Value {
         "status": status,
         "description": entry.title.as_str(),
         "start": instant(entry.effective_at),
-        "end": instant(entry.effective_at),
+        "end": instant(entry.ends_at.unwrap_or(entry.effective_at)),
         "created": instant(entry.recorded_at),
         "participant": [{
             "actor": { "reference": format!("Patient/{}", entry.patient) },
             "status": "accepted",
         }],
     });
+    if let Some(end) = entry.ends_at {
+        let minutes = (end.as_micros() - entry.effective_at.as_micros()) / 60_000_000;
+        if minutes > 0 {
+            resource["minutesDuration"] = json!(minutes);
+        }
+    }
     if !entry.body.trim().is_empty() {
         resource["comment"] = Value::String(entry.body.trim().to_owned());
     }
