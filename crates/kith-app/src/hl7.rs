@@ -1,35 +1,41 @@
-//! HL7 v2 feeds: integrations, and ingesting one message — found, checked for a repeat,
-//! applied, stored with its acknowledgement, all in one transaction, so that the ACK the
-//! sender receives is only ever sent after everything it acknowledges is committed.
+//! HL7 v2 feeds: ingesting one message — attributed to the integration its credentials
+//! name, checked for a repeat, applied, stored with its acknowledgement, all in one
+//! transaction, so that the ACK the sender receives is only ever sent after everything it
+//! acknowledges is committed — and the data-quality staff's queue of held messages.
+//!
+//! What a message does is decided by the events table (`kith_hl7::events`) and the
+//! matching rule (`kith_core::identity`), applied in [`crate::hl7_apply`]. An answer is
+//! never `AE` for a message Kith could store: a message the rule cannot apply safely, or
+//! that fails inside Kith for a reason a resend would not cure, is held (`AA` with a
+//! warning) for a person. Only a transaction that cannot commit (the database unavailable)
+//! leaves the transport to answer `AE`, and nothing of it is stored.
 
 use kith_core::audit::{Actor, Channel};
-use kith_core::consent::{LinkBasis, NewLinkFacts, check_new_link};
-use kith_core::model::{
-    CareLink, Entry, EntryStatus, Hl7MessageRecord, Hl7MessageStatus, Integration, Observation, Organisation, Patient,
-    Team,
-};
-use kith_core::patient::{Demographics, EntryKind, Sex};
-use kith_core::team::TeamKind;
-use kith_core::text::{Name, OrganisationCode, Title};
-use kith_core::{EntryId, Hl7MessageId, IntegrationId, PatientId, Timestamp};
+use kith_core::identity::{Conflict, ResolutionKind};
+use kith_core::integration::facility_matches;
+use kith_core::model::{Hl7MessageRecord, Hl7MessageStatus, Integration, Organisation, Team};
+use kith_core::text::{OrganisationCode, Reason};
+use kith_core::{Hl7MessageId, PatientId, Timestamp};
 use kith_hl7::ack::{AckCode, AckContent, AckError, build_ack};
-use kith_hl7::adt::{self, AdtEvent, AdtMessage, PatientIdentity, Rejection, read_adt};
-use kith_hl7::clinical::{self, SiuEvent};
-use kith_hl7::{Message, encode, parse};
-use kith_store::{NewHl7Message, StoreError, Tx};
+use kith_hl7::adt::{self, Rejection};
+use kith_hl7::{encode, parse};
+use kith_store::{NewHl7Message, StoreError, StoreErrorKind, Tx};
 use sha2::{Digest, Sha256};
 
+use crate::hl7_apply::{Override, apply};
 use crate::organisations::organisation_by_code;
-use crate::patients::{IdentifierCheck, LinkActor, ensure_email_free, insert_patient_record, write_link};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// Where a message came from.
 #[derive(Clone, Copy, Debug)]
 pub enum Hl7Sender<'a> {
-    /// An MLLP connection: the integration is found from MSH-4 (the sending facility).
-    Mllp,
-    /// `POST /hl7/v2` with a bearer token: the token named the integration.
-    Http(&'a Integration),
+    /// The integration the sender's credentials name: a bearer token (`POST /hl7/v2`) or an
+    /// MLLP connection bound by its client certificate or source address. MSH-4 must be its
+    /// facility.
+    Integration(&'a Integration),
+    /// An MLLP connection of a listener started with `--mllp-unauthenticated` (a test
+    /// bench): the integration is the one whose facility MSH-4 claims.
+    UnauthenticatedMllp,
     /// `kith hl7 import`: the operator loads an organisation's messages from files.
     Import { organisation: &'a OrganisationCode, operator: &'a Operator },
 }
@@ -44,26 +50,55 @@ pub struct Ingested {
     pub message: Option<Hl7MessageId>,
     /// A repeat of a stored message: nothing was changed and the stored ACK is returned.
     pub duplicate: bool,
-}
-
-/// A new integration and its bearer token (shown once; only its hash is kept).
-#[derive(Clone, Debug)]
-pub struct NewIntegration {
-    pub integration: Integration,
-    pub token: kith_core::text::Secret,
+    /// What was stored: accepted, rejected or held (`None` when nothing was stored).
+    pub status: Option<Hl7MessageStatus>,
 }
 
 /// Why applying a message stopped.
-enum Stop {
+pub(crate) enum Stop {
+    /// The message is wrong (`AR`); nothing of it is applied.
     Reject(Rejection),
-    Internal(String),
+    /// The matching rule found a conflict, or the event is one a person reviews: the message
+    /// is held.
+    Hold(Held),
     /// A conflict with another transaction: the whole ingestion runs again.
     Retry(StoreError),
+    /// The database cannot be reached: the transaction fails, and the sender may resend.
+    Unavailable(StoreError),
+    /// Kith could not apply it, for a reason a resend would not cure: held for a person.
+    Internal(String),
+}
+
+/// Why a message is held, for the data-quality staff.
+pub(crate) struct Held {
+    /// The matching rule's conflict code, or `review` for an event a person reviews.
+    pub(crate) code: &'static str,
+    /// For the data-quality staff, with Kith's record ids.
+    pub(crate) text: String,
+    /// For the sender (the ACK): without Kith's record ids.
+    pub(crate) summary: String,
+    /// The records in question.
+    pub(crate) records: Vec<PatientId>,
+}
+
+impl From<Conflict> for Held {
+    fn from(conflict: Conflict) -> Self {
+        Held {
+            code: conflict.code(),
+            text: conflict.to_string(),
+            summary: conflict.summary().to_owned(),
+            records: conflict.records(),
+        }
+    }
 }
 
 impl From<StoreError> for Stop {
     fn from(error: StoreError) -> Self {
-        if error.is_retryable() { Stop::Retry(error) } else { Stop::Internal(error.to_string()) }
+        match error.kind() {
+            StoreErrorKind::Conflict | StoreErrorKind::Duplicate => Stop::Retry(error),
+            StoreErrorKind::Unavailable => Stop::Unavailable(error),
+            StoreErrorKind::Corrupt | StoreErrorKind::Database => Stop::Internal(error.to_string()),
+        }
     }
 }
 
@@ -94,109 +129,49 @@ fn hl7_timestamp(at: Timestamp) -> String {
     text.chars().filter(char::is_ascii_digit).take(14).collect()
 }
 
+fn ack_control_id() -> String {
+    format!("K{}", &new_uuid().simple().to_string()[13..])
+}
+
+/// The conflict code of a message held because Kith could not apply it.
+const NOT_APPLIED: &str = "not_applied";
+
+/// How a person resolves a held message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Apply it to this record (one of the records the conflict names): the person confirms
+    /// who the message is about. A record's NHS number is still never changed.
+    ApplyTo(PatientId),
+    /// Apply it as the rule would without the field that conflicts: without the NHS number
+    /// when identifiers disagree, without the name and birth date changes otherwise.
+    ApplyWithoutConflictingField,
+    /// Do not apply it.
+    Reject(Reason),
+}
+
+impl Resolution {
+    fn kind(&self) -> ResolutionKind {
+        match self {
+            Resolution::ApplyTo(_) => ResolutionKind::ApplyToRecord,
+            Resolution::ApplyWithoutConflictingField => ResolutionKind::ApplyWithoutField,
+            Resolution::Reject(_) => ResolutionKind::Reject,
+        }
+    }
+}
+
+/// The resolutions a held message's conflict code allows.
+pub fn resolutions_for(conflict: &str) -> &'static [ResolutionKind] {
+    use ResolutionKind::*;
+    match conflict {
+        "identifiers_disagree" | "nhs_number_differs" | "demographics_disagree" | "shared_record_change" => {
+            &[ApplyToRecord, ApplyWithoutField, Reject]
+        }
+        "not_the_same_person" => &[ApplyToRecord, Reject],
+        _ => &[Reject],
+    }
+}
+
 impl App {
-    /// Registers an HL7 integration for an organisation: its sending facility (MSH-4) and a
-    /// new bearer token for HTTP, returned once.
-    pub fn create_integration(
-        &self,
-        operator: &Operator,
-        code: &OrganisationCode,
-        name: &Name,
-        facility: &str,
-    ) -> AppResult<NewIntegration> {
-        let facility = facility.trim();
-        if facility.is_empty()
-            || facility.len() > 64
-            || facility.chars().any(|c| c.is_control() || "|^~\\&".contains(c))
-        {
-            return Err(AppError::Invalid(
-                "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
-            ));
-        }
-        let token = crate::tokens::new_secret();
-        let hash = token_hash(&token);
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            if tx.integration_by_facility(facility)?.is_some() {
-                return Err(AppError::Conflict(format!("an integration already uses the sending facility {facility}")));
-            }
-            let integration = Integration {
-                id: IntegrationId::from_uuid(new_uuid()),
-                organisation: organisation.id,
-                name: name.clone(),
-                facility: facility.to_owned(),
-                created_at: now,
-            };
-            tx.insert_integration(&integration, &hash)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.create")
-                    .organisation(organisation.id)
-                    .subject(integration.id)
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(NewIntegration { integration, token: kith_core::text::Secret::new(token.clone()) })
-        })
-    }
-
-    /// The integration a bearer token belongs to, if any.
-    pub fn integration_for_token(&self, token: &str) -> AppResult<Option<Integration>> {
-        let hash = token_hash(token);
-        self.store.read(|tx| Ok(tx.integration_by_token_hash(&hash)?))
-    }
-
-    /// Adds an assigning authority whose PID-3 identifiers are the organisation's local ones.
-    pub fn add_assigning_authority(
-        &self,
-        operator: &Operator,
-        code: &OrganisationCode,
-        authority: &str,
-    ) -> AppResult<()> {
-        let authority = authority.trim().to_ascii_uppercase();
-        if authority.is_empty()
-            || authority.len() > 40
-            || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(AppError::Invalid(
-                "authority: 1 to 40 letters, digits, '-', '_' or '.', e.g. RXH-MRN".to_owned(),
-            ));
-        }
-        if authority == "NHS" || authority == "EMAIL" {
-            return Err(AppError::Invalid(format!("authority: {authority} is not a local assigning authority")));
-        }
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.add_assigning_authority(organisation.id, &authority, now)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("assigning_authority={authority}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(())
-        })
-    }
-
-    /// Whether admission and registration ADTs may create records, or only A28 and A31.
-    pub fn set_hl7_create_on_any_adt(&self, operator: &Operator, code: &OrganisationCode, any: bool) -> AppResult<()> {
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.set_hl7_create_on_any_adt(organisation.id, any)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("hl7_create_on_any_adt={any}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(())
-        })
-    }
-
     /// An acknowledgement for bytes that were not ingested — a frame over the size limit, or
     /// a failure before anything could be stored (`AE`: the sender should send it again).
     /// MSA-2 echoes the control id when the bytes have one.
@@ -208,75 +183,17 @@ impl App {
             &AckContent {
                 code,
                 text: Some(reason),
-                error: Some(AckError { location: None, code: code_pair.0, code_text: code_pair.1 }),
-                control_id: &format!("K{}", &new_uuid().simple().to_string()[13..]),
+                error: Some(AckError { location: None, code: code_pair.0, code_text: code_pair.1, warning: false }),
+                control_id: &ack_control_id(),
                 timestamp: &hl7_timestamp(self.now()),
             },
         );
         encode(&ack)
     }
 
-    /// Adds (or changes) a label rule: incoming data whose `field` (PV1-3, PV1-10, OBR-4,
-    /// OBX-3, TXA-2 or MSH-3) has `value` gets `label`. Applies to messages received from now
-    /// on (and to rejected ones when reprocessed).
-    pub fn add_label_rule(
-        &self,
-        operator: &Operator,
-        code: &OrganisationCode,
-        field: &str,
-        value: &str,
-        label: kith_core::PrivacyLabel,
-    ) -> AppResult<()> {
-        let field = field.trim().to_ascii_uppercase();
-        if !clinical::LABEL_RULE_FIELDS.contains(&field.as_str()) {
-            return Err(AppError::Invalid(format!(
-                "field: {field:?} is not one of {}",
-                clinical::LABEL_RULE_FIELDS.join(", ")
-            )));
-        }
-        let value = value.trim();
-        if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || "|^~\\&".contains(c)) {
-            return Err(AppError::Invalid("value: 1 to 64 characters, as sent (a code, not a description)".to_owned()));
-        }
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.put_label_rule(organisation.id, &field, value, label, now)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("label_rule {field}={value} -> {label}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(())
-        })
-    }
-
-    /// An organisation's label rules: (field, value, label).
-    pub fn label_rules(&self, code: &OrganisationCode) -> AppResult<Vec<(String, String, kith_core::PrivacyLabel)>> {
-        self.store.read(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            Ok(tx.label_rules(organisation.id)?)
-        })
-    }
-
-    /// An organisation's stored messages, newest first.
-    pub fn hl7_messages(
-        &self,
-        code: &OrganisationCode,
-        status: Option<Hl7MessageStatus>,
-        limit: i64,
-    ) -> AppResult<Vec<Hl7MessageRecord>> {
-        self.store.read(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            Ok(tx.hl7_messages(organisation.id, status, limit.clamp(1, 10_000))?)
-        })
-    }
-
-    /// Ingests one message: parse, find the organisation, return the stored ACK for a repeat
-    /// of (organisation, MSH-3, MSH-4, MSH-10), or apply it and store it with its ACK — one
-    /// transaction. A rejected message changes nothing but is kept (for reprocessing).
+    /// Ingests one message: parse, attribute it, return the stored ACK for a repeat of
+    /// (organisation, MSH-3, MSH-4, MSH-10), or apply it and store it with its ACK — one
+    /// transaction. A rejected or held message changes nothing but is kept.
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
         let reading = Reading::of(raw);
         let now = self.now();
@@ -304,31 +221,141 @@ impl App {
         Ok(ingested)
     }
 
-    /// Processes a stored message again (after a label rule, a team or a patient was added):
-    /// applied as if it had just arrived, its stored status and ACK replaced, audited as the
-    /// operator. Only rejected or failed messages can be reprocessed.
+    /// Processes a stored message again (after a label rule, a team or a patient was added,
+    /// or the data a held message conflicted with was corrected): applied as if it had just
+    /// arrived, its stored status and ACK replaced, audited as the operator. Accepted
+    /// messages cannot be reprocessed.
     pub fn reprocess_hl7(&self, operator: &Operator, code: &OrganisationCode, id: Hl7MessageId) -> AppResult<Ingested> {
         let now = self.now();
         self.store.write(|tx| {
             let organisation = organisation_by_code(tx, code)?;
-            let Some(mut record) = tx.hl7_message(id)?.filter(|record| record.organisation == organisation.id) else {
-                return Err(AppError::NotFound(format!("organisation {code} has no stored message {id}")));
-            };
+            let mut record = stored_message(tx, &organisation, id)?;
             if record.status == Hl7MessageStatus::Accepted {
                 return Err(AppError::Conflict(format!("message {id} was accepted; there is nothing to reprocess")));
             }
             let raw = tx.hl7_message_raw(id)?.ok_or_else(|| AppError::NotFound(format!("no stored message {id}")))?;
             let reading = Reading::of(&raw);
             let mut cache = FeedCache::default();
-            let outcome = process(tx, &mut cache, &reading, organisation.id, &operator.actor(), id, now)?;
-            record.status = outcome.status;
-            record.ack = outcome.ack.clone();
-            record.error = outcome.error;
-            record.patient = outcome.patient;
+            let outcome =
+                process(tx, &mut cache, &reading, organisation.id, &operator.actor(), id, Override::None, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "hl7.reprocess")
+                    .organisation(organisation.id)
+                    .subject(id)
+                    .reason(format!("{} -> {}", record.status, outcome.status))
+                    .basis("administration")
+                    .build(),
+            );
+            outcome.write_to(&mut record);
             tx.update_hl7_message_outcome(&record, now)?;
-            Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(id), duplicate: false })
+            Ok(Ingested {
+                ack: outcome.ack,
+                code: outcome.code,
+                message: Some(id),
+                duplicate: false,
+                status: Some(outcome.status),
+            })
         })
     }
+
+    /// An organisation's held messages, oldest first: what its data-quality staff resolve.
+    pub fn held_hl7_messages(&self, code: &OrganisationCode, limit: i64) -> AppResult<Vec<Hl7MessageRecord>> {
+        let mut held = self.hl7_messages(code, Some(Hl7MessageStatus::Held), limit)?;
+        held.reverse();
+        Ok(held)
+    }
+
+    /// Resolves a held message as a person decided: applied to a chosen record, applied
+    /// without the conflicting field, or rejected. The message's stored ACK (what the sender
+    /// was told) stays; its status becomes accepted or rejected; the decision is audited. A
+    /// resolution that would still conflict, or that the message's conflict does not allow,
+    /// is refused and changes nothing.
+    pub fn resolve_held_hl7(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        id: Hl7MessageId,
+        resolution: &Resolution,
+    ) -> AppResult<Hl7MessageRecord> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            let mut record = stored_message(tx, &organisation, id)?;
+            if record.status != Hl7MessageStatus::Held {
+                return Err(AppError::Conflict(format!("message {id} is {}, not held", record.status)));
+            }
+            let conflict = record.conflict.clone().unwrap_or_else(|| NOT_APPLIED.to_owned());
+            let allowed = resolutions_for(&conflict);
+            if !allowed.contains(&resolution.kind()) {
+                return Err(AppError::Invalid(format!(
+                    "a {conflict} conflict is resolved by {}",
+                    allowed.iter().map(|kind| kind.code()).collect::<Vec<_>>().join(" or ")
+                )));
+            }
+            let decided = match resolution {
+                Resolution::Reject(reason) => {
+                    record.status = Hl7MessageStatus::Rejected;
+                    format!("rejected by {}: {}", operator.name, reason.as_str())
+                }
+                Resolution::ApplyTo(_) | Resolution::ApplyWithoutConflictingField => {
+                    let how = match resolution {
+                        Resolution::ApplyTo(patient) => {
+                            if !record.conflict_records.contains(patient) {
+                                return Err(AppError::Invalid(format!(
+                                    "record {patient} is not one of the held message's records ({})",
+                                    record
+                                        .conflict_records
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )));
+                            }
+                            Override::ApplyTo(*patient)
+                        }
+                        _ => Override::WithoutConflictingField,
+                    };
+                    let raw =
+                        tx.hl7_message_raw(id)?.ok_or_else(|| AppError::NotFound(format!("no stored message {id}")))?;
+                    let reading = Reading::of(&raw);
+                    let mut cache = FeedCache::default();
+                    let outcome = process(tx, &mut cache, &reading, organisation.id, &operator.actor(), id, how, now)?;
+                    if outcome.status != Hl7MessageStatus::Accepted {
+                        return Err(AppError::Conflict(format!(
+                            "the message still cannot be applied: {}",
+                            outcome.error.unwrap_or_default()
+                        )));
+                    }
+                    record.status = Hl7MessageStatus::Accepted;
+                    record.patient = outcome.patient;
+                    record.error = outcome.error;
+                    match resolution {
+                        Resolution::ApplyTo(patient) => format!("applied to record {patient} by {}", operator.name),
+                        _ => format!("applied without the conflicting field by {}", operator.name),
+                    }
+                }
+            };
+            record.resolution = Some(decided.clone());
+            tx.update_hl7_message_outcome(&record, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "hl7.resolve")
+                    .organisation(organisation.id)
+                    .subject(id)
+                    .reason(decided)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(record)
+        })
+    }
+}
+
+/// A stored message of the organisation, or "not found" (another organisation's is not
+/// found either).
+fn stored_message(tx: &mut Tx<'_>, organisation: &Organisation, id: Hl7MessageId) -> AppResult<Hl7MessageRecord> {
+    tx.hl7_message(id)?
+        .filter(|record| record.organisation == organisation.id)
+        .ok_or_else(|| AppError::NotFound(format!("organisation {} has no stored message {id}", organisation.code)))
 }
 
 /// Ingests one read message inside the caller's transaction.
@@ -341,9 +368,10 @@ pub(crate) fn ingest_in(
     now: Timestamp,
 ) -> AppResult<Ingested> {
     // Whose message is it?
-    let (organisation, integration, actor) = match sender {
-        Hl7Sender::Mllp => match tx.integration_by_facility(&reading.facility)? {
-            Some(integration) => (integration.organisation, Some(integration.id), Actor::Integration(integration.id)),
+    let integration = match sender {
+        Hl7Sender::Integration(integration) => Some(integration.clone()),
+        Hl7Sender::UnauthenticatedMllp => match cache.integration_by_facility(tx, &reading.facility)? {
+            Some(integration) => Some(integration),
             None => {
                 let rejection = Rejection::new(
                     adt::UNKNOWN_KEY_IDENTIFIER,
@@ -356,42 +384,136 @@ pub(crate) fn ingest_in(
                     code: AckCode::Reject,
                     message: None,
                     duplicate: false,
+                    status: None,
                 });
             }
         },
-        Hl7Sender::Http(integration) => {
-            (integration.organisation, Some(integration.id), Actor::Integration(integration.id))
-        }
-        Hl7Sender::Import { organisation, operator } => {
-            (cache.organisation_id(tx, organisation)?, None, operator.actor())
-        }
+        Hl7Sender::Import { .. } => None,
     };
-    let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
+    let (organisation, actor) = match (&integration, sender) {
+        (Some(integration), _) => (integration.organisation, Actor::Integration(integration.id)),
+        (None, Hl7Sender::Import { organisation, operator }) => {
+            (cache.organisation_id(tx, organisation)?, operator.actor())
+        }
+        (None, _) => unreachable!("only an import has no integration"),
+    };
+    let mut control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
+    // A message must come from its integration's facility. One that claims another is not
+    // applied, and is stored without its control id, so that it can never make the real
+    // sender's message look like a repeat.
+    let wrong_facility = integration.as_ref().is_some_and(|integration| {
+        reading.parsed.message.is_some() && !facility_matches(&integration.facility, &reading.facility)
+    });
+    if wrong_facility {
+        control_id = None;
+    }
     if let Some(control_id) = control_id
         && let Some(stored) =
             tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
     {
-        let code = if stored.status == Hl7MessageStatus::Accepted { AckCode::Accept } else { AckCode::Reject };
-        return Ok(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true });
+        let code = match stored.status {
+            Hl7MessageStatus::Accepted | Hl7MessageStatus::Held => AckCode::Accept,
+            Hl7MessageStatus::Rejected => AckCode::Reject,
+            Hl7MessageStatus::Error => AckCode::Error,
+        };
+        return Ok(Ingested {
+            ack: stored.ack,
+            code,
+            message: Some(stored.id),
+            duplicate: true,
+            status: Some(stored.status),
+        });
     }
     let message_id = Hl7MessageId::from_uuid(new_uuid());
-    let outcome = process(tx, cache, reading, organisation, &actor, message_id, now)?;
-    let record = Hl7MessageRecord {
+    let outcome = if wrong_facility {
+        let facility = integration.as_ref().map_or("", |integration| integration.facility.as_str());
+        let rejection = Rejection::new(
+            adt::TABLE_VALUE_NOT_FOUND,
+            Some(kith_hl7::Location::field(1, "MSH", 4)),
+            format!("MSH-4: this integration sends as {facility}, not as {}", reading.facility),
+        );
+        Outcome::rejected(reading, now, rejection)
+    } else {
+        process(tx, cache, reading, organisation, &actor, message_id, Override::None, now)?
+    };
+    let mut record = Hl7MessageRecord {
         id: message_id,
         organisation,
-        integration,
+        integration: integration.as_ref().map(|integration| integration.id),
         sending_application: reading.application.clone(),
         sending_facility: reading.facility.clone(),
         control_id: control_id.map(str::to_owned),
         message_type: reading.message_type.clone(),
         status: outcome.status,
-        ack: outcome.ack.clone(),
-        error: outcome.error,
-        patient: outcome.patient,
+        ack: String::new(),
+        error: None,
+        patient: None,
         received_at: now,
+        conflict: None,
+        conflict_records: Vec::new(),
+        resolution: None,
     };
+    outcome.write_to(&mut record);
     tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
-    Ok(Ingested { ack: outcome.ack, code: outcome.code, message: Some(record.id), duplicate: false })
+    Ok(Ingested {
+        ack: outcome.ack,
+        code: outcome.code,
+        message: Some(record.id),
+        duplicate: false,
+        status: Some(outcome.status),
+    })
+}
+
+/// Stores a message that could not be applied, held with the reason (an import's last
+/// resort when the message's own transaction failed).
+pub(crate) fn store_unapplied(
+    tx: &mut Tx<'_>,
+    organisation: kith_core::OrganisationId,
+    reading: &Reading,
+    raw: &[u8],
+    reason: &str,
+    now: Timestamp,
+) -> AppResult<Ingested> {
+    let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
+    if let Some(control_id) = control_id
+        && let Some(stored) =
+            tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
+    {
+        return Ok(Ingested {
+            ack: stored.ack,
+            code: AckCode::Accept,
+            message: Some(stored.id),
+            duplicate: true,
+            status: Some(stored.status),
+        });
+    }
+    let outcome = Outcome::unapplied(reading, now, reason);
+    let mut record = Hl7MessageRecord {
+        id: Hl7MessageId::from_uuid(new_uuid()),
+        organisation,
+        integration: None,
+        sending_application: reading.application.clone(),
+        sending_facility: reading.facility.clone(),
+        control_id: control_id.map(str::to_owned),
+        message_type: reading.message_type.clone(),
+        status: outcome.status,
+        ack: String::new(),
+        error: None,
+        patient: None,
+        received_at: now,
+        conflict: None,
+        conflict_records: Vec::new(),
+        resolution: None,
+    };
+    outcome.write_to(&mut record);
+    tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
+    Ok(Ingested {
+        ack: outcome.ack,
+        code: AckCode::Accept,
+        message: Some(record.id),
+        duplicate: false,
+        status: Some(Hl7MessageStatus::Held),
+    })
 }
 
 /// A message as read from its bytes, with what its acknowledgement needs.
@@ -429,70 +551,153 @@ impl Reading {
 
     /// The acknowledgement of this message.
     pub(crate) fn respond(&self, now: Timestamp, code: AckCode, rejection: Option<&Rejection>) -> String {
+        self.respond_with(
+            now,
+            code,
+            rejection.map(|r| r.text.as_str()),
+            rejection.map(|r| AckError {
+                location: r.location.as_deref().cloned(),
+                code: r.code,
+                code_text: r.code_text,
+                warning: false,
+            }),
+        )
+    }
+
+    /// An `AA` that says something was not applied, or that the message is held: MSA-3 says
+    /// what, and ERR carries it as a warning (ERR-4 `W`).
+    fn respond_with_warning(&self, now: Timestamp, text: &str) -> String {
+        self.respond_with(
+            now,
+            AckCode::Accept,
+            Some(text),
+            Some(AckError { location: None, code: "0", code_text: "Message accepted", warning: true }),
+        )
+    }
+
+    fn respond_with(&self, now: Timestamp, code: AckCode, text: Option<&str>, error: Option<AckError>) -> String {
         let ack = build_ack(
             self.parsed.message.as_ref(),
-            &AckContent {
-                code,
-                text: rejection.map(|r| r.text.as_str()),
-                error: rejection.map(|r| AckError {
-                    location: r.location.as_deref().cloned(),
-                    code: r.code,
-                    code_text: r.code_text,
-                }),
-                control_id: &format!("K{}", &new_uuid().simple().to_string()[13..]),
-                timestamp: &hl7_timestamp(now),
-            },
+            &AckContent { code, text, error, control_id: &ack_control_id(), timestamp: &hl7_timestamp(now) },
         );
         encode(&ack)
     }
 }
 
 /// What processing a message came to.
-struct Outcome {
-    code: AckCode,
-    status: Hl7MessageStatus,
-    ack: String,
-    error: Option<String>,
-    patient: Option<PatientId>,
+pub(crate) struct Outcome {
+    pub(crate) code: AckCode,
+    pub(crate) status: Hl7MessageStatus,
+    pub(crate) ack: String,
+    /// Why it was rejected or held; for an accepted message, what was not applied.
+    pub(crate) error: Option<String>,
+    pub(crate) patient: Option<PatientId>,
+    conflict: Option<String>,
+    conflict_records: Vec<PatientId>,
+}
+
+impl Outcome {
+    fn rejected(reading: &Reading, now: Timestamp, rejection: Rejection) -> Self {
+        Outcome {
+            code: AckCode::Reject,
+            status: Hl7MessageStatus::Rejected,
+            ack: reading.respond(now, AckCode::Reject, Some(&rejection)),
+            error: Some(rejection.text),
+            patient: None,
+            conflict: None,
+            conflict_records: Vec::new(),
+        }
+    }
+
+    /// Held because Kith could not apply it, for a reason a resend would not cure. The
+    /// detail (a storage error) goes to the log and the stored message, never to the sender.
+    fn unapplied(reading: &Reading, now: Timestamp, detail: &str) -> Self {
+        tracing::error!(%detail, "HL7 message could not be applied; held for review");
+        Outcome {
+            code: AckCode::Accept,
+            status: Hl7MessageStatus::Held,
+            ack: reading.respond_with_warning(
+                now,
+                "held for review by the data-quality team: Kith could not apply it (nothing was applied)",
+            ),
+            error: Some(format!("Kith could not apply it: {detail}")),
+            patient: None,
+            conflict: Some(NOT_APPLIED.to_owned()),
+            conflict_records: Vec::new(),
+        }
+    }
+
+    fn write_to(&self, record: &mut Hl7MessageRecord) {
+        record.status = self.status;
+        record.ack = self.ack.clone();
+        record.error = self.error.clone();
+        record.patient = self.patient;
+        record.conflict = self.conflict.clone();
+        record.conflict_records = self.conflict_records.clone();
+    }
 }
 
 /// Applies a message inside a savepoint and says what became of it. Only a conflict with
-/// another transaction is an `Err` (the whole ingestion runs again).
-fn process(
+/// another transaction, or a database that cannot be reached, is an `Err` (the whole
+/// ingestion runs again, or fails and the sender resends).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn process(
     tx: &mut Tx<'_>,
     cache: &mut FeedCache,
     reading: &Reading,
     organisation: kith_core::OrganisationId,
     actor: &Actor,
     message_id: Hl7MessageId,
+    how: Override,
     now: Timestamp,
 ) -> AppResult<Outcome> {
     let outcome = match (&reading.parse_rejection, reading.parsed.message.as_ref()) {
         (Some(rejection), _) => Err(Stop::Reject(rejection.clone())),
         (None, None) => Err(Stop::Internal("the parser returned no message and no error".to_owned())),
         (None, Some(message)) => {
-            let filing = Filing { facts: cache.facts(tx, organisation)?, actor, message: message_id, now };
+            let filing = Filing { facts: cache.facts(tx, organisation)?, actor, message: message_id, how, now };
             tx.savepoint(|tx| apply(tx, &filing, message))
         }
     };
-    let (code, status, rejection, error, patient) = match outcome {
-        Ok(patient) => (AckCode::Accept, Hl7MessageStatus::Accepted, None, None, patient),
-        Err(Stop::Retry(error)) => return Err(AppError::Store(error)),
-        Err(Stop::Reject(rejection)) => {
-            let text = rejection.text.clone();
-            (AckCode::Reject, Hl7MessageStatus::Rejected, Some(rejection), Some(text), None)
+    let outcome = match outcome {
+        // A unique constraint that persists through every attempt is not a race: it is this
+        // message, and a resend would meet it again.
+        Err(Stop::Retry(error)) if error.kind() == StoreErrorKind::Duplicate && tx.is_last_attempt() => {
+            Err(Stop::Internal(error.to_string()))
         }
-        Err(Stop::Internal(detail)) => {
-            tracing::error!(%detail, "HL7 message failed inside Kith");
-            let rejection = Rejection::new(
-                adt::APPLICATION_INTERNAL_ERROR,
-                None,
-                "internal error: nothing was applied; send it again",
-            );
-            (AckCode::Error, Hl7MessageStatus::Error, Some(rejection), Some(detail), None)
-        }
+        other => other,
     };
-    Ok(Outcome { ack: reading.respond(now, code, rejection.as_ref()), code, status, error, patient })
+    Ok(match outcome {
+        Ok(applied) => {
+            let ack = if applied.notices.is_empty() {
+                reading.respond(now, AckCode::Accept, None)
+            } else {
+                reading.respond_with_warning(now, &format!("applied; not applied: {}", applied.notices.join("; ")))
+            };
+            Outcome {
+                code: AckCode::Accept,
+                status: Hl7MessageStatus::Accepted,
+                ack,
+                error: (!applied.notices.is_empty()).then(|| applied.notices.join("; ")),
+                patient: applied.patient,
+                conflict: None,
+                conflict_records: Vec::new(),
+            }
+        }
+        Err(Stop::Retry(error) | Stop::Unavailable(error)) => return Err(AppError::Store(error)),
+        Err(Stop::Reject(rejection)) => Outcome::rejected(reading, now, rejection),
+        Err(Stop::Hold(held)) => Outcome {
+            code: AckCode::Accept,
+            status: Hl7MessageStatus::Held,
+            ack: reading
+                .respond_with_warning(now, &format!("held for review by the data-quality team: {}", held.summary)),
+            error: Some(held.text),
+            patient: None,
+            conflict: Some(held.code.to_owned()),
+            conflict_records: held.records,
+        },
+        Err(Stop::Internal(detail)) => Outcome::unapplied(reading, now, &detail),
+    })
 }
 
 /// What ingestion needs to know about an organisation. Read once per transaction: applying
@@ -501,13 +706,18 @@ pub(crate) struct FeedFacts {
     pub(crate) organisation: Organisation,
     pub(crate) prt: Team,
     authorities: Vec<String>,
-    label_rules: Vec<(String, String, kith_core::PrivacyLabel)>,
+    pub(crate) label_rules: Vec<(String, String, kith_core::PrivacyLabel)>,
     pub(crate) create_on_any_adt: bool,
 }
 
 impl FeedFacts {
+    /// Whether PID-3 identifiers under this assigning authority are the organisation's
+    /// (compared as authorities are kept: spaces collapsed, upper case).
     pub(crate) fn is_local_authority(&self, authority: &str) -> bool {
-        self.authorities.iter().any(|known| known.eq_ignore_ascii_case(authority))
+        let Some(authority) = kith_core::patient::LocalIdentifier::normalise_authority(authority) else {
+            return false;
+        };
+        self.authorities.contains(&authority)
     }
 }
 
@@ -516,6 +726,7 @@ impl FeedFacts {
 pub(crate) struct FeedCache {
     facts: std::collections::HashMap<kith_core::OrganisationId, FeedFacts>,
     codes: std::collections::HashMap<OrganisationCode, kith_core::OrganisationId>,
+    integrations: Option<Vec<Integration>>,
 }
 
 impl FeedCache {
@@ -530,6 +741,19 @@ impl FeedCache {
         let id = organisation_by_code(tx, code)?.id;
         self.codes.insert(code.clone(), id);
         Ok(id)
+    }
+
+    /// The live integration whose facility MSH-4 names (an unauthenticated listener's way).
+    fn integration_by_facility(&mut self, tx: &mut Tx<'_>, facility: &str) -> AppResult<Option<Integration>> {
+        if self.integrations.is_none() {
+            self.integrations = Some(tx.all_integrations()?);
+        }
+        Ok(self
+            .integrations
+            .iter()
+            .flatten()
+            .find(|integration| integration.revoked_at.is_none() && facility_matches(&integration.facility, facility))
+            .cloned())
     }
 
     pub(crate) fn facts(&mut self, tx: &mut Tx<'_>, id: kith_core::OrganisationId) -> AppResult<&FeedFacts> {
@@ -553,535 +777,11 @@ impl FeedCache {
 }
 
 /// What every change made from one message shares.
-struct Filing<'a> {
-    facts: &'a FeedFacts,
-    actor: &'a Actor,
-    message: Hl7MessageId,
-    now: Timestamp,
-}
-
-/// Applies a readable message; returns the patient it was about.
-fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> Result<Option<PatientId>, Stop> {
-    let (code, trigger) = message.message_type();
-    let at_msh9 = Some(kith_hl7::Location::field(1, "MSH", 9));
-    let organisation = &filing.facts.organisation;
-    let is_local = |authority: &str| filing.facts.is_local_authority(authority);
-    let unsupported_event = |supported: &str| {
-        Err(Stop::Reject(Rejection::new(
-            adt::UNSUPPORTED_EVENT_CODE,
-            at_msh9.clone(),
-            format!("MSH-9: {code}^{trigger} is not supported (Kith reads {supported})"),
-        )))
-    };
-    match code {
-        "ADT" if trigger == "A40" => {
-            let merge = adt::read_merge(message, &is_local).map_err(Stop::Reject)?;
-            apply_merge(tx, filing, &merge).map(Some)
-        }
-        "ADT" => {
-            let Some(event) = AdtEvent::from_trigger(trigger) else {
-                return unsupported_event("ADT^A01, A04, A05, A08, A28, A31, A40");
-            };
-            let adt = read_adt(message, event, &is_local).map_err(Stop::Reject)?;
-            apply_adt(tx, filing, &adt).map(Some)
-        }
-        "ORU" if trigger == "R01" => {
-            let result = clinical::read_oru(message, &is_local).map_err(Stop::Reject)?;
-            let patient = existing_patient(tx, organisation, &result.identity, result.pid_segment)?;
-            let rules = &filing.facts.label_rules;
-            for report in &result.reports {
-                let draft = Draft {
-                    kind: EntryKind::Result,
-                    label: report.label(rules, &result.provenance),
-                    title: &report.title,
-                    body: report.body(),
-                    effective_at: report.effective_at,
-                    ends_at: None,
-                    status: report.status,
-                    source_key: &report.source_key,
-                };
-                file_entry(tx, filing, &patient, &draft, Some(&report.observations))?;
-            }
-            Ok(Some(patient.id))
-        }
-        "ORU" => unsupported_event("ORU^R01"),
-        "MDM" if trigger == "T02" => {
-            let document = clinical::read_mdm(message, &is_local).map_err(Stop::Reject)?;
-            let patient = existing_patient(tx, organisation, &document.identity, document.pid_segment)?;
-            let rules = &filing.facts.label_rules;
-            let draft = Draft {
-                kind: if document.is_care_plan() { EntryKind::CarePlan } else { EntryKind::Document },
-                label: document.label(rules),
-                title: &document.title,
-                body: document.body.clone(),
-                effective_at: document.effective_at,
-                ends_at: None,
-                status: document.status,
-                source_key: &document.source_key,
-            };
-            file_entry(tx, filing, &patient, &draft, None)?;
-            Ok(Some(patient.id))
-        }
-        "MDM" => unsupported_event("MDM^T02"),
-        "SIU" => {
-            let Some(event) = SiuEvent::from_trigger(trigger) else {
-                return unsupported_event("SIU^S12, S13, S14, S15");
-            };
-            let appointment = clinical::read_siu(message, event, &is_local).map_err(Stop::Reject)?;
-            let patient = existing_patient(tx, organisation, &appointment.identity, appointment.pid_segment)?;
-            let rules = &filing.facts.label_rules;
-            // S15 cancels (an unknown appointment is filed already cancelled); the others
-            // book or change it, which also makes a cancelled appointment active again.
-            let status = if event == SiuEvent::S15 { EntryStatus::Cancelled } else { EntryStatus::Booked };
-            let draft = Draft {
-                kind: EntryKind::Appointment,
-                label: appointment.label(rules),
-                title: &appointment.title,
-                body: appointment.body.clone(),
-                effective_at: appointment.start,
-                ends_at: appointment.end,
-                status,
-                source_key: &appointment.source_key,
-            };
-            file_entry(tx, filing, &patient, &draft, None)?;
-            Ok(Some(patient.id))
-        }
-        "" => Err(Stop::Reject(Rejection::new(
-            adt::REQUIRED_FIELD_MISSING,
-            at_msh9,
-            "MSH-9: the message type is missing",
-        ))),
-        other => Err(Stop::Reject(Rejection::new(
-            adt::UNSUPPORTED_MESSAGE_TYPE,
-            at_msh9,
-            format!("MSH-9: message type {other} is not supported"),
-        ))),
-    }
-}
-
-/// ADT^A40: the record named by MRG-1 goes into the record named by PID-3. Its local
-/// identifiers, care links and entries move; its NHS number, email and account move when the
-/// survivor has none; it then resolves to the survivor. A repeat (already merged) changes
-/// nothing.
-fn apply_merge(tx: &mut Tx<'_>, filing: &Filing<'_>, merge: &adt::MergeMessage) -> Result<PatientId, Stop> {
-    let organisation = &filing.facts.organisation;
-    let Some(mut survivor) = find_patient(tx, organisation, &merge.survivor, merge.pid_segment)? else {
-        return reject(
-            adt::UNKNOWN_KEY_IDENTIFIER,
-            Some(kith_hl7::Location::field(merge.pid_segment, "PID", 3)),
-            "PID-3: the record to keep was not found",
-        );
-    };
-    let mrg1 = Some(kith_hl7::Location::field(merge.mrg_segment, "MRG", 1));
-    // The record that goes, found without following merges.
-    let mut candidates: Vec<Patient> = Vec::new();
-    if let Some(nhs_number) = &merge.merged.nhs_number {
-        candidates.extend(tx.patient_by_nhs_number(nhs_number)?);
-    }
-    for identifier in &merge.merged.local_identifiers {
-        candidates.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
-    }
-    candidates.sort_by_key(|p| p.id);
-    candidates.dedup_by_key(|p| p.id);
-    let mut merged = match candidates.as_slice() {
-        [] => return reject(adt::UNKNOWN_KEY_IDENTIFIER, mrg1, "MRG-1: the record to merge was not found"),
-        [one] if one.id == survivor.id || one.merged_into == Some(survivor.id) => return Ok(survivor.id),
-        [one] => one.clone(),
-        _ => return reject(adt::DUPLICATE_KEY_IDENTIFIER, mrg1, "MRG-1: the identifiers match different records"),
-    };
-    if merged.account.is_some() && survivor.account.is_some() {
-        return reject(
-            adt::DUPLICATE_KEY_IDENTIFIER,
-            mrg1,
-            "MRG-1: both records belong to registered patients; they must be merged by hand",
-        );
-    }
-    let counts = tx.move_patient_data(merged.id, survivor.id)?;
-    // Unique values move only when the survivor lacks them (cleared first: they are unique).
-    let nhs_number = if survivor.nhs_number.is_none() { merged.nhs_number.take() } else { None };
-    let email = if survivor.demographics.email.is_none() { merged.demographics.email.take() } else { None };
-    let account = if survivor.account.is_none() { merged.account.take() } else { None };
-    merged.merged_into = Some(survivor.id);
-    merged.updated_at = filing.now;
-    tx.put_patient(&merged)?;
-    survivor.nhs_number = survivor.nhs_number.or(nhs_number);
-    survivor.demographics.email = survivor.demographics.email.or(email);
-    if let Some(account) = account {
-        survivor.account = Some(account);
-        survivor.registration = merged.registration;
-    }
-    // Privacy first: a locked-down record keeps its lock-down in the survivor.
-    survivor.sharing_disabled |= merged.sharing_disabled;
-    survivor.updated_at = filing.now;
-    tx.put_patient(&survivor)?;
-    let detail = format!(
-        "{} identifiers, {} care links, {} entries moved",
-        counts.identifiers, counts.care_links, counts.entries
-    );
-    for (patient, other) in [(survivor.id, merged.id), (merged.id, survivor.id)] {
-        tx.audit(
-            AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, "patient.merge")
-                .organisation(organisation.id)
-                .patient(patient)
-                .subject(other)
-                .reason(&detail)
-                .basis("administration")
-                .build(),
-        );
-    }
-    Ok(survivor.id)
-}
-
-/// An entry as a message describes it.
-struct Draft<'a> {
-    kind: EntryKind,
-    label: kith_core::PrivacyLabel,
-    title: &'a str,
-    body: String,
-    effective_at: Timestamp,
-    /// When the entry's period ends (an appointment's end), if the message says.
-    ends_at: Option<Timestamp>,
-    status: EntryStatus,
-    source_key: &'a str,
-}
-
-/// Files an entry under its source key, authored by the organisation's Patient Record Team:
-/// a new entry, or a new version of the one filed before (the earlier version is kept).
-fn file_entry(
-    tx: &mut Tx<'_>,
-    filing: &Filing<'_>,
-    patient: &Patient,
-    draft: &Draft<'_>,
-    observations: Option<&[Observation]>,
-) -> Result<(), Stop> {
-    let prt = &filing.facts.prt;
-    let title: String = draft.title.chars().take(300).collect();
-    let title = Title::parse(&title).or_else(|_| Title::parse("Untitled")).map_err(AppError::from)?;
-    let (entry, action) = match tx.entry_by_source_key(patient.id, draft.source_key)? {
-        Some(existing) => {
-            let entry = Entry {
-                kind: draft.kind,
-                label: Some(draft.label),
-                title,
-                body: draft.body.clone(),
-                effective_at: draft.effective_at,
-                recorded_at: filing.now,
-                version: existing.version + 1,
-                status: Some(draft.status),
-                source_message: Some(filing.message),
-                ends_at: draft.ends_at,
-                ..existing
-            };
-            tx.replace_entry(&entry)?;
-            (entry, "entry.update")
-        }
-        None => {
-            let entry = Entry {
-                id: EntryId::from_uuid(new_uuid()),
-                patient: patient.id,
-                kind: draft.kind,
-                label: Some(draft.label),
-                authored_by: prt.id,
-                author_account: None,
-                effective_at: draft.effective_at,
-                recorded_at: filing.now,
-                title,
-                body: draft.body.clone(),
-                version: 1,
-                status: Some(draft.status),
-                source_key: Some(draft.source_key.to_owned()),
-                source_message: Some(filing.message),
-                ends_at: draft.ends_at,
-            };
-            tx.insert_entry(&entry)?;
-            (entry, "entry.create")
-        }
-    };
-    if let Some(observations) = observations {
-        tx.insert_observations(patient.id, entry.id, entry.version, observations)?;
-    }
-    tx.audit(
-        AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, action)
-            .organisation(filing.facts.organisation.id)
-            .team(prt.id)
-            .patient(patient.id)
-            .basis("administration")
-            .data(entry.kind.code().to_owned(), kith_core::LabelSet::EMPTY.with(draft.label))
-            .subject(format!("{} v{}", entry.id, entry.version))
-            .build(),
-    );
-    Ok(())
-}
-
-/// The one record the identifiers name (following merges), or an error saying why not.
-fn find_patient(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    identity: &PatientIdentity,
-    pid_segment: usize,
-) -> Result<Option<Patient>, Stop> {
-    let mut found: Vec<Patient> = Vec::new();
-    if let Some(nhs_number) = &identity.nhs_number {
-        found.extend(tx.patient_by_nhs_number(nhs_number)?);
-    }
-    for identifier in &identity.local_identifiers {
-        found.extend(tx.patient_by_local_identifier(organisation.id, identifier)?);
-    }
-    let mut ids: Vec<PatientId> = found.iter().map(|p| p.merged_into.unwrap_or(p.id)).collect();
-    ids.sort();
-    ids.dedup();
-    match ids.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(tx.patient(*one)?.ok_or_else(|| Stop::Internal("a matched record vanished".to_owned()))?)),
-        _ => reject(
-            adt::DUPLICATE_KEY_IDENTIFIER,
-            Some(kith_hl7::Location::field(pid_segment, "PID", 3)),
-            "PID-3: the identifiers match different records; merge them (ADT^A40) or correct the identifiers",
-        ),
-    }
-}
-
-/// The patient a result, document or appointment is about: they must be known already.
-fn existing_patient(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    identity: &PatientIdentity,
-    pid_segment: usize,
-) -> Result<Patient, Stop> {
-    match find_patient(tx, organisation, identity, pid_segment)? {
-        Some(patient) => Ok(patient),
-        None => reject(
-            adt::UNKNOWN_KEY_IDENTIFIER,
-            Some(kith_hl7::Location::field(pid_segment, "PID", 3)),
-            "patient not found: send their ADT^A28 first (the message is kept and can be reprocessed)",
-        ),
-    }
-}
-
-fn reject<T>(
-    code: (&'static str, &'static str),
-    location: Option<kith_hl7::Location>,
-    text: impl Into<String>,
-) -> Result<T, Stop> {
-    Err(Stop::Reject(Rejection::new(code, location, text)))
-}
-
-/// Creates or updates the patient, then applies ZTM team changes.
-fn apply_adt(tx: &mut Tx<'_>, filing: &Filing<'_>, adt: &AdtMessage) -> Result<PatientId, Stop> {
-    let (organisation, actor, now) = (&filing.facts.organisation, filing.actor, filing.now);
-    let who = LinkActor::Feed(actor.clone());
-    let prt = &filing.facts.prt;
-    let patient = match find_patient(tx, organisation, &adt.identity, adt.pid_segment)? {
-        None => {
-            if !adt.event.is_person_information() && !filing.facts.create_on_any_adt {
-                return reject(
-                    adt::UNKNOWN_KEY_IDENTIFIER,
-                    Some(kith_hl7::Location::field(adt.pid_segment, "PID", 3)),
-                    "patient not found: this organisation creates records from A28 and A31 only",
-                );
-            }
-            let d = &adt.details;
-            let (Some(family_name), Some(given_name)) = (d.family_name.clone(), d.given_name.clone()) else {
-                let pid5 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 5));
-                return reject(
-                    adt::REQUIRED_FIELD_MISSING,
-                    pid5,
-                    "PID-5: a new record needs the family and given names",
-                );
-            };
-            let Some(birth_date) = d.birth_date else {
-                let pid7 = Some(kith_hl7::Location::field(adt.pid_segment, "PID", 7));
-                return reject(adt::REQUIRED_FIELD_MISSING, pid7, "PID-7: a new record needs the date of birth");
-            };
-            let demographics = Demographics {
-                family_name,
-                given_name,
-                birth_date,
-                sex: d.sex.unwrap_or(Sex::Unknown),
-                email: d.email.clone(),
-                mobile: d.mobile.clone(),
-                address: d.address.clone(),
-            };
-            insert_patient_record(
-                tx,
-                &who,
-                organisation,
-                prt,
-                &demographics,
-                adt.identity.nhs_number.as_ref(),
-                &adt.identity.local_identifiers,
-                // find_patient looked every identifier up just now and found no record.
-                IdentifierCheck::DoneByCaller,
-                now,
-            )?
-        }
-        Some(patient) => update_from_adt(tx, organisation, prt, &who, actor, patient, adt, now)?,
-    };
-    apply_team_changes(tx, organisation, &who, actor, &patient, adt, now)?;
-    Ok(patient.id)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn update_from_adt(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    prt: &Team,
-    who: &LinkActor<'_>,
-    actor: &Actor,
-    mut patient: Patient,
-    adt: &AdtMessage,
-    now: Timestamp,
-) -> Result<Patient, Stop> {
-    let mut changed = Vec::new();
-    let previous_email = patient.demographics.email.clone();
-    let d = &adt.details;
-    let demographics = &mut patient.demographics;
-    if let Some(family) = d.family_name.as_ref().filter(|v| **v != demographics.family_name) {
-        demographics.family_name = family.clone();
-        changed.push("family_name");
-    }
-    if let Some(given) = d.given_name.as_ref().filter(|v| **v != demographics.given_name) {
-        demographics.given_name = given.clone();
-        changed.push("given_name");
-    }
-    if let Some(birth_date) = d.birth_date.filter(|v| *v != demographics.birth_date) {
-        demographics.birth_date = birth_date;
-        changed.push("birth_date");
-    }
-    if let Some(sex) = d.sex.filter(|v| *v != demographics.sex) {
-        demographics.sex = sex;
-        changed.push("sex");
-    }
-    if let Some(mobile) = d.mobile.as_ref().filter(|v| demographics.mobile.as_ref() != Some(v)) {
-        demographics.mobile = Some(mobile.clone());
-        changed.push("mobile");
-    }
-    if let Some(address) = d.address.as_ref().filter(|v| demographics.address.as_ref() != Some(v)) {
-        demographics.address = Some(address.clone());
-        changed.push("address");
-    }
-    if let Some(email) = d.email.as_ref().filter(|v| demographics.email.as_ref() != Some(v)) {
-        ensure_email_free(tx, email, Some(patient.id))?;
-        demographics.email = Some(email.clone());
-        changed.push("email");
-    }
-    if let Some(nhs_number) = adt.identity.nhs_number.as_ref().filter(|n| patient.nhs_number.as_ref() != Some(n)) {
-        // Matched on a local identifier with a new NHS number that no other record has (it
-        // would have matched that record): the number is corrected, as the modelled system allows.
-        patient.nhs_number = Some(nhs_number.clone());
-        changed.push("nhs_number");
-    }
-    for identifier in &adt.identity.local_identifiers {
-        if tx.patient_by_local_identifier(organisation.id, identifier)?.is_none() {
-            tx.insert_patient_identifier(patient.id, organisation.id, identifier, now)?;
-            changed.push("local_identifier");
-        }
-    }
-    if !changed.is_empty() {
-        changed.dedup();
-        patient.updated_at = now;
-        tx.put_patient(&patient)?;
-        tx.audit(
-            AuditBuilder::new(now, actor.clone(), Channel::Hl7, "patient.update")
-                .organisation(organisation.id)
-                .patient(patient.id)
-                .basis("administration")
-                .subject(changed.join(","))
-                .build(),
-        );
-    }
-    // A record known from elsewhere enters this organisation through its PRT.
-    if !tx.patient_in_organisation(patient.id, organisation.id)? {
-        write_link(tx, who, &patient, prt, prt.default_labels, LinkBasis::OrganisationRecord, now)?;
-    }
-    if changed.contains(&"email") {
-        crate::invitations::invite_on_new_email(
-            tx,
-            actor.clone(),
-            Channel::Hl7,
-            organisation,
-            previous_email.as_ref(),
-            &mut patient,
-            now,
-        )?;
-    }
-    Ok(patient)
-}
-
-/// ZTM-1: link the patient to each team (its default labels, HL7 implied consent) unless
-/// already in it; ZTM-2: discharge from each team. Unknown aliases and impossible changes
-/// reject the whole message (the savepoint undoes what was done).
-fn apply_team_changes(
-    tx: &mut Tx<'_>,
-    organisation: &Organisation,
-    who: &LinkActor<'_>,
-    actor: &Actor,
-    patient: &Patient,
-    adt: &AdtMessage,
-    now: Timestamp,
-) -> Result<(), Stop> {
-    let team = |tx: &mut Tx<'_>,
-                alias: &kith_core::text::TeamAlias,
-                location: &kith_hl7::Location|
-     -> Result<Team, Stop> {
-        match tx.team_by_alias(organisation.id, alias)? {
-            Some(team) => Ok(team),
-            None => reject(
-                adt::TABLE_VALUE_NOT_FOUND,
-                Some(location.clone()),
-                format!("ZTM-{}: no team has the alias {alias} in {}", location.field.unwrap_or(1), organisation.code),
-            ),
-        }
-    };
-    for (alias, location) in &adt.teams.add {
-        let team = team(tx, alias, location)?;
-        if team.kind == TeamKind::PatientRecord
-            || tx.care_link(patient.id, team.id)?.is_some_and(|link| link.is_active())
-        {
-            continue;
-        }
-        let facts = NewLinkFacts {
-            team_kind: team.kind,
-            team_status: team.status,
-            sharing_disabled: patient.sharing_disabled,
-            patient_in_organisation: true,
-        };
-        if let Err(refusal) = check_new_link(&facts) {
-            return reject(
-                adt::TABLE_VALUE_NOT_FOUND,
-                Some(location.clone()),
-                format!("ZTM-1: team {alias}: {refusal}"),
-            );
-        }
-        write_link(tx, who, patient, &team, team.default_labels, LinkBasis::Hl7ImpliedConsent, now)?;
-    }
-    for (alias, location) in &adt.teams.discharge {
-        let team = team(tx, alias, location)?;
-        if team.kind == TeamKind::PatientRecord {
-            return reject(
-                adt::TABLE_VALUE_NOT_FOUND,
-                Some(location.clone()),
-                format!("ZTM-2: {alias} is the Patient Record Team; a patient is not discharged from the organisation"),
-            );
-        }
-        let Some(mut link) = tx.care_link(patient.id, team.id)?.filter(CareLink::is_active) else {
-            return reject(
-                adt::TABLE_VALUE_NOT_FOUND,
-                Some(location.clone()),
-                format!("ZTM-2: the patient is not in team {alias}"),
-            );
-        };
-        link.discharged_at = Some(now);
-        link.updated_at = now;
-        tx.put_care_link(&link)?;
-        tx.audit(
-            AuditBuilder::new(now, actor.clone(), Channel::Hl7, "care_link.discharge")
-                .organisation(organisation.id)
-                .team(team.id)
-                .patient(patient.id)
-                .basis("administration")
-                .build(),
-        );
-    }
-    Ok(())
+pub(crate) struct Filing<'a> {
+    pub(crate) facts: &'a FeedFacts,
+    pub(crate) actor: &'a Actor,
+    pub(crate) message: Hl7MessageId,
+    /// How a person resolving a held message overrode the matching rule.
+    pub(crate) how: Override,
+    pub(crate) now: Timestamp,
 }

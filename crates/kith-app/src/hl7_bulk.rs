@@ -29,7 +29,8 @@ use kith_core::patient::{Demographics, LocalIdentifier, NhsNumber, Sex};
 use kith_core::text::OrganisationCode;
 use kith_core::{Hl7MessageId, Timestamp};
 use kith_hl7::ack::AckCode;
-use kith_hl7::adt::{AdtEvent, read_adt};
+use kith_hl7::adt::read_adt;
+use kith_hl7::events::Action;
 use kith_store::{NewHl7Message, NewPatientIdentifier, Tx};
 
 use crate::hl7::{FeedCache, FeedFacts, Reading, ingest_in};
@@ -46,7 +47,7 @@ struct Registration {
 
 /// The registration a message makes when it names no record Kith has, if it is one that
 /// can go in bulk (see the module's documentation).
-fn registration(reading: &Reading, facts: &FeedFacts) -> Option<Registration> {
+fn registration(reading: &Reading, facts: &FeedFacts, now: Timestamp) -> Option<Registration> {
     if reading.parse_rejection.is_some() || reading.control.is_empty() {
         return None;
     }
@@ -55,14 +56,19 @@ fn registration(reading: &Reading, facts: &FeedFacts) -> Option<Registration> {
     if code != "ADT" {
         return None;
     }
-    // A40 is a merge, not a registration.
-    let event = AdtEvent::from_trigger(trigger)?;
-    if !event.is_person_information() && !facts.create_on_any_adt {
-        return None;
+    // Only registrations that may create a record (a merge, a visit or another event is not).
+    match kith_hl7::events::action(code, trigger)? {
+        Action::Register { person_information } if person_information || facts.create_on_any_adt => {}
+        _ => return None,
     }
-    let adt = read_adt(message, event, &|authority: &str| facts.is_local_authority(authority)).ok()?;
+    let adt = read_adt(message, &|authority: &str| facts.is_local_authority(authority)).ok()?;
     let d = adt.details;
     if !adt.teams.add.is_empty() || !adt.teams.discharge.is_empty() || d.email.is_some() {
+        return None;
+    }
+    // An impossible birth date is refused one by one, with its reason.
+    let today = now.date();
+    if d.birth_date.is_some_and(|date| kith_core::identity::check_birth_date(date, today).is_err()) {
         return None;
     }
     Some(Registration {
@@ -95,7 +101,7 @@ pub(crate) fn ingest_import_batch(
     let mut outcomes: Vec<Option<Ingested>> = vec![None; batch.len()];
     let organisation_id = cache.organisation_id(tx, organisation)?;
     let facts = cache.facts(tx, organisation_id)?;
-    let bulk = registrations(tx, facts, batch)?;
+    let bulk = registrations(tx, facts, batch, now)?;
     if !bulk.is_empty()
         && let Some(written) = write_registrations(tx, facts, operator, batch, &bulk, now)?
     {
@@ -116,6 +122,7 @@ fn registrations(
     tx: &mut Tx<'_>,
     facts: &FeedFacts,
     batch: &[(&Reading, &[u8])],
+    now: Timestamp,
 ) -> AppResult<Vec<(usize, Registration)>> {
     // Keys shared within the batch order their messages: those stay one by one.
     let keys: Vec<Vec<String>> = batch.iter().map(|(reading, _)| ordering_keys(reading, &[])).collect();
@@ -127,7 +134,7 @@ fn registrations(
         .iter()
         .enumerate()
         .filter(|(index, _)| keys[*index].iter().all(|key| uses[key.as_str()] == 1))
-        .filter_map(|(index, (reading, _))| registration(reading, facts).map(|found| (index, found)))
+        .filter_map(|(index, (reading, _))| registration(reading, facts, now).map(|found| (index, found)))
         .collect();
     if candidates.is_empty() {
         return Ok(candidates);
@@ -205,6 +212,9 @@ fn write_registrations(
             error: None,
             patient: Some(patient.id),
             received_at: now,
+            conflict: None,
+            conflict_records: Vec::new(),
+            resolution: None,
         });
         patients.push(patient);
         links.push(link);
@@ -241,8 +251,13 @@ fn write_registrations(
             bulk.iter()
                 .zip(records)
                 .map(|((index, _), record)| {
-                    let ingested =
-                        Ingested { ack: record.ack, code: AckCode::Accept, message: Some(record.id), duplicate: false };
+                    let ingested = Ingested {
+                        ack: record.ack,
+                        code: AckCode::Accept,
+                        message: Some(record.id),
+                        duplicate: false,
+                        status: Some(Hl7MessageStatus::Accepted),
+                    };
                     (*index, ingested)
                 })
                 .collect(),

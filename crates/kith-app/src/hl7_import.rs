@@ -110,7 +110,9 @@ impl App {
         Ok(outcomes.into_iter().map(|outcome| outcome.expect("each message is in one share")).collect())
     }
 
-    /// Ingests one batch of an import in one transaction (see [`crate::hl7_bulk`]).
+    /// Ingests one batch of an import in one transaction (see [`crate::hl7_bulk`]). A batch
+    /// whose transaction fails is applied again one message at a time, so that one message
+    /// never stops the others; only a database that cannot be reached stops the import.
     fn ingest_import_part(
         &self,
         organisation: &OrganisationCode,
@@ -118,11 +120,57 @@ impl App {
         part: &[(&Reading, &[u8])],
     ) -> AppResult<Vec<Ingested>> {
         let now = self.now();
-        let ingested = self
+        let ingested = match self
             .store
-            .write(|tx| ingest_import_batch(tx, &mut FeedCache::default(), organisation, operator, part, now))?;
+            .write(|tx| ingest_import_batch(tx, &mut FeedCache::default(), organisation, operator, part, now))
+        {
+            Ok(ingested) => ingested,
+            Err(error) if stops_the_import(&error) => return Err(error),
+            Err(error) if part.len() > 1 => {
+                tracing::warn!(%error, messages = part.len(), "an import batch failed; applying it one message at a time");
+                let mut outcomes = Vec::with_capacity(part.len());
+                for one in part {
+                    outcomes.extend(self.ingest_import_part(organisation, operator, std::slice::from_ref(one))?);
+                }
+                return Ok(outcomes);
+            }
+            Err(error) => {
+                let (reading, raw) = part[0];
+                vec![self.hold_unapplied(organisation, reading, raw, &error.to_string())?]
+            }
+        };
         self.store.note_growth(ingested.len() as u64);
         Ok(ingested)
+    }
+
+    /// Stores a message whose own transaction failed, held with the reason, so that the
+    /// data-quality staff see it and can reprocess it. If even that cannot be written, the
+    /// outcome says so (an `AE`, nothing stored) and the import goes on.
+    fn hold_unapplied(
+        &self,
+        organisation: &OrganisationCode,
+        reading: &Reading,
+        raw: &[u8],
+        reason: &str,
+    ) -> AppResult<Ingested> {
+        let now = self.now();
+        let held = self.store.write(|tx| {
+            let id = FeedCache::default().organisation_id(tx, organisation)?;
+            crate::hl7::store_unapplied(tx, id, reading, raw, reason, now)
+        });
+        match held {
+            Ok(ingested) => Ok(ingested),
+            Err(error) if stops_the_import(&error) => Err(error),
+            Err(error) => {
+                tracing::error!(%error, "a message could not be stored");
+                let ack = self.ack_without_ingesting(
+                    Some(raw),
+                    kith_hl7::ack::AckCode::Error,
+                    "internal error: the message could not be stored",
+                );
+                Ok(Ingested { ack, code: kith_hl7::ack::AckCode::Error, message: None, duplicate: false, status: None })
+            }
+        }
     }
 
     /// Reads each message and what orders it (see the module's documentation), in one read
@@ -199,6 +247,11 @@ impl Named {
         named.emails.extend(pid13_emails(message).iter().filter_map(|email| EmailAddress::parse(email).ok()));
         named
     }
+}
+
+/// Whether an import cannot go on: the database cannot be reached.
+fn stops_the_import(error: &AppError) -> bool {
+    matches!(error, AppError::Store(error) if error.kind() == kith_store::StoreErrorKind::Unavailable)
 }
 
 /// Runs each task on its own thread; their results in order, or the first error.

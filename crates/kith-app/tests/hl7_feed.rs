@@ -35,13 +35,14 @@ impl Feed {
     fn new(database: TestDatabase) -> Self {
         let world = world(database);
         let op = operator();
-        let created = world.app.create_integration(&op, &code(), &Name::parse("n", "PAS").unwrap(), "RXH-PAS").unwrap();
+        let created =
+            world.app.create_integration(&op, &code(), &Name::parse("n", "PAS").unwrap(), "RXH-PAS", None).unwrap();
         world.app.add_assigning_authority(&op, &code(), "rxh-mrn").unwrap();
         Feed { world, integration: created.integration }
     }
 
     fn send(&self, bytes: &[u8]) -> Ingested {
-        self.world.app.ingest_hl7(Hl7Sender::Mllp, bytes).unwrap()
+        self.world.app.ingest_hl7(Hl7Sender::UnauthenticatedMllp, bytes).unwrap()
     }
 
     /// Everything a message could change, to show that a refused one changed nothing.
@@ -63,6 +64,17 @@ impl Feed {
             })
             .unwrap()
     }
+}
+
+/// The entry RXH's feed filed under `key` (its Patient Record Team writes the feed's entries).
+fn by_source_key(
+    tx: &mut kith_store::Tx<'_>,
+    patient: kith_core::PatientId,
+    key: &str,
+) -> Result<Option<kith_core::model::Entry>, kith_store::StoreError> {
+    let organisation = tx.organisation_by_code(&code())?.expect("RXH exists");
+    let prt = tx.patient_record_team(organisation.id)?.expect("RXH has its PRT");
+    tx.entry_by_source_key(patient, prt.id, key)
 }
 
 fn msa(ack: &str) -> (String, String, String) {
@@ -151,11 +163,7 @@ fn refusals_are_ar_with_the_field_and_change_nothing() {
                 "PID-3: this is not a valid NHS number: its check digit does not match (mistyped?)",
                 "PID-3",
             ),
-            (
-                adt("A17", "R6", &pid("Renamed"), ""),
-                "MSH-9: ADT^A17 is not supported (Kith reads ADT^A01, A04, A05, A08, A28, A31, A40)",
-                "MSH-9",
-            ),
+            (adt("Z99", "R6", &pid("Renamed"), ""), "MSH-9: ADT^Z99 is not an event Kith knows", "MSH-9"),
         ];
         for (message, text, location) in cases {
             let result = feed.send(&message);
@@ -209,7 +217,7 @@ fn unknown_patients_senders_and_unreadable_messages() {
         assert!(reason.contains("unsupported character set"), "{reason}");
 
         // Not HL7 at all: AR with no control id to echo.
-        let garbage = app.ingest_hl7(Hl7Sender::Http(&feed.integration), b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let garbage = app.ingest_hl7(Hl7Sender::Integration(&feed.integration), b"GET / HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(
             msa(&garbage.ack),
             ("AR".into(), String::new(), "the message does not start with an MSH segment".into())
@@ -272,7 +280,7 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
         assert_eq!(feed.send(&oru("O1", "F", "Reactive")).code, AckCode::Accept);
         let corrected = feed.send(&oru("O2", "C", "Negative"));
         assert_eq!(corrected.code, AckCode::Accept, "{}", corrected.ack);
-        let entry = app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "ORU:F1")).unwrap().unwrap();
+        let entry = app.store().read(|tx| by_source_key(tx, feed.world.patient.id, "ORU:F1")).unwrap().unwrap();
         assert_eq!((entry.version, entry.status.map(|s| s.code())), (2, Some("corrected")));
         assert_eq!(entry.label, Some(kith_core::PrivacyLabel::SexualHealth), "labelled by the PV1-3 rule");
         assert_eq!(entry.body, "HIV Ab: Negative\nConfirmed by second assay");
@@ -337,14 +345,13 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
             })
             .collect();
         assert_eq!(filed(&feed), expected);
-        let moved = app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "SIU:APT-1")).unwrap().unwrap();
+        let moved = app.store().read(|tx| by_source_key(tx, feed.world.patient.id, "SIU:APT-1")).unwrap().unwrap();
         assert_eq!(moved.effective_at.to_string(), "2026-12-08T10:30:00Z");
         assert_eq!(moved.ends_at.map(|end| end.to_string()).as_deref(), Some("2026-12-08T11:15:00Z"));
         let history = app.store().read(|tx| tx.entry_history(feed.world.patient.id, moved.id)).unwrap();
         let ends: Vec<Option<String>> = history.iter().map(|v| v.ends_at.map(|end| end.to_string())).collect();
         assert_eq!(ends, [Some("2026-12-01T11:00:00Z".to_owned()), Some("2026-12-08T11:15:00Z".to_owned())]);
-        let unknown =
-            app.store().read(|tx| tx.entry_by_source_key(feed.world.patient.id, "SIU:APT-9")).unwrap().unwrap();
+        let unknown = app.store().read(|tx| by_source_key(tx, feed.world.patient.id, "SIU:APT-9")).unwrap().unwrap();
         assert_eq!(unknown.ends_at, None, "no length given: none made up");
 
         // The team sees what the rule allows: mh (general, mental health) sees the general
@@ -426,7 +433,7 @@ fn a40_merges_one_record_into_another() {
         assert!(identifiers.iter().any(|i| i.identifier.to_string() == "RXH-MRN:K555"));
         assert!(app.store().read(|tx| tx.entries(duplicate.id)).unwrap().is_empty());
         let observations = app.store().read(|tx| {
-            let entry = tx.entry_by_source_key(survivor, "ORU:F77")?.unwrap();
+            let entry = by_source_key(tx, survivor, "ORU:F77")?.unwrap();
             tx.observations(survivor, entry.id, 1)
         });
         assert_eq!(observations.unwrap()[0].value, "5.4");
@@ -436,7 +443,7 @@ fn a40_merges_one_record_into_another() {
             "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|M4|P|2.4\r{duplicate_pid}\rOBR|1||F78|GLU^Glucose^L|||20261125\rOBX|1|NM|GLU^Glucose^L||6.1|mmol/L|||||F\r"
         );
         assert_eq!(feed.send(later.as_bytes()).code, AckCode::Accept);
-        assert!(app.store().read(|tx| tx.entry_by_source_key(survivor, "ORU:F78")).unwrap().is_some());
+        assert!(app.store().read(|tx| by_source_key(tx, survivor, "ORU:F78")).unwrap().is_some());
 
         // The merge is audited on both records; a second merge of the same records changes nothing.
         let events = app.audit_events(Some(duplicate.id), 100).unwrap();
@@ -468,8 +475,10 @@ fn a_batch_keeps_each_message_s_own_outcome() {
             "MSH|^~\\&|LAB|RXH-PAS|||20261125||ORU^R01|B3|P|2.4\r{new_pid}\rOBR|1||F5|GLU^Glucose|||20261124\rOBX|1|NM|GLU^Glucose||5.0|mmol/L\r"
         )
         .into_bytes();
-        let batch: Vec<(Hl7Sender<'_>, &[u8])> =
-            [&a28, &repeat, &refused, &oru].into_iter().map(|bytes| (Hl7Sender::Mllp, bytes.as_slice())).collect();
+        let batch: Vec<(Hl7Sender<'_>, &[u8])> = [&a28, &repeat, &refused, &oru]
+            .into_iter()
+            .map(|bytes| (Hl7Sender::UnauthenticatedMllp, bytes.as_slice()))
+            .collect();
         let outcomes = app.ingest_hl7_batch(&batch).unwrap();
         let codes: Vec<(AckCode, bool)> = outcomes.iter().map(|o| (o.code, o.duplicate)).collect();
         assert_eq!(
@@ -480,7 +489,7 @@ fn a_batch_keeps_each_message_s_own_outcome() {
         let patient = app.patient_by_nhs_number(&NhsNumber::parse("4010232137").unwrap()).unwrap();
         let teams = app.store().read(|tx| tx.care_links(patient.id)).unwrap().len();
         assert_eq!(teams, 2, "the PRT and gum: the repeat's ZTM changed nothing");
-        assert!(app.store().read(|tx| tx.entry_by_source_key(patient.id, "ORU:F5")).unwrap().is_some());
+        assert!(app.store().read(|tx| by_source_key(tx, patient.id, "ORU:F5")).unwrap().is_some());
         assert_eq!(app.hl7_messages(&code(), None, 100).unwrap().len(), 3);
     }
 }
@@ -780,9 +789,16 @@ fn contents(feed: &Feed) -> Vec<String> {
             for m in &messages {
                 let patient = m.patient.map(|id| names.get(&id.to_string()).cloned().unwrap_or_default());
                 let (code, _, text) = msa(&m.ack);
+                let records: Vec<String> = m.conflict_records.iter().map(|id| scrub(&id.to_string())).collect();
                 rows.push(format!(
-                    "message {}|{}|{:?}|{}|{:?}|{:?}|{patient:?}|{code}|{text}",
-                    m.sending_application, m.sending_facility, m.control_id, m.message_type, m.status, m.error
+                    "message {}|{}|{:?}|{}|{:?}|{:?}|{patient:?}|{code}|{text}|{:?}|{records:?}",
+                    m.sending_application,
+                    m.sending_facility,
+                    m.control_id,
+                    m.message_type,
+                    m.status,
+                    m.error.as_deref().map(scrub),
+                    m.conflict,
                 ));
             }
             for e in &events {
@@ -851,6 +867,9 @@ fn an_identifier_taken_during_a_bulk_import_is_found_on_the_second_attempt() {
     other_record.nhs_number = Some(taken.clone());
     other_record.account = None;
     other_record.demographics.email = None;
+    // The same person (name and birth date agree), known to another organisation only.
+    other_record.demographics.family_name = Name::parse("family name", "Fam2").unwrap();
+    other_record.demographics.birth_date = kith_core::Date::parse("1980-01-01").unwrap();
     let other_id = other_record.id;
     let other = feed.world.database.store();
     let (held, wait_for_hold) = std::sync::mpsc::channel();

@@ -31,6 +31,16 @@ impl PrivacyLabel {
         }
     }
 
+    /// The label of a new version of an entry (a corrected result, a replaced document):
+    /// the incoming label, except that an entry under a sensitive label keeps it. A
+    /// correction never opens an entry's earlier versions to teams its label kept out.
+    pub fn of_new_version(previous: Option<PrivacyLabel>, incoming: PrivacyLabel) -> PrivacyLabel {
+        match previous {
+            Some(previous) if previous != PrivacyLabel::General => previous,
+            _ => incoming,
+        }
+    }
+
     /// Words a patient understands, for the consent walkthrough and the access log.
     pub const fn plain_words(self) -> &'static str {
         match self {
@@ -145,6 +155,20 @@ impl FromIterator<PrivacyLabel> for LabelSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_version_never_leaves_a_sensitive_label() {
+        use PrivacyLabel::*;
+        for (previous, incoming, expected) in [
+            (None, SexualHealth, SexualHealth),
+            (Some(General), General, General),
+            (Some(General), MentalHealth, MentalHealth),
+            (Some(SexualHealth), General, SexualHealth),
+            (Some(SexualHealth), MentalHealth, SexualHealth),
+        ] {
+            assert_eq!(PrivacyLabel::of_new_version(previous, incoming), expected, "{previous:?} then {incoming:?}");
+        }
+    }
 
     #[test]
     fn parses_labels_leniently_and_refuses_unknown_ones() {

@@ -7,7 +7,9 @@
 pub mod access;
 pub mod audit;
 pub mod consent;
+pub mod identity;
 pub mod ids;
+pub mod integration;
 pub mod label;
 pub mod model;
 pub mod patient;

@@ -112,13 +112,14 @@ pub struct Entry {
 
 crate::team::coded_enum!(
     /// Where an entry stands: results and documents are preliminary, final or corrected;
-    /// appointments booked or cancelled.
+    /// appointments booked, cancelled or not attended.
     EntryStatus {
         Preliminary => "preliminary",
         Final => "final",
         Corrected => "corrected",
         Booked => "booked",
         Cancelled => "cancelled",
+        NoShow => "noshow",
     }
 );
 
@@ -160,6 +161,26 @@ pub struct Integration {
     pub name: Name,
     pub facility: String,
     pub created_at: Timestamp,
+    /// Revoked integrations are refused on every transport.
+    pub revoked_at: Option<Timestamp>,
+    /// When the bearer token stops working, if it expires.
+    pub token_expires_at: Option<Timestamp>,
+    /// Source addresses an MLLP connection may bind from.
+    pub allowed_addresses: Vec<crate::integration::AddressRange>,
+    /// SHA-256 of the TLS client certificate an MLLP connection binds with.
+    pub client_certificate_sha256: Option<[u8; 32]>,
+}
+
+impl Integration {
+    /// What binding a connection needs of it.
+    pub fn credentials(&self) -> crate::integration::IntegrationCredentials {
+        crate::integration::IntegrationCredentials {
+            id: self.id,
+            revoked: self.revoked_at.is_some(),
+            addresses: self.allowed_addresses.clone(),
+            certificate: self.client_certificate_sha256,
+        }
+    }
 }
 
 crate::team::coded_enum!(
@@ -170,8 +191,12 @@ crate::team::coded_enum!(
         /// Refused (AR): invalid, unsupported, or about a patient Kith cannot find. Kept for
         /// reprocessing.
         Rejected => "rejected",
-        /// Failed inside Kith (AE); nothing of it was applied.
+        /// Failed inside Kith (AE); nothing of it was applied. (Kith no longer answers AE
+        /// for a message it could store: such messages are held.)
         Error => "error",
+        /// Kept, unapplied, for the organisation's data-quality staff: the matching rule
+        /// found a conflict, or Kith could not apply it. Answered AA with a warning.
+        Held => "held",
     }
 );
 
@@ -190,6 +215,11 @@ pub struct Hl7MessageRecord {
     pub error: Option<String>,
     pub patient: Option<PatientId>,
     pub received_at: Timestamp,
+    /// For a held message: the matching rule's conflict code and the records in question.
+    pub conflict: Option<String>,
+    pub conflict_records: Vec<PatientId>,
+    /// What a person decided about a held message.
+    pub resolution: Option<String>,
 }
 
 /// An API token: a bearer secret for the FHIR API acting for one account, with that

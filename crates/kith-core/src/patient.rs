@@ -73,17 +73,24 @@ impl LocalIdentifier {
             problem: format!("{:?} {what}; write AUTHORITY:VALUE, e.g. RXH-MRN:K1234567", text.trim()),
         };
         let (authority, value) = text.trim().split_once(':').ok_or_else(|| problem("has no ':'"))?;
-        let authority = authority.trim().to_ascii_uppercase();
+        let authority = Self::normalise_authority(authority).ok_or_else(|| {
+            problem("has an authority that is not 1 to 64 characters without HL7 delimiters (|^~\\&)")
+        })?;
         let value = value.trim();
-        let authority_ok = (1..=40).contains(&authority.len())
-            && authority.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !authority_ok {
-            return Err(problem("has an authority that is not 1 to 40 letters, digits, '-', '_' or '.'"));
-        }
         if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(problem("has a value that is empty, too long or contains spaces"));
         }
         Ok(Self { authority, value: value.to_owned() })
+    }
+
+    /// An assigning authority as it is kept and compared: spaces inside are kept (a run of
+    /// them becomes one), letters are upper-cased, so that `Good Health Hospital` and
+    /// `GOOD  HEALTH HOSPITAL` are one authority. `None` when it is empty, longer than 64
+    /// characters, or holds a control character, an HL7 delimiter or `:`.
+    pub fn normalise_authority(text: &str) -> Option<String> {
+        let authority = text.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
+        let fits = (1..=64).contains(&authority.chars().count());
+        (fits && !authority.chars().any(|c| c.is_control() || "|^~\\&:".contains(c))).then_some(authority)
     }
 
     pub fn authority(&self) -> &str {
@@ -268,7 +275,12 @@ mod tests {
         assert_eq!(id.to_string(), "RXH-MRN:K1234567");
         assert!(LocalIdentifier::parse("K1234567").is_err());
         assert!(LocalIdentifier::parse("RXH:").is_err());
-        assert!(LocalIdentifier::parse("R X:1").is_err());
+        // Authorities as hospitals write them: spaces kept (runs of them made one), any case.
+        let spaced = LocalIdentifier::parse(" Good  Health hospital :H-77").unwrap();
+        assert_eq!((spaced.authority(), spaced.value()), ("GOOD HEALTH HOSPITAL", "H-77"));
+        assert!(LocalIdentifier::parse("R|X:1").is_err());
+        assert!(LocalIdentifier::parse(" :1").is_err());
+        assert!(LocalIdentifier::parse("RXH:K 1").is_err(), "a value has no spaces");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct AckError {
     pub location: Option<Location>,
     pub code: &'static str,
     pub code_text: &'static str,
+    /// A warning (ERR-4 severity `W`) rather than an error: the message was accepted, and
+    /// this says what of it was not applied, or that it waits for a person.
+    pub warning: bool,
 }
 
 /// Everything an acknowledgement says besides the original's header.
@@ -97,7 +100,7 @@ pub fn build_ack(original: Option<&Message>, content: &AckContent<'_>) -> Messag
     if let Some(error) = &content.error {
         let location = error.location.clone().unwrap_or_default();
         let number = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
-        let err = Field {
+        let mut err = vec![Field {
             repetitions: smallvec![Repetition {
                 components: smallvec![
                     Component::text(location.segment_id.clone()),
@@ -110,8 +113,12 @@ pub fn build_ack(original: Option<&Message>, content: &AckContent<'_>) -> Messag
                     Component { subcomponents: smallvec![error.code.into(), error.code_text.into(), "HL70357".into()] },
                 ],
             }],
-        };
-        segments.push(Segment::new("ERR", vec![err]));
+        }];
+        if error.warning {
+            // ERR-2 and ERR-3 (v2.5) are left empty; ERR-4 is the severity.
+            err.extend([Field::text(""), Field::text(""), Field::text("W")]);
+        }
+        segments.push(Segment::new("ERR", err));
     }
     Message { delimiters, segments }
 }
@@ -148,6 +155,7 @@ mod tests {
                     location: Some(Location::field(3, "ZTM", 1)),
                     code: "103",
                     code_text: "Table value not found",
+                    warning: false,
                 }),
                 control_id: "K2",
                 timestamp: "20261125120000",
@@ -175,5 +183,22 @@ mod tests {
             },
         );
         assert!(encode(&garbage).contains("MSA|AR||no MSH"));
+
+        // A warning: accepted, with what was not applied, ERR-4 severity W.
+        let warning = build_ack(
+            Some(&original),
+            &AckContent {
+                code: AckCode::Accept,
+                text: Some("held for review"),
+                error: Some(AckError { location: None, code: "0", code_text: "Message accepted", warning: true }),
+                control_id: "K4",
+                timestamp: "20261125120000",
+            },
+        );
+        assert!(
+            encode(&warning).ends_with("MSA|AA|MSG7|held for review\rERR|^^^0&Message accepted&HL70357|||W\r"),
+            "{}",
+            encode(&warning)
+        );
     }
 }

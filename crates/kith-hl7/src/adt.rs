@@ -1,4 +1,4 @@
-//! Reading ADT messages (A28, A31, A01, A04, A05, A08) into what Kith does with them: who
+//! Reading ADT messages into what Kith does with them: who
 //! the patient is (PID), their details, and the teams to add and discharge (the `ZTM`
 //! segment: ZTM-1 aliases to add, ZTM-2 aliases to discharge, `~`-separated).
 //!
@@ -38,42 +38,6 @@ pub const UNKNOWN_KEY_IDENTIFIER: (&str, &str) = ("204", "Unknown key identifier
 pub const DUPLICATE_KEY_IDENTIFIER: (&str, &str) = ("205", "Duplicate key identifier");
 pub const APPLICATION_INTERNAL_ERROR: (&str, &str) = ("207", "Application internal error");
 
-/// The ADT events Kith reads.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum AdtEvent {
-    /// Admit.
-    A01,
-    /// Register an outpatient.
-    A04,
-    /// Pre-admit.
-    A05,
-    /// Update patient information.
-    A08,
-    /// Add person information.
-    A28,
-    /// Update person information.
-    A31,
-}
-
-impl AdtEvent {
-    pub fn from_trigger(trigger: &str) -> Option<Self> {
-        Some(match trigger {
-            "A01" => AdtEvent::A01,
-            "A04" => AdtEvent::A04,
-            "A05" => AdtEvent::A05,
-            "A08" => AdtEvent::A08,
-            "A28" => AdtEvent::A28,
-            "A31" => AdtEvent::A31,
-            _ => return None,
-        })
-    }
-
-    /// A28 and A31 are the person-information messages: they may always create a record.
-    pub fn is_person_information(self) -> bool {
-        matches!(self, AdtEvent::A28 | AdtEvent::A31)
-    }
-}
-
 /// How the message identifies the patient.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct PatientIdentity {
@@ -106,7 +70,6 @@ pub struct TeamChanges {
 /// An ADT message as Kith reads it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AdtMessage {
-    pub event: AdtEvent,
     /// The PID segment's position in the message, for locating problems found later.
     pub pid_segment: usize,
     pub identity: PatientIdentity,
@@ -192,6 +155,15 @@ pub fn read_identifier_list(
     Ok((index, identity, email))
 }
 
+/// The family name (PID-5.1) and birth date (PID-7) of the first PID segment, read
+/// leniently: a value that does not parse is `None`. What the matching rule compares when a
+/// result, document or appointment names a record.
+pub fn read_pid_names_and_birth_date(message: &Message) -> (Option<Name>, Option<Date>) {
+    let Some((_, pid)) = position(message, "PID") else { return (None, None) };
+    let family = Name::parse("family name", pid.component(5, 1).trim()).ok();
+    (family, hl7_date(pid.value(7).trim()))
+}
+
 /// An ADT^A40: the record named by MRG-1 merges into the one named by PID-3.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct MergeMessage {
@@ -212,11 +184,7 @@ pub fn read_merge(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) 
 /// Reads an ADT message. `is_local_authority` says which PID-3 assigning authorities are the
 /// organisation's; identifiers under other authorities are ignored, as the modelled system
 /// does.
-pub fn read_adt(
-    message: &Message,
-    event: AdtEvent,
-    is_local_authority: &dyn Fn(&str) -> bool,
-) -> Result<AdtMessage, Rejection> {
+pub fn read_adt(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) -> Result<AdtMessage, Rejection> {
     let (pid_index, identity, mut email) = read_patient_identity(message, is_local_authority)?;
     let pid = &message.segments[pid_index - 1];
     let at = |field: usize| Some(Location::field(pid_index, "PID", field));
@@ -283,7 +251,7 @@ pub fn read_adt(
         email,
         address,
     };
-    Ok(AdtMessage { event, pid_segment: pid_index, identity, details, teams: read_ztm(message)? })
+    Ok(AdtMessage { pid_segment: pid_index, identity, details, teams: read_ztm(message)? })
 }
 
 /// ZTM-1 (add) and ZTM-2 (discharge); the same team in both is refused.
@@ -338,7 +306,7 @@ mod tests {
     fn adt(body: &str) -> Result<AdtMessage, Rejection> {
         let text = format!("MSH|^~\\&|PAS|RXH|KITH|KITH|20261125||ADT^A28|1|P|2.4\r{body}");
         let message = parse(text.as_bytes()).message.unwrap();
-        read_adt(&message, AdtEvent::A28, &|authority| authority == "RXH-MRN")
+        read_adt(&message, &|authority| authority == "RXH-MRN")
     }
 
     #[test]

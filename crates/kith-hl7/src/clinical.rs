@@ -308,6 +308,8 @@ pub struct DocumentMessage {
     pub provenance: Provenance,
     /// `MDM:` and TXA-12, the unique document number.
     pub source_key: String,
+    /// `MDM:` and TXA-13, the parent document an addendum or a replacement is for.
+    pub parent_key: Option<String>,
     /// TXA-2, the document type; `CP` is a care plan.
     pub document_type: String,
     pub title: String,
@@ -332,7 +334,7 @@ impl DocumentMessage {
 pub fn read_mdm(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) -> Result<DocumentMessage, Rejection> {
     let (pid_segment, identity, _) = read_patient_identity(message, is_local_authority)?;
     let Some((index, txa)) = message.segments.iter().enumerate().find(|(_, s)| s.id == "TXA") else {
-        return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, "MDM^T02 without a TXA segment"));
+        return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, "MDM without a TXA segment"));
     };
     let at = |field| Some(Location::field(index + 1, "TXA", field));
     let number = txa.component(12, 1).trim();
@@ -369,6 +371,9 @@ pub fn read_mdm(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) ->
         pid_segment,
         provenance: provenance(message),
         source_key: format!("MDM:{number}"),
+        parent_key: Some(txa.component(13, 1).trim())
+            .filter(|parent| !parent.is_empty())
+            .map(|parent| format!("MDM:{parent}")),
         document_type,
         title,
         body,
@@ -377,31 +382,9 @@ pub fn read_mdm(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) ->
     })
 }
 
-/// SIU events: book, reschedule or modify, cancel.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum SiuEvent {
-    S12,
-    S13,
-    S14,
-    S15,
-}
-
-impl SiuEvent {
-    pub fn from_trigger(trigger: &str) -> Option<Self> {
-        Some(match trigger {
-            "S12" => SiuEvent::S12,
-            "S13" => SiuEvent::S13,
-            "S14" => SiuEvent::S14,
-            "S15" => SiuEvent::S15,
-            _ => return None,
-        })
-    }
-}
-
 /// An SIU appointment message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AppointmentMessage {
-    pub event: SiuEvent,
     pub identity: PatientIdentity,
     pub pid_segment: usize,
     pub provenance: Provenance,
@@ -421,14 +404,10 @@ impl AppointmentMessage {
     }
 }
 
-/// Reads an SIU^S12/S13/S14/S15: SCH-1 names the appointment; the start comes from SCH-11
+/// Reads an SIU message (S12 to S26): SCH-1 names the appointment; the start comes from SCH-11
 /// (component 4) or AIS-4; the end from SCH-11.5, else the start plus the duration in
 /// SCH-9 (units SCH-10) or AIS-7 (units AIS-8), minutes when no units are given.
-pub fn read_siu(
-    message: &Message,
-    event: SiuEvent,
-    is_local_authority: &dyn Fn(&str) -> bool,
-) -> Result<AppointmentMessage, Rejection> {
+pub fn read_siu(message: &Message, is_local_authority: &dyn Fn(&str) -> bool) -> Result<AppointmentMessage, Rejection> {
     let (pid_segment, identity, _) = read_patient_identity(message, is_local_authority)?;
     let Some((index, sch)) = message.segments.iter().enumerate().find(|(_, s)| s.id == "SCH") else {
         return Err(Rejection::new(SEGMENT_SEQUENCE_ERROR, None, "SIU without an SCH segment"));
@@ -474,7 +453,6 @@ pub fn read_siu(
         details.push(format!("Reason: {reason}"));
     }
     Ok(AppointmentMessage {
-        event,
         identity,
         pid_segment,
         provenance: provenance(message),
@@ -651,7 +629,7 @@ mod tests {
             "MSH|^~\\&|PAS|RXH|||20261125||SIU^S12|9|P|2.4\nSCH|APT-1||||||FU^Follow-up||||^^^202612011030\n{PID}\n\
              AIS|1||CARD^Cardiology clinic\nAIL|1||OPD2^^^RXH\nAIP|1||D1^Okonkwo^Ada"
         ));
-        let appointment = read_siu(&siu, SiuEvent::S12, &|_| false).unwrap();
+        let appointment = read_siu(&siu, &|_| false).unwrap();
         assert_eq!((appointment.source_key.as_str(), appointment.title.as_str()), ("SIU:APT-1", "Cardiology clinic"));
         assert_eq!(appointment.start.to_string(), "2026-12-01T10:30:00Z");
         assert_eq!(appointment.body, "Location: OPD2\nWith: Ada Okonkwo\nReason: Follow-up");
@@ -664,7 +642,7 @@ mod tests {
             "MSH|^~\\&|PAS|RXH|||20261125||SIU^S12|9|P|2.4\nSCH|APT-1||||||||{sch_9_to_11}\n{PID}\n\
              AIS|1||CARD^Cardiology clinic||||{ais_7_8}"
         ));
-        read_siu(&siu, SiuEvent::S12, &|_| false)
+        read_siu(&siu, &|_| false)
     }
 
     #[test]

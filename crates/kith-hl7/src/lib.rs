@@ -24,6 +24,7 @@ mod charset;
 pub mod clinical;
 mod encode;
 mod escape;
+pub mod events;
 mod message;
 pub mod mllp;
 mod parse;

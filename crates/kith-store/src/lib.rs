@@ -70,6 +70,9 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, StoreErrorKind::Conflict | StoreErrorKind::Duplicate)
     }
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
 }
 
 /// An error type that use cases return from inside a transaction: it can carry a store
@@ -283,6 +286,7 @@ impl Store {
             let mut outcome: Option<Result<R, E>> = None;
             let result = self.backend.write_transaction(&mut |conn| {
                 let mut tx = Tx::new(conn);
+                tx.last_attempt = attempt >= MAX_ATTEMPTS;
                 match work(&mut tx) {
                     Ok(value) => {
                         tx.flush_audit()?;

@@ -31,6 +31,9 @@ pub use sessions::{CodePurpose, CodeRow, MessageState, PendingLetter, SessionRow
 pub struct Tx<'c> {
     conn: &'c mut dyn Conn,
     pending_audit: Vec<AuditRecord>,
+    /// A write transaction that will not be run again if it fails (see
+    /// [`Tx::is_last_attempt`]).
+    pub(crate) last_attempt: bool,
 }
 
 /// A message for the outbox, written in the transaction of the change that causes it and
@@ -412,7 +415,14 @@ fn audit_from(row: &Row) -> Result<ChainedEvent, StoreError> {
 
 impl<'c> Tx<'c> {
     pub(crate) fn new(conn: &'c mut dyn Conn) -> Self {
-        Self { conn, pending_audit: Vec::new() }
+        Self { conn, pending_audit: Vec::new(), last_attempt: true }
+    }
+
+    /// Whether this is the last time [`crate::Store::write`] runs this transaction: a
+    /// conflict met now is returned to the caller rather than retried. A use case that can
+    /// tell a race from a lasting fault (the same unique constraint on every attempt) asks.
+    pub fn is_last_attempt(&self) -> bool {
+        self.last_attempt
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -451,7 +461,7 @@ impl<'c> Tx<'c> {
         Ok(out)
     }
 
-    fn exists(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<bool, StoreError> {
+    pub(crate) fn exists(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<bool, StoreError> {
         let mut found = false;
         self.conn.query_each(sql, params, &mut |_| {
             found = true;
@@ -1130,11 +1140,22 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// The entry a feed filed under `source_key` for this patient.
-    pub fn entry_by_source_key(&mut self, patient: PatientId, source_key: &str) -> Result<Option<Entry>, StoreError> {
+    /// The entry a feed filed under `source_key` for this patient, written by `team` (a
+    /// feed's numbers are its organisation's: the key is looked up among the entries of that
+    /// organisation's Patient Record Team only).
+    pub fn entry_by_source_key(
+        &mut self,
+        patient: PatientId,
+        team: TeamId,
+        source_key: &str,
+    ) -> Result<Option<Entry>, StoreError> {
         self.one(
-            concat!("SELECT ", entry_columns!(), " FROM record_entries WHERE patient_id = ? AND source_key = ?"),
-            &[patient.into(), Param::Text(source_key)],
+            concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM record_entries WHERE patient_id = ? AND authored_team_id = ? AND source_key = ?"
+            ),
+            &[patient.into(), team.into(), Param::Text(source_key)],
             entry_from,
         )
     }
@@ -1150,7 +1171,7 @@ impl<'c> Tx<'c> {
         )?;
         let changed = self.conn.execute(
             "UPDATE record_entries SET kind = ?, label = ?, title = ?, body = ?, status = ?, effective_at = ?, recorded_at = ?,
-             source_message_id = ?, ends_at = ?, version = ? WHERE patient_id = ? AND id = ? AND version = ?",
+             source_message_id = ?, ends_at = ?, source_key = ?, version = ? WHERE patient_id = ? AND id = ? AND version = ?",
             &[
                 entry.kind.code().into(),
                 entry.label.map(label_bit).into(),
@@ -1161,6 +1182,7 @@ impl<'c> Tx<'c> {
                 entry.recorded_at.into(),
                 entry.source_message.into(),
                 entry.ends_at.into(),
+                entry.source_key.as_ref().into(),
                 entry.version.into(),
                 entry.patient.into(),
                 entry.id.into(),

@@ -196,6 +196,10 @@ impl Row {
         }
     }
 
+    pub fn opt_bytes(&self, index: usize) -> Result<Option<&[u8]>, StoreError> {
+        if self.is_null(index)? { Ok(None) } else { self.bytes(index).map(Some) }
+    }
+
     pub fn timestamp(&self, index: usize) -> Result<kith_core::Timestamp, StoreError> {
         self.int(index).map(kith_core::Timestamp::from_micros)
     }

@@ -148,7 +148,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 9);
+        assert_eq!(again.current_version, 10);
         store.ping().unwrap();
     });
 }
@@ -347,7 +347,7 @@ fn an_entrys_end_round_trips_through_its_versions() {
             tx.insert_team(&prt)?;
             tx.put_patient(&person)?;
             tx.insert_entry(&first)?;
-            let stored = tx.entry_by_source_key(person.id, "SIU:APT-1")?.expect("the entry is there");
+            let stored = tx.entry_by_source_key(person.id, prt.id, "SIU:APT-1")?.expect("the entry is there");
             assert_eq!(stored.ends_at, first.ends_at);
             tx.replace_entry(&second)
         });
@@ -807,6 +807,65 @@ fn savepoints_undo_their_work_and_the_transaction_goes_on() {
     });
 }
 
+/// A feed's source keys are its organisation's: two organisations' Patient Record Teams file
+/// the same order number for one patient as two entries, and each finds its own. Where a
+/// record stands with organisations is read as the matching rule needs it.
+#[test]
+fn source_keys_are_per_authoring_team_and_record_organisations_are_read() {
+    each_backend(|store, _| {
+        let (a, b) = (organisation("RXA"), organisation("RXB"));
+        let (prt_a, prt_b) = (
+            team(&a, "prt", TeamKind::PatientRecord, LabelSet::EMPTY),
+            team(&b, "prt", TeamKind::PatientRecord, LabelSet::EMPTY),
+        );
+        let person = patient(None, None);
+        let keyed = |team: TeamId| Entry {
+            kind: EntryKind::Result,
+            source_key: Some("ORU:F1".into()),
+            ..entry(person.id, team, Some(PrivacyLabel::General), 0)
+        };
+        let (from_a, from_b) = (keyed(prt_a.id), keyed(prt_b.id));
+        write(store, |tx| {
+            tx.insert_organisation(&a)?;
+            tx.insert_organisation(&b)?;
+            tx.insert_team(&prt_a)?;
+            tx.insert_team(&prt_b)?;
+            tx.put_patient(&person)?;
+            tx.put_care_link(&CareLink {
+                patient: person.id,
+                team: prt_a.id,
+                labels: LabelSet::EMPTY,
+                basis: LinkBasis::OrganisationRecord,
+                changed_by: None,
+                linked_at: T0,
+                updated_at: T0,
+                discharged_at: None,
+            })?;
+            tx.insert_entry(&from_a)
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.record_organisations(person.id, a.id)?, (true, false), "in A only");
+                assert_eq!(tx.record_organisations(person.id, b.id)?, (false, true), "not in B; A holds it");
+                assert_eq!(tx.entry_by_source_key(person.id, prt_b.id, "ORU:F1")?, None);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        write(store, |tx| tx.insert_entry(&from_b));
+        store
+            .read(|tx| {
+                assert_eq!(tx.entry_by_source_key(person.id, prt_a.id, "ORU:F1")?.map(|e| e.id), Some(from_a.id));
+                assert_eq!(tx.entry_by_source_key(person.id, prt_b.id, "ORU:F1")?.map(|e| e.id), Some(from_b.id));
+                // An entry B's team wrote makes the record B's too.
+                assert_eq!(tx.record_organisations(person.id, a.id)?, (true, true));
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let again = Entry { id: EntryId::from_uuid(id()), ..keyed(prt_b.id) };
+        assert_eq!(store.write(|tx| tx.insert_entry(&again)).unwrap_err().kind, StoreErrorKind::Duplicate);
+    });
+}
+
 /// Integrations are found by facility and by token hash; messages are stored once per key.
 #[test]
 fn integrations_and_stored_messages() {
@@ -819,6 +878,13 @@ fn integrations_and_stored_messages() {
             name: Name::parse("name", "PAS feed").unwrap(),
             facility: "RXM-PAS".into(),
             created_at: T0,
+            revoked_at: None,
+            token_expires_at: Some(T0),
+            allowed_addresses: vec![
+                kith_core::integration::AddressRange::parse("10.1.2.0/24").unwrap(),
+                kith_core::integration::AddressRange::parse("::1").unwrap(),
+            ],
+            client_certificate_sha256: None,
         };
         let token_hash = [7u8; 32];
         let record = |control: Option<&str>| Hl7MessageRecord {
@@ -834,8 +900,18 @@ fn integrations_and_stored_messages() {
             error: None,
             patient: None,
             received_at: T0,
+            conflict: None,
+            conflict_records: Vec::new(),
+            resolution: None,
         };
         let first = record(Some("1"));
+        let held = Hl7MessageRecord {
+            status: Hl7MessageStatus::Held,
+            error: Some("PID-3: the identifiers lead to different records".into()),
+            conflict: Some("identifiers_disagree".into()),
+            conflict_records: vec![PatientId::from_uuid(id()), PatientId::from_uuid(id())],
+            ..record(Some("2"))
+        };
         write(store, |tx| {
             tx.insert_organisation(&org)?;
             tx.insert_integration(&integration, &token_hash)?;
@@ -854,6 +930,7 @@ fn integrations_and_stored_messages() {
                     processed_at: T0,
                 })?;
             }
+            tx.insert_hl7_message(&kith_store::NewHl7Message { record: &held, raw: b"MSH|held", processed_at: T0 })?;
             Ok(())
         });
         store
@@ -865,8 +942,39 @@ fn integrations_and_stored_messages() {
                 assert!(tx.hl7_create_on_any_adt(org.id)?);
                 assert_eq!(tx.hl7_message_by_key(org.id, "PAS", "RXM-PAS", "1")?, Some(first.clone()));
                 assert_eq!(tx.hl7_message_raw(first.id)?.unwrap(), b"MSH|raw \xe9");
-                assert_eq!(tx.hl7_messages(org.id, None, 10)?.len(), 3);
+                assert_eq!(tx.hl7_messages(org.id, None, 10)?.len(), 4);
                 assert_eq!(tx.hl7_messages(org.id, Some(Hl7MessageStatus::Rejected), 10)?.len(), 0);
+                assert_eq!(tx.hl7_messages(org.id, Some(Hl7MessageStatus::Held), 10)?, vec![held.clone()]);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        // A held message resolved: its status, records and resolution are written back;
+        // an integration revoked, re-bound and given a new token.
+        let resolved = Hl7MessageRecord {
+            status: Hl7MessageStatus::Accepted,
+            resolution: Some("applied to record … by operator".into()),
+            ..held.clone()
+        };
+        let changed = Integration {
+            revoked_at: Some(T0),
+            token_expires_at: None,
+            allowed_addresses: Vec::new(),
+            client_certificate_sha256: Some([9u8; 32]),
+            ..integration.clone()
+        };
+        write(store, |tx| {
+            tx.update_hl7_message_outcome(&resolved, T0)?;
+            tx.update_integration(&changed)?;
+            tx.set_integration_token(integration.id, &[6u8; 32], Some(T0))
+        });
+        store
+            .read(|tx| {
+                assert_eq!(tx.hl7_message(held.id)?, Some(resolved.clone()));
+                let stored = tx.integration(integration.id)?.unwrap();
+                assert_eq!(stored, Integration { token_expires_at: Some(T0), ..changed.clone() });
+                assert_eq!(tx.integration_by_token_hash(&token_hash)?, None, "the old token is gone");
+                assert_eq!(tx.integration_by_token_hash(&[6u8; 32])?.map(|i| i.id), Some(integration.id));
+                assert_eq!(tx.all_integrations()?.len(), 1);
                 Ok::<_, StoreError>(())
             })
             .unwrap();

@@ -82,7 +82,8 @@ const HL7_ER7: &str = "x-application/hl7-v2+er7; charset=utf-8";
 
 /// `POST /hl7/v2`: one ER7 message in the body, `Authorization: Bearer TOKEN` naming the
 /// integration. The acknowledgement is the response body, sent after the message and its
-/// effects are committed. A missing or unknown token is 401 and nothing is stored.
+/// effects are committed. A missing, unknown, revoked or expired token is 401 and nothing is
+/// stored; MSH-4 must be the integration's facility (else `AR`).
 async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -101,7 +102,7 @@ async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) 
     let app = state.app.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<String>, kith_app::AppError> {
         let Some(integration) = app.integration_for_token(&token)? else { return Ok(None) };
-        Ok(Some(match app.ingest_hl7(kith_app::Hl7Sender::Http(&integration), &body) {
+        Ok(Some(match app.ingest_hl7(kith_app::Hl7Sender::Integration(&integration), &body) {
             Ok(ingested) => ingested.ack,
             Err(error) => {
                 tracing::error!(%error, "HL7 message could not be stored");

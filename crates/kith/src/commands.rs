@@ -76,21 +76,6 @@ pub enum LettersCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum IntegrationCommand {
-    /// Register an HL7 feed: its sending facility (MSH-4) for MLLP, and a bearer token for
-    /// POST /hl7/v2 (printed once; only its hash is kept).
-    Create {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        name: String,
-        /// The MSH-4 sending facility the feed's messages carry.
-        #[arg(long)]
-        facility: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a bearer token for the FHIR API acting for this account (printed once; only
     /// its hash is kept). It acts with the account's memberships as they are at each request.
@@ -139,49 +124,6 @@ pub enum LabelRuleCommand {
     List {
         #[arg(long)]
         org: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Hl7Command {
-    /// Backfill: load messages from files (MLLP frames, or messages separated by blank
-    /// lines), with the same rules and idempotency as the live feed.
-    Import {
-        #[arg(long)]
-        org: String,
-        /// Where to write the rejected messages with their reasons.
-        #[arg(long, default_value = "hl7-import-rejects.txt")]
-        rejects: std::path::PathBuf,
-        /// Transactions in flight at once (1 to 32). Messages that could affect one another
-        /// stay in file order whatever the number. Default: 4 on PostgreSQL (its
-        /// backends then keep both cores of a small server busy), 1 on SQLite (one writer
-        /// at a time).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
-        workers: Option<u16>,
-        #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
-    },
-    /// Process stored rejected (or failed) messages again, e.g. after a team, label rule or
-    /// patient was added.
-    #[command(group(clap::ArgGroup::new("which").required(true)))]
-    Reprocess {
-        #[arg(long)]
-        org: String,
-        /// One stored message's id.
-        #[arg(group = "which")]
-        id: Option<String>,
-        /// Every stored message with this status.
-        #[arg(long, group = "which", value_parser = ["rejected", "error"])]
-        status: Option<String>,
-    },
-    /// List stored inbound messages, newest first.
-    Messages {
-        #[arg(long)]
-        org: String,
-        #[arg(long, value_parser = ["accepted", "rejected", "error"])]
-        status: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
     },
 }
 
@@ -503,7 +445,7 @@ pub enum AuditCommand {
     },
 }
 
-fn org_code(text: &str) -> anyhow::Result<OrganisationCode> {
+pub(crate) fn org_code(text: &str) -> anyhow::Result<OrganisationCode> {
     Ok(OrganisationCode::parse(text)?)
 }
 
@@ -527,7 +469,7 @@ fn patient_id(text: &str) -> anyhow::Result<PatientId> {
     text.parse().map_err(|error| anyhow!("--patient: {error}"))
 }
 
-fn print(json: bool, value: Value, human: impl FnOnce() -> String) {
+pub(crate) fn print(json: bool, value: Value, human: impl FnOnce() -> String) {
     if json {
         println!("{value}");
     } else {
@@ -905,29 +847,7 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                 },
             );
         }
-        Command::Integration(IntegrationCommand::Create { org, name, facility }) => {
-            let created =
-                app.create_integration(operator, &org_code(&org)?, &Name::parse("name", &name)?, &facility)?;
-            let integration = &created.integration;
-            print(
-                json,
-                json!({
-                    "id": integration.id.to_string(),
-                    "facility": integration.facility,
-                    "name": integration.name.as_str(),
-                    "token": created.token.expose(),
-                }),
-                || {
-                    format!(
-                        "created integration {} for sending facility {}\nid: {}\ntoken (shown once; keep it secret): {}",
-                        integration.name,
-                        integration.facility,
-                        integration.id,
-                        created.token.expose()
-                    )
-                },
-            );
-        }
+        Command::Integration(command) => crate::hl7_commands::integration(&app, operator, json, command)?,
         Command::Token(TokenCommand::Create { email: address, name, expires_days }) => {
             let created =
                 app.create_api_token(operator, &email(&address)?, &Name::parse("name", &name)?, expires_days)?;
@@ -1017,74 +937,7 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                 }
             });
         }
-        Command::Hl7(Hl7Command::Import { org, rejects, workers, files }) => {
-            let workers = workers
-                .map_or_else(|| if app.store().dialect() == kith_store::Dialect::Sqlite { 1 } else { 4 }, usize::from);
-            crate::import::run(&app, operator, json, &org_code(&org)?, &files, &rejects, workers)?;
-        }
-        Command::Hl7(Hl7Command::Reprocess { org, id, status }) => {
-            let code = org_code(&org)?;
-            let ids: Vec<kith_core::Hl7MessageId> = match (id, status) {
-                (Some(id), _) => vec![id.parse().map_err(|error| anyhow!("message id: {error}"))?],
-                (None, Some(status)) => {
-                    let status = kith_core::model::Hl7MessageStatus::from_code(&status).expect("clap checked it");
-                    app.hl7_messages(&code, Some(status), 10_000)?.into_iter().rev().map(|m| m.id).collect()
-                }
-                (None, None) => unreachable!("clap requires one"),
-            };
-            let mut results = Vec::new();
-            for id in ids {
-                let outcome = app.reprocess_hl7(operator, &code, id)?;
-                results.push((id, outcome.code));
-            }
-            let accepted = results.iter().filter(|(_, code)| *code == kith_hl7::ack::AckCode::Accept).count();
-            let value = json!({
-                "reprocessed": results.len(),
-                "accepted": accepted,
-                "messages": results.iter().map(|(id, code)| json!({ "id": id.to_string(), "ack": code.code() })).collect::<Vec<_>>(),
-            });
-            print(json, value, || {
-                format!(
-                    "reprocessed {} message(s): {accepted} accepted, {} still refused",
-                    results.len(),
-                    results.len() - accepted
-                )
-            });
-        }
-        Command::Hl7(Hl7Command::Messages { org, status, limit }) => {
-            let status = status.as_deref().and_then(kith_core::model::Hl7MessageStatus::from_code);
-            let messages = app.hl7_messages(&org_code(&org)?, status, limit)?;
-            let value = json!({ "messages": messages.iter().map(|m| json!({
-                "id": m.id.to_string(),
-                "received_at": m.received_at.to_string(),
-                "sending_application": m.sending_application,
-                "sending_facility": m.sending_facility,
-                "control_id": m.control_id,
-                "message_type": m.message_type,
-                "status": m.status.code(),
-                "error": m.error,
-                "patient": m.patient.map(|p| p.to_string()),
-            })).collect::<Vec<_>>() });
-            print(json, value, || {
-                messages
-                    .iter()
-                    .map(|m| {
-                        format!(
-                            "{}  {}  {:<8} {:<10} {}|{} {}  {}",
-                            m.received_at,
-                            m.id,
-                            m.status,
-                            m.message_type,
-                            m.sending_application,
-                            m.sending_facility,
-                            m.control_id.as_deref().unwrap_or("-"),
-                            m.error.as_deref().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        Command::Hl7(command) => crate::hl7_commands::hl7(&app, operator, json, command)?,
         Command::Record(RecordCommand::Read(who)) => {
             let (context, patient) = context(&app, &who)?;
             let view = app.read_record(&context, patient)?;

@@ -1,7 +1,9 @@
-//! The MLLP listener: one task per connection, messages applied in order, each ACK written
-//! only after the message and its effects are committed. With a certificate and key the
-//! listener speaks TLS (rustls; TLS 1.2 and 1.3), and a handshake that does not finish in
-//! ten seconds is dropped.
+//! The MLLP listener: one task per connection, bound to one integration before its first
+//! message is read (by its TLS client certificate or its source address, as
+//! `kith_core::integration::bind_connection` decides; a connection bound to none is closed),
+//! messages applied in order, each ACK written only after the message and its effects are
+//! committed. With a certificate and key the listener speaks TLS (rustls; TLS 1.2 and 1.3),
+//! and a handshake that does not finish in ten seconds is dropped.
 //!
 //! Connection tasks hand their frames to writer threads through a bounded queue. A writer
 //! takes every frame waiting (up to a batch limit) and ingests them in one transaction
@@ -15,15 +17,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kith_app::App;
+use kith_core::integration::ConnectionFacts;
+use kith_core::model::Integration;
 use kith_hl7::ack::AckCode;
 use kith_hl7::mllp::{self, FrameEvent, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 
 /// How the listener behaves.
 #[derive(Clone)]
@@ -35,9 +42,17 @@ pub struct MllpConfig {
     pub writers: usize,
     /// The most messages committed together.
     pub max_batch: usize,
-    /// TLS, when a certificate and key were given.
+    /// TLS, when a certificate and key were given. Clients may present a certificate,
+    /// which binds the connection to the integration that pinned it.
     pub tls: Option<TlsAcceptor>,
+    /// `--mllp-unauthenticated` (a test bench): connections are not bound; each message's
+    /// integration is the one its MSH-4 names.
+    pub unauthenticated: bool,
 }
+
+/// How often an open connection's binding is checked again (an integration revoked or
+/// re-bound meanwhile closes it before its next message is applied).
+const REBIND_AFTER: Duration = Duration::from_secs(5);
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,18 +71,76 @@ pub fn tls_acceptor(certificate: &std::path::Path, key: &std::path::Path) -> any
         .map_err(|error| anyhow::anyhow!("{error}"))
         .with_context(|| format!("reading the MLLP TLS private key {}", key.display()))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedClientCertificates { algorithms: provider.signature_verification_algorithms });
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("choosing TLS versions")?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("the MLLP TLS certificate and key do not go together")?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A frame waiting to be ingested, and where its ACK goes.
+/// Client certificates are optional and pinned, not chained: a client that presents one
+/// must prove it holds the key (the handshake signature, checked here), and the
+/// certificate's SHA-256 must then be the one an integration pinned (checked when the
+/// connection is bound, against the database as it is then). No CA is involved, so no
+/// chain is built and no CA can mint a certificate that binds.
+#[derive(Debug)]
+struct PinnedClientCertificates {
+    algorithms: tokio_rustls::rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for PinnedClientCertificates {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls12_signature(message, certificate, signature, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(message, certificate, signature, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A frame waiting to be ingested, the integration its connection is bound to (none on an
+/// unauthenticated listener), and where its ACK goes.
 struct Job {
     frame: Vec<u8>,
+    integration: Option<Arc<Integration>>,
     reply: tokio::sync::oneshot::Sender<String>,
 }
 
@@ -99,8 +172,16 @@ fn writer(app: &App, jobs: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>, 
             }
             batch
         };
-        let messages: Vec<(kith_app::Hl7Sender<'_>, &[u8])> =
-            batch.iter().map(|job| (kith_app::Hl7Sender::Mllp, job.frame.as_slice())).collect();
+        let messages: Vec<(kith_app::Hl7Sender<'_>, &[u8])> = batch
+            .iter()
+            .map(|job| {
+                let sender = match &job.integration {
+                    Some(integration) => kith_app::Hl7Sender::Integration(integration),
+                    None => kith_app::Hl7Sender::UnauthenticatedMllp,
+                };
+                (sender, job.frame.as_slice())
+            })
+            .collect();
         let acks: Vec<String> = match app.ingest_hl7_batch(&messages) {
             Ok(ingested) => ingested.into_iter().map(|one| one.ack).collect(),
             Err(error) => {
@@ -143,9 +224,17 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let ended = match &config.tls {
-                None => connection(stream, peer, app, queue, &config).await,
+                None => connection(stream, peer, None, app, queue, &config).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => connection(tls, peer, app, queue, &config).await,
+                    Ok(Ok(tls)) => {
+                        let certificate = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(<[CertificateDer<'_>]>::first)
+                            .map(|certificate| kith_app::certificate_sha256(certificate.as_ref()));
+                        connection(tls, peer, certificate, app, queue, &config).await
+                    }
                     Ok(Err(error)) => Err(error),
                     Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
                 },
@@ -158,13 +247,44 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
     }
 }
 
+/// The integration a connection's credentials name, as the database says now; `None` (and
+/// a warning naming the peer and why) when it names none.
+async fn bind(app: &App, peer: SocketAddr, certificate: Option<[u8; 32]>) -> Option<Arc<Integration>> {
+    let app = app.clone();
+    let facts = ConnectionFacts { peer: peer.ip(), certificate };
+    match tokio::task::spawn_blocking(move || app.bind_mllp_connection(&facts)).await {
+        Ok(Ok(Ok(integration))) => Some(Arc::new(integration)),
+        Ok(Ok(Err(refusal))) => {
+            tracing::warn!(%peer, %refusal, "MLLP connection refused: it is bound to no integration");
+            None
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%peer, %error, "MLLP connection refused: its integration could not be looked up");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
+    certificate: Option<[u8; 32]>,
     app: App,
     queue: tokio::sync::mpsc::Sender<Job>,
     config: &MllpConfig,
 ) -> std::io::Result<()> {
+    // Bound before its first message is read: a connection no integration's credentials
+    // admit is closed without a word.
+    let mut integration = None;
+    let mut bound_at = std::time::Instant::now();
+    if !config.unauthenticated {
+        integration = bind(&app, peer, certificate).await;
+        if integration.is_none() {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
     let mut framer = Framer::new(config.max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, "MLLP connection opened");
@@ -184,8 +304,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         framer.push(&buffer[..read]);
         while let Some(event) = framer.next_event() {
+            if integration.is_some() && bound_at.elapsed() >= REBIND_AFTER {
+                let again = bind(&app, peer, certificate).await;
+                if again.as_ref().map(|i| i.id) != integration.as_ref().map(|i| i.id) {
+                    tracing::warn!(%peer, "MLLP connection closed: its integration was revoked or re-bound");
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                (integration, bound_at) = (again, std::time::Instant::now());
+            }
             let ack = match event {
-                FrameEvent::Frame(frame) => ingest(&app, &queue, frame).await,
+                FrameEvent::Frame(frame) => ingest(&app, &queue, frame, integration.clone()).await,
                 FrameEvent::TooLarge { limit } => {
                     tracing::warn!(%peer, limit, "MLLP frame over the size limit rejected");
                     app.ack_without_ingesting(None, AckCode::Reject, &format!("message larger than {limit} bytes"))
@@ -198,9 +327,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Queues a frame for a writer and waits for its ACK.
-async fn ingest(app: &App, queue: &tokio::sync::mpsc::Sender<Job>, frame: Vec<u8>) -> String {
+async fn ingest(
+    app: &App,
+    queue: &tokio::sync::mpsc::Sender<Job>,
+    frame: Vec<u8>,
+    integration: Option<Arc<Integration>>,
+) -> String {
     let (reply, ack) = tokio::sync::oneshot::channel();
-    if queue.send(Job { frame, reply }).await.is_err() {
+    if queue.send(Job { frame, integration, reply }).await.is_err() {
         return app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again");
     }
     match ack.await {

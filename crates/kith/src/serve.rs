@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// The private key of --mllp-tls-cert (PEM).
     #[arg(long, env = "KITH_MLLP_TLS_KEY", requires = "mllp_tls_cert")]
     pub mllp_tls_key: Option<std::path::PathBuf>,
+    /// Accept MLLP connections that no integration's credentials bind (each message's
+    /// integration is then the one its MSH-4 claims). For a test bench only: anyone who can
+    /// reach the port can send as any organisation.
+    #[arg(long, env = "KITH_MLLP_UNAUTHENTICATED")]
+    pub mllp_unauthenticated: bool,
     /// Where people reach Kith (e.g. https://kith.example.org): links in emails use it, and
     /// with https cookies are Secure and HSTS is sent. Default: http:// and the listen address.
     #[arg(long, env = "KITH_PUBLIC_URL")]
@@ -71,6 +76,7 @@ impl ServeArgs {
             mllp_max_batch: 64,
             mllp_tls_cert: None,
             mllp_tls_key: None,
+            mllp_unauthenticated: false,
             public_url: None,
             sign_in_burst: 10,
             no_outbox_worker: false,
@@ -105,6 +111,18 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     let keep = app.clone();
     let result = runtime.block_on(async move {
         if let Some(mllp_address) = args.mllp_listen {
+            if args.mllp_unauthenticated {
+                tracing::warn!("MLLP connections are not authenticated (--mllp-unauthenticated): a test bench only");
+                eprintln!(
+                    "kith: warning: MLLP connections are not authenticated (--mllp-unauthenticated); anyone who can reach the port can send as any organisation"
+                );
+            } else if !tokio::task::block_in_place(|| app.any_mllp_binding())? {
+                anyhow::bail!(
+                    "MLLP needs to know who is sending: no integration has an allowed address or a client certificate.\n\
+                     Bind one (kith integration bind --org ORG --facility FACILITY --allow-address ADDRESS, or --client-cert CERT.pem\n\
+                     with --mllp-tls-cert/--mllp-tls-key), or for a test bench start with --mllp-unauthenticated."
+                );
+            }
             let tls = match (&args.mllp_tls_cert, &args.mllp_tls_key) {
                 (Some(certificate), Some(key)) => Some(crate::mllp::tls_acceptor(certificate, key)?),
                 _ => None,
@@ -128,6 +146,7 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
                 }),
                 max_batch: args.mllp_max_batch,
                 tls,
+                unauthenticated: args.mllp_unauthenticated,
             };
             tokio::spawn(crate::mllp::serve(listener, app.clone(), config));
         }

@@ -81,6 +81,7 @@ fn scenario(database: &TestDatabase) {
     let kith = Kith { database };
     kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
     kith.ok(&["integration", "create", "--org", "RXH", "--name", "PAS", "--facility", "RXH-PAS"]);
+    kith.ok(&["integration", "bind", "--org", "RXH", "--facility", "RXH-PAS", "--allow-address", "127.0.0.1"]);
     let serve =
         || start_server(&mut kith.command(&["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"]));
     let (mut server, listening) = serve();

@@ -201,16 +201,24 @@ impl Tx<'_> {
         self.insert_in_chunks(statements, links, care_link_params)
     }
 
-    /// Stores messages with their outcomes, many per statement.
+    /// Stores messages with their outcomes, many per statement. Only for messages that were
+    /// not held (their conflict records are not written).
     pub fn insert_hl7_messages(&mut self, messages: &[NewHl7Message<'_>]) -> Result<(), StoreError> {
         static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        static NO_RECORDS: Option<String> = None;
+        if messages.iter().any(|message| !message.record.conflict_records.is_empty()) {
+            return Err(StoreError::new(
+                crate::StoreErrorKind::Database,
+                "held messages are stored one at a time, with their records",
+            ));
+        }
         let statements = insert_statements(
             &SQL,
             concat!("INSERT INTO hl7_messages (", super::hl7::message_columns!(), ", raw, processed_at) VALUES"),
-            14,
+            17,
         );
         self.insert_in_chunks(statements, messages, |message, params| {
-            super::hl7::message_params(message, params);
+            super::hl7::message_params(message, &NO_RECORDS, params);
         })
     }
 }

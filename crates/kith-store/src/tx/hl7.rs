@@ -4,20 +4,27 @@ use kith_core::model::{Hl7MessageRecord, Hl7MessageStatus, Integration};
 use kith_core::text::Name;
 use kith_core::{Hl7MessageId, IntegrationId, OrganisationId, PatientId, Timestamp};
 
+use kith_core::integration::AddressRange;
+
 use super::{coded, corrupt};
 use crate::{Param, Row, StoreError, Tx};
 
 macro_rules! integration_columns {
     () => {
-        "id, organisation_id, name, facility, created_at"
+        "id, organisation_id, name, facility, created_at, revoked_at, token_expires_at, allowed_addresses, client_certificate_sha256"
     };
 }
 macro_rules! message_columns {
     () => {
-        "id, organisation_id, integration_id, sending_application, sending_facility, control_id, message_type, status, ack, error, patient_id, received_at"
+        "id, organisation_id, integration_id, sending_application, sending_facility, control_id, message_type, status, ack, error, patient_id, received_at, conflict, conflict_records, resolution"
     };
 }
 pub(super) use message_columns;
+
+/// An integration's address ranges, as stored: space-separated.
+fn addresses_text(integration: &Integration) -> String {
+    integration.allowed_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}
 
 fn integration_from(row: &Row) -> Result<Integration, StoreError> {
     Ok(Integration {
@@ -26,6 +33,17 @@ fn integration_from(row: &Row) -> Result<Integration, StoreError> {
         name: Name::parse("name", row.text(2)?).map_err(corrupt("integration name"))?,
         facility: row.text(3)?.to_owned(),
         created_at: row.timestamp(4)?,
+        revoked_at: row.opt_timestamp(5)?,
+        token_expires_at: row.opt_timestamp(6)?,
+        allowed_addresses: row
+            .text(7)?
+            .split_whitespace()
+            .map(|range| AddressRange::parse(range).map_err(corrupt("integration address range")))
+            .collect::<Result<_, _>>()?,
+        client_certificate_sha256: match row.opt_bytes(8)? {
+            None => None,
+            Some(bytes) => Some(bytes.try_into().map_err(|_| StoreError::corrupt("a certificate hash is 32 bytes"))?),
+        },
     })
 }
 
@@ -43,7 +61,20 @@ fn message_from(row: &Row) -> Result<Hl7MessageRecord, StoreError> {
         error: row.opt_text(9)?.map(str::to_owned),
         patient: row.opt_uuid(10)?.map(PatientId::from_uuid),
         received_at: row.timestamp(11)?,
+        conflict: row.opt_text(12)?.map(str::to_owned),
+        conflict_records: row
+            .opt_text(13)?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|id| id.parse::<uuid::Uuid>().map(PatientId::from_uuid).map_err(corrupt("held message record")))
+            .collect::<Result<_, _>>()?,
+        resolution: row.opt_text(14)?.map(str::to_owned),
     })
+}
+
+/// A held message's records, as stored: space-separated ids.
+fn records_text(records: &[PatientId]) -> Option<String> {
+    (!records.is_empty()).then(|| records.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
 }
 
 /// A message to store, with what became of it.
@@ -55,7 +86,12 @@ pub struct NewHl7Message<'a> {
 }
 
 /// A stored message's values, in the order of `message_columns!()`, then `raw, processed_at`.
-pub(super) fn message_params<'m>(message: &NewHl7Message<'m>, params: &mut Vec<Param<'m>>) {
+/// `records` holds the text of the held message's records, which the parameters borrow.
+pub(super) fn message_params<'m>(
+    message: &NewHl7Message<'m>,
+    records: &'m Option<String>,
+    params: &mut Vec<Param<'m>>,
+) {
     let record = message.record;
     params.extend([
         record.id.into(),
@@ -70,25 +106,89 @@ pub(super) fn message_params<'m>(message: &NewHl7Message<'m>, params: &mut Vec<P
         record.error.as_ref().into(),
         record.patient.into(),
         record.received_at.into(),
+        record.conflict.as_ref().into(),
+        records.as_ref().into(),
+        record.resolution.as_ref().into(),
         Param::Bytes(message.raw),
         message.processed_at.into(),
     ]);
 }
 
+/// The text of a message's held records, for [`message_params`].
+pub(super) fn message_records(message: &NewHl7Message<'_>) -> Option<String> {
+    records_text(&message.record.conflict_records)
+}
+
 impl Tx<'_> {
     pub fn insert_integration(&mut self, integration: &Integration, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+        let addresses = addresses_text(integration);
         self.conn.execute(
-            concat!("INSERT INTO integrations (", integration_columns!(), ", token_hash) VALUES (?, ?, ?, ?, ?, ?)"),
+            concat!(
+                "INSERT INTO integrations (",
+                integration_columns!(),
+                ", token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
             &[
                 integration.id.into(),
                 integration.organisation.into(),
                 integration.name.as_str().into(),
                 Param::Text(&integration.facility),
                 integration.created_at.into(),
+                integration.revoked_at.into(),
+                integration.token_expires_at.into(),
+                Param::Text(&addresses),
+                integration.client_certificate_sha256.as_ref().map(|hash| Param::Bytes(hash)).unwrap_or(Param::Null),
                 Param::Bytes(token_hash),
             ],
         )?;
         Ok(())
+    }
+
+    /// Writes an integration's revocation, token expiry, addresses and certificate.
+    pub fn update_integration(&mut self, integration: &Integration) -> Result<(), StoreError> {
+        let addresses = addresses_text(integration);
+        self.conn.execute(
+            "UPDATE integrations SET revoked_at = ?, token_expires_at = ?, allowed_addresses = ?, client_certificate_sha256 = ? WHERE id = ?",
+            &[
+                integration.revoked_at.into(),
+                integration.token_expires_at.into(),
+                Param::Text(&addresses),
+                integration.client_certificate_sha256.as_ref().map(|hash| Param::Bytes(hash)).unwrap_or(Param::Null),
+                integration.id.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Gives an integration a new bearer token (the old one stops working) and its expiry.
+    pub fn set_integration_token(
+        &mut self,
+        integration: IntegrationId,
+        token_hash: &[u8; 32],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE integrations SET token_hash = ?, token_expires_at = ? WHERE id = ?",
+            &[Param::Bytes(token_hash), expires_at.into(), integration.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Every integration, of every organisation: what binding an MLLP connection decides on.
+    pub fn all_integrations(&mut self) -> Result<Vec<Integration>, StoreError> {
+        self.all(
+            concat!("SELECT ", integration_columns!(), " FROM integrations ORDER BY facility"),
+            &[],
+            integration_from,
+        )
+    }
+
+    pub fn integration(&mut self, id: IntegrationId) -> Result<Option<Integration>, StoreError> {
+        self.one(
+            concat!("SELECT ", integration_columns!(), " FROM integrations WHERE id = ?"),
+            &[id.into()],
+            integration_from,
+        )
     }
 
     pub fn integration_by_facility(&mut self, facility: &str) -> Result<Option<Integration>, StoreError> {
@@ -178,13 +278,14 @@ impl Tx<'_> {
     }
 
     pub fn insert_hl7_message(&mut self, message: &NewHl7Message<'_>) -> Result<(), StoreError> {
-        let mut params = Vec::with_capacity(14);
-        message_params(message, &mut params);
+        let records = message_records(message);
+        let mut params = Vec::with_capacity(17);
+        message_params(message, &records, &mut params);
         self.conn.execute(
             concat!(
                 "INSERT INTO hl7_messages (",
                 message_columns!(),
-                ", raw, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ", raw, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             &params,
         )?;
@@ -197,13 +298,18 @@ impl Tx<'_> {
         record: &Hl7MessageRecord,
         processed_at: Timestamp,
     ) -> Result<(), StoreError> {
+        let records = records_text(&record.conflict_records);
         self.conn.execute(
-            "UPDATE hl7_messages SET status = ?, ack = ?, error = ?, patient_id = ?, processed_at = ? WHERE id = ?",
+            "UPDATE hl7_messages SET status = ?, ack = ?, error = ?, patient_id = ?, conflict = ?, conflict_records = ?,
+             resolution = ?, processed_at = ? WHERE id = ?",
             &[
                 record.status.code().into(),
                 Param::Text(&record.ack),
                 record.error.as_ref().into(),
                 record.patient.into(),
+                record.conflict.as_ref().into(),
+                records.as_ref().into(),
+                record.resolution.as_ref().into(),
                 processed_at.into(),
                 record.id.into(),
             ],
@@ -288,6 +394,46 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Where a record stands with organisations, for the matching rule: whether it is in
+    /// `organisation` (actively linked to its Patient Record Team), and whether any other
+    /// organisation holds part of it (a care link to one of its teams, active or not, or an
+    /// entry one of its teams wrote).
+    pub fn record_organisations(
+        &mut self,
+        patient: PatientId,
+        organisation: OrganisationId,
+    ) -> Result<(bool, bool), StoreError> {
+        self.one(
+            "SELECT
+                EXISTS (SELECT 1 FROM care_links c JOIN teams t ON t.id = c.team_id
+                        WHERE c.patient_id = ? AND t.organisation_id = ? AND t.kind = 'patient_record'
+                          AND c.discharged_at IS NULL),
+                EXISTS (SELECT 1 FROM care_links c JOIN teams t ON t.id = c.team_id
+                        WHERE c.patient_id = ? AND t.organisation_id <> ?)
+                OR EXISTS (SELECT 1 FROM record_entries e JOIN teams t ON t.id = e.authored_team_id
+                        WHERE e.patient_id = ? AND t.organisation_id <> ?)",
+            &[
+                patient.into(),
+                organisation.into(),
+                patient.into(),
+                organisation.into(),
+                patient.into(),
+                organisation.into(),
+            ],
+            |row| Ok((row.bool(0)?, row.bool(1)?)),
+        )
+        .map(Option::unwrap_or_default)
+    }
+}
+
+impl Tx<'_> {
+    /// Whether any record was merged into this one.
+    pub fn has_merged_records(&mut self, survivor: PatientId) -> Result<bool, StoreError> {
+        self.exists("SELECT 1 FROM patients WHERE merged_into = ?", &[survivor.into()])
+    }
+}
+
 /// What a merge moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MergeCounts {
@@ -324,7 +470,7 @@ impl Tx<'_> {
                  recorded_at, title, body, version, status, source_key, source_message_id, ends_at)
              SELECT e.id, ?, e.kind, e.label, e.authored_team_id, e.author_account_id, e.effective_at, e.recorded_at,
                  e.title, e.body, e.version, e.status,
-                 CASE WHEN e.source_key IS NOT NULL AND EXISTS (SELECT 1 FROM record_entries s WHERE s.patient_id = ? AND s.source_key = e.source_key)
+                 CASE WHEN e.source_key IS NOT NULL AND EXISTS (SELECT 1 FROM record_entries s WHERE s.patient_id = ? AND s.authored_team_id = e.authored_team_id AND s.source_key = e.source_key)
                       THEN e.source_key || ? ELSE e.source_key END,
                  e.source_message_id, e.ends_at
              FROM record_entries e WHERE e.patient_id = ?",

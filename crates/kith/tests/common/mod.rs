@@ -190,5 +190,7 @@ pub fn set_up_feed(kith: &Kith<'_>) -> String {
     kith.add_member("mh", "pro@example.org", false);
     let integration =
         kith.ok(&["integration", "create", "--org", "RXH", "--name", "PAS feed", "--facility", "RXH-PAS"]);
+    // MLLP connections from this machine are the PAS feed's.
+    kith.ok(&["integration", "bind", "--org", "RXH", "--facility", "RXH-PAS", "--allow-address", "127.0.0.1"]);
     integration["token"].as_str().unwrap().to_owned()
 }

@@ -1,0 +1,407 @@
+//! Setting up an organisation's feeds: integrations (who may send, and how they prove it),
+//! assigning authorities, label rules and when records may be created. Every change is an
+//! operator's, audited.
+
+use kith_core::audit::Channel;
+use kith_core::integration::{AddressRange, BindRefusal, ConnectionFacts, bind_connection, token_is_live};
+use kith_core::model::{Hl7MessageRecord, Hl7MessageStatus, Integration};
+use kith_core::patient::LocalIdentifier;
+use kith_core::text::{Name, OrganisationCode};
+use kith_core::{IntegrationId, Timestamp};
+
+use crate::hl7::token_hash;
+use crate::organisations::organisation_by_code;
+use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
+
+/// A new integration and its bearer token (shown once; only its hash is kept).
+#[derive(Clone, Debug)]
+pub struct NewIntegration {
+    pub integration: Integration,
+    pub token: kith_core::text::Secret,
+}
+
+/// How an integration's MLLP connections prove who they are.
+#[derive(Clone, Debug, Default)]
+pub struct IntegrationBinding {
+    /// Replace the source-address list with these ranges (`Some(vec![])` clears it).
+    pub addresses: Option<Vec<AddressRange>>,
+    /// Pin this client certificate (its SHA-256, DER); `Some(None)` removes the pin.
+    pub certificate: Option<Option<[u8; 32]>>,
+}
+
+/// An assigning authority as hospitals write it (`RXH-MRN`, `Good Health Hospital`), as it
+/// is kept (see [`LocalIdentifier::normalise_authority`]); `NHS` and `EMAIL` are not local.
+pub fn normalise_authority(authority: &str) -> AppResult<String> {
+    let authority = LocalIdentifier::normalise_authority(authority).ok_or_else(|| {
+        AppError::Invalid(
+            "authority: 1 to 64 characters without HL7 delimiters (|^~\\&) or ':', e.g. RXH-MRN or GOOD HEALTH HOSPITAL"
+                .to_owned(),
+        )
+    })?;
+    if authority == "NHS" || authority == "EMAIL" {
+        return Err(AppError::Invalid(format!("authority: {authority} is not a local assigning authority")));
+    }
+    Ok(authority)
+}
+
+/// The SHA-256 of a certificate (DER): how an integration pins its TLS client certificate.
+pub fn certificate_sha256(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).into()
+}
+
+fn expiry(now: Timestamp, days: Option<u32>) -> AppResult<Option<Timestamp>> {
+    match days {
+        None => Ok(None),
+        Some(0) => Err(AppError::Invalid("expires-days: at least 1".to_owned())),
+        Some(days) => Ok(Some(now.plus(std::time::Duration::from_secs(u64::from(days) * 86_400)))),
+    }
+}
+
+impl App {
+    /// Registers an HL7 integration for an organisation: its sending facility (MSH-4) and a
+    /// new bearer token for HTTP, returned once, expiring after `expires_in_days` if given.
+    pub fn create_integration(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        name: &Name,
+        facility: &str,
+        expires_in_days: Option<u32>,
+    ) -> AppResult<NewIntegration> {
+        let facility = facility.trim();
+        if facility.is_empty()
+            || facility.len() > 64
+            || facility.chars().any(|c| c.is_control() || "|^~\\&".contains(c))
+        {
+            return Err(AppError::Invalid(
+                "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
+            ));
+        }
+        let token = crate::tokens::new_secret();
+        let hash = token_hash(&token);
+        let now = self.now();
+        let token_expires_at = expiry(now, expires_in_days)?;
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            if tx.all_integrations()?.iter().any(|known| known.facility.eq_ignore_ascii_case(facility)) {
+                return Err(AppError::Conflict(format!("an integration already uses the sending facility {facility}")));
+            }
+            let integration = Integration {
+                id: IntegrationId::from_uuid(new_uuid()),
+                organisation: organisation.id,
+                name: name.clone(),
+                facility: facility.to_owned(),
+                created_at: now,
+                revoked_at: None,
+                token_expires_at,
+                allowed_addresses: Vec::new(),
+                client_certificate_sha256: None,
+            };
+            tx.insert_integration(&integration, &hash)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.create")
+                    .organisation(organisation.id)
+                    .subject(integration.id)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(NewIntegration { integration, token: kith_core::text::Secret::new(token.clone()) })
+        })
+    }
+
+    /// The organisation's integration with this sending facility.
+    fn integration_of(
+        tx: &mut kith_store::Tx<'_>,
+        code: &OrganisationCode,
+        facility: &str,
+    ) -> AppResult<(kith_core::model::Organisation, Integration)> {
+        let organisation = organisation_by_code(tx, code)?;
+        let integration = tx
+            .integrations(organisation.id)?
+            .into_iter()
+            .find(|integration| integration.facility.eq_ignore_ascii_case(facility.trim()))
+            .ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "organisation {code} has no integration with the sending facility {}",
+                    facility.trim()
+                ))
+            })?;
+        Ok((organisation, integration))
+    }
+
+    /// Gives an integration a new bearer token (returned once); the old one stops working at
+    /// once. The new token expires after `expires_in_days`, if given.
+    pub fn rotate_integration_token(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        facility: &str,
+        expires_in_days: Option<u32>,
+    ) -> AppResult<NewIntegration> {
+        let token = crate::tokens::new_secret();
+        let hash = token_hash(&token);
+        let now = self.now();
+        let expires_at = expiry(now, expires_in_days)?;
+        self.store.write(|tx| {
+            let (organisation, mut integration) = Self::integration_of(tx, code, facility)?;
+            if integration.revoked_at.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "the integration {} is revoked; create a new one",
+                    integration.facility
+                )));
+            }
+            tx.set_integration_token(integration.id, &hash, expires_at)?;
+            integration.token_expires_at = expires_at;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.rotate_token")
+                    .organisation(organisation.id)
+                    .subject(integration.id)
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(NewIntegration { integration: integration.clone(), token: kith_core::text::Secret::new(token.clone()) })
+        })
+    }
+
+    /// Revokes an integration: its token, its MLLP connections and its messages are refused
+    /// from now on (a connection open now is closed before its next message is applied).
+    pub fn revoke_integration(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        facility: &str,
+    ) -> AppResult<Integration> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, mut integration) = Self::integration_of(tx, code, facility)?;
+            if integration.revoked_at.is_none() {
+                integration.revoked_at = Some(now);
+                tx.update_integration(&integration)?;
+                tx.audit(
+                    AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.revoke")
+                        .organisation(organisation.id)
+                        .subject(integration.id)
+                        .basis("administration")
+                        .build(),
+                );
+            }
+            Ok(integration)
+        })
+    }
+
+    /// Sets how an integration's MLLP connections are bound to it: its source addresses
+    /// and its client certificate. An address range another integration allows already is
+    /// refused, so that an address always names one integration.
+    pub fn bind_integration(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        facility: &str,
+        binding: &IntegrationBinding,
+    ) -> AppResult<Integration> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (organisation, mut integration) = Self::integration_of(tx, code, facility)?;
+            let others: Vec<Integration> = tx
+                .all_integrations()?
+                .into_iter()
+                .filter(|other| other.id != integration.id && other.revoked_at.is_none())
+                .collect();
+            let mut changed = Vec::new();
+            if let Some(addresses) = &binding.addresses {
+                for range in addresses {
+                    let clash = others.iter().find(|other| {
+                        other.client_certificate_sha256.is_none()
+                            && other.allowed_addresses.iter().any(|theirs| theirs.overlaps(range))
+                    });
+                    if let Some(other) = clash {
+                        return Err(AppError::Conflict(format!(
+                            "the address range {range} overlaps one the integration {} allows: an address names one integration (give one of them a client certificate)",
+                            other.facility
+                        )));
+                    }
+                }
+                integration.allowed_addresses = addresses.clone();
+                changed.push(format!(
+                    "addresses={}",
+                    addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                ));
+            }
+            if let Some(certificate) = binding.certificate {
+                if let Some(hash) = certificate
+                    && others.iter().any(|other| other.client_certificate_sha256 == Some(hash))
+                {
+                    return Err(AppError::Conflict(
+                        "another integration uses this client certificate".to_owned(),
+                    ));
+                }
+                integration.client_certificate_sha256 = certificate;
+                changed.push(format!("certificate={}", if certificate.is_some() { "pinned" } else { "none" }));
+            }
+            tx.update_integration(&integration)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "integration.bind")
+                    .organisation(organisation.id)
+                    .subject(integration.id)
+                    .reason(changed.join("; "))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(integration)
+        })
+    }
+
+    /// An organisation's integrations.
+    pub fn integrations(&self, code: &OrganisationCode) -> AppResult<Vec<Integration>> {
+        self.store.read(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            Ok(tx.integrations(organisation.id)?)
+        })
+    }
+
+    /// Every live integration: what binds an MLLP connection.
+    pub fn live_integrations(&self) -> AppResult<Vec<Integration>> {
+        self.store.read(|tx| Ok(tx.all_integrations()?.into_iter().filter(|i| i.revoked_at.is_none()).collect()))
+    }
+
+    /// The integration an MLLP connection's credentials name (see
+    /// `kith_core::integration::bind_connection`), or why none.
+    pub fn bind_mllp_connection(&self, connection: &ConnectionFacts) -> AppResult<Result<Integration, BindRefusal>> {
+        let integrations = self.store.read(|tx| Ok::<_, AppError>(tx.all_integrations()?))?;
+        let credentials: Vec<_> = integrations.iter().map(Integration::credentials).collect();
+        Ok(bind_connection(connection, &credentials).map(|id| {
+            integrations.into_iter().find(|integration| integration.id == id).expect("bound to a listed one")
+        }))
+    }
+
+    /// Whether any live integration can bind an MLLP connection (an address list or a
+    /// client certificate): without one, an authenticated listener would refuse everyone.
+    pub fn any_mllp_binding(&self) -> AppResult<bool> {
+        Ok(self.live_integrations()?.iter().any(|integration| {
+            !integration.allowed_addresses.is_empty() || integration.client_certificate_sha256.is_some()
+        }))
+    }
+
+    /// The integration a bearer token belongs to, if the token is live.
+    pub fn integration_for_token(&self, token: &str) -> AppResult<Option<Integration>> {
+        let hash = token_hash(token);
+        let now = self.now();
+        let found = self.store.read(|tx| Ok::<_, AppError>(tx.integration_by_token_hash(&hash)?))?;
+        Ok(found.filter(|integration| token_is_live(integration.revoked_at, integration.token_expires_at, now)))
+    }
+
+    /// Adds an assigning authority whose PID-3 identifiers are the organisation's local ones.
+    /// Returns the authority as it is kept (see [`normalise_authority`]).
+    pub fn add_assigning_authority(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        authority: &str,
+    ) -> AppResult<String> {
+        let authority = normalise_authority(authority)?;
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.add_assigning_authority(organisation.id, &authority, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("assigning_authority={authority}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(authority.clone())
+        })
+    }
+
+    /// Whether admission and registration ADTs may create records, or only A28 and A31.
+    pub fn set_hl7_create_on_any_adt(&self, operator: &Operator, code: &OrganisationCode, any: bool) -> AppResult<()> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.set_hl7_create_on_any_adt(organisation.id, any)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("hl7_create_on_any_adt={any}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+
+    /// Adds (or changes) a label rule: incoming data whose `field` (PV1-3, PV1-10, OBR-4,
+    /// OBX-3, TXA-2 or MSH-3) has `value` gets `label`. Applies to messages received from now
+    /// on (and to rejected ones when reprocessed).
+    pub fn add_label_rule(
+        &self,
+        operator: &Operator,
+        code: &OrganisationCode,
+        field: &str,
+        value: &str,
+        label: kith_core::PrivacyLabel,
+    ) -> AppResult<()> {
+        let field = field.trim().to_ascii_uppercase();
+        if !kith_hl7::clinical::LABEL_RULE_FIELDS.contains(&field.as_str()) {
+            return Err(AppError::Invalid(format!(
+                "field: {field:?} is not one of {}",
+                kith_hl7::clinical::LABEL_RULE_FIELDS.join(", ")
+            )));
+        }
+        let value = value.trim();
+        if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || "|^~\\&".contains(c)) {
+            return Err(AppError::Invalid("value: 1 to 64 characters, as sent (a code, not a description)".to_owned()));
+        }
+        let now = self.now();
+        self.store.write(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            tx.put_label_rule(organisation.id, &field, value, label, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
+                    .organisation(organisation.id)
+                    .subject(format!("label_rule {field}={value} -> {label}"))
+                    .basis("administration")
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+
+    /// An organisation's label rules: (field, value, label).
+    pub fn label_rules(&self, code: &OrganisationCode) -> AppResult<Vec<(String, String, kith_core::PrivacyLabel)>> {
+        self.store.read(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            Ok(tx.label_rules(organisation.id)?)
+        })
+    }
+
+    /// An organisation's stored messages, newest first.
+    pub fn hl7_messages(
+        &self,
+        code: &OrganisationCode,
+        status: Option<Hl7MessageStatus>,
+        limit: i64,
+    ) -> AppResult<Vec<Hl7MessageRecord>> {
+        self.store.read(|tx| {
+            let organisation = organisation_by_code(tx, code)?;
+            Ok(tx.hl7_messages(organisation.id, status, limit.clamp(1, 10_000))?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_as_hospitals_write_them() {
+        assert_eq!(normalise_authority("  Good   Health Hospital ").unwrap(), "GOOD HEALTH HOSPITAL");
+        assert_eq!(normalise_authority("rxh-mrn").unwrap(), "RXH-MRN");
+        assert_eq!(normalise_authority("St. Mary's (Paddington)").unwrap(), "ST. MARY'S (PADDINGTON)");
+        for bad in ["", "  ", "A|B", "A^B", "A:B", "nhs", "Email"] {
+            assert!(normalise_authority(bad).is_err(), "{bad:?}");
+        }
+    }
+}
