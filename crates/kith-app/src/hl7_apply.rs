@@ -242,17 +242,16 @@ fn resolve(
     };
     let mut decided = decide(&candidates, identity.nhs_number.as_ref());
     if filing.how == Override::WithoutConflictingField {
-        decided = match decided {
-            Match::Conflict(Conflict::IdentifiersDisagree { .. } | Conflict::NhsNumberDiffers { .. }) => {
-                let without: Vec<Candidate> =
-                    candidates.iter().filter(|c| c.found_by != FoundBy::NhsNumber).cloned().collect();
-                decide(&without, None)
-            }
-            Match::Conflict(Conflict::DemographicsDisagree { record }) => {
-                Match::Record { id: record, join: false, give_nhs_number: false }
-            }
-            other => other,
-        };
+        // Without the NHS number when the identifiers disagree; then, without the name and
+        // birth date when those disagree (they are then not applied either).
+        if let Match::Conflict(Conflict::IdentifiersDisagree { .. } | Conflict::NhsNumberDiffers { .. }) = decided {
+            let without: Vec<Candidate> =
+                candidates.iter().filter(|c| c.found_by != FoundBy::NhsNumber).cloned().collect();
+            decided = decide(&without, None);
+        }
+        if let Match::Conflict(Conflict::DemographicsDisagree { record }) = decided {
+            decided = Match::Record { id: record, join: false, give_nhs_number: false };
+        }
     }
     match decided {
         Match::New => Ok(Resolved::New),
@@ -427,6 +426,11 @@ fn compare<T: PartialEq>(current: Option<&T>, given: &T) -> Current {
     }
 }
 
+/// A name written another way (case, punctuation) is the same name.
+fn compare_name(current: &Name, given: &Name) -> Current {
+    if kith_core::identity::same_name(current.as_str(), given.as_str()) { Current::Same } else { Current::Differs }
+}
+
 /// Updates a matched record with what the message may change (see
 /// `kith_core::identity::decide_field`), its new local identifiers, and the NHS number the
 /// rule gives it (a record that had none). Changes the rule holds hold the whole message.
@@ -448,8 +452,8 @@ fn update_record(
         None => false,
     };
     let given: [(Field, Option<Current>); 7] = [
-        (Field::FamilyName, d.family_name.as_ref().map(|v| compare(Some(&current.family_name), v))),
-        (Field::GivenName, d.given_name.as_ref().map(|v| compare(Some(&current.given_name), v))),
+        (Field::FamilyName, d.family_name.as_ref().map(|v| compare_name(&current.family_name, v))),
+        (Field::GivenName, d.given_name.as_ref().map(|v| compare_name(&current.given_name, v))),
         (Field::BirthDate, d.birth_date.as_ref().map(|v| compare(Some(&current.birth_date), v))),
         (Field::Sex, d.sex.as_ref().map(|v| compare(Some(&current.sex).filter(|s| **s != Sex::Unknown), v))),
         (Field::Email, d.email.as_ref().map(|v| compare(current.email.as_ref(), v))),

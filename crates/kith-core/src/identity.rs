@@ -238,6 +238,12 @@ fn folded(name: &str) -> String {
     name.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect()
 }
 
+/// Whether a message's name is the record's, written another way (`OKAFOR`, `O'Brien` and
+/// `OBrien`): then it is no change, and the record keeps its spelling.
+pub fn same_name(record: &str, message: &str) -> bool {
+    folded(record) == folded(message) && !folded(record).is_empty()
+}
+
 /// Family names agree when they are the same letters (ignoring case, spaces, hyphens and
 /// apostrophes), or when one is a whole part of the other (`Okafor` and `Okafor-Smith`).
 pub fn family_names_agree(a: &str, b: &str) -> bool {

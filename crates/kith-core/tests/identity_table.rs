@@ -230,6 +230,15 @@ fn family_names_agree_ignoring_case_punctuation_and_a_second_part() {
 }
 
 #[test]
+fn a_name_written_another_way_is_the_same_name() {
+    use kith_core::identity::same_name;
+    assert!(same_name("Okafor", "OKAFOR"));
+    assert!(same_name("O'Brien", "OBRIEN"));
+    assert!(!same_name("Okafor", "Okafor-Smith"), "a new part is a change");
+    assert!(!same_name("", ""));
+}
+
+#[test]
 fn what_a_matched_message_may_change() {
     use Current::*;
     use Field::*;
