@@ -164,8 +164,9 @@ impl App {
         })
     }
 
-    /// Revokes an integration: its token, its MLLP connections and its messages are refused
-    /// from now on (a connection open now is closed before its next message is applied).
+    /// Revokes an integration: its token and new MLLP connections are refused from now on; a
+    /// connection already open is closed when its binding is next checked (at most 5 s
+    /// later, before the message that follows is applied).
     pub fn revoke_integration(
         &self,
         operator: &Operator,

@@ -375,7 +375,8 @@ impl App {
             let mut team = team_by_alias(tx, &organisation, alias)?;
             tx.lock_team(team.id)?;
             let active = tx.count_active_coordinators(team.id)?;
-            check_go_live(team.status, active)?;
+            let appointed = tx.count_appointed_coordinators(team.id)?;
+            check_go_live(team.status, active, appointed)?;
             tx.set_team_status(team.id, TeamStatus::Live)?;
             tx.audit(
                 AuditBuilder::new(now, operator.actor(), Channel::Cli, "team.go_live")

@@ -49,6 +49,9 @@ impl App {
         let now = self.now();
         self.store.write(|tx| {
             let account = account_by_email(tx, email)?;
+            if let Some(why) = kith_core::team::api_token_refusal(account.status) {
+                return Err(AppError::Invalid(format!("{email} {why}")));
+            }
             if tx.live_api_token(account.id, name)?.is_some() {
                 return Err(AppError::Conflict(format!(
                     "{email} already has a live token named {name}: revoke it first or choose another name"

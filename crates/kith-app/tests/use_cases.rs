@@ -40,7 +40,7 @@ fn a_live_team_keeps_two_coordinators() {
         world.add_member("gum", "g1@example.org", MembershipRole::Coordinator);
         let refused = world.app.go_live(&op, &code(), &alias("gum")).unwrap_err();
         assert!(
-            matches!(refused, AppError::TeamRule(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1 })),
+            matches!(refused, AppError::TeamRule(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1, .. })),
             "{refused}"
         );
         assert!(refused.to_string().contains("Appoint another coordinator first"));

@@ -87,9 +87,15 @@ pub const MINIMUM_COORDINATORS: usize = 2;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TeamRuleViolation {
     #[error(
-        "the team cannot go live with {active} active coordinator(s): a live team needs at least {MINIMUM_COORDINATORS}, so that one can always stand in for the other. Appoint another coordinator first."
+        "the team cannot go live with {active} active coordinator(s) ({appointed} appointed, {} not active yet): a live team needs at least {MINIMUM_COORDINATORS}, so that one can always stand in for the other. {}",
+        appointed.saturating_sub(*active),
+        if appointed > active {
+            "A coordinator becomes active once they set their password from the link in their invitation email (and their account is not locked or disabled); appoint another coordinator if they cannot."
+        } else {
+            "Appoint another coordinator first (kith professional add --coordinator)."
+        }
     )]
-    TooFewCoordinatorsToGoLive { active: usize },
+    TooFewCoordinatorsToGoLive { active: usize, appointed: usize },
     #[error(
         "this would leave the live team with {remaining} active coordinator(s): a live team needs at least {MINIMUM_COORDINATORS}. Appoint another coordinator first, then try again."
     )]
@@ -100,12 +106,37 @@ pub enum TeamRuleViolation {
     TeamClosed,
 }
 
-/// Whether a team in `status` with `active_coordinators` may go live.
-pub fn check_go_live(status: TeamStatus, active_coordinators: usize) -> Result<(), TeamRuleViolation> {
+/// Whether a team in `status` with `active_coordinators` may go live. `appointed` counts the
+/// coordinators appointed, active or not yet (an account that has not set its password).
+pub fn check_go_live(
+    status: TeamStatus,
+    active_coordinators: usize,
+    appointed: usize,
+) -> Result<(), TeamRuleViolation> {
     match status {
         TeamStatus::Setup if active_coordinators >= MINIMUM_COORDINATORS => Ok(()),
-        TeamStatus::Setup => Err(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: active_coordinators }),
+        TeamStatus::Setup => Err(TeamRuleViolation::TooFewCoordinatorsToGoLive {
+            active: active_coordinators,
+            appointed: appointed.max(active_coordinators),
+        }),
         other => Err(TeamRuleViolation::CannotGoLiveFrom(other)),
+    }
+}
+
+/// Why an account cannot use an API token now (a token of an account that is not active is
+/// never accepted), with what to do; `None` when it can.
+pub fn api_token_refusal(status: AccountStatus) -> Option<&'static str> {
+    match status {
+        AccountStatus::Active => None,
+        AccountStatus::Invited => Some(
+            "has not set a password yet, so a token would never work: ask them to set it from the link in their invitation email (or send a new one), then create the token",
+        ),
+        AccountStatus::Locked => Some(
+            "is locked after too many failed sign-ins, so a token would not work: send them a password reset, then create the token",
+        ),
+        AccountStatus::Disabled => {
+            Some("is disabled, so a token would never work: reactivate the account first if it should have one")
+        }
     }
 }
 
@@ -173,15 +204,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_active_accounts_get_api_tokens() {
+        assert_eq!(api_token_refusal(AccountStatus::Active), None);
+        for status in [AccountStatus::Invited, AccountStatus::Locked, AccountStatus::Disabled] {
+            assert!(
+                api_token_refusal(status).is_some_and(|why| why.contains("then") || why.contains("first")),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
     fn go_live_needs_two_coordinators() {
         assert_eq!(
-            check_go_live(TeamStatus::Setup, 1),
-            Err(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1 })
+            check_go_live(TeamStatus::Setup, 1, 1),
+            Err(TeamRuleViolation::TooFewCoordinatorsToGoLive { active: 1, appointed: 1 })
         );
-        assert_eq!(check_go_live(TeamStatus::Setup, 2), Ok(()));
-        assert_eq!(check_go_live(TeamStatus::Live, 5), Err(TeamRuleViolation::CannotGoLiveFrom(TeamStatus::Live)));
-        let message = check_go_live(TeamStatus::Setup, 0).unwrap_err().to_string();
+        assert_eq!(check_go_live(TeamStatus::Setup, 2, 2), Ok(()));
+        assert_eq!(check_go_live(TeamStatus::Live, 5, 5), Err(TeamRuleViolation::CannotGoLiveFrom(TeamStatus::Live)));
+        let message = check_go_live(TeamStatus::Setup, 0, 0).unwrap_err().to_string();
+        assert!(message.contains("(0 appointed, 0 not active yet)"), "{message}");
         assert!(message.contains("Appoint another coordinator first"), "{message}");
+        // Two appointed, one has not set a password yet: says so, and what makes them active.
+        let waiting = check_go_live(TeamStatus::Setup, 1, 2).unwrap_err().to_string();
+        assert!(waiting.contains("1 active coordinator(s) (2 appointed, 1 not active yet)"), "{waiting}");
+        assert!(waiting.contains("once they set their password from the link in their invitation email"), "{waiting}");
     }
 
     #[test]

@@ -850,6 +850,19 @@ impl<'c> Tx<'c> {
     }
 
     /// Coordinators of the team whose membership and account are both active.
+    /// A team's coordinators with an active membership, whatever their account's state (an
+    /// invited account has not set its password yet).
+    pub fn count_appointed_coordinators(&mut self, team: TeamId) -> Result<usize, StoreError> {
+        let count = self
+            .one(
+                "SELECT COUNT(*) FROM memberships WHERE team_id = ? AND role = 'coordinator' AND status = 'active'",
+                &[team.into()],
+                |row| row.int(0),
+            )?
+            .unwrap_or(0);
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     pub fn count_active_coordinators(&mut self, team: TeamId) -> Result<usize, StoreError> {
         let count = self
             .one(

@@ -53,6 +53,31 @@ fn scenario(database: &TestDatabase) {
             && refused.contains("Appoint another coordinator first"),
         "{refused}"
     );
+    // A second coordinator appointed who has not set a password yet: still refused, saying
+    // how many are appointed, how many not active yet, and what makes them active.
+    kith.ok(&[
+        "professional",
+        "add",
+        "--org",
+        "RXH",
+        "--team",
+        "mh",
+        "--email",
+        "coordinator.invited@example.org",
+        "--name",
+        "Invited Coordinator",
+        "--coordinator",
+    ]);
+    let waiting = kith.fails(&["team", "go-live", "--org", "RXH", "--team", "mh"]);
+    assert!(
+        waiting.contains("cannot go live with 1 active coordinator(s) (2 appointed, 1 not active yet)")
+            && waiting.contains("once they set their password from the link in their invitation email"),
+        "{waiting}"
+    );
+    // That account cannot use an API token yet: refused with why and what to do, no token.
+    let no_token = kith.fails(&["token", "create", "--email", "coordinator.invited@example.org"]);
+    assert!(no_token.contains("has not set a password yet") && no_token.contains("invitation email"), "{no_token}");
+    assert_eq!(kith.ok(&["token", "list", "--email", "coordinator.invited@example.org"]), serde_json::json!([]));
     kith.add_member("mh", "coordinator.two@example.org", true);
     assert_eq!(kith.ok(&["team", "go-live", "--org", "RXH", "--team", "mh"])["status"], "live");
 
