@@ -124,6 +124,11 @@ fn scenario(database: &TestDatabase) {
             ),
             ("F6", "SIU^S12", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
             ("F7", "SIU^S15", "SCH|APT-2||||||FU^Follow-up||||^^^202612081030\r"),
+            // Not attended (S26); a letter its sender cancelled (T11) is kept, entered in error.
+            ("F8", "SIU^S12", "SCH|APT-3||||||FU^Follow-up||||^^^202612151030\r"),
+            ("F9", "SIU^S26", "SCH|APT-3||||||FU^Follow-up||||^^^202612151030\r"),
+            ("F10", "MDM^T02", "TXA|1|CN|TX|20261121101500||||||||DOC-2||||||AU\rOBX|1|TX|||Clinic letter.\r"),
+            ("F11", "MDM^T11", "TXA|1|CN|TX|20261121111500||||||||DOC-2||||||AU\r"),
         ] {
             post_hl7(
                 &address,
@@ -181,7 +186,11 @@ fn scenario(database: &TestDatabase) {
         assert!(!observations.to_string().contains("Screening score"));
         let result_id = result["id"].as_str().unwrap().to_owned();
         let (_, documents) = get(&address, &format!("/fhir/DocumentReference?patient={patient_id}"), &pro_token);
-        assert_eq!(documents["total"], 1, "{documents}");
+        assert_eq!(documents["total"], 2, "{documents}");
+        let mut document_statuses: Vec<&str> =
+            documents["entry"].as_array().unwrap().iter().map(|e| e["resource"]["status"].as_str().unwrap()).collect();
+        document_statuses.sort_unstable();
+        assert_eq!(document_statuses, ["current", "entered-in-error"]);
         let (_, plans) = get(&address, &format!("/fhir/CarePlan?patient={patient_id}"), &pro_token);
         assert_eq!(plans["entry"][0]["resource"]["description"], "Walk daily; check weight weekly.");
         let (_, appointments) =
@@ -192,7 +201,7 @@ fn scenario(database: &TestDatabase) {
             .iter()
             .map(|e| e["resource"]["status"].as_str().unwrap())
             .collect();
-        assert_eq!(statuses, ["booked", "cancelled"]);
+        assert_eq!(statuses, ["booked", "cancelled", "noshow"]);
         let booked = &appointments["entry"][0]["resource"];
         assert_eq!(booked["start"], "2026-12-01T10:30:00Z");
         // SCH-9/SCH-10: 30 minutes.

@@ -399,6 +399,7 @@ fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
     };
     let organisation = OrganisationCode::parse(organisation)
         .map_err(|_| FhirError::BadRequest("identifier: not a valid organisation code in the system".to_owned()))?;
+    let authority = resources::authority_from_uri(authority);
     let identifier = LocalIdentifier::parse(&format!("{authority}:{value}"))
         .map_err(|_| FhirError::BadRequest("identifier: not a valid local identifier".to_owned()))?;
     Ok(PatientQuery::Local { organisation, identifier })

@@ -42,7 +42,7 @@ pub fn patient(details: &PatientDetails) -> Value {
     }
     for (organisation, identifier) in &details.identifiers {
         identifiers.push(json!({
-            "system": format!("{LOCAL_SYSTEM_PREFIX}{}/{}", organisation.as_str(), identifier.authority()),
+            "system": format!("{LOCAL_SYSTEM_PREFIX}{}/{}", organisation.as_str(), authority_in_uri(identifier.authority())),
             "value": identifier.value(),
         }));
     }
@@ -105,6 +105,17 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// An assigning authority as the last segment of an identifier system URI: a space (which
+/// authorities as hospitals write them may hold) and `%` are percent-encoded.
+pub fn authority_in_uri(authority: &str) -> String {
+    authority.replace('%', "%25").replace(' ', "%20")
+}
+
+/// An identifier system URI's last segment read back as an assigning authority.
+pub fn authority_from_uri(segment: &str) -> String {
+    segment.replace("%20", " ").replace("%25", "%")
+}
+
 /// A document; a replaced document keeps its identifier and shows its latest version.
 pub fn document_reference(visible: &VisibleEntry) -> Value {
     let entry = &visible.entry;
@@ -117,7 +128,8 @@ pub fn document_reference(visible: &VisibleEntry) -> Value {
         "resourceType": "DocumentReference",
         "id": entry.id.to_string(),
         "meta": entry_meta(entry),
-        "status": "current",
+        // A document its sender cancelled (MDM^T11) is kept, marked entered in error.
+        "status": if entry.status == Some(EntryStatus::Cancelled) { "entered-in-error" } else { "current" },
         "docStatus": doc_status,
         "type": { "text": entry.title.as_str() },
         "subject": { "reference": format!("Patient/{}", entry.patient) },
@@ -162,7 +174,11 @@ pub fn care_plan(visible: &VisibleEntry) -> Value {
 /// there is no `minutesDuration`.
 pub fn appointment(visible: &VisibleEntry) -> Value {
     let entry = &visible.entry;
-    let status = if entry.status == Some(EntryStatus::Cancelled) { "cancelled" } else { "booked" };
+    let status = match entry.status {
+        Some(EntryStatus::Cancelled) => "cancelled",
+        Some(EntryStatus::NoShow) => "noshow",
+        _ => "booked",
+    };
     let mut resource = json!({
         "resourceType": "Appointment",
         "id": entry.id.to_string(),
@@ -440,5 +456,13 @@ mod tests {
         ] {
             assert_eq!(super::base64(input.as_bytes()), output);
         }
+    }
+
+    #[test]
+    fn authorities_with_spaces_round_trip_through_an_identifier_system() {
+        let segment = super::authority_in_uri("GOOD HEALTH HOSPITAL 100%");
+        assert_eq!(segment, "GOOD%20HEALTH%20HOSPITAL%20100%25");
+        assert_eq!(super::authority_from_uri(&segment), "GOOD HEALTH HOSPITAL 100%");
+        assert_eq!(super::authority_in_uri("RXH-MRN"), "RXH-MRN");
     }
 }
