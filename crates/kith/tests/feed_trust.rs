@@ -664,6 +664,53 @@ fn import_holds_a_conflict_and_imports_the_rest(database: &TestDatabase) {
     // Resolved once: a second resolution is refused.
     let again = kith.fails(&["hl7", "resolve", "--org", "RXH", &id, "--reject", "--reason", reason]);
     assert!(again.contains("not held"), "{again}");
+
+    // The two other ways, through the CLI: the same conflict sent twice more.
+    let resend = |control: &str| {
+        let file = directory.path().join(format!("{control}.hl7"));
+        let pid = format!("PID|1||K1234567^^^RXH-MRN^MR~{other_person}^^^NHS^NH||Adeyemi^Tunde||19850203|M");
+        std::fs::write(&file, adt("RXH-PAS", "A31", control, &pid, "")).unwrap();
+        assert_eq!(import(&file)["held"].as_u64(), Some(1));
+        let held = kith.ok(&["hl7", "held", "--org", "RXH"]);
+        held["held"].as_array().unwrap().iter().find(|m| m["control_id"] == control).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Without the conflicting field: the NHS number, then the name and birth date that
+    // disagree, are left out; the record keeps them.
+    let without = resend("CONFLICT2");
+    let applied = kith.ok(&["hl7", "resolve", "--org", "RXH", &without, "--apply-without-conflicting-field"]);
+    assert_eq!(applied["status"], "accepted", "{applied}");
+    let record = read_record(&kith, &okafor);
+    assert_eq!(
+        (record["family"].as_str(), record["birth_date"].as_str(), record["nhs_number"].as_str()),
+        (Some("Okafor"), Some("1971-09-14"), Some("9434765919"))
+    );
+    // Applied to a chosen record: only one of the message's records may be chosen; the
+    // person confirmed it, so the details follow — but never the NHS number.
+    let chosen = resend("CONFLICT3");
+    let someone = &patients[0];
+    let refused = kith.fails(&["hl7", "resolve", "--org", "RXH", &chosen, "--apply-to", someone]);
+    assert!(refused.contains("is not one of the held message's records"), "{refused}");
+    let applied = kith.ok(&["hl7", "resolve", "--org", "RXH", &chosen, "--apply-to", &okafor]);
+    assert_eq!(applied["status"], "accepted", "{applied}");
+    let record = read_record(&kith, &okafor);
+    assert_eq!(
+        (record["family"].as_str(), record["birth_date"].as_str(), record["nhs_number"].as_str()),
+        (Some("Adeyemi"), Some("1985-02-03"), Some("9434765919"))
+    );
+    let audit = kith.ok(&["audit", "list", "--limit", "100000"]);
+    let resolutions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "hl7.resolve")
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(resolutions.len(), 3, "{resolutions:?}");
+    assert!(resolutions.iter().any(|r| r.starts_with("applied without the conflicting field")), "{resolutions:?}");
+    assert!(resolutions.iter().any(|r| r.starts_with(&format!("applied to record {okafor}"))), "{resolutions:?}");
 }
 
 #[test]
