@@ -179,6 +179,15 @@ fn survivor(tx: &mut Tx<'_>, patient: Patient) -> Result<Patient, Stop> {
 /// One row per identifier of the message that finds a record: the NHS number anywhere,
 /// local identifiers within the sending organisation, each followed through merges.
 fn find(tx: &mut Tx<'_>, organisation: &Organisation, identity: &PatientIdentity) -> Result<Vec<Candidate>, Stop> {
+    Ok(find_records(tx, organisation, identity)?.0)
+}
+
+/// [`find`], with the records the candidates name.
+fn find_records(
+    tx: &mut Tx<'_>,
+    organisation: &Organisation,
+    identity: &PatientIdentity,
+) -> Result<(Vec<Candidate>, Vec<Patient>), Stop> {
     let mut found: Vec<(FoundBy, Patient)> = Vec::new();
     if let Some(nhs_number) = &identity.nhs_number
         && let Some(patient) = tx.patient_by_nhs_number(nhs_number)?
@@ -191,15 +200,20 @@ fn find(tx: &mut Tx<'_>, organisation: &Organisation, identity: &PatientIdentity
         }
     }
     let mut candidates: Vec<Candidate> = Vec::with_capacity(found.len());
+    let mut records: Vec<Patient> = Vec::with_capacity(found.len());
     for (found_by, patient) in found {
         let patient = survivor(tx, patient)?;
         let record = match candidates.iter().find(|known| known.record.id == patient.id) {
             Some(known) => known.record.clone(),
-            None => record_facts(tx, organisation, &patient)?,
+            None => {
+                let facts = record_facts(tx, organisation, &patient)?;
+                records.push(patient);
+                facts
+            }
         };
         candidates.push(Candidate { found_by, record });
     }
-    Ok(candidates)
+    Ok((candidates, records))
 }
 
 /// Which record a message is about, as decided.
@@ -232,7 +246,7 @@ fn resolve(
         let join = !facts.in_sending_organisation;
         return Ok(Resolved::Record { patient: Box::new(patient), facts, join, give_nhs_number });
     }
-    let candidates = find(tx, organisation, identity)?;
+    let (candidates, mut records) = find_records(tx, organisation, identity)?;
     let decide = |candidates: &[Candidate], nhs_number: Option<&NhsNumber>| {
         decide_match(&MatchFacts {
             message: MessagePatient { nhs_number, family_name, birth_date },
@@ -263,8 +277,11 @@ fn resolve(
                 .find(|c| c.record.id == id)
                 .map(|c| c.record.clone())
                 .ok_or_else(|| Stop::Internal("the matched record is not a candidate".to_owned()))?;
-            let patient = tx.patient(id)?.ok_or_else(|| Stop::Internal("a matched record vanished".to_owned()))?;
-            Ok(Resolved::Record { patient: Box::new(patient), facts, join, give_nhs_number })
+            let at = records
+                .iter()
+                .position(|record| record.id == id)
+                .ok_or_else(|| Stop::Internal("the matched record is not a candidate".to_owned()))?;
+            Ok(Resolved::Record { patient: Box::new(records.swap_remove(at)), facts, join, give_nhs_number })
         }
     }
 }
@@ -669,7 +686,9 @@ fn apply_merge(
             registered: patient.registration == RegistrationStatus::Registered,
         });
     }
-    let survivor_took_in_records = tx.has_merged_records(survivor.id)?;
+    // Only asked when MRG-1 names the survivor itself (a merge seen again, or a self-merge).
+    let survivor_took_in_records =
+        named.iter().any(|patient| patient.id == survivor.id) && tx.has_merged_records(survivor.id)?;
     let merged_id = match decide_merge(&MergeFacts {
         survivor: &survivor_facts,
         survivor_took_in_records,

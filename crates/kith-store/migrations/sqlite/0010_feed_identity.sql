@@ -52,3 +52,6 @@ CREATE UNIQUE INDEX integrations_by_certificate ON integrations (client_certific
 DROP INDEX record_entries_by_source;
 CREATE UNIQUE INDEX record_entries_by_source ON record_entries (patient_id, authored_team_id, source_key)
     WHERE source_key IS NOT NULL;
+
+-- Records merged into a record: found when a merge moves them on, and when a merge is seen again.
+CREATE INDEX patients_by_merged_into ON patients (merged_into) WHERE merged_into IS NOT NULL;
