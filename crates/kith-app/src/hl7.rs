@@ -58,6 +58,9 @@ pub struct Ingested {
 pub(crate) enum Stop {
     /// The message is wrong (`AR`); nothing of it is applied.
     Reject(Rejection),
+    /// `AR` as the rejection says, with the precise reason kept for the data-quality staff
+    /// only (the sender must not learn it: it concerns another organisation's record).
+    RejectWithDetail(Rejection, String),
     /// The matching rule found a conflict, or the event is one a person reviews: the message
     /// is held.
     Hold(Held),
@@ -75,8 +78,10 @@ pub(crate) struct Held {
     pub(crate) code: &'static str,
     /// For the data-quality staff, with Kith's record ids.
     pub(crate) text: String,
-    /// For the sender (the ACK): without Kith's record ids.
-    pub(crate) summary: String,
+    /// For the sender (the ACK's warning): without Kith's record ids. `None`: the conflict
+    /// concerns another organisation's record or share of it, so the sender gets a plain
+    /// `AA`, the answer it would have had were there no such record.
+    pub(crate) summary: Option<String>,
     /// The records in question.
     pub(crate) records: Vec<PatientId>,
 }
@@ -86,9 +91,16 @@ impl From<Conflict> for Held {
         Held {
             code: conflict.code(),
             text: conflict.to_string(),
-            summary: conflict.summary().to_owned(),
+            summary: Some(conflict.summary().to_owned()),
             records: conflict.records(),
         }
+    }
+}
+
+impl Held {
+    /// Held, with nothing said to the sender (see [`Held::summary`]).
+    pub(crate) fn silent(conflict: Conflict) -> Self {
+        Held { summary: None, ..conflict.into() }
     }
 }
 
@@ -116,6 +128,17 @@ impl From<AppError> for Stop {
             other => Stop::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether a failure is the database being unreachable: the only one a resend can cure.
+pub(crate) fn is_unavailable(error: &AppError) -> bool {
+    matches!(error, AppError::Store(error) if error.kind() == StoreErrorKind::Unavailable)
+}
+
+/// Text as it can be stored and sent: a NUL (which PostgreSQL refuses in text, and which a
+/// message can carry as `\X00\`) becomes U+FFFD.
+fn storable(text: &str) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
 }
 
 /// SHA-256 of a bearer token: what is stored, and what a presented token is looked up by.
@@ -163,9 +186,10 @@ impl Resolution {
 pub fn resolutions_for(conflict: &str) -> &'static [ResolutionKind] {
     use ResolutionKind::*;
     match conflict {
-        "identifiers_disagree" | "nhs_number_differs" | "demographics_disagree" | "shared_record_change" => {
+        "identifiers_disagree" | "nhs_number_differs" | "demographics_disagree" => {
             &[ApplyToRecord, ApplyWithoutField, Reject]
         }
+        "shared_record_change" => &[ApplyWithoutField, Reject],
         "not_the_same_person" => &[ApplyToRecord, Reject],
         _ => &[Reject],
     }
@@ -197,9 +221,40 @@ impl App {
     pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
         let reading = Reading::of(raw);
         let now = self.now();
-        let ingested = self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))?;
+        let ingested = match self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))
+        {
+            Ok(ingested) => ingested,
+            // Only a database that cannot be reached is for the sender to retry: any other
+            // failure of the message's own transaction would fail again on a resend.
+            Err(error) if is_unavailable(&error) => return Err(error),
+            Err(error) => self.hold_unapplied_from(sender, &reading, raw, &error.to_string())?,
+        };
         self.store.note_growth(1);
         Ok(ingested)
+    }
+
+    /// Stores a message whose own transaction failed, held with the reason (see
+    /// [`store_unapplied`]).
+    fn hold_unapplied_from(
+        &self,
+        sender: Hl7Sender<'_>,
+        reading: &Reading,
+        raw: &[u8],
+        reason: &str,
+    ) -> AppResult<Ingested> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let mut cache = FeedCache::default();
+            let organisation = match sender {
+                Hl7Sender::Integration(integration) => integration.organisation,
+                Hl7Sender::Import { organisation, .. } => cache.organisation_id(tx, organisation)?,
+                Hl7Sender::UnauthenticatedMllp => match cache.integration_by_facility(tx, &reading.facility)? {
+                    Some(integration) => integration.organisation,
+                    None => return Err(AppError::NotFound("no integration for the sending facility".to_owned())),
+                },
+            };
+            store_unapplied(tx, organisation, reading, raw, reason, now)
+        })
     }
 
     /// Ingests several messages in one transaction — one commit, one disk flush — each in
@@ -209,14 +264,24 @@ impl App {
     pub fn ingest_hl7_batch(&self, messages: &[(Hl7Sender<'_>, &[u8])]) -> AppResult<Vec<Ingested>> {
         let readings: Vec<Reading> = messages.iter().map(|(_, raw)| Reading::of(raw)).collect();
         let now = self.now();
-        let ingested: Vec<Ingested> = self.store.write(|tx| {
+        let batch = self.store.write(|tx| {
             let mut cache = FeedCache::default();
             messages
                 .iter()
                 .zip(&readings)
                 .map(|((sender, raw), reading)| ingest_in(tx, &mut cache, *sender, reading, raw, now))
                 .collect::<AppResult<Vec<Ingested>>>()
-        })?;
+        });
+        let ingested = match batch {
+            Ok(ingested) => ingested,
+            Err(error) if is_unavailable(&error) => return Err(error),
+            // One message's failure must not fail the others (they may be other
+            // organisations'): each is applied again in its own transaction.
+            Err(error) => {
+                tracing::warn!(%error, messages = messages.len(), "an HL7 batch failed; applying it one message at a time");
+                return messages.iter().map(|(sender, raw)| self.ingest_hl7(*sender, raw)).collect();
+            }
+        };
         self.store.note_growth(ingested.len() as u64);
         Ok(ingested)
     }
@@ -337,14 +402,16 @@ impl App {
             };
             record.resolution = Some(decided.clone());
             tx.update_hl7_message_outcome(&record, now)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "hl7.resolve")
-                    .organisation(organisation.id)
-                    .subject(id)
-                    .reason(decided)
-                    .basis("administration")
-                    .build(),
-            );
+            let mut event = AuditBuilder::new(now, operator.actor(), Channel::Cli, "hl7.resolve")
+                .organisation(organisation.id)
+                .subject(id)
+                .reason(decided)
+                .basis("administration");
+            // Applied, it wrote to a record: the patient's access log shows it.
+            if let Some(patient) = record.patient.filter(|_| record.status == Hl7MessageStatus::Accepted) {
+                event = event.patient(patient);
+            }
+            tx.audit(event.build());
             Ok(record)
         })
     }
@@ -535,15 +602,30 @@ impl Reading {
             let (code, trigger) = m.message_type();
             if trigger.is_empty() { code.to_owned() } else { format!("{code}^{trigger}") }
         });
-        let parse_rejection = parsed.first_error().map(|problem| {
+        let mut parse_rejection = parsed.first_error().map(|problem| {
             let (code, code_text) = problem.kind.hl7_error_code();
-            Rejection { text: problem.to_string(), location: problem.location.clone().map(Box::new), code, code_text }
+            Rejection {
+                text: storable(&problem.to_string()),
+                location: problem.location.clone().map(Box::new),
+                code,
+                code_text,
+            }
         });
+        let (application, facility, control) = (header(3), header(4), header(10));
+        if parse_rejection.is_none()
+            && [&application, &facility, &control, &message_type].iter().any(|text| text.contains('\0'))
+        {
+            parse_rejection = Some(Rejection::new(
+                adt::DATA_TYPE_ERROR,
+                Some(kith_hl7::Location::field(1, "MSH", 10)),
+                "MSH: a NUL character is not allowed in MSH-3, MSH-4, MSH-9 or MSH-10",
+            ));
+        }
         Reading {
-            application: header(3),
-            facility: header(4),
-            control: header(10),
-            message_type,
+            application: storable(&application),
+            facility: storable(&facility),
+            control: storable(&control),
+            message_type: storable(&message_type),
             parse_rejection,
             parsed,
         }
@@ -580,7 +662,7 @@ impl Reading {
             self.parsed.message.as_ref(),
             &AckContent { code, text, error, control_id: &ack_control_id(), timestamp: &hl7_timestamp(now) },
         );
-        encode(&ack)
+        storable(&encode(&ack))
     }
 }
 
@@ -630,7 +712,7 @@ impl Outcome {
     fn write_to(&self, record: &mut Hl7MessageRecord) {
         record.status = self.status;
         record.ack = self.ack.clone();
-        record.error = self.error.clone();
+        record.error = self.error.as_deref().map(storable);
         record.patient = self.patient;
         record.conflict = self.conflict.clone();
         record.conflict_records = self.conflict_records.clone();
@@ -669,10 +751,15 @@ pub(crate) fn process(
     };
     Ok(match outcome {
         Ok(applied) => {
+            // What was not applied, and why, is for the data-quality staff: the reasons can
+            // say that another record has an email or that a patient is registered.
             let ack = if applied.notices.is_empty() {
                 reading.respond(now, AckCode::Accept, None)
             } else {
-                reading.respond_with_warning(now, &format!("applied; not applied: {}", applied.notices.join("; ")))
+                reading.respond_with_warning(
+                    now,
+                    "applied; some details were not applied (the data-quality team sees which and why)",
+                )
             };
             Outcome {
                 code: AckCode::Accept,
@@ -686,11 +773,18 @@ pub(crate) fn process(
         }
         Err(Stop::Retry(error) | Stop::Unavailable(error)) => return Err(AppError::Store(error)),
         Err(Stop::Reject(rejection)) => Outcome::rejected(reading, now, rejection),
+        Err(Stop::RejectWithDetail(rejection, detail)) => {
+            Outcome { error: Some(detail), ..Outcome::rejected(reading, now, rejection) }
+        }
         Err(Stop::Hold(held)) => Outcome {
             code: AckCode::Accept,
             status: Hl7MessageStatus::Held,
-            ack: reading
-                .respond_with_warning(now, &format!("held for review by the data-quality team: {}", held.summary)),
+            ack: match &held.summary {
+                Some(summary) => {
+                    reading.respond_with_warning(now, &format!("held for review by the data-quality team: {summary}"))
+                }
+                None => reading.respond(now, AckCode::Accept, None),
+            },
             error: Some(held.text),
             patient: None,
             conflict: Some(held.code.to_owned()),
@@ -744,7 +838,11 @@ impl FeedCache {
     }
 
     /// The live integration whose facility MSH-4 names (an unauthenticated listener's way).
-    fn integration_by_facility(&mut self, tx: &mut Tx<'_>, facility: &str) -> AppResult<Option<Integration>> {
+    pub(crate) fn integration_by_facility(
+        &mut self,
+        tx: &mut Tx<'_>,
+        facility: &str,
+    ) -> AppResult<Option<Integration>> {
         if self.integrations.is_none() {
             self.integrations = Some(tx.all_integrations()?);
         }

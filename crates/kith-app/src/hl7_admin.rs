@@ -204,11 +204,9 @@ impl App {
         let now = self.now();
         self.store.write(|tx| {
             let (organisation, mut integration) = Self::integration_of(tx, code, facility)?;
-            let others: Vec<Integration> = tx
-                .all_integrations()?
-                .into_iter()
-                .filter(|other| other.id != integration.id && other.revoked_at.is_none())
-                .collect();
+            let all_others: Vec<Integration> =
+                tx.all_integrations()?.into_iter().filter(|other| other.id != integration.id).collect();
+            let others: Vec<&Integration> = all_others.iter().filter(|other| other.revoked_at.is_none()).collect();
             let mut changed = Vec::new();
             if let Some(addresses) = &binding.addresses {
                 for range in addresses {
@@ -230,11 +228,12 @@ impl App {
                 ));
             }
             if let Some(certificate) = binding.certificate {
+                // Revoked integrations keep theirs: a certificate once pinned is never reused.
                 if let Some(hash) = certificate
-                    && others.iter().any(|other| other.client_certificate_sha256 == Some(hash))
+                    && all_others.iter().any(|other| other.client_certificate_sha256 == Some(hash))
                 {
                     return Err(AppError::Conflict(
-                        "another integration uses this client certificate".to_owned(),
+                        "another integration (perhaps a revoked one) uses this client certificate: issue a new one".to_owned(),
                     ));
                 }
                 integration.client_certificate_sha256 = certificate;

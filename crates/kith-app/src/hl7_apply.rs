@@ -144,7 +144,7 @@ pub(crate) fn apply(tx: &mut Tx<'_>, filing: &Filing<'_>, message: &Message) -> 
                 }
                 Err(_) => Vec::new(),
             };
-            Err(Stop::Hold(Held { code: "review", text: reason.to_owned(), summary: reason.to_owned(), records }))
+            Err(Stop::Hold(Held { code: "review", text: reason.to_owned(), summary: Some(reason.to_owned()), records }))
         }
     }
 }
@@ -218,9 +218,22 @@ fn find_records(
 
 /// Which record a message is about, as decided.
 enum Resolved {
-    Record { patient: Box<Patient>, facts: RecordFacts, join: bool, give_nhs_number: bool },
+    Record {
+        patient: Box<Patient>,
+        facts: RecordFacts,
+        join: bool,
+        give_nhs_number: bool,
+    },
     New,
     Unknown,
+    /// A record the sender's organisation does not have and has not shown is its patient (or
+    /// that is locked down). To the sender it is as unknown as a record that does not exist:
+    /// the same answer, so that no feed can learn whether another organisation has someone.
+    /// `detail` is for the data-quality staff (stored with the message).
+    NotTheSendersRecord {
+        held: Held,
+        detail: String,
+    },
 }
 
 /// Applies the matching rule (or a person's override of it) to a message's identifiers.
@@ -237,13 +250,29 @@ fn resolve(
         let patient = tx.patient(id)?.ok_or_else(|| Stop::Internal("the chosen record does not exist".to_owned()))?;
         let patient = survivor(tx, patient)?;
         let facts = record_facts(tx, organisation, &patient)?;
-        // The person confirmed who it is; a record's NHS number is still never changed, and
-        // one is given only when no other record has it.
+        // The person confirmed who it is; still, a record of another organisation joins only
+        // when the message's name and birth date agree with it (a person resolving one
+        // organisation's queue cannot claim another's patient), a record's NHS number is never
+        // changed, and one is given only when no other record has it.
+        let join = !facts.in_sending_organisation;
+        if join {
+            let shown = decide_match(&MatchFacts {
+                message: MessagePatient { nhs_number: None, family_name, birth_date },
+                candidates: &[Candidate { found_by: FoundBy::LocalIdentifier, record: facts.clone() }],
+                creation: Creation::NotAllowed,
+            });
+            if !matches!(shown, Match::Record { .. }) || patient.sharing_disabled {
+                return Err(Stop::Reject(Rejection::new(
+                    adt::UNKNOWN_KEY_IDENTIFIER,
+                    None,
+                    "the chosen record is not this organisation's, and the message's family name and birth date do not show it is the same person",
+                )));
+            }
+        }
         let give_nhs_number = match (&identity.nhs_number, &patient.nhs_number) {
             (Some(number), None) => tx.patient_by_nhs_number(number)?.is_none(),
             _ => false,
         };
-        let join = !facts.in_sending_organisation;
         return Ok(Resolved::Record { patient: Box::new(patient), facts, join, give_nhs_number });
     }
     let (candidates, mut records) = find_records(tx, organisation, identity)?;
@@ -267,10 +296,30 @@ fn resolve(
             decided = Match::Record { id: record, join: false, give_nhs_number: false };
         }
     }
+    let in_sending_organisation =
+        |id: &PatientId| candidates.iter().any(|c| c.record.id == *id && c.record.in_sending_organisation);
     match decided {
         Match::New => Ok(Resolved::New),
         Match::Unknown => Ok(Resolved::Unknown),
-        Match::Conflict(conflict) => Err(Stop::Hold(conflict.into())),
+        Match::Conflict(conflict @ Conflict::NotTheSamePerson { .. }) => {
+            let [record] = conflict.records()[..] else { return Err(Stop::Internal("one record expected".to_owned())) };
+            // The sender's own record, missing its NHS number: a real conflict about its own
+            // patient, said as such. Anyone else's: as unknown.
+            if in_sending_organisation(&record) {
+                return Err(Stop::Hold(conflict.into()));
+            }
+            let detail = conflict.to_string();
+            Ok(Resolved::NotTheSendersRecord { held: Held::silent(conflict), detail })
+        }
+        Match::Conflict(conflict) => {
+            // A conflict that names another organisation's record, or says a record is shared,
+            // is held without saying so to the sender (an ACK must not tell one organisation
+            // about another's patients).
+            let discloses =
+                matches!(conflict, Conflict::SharedRecordChange { .. } | Conflict::MergeAcrossOrganisations { .. })
+                    || conflict.records().iter().any(|id| !in_sending_organisation(id));
+            Err(Stop::Hold(if discloses { Held::silent(conflict) } else { conflict.into() }))
+        }
         Match::Record { id, join, give_nhs_number } => {
             let facts = candidates
                 .iter()
@@ -281,7 +330,16 @@ fn resolve(
                 .iter()
                 .position(|record| record.id == id)
                 .ok_or_else(|| Stop::Internal("the matched record is not a candidate".to_owned()))?;
-            Ok(Resolved::Record { patient: Box::new(records.swap_remove(at)), facts, join, give_nhs_number })
+            let patient = records.swap_remove(at);
+            // A locked-down record joins no further organisation from a feed.
+            if join && patient.sharing_disabled {
+                let detail = format!(
+                    "record {id} is locked down (sharing disabled); a feed does not link it to a further organisation"
+                );
+                let held = Held { code: "sharing_disabled", text: detail.clone(), summary: None, records: vec![id] };
+                return Ok(Resolved::NotTheSendersRecord { held, detail });
+            }
+            Ok(Resolved::Record { patient: Box::new(patient), facts, join, give_nhs_number })
         }
     }
 }
@@ -295,6 +353,9 @@ fn join_organisation(tx: &mut Tx<'_>, filing: &Filing<'_>, patient: &Patient) ->
     Ok(())
 }
 
+const PATIENT_NOT_FOUND: &str =
+    "patient not found: send their ADT^A28 first (the message is kept and can be reprocessed)";
+
 /// The patient a result, document or appointment is about: known already, and in the
 /// organisation (or shown to be the same person, and linked to it now).
 fn clinical_patient(
@@ -306,20 +367,12 @@ fn clinical_patient(
 ) -> Result<Patient, Stop> {
     let (family_name, birth_date) = read_pid_names_and_birth_date(message);
     let resolved = match resolve(tx, filing, identity, family_name.as_ref(), birth_date, Creation::NotAllowed) {
-        // A result does not give a record its NHS number, so a new number on the
-        // organisation's own record needs no proof here (the record keeps none).
+        // A result does not give a record its NHS number: a new number on the sender's own
+        // record that has none is set aside, and the rest of the rule decides.
         Err(Stop::Hold(held)) if held.code == "not_the_same_person" => {
-            let own = match held.records.as_slice() {
-                [id] => tx.patient(*id)?,
-                _ => None,
-            };
-            match own {
-                Some(patient)
-                    if patient.nhs_number.is_none()
-                        && tx.record_organisations(patient.id, filing.facts.organisation.id)?.0 =>
-                {
-                    return Ok(patient);
-                }
+            let without = PatientIdentity { nhs_number: None, ..identity.clone() };
+            match resolve(tx, filing, &without, family_name.as_ref(), birth_date, Creation::NotAllowed)? {
+                record @ Resolved::Record { .. } => record,
                 _ => return Err(Stop::Hold(held)),
             }
         }
@@ -332,11 +385,11 @@ fn clinical_patient(
             }
             Ok(*patient)
         }
-        Resolved::New | Resolved::Unknown => reject(
-            adt::UNKNOWN_KEY_IDENTIFIER,
-            pid3(pid_segment),
-            "patient not found: send their ADT^A28 first (the message is kept and can be reprocessed)",
-        ),
+        Resolved::New | Resolved::Unknown => reject(adt::UNKNOWN_KEY_IDENTIFIER, pid3(pid_segment), PATIENT_NOT_FOUND),
+        Resolved::NotTheSendersRecord { detail, .. } => Err(Stop::RejectWithDetail(
+            Rejection::new(adt::UNKNOWN_KEY_IDENTIFIER, pid3(pid_segment), PATIENT_NOT_FOUND),
+            detail,
+        )),
     }
 }
 
@@ -373,6 +426,11 @@ fn apply_adt(
         }
         // A visit of a patient Kith does not know: nothing to update.
         Resolved::Unknown => return Ok(Applied { patient: None, notices }),
+        // A registration naming a record the sender has not shown is its patient: held for
+        // the data-quality staff, answered as a registration would be. A visit event: as
+        // unknown, nothing.
+        Resolved::NotTheSendersRecord { held, .. } if registration => return Err(Stop::Hold(held)),
+        Resolved::NotTheSendersRecord { .. } => return Ok(Applied { patient: None, notices }),
         Resolved::New => create_record(tx, filing, adt, &mut notices)?,
         Resolved::Record { patient, facts, join, give_nhs_number } => {
             let nhs_number = adt.identity.nhs_number.as_ref().filter(|_| give_nhs_number);
@@ -492,7 +550,13 @@ fn update_record(
             (FieldDecision::Unchanged, _) => {}
             (FieldDecision::Apply, Override::WithoutConflictingField)
                 if matches!(field, Field::FamilyName | Field::GivenName | Field::BirthDate) => {}
-            (FieldDecision::Apply, _) | (FieldDecision::Hold, Override::ApplyTo(_)) => apply.push(field),
+            (FieldDecision::Apply, _) => apply.push(field),
+            // A person confirmed who it is, for a record only this organisation holds; a
+            // shared record's name and birth date are not a feed's to change.
+            (FieldDecision::Hold, Override::ApplyTo(_)) if !facts.shared_with_other_organisation => apply.push(field),
+            (FieldDecision::Hold, Override::ApplyTo(_)) => {
+                notices.push(format!("{}: {}", field.describe(), KeepReason::Shared));
+            }
             (FieldDecision::Hold, Override::WithoutConflictingField) => {}
             (FieldDecision::Hold, Override::None) => held.push(field.describe()),
             (FieldDecision::Keep(reason), _) => notices.push(format!("{}: {reason}", field.describe())),
@@ -658,6 +722,16 @@ fn apply_merge(
     let (mut survivor, survivor_facts) =
         match resolve(tx, filing, &merge.survivor, family_name.as_ref(), birth_date, Creation::NotAllowed)? {
             Resolved::Record { patient, facts, .. } => (*patient, facts),
+            Resolved::NotTheSendersRecord { detail, .. } => {
+                return Err(Stop::RejectWithDetail(
+                    Rejection::new(
+                        adt::UNKNOWN_KEY_IDENTIFIER,
+                        pid3(merge.pid_segment),
+                        "PID-3: the record to keep was not found",
+                    ),
+                    detail,
+                ));
+            }
             Resolved::New | Resolved::Unknown => {
                 return reject(
                     adt::UNKNOWN_KEY_IDENTIFIER,
@@ -679,9 +753,16 @@ fn apply_merge(
     let mut merged_facts = Vec::with_capacity(named.len());
     for patient in &named {
         let (in_organisation, elsewhere) = tx.record_organisations(patient.id, organisation.id)?;
+        // A record merged before has moved its links: it is the sender's when the record it
+        // went into is.
+        let known_to_sender = match patient.merged_into {
+            None => in_organisation,
+            Some(into) => tx.record_organisations(into, organisation.id)?.0,
+        };
         merged_facts.push(MergedRecordFacts {
             id: patient.id,
             merged_into: patient.merged_into,
+            known_to_sender,
             only_sending_organisations: in_organisation && !elsewhere,
             registered: patient.registration == RegistrationStatus::Registered,
         });
@@ -703,6 +784,10 @@ fn apply_merge(
                 adt::DUPLICATE_KEY_IDENTIFIER
             };
             return reject(code, mrg1, refusal.to_string());
+        }
+        // Says nothing to the sender about another organisation's share of the records.
+        MergeDecision::Conflict(conflict @ Conflict::MergeAcrossOrganisations { .. }) => {
+            return Err(Stop::Hold(Held::silent(conflict)));
         }
         MergeDecision::Conflict(conflict) => return Err(Stop::Hold(conflict.into())),
     };
@@ -901,8 +986,25 @@ fn apply_document(
             let addendum = Draft { title: &title, kind: existing.kind, source_key: &key, ..draft };
             file_entry(tx, filing, patient, Some(existing), &addendum, None)?;
         }
-        // A replacement takes on the new document number, so that the next one finds it.
-        (_, existing) => file_entry(tx, filing, patient, existing, &draft, None)?,
+        // A replacement takes on the new document number, so that the next one finds it —
+        // unless another document has that number already (then it keeps its own).
+        (_, existing) => {
+            let mut notices = Vec::new();
+            let kept_key;
+            if let Some(target) = &existing
+                && target.source_key.as_deref() != Some(draft.source_key)
+                && tx.entry_by_source_key(patient.id, prt, draft.source_key)?.is_some_and(|other| other.id != target.id)
+            {
+                kept_key = target.source_key.clone().unwrap_or_default();
+                draft.source_key = &kept_key;
+                notices.push(format!(
+                    "TXA-12: another document has the number {}",
+                    document.source_key.trim_start_matches("MDM:")
+                ));
+            }
+            file_entry(tx, filing, patient, existing, &draft, None)?;
+            return Ok(Applied::about(patient.id, notices));
+        }
     }
     Ok(Applied::about(patient.id, Vec::new()))
 }

@@ -251,7 +251,7 @@ impl Named {
 
 /// Whether an import cannot go on: the database cannot be reached.
 fn stops_the_import(error: &AppError) -> bool {
-    matches!(error, AppError::Store(error) if error.kind() == kith_store::StoreErrorKind::Unavailable)
+    crate::hl7::is_unavailable(error)
 }
 
 /// Runs each task on its own thread; their results in order, or the first error.

@@ -248,11 +248,18 @@ fn another_organisation_s_feed_cannot_change_or_claim_a_patient() {
         let joined = feeds.send(&feeds.b, &adt("RXB-PAS", "A31", "B3", &agreeing));
         let (answer, text) = msa(&joined.ack);
         assert_eq!((answer.as_str(), severity(&joined.ack).as_str()), ("AA", "W"));
-        assert!(text.contains("email (PID-13): the patient is registered"), "{text}");
+        // The sender learns that something was not applied, not what or why (that the
+        // patient is registered, or that another organisation shares the record).
+        assert_eq!(text, "applied; some details were not applied (the data-quality team sees which and why)");
         assert!(feeds.in_organisation(okafor.id, &rxb()));
         assert_eq!(feeds.patient(OKAFOR).demographics.email, okafor.demographics.email);
         let noted = app.hl7_messages(&rxb(), Some(Hl7MessageStatus::Accepted), 10).unwrap();
-        assert!(noted.iter().any(|m| m.error.as_deref().is_some_and(|e| e.contains("email"))), "the note is kept");
+        assert!(
+            noted
+                .iter()
+                .any(|m| m.error.as_deref().is_some_and(|e| e.contains("email (PID-13): the patient is registered"))),
+            "the precise note is kept for the data-quality staff: {noted:?}"
+        );
 
         // RXB cannot merge RXH's patients (Okafor is now shared; the second is RXH's alone).
         let merge = format!(
@@ -261,7 +268,8 @@ fn another_organisation_s_feed_cannot_change_or_claim_a_patient() {
             numbers[0]
         );
         let merge = feeds.send(&feeds.b, &merge);
-        assert_eq!(merge.status, Some(Hl7MessageStatus::Held), "{}", merge.ack);
+        // RXB does not have the second patient: to RXB it is as unknown as a number nobody has.
+        assert_eq!(msa(&merge.ack), ("AR".into(), "MRG-1: the record to merge was not found".into()));
         assert_eq!(feeds.record(second.id).merged_into, None);
         // Nor can RXH merge a record RXB shares now.
         let merge_in_a = format!(
@@ -291,9 +299,58 @@ fn another_organisation_s_feed_cannot_change_or_claim_a_patient() {
         // RXB cannot file a result into RXH's other patient without showing it is them.
         let bare = format!("PID|1||{}^^^NHS^NH", numbers[0]);
         let filed = feeds.send(&feeds.b, &oru("RXB-PAS", "B6", &bare, "F9", "GLU"));
-        assert_eq!(filed.status, Some(Hl7MessageStatus::Held), "{}", filed.ack);
+        assert_eq!(filed.status, Some(Hl7MessageStatus::Rejected), "{}", filed.ack);
         assert!(app.store().read(|tx| tx.entries(second.id)).unwrap().is_empty());
         assert!(!feeds.in_organisation(second.id, &rxb()));
+        // No existence oracle: the same answer as for an NHS number nobody has (only the
+        // ACK's own control id differs); the data-quality staff see why it was refused.
+        let nobody = format!("PID|1||{}^^^NHS^NH", numbers[1]);
+        let unknown = feeds.send(&feeds.b, &oru("RXB-PAS", "B7", &nobody, "F9", "GLU"));
+        assert_eq!(msa(&filed.ack), msa(&unknown.ack));
+        let body = |ack: &str| ack.split('\r').skip(1).collect::<Vec<_>>().join("\r").replace("B6", "B7");
+        assert_eq!(body(&filed.ack), body(&unknown.ack));
+        let stored = app.hl7_messages(&rxb(), Some(Hl7MessageStatus::Rejected), 10).unwrap();
+        let b6 = stored.iter().find(|m| m.control_id.as_deref() == Some("B6")).unwrap();
+        assert!(b6.error.as_deref().unwrap().contains("is not in this organisation"), "{b6:?}");
+        // A visit event about RXH's patient from RXB: nothing, as for an unknown patient.
+        let visit = feeds.send(&feeds.b, &adt("RXB-PAS", "A02", "B8", &bare));
+        assert_eq!(msa(&visit.ack), ("AA".into(), String::new()));
+        assert!(!feeds.in_organisation(second.id, &rxb()));
+    }
+}
+
+#[test]
+fn another_organisation_s_feed_cannot_give_a_patient_an_email() {
+    for database in TestDatabase::all() {
+        let feeds = Feeds::new(database);
+        let app = &feeds.world.app;
+        // Okafor is RXH's, unregistered, with no email, mobile or address.
+        let before = feeds.patient(OKAFOR);
+        assert_eq!((&before.demographics.email, before.account), (&None, None));
+        // RXB knows the NHS number, name and birth date, and sends its own email address: the
+        // record joins RXB, but its contact details stay empty and no invitation is sent.
+        let claim = format!(
+            "PID|1||{OKAFOR}^^^NHS^NH||Okafor^Ngozi||19710914|F|||9 Other Rd^^Leeds^^LS2 2BB||07700 900999^PRN^CP~^NET^Internet^attacker@example.org"
+        );
+        let joined = feeds.send(&feeds.b, &adt("RXB-PAS", "A31", "B1", &claim));
+        assert_eq!(joined.status, Some(Hl7MessageStatus::Accepted), "{}", joined.ack);
+        assert!(feeds.in_organisation(before.id, &rxb()));
+        let after = feeds.patient(OKAFOR);
+        assert_eq!(
+            (&after.demographics.email, &after.demographics.mobile, &after.demographics.address),
+            (&None, &None, &None)
+        );
+        let invited = app
+            .audit_events(Some(before.id), 1000)
+            .unwrap()
+            .into_iter()
+            .any(|event| event.record.action == "patient.invite");
+        assert!(!invited, "no invitation went anywhere");
+        // RXH's own feed may give its own patient an email (and so an invitation) — but not
+        // now: RXB shares the record.
+        let own = format!("PID|1||{OKAFOR}^^^NHS^NH||Okafor^Ngozi||19710914|F|||||^NET^Internet^ngozi@example.org");
+        feeds.send(&feeds.a, &adt("RXH-PAS", "A31", "A1", &own));
+        assert_eq!(feeds.patient(OKAFOR).demographics.email, None);
     }
 }
 
@@ -374,7 +431,13 @@ fn emails_and_birth_dates() {
         let second = feeds.send(&feeds.a, &adt("RXH-PAS", "A28", "E2", &with_email(1, "Second", "shared@example.org")));
         let (answer, text) = msa(&second.ack);
         assert_eq!((answer.as_str(), severity(&second.ack).as_str()), ("AA", "W"));
-        assert!(text.contains("email (PID-13): another record has it"), "{text}");
+        assert!(!text.contains("another record"), "no email oracle: {text}");
+        let stored = app.hl7_messages(&code(), Some(Hl7MessageStatus::Accepted), 10).unwrap();
+        assert!(
+            stored.iter().any(|m| m.error.as_deref()
+                == Some("email (PID-13): another record has it (one email belongs to one record)")),
+            "{stored:?}"
+        );
         let made = feeds.patient(&n[1]);
         assert_eq!(made.demographics.email, None);
         assert_eq!(made.demographics.family_name.as_str(), "Second");

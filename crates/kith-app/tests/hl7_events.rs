@@ -68,7 +68,7 @@ const WITH_MRG: [&str; 17] = [
 ];
 
 const HELD: &str = "held for review by the data-quality team: ";
-const NOT_APPLIED: &str = "applied; not applied: ";
+const NOT_APPLIED: &str = "applied; some details were not applied (the data-quality team sees which and why)";
 const ONLY_A28_A31: &str = "patient not found: this organisation creates records from A28 and A31 only";
 
 /// What Kith answers.

@@ -170,9 +170,9 @@ impl Conflict {
             Conflict::IdentifiersDisagree { .. } | Conflict::NhsNumberDiffers { .. } => {
                 &[ApplyToRecord, ApplyWithoutField, Reject]
             }
-            Conflict::SharedRecordChange { .. } | Conflict::DemographicsDisagree { .. } => {
-                &[ApplyToRecord, ApplyWithoutField, Reject]
-            }
+            Conflict::DemographicsDisagree { .. } => &[ApplyToRecord, ApplyWithoutField, Reject],
+            // A shared record's name and birth date are not changed from a feed, confirmed or not.
+            Conflict::SharedRecordChange { .. } => &[ApplyWithoutField, Reject],
             Conflict::NotTheSamePerson { .. } => &[ApplyToRecord, Reject],
             // A merge across organisations or of two accounts is done by hand, not by a feed.
             Conflict::MergeAcrossOrganisations { .. } | Conflict::MergeOfTwoRegistered { .. } => &[Reject],
@@ -245,7 +245,9 @@ pub fn same_name(record: &str, message: &str) -> bool {
 }
 
 /// Family names agree when they are the same letters (ignoring case, spaces, hyphens and
-/// apostrophes), or when one is a whole part of the other (`Okafor` and `Okafor-Smith`).
+/// apostrophes), or when one is one half of the other, a double-barrelled name (`Okafor`
+/// and `Okafor-Smith`). A name of three or more parts agrees only whole, so that a long
+/// made-up name cannot agree with every record named after one of its parts.
 pub fn family_names_agree(a: &str, b: &str) -> bool {
     let (whole_a, whole_b) = (folded(a), folded(b));
     if whole_a.is_empty() || whole_b.is_empty() {
@@ -254,11 +256,11 @@ pub fn family_names_agree(a: &str, b: &str) -> bool {
     if whole_a == whole_b {
         return true;
     }
-    let parts = |name: &str| -> Vec<String> {
-        name.split([' ', '-']).map(folded).filter(|part| !part.is_empty()).collect::<Vec<_>>()
+    let halves = |name: &str| -> Vec<String> {
+        let parts: Vec<String> = name.split([' ', '-']).map(folded).filter(|part| !part.is_empty()).collect();
+        if parts.len() == 2 { parts } else { Vec::new() }
     };
-    let (parts_a, parts_b) = (parts(a), parts(b));
-    parts_a.contains(&whole_b) || parts_b.contains(&whole_a)
+    halves(a).contains(&whole_b) || halves(b).contains(&whole_a)
 }
 
 /// Which of family name and birth date are missing from the message or disagree with the
@@ -382,8 +384,8 @@ pub struct FieldFacts {
 pub enum KeepReason {
     /// A registered patient's contact details are theirs to change.
     PatientsOwn,
-    /// Another organisation shares the record: its contact details and sex are only filled
-    /// in where empty, never overwritten.
+    /// Another organisation shares the record: its contact details are left as they are
+    /// (they carry invitations), its sex is only filled in where empty.
     Shared,
     /// Another record has this email.
     TakenByAnotherRecord,
@@ -393,7 +395,7 @@ impl std::fmt::Display for KeepReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             KeepReason::PatientsOwn => "the patient is registered and keeps their own contact details",
-            KeepReason::Shared => "another organisation shares the record; only empty details are filled in",
+            KeepReason::Shared => "another organisation shares the record; its contact details stay as they are",
             KeepReason::TakenByAnotherRecord => "another record has it (one email belongs to one record)",
         })
     }
@@ -422,11 +424,18 @@ pub fn decide_field(facts: &FieldFacts) -> FieldDecision {
     if facts.field.is_contact_detail() && facts.registered {
         return FieldDecision::Keep(KeepReason::PatientsOwn);
     }
-    if facts.shared_with_other_organisation && facts.current == Current::Differs {
-        if facts.field.is_identifying() {
-            return FieldDecision::Hold;
+    if facts.shared_with_other_organisation {
+        // Contact details carry invitations (and so the patient's account): on a record
+        // another organisation holds, a feed neither changes nor fills them.
+        if facts.field.is_contact_detail() {
+            return FieldDecision::Keep(KeepReason::Shared);
         }
-        return FieldDecision::Keep(KeepReason::Shared);
+        if facts.current == Current::Differs {
+            if facts.field.is_identifying() {
+                return FieldDecision::Hold;
+            }
+            return FieldDecision::Keep(KeepReason::Shared);
+        }
     }
     FieldDecision::Apply
 }
@@ -436,6 +445,9 @@ pub fn decide_field(facts: &FieldFacts) -> FieldDecision {
 pub struct MergedRecordFacts {
     pub id: PatientId,
     pub merged_into: Option<PatientId>,
+    /// The record (or, merged, the record it went into) is in the sending organisation: a
+    /// record the sender does not have is, to the sender, not found.
+    pub known_to_sender: bool,
     /// In the sending organisation and no other (as [`RecordFacts`] says it).
     pub only_sending_organisations: bool,
     pub registered: bool,
@@ -496,7 +508,8 @@ impl std::fmt::Display for MergeRefusal {
 /// Whether an ADT^A40 merges the record of MRG-1 into the record of PID-3.
 pub fn decide_merge(facts: &MergeFacts<'_>) -> MergeDecision {
     let survivor = facts.survivor;
-    let merged = match facts.merged {
+    let known: Vec<MergedRecordFacts> = facts.merged.iter().filter(|record| record.known_to_sender).cloned().collect();
+    let merged = match known.as_slice() {
         [] => return MergeDecision::Refuse(MergeRefusal::NotFound),
         [one] => one,
         several => {

@@ -220,6 +220,8 @@ fn family_names_agree_ignoring_case_punctuation_and_a_second_part() {
         ("O'Brien", "OBrien", true),
         ("Okafor", "Okafor-Smith", true),
         ("Smith Okafor", "okafor", true),
+        ("Smith Jones Taylor Okafor", "Okafor", false),
+        ("Okafor", "Ade Okafor Bello", false),
         ("Oka", "Okafor", false),
         ("Okafor", "Smith", false),
         ("", "", false),
@@ -276,8 +278,15 @@ fn what_a_matched_message_may_change() {
         ("a shared record's given name is held for a person", shared(GivenName, Differs), Hold),
         ("a shared record's birth date is held for a person", shared(BirthDate, Differs), Hold),
         ("a shared record's email is not overwritten", shared(Email, Differs), Keep(KeepReason::Shared)),
+        (
+            "a shared record's empty email is not filled in (it would carry an invitation)",
+            shared(Email, Empty),
+            Keep(KeepReason::Shared),
+        ),
+        ("a shared record's empty mobile is not filled in", shared(Mobile, Empty), Keep(KeepReason::Shared)),
+        ("a shared record's empty address is not filled in", shared(Address, Empty), Keep(KeepReason::Shared)),
         ("a shared record's sex is not overwritten", shared(Sex, Differs), Keep(KeepReason::Shared)),
-        ("a shared record's empty mobile is filled in", shared(Mobile, Empty), Apply),
+        ("a shared record's unknown sex is filled in", shared(Sex, Empty), Apply),
     ];
     for (name, facts, expected) in rows {
         assert_eq!(decide_field(&facts), expected, "{name}");
@@ -286,8 +295,13 @@ fn what_a_matched_message_may_change() {
 
 #[test]
 fn whether_a_merge_goes_ahead() {
-    let prior =
-        |id, merged_into| MergedRecordFacts { id, merged_into, only_sending_organisations: true, registered: false };
+    let prior = |id, merged_into| MergedRecordFacts {
+        id,
+        merged_into,
+        known_to_sender: true,
+        only_sending_organisations: true,
+        registered: false,
+    };
     let z = PatientId::from_uuid(Uuid::from_u128(3));
     let survivor = record(X);
     let shared_survivor = RecordFacts { shared_with_other_organisation: true, ..record(X) };
@@ -326,6 +340,18 @@ fn whether_a_merge_goes_ahead() {
             MergeDecision::Refuse(MergeRefusal::IdentifiersDisagree),
         ),
         (
+            "MRG-1 names only a record the sender does not have: not found, as an unknown one",
+            &survivor,
+            vec![MergedRecordFacts { known_to_sender: false, only_sending_organisations: false, ..prior(Y, None) }],
+            MergeDecision::Refuse(MergeRefusal::NotFound),
+        ),
+        (
+            "MRG-1 names a record merged elsewhere that the sender does not have: not found",
+            &survivor,
+            vec![MergedRecordFacts { known_to_sender: false, ..prior(Y, Some(z)) }],
+            MergeDecision::Refuse(MergeRefusal::NotFound),
+        ),
+        (
             "the record to keep is shared with another organisation",
             &shared_survivor,
             vec![prior(Y, None)],
@@ -362,7 +388,13 @@ fn whether_a_merge_goes_ahead() {
 #[test]
 fn a_merge_seen_again_after_it_moved_the_hospital_number_changes_nothing() {
     let survivor = record(X);
-    let same = [MergedRecordFacts { id: X, merged_into: None, only_sending_organisations: true, registered: false }];
+    let same = [MergedRecordFacts {
+        id: X,
+        merged_into: None,
+        known_to_sender: true,
+        only_sending_organisations: true,
+        registered: false,
+    }];
     let facts = |took_in| MergeFacts { survivor: &survivor, survivor_took_in_records: took_in, merged: &same };
     assert_eq!(decide_merge(&facts(true)), MergeDecision::AlreadyDone);
     assert_eq!(decide_merge(&facts(false)), MergeDecision::Refuse(MergeRefusal::SameRecord));

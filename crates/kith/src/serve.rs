@@ -111,6 +111,11 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     let keep = app.clone();
     let result = runtime.block_on(async move {
         if let Some(mllp_address) = args.mllp_listen {
+            if args.mllp_unauthenticated && !mllp_address.ip().is_loopback() {
+                anyhow::bail!(
+                    "--mllp-unauthenticated is for a test bench: it listens on a loopback address only (127.0.0.1 or ::1), not {mllp_address}"
+                );
+            }
             if args.mllp_unauthenticated {
                 tracing::warn!("MLLP connections are not authenticated (--mllp-unauthenticated): a test bench only");
                 eprintln!(
