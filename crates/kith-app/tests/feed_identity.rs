@@ -511,3 +511,24 @@ fn a_sender_is_its_credentials() {
         );
     }
 }
+
+#[test]
+fn a_nul_in_the_header_is_refused_and_never_fails_the_rest_of_its_batch() {
+    for database in TestDatabase::all() {
+        let feeds = Feeds::new(database);
+        let app = &feeds.world.app;
+        let n = nhs_numbers(1);
+        // MSH-10 carries an escaped NUL (which PostgreSQL refuses in text).
+        let bad = adt("RXH-PAS", "A28", "N\\X00\\1", &format!("PID|1||{}^^^NHS^NH||Nul^Ned||19800101|M", n[0]));
+        let good = adt("RXH-PAS", "A28", "N2", &format!("PID|1||{OKAFOR}^^^NHS^NH||Okafor^Ngozi||19710914|F"));
+        let batch =
+            [(Hl7Sender::Integration(&feeds.a), bad.as_bytes()), (Hl7Sender::Integration(&feeds.a), good.as_bytes())];
+        let answers = app.ingest_hl7_batch(&batch).unwrap();
+        assert_eq!(answers[0].code, AckCode::Reject, "{}", answers[0].ack);
+        assert!(!answers[0].ack.contains('\0'));
+        assert_eq!(answers[1].code, AckCode::Accept, "{}", answers[1].ack);
+        assert!(app.patient_by_nhs_number(&NhsNumber::parse(&n[0]).unwrap()).is_err());
+        // Sent again, the same answer: never AE.
+        assert_eq!(feeds.send(&feeds.a, &bad).code, AckCode::Reject);
+    }
+}
