@@ -474,22 +474,8 @@ pub(crate) fn ingest_in(
     if wrong_facility {
         control_id = None;
     }
-    if let Some(control_id) = control_id
-        && let Some(stored) =
-            tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
-    {
-        let code = match stored.status {
-            Hl7MessageStatus::Accepted | Hl7MessageStatus::Held => AckCode::Accept,
-            Hl7MessageStatus::Rejected => AckCode::Reject,
-            Hl7MessageStatus::Error => AckCode::Error,
-        };
-        return Ok(Ingested {
-            ack: stored.ack,
-            code,
-            message: Some(stored.id),
-            duplicate: true,
-            status: Some(stored.status),
-        });
+    if let Some(repeat) = stored_repeat(tx, organisation, reading, control_id)? {
+        return Ok(repeat);
     }
     let message_id = Hl7MessageId::from_uuid(new_uuid());
     let outcome = if wrong_facility {
@@ -503,13 +489,53 @@ pub(crate) fn ingest_in(
     } else {
         process(tx, cache, reading, organisation, &actor, message_id, Override::None, now)?
     };
+    let stored_as = StoredAs { id: message_id, organisation, integration: integration.map(|i| i.id), control_id };
+    store_outcome(tx, &stored_as, reading, raw, outcome, now)
+}
+
+/// Where a message is stored, and under which key.
+struct StoredAs<'a> {
+    id: Hl7MessageId,
+    organisation: kith_core::OrganisationId,
+    integration: Option<kith_core::IntegrationId>,
+    control_id: Option<&'a str>,
+}
+
+/// The stored answer to a repeat of (organisation, MSH-3, MSH-4, MSH-10), if it is one.
+fn stored_repeat(
+    tx: &mut Tx<'_>,
+    organisation: kith_core::OrganisationId,
+    reading: &Reading,
+    control_id: Option<&str>,
+) -> AppResult<Option<Ingested>> {
+    let Some(control_id) = control_id else { return Ok(None) };
+    let Some(stored) = tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)? else {
+        return Ok(None);
+    };
+    let code = match stored.status {
+        Hl7MessageStatus::Accepted | Hl7MessageStatus::Held => AckCode::Accept,
+        Hl7MessageStatus::Rejected => AckCode::Reject,
+        Hl7MessageStatus::Error => AckCode::Error,
+    };
+    Ok(Some(Ingested { ack: stored.ack, code, message: Some(stored.id), duplicate: true, status: Some(stored.status) }))
+}
+
+/// Stores a message with what became of it (and its ACK); the answer to send.
+fn store_outcome(
+    tx: &mut Tx<'_>,
+    stored_as: &StoredAs<'_>,
+    reading: &Reading,
+    raw: &[u8],
+    outcome: Outcome,
+    now: Timestamp,
+) -> AppResult<Ingested> {
     let mut record = Hl7MessageRecord {
-        id: message_id,
-        organisation,
-        integration: integration.as_ref().map(|integration| integration.id),
+        id: stored_as.id,
+        organisation: stored_as.organisation,
+        integration: stored_as.integration,
         sending_application: reading.application.clone(),
         sending_facility: reading.facility.clone(),
-        control_id: control_id.map(str::to_owned),
+        control_id: stored_as.control_id.map(str::to_owned),
         message_type: reading.message_type.clone(),
         status: outcome.status,
         ack: String::new(),
@@ -542,45 +568,11 @@ pub(crate) fn store_unapplied(
     now: Timestamp,
 ) -> AppResult<Ingested> {
     let control_id = (!reading.control.is_empty()).then_some(reading.control.as_str());
-    if let Some(control_id) = control_id
-        && let Some(stored) =
-            tx.hl7_message_by_key(organisation, &reading.application, &reading.facility, control_id)?
-    {
-        return Ok(Ingested {
-            ack: stored.ack,
-            code: AckCode::Accept,
-            message: Some(stored.id),
-            duplicate: true,
-            status: Some(stored.status),
-        });
+    if let Some(repeat) = stored_repeat(tx, organisation, reading, control_id)? {
+        return Ok(repeat);
     }
-    let outcome = Outcome::unapplied(reading, now, reason);
-    let mut record = Hl7MessageRecord {
-        id: Hl7MessageId::from_uuid(new_uuid()),
-        organisation,
-        integration: None,
-        sending_application: reading.application.clone(),
-        sending_facility: reading.facility.clone(),
-        control_id: control_id.map(str::to_owned),
-        message_type: reading.message_type.clone(),
-        status: outcome.status,
-        ack: String::new(),
-        error: None,
-        patient: None,
-        received_at: now,
-        conflict: None,
-        conflict_records: Vec::new(),
-        resolution: None,
-    };
-    outcome.write_to(&mut record);
-    tx.insert_hl7_message(&NewHl7Message { record: &record, raw, processed_at: now })?;
-    Ok(Ingested {
-        ack: outcome.ack,
-        code: AckCode::Accept,
-        message: Some(record.id),
-        duplicate: false,
-        status: Some(Hl7MessageStatus::Held),
-    })
+    let stored_as = StoredAs { id: Hl7MessageId::from_uuid(new_uuid()), organisation, integration: None, control_id };
+    store_outcome(tx, &stored_as, reading, raw, Outcome::unapplied(reading, now, reason), now)
 }
 
 /// A message as read from its bytes, with what its acknowledgement needs.

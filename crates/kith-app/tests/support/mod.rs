@@ -172,3 +172,19 @@ pub fn labels_seen(view: &RecordView) -> Vec<PrivacyLabel> {
     labels.sort();
     labels
 }
+
+/// `count` valid NHS numbers (modulus 11) starting with `prefix` (two digits), in order.
+pub fn valid_nhs_numbers(prefix: &str, count: usize) -> Vec<String> {
+    (0u32..)
+        .map(|serial| format!("{prefix}{serial:07}"))
+        .filter_map(|base| {
+            let total: u32 = base.chars().zip((2..=10).rev()).map(|(d, w)| d.to_digit(10).unwrap() * w).sum();
+            match 11 - total % 11 {
+                10 => None,
+                11 => Some(format!("{base}0")),
+                check => Some(format!("{base}{check}")),
+            }
+        })
+        .take(count)
+        .collect()
+}
