@@ -521,3 +521,35 @@ fn a_nul_in_the_header_is_refused_and_never_fails_the_rest_of_its_batch() {
         assert_eq!(feeds.send(&feeds.a, &bad).code, AckCode::Reject);
     }
 }
+
+#[test]
+fn a_locked_down_record_joins_no_further_organisation_and_authorities_are_spelled_as_hospitals_do() {
+    for database in TestDatabase::all() {
+        let feeds = Feeds::new(database);
+        let app = &feeds.world.app;
+        let op = operator();
+        // RXH's privacy officer locks Okafor's record down.
+        let officer =
+            feeds.world.add_member("gum", "privacy@example.org", kith_core::team::MembershipRole::Professional);
+        app.appoint_privacy_officer(&op, &code(), &email("privacy@example.org")).unwrap();
+        let reason = Reason::parse("Patient request after safeguarding concern").unwrap();
+        let okafor = feeds.patient(OKAFOR);
+        app.set_sharing_disabled(officer.account.id, okafor.id, true, &reason).unwrap();
+        // RXB, with the name and birth date that agree, under an authority written as the
+        // hospital writes it: held (answered as a registration), not linked.
+        app.add_assigning_authority(&op, &rxb(), "Good Health Hospital").unwrap();
+        let claim = format!("PID|1||{OKAFOR}^^^NHS^NH~GH1^^^GOOD  health HOSPITAL^MR||Okafor^Ngozi||19710914|F");
+        let held = feeds.send(&feeds.b, &adt("RXB-PAS", "A31", "B1", &claim));
+        assert_eq!((held.status, msa(&held.ack)), (Some(Hl7MessageStatus::Held), ("AA".into(), String::new())));
+        assert!(!feeds.in_organisation(okafor.id, &rxb()));
+        let listed = app.held_hl7_messages(&rxb(), 10).unwrap();
+        assert_eq!(listed[0].conflict.as_deref(), Some("sharing_disabled"));
+        // A new patient under that authority: the identifier is kept under its one spelling.
+        let n = nhs_numbers(1);
+        let pid = format!("PID|1||{}^^^NHS^NH~GH2^^^good health hospital^MR||New^Person||19900101|M", n[0]);
+        assert_eq!(feeds.send(&feeds.b, &adt("RXB-PAS", "A28", "B2", &pid)).status, Some(Hl7MessageStatus::Accepted));
+        let made = feeds.patient(&n[0]);
+        let identifiers = app.store().read(|tx| tx.patient_identifiers(made.id)).unwrap();
+        assert_eq!(identifiers[0].identifier.to_string(), "GOOD HEALTH HOSPITAL:GH2");
+    }
+}
