@@ -11,7 +11,7 @@
 //! flush; then it answers each connection. A connection waits for its ACK before reading
 //! its next message, so its messages stay in order.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,11 @@ use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName, ServerConfi
 pub struct MllpConfig {
     pub max_frame: usize,
     pub max_connections: usize,
+    /// The most connections one source address holds at once; more are closed at once.
+    pub max_per_address: usize,
+    /// How long a connection may stay idle between messages, and the longest one message
+    /// (from its first byte to its last) may take to arrive: a client trickling a byte now
+    /// and then cannot hold a slot for ever.
     pub idle_timeout: Duration,
     /// Writer threads: 1 suits SQLite (one writer at a time); PostgreSQL takes several.
     pub writers: usize,
@@ -210,6 +215,7 @@ fn writer(app: &App, jobs: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>, 
 pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
     let queue = start_writers(&app, &config);
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let per_address = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<IpAddr, usize>::new()));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (stream, peer) = match listener.accept().await {
@@ -220,8 +226,14 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
                 continue;
             }
         };
+        let Some(slot) = AddressSlot::take(&per_address, peer.ip(), config.max_per_address) else {
+            tracing::warn!(%peer, limit = config.max_per_address, "MLLP connection refused: too many from this address");
+            drop(stream);
+            continue;
+        };
         let (app, config, queue) = (app.clone(), config.clone(), queue.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             let ended = match &config.tls {
                 None => connection(stream, peer, None, app, queue, &config).await,
@@ -244,6 +256,40 @@ pub async fn serve(listener: TcpListener, app: App, config: MllpConfig) {
             }
             drop(permit);
         });
+    }
+}
+
+/// One of a source address's connection slots, given back when the connection ends.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+        address: IpAddr,
+        limit: usize,
+    ) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let count = map.entry(address).or_default();
+        if *count >= limit.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { counts: counts.clone(), address })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -288,9 +334,19 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut framer = Framer::new(config.max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, "MLLP connection opened");
+    // When the frame being received must be complete (from its first byte).
+    let mut frame_deadline: Option<tokio::time::Instant> = None;
     loop {
-        let read = match tokio::time::timeout(config.idle_timeout, stream.read(&mut buffer)).await {
+        let wait = match frame_deadline {
+            Some(deadline) => deadline.saturating_duration_since(tokio::time::Instant::now()),
+            None => config.idle_timeout,
+        };
+        let read = match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
             Ok(read) => read?,
+            Err(_) if frame_deadline.is_some() => {
+                tracing::info!(%peer, "MLLP connection closed: a message took too long to arrive");
+                return Ok(());
+            }
             Err(_) => {
                 tracing::debug!(%peer, "MLLP connection idle: closing");
                 return Ok(());
@@ -321,6 +377,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             };
             stream.write_all(&mllp::frame(ack.as_bytes())).await?;
+            frame_deadline = None;
+        }
+        if framer.in_frame() && frame_deadline.is_none() {
+            frame_deadline = Some(tokio::time::Instant::now() + config.idle_timeout);
         }
         stream.flush().await?;
     }

@@ -20,7 +20,11 @@ pub struct ServeArgs {
     /// The most MLLP connections served at once; more wait to be accepted.
     #[arg(long, env = "KITH_MLLP_MAX_CONNECTIONS", default_value_t = 256)]
     pub mllp_max_connections: usize,
-    /// Close an MLLP connection idle this long (e.g. 5m, 30s).
+    /// The most MLLP connections one source address may hold at once.
+    #[arg(long, env = "KITH_MLLP_MAX_PER_ADDRESS", default_value_t = 32)]
+    pub mllp_max_per_address: usize,
+    /// Close an MLLP connection idle this long between messages, or whose message takes
+    /// longer than this to arrive in full (e.g. 5m, 30s).
     #[arg(long, env = "KITH_MLLP_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub mllp_idle_timeout: Duration,
     /// The largest MLLP frame accepted, in bytes.
@@ -70,6 +74,7 @@ impl ServeArgs {
             listen,
             mllp_listen: None,
             mllp_max_connections: 256,
+            mllp_max_per_address: 32,
             mllp_idle_timeout: Duration::from_secs(600),
             mllp_max_frame: kith_hl7::mllp::DEFAULT_MAX_FRAME,
             mllp_writers: None,
@@ -144,6 +149,7 @@ pub fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
             let config = crate::mllp::MllpConfig {
                 max_frame: args.mllp_max_frame,
                 max_connections: args.mllp_max_connections.max(1),
+                max_per_address: args.mllp_max_per_address.max(1),
                 idle_timeout: args.mllp_idle_timeout,
                 writers: args.mllp_writers.unwrap_or(match app.store().dialect() {
                     kith_store::Dialect::Sqlite => 1,

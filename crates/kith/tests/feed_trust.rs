@@ -777,3 +777,67 @@ fn rotated_and_revoked_tokens_get_401_and_a_revoked_integration_s_connections_ar
     let listed = kith.ok(&["integration", "list", "--org", "RXH"]);
     assert!(listed["integrations"][0]["revoked_at"].is_string(), "{listed}");
 }
+
+// ----- 5. MLLP: slow senders and many connections from one address ----------------------
+
+/// Whether the server closes `stream` within `limit` (a read gives end of file or an error).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    while started.elapsed() < limit {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_trickling_sender_is_closed_and_one_address_holds_a_bounded_number_of_connections() {
+    let database = TestDatabase::sqlite();
+    let kith = Kith { database: &database };
+    set_up_feed(&kith);
+    let server = Server::start(&mut kith.command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mllp-listen",
+        "127.0.0.1:0",
+        "--mllp-idle-timeout",
+        "1s",
+        "--mllp-max-per-address",
+        "2",
+    ]));
+    // A client that starts a frame and then sends a byte every 200 ms: each read comes well
+    // within the idle timeout, but the message never completes. Closed after about 1 s.
+    let mut trickle = TcpStream::connect(server.mllp()).unwrap();
+    trickle.write_all(b"\x0bMSH|^~\\&|").unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        if trickle.write_all(b"x").is_err() || closed_within(&mut trickle, Duration::from_millis(200)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a trickling sender holds its slot for ever");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+
+    // Two connections from 127.0.0.1 are served; a third is closed at once.
+    let mut first = TcpStream::connect(server.mllp()).unwrap();
+    let _second = TcpStream::connect(server.mllp()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(server.mllp()).unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)), "a third connection from one address is refused");
+    let message = adt("RXH-PAS", "A28", "SLOT1", OKAFOR, "").replace('\n', "\r");
+    first.write_all(&kith_hl7::mllp::frame(message.as_bytes())).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = first.read(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..read]).contains("MSA|AA|SLOT1"), "the first two are served");
+}
