@@ -42,10 +42,34 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
             std::fs::create_dir_all(parent).map_err(|error| {
                 StoreError::unavailable(format!("cannot create the data directory {}: {error}", parent.display()))
             })?;
+            owner_only(parent, 0o700)?;
+        }
+        // The database holds patient data: readable by its owner only, whatever the umask.
+        // SQLite gives its -wal and -shm files the mode of the database file.
+        if !path.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .open(path)
+                .map_err(|error| StoreError::unavailable(format!("cannot create {}: {error}", path.display())))?;
+        }
+        let beside = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
+        for file in [path.to_owned(), beside("-wal"), beside("-shm")] {
+            if file.exists() {
+                owner_only(&file, 0o600)?;
+            }
         }
         let mut writer = connect(path, true)?;
         let checkpointer = Checkpointer::start(&mut writer, connect(path, false)?, path)?;
@@ -56,6 +80,19 @@ impl SqliteBackend {
             _checkpointer: checkpointer,
         })
     }
+}
+
+/// Makes a file or directory the owner's only (on Unix).
+fn owner_only(path: &Path, mode: u32) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|error| StoreError::unavailable(format!("cannot restrict {}: {error}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// A plain connection to a Kith SQLite file, for tools and tests that must bypass Kith.

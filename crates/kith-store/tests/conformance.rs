@@ -557,6 +557,30 @@ fn access_facts_are_loaded_as_stored() {
     });
 }
 
+/// The SQLite database, its log and the directory Kith makes for it are their owner's only,
+/// whatever the umask; an existing database opened with looser modes is tightened.
+#[cfg(unix)]
+#[test]
+fn sqlite_files_are_their_owner_s_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("data").join("kith.db");
+    let store = Store::open(&kith_store::DatabaseUrl::Sqlite(path.clone())).unwrap();
+    store.migrate().unwrap();
+    write(&store, |tx| tx.insert_organisation(&organisation("RXP")));
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _again = Store::open(&kith_store::DatabaseUrl::Sqlite(path.clone())).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
 /// SQLite keeps identifiers as the UUIDs' 16 bytes (they sort as the UUIDs do).
 #[test]
 fn sqlite_stores_identifiers_as_16_byte_blobs() {

@@ -72,6 +72,10 @@ pub enum LettersCommand {
         /// The address printed for registering (default KITH_PUBLIC_URL, else http://127.0.0.1:8080).
         #[arg(long, env = "KITH_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
         public_url: String,
+        /// Replace the file if it exists (by default an existing file is refused, so that a
+        /// second export can never overwrite letters not yet printed).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -581,11 +585,15 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) | Command::Demo(_) | Command::Worker => unreachable!("handled above"),
         Command::Outbox(command) => crate::delivery::outbox_command(&app, json, command)?,
-        Command::Letters(LettersCommand::Export { org, out, public_url }) => {
+        Command::Letters(LettersCommand::Export { org, out, public_url, force }) => {
             let public_url = public_url.trim_end_matches('/').to_owned();
+            let existing =
+                if force { crate::private_file::Existing::Replace } else { crate::private_file::Existing::Refuse };
+            // Written (owner-only, synced) inside the transaction that marks the letters
+            // printed: if the file cannot be written, none is marked.
             let count = app.export_letters(operator, &org_code(&org)?, &mut |letters| {
-                std::fs::write(&out, crate::letters::letters_pdf(letters, &public_url))
-                    .map_err(|error| error.to_string())
+                crate::private_file::write(&out, &crate::letters::letters_pdf(letters, &public_url), existing)
+                    .map_err(|error| format!("{}: {error}", out.display()))
             })?;
             print(json, json!({ "letters": count, "file": out.display().to_string() }), || {
                 format!("wrote {count} letter{} to {}", if count == 1 { "" } else { "s" }, out.display())
@@ -1040,7 +1048,8 @@ fn professional_import(
         app.import_professionals_csv(&importer, &code, &alias, &bytes)?
     };
     if let Some(path) = report_file {
-        std::fs::write(path, report.to_csv()).with_context(|| format!("writing the report {}", path.display()))?;
+        crate::private_file::write(path, report.to_csv().as_bytes(), crate::private_file::Existing::Replace)
+            .with_context(|| format!("writing the report {}", path.display()))?;
     }
     let summary = report.is_usable().then(|| report.summary());
     let value = json!({

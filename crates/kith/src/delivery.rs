@@ -259,15 +259,15 @@ struct FileSink {
 
 impl FileSink {
     /// `<dir>/<created>-<id>.<extension>`, written to a hidden temporary name first so that
-    /// whoever watches the directory never sees half a message.
+    /// whoever watches the directory never sees half a message (0600, in a 0700 directory).
     fn write(&self, envelope: &Envelope<'_>, extension: &str, bytes: &[u8]) -> Result<(), DeliveryError> {
         let failed = |error: std::io::Error| DeliveryError::transient(format!("file sink: {}", error.kind()));
-        std::fs::create_dir_all(&self.directory).map_err(failed)?;
+        // The messages carry invitation codes and reset links: the owner's only.
+        crate::private_file::create_dir(&self.directory).map_err(failed)?;
         let created: String = envelope.created_at.to_string().chars().filter(|c| !matches!(c, '-' | ':')).collect();
         let name = format!("{created}-{}.{extension}", envelope.id);
-        let temporary = self.directory.join(format!(".{name}.tmp"));
-        std::fs::write(&temporary, bytes).map_err(failed)?;
-        std::fs::rename(&temporary, self.directory.join(&name)).map_err(failed)
+        crate::private_file::write(&self.directory.join(&name), bytes, crate::private_file::Existing::Replace)
+            .map_err(failed)
     }
 }
 

@@ -193,7 +193,8 @@ pub fn run(
         eprintln!("\r{}   ", progress_line(tally.total(), expected as u64, started.elapsed()));
     }
     if !rejects.is_empty() {
-        std::fs::write(rejects_path, &rejects).with_context(|| format!("writing {}", rejects_path.display()))?;
+        crate::private_file::write(rejects_path, rejects.as_bytes(), crate::private_file::Existing::Replace)
+            .with_context(|| format!("writing {}", rejects_path.display()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let value = json!({

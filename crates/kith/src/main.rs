@@ -29,6 +29,7 @@ mod hl7_commands;
 mod import;
 mod letters;
 mod mllp;
+mod private_file;
 mod serve;
 
 /// Kith, a patient-held health record: operator commands and the server.
@@ -78,7 +79,7 @@ impl StorageConfig {
         }
         let path = self.data_dir.join("secret.key");
         if !path.exists() {
-            std::fs::create_dir_all(&self.data_dir)
+            crate::private_file::create_dir(&self.data_dir)
                 .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);

@@ -291,6 +291,12 @@ fn sms_over_http_and_email_to_files(database: &TestDatabase) {
     assert!(name.ends_with(".eml") && name.contains('T') && name.contains('-'), "{name}");
     let email = std::fs::read_to_string(&written[0]).unwrap();
     assert!(email.contains("To: jane.doe@example.org\r\n") && email.contains("Subject: Your Kith sharing choices"));
+    // Outbox files carry invitation codes and reset links: the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&written[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
     assert!(!log.contains("jane.doe") && !log.contains("900123"), "{log}");
 }
 

@@ -79,8 +79,29 @@ fn letters(database: &TestDatabase) {
         let zoe = pages.iter().find(|page| page.contains("O'Brien")).expect("Zoë's letter");
         assert!(zoe.contains("Zoë") && zoe.contains("3 River Road") && zoe.contains("RV1 2AB"), "{zoe}");
     }
-    // Printed letters are delivered: a second export is empty, and their codes are gone.
-    let again = kith.ok(&["letters", "export", "--org", "RXH", "--out", out.to_str().unwrap()]);
+    // The file holds invitation codes: its owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // A second export to the same file is refused (it would overwrite letters not yet
+    // printed) and the first file is untouched; a symbolic link is never written through.
+    let refused = kith.fails(&["letters", "export", "--org", "RXH", "--out", out.to_str().unwrap()]);
+    assert!(refused.contains("exists already (give --force to replace it)"), "{refused}");
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    #[cfg(unix)]
+    {
+        let target = directory.path().join("not-the-letters");
+        std::fs::write(&target, b"untouched").unwrap();
+        let link = directory.path().join("link.pdf");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        kith.fails(&["letters", "export", "--org", "RXH", "--out", link.to_str().unwrap()]);
+        assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+    }
+    // Printed letters are delivered: a second export (replacing the file, as asked) is
+    // empty, and their codes are gone.
+    let again = kith.ok(&["letters", "export", "--org", "RXH", "--out", out.to_str().unwrap(), "--force"]);
     assert_eq!(again["letters"], 0);
     let outbox = kith.ok(&["outbox", "list"]);
     let letters: Vec<&Value> =
