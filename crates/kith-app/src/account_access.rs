@@ -29,6 +29,8 @@ use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, LinkActor, Pro
 
 /// How many patients one search may return at most.
 pub const MAX_PATIENT_MATCHES: i64 = 100;
+/// Pages of candidates a family-name search reads at most, looking for visible patients.
+const MAX_CANDIDATE_PAGES: usize = 50;
 
 /// A patient with their local identifiers, each under its organisation's code.
 #[derive(Clone, Debug)]
@@ -139,31 +141,70 @@ impl App {
                     None => Vec::new(),
                 },
                 PatientQuery::FamilyAndBirthDate { family, birth_date } => {
-                    tx.patients_by_family_and_birth_date(family, &birth_date.to_string(), MAX_PATIENT_MATCHES)?
+                    // The limit counts the patients the account may see, not the candidates:
+                    // candidates are read page by page until enough are visible (at most
+                    // MAX_CANDIDATE_PAGES pages, so that a broad query stays bounded).
+                    let mut found = Vec::new();
+                    let mut after: Option<kith_core::model::Patient> = None;
+                    for _ in 0..MAX_CANDIDATE_PAGES {
+                        let page = tx.patients_by_family_and_birth_date(
+                            family,
+                            &birth_date.to_string(),
+                            after.as_ref(),
+                            MAX_PATIENT_MATCHES,
+                        )?;
+                        let full = page.len() as i64 == MAX_PATIENT_MATCHES;
+                        after = page.last().cloned();
+                        for candidate in page {
+                            if found.len() as i64 >= MAX_PATIENT_MATCHES {
+                                break;
+                            }
+                            see_candidate(tx, account, channel, candidate, now, &mut found)?;
+                        }
+                        if !full || found.len() as i64 >= MAX_PATIENT_MATCHES {
+                            break;
+                        }
+                    }
+                    return Ok(found);
                 }
             };
             let mut found = Vec::new();
             for candidate in candidates {
-                let Some(record) = resolve(tx, candidate.id)? else { continue };
-                if found.iter().any(|details: &PatientDetails| details.patient.id == record.id) {
-                    continue;
-                }
-                let event =
-                    AuditBuilder::new(now, Actor::Account(account), channel, "patient.search").patient(record.id);
-                match reader(tx, account, None, &record, now)? {
-                    Ok(reader) => {
-                        let basis = reader.demographics_basis();
-                        let event = with_basis(tx, event, basis)?.build();
-                        tx.audit(event);
-                        found.push(details(tx, record, basis)?);
-                    }
-                    Err(reason) => tx.audit(event.outcome(Outcome::Denied).reason(reason).build()),
-                }
+                see_candidate(tx, account, channel, candidate, now, &mut found)?;
             }
             Ok(found)
         })
     }
+}
 
+/// Adds a search candidate to `found` when the account may see who it is (audited
+/// `patient.search` with the basis), or audits the search as denied on the patient.
+fn see_candidate(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    channel: Channel,
+    candidate: kith_core::model::Patient,
+    now: Timestamp,
+    found: &mut Vec<PatientDetails>,
+) -> AppResult<()> {
+    let Some(record) = resolve(tx, candidate.id)? else { return Ok(()) };
+    if found.iter().any(|details: &PatientDetails| details.patient.id == record.id) {
+        return Ok(());
+    }
+    let event = AuditBuilder::new(now, Actor::Account(account), channel, "patient.search").patient(record.id);
+    match reader(tx, account, None, &record, now)? {
+        Ok(reader) => {
+            let basis = reader.demographics_basis();
+            let event = with_basis(tx, event, basis)?.build();
+            tx.audit(event);
+            found.push(details(tx, record, basis)?);
+        }
+        Err(reason) => tx.audit(event.outcome(Outcome::Denied).reason(reason).build()),
+    }
+    Ok(())
+}
+
+impl App {
     /// The selected entries of the patient's record that the account may see, newest first,
     /// audited `record.read` once per team that contributed (or once on the demographics
     /// basis when nothing selected is visible).

@@ -484,3 +484,35 @@ fn the_patient_record_team_sees_nothing_until_it_is_granted_access() {
         );
     });
 }
+
+/// A search by family name and birth date counts the patients the searcher may see, not
+/// the candidates: 105 other Smiths born the same day, sorted first, do not hide the
+/// professional's own patient (issue 15: the limit came before the access filter).
+#[test]
+fn a_family_name_search_finds_the_searcher_s_patient_behind_many_others() {
+    each_world(|world| {
+        let op = operator();
+        let born = kith_core::Date::parse("1980-01-01").unwrap();
+        let smith = |given: &str, teams: Vec<kith_core::text::TeamAlias>| NewPatient {
+            organisation: code(),
+            demographics: kith_core::patient::Demographics {
+                family_name: kith_core::text::Name::parse("family", "Smith").unwrap(),
+                given_name: kith_core::text::Name::parse("given", given).unwrap(),
+                birth_date: born,
+                ..demographics("x")
+            },
+            nhs_number: None,
+            local_identifiers: vec![],
+            teams,
+        };
+        for n in 0..105 {
+            world.app.create_patient(&op, &smith(&format!("Aaron{n:03}"), vec![])).unwrap();
+        }
+        let mine = world.app.create_patient(&op, &smith("Zed", vec![alias("mh")])).unwrap();
+        let pro = world.context("mh", "pro@example.org");
+        let query = PatientQuery::FamilyAndBirthDate { family: "smi".into(), birth_date: born };
+        let found = world.app.find_patients_as(pro.account, kith_core::audit::Channel::Cli, &query).unwrap();
+        let ids: Vec<_> = found.iter().map(|details| details.patient.id).collect();
+        assert_eq!(ids, vec![mine.id], "only the visible one, found behind the others");
+    });
+}

@@ -1009,18 +1009,36 @@ impl<'c> Tx<'c> {
         &mut self,
         family: &str,
         birth_date: &str,
+        after: Option<&Patient>,
         limit: i64,
     ) -> Result<Vec<Patient>, StoreError> {
         let pattern =
             format!("{}%", family.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        // Pages in (family name, given name, id) order: `after` is the last of the page before.
+        let (after_family, after_given) = match after {
+            Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),
+            None => ("", ""),
+        };
+        let after_id = after.map(|patient| patient.id);
         self.all(
             concat!(
                 "SELECT ",
                 patient_columns!(),
                 " FROM patients WHERE birth_date = ? AND lower(family_name) LIKE ? ESCAPE '\\' AND merged_into IS NULL
+                  AND (? OR family_name > ? OR (family_name = ? AND (given_name > ? OR (given_name = ? AND id > ?))))
                   ORDER BY family_name, given_name, id LIMIT ?"
             ),
-            &[birth_date.into(), pattern.as_str().into(), Param::Int(limit)],
+            &[
+                birth_date.into(),
+                pattern.as_str().into(),
+                after.is_none().into(),
+                Param::Text(after_family),
+                Param::Text(after_family),
+                Param::Text(after_given),
+                Param::Text(after_given),
+                after_id.into(),
+                Param::Int(limit),
+            ],
             patient_from,
         )
     }
