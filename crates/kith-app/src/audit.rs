@@ -24,10 +24,16 @@ impl App {
             let mut verifier = ChainVerifier::default();
             let mut after = 0;
             loop {
-                let batch = tx.audit_events_after(after, VERIFY_BATCH)?;
-                let Some(last) = batch.last() else { break };
-                after = last.seq;
+                let batch = tx.audit_events_after_checked(after, VERIFY_BATCH)?;
+                if batch.is_empty() {
+                    break;
+                }
                 for event in &batch {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(seq) => return Ok(AuditVerification::Broken(ChainBreak::Unreadable { seq: *seq })),
+                    };
+                    after = event.seq;
                     if let Err(broken) = verifier.check(event) {
                         return Ok(AuditVerification::Broken(broken));
                     }

@@ -457,6 +457,30 @@ fn the_audit_trail_verifies_until_someone_changes_it() {
     });
 }
 
+/// A damaged column that no longer reads as an event (here the labels, set to a value Kith
+/// never writes) is named, not a storage error (issue 15).
+#[test]
+fn the_audit_verification_names_an_event_it_cannot_read() {
+    each_world(|world| {
+        let tamper = match world.database.engine {
+            kith_test_support::Engine::Sqlite => {
+                "DROP TRIGGER audit_events_append_only_update; UPDATE audit_events SET labels = 999 WHERE seq = 3;"
+            }
+            kith_test_support::Engine::Postgres => {
+                "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only; UPDATE audit_events SET labels = 999 WHERE seq = 3;"
+            }
+        };
+        world.database.execute_raw(tamper).unwrap();
+        let verified = world.app.verify_audit().unwrap();
+        assert_eq!(verified, AuditVerification::Broken(ChainBreak::Unreadable { seq: 3 }));
+        let AuditVerification::Broken(broken) = verified else { unreachable!() };
+        assert_eq!(
+            broken.to_string(),
+            "audit event 3 was changed: it cannot be read (a column holds a value Kith never writes)"
+        );
+    });
+}
+
 #[test]
 fn the_patient_record_team_sees_nothing_until_it_is_granted_access() {
     each_world(|world| {

@@ -209,6 +209,8 @@ pub enum ChainBreak {
     /// The last event is not the one the chain head records (events removed from the end,
     /// or the head was changed).
     HeadMismatch { head_seq: i64, last_seq: i64 },
+    /// The event cannot be read: a column holds a value Kith never writes (damaged).
+    Unreadable { seq: i64 },
 }
 
 impl fmt::Display for ChainBreak {
@@ -216,6 +218,9 @@ impl fmt::Display for ChainBreak {
         match self {
             ChainBreak::Changed { seq } => {
                 write!(f, "audit event {seq} was changed: its contents do not match its hash")
+            }
+            ChainBreak::Unreadable { seq } => {
+                write!(f, "audit event {seq} was changed: it cannot be read (a column holds a value Kith never writes)")
             }
             ChainBreak::Removed { after, found } if found - after == 2 => {
                 write!(f, "audit event {} was removed: event {found} follows event {after}", after + 1)

@@ -585,6 +585,20 @@ impl<'c> Tx<'c> {
         )
     }
 
+    /// [`Tx::audit_events_after`] for the chain's verification: a row that cannot be read as an
+    /// event (a damaged column) is `Err(seq)` instead of failing the whole read.
+    pub fn audit_events_after_checked(
+        &mut self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Result<ChainedEvent, i64>>, StoreError> {
+        self.all(
+            concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"),
+            &[seq.into(), limit.into()],
+            |row| Ok(audit_from(row).map_err(|_| row.int(0).unwrap_or(seq + 1))),
+        )
+    }
+
     /// The newest `limit` events about a patient, newest first, leaving out those by
     /// `except_actor` (the patient's own, in their access log).
     pub fn audit_events_for_patient(
