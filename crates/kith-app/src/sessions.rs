@@ -578,6 +578,17 @@ impl App {
         let fresh_hash = token_hash(&fresh);
         self.store.write(|tx| {
             let event = sign_in_event(now, Some(account.id), action);
+            // Counted against the same limit as signing in: over it, even the right password
+            // is refused until the hour has passed.
+            if tx.sign_in_failures_since(&key, now.minus(HOUR))? >= MAX_FAILED_SIGN_INS_PER_HOUR {
+                tx.audit(
+                    event.outcome(Outcome::Denied).reason("too many failed attempts for this account in the last hour").build(),
+                );
+                return Ok(Err(AppError::Invalid(
+                    "Too many wrong passwords in the last hour. Try again later, or reset your password from the sign-in page."
+                        .to_owned(),
+                )));
+            }
             if !matches {
                 tx.record_sign_in_failure(&key, now, now.minus(HOUR))?;
                 tx.audit(event.outcome(Outcome::Denied).reason("wrong password").build());

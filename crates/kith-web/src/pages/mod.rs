@@ -842,10 +842,18 @@ async fn change_password(
     State(state): State<WebState>,
     headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<PasswordForm>,
+    request: axum::extract::Request,
 ) -> Response {
+    let (form, address) = match posted_form::<PasswordForm>(&state, request).await {
+        Ok(posted) => posted,
+        Err(response) => return response,
+    };
     if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
         return guard::csrf_refused();
+    }
+    // A password typed again is a guess like a sign-in: the same per-address burst.
+    if !state.guards.allow_attempt(address) {
+        return guard::too_many_attempts();
     }
     let again = |field: &'static str, error: String| {
         render(&PasswordPage {
@@ -898,10 +906,17 @@ async fn two_factor_disable(
     State(state): State<WebState>,
     headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<DisableForm>,
+    request: axum::extract::Request,
 ) -> Response {
+    let (form, address) = match posted_form::<DisableForm>(&state, request).await {
+        Ok(posted) => posted,
+        Err(response) => return response,
+    };
     if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
         return guard::csrf_refused();
+    }
+    if !state.guards.allow_attempt(address) {
+        return guard::too_many_attempts();
     }
     let app = state.app.clone();
     let secret = signed_in.secret.clone();
