@@ -195,15 +195,18 @@ fn record_facts(rng: &mut SplitMix) -> RecordAccessFacts {
         _ => Some(CareLinkFacts { labels, active: true }),
     };
     let grant = BreakGlassId::from_uuid(uuid::Uuid::from_u128(u128::from(rng.next())));
+    let acting_team = team(rng.below(4));
+    // Most grants were opened through the acting team; some through another.
+    let team = if rng.below(4) == 0 { team(rng.below(4)) } else { acting_team };
     let break_glass = match rng.below(8) {
-        0 => Some(BreakGlassFacts { grant, expires_at: NOW.plus(HOUR), ended: false }),
-        1 => Some(BreakGlassFacts { grant, expires_at: NOW.minus(HOUR), ended: false }),
-        2 => Some(BreakGlassFacts { grant, expires_at: NOW.plus(HOUR), ended: true }),
+        0 => Some(BreakGlassFacts { grant, expires_at: NOW.plus(HOUR), ended: false, team, session: None }),
+        1 => Some(BreakGlassFacts { grant, expires_at: NOW.minus(HOUR), ended: false, team, session: None }),
+        2 => Some(BreakGlassFacts { grant, expires_at: NOW.plus(HOUR), ended: true, team, session: None }),
         _ => None,
     };
     RecordAccessFacts {
         now: NOW,
-        acting_team: team(rng.below(4)),
+        acting_team,
         acting_team_kind: if rng.below(5) == 0 { TeamKind::PatientRecord } else { TeamKind::Speciality },
         account_status,
         membership,

@@ -81,7 +81,7 @@ impl App {
                 if let RecordScope::Denied(reason) = scope {
                     return deny(tx, reason);
                 }
-                let demographics_basis = match decide_demographics(&demographics) {
+                let demographics_basis = match decide_demographics(&demographics.through_team(context.team)) {
                     Decision::Allow(basis) => basis,
                     Decision::Deny(reason) => return deny(tx, reason),
                 };
@@ -119,6 +119,38 @@ impl App {
     pub fn open_break_glass(
         &self,
         context: &ProfessionalContext,
+        patient: PatientId,
+        reason: &Reason,
+    ) -> AppResult<BreakGlassGrant> {
+        self.open_break_glass_bound(context, None, patient, reason)
+    }
+
+    /// Breaks the glass from a web page: through the team the session acts through, bound
+    /// to the session, so that the grant ends at sign-out (or when the session times out)
+    /// as well as at its expiry. A session that is not live, or acts through no team, is
+    /// refused like any other denied attempt.
+    pub fn open_break_glass_in_session(
+        &self,
+        session_secret: &str,
+        patient: PatientId,
+        reason: &Reason,
+    ) -> AppResult<BreakGlassGrant> {
+        let session = self.session(session_secret)?.ok_or(AppError::Denied)?;
+        let team = session.team.ok_or_else(|| {
+            AppError::Forbidden("breaking the glass is for professionals acting through a team".to_owned())
+        })?;
+        let organisation = self
+            .store
+            .read(|tx| Ok::<_, AppError>(tx.team(team)?.map(|team| team.organisation)))?
+            .ok_or(AppError::Denied)?;
+        let context = ProfessionalContext { account: session.account.id, team, organisation, channel: Channel::Web };
+        self.open_break_glass_bound(&context, Some(crate::hl7::token_hash(session_secret)), patient, reason)
+    }
+
+    fn open_break_glass_bound(
+        &self,
+        context: &ProfessionalContext,
+        session: Option<[u8; 32]>,
         patient: PatientId,
         reason: &Reason,
     ) -> AppResult<BreakGlassGrant> {
@@ -162,7 +194,7 @@ impl App {
                     expires_at: now.plus(organisation.break_glass_duration),
                     ended_at: None,
                 };
-                tx.insert_break_glass(&grant)?;
+                tx.insert_break_glass(&grant, session.as_ref())?;
                 tx.audit(event.basis("break_glass").subject(grant.id).reason(reason).build());
                 notify_patient(tx, &record, "break_glass_patient", now)?;
                 for officer in tx.privacy_officers(organisation.id)? {
@@ -391,4 +423,30 @@ fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLo
         labels: if label_set.is_empty() { String::new() } else { label_set.to_string() },
         break_glass: record.basis.as_deref() == Some("break_glass"),
     })
+}
+
+/// Audits grants ended by something other than the professional ending them (sign-out, a
+/// deactivated membership, an account no longer active): one `break_glass.end` event each,
+/// under the grant's team and organisation, with why it ended.
+pub(crate) fn audit_grants_ended(
+    tx: &mut Tx<'_>,
+    grants: &[BreakGlassGrant],
+    now: Timestamp,
+    actor: Actor,
+    channel: Channel,
+    why: &str,
+) -> AppResult<()> {
+    for grant in grants {
+        let mut event = AuditBuilder::new(now, actor.clone(), channel, "break_glass.end")
+            .patient(grant.patient)
+            .team(grant.team)
+            .basis(Basis::BreakGlass { grant: grant.id }.code())
+            .subject(grant.id)
+            .reason(why);
+        if let Some(team) = tx.team(grant.team)? {
+            event = event.organisation(team.organisation);
+        }
+        tx.audit(event.build());
+    }
+    Ok(())
 }

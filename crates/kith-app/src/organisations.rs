@@ -348,6 +348,16 @@ pub(crate) fn apply_membership_change(
         }
     }
     tx.update_membership(&after, now)?;
+    // A grant opened through this membership ends with its clinical role.
+    if after.status != MembershipStatus::Active || after.role != MembershipRole::Professional {
+        let ended = tx.end_break_glass_of_membership(account.id, team.id, now)?;
+        let why = if after.status == MembershipStatus::Active {
+            "the membership it was opened through is no longer a professional one"
+        } else {
+            "the membership it was opened through was deactivated"
+        };
+        crate::access::audit_grants_ended(tx, &ended, now, actor.clone(), channel, why)?;
+    }
     let action = match (before.status, after.status) {
         (MembershipStatus::Active, MembershipStatus::Deactivated) => "membership.deactivate",
         (MembershipStatus::Deactivated, MembershipStatus::Active) => "membership.reactivate",

@@ -19,8 +19,8 @@ use crate::password::{hash_password, verify_password};
 use crate::two_factor;
 use crate::{App, AppError, AppResult, AuditBuilder, new_uuid};
 
-/// A session unused this long has ended.
-pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session unused this long has ended (the rule is `kith_core::access::SessionFacts`).
+pub use kith_core::access::SESSION_IDLE;
 /// A session ends this long after sign-in, however busy.
 pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Activity is written back at most this often per session.
@@ -338,11 +338,7 @@ impl App {
         let hash = token_hash(secret);
         let found = self.store.read(|tx| {
             let Some(row) = tx.session(&hash)? else { return Ok(None) };
-            let live = !row.two_factor_pending
-                && row.ended_at.is_none()
-                && now < row.expires_at
-                && now < row.last_seen_at.plus(SESSION_IDLE)
-                && now >= row.created_at;
+            let live = !row.two_factor_pending && row.facts().is_live(now);
             if !live {
                 return Ok(None);
             }
@@ -390,6 +386,16 @@ impl App {
             if tx.end_session(&hash, now)? {
                 tx.audit(sign_in_event(now, Some(row.account), "account.sign_out").build());
             }
+            // Break-the-glass grants opened in this session end with it.
+            let ended = tx.end_break_glass_of_session(&hash, now)?;
+            crate::access::audit_grants_ended(
+                tx,
+                &ended,
+                now,
+                Actor::Account(row.account),
+                Channel::Web,
+                "the session it was opened in was signed out",
+            )?;
             Ok(())
         })
     }

@@ -76,7 +76,8 @@ struct Model {
     /// team → (labels, active).
     links: BTreeMap<usize, (LabelSet, bool)>,
     /// professional → (grant expiry, ended).
-    grants: BTreeMap<usize, (Timestamp, bool)>,
+    /// Each professional's latest grant: expiry, ended, the team it was opened through.
+    grants: BTreeMap<usize, (Timestamp, bool, usize)>,
     sharing_disabled: bool,
     entries: Vec<(EntryId, EntryFacts)>,
 }
@@ -96,10 +97,12 @@ impl Model {
     }
 
     fn grant_facts(&self, professional: usize) -> Option<BreakGlassFacts> {
-        self.grants.get(&professional).map(|&(expires_at, ended)| BreakGlassFacts {
+        self.grants.get(&professional).map(|&(expires_at, ended, team)| BreakGlassFacts {
             grant: kith_core::BreakGlassId::from_uuid(uuid::Uuid::nil()),
+            team: self.team_ids[team],
             expires_at,
             ended,
+            session: None,
         })
     }
 
@@ -127,7 +130,9 @@ impl Model {
     /// What the reference rule says a read returns: `None` for a denied read.
     fn expected_read(&self, professional: usize, team: usize) -> Option<Vec<EntryId>> {
         let facts = self.record_facts(professional, team);
-        if record_scope(&facts).is_denied() || !decide_demographics(&self.demographics_facts(professional)).is_allowed()
+        if record_scope(&facts).is_denied()
+            || !decide_demographics(&self.demographics_facts(professional).through_team(self.team_ids[team]))
+                .is_allowed()
         {
             return None;
         }
@@ -236,18 +241,26 @@ fn run(database: TestDatabase, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 );
                 prop_assert_eq!(result.is_ok(), current.status != status, "membership {:?}", result);
                 model.memberships.insert((professional, team), MembershipFacts { status, ..current });
+                // A grant opened through the membership ends with it.
+                if !active
+                    && let Some(grant) = model.grants.get_mut(&professional)
+                    && grant.2 == team
+                    && model.now < grant.0
+                {
+                    grant.1 = true;
+                }
             }
             Op::BreakGlass { professional, team } => {
                 let expected = model.active_professional(professional, team) && !model.sharing_disabled;
                 let result = world.app.open_break_glass(&contexts[professional][team], patient, &reason);
                 prop_assert_eq!(result.is_ok(), expected, "break glass {:?}", result);
                 if expected {
-                    model.grants.insert(professional, (model.now.plus(Duration::from_secs(4 * 3600)), false));
+                    model.grants.insert(professional, (model.now.plus(Duration::from_secs(4 * 3600)), false, team));
                 }
             }
             Op::EndBreakGlass { professional, team } => {
                 let open =
-                    model.grants.get(&professional).is_some_and(|&(expires, ended)| !ended && model.now < expires);
+                    model.grants.get(&professional).is_some_and(|&(expires, ended, _)| !ended && model.now < expires);
                 let result = world.app.end_break_glass(&contexts[professional][team], patient);
                 prop_assert_eq!(result.is_ok(), open, "end break glass {:?}", result);
                 if open {

@@ -11,8 +11,10 @@
 //! by default. Its professionals (the data quality team) see entries only through labels
 //! the patient — or someone on their behalf — granted it, or by breaking the glass.
 //!
-//! P may instead see all of X's record while an unexpired break-glass grant (P, X) exists,
-//! unless X's sharing is disabled. An entry with no label is visible only to a team holding
+//! P may instead see all of X's record, acting through the team T the grant was opened
+//! through, while that break-glass grant (P, T, X) is unexpired and not ended (it ends with
+//! P's membership of T, P's account, and the web session it was opened in), unless X's
+//! sharing is disabled. A grant opens nothing through any other team. An entry with no label is visible only to a team holding
 //! all four labels. Sharing disabled leaves a team only its own data.
 //!
 //! [`record_scope`] turns the facts about (P, T, X) into a [`RecordScope`]; the scope decides
@@ -147,18 +149,51 @@ pub struct CareLinkFacts {
     pub active: bool,
 }
 
+/// The web session a grant was opened in: the grant ends with it (sign-out, idle, expiry).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SessionFacts {
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Signed out (or ended by the operator).
+    pub ended: bool,
+}
+
+/// A web session unused this long has ended.
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl SessionFacts {
+    /// Not ended, not idle for [`SESSION_IDLE`], not past its absolute expiry, not from the
+    /// future (a clock set back).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.ended && now < self.expires_at && now < self.last_seen_at.plus(SESSION_IDLE) && now >= self.created_at
+    }
+}
+
 /// The most recent break-the-glass grant of (P, X).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BreakGlassFacts {
     pub grant: BreakGlassId,
+    /// The team it was opened through: it opens the record through that team only, and
+    /// only while P's membership of it is active.
+    pub team: TeamId,
     pub expires_at: Timestamp,
-    /// Ended early by the professional.
+    /// Ended early: by the professional, at sign-out, when the membership it was opened
+    /// through was deactivated, or when the account was disabled.
     pub ended: bool,
+    /// The web session it was opened in (`None`: opened through the API or the CLI); the
+    /// grant ends with the session even if the ending was never written to the grant.
+    pub session: Option<SessionFacts>,
 }
 
 impl BreakGlassFacts {
     pub fn is_active(&self, now: Timestamp) -> bool {
-        !self.ended && now < self.expires_at
+        !self.ended && now < self.expires_at && self.session.is_none_or(|session| session.is_live(now))
+    }
+
+    /// Active and opened through `team`.
+    pub fn is_active_through(&self, team: TeamId, now: Timestamp) -> bool {
+        self.team == team && self.is_active(now)
     }
 }
 
@@ -238,7 +273,7 @@ pub fn record_scope(facts: &RecordAccessFacts) -> RecordScope {
     let break_glass = if facts.sharing_disabled {
         None
     } else {
-        facts.break_glass.filter(|grant| grant.is_active(facts.now)).map(|grant| grant.grant)
+        facts.break_glass.filter(|grant| grant.is_active_through(facts.acting_team, facts.now)).map(|grant| grant.grant)
     };
     RecordScope::Visible {
         team: facts.acting_team,
@@ -337,9 +372,20 @@ pub struct DemographicsFacts {
     pub sharing_disabled: bool,
 }
 
+impl DemographicsFacts {
+    /// The facts as they stand for P acting through one team: a read through a team shows
+    /// who the patient is only on that team's grounds (its link, its own data, a grant
+    /// opened through it), never on another team's.
+    pub fn through_team(mut self, team: TeamId) -> Self {
+        self.teams.retain(|relation| relation.team == team);
+        self
+    }
+}
+
 /// Demographics of X are visible to P when X has an active care link to a team where P is
 /// an active professional, when one of those (speciality) teams authored entries in X's record, or
-/// under break glass (never with sharing disabled, which leaves only the team-data view).
+/// under break glass opened through a team where P is still an active professional (never
+/// with sharing disabled, which leaves only the team-data view).
 pub fn decide_demographics(facts: &DemographicsFacts) -> Decision {
     if facts.account_status != AccountStatus::Active {
         return Decision::Deny(DenyReason::AccountNotActive(facts.account_status));
@@ -360,8 +406,15 @@ pub fn decide_demographics(facts: &DemographicsFacts) -> Decision {
     if let Some(basis) = own_data {
         return Decision::Allow(basis);
     }
+    // A grant opens demographics only while P is an active professional of the team it was
+    // opened through (as it opens entries only through that team).
+    let grant_team_active = |grant: &BreakGlassFacts| {
+        facts.teams.iter().any(|relation| {
+            relation.team == grant.team && check_professional(AccountStatus::Active, Some(relation.membership)).is_ok()
+        })
+    };
     match facts.break_glass {
-        Some(grant) if grant.is_active(facts.now) && !facts.sharing_disabled => {
+        Some(grant) if grant.is_active(facts.now) && grant_team_active(&grant) && !facts.sharing_disabled => {
             Decision::Allow(Basis::BreakGlass { grant: grant.grant })
         }
         _ if facts.sharing_disabled => Decision::Deny(DenyReason::SharingDisabled),

@@ -221,8 +221,90 @@ text_type!(
     Reason
 );
 
+/// The fewest characters a reason may have.
+pub const MIN_REASON_CHARS: usize = 10;
+
+/// Words that say nothing about why: a reason made of these alone is a placeholder
+/// ("test", "emergency access", "n/a", "break glass", "as above").
+const FILLER_WORDS: &[&str] = &[
+    "a",
+    "above",
+    "access",
+    "as",
+    "asdf",
+    "break",
+    "breaking",
+    "by",
+    "care",
+    "clinical",
+    "dolor",
+    "emergency",
+    "for",
+    "glass",
+    "ipsum",
+    "lorem",
+    "n",
+    "na",
+    "need",
+    "needed",
+    "no",
+    "none",
+    "nothing",
+    "of",
+    "ok",
+    "per",
+    "placeholder",
+    "qwerty",
+    "reason",
+    "reasons",
+    "required",
+    "see",
+    "tbc",
+    "tbd",
+    "test",
+    "testing",
+    "the",
+    "to",
+    "todo",
+    "urgent",
+    "x",
+    "xx",
+    "xxx",
+    "xxxx",
+    "yes",
+];
+
 impl Reason {
+    /// A reason a person typed: a real sentence, so that whoever reviews it later learns why.
+    /// Trimmed, at most 1,000 characters, at least [`MIN_REASON_CHARS`]; at least two words;
+    /// at least five different letters (no "aaaaaaaaaa"); and not made only of words that
+    /// say nothing ([`FILLER_WORDS`]: "test test", "emergency access", "n/a n/a").
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        let text = bounded_text("reason", text, 1000, true)?;
+        let refuse = |problem: &str| Err(InvalidText::new("reason", problem));
+        if text.chars().count() < MIN_REASON_CHARS {
+            return refuse("must be at least 10 characters: say why, in a sentence");
+        }
+        let lowered = text.to_lowercase();
+        let words: Vec<&str> = lowered.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).collect();
+        if words.len() < 2 {
+            return refuse("must be a sentence of at least two words saying why");
+        }
+        let mut letters: Vec<char> = lowered.chars().filter(|c| c.is_alphabetic()).collect();
+        letters.sort_unstable();
+        letters.dedup();
+        if letters.len() < 5 {
+            return refuse("must be a real sentence saying why, not a placeholder");
+        }
+        if words.iter().all(|word| FILLER_WORDS.contains(word)) {
+            return refuse("must say why, not only that it is needed (e.g. \"unconscious on arrival in A&E\")");
+        }
+        Ok(Self(text))
+    }
+
+    /// A reason read back from storage: stored reasons were checked when written, under the
+    /// rules of their day, and are shown as they are.
+    pub fn from_stored(text: &str) -> Result<Self, InvalidText> {
         bounded_text("reason", text, 1000, true).map(Self)
     }
 }
@@ -294,10 +376,38 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_is_a_real_sentence() {
+        for (text, accepted) in [
+            ("Unconscious in the emergency department", true),
+            ("unconscious in A&E", true),
+            ("Patient asked by phone", true),
+            ("Collapsed at home", true),
+            ("Safeguarding concern raised", true),
+            ("x", false),
+            ("short one", false),
+            ("safeguarding", false),
+            ("aaaaaaaaaaaaaa bbbbbbb", false),
+            ("1234567890 1234", false),
+            ("test test test", false),
+            ("emergency access", false),
+            ("Break the glass", false),
+            ("n/a n/a n/a n/a", false),
+            ("reason: urgent!!", false),
+            ("lorem ipsum dolor", false),
+            ("..........", false),
+        ] {
+            assert_eq!(Reason::parse(text).is_ok(), accepted, "{text:?}");
+        }
+        let refused = Reason::parse("test").unwrap_err().to_string();
+        assert!(refused.starts_with("reason: must be at least 10 characters"), "{refused}");
+    }
+
+    #[test]
     fn free_text_is_bounded() {
         assert!(Reason::parse("   ").is_err());
         assert!(Reason::parse(&"x".repeat(1001)).is_err());
         assert_eq!(Reason::parse(" unconscious in A&E\n").unwrap().as_str(), "unconscious in A&E");
+        assert_eq!(Reason::from_stored("x").unwrap().as_str(), "x");
         assert!(Name::parse("name", "Ada\u{0}").is_err());
         // The bound is in characters, not bytes.
         assert!(Title::parse(&"é".repeat(300)).is_ok());

@@ -5,8 +5,8 @@
 
 use kith_core::access::{
     BreakGlassFacts, BreakGlassRequestFacts, CareLinkFacts, DemographicsFacts, EntryFacts, MembershipFacts,
-    RecordAccessFacts, TeamRelationFacts, decide_break_glass, decide_demographics, decide_entry, decide_write,
-    record_scope,
+    RecordAccessFacts, SessionFacts, TeamRelationFacts, decide_break_glass, decide_demographics, decide_entry,
+    decide_write, record_scope,
 };
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use kith_core::{Basis, BreakGlassId, Decision, DenyReason, LabelSet, PrivacyLabel, TeamId, Timestamp};
@@ -20,19 +20,67 @@ const GRANT: BreakGlassId = BreakGlassId::from_uuid(Uuid::from_u128(3));
 #[derive(Clone, Copy, Debug)]
 enum Glass {
     None,
+    /// Opened through the acting team, outside a web session (API, CLI).
     Active,
+    /// Opened through the acting team in a web session still live.
+    InLiveSession,
+    /// Opened through the acting team in a web session since signed out.
+    SessionSignedOut,
+    /// Opened in a web session that has been idle past the limit.
+    SessionIdle,
+    /// Opened through another of P's teams.
+    ThroughOtherTeam,
     Expired,
     Ended,
 }
 
+const GLASSES: [Glass; 8] = [
+    Glass::None,
+    Glass::Active,
+    Glass::InLiveSession,
+    Glass::SessionSignedOut,
+    Glass::SessionIdle,
+    Glass::ThroughOtherTeam,
+    Glass::Expired,
+    Glass::Ended,
+];
+
 fn glass_facts(glass: Glass) -> Option<BreakGlassFacts> {
     let hour = std::time::Duration::from_secs(3600);
+    let earlier = Timestamp::from_micros(NOW.as_micros() - 3600 * 1_000_000);
+    let session = |last_seen_at: Timestamp, ended: bool| SessionFacts {
+        created_at: earlier,
+        last_seen_at,
+        expires_at: NOW.plus(hour),
+        ended,
+    };
+    let active = BreakGlassFacts { grant: GRANT, team: TEAM, expires_at: NOW.plus(hour), ended: false, session: None };
     match glass {
         Glass::None => None,
-        Glass::Active => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW.plus(hour), ended: false }),
-        Glass::Expired => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW, ended: false }),
-        Glass::Ended => Some(BreakGlassFacts { grant: GRANT, expires_at: NOW.plus(hour), ended: true }),
+        Glass::Active => Some(active),
+        Glass::InLiveSession => Some(BreakGlassFacts {
+            session: Some(session(Timestamp::from_micros(NOW.as_micros() - 60_000_000), false)),
+            ..active
+        }),
+        Glass::SessionSignedOut => Some(BreakGlassFacts { session: Some(session(NOW, true)), ..active }),
+        Glass::SessionIdle => Some(BreakGlassFacts { session: Some(session(earlier, false)), ..active }),
+        Glass::ThroughOtherTeam => Some(BreakGlassFacts { team: OTHER_TEAM, ..active }),
+        Glass::Expired => Some(BreakGlassFacts { expires_at: NOW, ..active }),
+        Glass::Ended => Some(BreakGlassFacts { ended: true, ..active }),
     }
+}
+
+/// The grant, read literally: opened through the acting team, not ended, not expired, and
+/// its web session (if any) signed in, used in the last 30 minutes.
+fn glass_open_through(glass: Option<BreakGlassFacts>, team: TeamId) -> bool {
+    glass.is_some_and(|g| {
+        g.team == team
+            && !g.ended
+            && NOW < g.expires_at
+            && g.session.is_none_or(|s| {
+                !s.ended && NOW.as_micros() - s.last_seen_at.as_micros() < 30 * 60 * 1_000_000 && NOW < s.expires_at
+            })
+    })
 }
 
 /// DESIGN.md §3 read literally, as a boolean formula, without the scope machinery.
@@ -50,7 +98,7 @@ fn reference_visible(facts: &RecordAccessFacts, entry: &EntryFacts) -> bool {
     };
     // The Patient Record Team holds the organisation's feed data without access to it.
     let authored = entry.authored_by == facts.acting_team && facts.acting_team_kind == TeamKind::Speciality;
-    let glass = matches!(facts.break_glass, Some(g) if !g.ended && NOW < g.expires_at) && !facts.sharing_disabled;
+    let glass = glass_open_through(facts.break_glass, facts.acting_team) && !facts.sharing_disabled;
     precondition && (label_ok || authored || glass)
 }
 
@@ -72,7 +120,7 @@ fn all_facts() -> Vec<RecordAccessFacts> {
     for account_status in AccountStatus::ALL.iter().copied() {
         for membership in memberships {
             for care_link in &links {
-                for glass in [Glass::None, Glass::Active, Glass::Expired, Glass::Ended] {
+                for glass in GLASSES {
                     for sharing_disabled in [false, true] {
                         for acting_team_kind in [TeamKind::Speciality, TeamKind::PatientRecord] {
                             out.push(RecordAccessFacts {
@@ -132,7 +180,7 @@ fn every_combination_agrees_with_the_literal_rule() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 4 * 5 * 33 * 4 * 2 * 2 * 10);
+    assert_eq!(checked, 4 * 5 * 33 * GLASSES.len() * 2 * 2 * 10);
     assert!(allowed > 1000, "the table must exercise allowed cases too ({allowed})");
 }
 
@@ -156,7 +204,7 @@ fn writing_follows_the_link_or_the_glass() {
             && facts.membership
                 == Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active })
             && !facts.sharing_disabled
-            && (facts.care_link.is_some_and(|l| l.active) || facts.break_glass.is_some_and(|g| g.is_active(NOW)));
+            && (facts.care_link.is_some_and(|l| l.active) || glass_open_through(facts.break_glass, TEAM));
         assert_eq!(decide_write(&facts).is_allowed(), expected, "{facts:?}");
     }
 }
@@ -264,6 +312,38 @@ fn named_rows() {
             Decision::Allow(Basis::BreakGlass { grant: GRANT }),
         ),
         (
+            "break glass opened through another of the professional's teams",
+            RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::ThroughOtherTeam), ..linked },
+            from_elsewhere(PrivacyLabel::SexualHealth),
+            Decision::Deny(DenyReason::NoCareLink),
+        ),
+        (
+            "break glass in a session since signed out",
+            RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::SessionSignedOut), ..linked },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::NoCareLink),
+        ),
+        (
+            "break glass in a live session",
+            RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::InLiveSession), ..linked },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Allow(Basis::BreakGlass { grant: GRANT }),
+        ),
+        (
+            "break glass, the membership it was opened through deactivated",
+            RecordAccessFacts {
+                care_link: None,
+                break_glass: glass_facts(Glass::Active),
+                membership: Some(MembershipFacts {
+                    role: MembershipRole::Professional,
+                    status: MembershipStatus::Deactivated,
+                }),
+                ..linked
+            },
+            from_elsewhere(PrivacyLabel::General),
+            Decision::Deny(DenyReason::MembershipDeactivated),
+        ),
+        (
             "break glass expired",
             RecordAccessFacts { care_link: None, break_glass: glass_facts(Glass::Expired), ..linked },
             from_elsewhere(PrivacyLabel::SexualHealth),
@@ -311,6 +391,7 @@ fn named_rows() {
 fn demographics_follow_any_clinical_team_or_the_glass() {
     let professional = MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active };
     let coordinator = MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active };
+    let deactivated = MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Deactivated };
     let relation = |membership, care_link_active, authored_entries| TeamRelationFacts {
         team: TEAM,
         kind: TeamKind::Speciality,
@@ -352,13 +433,38 @@ fn demographics_follow_any_clinical_team_or_the_glass() {
         ),
         ("stranger", facts(vec![], Glass::None, false), Decision::Deny(DenyReason::NoRelationshipWithPatient)),
         (
-            "stranger under break glass",
-            facts(vec![], Glass::Active, false),
+            "stranger under break glass opened through their team",
+            facts(vec![relation(professional, false, false)], Glass::Active, false),
             Decision::Allow(Basis::BreakGlass { grant: GRANT }),
         ),
         (
+            "stranger under break glass, no longer a member of any team",
+            facts(vec![], Glass::Active, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "under break glass, the membership it was opened through deactivated",
+            facts(vec![relation(deactivated, false, false)], Glass::Active, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "under break glass, now only a coordinator of the team it was opened through",
+            facts(vec![relation(coordinator, false, false)], Glass::Active, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "under break glass opened through a team they have left, active in another",
+            facts(vec![relation(professional, false, false)], Glass::ThroughOtherTeam, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
+            "under break glass, the session it was opened in signed out",
+            facts(vec![relation(professional, false, false)], Glass::SessionSignedOut, false),
+            Decision::Deny(DenyReason::NoRelationshipWithPatient),
+        ),
+        (
             "stranger after the glass expired",
-            facts(vec![], Glass::Expired, false),
+            facts(vec![relation(professional, false, false)], Glass::Expired, false),
             Decision::Deny(DenyReason::NoRelationshipWithPatient),
         ),
         (

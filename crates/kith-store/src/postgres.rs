@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "professional_details", include_str!("../migrations/postgres/0008_professional_details.sql")),
     (9, "entry_end", include_str!("../migrations/postgres/0009_entry_end.sql")),
     (10, "feed_identity", include_str!("../migrations/postgres/0010_feed_identity.sql")),
+    (11, "break_glass_binding", include_str!("../migrations/postgres/0011_break_glass_binding.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kith_core::access::{
-    BreakGlassFacts, CareLinkFacts, DemographicsFacts, MembershipFacts, RecordAccessFacts, RecordScope,
+    BreakGlassFacts, CareLinkFacts, DemographicsFacts, MembershipFacts, RecordAccessFacts, RecordScope, SessionFacts,
     TeamRelationFacts,
 };
 use kith_core::audit::{AuditRecord, ChainedEvent, StoredAuditRecord, event_hash};
@@ -377,7 +377,7 @@ fn grant_from(row: &Row) -> Result<BreakGlassGrant, StoreError> {
         patient: PatientId::from_uuid(row.uuid(1)?),
         account: AccountId::from_uuid(row.uuid(2)?),
         team: TeamId::from_uuid(row.uuid(3)?),
-        reason: Reason::parse(row.text(4)?).map_err(corrupt("reason"))?,
+        reason: Reason::from_stored(row.text(4)?).map_err(corrupt("reason"))?,
         started_at: row.timestamp(5)?,
         expires_at: row.timestamp(6)?,
         ended_at: row.opt_timestamp(7)?,
@@ -813,17 +813,19 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
+    /// Sets the account's status; an account no longer active also loses its open
+    /// break-the-glass grants, which are returned for the caller to audit.
     pub fn set_account_status(
         &mut self,
         id: AccountId,
         status: AccountStatus,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
         self.conn.execute(
             "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
             &[status.code().into(), at.into(), id.into()],
         )?;
-        Ok(())
+        if status == AccountStatus::Active { Ok(Vec::new()) } else { self.end_break_glass_of_account(id, at) }
     }
 
     pub fn membership(&mut self, account: AccountId, team: TeamId) -> Result<Option<Membership>, StoreError> {
@@ -1424,9 +1426,19 @@ impl<'c> Tx<'c> {
 
     // ----- break glass -------------------------------------------------------------------
 
-    pub fn insert_break_glass(&mut self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
+    /// Stores a grant; `session` is the SHA-256 of the web session it was opened in, if
+    /// any: the grant ends with that session.
+    pub fn insert_break_glass(
+        &mut self,
+        grant: &BreakGlassGrant,
+        session: Option<&[u8; 32]>,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            concat!("INSERT INTO break_glass_grants (", grant_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+            concat!(
+                "INSERT INTO break_glass_grants (",
+                grant_columns!(),
+                ", session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
             &[
                 grant.id.into(),
                 grant.patient.into(),
@@ -1436,9 +1448,81 @@ impl<'c> Tx<'c> {
                 grant.started_at.into(),
                 grant.expires_at.into(),
                 grant.ended_at.into(),
+                session.map(|hash| hash.as_slice()).into(),
             ],
         )?;
         Ok(())
+    }
+
+    /// Ends the account's open grants (its account is no longer active); returns them.
+    pub fn end_break_glass_of_account(
+        &mut self,
+        account: AccountId,
+        at: Timestamp,
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        let open = self.all(
+            concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM break_glass_grants WHERE account_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
+            ),
+            &[account.into(), at.into()],
+            grant_from,
+        )?;
+        self.conn.execute(
+            "UPDATE break_glass_grants SET ended_at = ? WHERE account_id = ? AND ended_at IS NULL AND expires_at > ?",
+            &[at.into(), account.into(), at.into()],
+        )?;
+        Ok(open)
+    }
+
+    /// Ends the open grants opened through the account's membership of the team (the
+    /// membership was deactivated); returns them.
+    pub fn end_break_glass_of_membership(
+        &mut self,
+        account: AccountId,
+        team: TeamId,
+        at: Timestamp,
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        let open = self.all(
+            concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM break_glass_grants WHERE account_id = ? AND team_id = ? AND ended_at IS NULL AND expires_at > ?
+                  ORDER BY started_at, id"
+            ),
+            &[account.into(), team.into(), at.into()],
+            grant_from,
+        )?;
+        self.conn.execute(
+            "UPDATE break_glass_grants SET ended_at = ?
+             WHERE account_id = ? AND team_id = ? AND ended_at IS NULL AND expires_at > ?",
+            &[at.into(), account.into(), team.into(), at.into()],
+        )?;
+        Ok(open)
+    }
+
+    /// Ends the open grants opened in the web session with this SHA-256 (sign-out);
+    /// returns them.
+    pub fn end_break_glass_of_session(
+        &mut self,
+        session: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        let open = self.all(
+            concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM break_glass_grants WHERE session_hash = ? AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
+            ),
+            &[session.as_slice().into(), at.into()],
+            grant_from,
+        )?;
+        self.conn.execute(
+            "UPDATE break_glass_grants SET ended_at = ? WHERE session_hash = ? AND ended_at IS NULL AND expires_at > ?",
+            &[at.into(), session.as_slice().into(), at.into()],
+        )?;
+        Ok(open)
     }
 
     /// The most recent grant of (account, patient).
@@ -1580,14 +1664,33 @@ impl<'c> Tx<'c> {
         patient: PatientId,
     ) -> Result<Option<BreakGlassFacts>, StoreError> {
         self.one(
-            "SELECT id, expires_at, ended_at FROM break_glass_grants WHERE patient_id = ? AND account_id = ?
-             ORDER BY started_at DESC, id DESC LIMIT 1",
+            "SELECT g.id, g.team_id, g.expires_at, g.ended_at, g.session_hash IS NOT NULL,
+                    s.created_at, s.last_seen_at, s.expires_at, s.ended_at, s.id_hash IS NOT NULL
+             FROM break_glass_grants g LEFT JOIN sessions s ON s.id_hash = g.session_hash
+             WHERE g.patient_id = ? AND g.account_id = ?
+             ORDER BY g.started_at DESC, g.id DESC LIMIT 1",
             &[patient.into(), account.into()],
             |row| {
+                let expires_at = row.timestamp(2)?;
+                let session = match (row.bool(4)?, row.bool(9)?) {
+                    (false, _) => None,
+                    (true, true) => Some(SessionFacts {
+                        created_at: row.timestamp(5)?,
+                        last_seen_at: row.timestamp(6)?,
+                        expires_at: row.timestamp(7)?,
+                        ended: !row.is_null(8)?,
+                    }),
+                    // The session it was opened in is gone (cleaned up): it has ended.
+                    (true, false) => {
+                        Some(SessionFacts { created_at: expires_at, last_seen_at: expires_at, expires_at, ended: true })
+                    }
+                };
                 Ok(BreakGlassFacts {
                     grant: BreakGlassId::from_uuid(row.uuid(0)?),
-                    expires_at: row.timestamp(1)?,
-                    ended: !row.is_null(2)?,
+                    team: TeamId::from_uuid(row.uuid(1)?),
+                    expires_at,
+                    ended: !row.is_null(3)?,
+                    session,
                 })
             },
         )

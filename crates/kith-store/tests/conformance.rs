@@ -148,7 +148,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 10);
+        assert_eq!(again.current_version, 11);
         store.ping().unwrap();
     });
 }
@@ -435,7 +435,7 @@ fn access_facts_are_loaded_as_stored() {
             patient: person.id,
             account: nurse.id,
             team: ward.id,
-            reason: Reason::parse("unconscious").unwrap(),
+            reason: Reason::parse("Unconscious on arrival").unwrap(),
             started_at: T0,
             expires_at: Timestamp::from_micros(T0.as_micros() + 1_000_000),
             ended_at: None,
@@ -475,7 +475,7 @@ fn access_facts_are_loaded_as_stored() {
                 discharged_at: None,
             })?;
             tx.insert_entry(&entry(person.id, other.id, Some(PrivacyLabel::General), 0))?;
-            tx.insert_break_glass(&grant)
+            tx.insert_break_glass(&grant, None)
         });
         let facts = store.read(|tx| tx.record_access_facts(nurse.id, ward.id, person.id, T0)).unwrap().unwrap();
         assert_eq!(facts.account_status, AccountStatus::Active);
@@ -486,7 +486,13 @@ fn access_facts_are_loaded_as_stored() {
         assert_eq!(facts.care_link, Some(CareLinkFacts { labels, active: true }));
         assert_eq!(
             facts.break_glass,
-            Some(BreakGlassFacts { grant: grant.id, expires_at: grant.expires_at, ended: false })
+            Some(BreakGlassFacts {
+                grant: grant.id,
+                team: grant.team,
+                expires_at: grant.expires_at,
+                ended: false,
+                session: None
+            })
         );
         assert!(!facts.sharing_disabled);
 

@@ -521,6 +521,15 @@ async fn access_matrix(database: TestDatabase) {
     assert_eq!(w.call("POST", &break_glass, Some(&own), Some(reason.clone())).await.0, StatusCode::FORBIDDEN);
     let no_reason = json!({ "resourceType": "Parameters", "parameter": [] });
     assert_eq!(w.call("POST", &break_glass, Some(&gum), Some(no_reason)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    // A placeholder is not a reason: refused with what is expected, and no grant.
+    for placeholder in ["x", "emergency access", "test test test"] {
+        let body =
+            json!({ "resourceType": "Parameters", "parameter": [{ "name": "reason", "valueString": placeholder }] });
+        let (status, refused) = w.call("POST", &break_glass, Some(&gum), Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{placeholder}: {refused}");
+        assert!(refused["issue"][0]["diagnostics"].as_str().unwrap().starts_with("reason: must"), "{refused}");
+    }
+    assert_eq!(w.get(&patient_a, Some(&gum)).await.0, StatusCode::NOT_FOUND, "no grant was opened");
     let (status, body) =
         w.call("POST", &format!("/fhir/Patient/{nobody}/$break-glass"), Some(&gum), Some(reason.clone())).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -704,7 +713,9 @@ async fn access_matrix(database: TestDatabase) {
     // (mh its measurement, gum nothing), and the glass cannot be broken.
     sync(|| {
         let officer = w.app.account_by_email(&email("privacy@example.org")).unwrap();
-        w.app.set_sharing_disabled(officer.id, a, true, &Reason::parse("safeguarding").unwrap()).unwrap();
+        w.app
+            .set_sharing_disabled(officer.id, a, true, &Reason::parse("Safeguarding concern raised").unwrap())
+            .unwrap();
     });
     let (_, bundle) = w.get(&observations_a, Some(&pro)).await;
     assert_eq!(w.observation_ids(&bundle), [created["id"].as_str().unwrap().to_owned()], "only the team's own data");

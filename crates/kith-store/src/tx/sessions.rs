@@ -1,6 +1,7 @@
 //! Queries for web sign-in: sessions, failed attempts and single-use codes. Every secret is
 //! looked up by its SHA-256; none is stored.
 
+use kith_core::access::SessionFacts;
 use kith_core::{AccountId, OrganisationId, PatientId, TeamId, Timestamp};
 
 use crate::{StoreError, Tx};
@@ -16,6 +17,18 @@ pub struct SessionRow {
     pub team: Option<TeamId>,
     /// Signed in with a password, waiting for the second step: opens no page.
     pub two_factor_pending: bool,
+}
+
+impl SessionRow {
+    /// What the access rule needs to know of the session (is it live?).
+    pub fn facts(&self) -> SessionFacts {
+        SessionFacts {
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            expires_at: self.expires_at,
+            ended: self.ended_at.is_some(),
+        }
+    }
 }
 
 /// The delivery state of the last message sent to an address.

@@ -631,7 +631,7 @@ async fn break_glass(
     };
     let reason = parameter("reason")
         .ok_or_else(|| FhirError::Unprocessable("parameter reason (valueString) is required".to_owned()))?;
-    let reason = Reason::parse(reason).map_err(|error| FhirError::Unprocessable(format!("reason: {error}")))?;
+    let reason = Reason::parse(reason).map_err(|error| FhirError::Unprocessable(error.to_string()))?;
     let team = parameter("team")
         .map(|text| text.strip_prefix("CareTeam/").unwrap_or(text).parse::<TeamId>())
         .transpose()
