@@ -663,6 +663,7 @@ fn apply_team_changes(tx: &mut Tx<'_>, filing: &Filing<'_>, patient: &Patient, a
             team_status: team.status,
             sharing_disabled: patient.sharing_disabled,
             patient_in_organisation: true,
+            by_professional: false,
         };
         if let Err(refusal) = check_new_link(&facts) {
             return reject(

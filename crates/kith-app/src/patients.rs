@@ -328,6 +328,7 @@ impl App {
                     team_status: team.status,
                     sharing_disabled: record.sharing_disabled,
                     patient_in_organisation,
+                    by_professional: matches!(actor, LinkActor::Professional { .. }),
                 })?;
                 let labels = match (actor, labels) {
                     (LinkActor::Professional { explicit_consent: false, .. }, Some(_)) => {

@@ -346,3 +346,30 @@ fn what_is_written_under_a_grant_opens_no_other_team() {
         assert!(matches!(app.read_patient_as(pro.account, Channel::Fhir, two.hillside_patient), Err(AppError::Denied)));
     });
 }
+
+#[test]
+fn a_professional_cannot_bring_another_organisations_patient_into_their_own() {
+    each_world(|world| {
+        let two = two_organisations(world);
+        let app = &two.world.app;
+        // Riverside's data-quality member knows Hillside's patient's NHS number and date of
+        // birth: adding them to Riverside's Patient Record Team would put them "in"
+        // Riverside, and open break glass to every Riverside professional.
+        let dq = two.world.add_member("prt", "dq@example.org", MembershipRole::Professional).account.id;
+        let prt = riverside_team(&two.world, "prt");
+        let added = app.add_patient_to_team_as(
+            dq,
+            Channel::Fhir,
+            prt.id,
+            &PatientQuery::NhsNumber(NhsNumber::parse("9434765870").unwrap()),
+            kith_core::Date::parse("1971-09-14").unwrap(),
+        );
+        assert!(added.is_err(), "{added:?}");
+        let links = app.store().read(|tx| tx.care_links(two.hillside_patient)).unwrap();
+        assert!(links.iter().all(|link| link.team != prt.id), "{links:?}");
+        assert!(matches!(
+            app.open_break_glass(&two.at_riverside, two.hillside_patient, &reason()),
+            Err(AppError::Denied)
+        ));
+    });
+}

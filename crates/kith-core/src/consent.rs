@@ -51,10 +51,17 @@ pub struct NewLinkFacts {
     pub sharing_disabled: bool,
     /// X has an active link to the Patient Record Team of T's organisation.
     pub patient_in_organisation: bool,
+    /// A professional asks, acting through a team (not the operator, nor the
+    /// organisation's own feed).
+    pub by_professional: bool,
 }
 
 /// A patient enters an organisation through its Patient Record Team, and a speciality team
-/// only once in the organisation; nobody enters a closed team or a locked-down record.
+/// only once in the organisation; nobody enters a closed team or a locked-down record. Only
+/// the organisation's feed or the operator brings a patient into an organisation: a
+/// professional (even of the Patient Record Team) adds only patients already in it, so
+/// that no one pulls another organisation's patient into their own by NHS number and date
+/// of birth (and so gains break glass on them).
 pub fn check_new_link(facts: &NewLinkFacts) -> Result<(), ConsentRefusal> {
     if facts.sharing_disabled {
         return Err(ConsentRefusal::SharingDisabled);
@@ -62,7 +69,7 @@ pub fn check_new_link(facts: &NewLinkFacts) -> Result<(), ConsentRefusal> {
     if facts.team_status == TeamStatus::Closed {
         return Err(ConsentRefusal::TeamClosed);
     }
-    if facts.team_kind == TeamKind::Speciality && !facts.patient_in_organisation {
+    if (facts.team_kind == TeamKind::Speciality || facts.by_professional) && !facts.patient_in_organisation {
         return Err(ConsentRefusal::PatientNotInOrganisation);
     }
     Ok(())
@@ -190,6 +197,7 @@ mod tests {
             team_status: TeamStatus::Live,
             sharing_disabled: false,
             patient_in_organisation: true,
+            by_professional: false,
         };
         assert_eq!(check_new_link(&facts), Ok(()));
         assert_eq!(
@@ -204,6 +212,20 @@ mod tests {
             }),
             Ok(())
         );
+        // A professional never brings a patient into their organisation, not even through
+        // the Patient Record Team.
+        for team_kind in [TeamKind::PatientRecord, TeamKind::Speciality] {
+            assert_eq!(
+                check_new_link(&NewLinkFacts {
+                    team_kind,
+                    patient_in_organisation: false,
+                    by_professional: true,
+                    ..facts
+                }),
+                Err(ConsentRefusal::PatientNotInOrganisation)
+            );
+            assert_eq!(check_new_link(&NewLinkFacts { team_kind, by_professional: true, ..facts }), Ok(()));
+        }
         assert_eq!(
             check_new_link(&NewLinkFacts { sharing_disabled: true, ..facts }),
             Err(ConsentRefusal::SharingDisabled)
