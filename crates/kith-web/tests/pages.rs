@@ -87,6 +87,8 @@ struct Browser<'w> {
     world: &'w World,
     cookies: HashMap<String, String>,
     csrf: String,
+    /// The client's address, as the server's connection would give it (none in-process).
+    address: Option<std::net::SocketAddr>,
 }
 
 struct Page {
@@ -98,13 +100,21 @@ struct Page {
 
 impl<'w> Browser<'w> {
     fn new(world: &'w World) -> Self {
-        Browser { world, cookies: HashMap::new(), csrf: String::new() }
+        Browser { world, cookies: HashMap::new(), csrf: String::new(), address: None }
+    }
+
+    fn from_address(world: &'w World, address: [u8; 4]) -> Self {
+        Browser { address: Some(std::net::SocketAddr::from((address, 5000))), ..Browser::new(world) }
     }
 
     async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Page {
         let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
         let request = request.header(header::HOST, "127.0.0.1:8080").header(header::COOKIE, cookie);
-        let response = self.world.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let mut request = request.body(body).unwrap();
+        if let Some(address) = self.address {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+        }
+        let response = self.world.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let location = response.headers().get(header::LOCATION).map(|value| value.to_str().unwrap().to_owned());
         let set_cookies: Vec<String> = response
@@ -1037,6 +1047,45 @@ async fn changing_a_password_ends_the_other_sessions() {
         let mut fresh = Browser::new(world);
         assert_eq!(fresh.sign_in("bob@example.org", NEW_PASSWORD).await.location.as_deref(), Some("/"));
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_typed_again_counts_against_the_per_address_burst() {
+    // A stolen session must not make the password form an unthrottled guessing oracle: the
+    // current password typed to change it, or to turn two-step verification off, takes from
+    // the same per-address allowance as signing in (issue 15).
+    each_world(
+        WebConfig { attempt_burst: 4, attempt_refill: Duration::from_secs(3600), ..WebConfig::default() },
+        async |world: &World| {
+            let mut browser = Browser::from_address(world, [192, 0, 2, 9]);
+            browser.sign_in("bob@example.org", PASSWORD).await;
+            browser.get("/account/password").await;
+            let guess = [("current", "a wrong guess, long"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                statuses.push(browser.post("/account/password", &guess).await.status);
+            }
+            assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+            // The right password is refused too while the allowance is spent, and so is the
+            // form that turns two-step verification off.
+            let right = [("current", PASSWORD), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+            assert_eq!(browser.post("/account/password", &right).await.status, StatusCode::TOO_MANY_REQUESTS);
+            let disable = browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await;
+            assert_eq!(disable.status, StatusCode::TOO_MANY_REQUESTS);
+            let mut fresh = Browser::from_address(world, [192, 0, 2, 9]);
+            assert_eq!(fresh.sign_in("bob@example.org", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+            // Another address is not affected.
+            let mut elsewhere = Browser::from_address(world, [198, 51, 100, 1]);
+            assert_eq!(elsewhere.sign_in("bob@example.org", PASSWORD).await.location.as_deref(), Some("/"));
+            // Nothing changed: the old password still works once the allowance refills.
+            world.clock.advance(Duration::from_secs(3601));
+            assert!(matches!(
+                sync(|| world.app.sign_in("bob@example.org", &Secret::new(PASSWORD.into()))).unwrap(),
+                SignIn::SignedIn(_)
+            ));
+        },
+    )
     .await;
 }
 
