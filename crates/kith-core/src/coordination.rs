@@ -17,8 +17,10 @@
 use std::fmt;
 
 use crate::access::MembershipFacts;
-use crate::ids::{OrganisationId, TeamId};
-use crate::team::{AccountStatus, MembershipRole, MembershipStatus};
+use crate::ids::{AccountId, MembershipInvitationId, OrganisationId, TeamId};
+use crate::team::{AccountStatus, MembershipRole, MembershipStatus, coded_enum};
+use crate::text::{EmailAddress, Name};
+use crate::time::Timestamp;
 
 /// Why someone is not acting as an active coordinator of a team.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -278,3 +280,35 @@ pub fn decide_joining(organisation: OrganisationId, address: &AddressFacts<'_>) 
         },
     }
 }
+
+// ----- invitations ----------------------------------------------------------------------
+
+/// A coordinator's invitation to join their team, sent to an address: it grants nothing
+/// (it is not a membership, so the access rule never sees it); the membership is made when
+/// the address's holder accepts.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MembershipInvitation {
+    pub id: MembershipInvitationId,
+    pub team: TeamId,
+    pub email: EmailAddress,
+    /// The name, job title and registration number as the coordinator typed them (an
+    /// existing account keeps its own).
+    pub name: Name,
+    pub role: MembershipRole,
+    pub job_title: Option<String>,
+    pub registration_number: Option<String>,
+    pub invited_by: AccountId,
+    pub created_at: Timestamp,
+}
+
+coded_enum!(
+    /// How an invitation was closed.
+    InvitationAnswer {
+        /// By its holder (or by activating the new account it carried the code for).
+        Accepted => "accepted",
+        /// By its holder.
+        Declined => "declined",
+        /// By a coordinator of the team.
+        Withdrawn => "withdrawn",
+    }
+);
