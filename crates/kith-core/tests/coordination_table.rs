@@ -38,6 +38,9 @@ fn ties<'a>(memberships: &'a [HeldMembership], privacy_officer_of: &'a [Organisa
 use AccountActionRefusal as Refused;
 use NotOrganisationsAlone as Elsewhere;
 
+/// A named row: the coordinator, the account's membership of their team, its ties, the answer.
+type Row<'a> = (&'static str, CoordinatorFacts, Option<MembershipStatus>, AccountTies<'a>, Result<(), Refused>);
+
 /// One row per line of the ARCHITECTURE.md table, in its order.
 #[test]
 fn account_wide_actions_table() {
@@ -60,7 +63,7 @@ fn account_wide_actions_table() {
     let patient = AccountTies { is_patient: true, ..ties(&in_team_a, &none) };
 
     #[rustfmt::skip]
-    let rows: Vec<(&str, CoordinatorFacts, Option<MembershipStatus>, AccountTies<'_>, Result<(), Refused>)> = vec![
+    let rows: Vec<Row<'_>> = vec![
         ("caller not an active coordinator of the team (account not active)",
             locked_coordinator, Some(ACTIVE), ties(&in_team_a, &none),
             Err(Refused::NotCoordinator(NotCoordinator::AccountNotActive(AccountStatus::Locked)))),
