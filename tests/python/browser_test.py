@@ -222,13 +222,17 @@ def scenario_csv_upload(page, args, seen):
         files=[{"name": "staff.csv", "mimeType": "text/csv", "buffer": csv.encode()}]
     )
     page.get_by_role("button", name="Preview").click()
-    expect(page.get_by_role("status")).to_contain_text("Would create 2, would add to team 0, already in team 0, errors 1")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Would invite 2, would add to team 0, already in team 0, already invited 0, errors 1"
+    )
     bad = page.get_by_role("row", name=re.compile("not-an-email"))
     expect(bad).to_contain_text("3")
     expect(bad).to_contain_text("error")
     page.get_by_role("button", name="Add these professionals").click()
-    expect(page.get_by_role("status")).to_contain_text("Created 2, added to team 0, already in team 0, errors 1")
-    expect(page.get_by_role("row", name=re.compile("csv.one@example.org"))).to_contain_text("created")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Invited 2, added to team 0, already in team 0, already invited 0, errors 1"
+    )
+    expect(page.get_by_role("row", name=re.compile("csv.one@example.org"))).to_contain_text("invited")
     page.get_by_role("button", name="Sign out").click()
 
     message = wait_for_mail(pathlib.Path(args.mail_dir), "csv.one@example.org", seen)
@@ -241,6 +245,8 @@ def scenario_csv_upload(page, args, seen):
     page.get_by_label("Password again").fill(password)
     page.get_by_role("button", name="Set my password").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Hello, Csv One")
+    # Activating accepted the invitation the link carried: a member of the team now.
+    expect(page.get_by_role("row", name=re.compile("Mental Health"))).to_contain_text("professional")
     page.get_by_role("button", name="Sign out").click()
     print("ok: a coordinator uploads a CSV with one bad row and sees the report")
 

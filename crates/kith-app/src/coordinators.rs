@@ -5,16 +5,19 @@
 //! coordinator as actor; a caller who is not an active coordinator of the team is refused
 //! (and that is audited too).
 
+use kith_core::access::MembershipFacts;
 use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::coordination::{AccountAction, AccountActionRefusal, CoordinatorFacts, decide_account_action};
 use kith_core::model::{Account, Organisation, Team};
 use kith_core::patient::NhsNumber;
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
+use kith_core::text::EmailAddress;
 use kith_core::{AccountId, Date, TeamId, Timestamp};
-use kith_store::Tx;
+use kith_store::{OutboxMessage, Tx};
 
 use crate::organisations::{MembershipChange, apply_membership_change};
-use crate::sessions::send_reset_link;
-use crate::{App, AppError, AppResult, AuditBuilder};
+use crate::sessions::{send_reset_link, send_reset_link_for};
+use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// One member of a team, with the state of the last email Kith sent them.
 #[derive(Clone, Debug)]
@@ -27,7 +30,19 @@ pub struct TeamMember {
     pub two_factor: bool,
     /// The last message to their address: its template and delivery state.
     pub last_message: Option<kith_store::MessageState>,
+    /// Whether the coordinator may reset their password or two-step verification, or why
+    /// not ([`decide_account_action`]).
+    pub account_actions: Result<(), AccountActionRefusal>,
 }
+
+/// What a coordinator is told when the account is not their organisation's alone to change.
+pub const ASK_HOLDER_OR_OPERATOR: &str = "This account is not only your organisation's, so you cannot change it: ask \
+     the account holder (they can reset their own password from the sign-in page, and sign in with a recovery code if \
+     they lost their phone) or the Kith operator.";
+
+/// What a coordinator is told when the member's membership of their team is deactivated.
+pub const REACTIVATE_FIRST: &str = "Their membership of the team is deactivated: reactivate it first, or ask the \
+     account holder or the Kith operator.";
 
 /// The same answer for every identity check that does not match.
 pub const NO_PATIENT_MATCH: &str = "No registered patient of the organisation matches the NHS number, family name \
@@ -35,7 +50,7 @@ pub const NO_PATIENT_MATCH: &str = "No registered patient of the organisation ma
 
 /// The team and its organisation when `coordinator` actively coordinates it; otherwise the
 /// refusal is audited and returned.
-fn coordinated(
+pub(crate) fn coordinated(
     tx: &mut Tx<'_>,
     coordinator: AccountId,
     team: TeamId,
@@ -46,24 +61,99 @@ fn coordinated(
         Some(team) => tx.organisation(team.organisation)?.map(|organisation| (organisation, team)),
         None => None,
     };
-    let allowed = tx
-        .membership(coordinator, team)?
-        .is_some_and(|m| m.role == MembershipRole::Coordinator && m.status == MembershipStatus::Active)
-        && tx.account(coordinator)?.is_some_and(|account| account.status == AccountStatus::Active);
-    match found {
-        Some(found) if allowed => Ok(Ok(found)),
-        _ => {
+    let standing = coordinator_standing(tx, coordinator, team)?;
+    let refusal = match (&found, standing) {
+        (Some(_), Ok(())) => None,
+        (Some(_), Err(reason)) => Some(reason.to_string()),
+        (None, _) => Some("no such team".to_owned()),
+    };
+    match (found, refusal) {
+        (Some(found), None) => Ok(Ok(found)),
+        (_, reason) => {
             tx.audit(
                 AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action)
                     .team(team)
                     .outcome(Outcome::Denied)
-                    .reason("not an active coordinator of the team")
+                    .reason(reason.unwrap_or_default())
                     .basis("administration")
                     .build(),
             );
             Ok(Err(AppError::Forbidden("only the team's active coordinators can do this".to_owned())))
         }
     }
+}
+
+/// Whether `account` is an active coordinator of `team` ([`kith_core::coordination::check_coordinator`]).
+pub(crate) fn coordinator_standing(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    team: TeamId,
+) -> AppResult<Result<(), kith_core::coordination::NotCoordinator>> {
+    let status = tx.account(account)?.map_or(AccountStatus::Disabled, |account| account.status);
+    let membership = tx
+        .membership(account, team)?
+        .map(|membership| MembershipFacts { role: membership.role, status: membership.status });
+    Ok(kith_core::coordination::check_coordinator(status, membership))
+}
+
+/// The coordinator and the team they act through, as [`decide_account_action`] needs them.
+fn coordinator_facts(tx: &mut Tx<'_>, coordinator: AccountId, team: &Team) -> AppResult<CoordinatorFacts> {
+    let account_status = tx.account(coordinator)?.map_or(AccountStatus::Disabled, |account| account.status);
+    let membership = tx
+        .membership(coordinator, team.id)?
+        .map(|membership| MembershipFacts { role: membership.role, status: membership.status });
+    Ok(CoordinatorFacts { account_status, membership, team: team.id, organisation: team.organisation })
+}
+
+/// Whether the coordinator may change `member`'s whole account: the facts loaded, the rule
+/// asked.
+fn account_action_decision(
+    tx: &mut Tx<'_>,
+    coordinator: &CoordinatorFacts,
+    member: AccountId,
+) -> AppResult<Result<(), AccountActionRefusal>> {
+    let in_team = tx.membership(member, coordinator.team)?.map(|membership| membership.status);
+    let ties = tx.account_ties(member)?;
+    Ok(decide_account_action(coordinator, in_team, &ties.ties()))
+}
+
+/// Checks an account-wide action: allowed, or refused with the precise reason audited and
+/// what to do instead returned.
+fn authorise_account_action(
+    tx: &mut Tx<'_>,
+    coordinator: AccountId,
+    organisation: &Organisation,
+    team: &Team,
+    member: AccountId,
+    action: AccountAction,
+    now: Timestamp,
+) -> AppResult<Result<Account, AppError>> {
+    let facts = coordinator_facts(tx, coordinator, team)?;
+    let decision = account_action_decision(tx, &facts, member)?;
+    let account = tx.account(member)?;
+    let exists = account.is_some();
+    let (Ok(()), Some(account)) = (decision, account) else {
+        let reason = decision.err().map_or_else(|| "no such account".to_owned(), |refusal| refusal.to_string());
+        let mut event = AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action.code())
+            .organisation(organisation.id)
+            .team(team.id)
+            .outcome(Outcome::Denied)
+            .basis("administration")
+            .reason(format!("by the team's coordinator: {reason}"));
+        if exists {
+            event = event.subject(member);
+        }
+        tx.audit(event.build());
+        return Ok(Err(match decision {
+            Err(refusal) if refusal.ask_holder_or_operator() => AppError::Conflict(ASK_HOLDER_OR_OPERATOR.to_owned()),
+            Err(AccountActionRefusal::MembershipInTeamDeactivated) => AppError::Conflict(REACTIVATE_FIRST.to_owned()),
+            Err(AccountActionRefusal::NotCoordinator(_)) => {
+                AppError::Forbidden("only the team's active coordinators can do this".to_owned())
+            }
+            _ => AppError::Denied,
+        }));
+    };
+    Ok(Ok(account))
 }
 
 /// What a coordinator checks with a patient before acting on their account: all three
@@ -99,6 +189,27 @@ fn matching_patient(
     })
 }
 
+/// Turns two-step verification off, ends every session of the account, and tells its
+/// holder (naming the coordinator's team, or the operator); the number of sessions ended.
+fn clear_two_factor(tx: &mut Tx<'_>, account: &Account, team: Option<&Team>, now: Timestamp) -> AppResult<u64> {
+    tx.clear_two_factor(account.id, now)?;
+    let ended = tx.end_sessions_of(account.id, now)?;
+    let payload = match team {
+        Some(team) => serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() }),
+        None => serde_json::json!({ "account": account.id.to_string() }),
+    };
+    tx.enqueue(&OutboxMessage {
+        id: new_uuid(),
+        channel: "email",
+        template: "two_factor_reset",
+        recipient: account.email.to_string(),
+        payload: payload.to_string(),
+        secret: None,
+        created_at: now,
+    })?;
+    Ok(ended)
+}
+
 /// A member of `team` (any status), or `Denied`.
 fn member_of(tx: &mut Tx<'_>, team: &Team, member: AccountId) -> AppResult<Account> {
     match (tx.membership(member, team.id)?, tx.account(member)?) {
@@ -121,11 +232,13 @@ impl App {
                 .into_iter()
                 .map(|details| (details.account, (details.job_title, details.registration_number)))
                 .collect();
+            let facts = coordinator_facts(tx, coordinator, &team)?;
             let mut members = Vec::new();
             for (membership, account) in tx.team_members(team.id)? {
                 let last_message = tx.last_message_to(account.email.as_str())?;
                 let (job_title, registration_number) = details.remove(&account.id).unwrap_or_default();
                 let two_factor = tx.two_factor(account.id)?.key.is_some();
+                let account_actions = account_action_decision(tx, &facts, account.id)?;
                 members.push(TeamMember {
                     account,
                     role: membership.role,
@@ -134,6 +247,7 @@ impl App {
                     registration_number,
                     two_factor,
                     last_message,
+                    account_actions,
                 });
             }
             Ok::<_, AppError>(Ok(members))
@@ -175,61 +289,98 @@ impl App {
         })?
     }
 
-    /// Emails a member of the coordinator's team a password-reset link (an hour, once).
+    /// Emails a member of the coordinator's team a password-reset link (an hour, once),
+    /// saying that their coordinator asked for it. Only when the account is the
+    /// organisation's alone ([`decide_account_action`]); otherwise the coordinator is told to
+    /// ask the account holder or the operator. Either way it is audited.
     pub fn reset_member_password_as(&self, coordinator: AccountId, team: TeamId, member: AccountId) -> AppResult<()> {
         let now = self.now();
+        let action = AccountAction::PasswordReset;
         self.store.write(|tx| {
-            let (organisation, team) = match coordinated(tx, coordinator, team, "account.password_reset_request", now)?
-            {
+            let (organisation, team) = match coordinated(tx, coordinator, team, action.code(), now)? {
                 Ok(found) => found,
                 Err(refused) => return Ok(Err(refused)),
             };
-            let account = member_of(tx, &team, member)?;
+            let account = match authorise_account_action(tx, coordinator, &organisation, &team, member, action, now)? {
+                Ok(account) => account,
+                Err(refused) => return Ok(Err(refused)),
+            };
             if account.status != AccountStatus::Active {
                 return Ok(Err(AppError::Conflict(
                     "this person has not set a password yet: their activation email is what they need".to_owned(),
                 )));
             }
-            send_reset_link(tx, &account, now)?;
+            send_reset_link_for(tx, &account, Some(&team), now)?;
             tx.audit(
-                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "account.password_reset_request")
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action.code())
                     .organisation(organisation.id)
                     .team(team.id)
                     .subject(account.id)
                     .basis("administration")
-                    .reason("by the team's coordinator")
+                    .reason("by the team's coordinator; every active membership in the organisation")
                     .build(),
             );
             Ok::<_, AppError>(Ok(()))
         })?
     }
 
-    /// Turns off a member's two-step verification (a lost phone): their sessions end, and
-    /// they sign in with their password and set it up again.
+    /// Turns off a member's two-step verification (a lost phone): their sessions end, they
+    /// are told by email, and they sign in with their password and set it up again. Only
+    /// when the account is the organisation's alone ([`decide_account_action`]); otherwise
+    /// the coordinator is told to ask the account holder or the operator. Either way it is
+    /// audited.
     pub fn reset_member_two_factor_as(&self, coordinator: AccountId, team: TeamId, member: AccountId) -> AppResult<()> {
         let now = self.now();
+        let action = AccountAction::TwoFactorReset;
         self.store.write(|tx| {
-            let (organisation, team) = match coordinated(tx, coordinator, team, "account.two_factor_reset", now)? {
+            let (organisation, team) = match coordinated(tx, coordinator, team, action.code(), now)? {
                 Ok(found) => found,
                 Err(refused) => return Ok(Err(refused)),
             };
-            let account = member_of(tx, &team, member)?;
+            let account =
+                match authorise_account_action(tx, coordinator, &organisation, &team, member, action, now)? {
+                    Ok(account) => account,
+                    Err(refused) => return Ok(Err(refused)),
+                };
             if tx.two_factor(account.id)?.key.is_none() {
                 return Ok(Err(AppError::Conflict("this person does not use two-step verification".to_owned())));
             }
-            tx.clear_two_factor(account.id, now)?;
-            let ended = tx.end_sessions_of(account.id, now)?;
+            let ended = clear_two_factor(tx, &account, Some(&team), now)?;
             tx.audit(
-                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "account.two_factor_reset")
+                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action.code())
                     .organisation(organisation.id)
                     .team(team.id)
                     .subject(account.id)
                     .basis("administration")
-                    .reason(format!("by the team's coordinator; sessions ended: {ended}"))
+                    .reason(format!(
+                        "by the team's coordinator; every active membership in the organisation; sessions ended: {ended}"
+                    ))
                     .build(),
             );
             Ok::<_, AppError>(Ok(()))
         })?
+    }
+
+    /// The operator turns off an account's two-step verification (the person lost their
+    /// phone and their recovery codes, and no coordinator may do it for them): their
+    /// sessions end and they are told by email. Audited.
+    pub fn reset_two_factor(&self, operator: &Operator, email: &EmailAddress) -> AppResult<Account> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let account = crate::organisations::account_by_email(tx, email)?;
+            if tx.two_factor(account.id)?.key.is_none() {
+                return Err(AppError::Conflict(format!("{} does not use two-step verification", account.email)));
+            }
+            let ended = clear_two_factor(tx, &account, None, now)?;
+            tx.audit(
+                AuditBuilder::new(now, operator.actor(), Channel::Cli, AccountAction::TwoFactorReset.code())
+                    .subject(account.id)
+                    .basis("administration")
+                    .reason(format!("by the operator; sessions ended: {ended}"))
+                    .build(),
+            );
+            Ok(account)
+        })
     }
 
     /// "Remind to register": a Patient Record Team's coordinator sends a patient of the

@@ -27,6 +27,7 @@ mod hl7_apply;
 mod hl7_bulk;
 mod hl7_import;
 pub mod invitations;
+pub mod membership_invitations;
 mod organisations;
 pub mod outbox;
 pub mod password;

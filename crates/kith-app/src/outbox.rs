@@ -153,10 +153,20 @@ pub fn render(
         "password_reset" => {
             uuid("account")?;
             let code = code()?;
+            // A coordinator's reset names their team (the payload has it); a self-service one
+            // does not.
+            let who = match payload.get("team") {
+                Some(_) => format!(
+                    "A coordinator of {} asked Kith to send you a link to reset the password of your Kith \
+                     account.",
+                    name("team")?
+                ),
+                None => "Someone asked to reset the password of your Kith account.".to_owned(),
+            };
             (
                 "Reset your Kith password".to_owned(),
                 format!(
-                    "Someone asked to reset the password of your Kith account.\n\n\
+                    "{who}\n\n\
                      To choose a new password, open this link:\n{url}/password-reset/{code}\n\n\
                      The link works once, within one hour.\n\n\
                      If you did not ask for this, ignore this message: your password stays as it is.\n"
@@ -195,8 +205,8 @@ pub fn render(
             (
                 "Activate your Kith account".to_owned(),
                 format!(
-                    "You have been added to {team} in Kith.\n\n\
-                     To activate your account and choose a password, open this link:\n{url}/activate/{code}\n\n\
+                    "You have been invited to join {team} in Kith.\n\n\
+                     To accept, activate your account and choose a password with this link:\n{url}/activate/{code}\n\n\
                      The link works once, until {expires}.\n\n\
                      If you were not expecting this, ignore this message.\n"
                 ),
@@ -210,6 +220,53 @@ pub fn render(
                 "You were added to a team in Kith".to_owned(),
                 format!("You have been added to {team} in Kith.\n\nSign in to start working with the team:\n{url}/\n"),
                 format!("Kith: you were added to a team. Sign in: {url}/"),
+            )
+        }
+        "membership_invitation" => {
+            uuid("account")?;
+            let team = name("team")?;
+            let organisation = name("organisation")?;
+            (
+                "You are invited to join a team in Kith".to_owned(),
+                format!(
+                    "{organisation} invites you to join {team} in Kith.\n\n\
+                     Sign in to Kith to accept or decline the invitation on your home page:\n{url}/\n\n\
+                     Until you accept, you are not a member of the team and it cannot act on your account.\n\n\
+                     If you were not expecting this, decline it or ignore this message.\n"
+                ),
+                format!("Kith: {organisation} invites you to join a team. Sign in to accept or decline: {url}/"),
+            )
+        }
+        "professional_address_unusable" => {
+            let organisation = name("organisation")?;
+            (
+                "Your email address was given to Kith".to_owned(),
+                format!(
+                    "{organisation} tried to add this email address to one of its teams in Kith, as a \
+                     professional's address.\n\n\
+                     It cannot be used for that: Kith uses this address for a patient's record. If you work \
+                     for {organisation}, give them your work email address instead.\n\n\
+                     If you were not expecting this, ignore this message: nothing has changed.\n"
+                ),
+                format!("Kith: {organisation} tried to add this address to a team. It cannot be used: {url}/"),
+            )
+        }
+        "two_factor_reset" => {
+            uuid("account")?;
+            let who = match payload.get("team") {
+                Some(_) => format!("A coordinator of {}", name("team")?),
+                None => "The Kith operator".to_owned(),
+            };
+            (
+                "Two-step verification was turned off on your Kith account".to_owned(),
+                format!(
+                    "{who} turned off two-step verification on your Kith account (as when a phone is lost), \
+                     and you were signed out everywhere.\n\n\
+                     Sign in with your password and set it up again:\n{url}/\n\n\
+                     If you did not ask for this, tell your organisation's coordinator or IT security team at \
+                     once, and change your password.\n"
+                ),
+                format!("Kith: two-step verification was turned off on your account. Sign in to set it up: {url}/"),
             )
         }
         other => return Err(RenderError::UnknownTemplate(other.to_owned())),
@@ -481,6 +538,36 @@ mod tests {
         );
         assert!(sms.text.contains(&link) && !sms.text.contains("Sexual Health"));
         assert_discreet(&email, &[]);
+    }
+
+    #[test]
+    fn a_coordinators_reset_and_two_step_reset_say_who_asked() {
+        let by_coordinator = format!(r#"{{"account":"{ACCOUNT}","team":"Cardiology"}}"#);
+        let (email, _) = both("password_reset", &by_coordinator, Some(CODE));
+        assert!(email.text.replace('\n', " ").starts_with("A coordinator of Cardiology asked Kith"), "{}", email.text);
+        let (email, sms) = both("two_factor_reset", &by_coordinator, None);
+        assert_eq!(email.subject, "Two-step verification was turned off on your Kith account");
+        assert!(email.text.replace('\n', " ").starts_with("A coordinator of Cardiology turned off"), "{}", email.text);
+        assert!(!sms.text.contains("Cardiology"));
+        let by_operator = format!(r#"{{"account":"{ACCOUNT}"}}"#);
+        assert!(both("two_factor_reset", &by_operator, None).0.text.starts_with("The Kith operator turned off"));
+        assert_discreet(&email, &[]);
+    }
+
+    #[test]
+    fn an_invitation_to_join_a_team_asks_for_an_answer_and_an_unusable_address_is_told_why() {
+        let payload =
+            format!(r#"{{"account":"{ACCOUNT}","team":"Sexual Health","organisation":"Riverside Hospitals"}}"#);
+        let (email, sms) = both("membership_invitation", &payload, None);
+        assert_eq!(email.subject, "You are invited to join a team in Kith");
+        let text = email.text.replace('\n', " ");
+        assert!(text.contains("Riverside Hospitals invites you to join Sexual Health"), "{text}");
+        assert!(text.contains("accept or decline") && !sms.text.contains("Sexual Health"));
+        assert_discreet(&email, &[]);
+        let (email, _) = both("professional_address_unusable", r#"{"organisation":"Riverside Hospitals"}"#, None);
+        let text = email.text.replace('\n', " ");
+        assert!(text.contains("patient's record") && text.contains("work email address"), "{text}");
+        assert!(!email.text.contains("Sexual Health"));
     }
 
     #[test]

@@ -20,13 +20,17 @@ use std::fmt;
 use std::time::Duration;
 
 use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::coordination::{AddressFacts, Joining, MembershipInvitation, decide_joining};
 use kith_core::model::{Account, Membership, Organisation, Team};
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamRuleViolation, TeamStatus};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, TeamAlias};
-use kith_core::{AccountId, Timestamp};
+use kith_core::{AccountId, MembershipInvitationId, Timestamp};
 use kith_store::professionals::NewAccountCode;
-use kith_store::{OutboxMessage, Tx};
+use kith_store::{KnownTies, NewMembershipInvitation, OutboxMessage, Tx};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
+use crate::coordinators::coordinator_standing;
 use crate::hl7::token_hash;
 use crate::organisations::{organisation_by_code, team_by_alias};
 use crate::sessions::random_secret;
@@ -49,7 +53,9 @@ pub enum Importer<'a> {
     /// The operator, through the CLI (channel `cli`): may import into any team.
     Operator(&'a Operator),
     /// A signed-in coordinator, through the web application (channel `web`): must hold an
-    /// active coordinator membership of the team, on an active account.
+    /// active coordinator membership of the team, on an active account. Adds at once only
+    /// accounts that are their organisation's alone; every other address is invited
+    /// (`kith_core::coordination::decide_joining`), and the report does not tell them apart.
     Coordinator(AccountId),
 }
 
@@ -106,6 +112,14 @@ pub enum RowOutcome {
     /// The account is already a member (with this role): nothing changed. A deactivated
     /// membership stays deactivated — reactivating it is a separate action.
     AlreadyInTeam { role: MembershipRole, deactivated: bool },
+    /// A coordinator's import: an email went to the address, and they join the team only
+    /// once they accept. The same outcome for a new address, another organisation's
+    /// professional and a patient's address, so that it tells the coordinator nothing about
+    /// who holds the address.
+    Invited,
+    /// A coordinator's import: an invitation of the team to this address still waits for
+    /// an answer; nothing changed.
+    AlreadyInvited,
     /// The row was not applied, for these reasons (at least one).
     Error(Vec<String>),
 }
@@ -118,6 +132,8 @@ impl RowOutcome {
             RowOutcome::AddedToTeam => "added_to_team",
             RowOutcome::AlreadyInTeam { deactivated: false, .. } => "already_in_team",
             RowOutcome::AlreadyInTeam { deactivated: true, .. } => "already_in_team_deactivated",
+            RowOutcome::Invited => "invited",
+            RowOutcome::AlreadyInvited => "already_invited",
             RowOutcome::Error(_) => "error",
         }
     }
@@ -131,6 +147,9 @@ impl RowOutcome {
             (RowOutcome::AddedToTeam, false) => "would be added to team",
             (RowOutcome::AlreadyInTeam { deactivated: false, .. }, _) => "already in team",
             (RowOutcome::AlreadyInTeam { deactivated: true, .. }, _) => "already in team (deactivated)",
+            (RowOutcome::Invited, true) => "invited",
+            (RowOutcome::Invited, false) => "would be invited",
+            (RowOutcome::AlreadyInvited, _) => "already invited",
             (RowOutcome::Error(_), _) => "error",
         }
     }
@@ -144,6 +163,8 @@ impl RowOutcome {
             RowOutcome::AlreadyInTeam { role, deactivated: true } => {
                 Some(format!("a {role} of the team, deactivated: reactivate the membership to restore access"))
             }
+            RowOutcome::Invited => Some(INVITED.to_owned()),
+            RowOutcome::AlreadyInvited => Some("an invitation to this address is waiting for an answer".to_owned()),
             RowOutcome::Created | RowOutcome::AddedToTeam => None,
         }
     }
@@ -152,6 +173,10 @@ impl RowOutcome {
         matches!(self, RowOutcome::Error(_))
     }
 }
+
+/// What an invited row means, true whoever holds the address (or whether anyone does).
+pub const INVITED: &str = "an email goes to this address; if it already has a Kith account, its holder is asked to \
+     accept; they join the team only once they accept (someone new to Kith, by activating their account)";
 
 /// One data row of the file and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +197,9 @@ pub struct CsvCounts {
     pub added_to_team: usize,
     /// Including deactivated memberships.
     pub already_in_team: usize,
+    /// A coordinator's import: invitations sent, and rows with one already waiting.
+    pub invited: usize,
+    pub already_invited: usize,
     pub errors: usize,
 }
 
@@ -181,6 +209,9 @@ pub struct CsvReport {
     /// True when the valid rows were written; false for a preview, and when the file had a
     /// file-level problem (then nothing was written and `rows` is empty).
     pub applied: bool,
+    /// A coordinator's import, where addresses the organisation may not know are invited
+    /// (the summary counts invitations instead of accounts created).
+    pub by_invitation: bool,
     pub file_problems: Vec<FileProblem>,
     /// Every data row, in file order.
     pub rows: Vec<RowReport>,
@@ -189,7 +220,7 @@ pub struct CsvReport {
 
 impl CsvReport {
     fn unusable(file_problems: Vec<FileProblem>) -> Self {
-        Self { applied: false, file_problems, rows: Vec::new(), counts: CsvCounts::default() }
+        Self { applied: false, by_invitation: false, file_problems, rows: Vec::new(), counts: CsvCounts::default() }
     }
 
     /// False when the file itself could not be used (see `file_problems`).
@@ -203,9 +234,22 @@ impl CsvReport {
     }
 
     /// One line, e.g. `created 9,998, added to team 1, already in team 0, errors 1` (a
-    /// preview says `would create …, would add to team …`).
+    /// preview says `would create …, would add to team …`); a coordinator's, e.g. `invited
+    /// 3, added to team 1, already in team 0, already invited 0, errors 1`.
     pub fn summary(&self) -> String {
         let counts = &self.counts;
+        if self.by_invitation {
+            let (invite, add) =
+                if self.applied { ("invited", "added to team") } else { ("would invite", "would add to team") };
+            return format!(
+                "{invite} {}, {add} {}, already in team {}, already invited {}, errors {}",
+                thousands(counts.invited),
+                thousands(counts.added_to_team),
+                thousands(counts.already_in_team),
+                thousands(counts.already_invited),
+                thousands(counts.errors)
+            );
+        }
         let (create, add) =
             if self.applied { ("created", "added to team") } else { ("would create", "would add to team") };
         format!(
@@ -673,17 +717,51 @@ fn check_row(header: &Header, record: &Record) -> (Result<ValidRow, Vec<String>>
 // Deciding and applying (in one transaction)
 // ---------------------------------------------------------------------------------------
 
+/// Who gets an invitation, and what it carries.
+enum Invitee {
+    /// No account has the address: a new invited account, whose activation accepts.
+    NewAccount,
+    /// An account has it; one that never set a password gets a new activation link (which
+    /// accepts), any other is asked to sign in and answer.
+    Existing { account: Account, activate: bool },
+    /// A patient's address: never a membership; the address is told why.
+    Unusable,
+}
+
 /// What a row will do, decided against the database.
 enum Plan {
+    /// The operator: a new account with a membership.
     Create,
     Add(Account),
-    Already { role: MembershipRole, deactivated: bool },
+    Already {
+        role: MembershipRole,
+        deactivated: bool,
+    },
+    /// A coordinator: an open invitation of the team to this address already waits.
+    AlreadyInvited,
+    /// A coordinator: an invitation, for the reason given (audited, never shown).
+    Invite {
+        invitee: Invitee,
+        why: Joining,
+    },
     Refuse(Vec<String>),
 }
 
-/// Decides every row with two kinds of statement per 500 addresses: the accounts with
-/// their membership of the team, and the patient records with those addresses.
-fn plan(tx: &mut Tx<'_>, team: &Team, rows: &[ReadRow]) -> AppResult<Vec<Plan>> {
+/// The refusal of a patient's address, for the operator (who may know it).
+const PATIENT_ADDRESS: &str = "email: this address belongs to a patient's record in Kith, and a patient's account \
+     cannot be made a professional's: use the professional's work address";
+
+/// Decides every row with a fixed set of statements per 500 addresses, whatever the
+/// addresses are: the accounts with their membership of the team, the patient records
+/// with those addresses, and — for a coordinator — what ties each account to
+/// organisations and the team's open invitations.
+fn plan(
+    tx: &mut Tx<'_>,
+    importer: &Importer<'_>,
+    organisation: &Organisation,
+    team: &Team,
+    rows: &[ReadRow],
+) -> AppResult<Vec<Plan>> {
     let emails: Vec<&EmailAddress> =
         rows.iter().filter_map(|row| row.checked.as_ref().ok().map(|v| &v.email)).collect();
     let known: HashMap<String, _> = tx
@@ -692,36 +770,130 @@ fn plan(tx: &mut Tx<'_>, team: &Team, rows: &[ReadRow]) -> AppResult<Vec<Plan>> 
         .map(|known| (known.account.email.as_str().to_owned(), known))
         .collect();
     let patient_emails: HashSet<String> = tx.patient_emails(&emails)?.into_iter().collect();
+    let coordinator = matches!(importer, Importer::Coordinator(_));
+    let (ties, invited) = if coordinator {
+        (tx.ties_by_email(&emails)?, tx.open_invitation_emails(team.id, &emails)?)
+    } else {
+        (HashMap::new(), HashSet::new())
+    };
+    let no_ties = KnownTies::default();
     Ok(rows
         .iter()
         .map(|row| match &row.checked {
             Err(reasons) => Plan::Refuse(reasons.clone()),
             Ok(valid) => {
-                let known = known.get(valid.email.as_str());
-                if known.is_some_and(|known| known.is_patient) || patient_emails.contains(valid.email.as_str()) {
-                    return Plan::Refuse(vec![
-                        "email: this address belongs to a patient's record in Kith, and a patient's account cannot \
-                         be made a professional's: use the professional's work address"
-                            .to_owned(),
-                    ]);
+                let address = valid.email.as_str();
+                let known = known.get(address);
+                if let Some(membership) = known.and_then(|known| known.membership.as_ref()) {
+                    return Plan::Already {
+                        role: membership.role,
+                        deactivated: membership.status == MembershipStatus::Deactivated,
+                    };
                 }
-                match known {
-                    None => Plan::Create,
-                    Some(known) => match &known.membership {
-                        Some(membership) => Plan::Already {
-                            role: membership.role,
-                            deactivated: membership.status == MembershipStatus::Deactivated,
-                        },
-                        None => Plan::Add(known.account.clone()),
+                let on_patient_record = patient_emails.contains(address);
+                if !coordinator {
+                    return match known {
+                        _ if on_patient_record || known.is_some_and(|known| known.is_patient) => {
+                            Plan::Refuse(vec![PATIENT_ADDRESS.to_owned()])
+                        }
+                        None => Plan::Create,
+                        Some(known) => Plan::Add(known.account.clone()),
+                    };
+                }
+                if invited.contains(address) {
+                    return Plan::AlreadyInvited;
+                }
+                let account_ties = ties.get(address).unwrap_or(&no_ties);
+                let facts = AddressFacts { account: known.map(|_| account_ties.ties()), on_patient_record };
+                let why = decide_joining(organisation.id, &facts);
+                let invitee = match (why, known) {
+                    (Joining::Directly, Some(known)) => return Plan::Add(known.account.clone()),
+                    (Joining::Unusable(_), _) => Invitee::Unusable,
+                    (_, None) => Invitee::NewAccount,
+                    (_, Some(known)) => Invitee::Existing {
+                        account: known.account.clone(),
+                        activate: known.account.status == AccountStatus::Invited,
                     },
-                }
+                };
+                Plan::Invite { invitee, why }
             }
         })
         .collect())
 }
 
-/// Writes what the plan says: accounts, memberships, activation codes and outbox messages
-/// in multi-row inserts, and an audit event per account and per membership.
+/// What [`apply`] writes, gathered for multi-row inserts.
+#[derive(Default)]
+struct Writes {
+    accounts: Vec<kith_store::professionals::InvitedAccount>,
+    memberships: Vec<Membership>,
+    codes: Vec<NewAccountCode>,
+    messages: Vec<OutboxMessage>,
+    invitations: Vec<NewMembershipInvitation>,
+}
+
+impl Writes {
+    /// A new activation code for `account` and the email that carries it; the code's hash.
+    fn activation(&mut self, account: &Account, team: &Team, now: Timestamp) -> (Uuid, [u8; 32]) {
+        let expires_at = now.plus(ACTIVATION_CODE_LIFETIME);
+        let code = random_secret();
+        let code_hash = token_hash(&code);
+        self.codes.push(NewAccountCode { code_hash, account: account.id, expires_at });
+        let message = new_uuid();
+        self.messages.push(OutboxMessage {
+            id: message,
+            channel: "email",
+            template: "professional_activation",
+            recipient: account.email.to_string(),
+            payload: serde_json::json!({
+                "account": account.id.to_string(), "team": team.name.as_str(), "expires": expires_at.date().to_string(),
+            })
+            .to_string(),
+            secret: Some(code),
+            created_at: now,
+        });
+        (message, code_hash)
+    }
+
+    /// An email without a code; its id.
+    fn notice(
+        &mut self,
+        template: &'static str,
+        recipient: &EmailAddress,
+        payload: serde_json::Value,
+        now: Timestamp,
+    ) -> Uuid {
+        let id = new_uuid();
+        self.messages.push(OutboxMessage {
+            id,
+            channel: "email",
+            template,
+            recipient: recipient.to_string(),
+            payload: payload.to_string(),
+            secret: None,
+            created_at: now,
+        });
+        id
+    }
+}
+
+/// A new invited account from a valid row (no password, the row's name and details).
+fn new_account(valid: &ValidRow, now: Timestamp) -> kith_store::professionals::InvitedAccount {
+    kith_store::professionals::InvitedAccount {
+        account: Account {
+            id: AccountId::from_uuid(new_uuid()),
+            email: valid.email.clone(),
+            name: valid.name.clone(),
+            status: AccountStatus::Invited,
+            created_at: now,
+        },
+        job_title: valid.job_title.clone(),
+        registration_number: valid.registration_number.clone(),
+    }
+}
+
+/// Writes what the plan says: accounts, memberships, invitations, activation codes and
+/// outbox messages in multi-row inserts, and an audit event per account, membership and
+/// invitation.
 fn apply(
     tx: &mut Tx<'_>,
     importer: &Importer<'_>,
@@ -731,39 +903,16 @@ fn apply(
     plans: &[Plan],
     now: Timestamp,
 ) -> AppResult<()> {
-    let expires_at = now.plus(ACTIVATION_CODE_LIFETIME);
-    let expires = expires_at.date().to_string();
     let (actor, channel) = (importer.actor(), importer.channel());
     let event = |action| AuditBuilder::new(now, actor.clone(), channel, action).organisation(organisation.id);
-    let mut accounts = Vec::new();
-    let mut memberships = Vec::new();
-    let mut codes = Vec::new();
-    let mut messages = Vec::new();
+    let mut writes = Writes::default();
     for (row, plan) in rows.iter().zip(plans) {
         let Ok(valid) = &row.checked else { continue };
         let account = match plan {
             Plan::Create => {
-                let account = Account {
-                    id: AccountId::from_uuid(new_uuid()),
-                    email: valid.email.clone(),
-                    name: valid.name.clone(),
-                    status: AccountStatus::Invited,
-                    created_at: now,
-                };
-                let code = random_secret();
-                codes.push(NewAccountCode { code_hash: token_hash(&code), account: account.id, expires_at });
-                messages.push(OutboxMessage {
-                    id: new_uuid(),
-                    channel: "email",
-                    template: "professional_activation",
-                    recipient: account.email.to_string(),
-                    payload: serde_json::json!({
-                        "account": account.id.to_string(), "team": team.name.as_str(), "expires": expires,
-                    })
-                    .to_string(),
-                    secret: Some(code),
-                    created_at: now,
-                });
+                let invited = new_account(valid, now);
+                let account = invited.account.clone();
+                writes.activation(&account, team, now);
                 tx.audit(
                     event("account.create")
                         .subject(account.id)
@@ -771,29 +920,73 @@ fn apply(
                         .basis("administration")
                         .build(),
                 );
-                accounts.push(kith_store::professionals::InvitedAccount {
-                    account: account.clone(),
-                    job_title: valid.job_title.clone(),
-                    registration_number: valid.registration_number.clone(),
-                });
+                writes.accounts.push(invited);
                 account
             }
             Plan::Add(account) => {
-                messages.push(OutboxMessage {
-                    id: new_uuid(),
-                    channel: "email",
-                    template: "professional_added",
-                    recipient: account.email.to_string(),
-                    payload: serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() })
-                        .to_string(),
-                    secret: None,
-                    created_at: now,
-                });
+                let payload = serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() });
+                writes.notice("professional_added", &account.email, payload, now);
                 account.clone()
             }
-            Plan::Already { .. } | Plan::Refuse(_) => continue,
+            Plan::Invite { invitee, why } => {
+                let Importer::Coordinator(coordinator) = *importer else { continue };
+                let (subject, message, activation_code_hash) = match invitee {
+                    Invitee::NewAccount => {
+                        let invited = new_account(valid, now);
+                        let account = invited.account.clone();
+                        let (message, code_hash) = writes.activation(&account, team, now);
+                        tx.audit(
+                            event("account.create")
+                                .subject(account.id)
+                                .reason(format!("source=csv line={}", row.line))
+                                .basis("administration")
+                                .build(),
+                        );
+                        writes.accounts.push(invited);
+                        (Some(account.id), message, Some(code_hash))
+                    }
+                    Invitee::Existing { account, activate: true } => {
+                        let (message, code_hash) = writes.activation(account, team, now);
+                        (Some(account.id), message, Some(code_hash))
+                    }
+                    Invitee::Existing { account, activate: false } => {
+                        let payload = serde_json::json!({
+                            "account": account.id.to_string(),
+                            "team": team.name.as_str(),
+                            "organisation": organisation.name.as_str(),
+                        });
+                        (Some(account.id), writes.notice("membership_invitation", &account.email, payload, now), None)
+                    }
+                    Invitee::Unusable => {
+                        let payload = serde_json::json!({ "organisation": organisation.name.as_str() });
+                        (None, writes.notice("professional_address_unusable", &valid.email, payload, now), None)
+                    }
+                };
+                let invitation = MembershipInvitation {
+                    id: MembershipInvitationId::from_uuid(new_uuid()),
+                    team: team.id,
+                    email: valid.email.clone(),
+                    name: valid.name.clone(),
+                    role: valid.role,
+                    job_title: valid.job_title.clone(),
+                    registration_number: valid.registration_number.clone(),
+                    invited_by: coordinator,
+                    created_at: now,
+                };
+                let mut audited = event("membership.invite").team(team.id).basis("administration").reason(format!(
+                    "role={} source=csv line={} invitation={}: {why}",
+                    valid.role, row.line, invitation.id
+                ));
+                if let Some(subject) = subject {
+                    audited = audited.subject(subject);
+                }
+                tx.audit(audited.build());
+                writes.invitations.push(NewMembershipInvitation { invitation, message, activation_code_hash });
+                continue;
+            }
+            Plan::Already { .. } | Plan::AlreadyInvited | Plan::Refuse(_) => continue,
         };
-        memberships.push(Membership {
+        writes.memberships.push(Membership {
             account: account.id,
             team: team.id,
             role: valid.role,
@@ -808,14 +1001,15 @@ fn apply(
                 .build(),
         );
     }
-    tx.insert_invited_accounts(&accounts)?;
-    tx.insert_memberships(&memberships, now)?;
-    tx.insert_activation_codes(&codes, now)?;
-    tx.enqueue_many(&messages)?;
+    tx.insert_invited_accounts(&writes.accounts)?;
+    tx.insert_memberships(&writes.memberships, now)?;
+    tx.insert_activation_codes(&writes.codes, now)?;
+    tx.enqueue_many(&writes.messages)?;
+    tx.insert_membership_invitations(&writes.invitations)?;
     Ok(())
 }
 
-fn report(rows: &[ReadRow], plans: Vec<Plan>, applied: bool) -> CsvReport {
+fn report(rows: &[ReadRow], plans: Vec<Plan>, applied: bool, by_invitation: bool) -> CsvReport {
     let mut counts = CsvCounts::default();
     let rows = rows
         .iter()
@@ -834,6 +1028,15 @@ fn report(rows: &[ReadRow], plans: Vec<Plan>, applied: bool) -> CsvReport {
                     counts.already_in_team += 1;
                     RowOutcome::AlreadyInTeam { role, deactivated }
                 }
+                Plan::AlreadyInvited => {
+                    counts.already_invited += 1;
+                    RowOutcome::AlreadyInvited
+                }
+                // The same outcome whoever holds the address, and whether anyone does.
+                Plan::Invite { .. } => {
+                    counts.invited += 1;
+                    RowOutcome::Invited
+                }
                 Plan::Refuse(reasons) => {
                     counts.errors += 1;
                     RowOutcome::Error(reasons)
@@ -842,11 +1045,11 @@ fn report(rows: &[ReadRow], plans: Vec<Plan>, applied: bool) -> CsvReport {
             RowReport { line: row.line, email: row.email_as_typed.clone(), role: row.role, outcome }
         })
         .collect();
-    CsvReport { applied, file_problems: Vec::new(), rows, counts }
+    CsvReport { applied, by_invitation, file_problems: Vec::new(), rows, counts }
 }
 
 /// Only the team's active coordinators (on active accounts) may import through the web;
-/// a refusal is audited.
+/// a refusal is audited with its precise reason.
 fn authorise(
     tx: &mut Tx<'_>,
     importer: &Importer<'_>,
@@ -855,19 +1058,13 @@ fn authorise(
     now: Timestamp,
 ) -> AppResult<Result<(), AppError>> {
     let Importer::Coordinator(account) = *importer else { return Ok(Ok(())) };
-    let coordinator = tx
-        .membership(account, team.id)?
-        .is_some_and(|m| m.role == MembershipRole::Coordinator && m.status == MembershipStatus::Active)
-        && tx.account(account)?.is_some_and(|a| a.status == AccountStatus::Active);
-    if coordinator {
-        return Ok(Ok(()));
-    }
+    let Err(reason) = coordinator_standing(tx, account, team.id)? else { return Ok(Ok(())) };
     tx.audit(
         AuditBuilder::new(now, importer.actor(), importer.channel(), "professionals.import")
             .organisation(organisation.id)
             .team(team.id)
             .outcome(Outcome::Denied)
-            .reason("not an active coordinator of the team")
+            .reason(reason)
             .basis("administration")
             .build(),
     );
@@ -877,11 +1074,33 @@ fn authorise(
     ))))
 }
 
+/// The audit event of a preview: how many rows, and the file's SHA-256 (to match it to a
+/// file later), but no address.
+fn preview_event(
+    importer: &Importer<'_>,
+    organisation: &Organisation,
+    team: &Team,
+    bytes: &[u8],
+    report: &CsvReport,
+    now: Timestamp,
+) -> kith_core::audit::AuditRecord {
+    let digest: String = Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect();
+    AuditBuilder::new(now, importer.actor(), importer.channel(), "professionals.preview")
+        .organisation(organisation.id)
+        .team(team.id)
+        .basis("administration")
+        .reason(format!("rows={} file_sha256={digest}", report.rows.len()))
+        .build()
+}
+
 impl App {
     /// Reads and checks a professionals CSV file and reports what each row would do,
-    /// writing nothing. A coordinator who may not import gets [`AppError::Forbidden`]
-    /// (audited); an unknown organisation or team [`AppError::NotFound`]; a closed team
-    /// [`AppError::TeamRule`]. Problems with the file are in the report.
+    /// writing nothing but its audit event. A coordinator who may not import gets
+    /// [`AppError::Forbidden`] (audited); an unknown organisation or team
+    /// [`AppError::NotFound`]; a closed team [`AppError::TeamRule`]. Problems with the file
+    /// are in the report. A coordinator's report says only what their organisation may
+    /// know: [`RowOutcome::Invited`] for every address that is not an account of the
+    /// organisation alone, whether or not anyone has it.
     pub fn preview_professionals_csv(
         &self,
         importer: &Importer<'_>,
@@ -893,10 +1112,11 @@ impl App {
     }
 
     /// Applies a professionals CSV file: every valid row, in one transaction, with an audit
-    /// event per account and membership created and an email per person (an activation
-    /// link for a new account, a notice for an existing one). Rows with problems are
-    /// reported and leave nothing behind; a file-level problem applies nothing. The same
-    /// file imported again changes nothing.
+    /// event per account, membership and invitation created and an email per person (an
+    /// activation link for a new account, a notice for an existing one, an invitation to
+    /// answer for an account that is not the coordinator's organisation's alone). Rows with
+    /// problems are reported and leave nothing behind; a file-level problem applies
+    /// nothing. The same file imported again changes nothing.
     pub fn import_professionals_csv(
         &self,
         importer: &Importer<'_>,
@@ -917,6 +1137,7 @@ impl App {
     ) -> AppResult<CsvReport> {
         let read = read_file(bytes);
         let now = self.now();
+        let by_invitation = matches!(importer, Importer::Coordinator(_));
         let work = |tx: &mut Tx<'_>| -> AppResult<AppResult<CsvReport>> {
             let organisation = organisation_by_code(tx, code)?;
             let team = team_by_alias(tx, &organisation, alias)?;
@@ -926,15 +1147,20 @@ impl App {
             if team.status == TeamStatus::Closed {
                 return Err(AppError::TeamRule(TeamRuleViolation::TeamClosed));
             }
-            let rows = match &read {
-                Ok(rows) => rows,
-                Err(problems) => return Ok(Ok(CsvReport::unusable(problems.clone()))),
+            let report = match &read {
+                Ok(rows) => {
+                    let plans = plan(tx, importer, &organisation, &team, rows)?;
+                    if write {
+                        apply(tx, importer, &organisation, &team, rows, &plans, now)?;
+                    }
+                    report(rows, plans, write, by_invitation)
+                }
+                Err(problems) => CsvReport { by_invitation, ..CsvReport::unusable(problems.clone()) },
             };
-            let plans = plan(tx, &team, rows)?;
-            if write {
-                apply(tx, importer, &organisation, &team, rows, &plans, now)?;
+            if !write {
+                tx.audit(preview_event(importer, &organisation, &team, bytes, &report, now));
             }
-            Ok(Ok(report(rows, plans, write)))
+            Ok(Ok(report))
         };
         let outcome = if write { self.store.write(work) } else { self.store.read_audited(work) };
         outcome.and_then(|report| report)
@@ -1081,6 +1307,7 @@ mod tests {
         );
         let report = CsvReport {
             applied: true,
+            by_invitation: false,
             file_problems: vec![],
             rows: vec![
                 RowReport { line: 2, email: "a@example.org".into(), role: None, outcome: RowOutcome::Created },
@@ -1091,14 +1318,37 @@ mod tests {
                     outcome: RowOutcome::Error(vec!["email: \"=cmd\" is bad".into(), "given name: missing".into()]),
                 },
             ],
-            counts: CsvCounts { created: 9998, added_to_team: 1, already_in_team: 0, errors: 1 },
+            counts: CsvCounts {
+                created: 9998,
+                added_to_team: 1,
+                already_in_team: 0,
+                errors: 1,
+                ..CsvCounts::default()
+            },
         };
         assert_eq!(report.summary(), "created 9,998, added to team 1, already in team 0, errors 1");
         assert_eq!(
             report.to_csv(),
             "line,email,outcome,detail\r\n2,a@example.org,created,\r\n3,'=cmd,error,\"email: \"\"=cmd\"\" is bad; given name: missing\"\r\n"
         );
-        let preview = CsvReport { applied: false, ..report };
+        let preview = CsvReport { applied: false, ..report.clone() };
         assert_eq!(preview.summary(), "would create 9,998, would add to team 1, already in team 0, errors 1");
+        // A coordinator's counts invitations, never accounts created.
+        let coordinators = CsvReport {
+            by_invitation: true,
+            counts: CsvCounts { invited: 3, added_to_team: 1, already_invited: 2, errors: 1, ..CsvCounts::default() },
+            ..report
+        };
+        assert_eq!(
+            coordinators.summary(),
+            "invited 3, added to team 1, already in team 0, already invited 2, errors 1"
+        );
+        let preview = CsvReport { applied: false, ..coordinators };
+        assert_eq!(
+            preview.summary(),
+            "would invite 3, would add to team 1, already in team 0, already invited 2, errors 1"
+        );
+        assert_eq!(RowOutcome::Invited.label(false), "would be invited");
+        assert_eq!(RowOutcome::Invited.detail().as_deref(), Some(INVITED));
     }
 }

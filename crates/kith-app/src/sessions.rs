@@ -519,10 +519,12 @@ impl App {
                 return Ok(Err(AppError::Invalid(UNUSABLE_LINK.to_owned())));
             }
             tx.set_password(account.id, &password_hash, AccountStatus::Active, now)?;
+            let account = Account { status: AccountStatus::Active, ..account };
+            // The invitations this link carried are accepted by activating (their email said so).
+            crate::membership_invitations::accept_activated(tx, &account, &hash, now)?;
             let team = active_teams(tx, account.id)?.first().map(|team| team.team.id);
             tx.insert_session(&session_hash, account.id, now, now.plus(SESSION_ABSOLUTE), team, false)?;
             tx.audit(sign_in_event(now, Some(account.id), "account.activate").build());
-            let account = Account { status: AccountStatus::Active, ..account };
             Ok::<_, AppError>(Ok(NewSession { secret: Secret::new(secret.clone()), account }))
         })?
     }
@@ -625,6 +627,17 @@ impl App {
 
 /// Emails `account` a single-use reset link valid for an hour; older links stop working.
 pub(crate) fn send_reset_link(tx: &mut Tx<'_>, account: &Account, now: Timestamp) -> AppResult<()> {
+    send_reset_link_for(tx, account, None, now)
+}
+
+/// [`send_reset_link`], saying in the email that a coordinator of `team` asked for it (not
+/// the account holder), when one did.
+pub(crate) fn send_reset_link_for(
+    tx: &mut Tx<'_>,
+    account: &Account,
+    team: Option<&kith_core::model::Team>,
+    now: Timestamp,
+) -> AppResult<()> {
     let code = random_secret();
     tx.retire_codes(account.id, CodePurpose::PasswordReset, now)?;
     tx.insert_code(
@@ -640,7 +653,11 @@ pub(crate) fn send_reset_link(tx: &mut Tx<'_>, account: &Account, now: Timestamp
         channel: "email",
         template: "password_reset",
         recipient: account.email.to_string(),
-        payload: format!("{{\"account\":\"{}\"}}", account.id),
+        payload: match team {
+            None => serde_json::json!({ "account": account.id.to_string() }),
+            Some(team) => serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() }),
+        }
+        .to_string(),
         secret: Some(code),
         created_at: now,
     })?;

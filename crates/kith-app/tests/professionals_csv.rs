@@ -184,7 +184,12 @@ fn professionals_from_a_mixed_file_are_previewed_then_applied_row_by_row() {
         assert!(previewed.is_usable() && !previewed.applied);
         assert_eq!(outcomes(&previewed), expected());
         assert_eq!(previewed.summary(), "would create 4, would add to team 1, already in team 2, errors 9");
-        assert_eq!(counts(&world), before);
+        assert_eq!(counts(&world), OnboardingCounts { audit_events: before.audit_events + 1, ..before });
+        let preview_event = events_after(&world, seq_before).pop().unwrap();
+        assert_eq!(preview_event.record.action, "professionals.preview", "a preview is audited");
+        assert!(preview_event.record.reason.as_deref().unwrap().starts_with("rows=16 file_sha256="));
+        let seq_before = audit_seq(&world);
+        let before = counts(&world);
 
         let report = import(&world, "mh", &file);
         assert!(report.applied);
@@ -367,9 +372,13 @@ fn only_active_coordinators_of_the_team_may_import_professionals_through_the_web
             .app
             .import_professionals_csv(&Importer::Coordinator(coordinator.id), &code(), &alias("mh"), file)
             .unwrap();
-        assert_eq!(report.summary(), "created 1, added to team 0, already in team 0, errors 0");
+        // A new address is invited: an invited account, which joins when activated.
+        assert_eq!(report.summary(), "invited 1, added to team 0, already in team 0, already invited 0, errors 0");
         let events = events_after(&world, seq);
-        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events.iter().map(|e| e.record.action.as_str()).collect::<Vec<_>>(),
+            ["account.create", "membership.invite"]
+        );
         assert!(events.iter().all(|e| e.record.channel == "web" && e.record.actor_account == Some(coordinator.id)));
 
         // Unknown organisations and teams are named.
@@ -407,7 +416,8 @@ fn a_professionals_file_with_file_level_problems_applies_nothing() {
             "line 2: a quoted field starts on this line and its closing quote (\") is missing"
         );
 
-        assert_eq!(counts(&world), before);
+        // Nothing but the preview's audit event.
+        assert_eq!(counts(&world), OnboardingCounts { audit_events: before.audit_events + 1, ..before });
         assert_eq!(account(&world, "ok@example.org"), None);
         assert_eq!(account(&world, "p0@example.org"), None);
     });

@@ -83,3 +83,7 @@ id_type!(
     /// An API token: a bearer secret acting for one account.
     ApiTokenId
 );
+id_type!(
+    /// A coordinator's invitation to join their team, waiting for the address's holder.
+    MembershipInvitationId
+);

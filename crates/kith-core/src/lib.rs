@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod consent;
+pub mod coordination;
 pub mod identity;
 pub mod ids;
 pub mod integration;

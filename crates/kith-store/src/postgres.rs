@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "entry_end", include_str!("../migrations/postgres/0009_entry_end.sql")),
     (10, "feed_identity", include_str!("../migrations/postgres/0010_feed_identity.sql")),
     (11, "break_glass_binding", include_str!("../migrations/postgres/0011_break_glass_binding.sql")),
+    (12, "membership_invitations", include_str!("../migrations/postgres/0012_membership_invitations.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).

@@ -17,11 +17,13 @@ use uuid::Uuid;
 
 use crate::{Conn, Dialect, Param, Row, StoreError};
 
+mod coordination;
 mod hl7;
 mod outbox;
 pub mod professionals;
 mod sessions;
 mod tokens;
+pub use coordination::{KnownTies, NewMembershipInvitation, OpenInvitation};
 pub use hl7::{MergeCounts, NewHl7Message};
 pub use outbox::{OUTBOX_STATUSES, OutboxCount};
 pub use sessions::{CodePurpose, CodeRow, MessageState, PendingLetter, SessionRow, TwoFactorRow};
@@ -1845,6 +1847,9 @@ pub const OUTBOX_TEMPLATES: &[&str] = &[
     "patient_invitation",
     "professional_activation",
     "professional_added",
+    "membership_invitation",
+    "professional_address_unusable",
+    "two_factor_reset",
 ];
 
 pub(crate) fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {

@@ -77,7 +77,8 @@ id_params!(
     BreakGlassId,
     IntegrationId,
     Hl7MessageId,
-    ApiTokenId
+    ApiTokenId,
+    MembershipInvitationId
 );
 
 /// A column value read back. SQLite hands a UUID back as its 16 bytes ([`Value::Bytes`]);

@@ -148,7 +148,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 11);
+        assert_eq!(again.current_version, 12);
         store.ping().unwrap();
     });
 }

@@ -822,7 +822,9 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
         assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
         assert!(preview.body.contains("Preview: nothing has been added yet"), "{}", preview.body);
         assert!(
-            preview.body.contains("Would create 2, would add to team 0, already in team 1, errors 1"),
+            preview
+                .body
+                .contains("Would invite 2, would add to team 0, already in team 1, already invited 0, errors 1"),
             "{}",
             preview.body
         );
@@ -841,7 +843,11 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
         let start = preview.body.find("<textarea name=\"file\" hidden aria-hidden=\"true\">\n").unwrap() + 49;
         let file = html_unescape(&preview.body[start..start + preview.body[start..].find("</textarea>").unwrap()]);
         let report = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
-        assert!(report.body.contains("Created 2, added to team 0, already in team 1, errors 1"), "{}", report.body);
+        assert!(
+            report.body.contains("Invited 2, added to team 0, already in team 1, already invited 0, errors 1"),
+            "{}",
+            report.body
+        );
         assert!(report.body.contains("<td>3</td><td>not an email</td><td>error</td>"));
         let members = ada.get("/team/members").await;
         assert!(
@@ -851,7 +857,7 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
         );
         let again = ada.post("/team/professionals/apply", &[("file", file.as_str())]).await;
         assert!(
-            again.body.contains("Created 0, added to team 0, already in team 3, errors 1"),
+            again.body.contains("Invited 0, added to team 0, already in team 1, already invited 2, errors 1"),
             "the same file again changes nothing"
         );
 
@@ -916,11 +922,9 @@ async fn coordinators_manage_members_and_reset_passwords() {
                 ],
             )
             .await;
-        assert!(invited.body.contains("carol@example.org: created."), "{}", invited.body);
+        assert!(invited.body.contains("carol@example.org: invited."), "{}", invited.body);
         assert!(invited.body.contains("<td>Nurse</td>"), "the job title is kept and shown: {}", invited.body);
-        assert!(
-            invited.body.contains("invited (no password yet)") && invited.body.contains("activation link: pending")
-        );
+        assert!(invited.body.contains("invited: not accepted yet") && invited.body.contains("invitation: pending"));
         let bad = ada.post("/team/members/invite", &[("email", "not an email"), ("given", "X"), ("family", "Y")]).await;
         assert!(bad.body.contains("is not an email address"), "{}", bad.body);
         let cross_site = ada
@@ -1185,6 +1189,110 @@ async fn housekeeping_forgets_dead_sessions_old_failures_and_spent_codes() {
         assert!(ada.get("/").await.body.contains("Sign out"), "a live session stays");
         assert!(!sync(|| world.app.password_reset_usable(&code)).unwrap());
         assert_eq!(sync(|| world.app.forget_stale_sign_in_state()).unwrap(), (0, 0, 0));
+    })
+    .await;
+}
+
+/// Another organisation's coordinator invites a professional: the invitation waits on the
+/// professional's home page (accepted with the page's token, refused without it or from
+/// another site), and once they belong to two organisations neither coordinator is offered,
+/// nor allowed, a reset of their account.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invitation_from_another_organisation_is_answered_on_the_home_page() {
+    each_world(WebConfig::default(), async |world: &World| {
+        let northgate = OrganisationCode::parse("NGT").unwrap();
+        let card = TeamAlias::parse("card").unwrap();
+        sync(|| {
+            world
+                .app
+                .create_organisation(
+                    &op(),
+                    &NewOrganisation {
+                        code: northgate.clone(),
+                        name: name("Northgate Trust"),
+                        break_glass_duration: None,
+                    },
+                )
+                .unwrap();
+            world
+                .app
+                .create_team(
+                    &op(),
+                    &northgate,
+                    &name("Cardiology"),
+                    &card,
+                    LabelSet::from_labels([PrivacyLabel::General]),
+                )
+                .unwrap();
+            let hash = kith_app::password::hash_password(&Secret::new(PASSWORD.into())).unwrap();
+            world
+                .app
+                .add_member(
+                    &op(),
+                    &NewMember {
+                        organisation: northgate.clone(),
+                        team: card.clone(),
+                        email: EmailAddress::parse("cara@example.org").unwrap(),
+                        name: name("Cara Example"),
+                        role: MembershipRole::Coordinator,
+                        password_hash: Some(hash),
+                    },
+                )
+                .unwrap();
+        });
+        let bob = sync(|| world.app.account_by_email(&EmailAddress::parse("bob@example.org").unwrap())).unwrap();
+
+        let mut cara = Browser::new(world);
+        cara.sign_in("cara@example.org", PASSWORD).await;
+        cara.get("/team/members").await;
+        let invited = cara
+            .post("/team/members/invite", &[("email", "bob@example.org"), ("given", "Bob"), ("family", "Example")])
+            .await;
+        assert!(invited.body.contains("bob@example.org: invited."), "{}", invited.body);
+        assert!(invited.body.contains("invited: not accepted yet"), "{}", invited.body);
+        assert!(!invited.body.contains(&format!("/team/members/{}/", bob.id)), "not a member: nothing to act on");
+
+        let mut bob_browser = Browser::new(world);
+        bob_browser.sign_in("bob@example.org", PASSWORD).await;
+        let home = bob_browser.get("/").await;
+        assert!(home.body.contains("Invitations to join a team"), "{}", home.body);
+        assert!(
+            home.body.contains("<td>Cardiology</td><td>Northgate Trust</td><td>professional</td>"),
+            "{}",
+            home.body
+        );
+        assert!(!home.body.contains("Cardiology (professional)"), "not a member before accepting");
+        let start = home.body.find("action=\"/account/invitations/").unwrap() + 8;
+        let action = home.body[start..start + home.body[start..].find('"').unwrap()].to_owned();
+
+        let forged = bob_browser.post(&action, &[("answer", "accept"), ("csrf", "forged")]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let cross_site =
+            bob_browser.post_with(&action, &[("answer", "accept")], &[("sec-fetch-site", "cross-site")]).await;
+        assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+        bob_browser.get("/").await;
+        let accepted = bob_browser.post(&action, &[("answer", "accept")]).await;
+        assert_eq!(accepted.location.as_deref(), Some("/?done=invitation-accepted"));
+        let home = bob_browser.get("/?done=invitation-accepted").await;
+        assert!(
+            home.body.contains("Cardiology (professional)") && !home.body.contains("Invitations to join"),
+            "{}",
+            home.body
+        );
+        let again = bob_browser.post(&action, &[("answer", "accept")]).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "answered already");
+
+        // Bob now works for two organisations: neither coordinator is offered a reset, and
+        // one asked for anyway is refused with what to do instead.
+        let members = cara.get("/team/members").await;
+        assert!(members.body.contains("Not only your organisation&#39;s account"), "{}", members.body);
+        assert!(!members.body.contains(&format!("/team/members/{}/reset", bob.id)));
+        let mut ada = Browser::new(world);
+        ada.sign_in("ada@example.org", PASSWORD).await;
+        let members = ada.get("/team/members").await;
+        assert!(!members.body.contains(&format!("/team/members/{}/reset", bob.id)), "{}", members.body);
+        let refused = ada.post(&format!("/team/members/{}/reset", bob.id), &[]).await;
+        assert!(refused.body.contains("ask the account holder"), "{}", refused.body);
     })
     .await;
 }

@@ -226,6 +226,14 @@ pub enum ProfessionalCommand {
         #[arg(long, value_name = "FILE.csv")]
         report: Option<std::path::PathBuf>,
     },
+    /// Turn off an account's two-step verification (a lost phone and lost recovery codes),
+    /// for an account no coordinator may change alone (it is active in more than one
+    /// organisation): its sessions end and its holder is emailed. Audited.
+    #[command(name = "reset-two-factor")]
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -795,6 +803,16 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
             }
             ProfessionalCommand::Import { org, team, file, dry_run, report } => {
                 professional_import(&app, operator, json, &org, &team, &file, dry_run, report.as_deref())?
+            }
+            ProfessionalCommand::ResetTwoFactor { email: address } => {
+                let account = app.reset_two_factor(operator, &email(&address)?)?;
+                print(json, json!({ "email": account.email.as_str(), "two_factor": false }), || {
+                    format!(
+                        "two-step verification is off for {}: their sessions ended and they were emailed; they \
+                         sign in with their password and set it up again",
+                        account.email
+                    )
+                });
             }
         },
         Command::PrivacyOfficer(PrivacyOfficerCommand::Appoint { org, email: address }) => {

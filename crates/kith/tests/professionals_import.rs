@@ -137,6 +137,11 @@ fn scenario(database: &TestDatabase) {
 
     let missing = kith.fails(&["professional", "import", "--org", "RXH", "--team", "mh", "/nonexistent/file.csv"]);
     assert!(missing.contains("reading /nonexistent/file.csv"), "{missing}");
+
+    // The operator's two-step reset (for accounts no coordinator may change alone) says
+    // what is wrong when there is nothing to reset.
+    let nothing = kith.fails(&["professional", "reset-two-factor", "--email", "pro@example.org"]);
+    assert!(nothing.contains("pro@example.org does not use two-step verification"), "{nothing}");
 }
 
 #[test]

@@ -75,13 +75,13 @@ pub(crate) fn insert_statements(
 }
 
 /// `WITH v (email) AS (VALUES (?), … ×LOOKUP_CHUNK) {query}`, built once.
-fn lookup_statement(cache: &'static OnceLock<String>, query: &str) -> &'static str {
+pub(crate) fn lookup_statement(cache: &'static OnceLock<String>, query: &str) -> &'static str {
     cache.get_or_init(|| format!("WITH v (email) AS (VALUES {}) {query}", vec!["(?)"; LOOKUP_CHUNK].join(", ")))
 }
 
 /// The emails in chunks of [`LOOKUP_CHUNK`], the last padded with empty strings (which are
 /// no one's address), so that every chunk runs the same statement.
-fn lookup_chunks<'e>(emails: &'e [&'e EmailAddress]) -> impl Iterator<Item = Vec<Param<'e>>> {
+pub(crate) fn lookup_chunks<'e>(emails: &'e [&'e EmailAddress]) -> impl Iterator<Item = Vec<Param<'e>>> {
     emails.chunks(LOOKUP_CHUNK).map(|chunk| {
         let mut params: Vec<Param<'e>> = chunk.iter().map(|email| Param::Text(email.as_str())).collect();
         params.resize(LOOKUP_CHUNK, Param::Text(""));

@@ -9,6 +9,7 @@
 //! hashing runs on blocking threads under a concurrency cap.
 
 pub mod guard;
+mod invitations;
 mod registration;
 mod team;
 
@@ -44,6 +45,7 @@ pub fn routes() -> Router<WebState> {
         .route("/activate/{code}", get(activate_page).post(activate))
         .route("/account/password", get(password_page).post(change_password))
         .merge(registration::routes())
+        .merge(invitations::routes())
         .merge(team::routes())
 }
 
@@ -197,6 +199,8 @@ struct HomePage {
     is_patient: bool,
     current_team: Option<String>,
     teams: Vec<NavTeam>,
+    /// Invitations to join a team, waiting for their answer.
+    invitations: Vec<invitations::InvitationView>,
 }
 
 async fn home(
@@ -230,7 +234,12 @@ async fn home(
         }
         None => Vec::new(),
     };
+    let invitations = match invitations::waiting(&state, session.account.id).await {
+        Ok(invitations) => invitations,
+        Err(response) => return response,
+    };
     render(&HomePage {
+        invitations,
         patient_teams,
         name: session.account.name.to_string(),
         is_patient: session.patient.is_some(),
@@ -265,6 +274,8 @@ fn done_notice(done: Option<&str>) -> Option<&'static str> {
         "signed-out" => Some("You have signed out."),
         "password" => Some("Your password has been changed. You are signed out everywhere else."),
         "two-factor-off" => Some("Two-step verification is off. You are signed out everywhere else."),
+        "invitation-accepted" => Some("You joined the team. Choose it at the top of the page to act for it."),
+        "invitation-declined" => Some("You declined the invitation."),
         _ => None,
     }
 }

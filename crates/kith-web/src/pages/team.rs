@@ -31,6 +31,7 @@ pub fn routes() -> Router<WebState> {
         .route("/team/members/{member}/status", post(member_status))
         .route("/team/members/{member}/reset", post(member_reset))
         .route("/team/members/{member}/two-factor", post(member_two_factor))
+        .route("/team/invitations/{invitation}/withdraw", post(withdraw_invitation))
         .route("/team/patient-reset", post(patient_reset))
         .route("/team/patient-remind", post(patient_remind))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
@@ -235,6 +236,18 @@ pub struct MemberRow {
     active: bool,
     can_reset: bool,
     two_factor: bool,
+    /// Why the coordinator may not reset this account (then no reset buttons are shown).
+    account_note: Option<&'static str>,
+}
+
+/// An invitation waiting for an answer: the row looks the same whoever holds the address.
+pub struct InvitationRow {
+    id: String,
+    name: String,
+    job: String,
+    email: String,
+    role: String,
+    last_email: String,
 }
 
 #[derive(Template)]
@@ -243,6 +256,7 @@ struct MembersPage {
     shell: Shell,
     team: String,
     members: Vec<MemberRow>,
+    invitations: Vec<InvitationRow>,
     patient_record_team: bool,
     message: Option<String>,
     error: Option<String>,
@@ -251,8 +265,10 @@ struct MembersPage {
 /// What each outbox template is, in words for coordinators.
 fn template_words(template: &str) -> &str {
     match template {
-        "professional_activation" => "activation link",
+        // Every email an invitation goes by reads the same, whoever holds the address.
+        "professional_activation" | "membership_invitation" | "professional_address_unusable" => "invitation",
         "professional_added" => "added to the team",
+        "two_factor_reset" => "two-step verification turned off",
         "password_reset" => "password reset link",
         "patient_invitation" => "invitation",
         _ => "notification",
@@ -271,21 +287,38 @@ async fn members_view(
     };
     let app = state.app.clone();
     let (account, team_id) = (signed_in.session.account.id, team.id);
-    let members = match tokio::task::spawn_blocking(move || app.team_members_as(account, team_id)).await {
-        Ok(Ok(members)) => members,
+    let listed = tokio::task::spawn_blocking(move || {
+        Ok::<_, AppError>((app.team_members_as(account, team_id)?, app.team_invitations_as(account, team_id)?))
+    })
+    .await;
+    let (members, invitations) = match listed {
+        Ok(Ok(listed)) => listed,
         Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
         _ => return guard::internal_error(),
     };
+    let invitations = invitations
+        .into_iter()
+        .map(|open| {
+            let invitation = open.invitation;
+            InvitationRow {
+                id: invitation.id.to_string(),
+                name: invitation.name.to_string(),
+                job: job_words(invitation.job_title.as_ref(), invitation.registration_number.as_ref()),
+                email: invitation.email.to_string(),
+                role: invitation.role.to_string(),
+                last_email: open
+                    .message
+                    .map(|message| format!("{}: {}", template_words(&message.template), message.status))
+                    .unwrap_or_else(|| "none".to_owned()),
+            }
+        })
+        .collect();
     let members = members
         .into_iter()
         .map(|member| MemberRow {
             id: member.account.id.to_string(),
             name: member.account.name.to_string(),
-            job: match (&member.job_title, &member.registration_number) {
-                (Some(title), Some(number)) => format!("{title} ({number})"),
-                (Some(text), None) | (None, Some(text)) => text.clone(),
-                (None, None) => String::new(),
-            },
+            job: job_words(member.job_title.as_ref(), member.registration_number.as_ref()),
             email: member.account.email.to_string(),
             role: member.role.to_string(),
             status: match (member.status, member.account.status) {
@@ -300,6 +333,14 @@ async fn members_view(
             active: member.status == MembershipStatus::Active,
             can_reset: member.account.status == AccountStatus::Active,
             two_factor: member.two_factor,
+            account_note: match member.account_actions {
+                Ok(()) => None,
+                Err(refusal) if refusal.ask_holder_or_operator() => Some(
+                    "Not only your organisation's account: for a password or two-step reset, ask them or the Kith \
+                     operator.",
+                ),
+                Err(_) => Some("Reactivate the membership before resetting their password or two-step verification."),
+            },
         })
         .collect();
     render(&MembersPage {
@@ -307,9 +348,19 @@ async fn members_view(
         team: team.name.to_string(),
         patient_record_team: team.kind == TeamKind::PatientRecord,
         members,
+        invitations,
         message,
         error,
     })
+}
+
+/// A job title and registration number, as one cell.
+fn job_words(title: Option<&String>, number: Option<&String>) -> String {
+    match (title, number) {
+        (Some(title), Some(number)) => format!("{title} ({number})"),
+        (Some(text), None) | (None, Some(text)) => text.clone(),
+        (None, None) => String::new(),
+    }
 }
 
 async fn members_page(State(state): State<WebState>, signed_in: SignedIn) -> Response {
@@ -571,4 +622,29 @@ async fn member_two_factor(
                 set it up again.";
     member_action(&state, &headers, &signed_in, &member, &form.csrf, kith_app::App::reset_member_two_factor_as, done)
         .await
+}
+
+async fn withdraw_invitation(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    signed_in: SignedIn,
+    Path(invitation): Path<String>,
+    axum::Form(form): axum::Form<super::CsrfForm>,
+) -> Response {
+    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
+        return guard::csrf_refused();
+    }
+    let (Ok(invitation), Some(team)) =
+        (invitation.parse::<kith_core::MembershipInvitationId>(), signed_in.session.team)
+    else {
+        return (StatusCode::NOT_FOUND, "No such invitation.\n").into_response();
+    };
+    let app = state.app.clone();
+    let account = signed_in.session.account.id;
+    match tokio::task::spawn_blocking(move || app.withdraw_membership_invitation_as(account, team, invitation)).await {
+        Ok(Ok(())) => members_view(&state, &signed_in, Some("The invitation was withdrawn.".to_owned()), None).await,
+        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
+        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such invitation.\n").into_response(),
+        _ => guard::internal_error(),
+    }
 }
