@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "professional_details", include_str!("../migrations/postgres/0008_professional_details.sql")),
     (9, "entry_end", include_str!("../migrations/postgres/0009_entry_end.sql")),
     (10, "feed_identity", include_str!("../migrations/postgres/0010_feed_identity.sql")),
+    (13, "on_behalf_consent", include_str!("../migrations/postgres/0013_on_behalf_consent.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).
