@@ -25,6 +25,10 @@ use crate::{App, AppError, AppResult, AuditBuilder, LinkActor, PatientQuery, Pro
 /// `$add-patient` look-ups that matched no one, per professional, in an hour. Matches do not
 /// count: their answer (the new link) shows the patient anyway.
 pub const MAX_LOOKUP_MISSES_PER_HOUR: i64 = 10;
+/// Identity checks (the reset and remind forms) per coordinator in an hour, matched or not:
+/// their answer is the same either way, and a limit that counted only misses would itself
+/// tell one from the other.
+pub const MAX_IDENTITY_CHECKS_PER_HOUR: i64 = 30;
 const HOUR: Duration = Duration::from_secs(60 * 60);
 
 /// A per-account allowance of look-ups.
@@ -32,12 +36,15 @@ const HOUR: Duration = Duration::from_secs(60 * 60);
 pub(crate) enum LookupBudget {
     /// `$add-patient` misses.
     AddPatientMisses,
+    /// Coordinators' identity checks.
+    IdentityChecks,
 }
 
 impl LookupBudget {
     fn key(self, account: AccountId) -> [u8; 32] {
         let kind: &[u8] = match self {
             LookupBudget::AddPatientMisses => b"add_patient_miss\0",
+            LookupBudget::IdentityChecks => b"identity_check\0",
         };
         Sha256::new()
             .chain_update(b"patient_lookup\0")
@@ -50,6 +57,7 @@ impl LookupBudget {
     pub(crate) fn limit(self) -> i64 {
         match self {
             LookupBudget::AddPatientMisses => MAX_LOOKUP_MISSES_PER_HOUR,
+            LookupBudget::IdentityChecks => MAX_IDENTITY_CHECKS_PER_HOUR,
         }
     }
 
@@ -59,6 +67,10 @@ impl LookupBudget {
             LookupBudget::AddPatientMisses => format!(
                 "You have made {MAX_LOOKUP_MISSES_PER_HOUR} look-ups in the last hour that matched no patient. Try \
                  again later; your organisation's privacy officer has been told."
+            ),
+            LookupBudget::IdentityChecks => format!(
+                "You have checked {MAX_IDENTITY_CHECKS_PER_HOUR} patients' identities in the last hour. Try again \
+                 later; your organisation's privacy officer has been told."
             ),
         })
     }
@@ -91,6 +103,9 @@ impl LookupBudget {
                 .reason(match self {
                     LookupBudget::AddPatientMisses => {
                         format!("{MAX_LOOKUP_MISSES_PER_HOUR} look-ups that matched no patient in an hour")
+                    }
+                    LookupBudget::IdentityChecks => {
+                        format!("{MAX_IDENTITY_CHECKS_PER_HOUR} patient identity checks in an hour")
                     }
                 })
                 .build(),

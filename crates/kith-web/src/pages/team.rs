@@ -521,7 +521,7 @@ async fn patient_action(
     .await;
     match outcome {
         Ok(Ok(message)) => members_view(state, signed_in, Some(message), None).await,
-        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message))) => {
+        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message) | AppError::TooManyAttempts(message))) => {
             members_view(state, signed_in, None, Some(message)).await
         }
         Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
@@ -536,8 +536,9 @@ async fn patient_reset(
     axum::Form(form): axum::Form<PatientResetForm>,
 ) -> Response {
     patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+        // One answer whether or not a patient matched (no existence oracle).
         app.reset_patient_password_as(account, team, identity)
-            .map(|()| "A password reset link is on its way to the patient; it works once, within an hour.".to_owned())
+            .map(|()| kith_app::coordinators::PATIENT_RESET_ANSWER.to_owned())
     })
     .await
 }
@@ -549,13 +550,8 @@ async fn patient_remind(
     axum::Form(form): axum::Form<PatientResetForm>,
 ) -> Response {
     patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
-        app.remind_patient_as(account, team, identity).map(|invitation| {
-            format!(
-                "A new invitation is on its way by {}; its codes work until {}.",
-                invitation.channel.code(),
-                invitation.expires_at.date()
-            )
-        })
+        app.remind_patient_as(account, team, identity)
+            .map(|()| kith_app::coordinators::PATIENT_REMIND_ANSWER.to_owned())
     })
     .await
 }
