@@ -483,7 +483,9 @@ impl App {
         reason: Option<&Reason>,
     ) -> AppResult<CareLink> {
         let (owner, organisation) = self.store.read(|tx| {
-            let owner = tx.patient(patient)?.is_some_and(|record| record.account == Some(account));
+            // The caller's own record, not the one asked about: the same work whether or not
+            // that one exists (no existence oracle).
+            let owner = tx.patient_by_account(account)?.is_some_and(|record| record.id == patient);
             let organisation = tx.team(team)?.map(|team| team.organisation);
             Ok::<_, AppError>((owner, organisation))
         })?;

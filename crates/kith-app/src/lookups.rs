@@ -169,8 +169,9 @@ impl App {
                 let membership = tx
                     .membership(account, team)?
                     .map(|m| kith_core::access::MembershipFacts { role: m.role, status: m.status });
-                // The same statements whether or not a record is found: the look-up, the
-                // merge, the organisation and the team's link (on a nil id when none).
+                // The same work whether or not a record is found: the look-up, the
+                // organisation and the team's link (on a nil id when none); a merged record
+                // is followed to its survivor (rare, and only when one was found).
                 let candidate = match identifier {
                     PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?,
                     PatientQuery::Local { organisation: code, identifier } if *code == organisation.code => {
@@ -178,9 +179,11 @@ impl App {
                     }
                     _ => None,
                 };
-                let probe = candidate.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
-                let record = resolve(tx, probe)?;
-                let probe = record.as_ref().map_or(probe, |record| record.id);
+                let record = match candidate {
+                    Some(record) if record.merged_into.is_some() => resolve(tx, record.id)?,
+                    other => other,
+                };
+                let probe = record.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
                 let patient_in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
                 let in_team = tx.care_link(probe, team)?.is_some_and(|link| link.is_active());
                 let found = match &record {

@@ -487,9 +487,14 @@ struct PatientResetForm {
     birth_date: String,
 }
 
+/// The patient reset and remind forms answer no sooner than this after the use case
+/// starts: a match does more work (a code, a message) than a mismatch, and the answer must
+/// not show which it was (no existence oracle) — not by its words, nor by its time.
+const IDENTITY_CHECK_FLOOR: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// A patient action of a Patient Record Team's coordinator, after an identity check (NHS
 /// number, family name, date of birth): the use case runs and the members page says how it
-/// went.
+/// went, in the same words whether or not a patient matched.
 async fn patient_action(
     state: &WebState,
     headers: &HeaderMap,
@@ -515,10 +520,12 @@ async fn patient_action(
     let app = state.app.clone();
     let account = signed_in.session.account.id;
     let family = form.family;
+    let started = tokio::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         action(&app, account, team, &IdentityCheck { nhs_number: &nhs_number, family_name: &family, birth_date })
     })
     .await;
+    tokio::time::sleep_until(started + IDENTITY_CHECK_FLOOR).await;
     match outcome {
         Ok(Ok(message)) => members_view(state, signed_in, Some(message), None).await,
         Ok(Err(AppError::Invalid(message) | AppError::Conflict(message) | AppError::TooManyAttempts(message))) => {
