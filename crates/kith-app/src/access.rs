@@ -393,7 +393,7 @@ impl App {
 }
 
 /// Names an audit event for the patient: who (the account's name), which team.
-fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
+pub(crate) fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
     let record = &event.record;
     let who = match (&record.actor_account, record.actor_kind.as_str()) {
         (Some(account), _) => {

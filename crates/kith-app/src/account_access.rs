@@ -25,7 +25,7 @@ use kith_store::{Audited, Tx};
 
 use crate::access::VisibleEntry;
 use crate::patients::{entry_facts, summarise};
-use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, LinkActor, ProfessionalContext};
+use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, ProfessionalContext};
 
 /// How many patients one search may return at most.
 pub const MAX_PATIENT_MATCHES: i64 = 100;
@@ -483,7 +483,9 @@ impl App {
         reason: Option<&Reason>,
     ) -> AppResult<CareLink> {
         let (owner, organisation) = self.store.read(|tx| {
-            let owner = tx.patient(patient)?.is_some_and(|record| record.account == Some(account));
+            // The caller's own record, not the one asked about: the same work whether or not
+            // that one exists (no existence oracle).
+            let owner = tx.patient_by_account(account)?.is_some_and(|record| record.id == patient);
             let organisation = tx.team(team)?.map(|team| team.organisation);
             Ok::<_, AppError>((owner, organisation))
         })?;
@@ -559,7 +561,7 @@ fn denied(event: AuditBuilder, patient: Option<PatientId>, reason: DenyReason) -
 }
 
 /// The record, following a merge to its survivor.
-fn resolve(tx: &mut Tx<'_>, patient: PatientId) -> AppResult<Option<Patient>> {
+pub(crate) fn resolve(tx: &mut Tx<'_>, patient: PatientId) -> AppResult<Option<Patient>> {
     let mut current = tx.patient(patient)?;
     for _ in 0..8 {
         match current.as_ref().and_then(|record| record.merged_into) {
@@ -707,66 +709,6 @@ impl App {
     /// An organisation: public directory information for any signed-in caller.
     pub fn organisation_directory(&self, id: kith_core::OrganisationId) -> AppResult<Organisation> {
         self.store.read(|tx| tx.organisation(id)?.ok_or(AppError::Denied))
-    }
-}
-
-impl App {
-    /// A professional of `team` brings a patient into it by exact identifier (the NHS
-    /// number, or a local identifier of the team's organisation) and date of birth — never
-    /// by browsing. No exact match is audited and answered [`AppError::Denied`], like any
-    /// refusal; a match is linked with the team's default labels (see [`App::link_patient`]).
-    pub fn add_patient_to_team_as(
-        &self,
-        account: AccountId,
-        channel: Channel,
-        team: TeamId,
-        identifier: &PatientQuery,
-        birth_date: Date,
-    ) -> AppResult<CareLink> {
-        let now = self.now();
-        let found = self
-            .store
-            .write(|tx| {
-                let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
-                let Some(organisation) = tx.organisation(team_row.organisation)? else {
-                    return Ok(Err(AppError::Denied));
-                };
-                let candidate = match identifier {
-                    PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?,
-                    PatientQuery::Local { organisation: code, identifier } if *code == organisation.code => {
-                        tx.patient_by_local_identifier(organisation.id, identifier)?
-                    }
-                    _ => None,
-                };
-                let candidate = match candidate {
-                    Some(record) => resolve(tx, record.id)?,
-                    None => None,
-                };
-                match candidate.filter(|record| record.demographics.birth_date == birth_date) {
-                    Some(record) => Ok(Ok((record.id, organisation, team_row))),
-                    None => {
-                        tx.audit(
-                            AuditBuilder::new(now, Actor::Account(account), channel, "care_link.create")
-                                .organisation(organisation.id)
-                                .team(team)
-                                .outcome(Outcome::Denied)
-                                .reason("no patient matches the identifier and date of birth exactly")
-                                .build(),
-                        );
-                        Ok(Err(AppError::Denied))
-                    }
-                }
-            })
-            .and_then(|outcome: AppResult<_>| outcome)?;
-        let (patient, organisation, team_row) = found;
-        let context = ProfessionalContext { account, team, organisation: organisation.id, channel };
-        self.link_patient(
-            &LinkActor::Professional { context: &context, explicit_consent: false },
-            patient,
-            &organisation.code,
-            &team_row.alias,
-            None,
-        )
     }
 }
 

@@ -15,6 +15,7 @@ use kith_core::text::EmailAddress;
 use kith_core::{AccountId, Date, TeamId, Timestamp};
 use kith_store::{OutboxMessage, Tx};
 
+use crate::lookups::LookupBudget;
 use crate::organisations::{MembershipChange, apply_membership_change};
 use crate::sessions::{send_reset_link, send_reset_link_for};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
@@ -44,9 +45,11 @@ pub const ASK_HOLDER_OR_OPERATOR: &str = "This account is not only your organisa
 pub const REACTIVATE_FIRST: &str = "Their membership of the team is deactivated: reactivate it first, or ask the \
      account holder or the Kith operator.";
 
-/// The same answer for every identity check that does not match.
-pub const NO_PATIENT_MATCH: &str = "No registered patient of the organisation matches the NHS number, family name \
-     and date of birth given. Check them with the patient.";
+/// The one answer to a patient password reset, whether or not a patient matched (no
+/// existence oracle): the coordinator learns nothing the patient has not told them.
+pub const PATIENT_RESET_ANSWER: &str = "If a registered patient of the organisation matches the NHS number, family \
+     name and date of birth given, a password reset link is on its way to their email address; it works once, \
+     within an hour. If it does not arrive, check the details with the patient.";
 
 /// The team and its organisation when `coordinator` actively coordinates it; otherwise the
 /// refusal is audited and returned.
@@ -165,28 +168,73 @@ pub struct IdentityCheck<'a> {
     pub birth_date: Date,
 }
 
-/// The same answer for every "remind to register" identity check that does not match.
-pub const NO_UNREGISTERED_MATCH: &str = "No patient of the organisation who has still to register matches the NHS \
-     number, family name and date of birth given. Check them with the patient.";
+/// The one answer to "remind to register", whether or not a patient matched.
+pub const PATIENT_REMIND_ANSWER: &str = "If a patient of the organisation who has still to register matches the \
+     NHS number, family name and date of birth given, a new invitation is on its way to them by email, text \
+     message or letter, whichever their record allows, and their older codes stop working. If it does not \
+     arrive, check the details with the patient.";
 
-/// The patient of `organisation` with this NHS number, when the family name (any case) and
-/// the date of birth match too.
-fn matching_patient(
+/// What an identity check found: the record with the NHS number (audited with the check,
+/// matched or not, so that the patient sees it) and whether it is the organisation's
+/// patient with that family name (any case) and date of birth. The same statements run
+/// whether or not a record has the number.
+fn identity_check(
     tx: &mut Tx<'_>,
     organisation: &Organisation,
     identity: &IdentityCheck<'_>,
-) -> AppResult<Option<kith_core::model::Patient>> {
+) -> AppResult<(Option<kith_core::model::Patient>, Result<(), &'static str>)> {
     let patient = tx.patient_by_nhs_number(identity.nhs_number)?.filter(|patient| patient.merged_into.is_none());
-    Ok(match patient {
+    let probe = patient.as_ref().map_or(kith_core::PatientId::from_uuid(uuid::Uuid::nil()), |patient| patient.id);
+    let in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
+    let matched = match &patient {
+        None => Err("no record has the NHS number"),
+        Some(_) if !in_organisation => Err("the patient is not in the organisation"),
         Some(patient)
-            if tx.patient_in_organisation(patient.id, organisation.id)?
-                && patient.demographics.family_name.as_str().eq_ignore_ascii_case(identity.family_name.trim())
-                && patient.demographics.birth_date == identity.birth_date =>
+            if !patient.demographics.family_name.as_str().eq_ignore_ascii_case(identity.family_name.trim()) =>
         {
-            Some(patient)
+            Err("the family name does not match")
         }
-        _ => None,
-    })
+        Some(patient) if patient.demographics.birth_date != identity.birth_date => {
+            Err("the date of birth does not match")
+        }
+        Some(_) => Ok(()),
+    };
+    Ok((patient, matched))
+}
+
+/// The checks before an identity check: the coordinator coordinates a Patient Record Team
+/// and has identity checks left this hour (each check counts, matched or not). Refusals
+/// here say nothing about any patient.
+fn identity_check_allowed(
+    tx: &mut Tx<'_>,
+    coordinator: AccountId,
+    team: TeamId,
+    action: &'static str,
+    refusal: &'static str,
+    now: Timestamp,
+) -> AppResult<Result<(Organisation, Team), AppError>> {
+    let (organisation, team) = match coordinated(tx, coordinator, team, action, now)? {
+        Ok(found) => found,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if team.kind != TeamKind::PatientRecord {
+        return Ok(Err(AppError::Forbidden(refusal.to_owned())));
+    }
+    let budget = LookupBudget::IdentityChecks;
+    if budget.spent(tx, coordinator, now)? {
+        tx.audit(
+            AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action)
+                .organisation(organisation.id)
+                .team(team.id)
+                .outcome(Outcome::Denied)
+                .reason("too many identity checks in the last hour; not looked up")
+                .basis("administration")
+                .build(),
+        );
+        return Ok(Err(budget.refusal()));
+    }
+    budget.spend(tx, coordinator, Channel::Web, organisation.id, now)?;
+    Ok(Ok((organisation, team)))
 }
 
 /// Turns two-step verification off, ends every session of the account, and tells its
@@ -386,62 +434,75 @@ impl App {
     /// "Remind to register": a Patient Record Team's coordinator sends a patient of the
     /// organisation who has not registered a new invitation (older codes stop working), by
     /// the channel the record allows (email, then SMS, then letter). The NHS number, family
-    /// name and date of birth must all match; any mismatch gets one answer, audited.
+    /// name and date of birth must all match. The answer is the same whether or not they
+    /// did ([`PATIENT_REMIND_ANSWER`]); a mismatch is audited, with the patient when a record
+    /// has the number. Each check counts against [`crate::MAX_IDENTITY_CHECKS_PER_HOUR`].
     pub fn remind_patient_as(
         &self,
         coordinator: AccountId,
         team: TeamId,
         identity: &IdentityCheck<'_>,
-    ) -> AppResult<crate::invitations::Invitation> {
+    ) -> AppResult<()> {
         let now = self.now();
         self.store.write(|tx| {
-            let (organisation, team) = match coordinated(tx, coordinator, team, "patient.invite", now)? {
-                Ok(found) => found,
-                Err(refused) => return Ok(Err(refused)),
-            };
-            if team.kind != TeamKind::PatientRecord {
-                return Ok(Err(AppError::Forbidden(
-                    "patients are invited by the Patient Record Team's coordinators".to_owned(),
-                )));
-            }
-            let Some(mut patient) =
-                matching_patient(tx, &organisation, identity)?.filter(|patient| patient.account.is_none())
-            else {
-                tx.audit(
-                    AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "patient.invite")
+            let refusal = "patients are invited by the Patient Record Team's coordinators";
+            let (organisation, team) =
+                match identity_check_allowed(tx, coordinator, team, "patient.invite", refusal, now)? {
+                    Ok(found) => found,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+            let (patient, matched) = identity_check(tx, &organisation, identity)?;
+            let how = patient.as_ref().and_then(|patient| {
+                let d = &patient.demographics;
+                if d.email.is_some() {
+                    Some(crate::invitations::InviteChannel::Email)
+                } else if d.mobile.is_some() {
+                    Some(crate::invitations::InviteChannel::Sms)
+                } else {
+                    d.address.as_ref().map(|_| crate::invitations::InviteChannel::Letter)
+                }
+            });
+            let matched = matched
+                .and_then(|()| match &patient {
+                    Some(patient) if patient.account.is_some() => Err("the patient has registered already"),
+                    _ => Ok(()),
+                })
+                .and_then(|()| how.ok_or("the record has no email address, mobile number or postal address"));
+            match (patient, matched) {
+                (Some(mut patient), Ok(how)) => {
+                    crate::invitations::send_invitation(
+                        tx,
+                        Actor::Account(coordinator),
+                        Channel::Web,
+                        &organisation,
+                        &mut patient,
+                        how,
+                        now,
+                    )?;
+                }
+                (patient, matched) => {
+                    let mut event = AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "patient.invite")
                         .organisation(organisation.id)
                         .team(team.id)
                         .outcome(Outcome::Denied)
-                        .reason("the identity check did not match a patient still to register")
-                        .basis("administration")
-                        .build(),
-                );
-                return Ok(Err(AppError::Invalid(NO_UNREGISTERED_MATCH.to_owned())));
-            };
-            let d = &patient.demographics;
-            let how = if d.email.is_some() {
-                crate::invitations::InviteChannel::Email
-            } else if d.mobile.is_some() {
-                crate::invitations::InviteChannel::Sms
-            } else {
-                crate::invitations::InviteChannel::Letter
-            };
-            Ok::<_, AppError>(crate::invitations::send_invitation(
-                tx,
-                Actor::Account(coordinator),
-                Channel::Web,
-                &organisation,
-                &mut patient,
-                how,
-                now,
-            ))
+                        .reason(format!("identity check: {}", matched.err().unwrap_or("no match")))
+                        .basis("administration");
+                    if let Some(patient) = patient {
+                        event = event.patient(patient.id);
+                    }
+                    tx.audit(event.build());
+                }
+            }
+            Ok::<_, AppError>(Ok(()))
         })?
     }
 
     /// A Patient Record Team's coordinator, having confirmed the patient's identity, emails
     /// a registered patient of the organisation a password-reset link. The NHS number,
-    /// family name (any case) and date of birth must all match; any mismatch gets the same
-    /// answer, and is audited.
+    /// family name (any case) and date of birth must all match. The answer is the same
+    /// whether or not they did ([`PATIENT_RESET_ANSWER`]); a mismatch is audited, with the
+    /// patient when a record has the number. Each check counts against
+    /// [`crate::MAX_IDENTITY_CHECKS_PER_HOUR`].
     pub fn reset_patient_password_as(
         &self,
         coordinator: AccountId,
@@ -450,39 +511,47 @@ impl App {
     ) -> AppResult<()> {
         let now = self.now();
         self.store.write(|tx| {
-            let (organisation, team) = match coordinated(tx, coordinator, team, "patient.password_reset_request", now)?
-            {
+            let action = "patient.password_reset_request";
+            let refusal = "patients' passwords are reset by the Patient Record Team's coordinators";
+            let (organisation, team) = match identity_check_allowed(tx, coordinator, team, action, refusal, now)? {
                 Ok(found) => found,
                 Err(refused) => return Ok(Err(refused)),
             };
-            if team.kind != TeamKind::PatientRecord {
-                return Ok(Err(AppError::Forbidden(
-                    "patients' passwords are reset by the Patient Record Team's coordinators".to_owned(),
-                )));
-            }
-            let event =
-                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "patient.password_reset_request")
-                    .organisation(organisation.id)
-                    .team(team.id)
-                    .basis("administration");
-            let matching = matching_patient(tx, &organisation, identity)?;
-            let account = match matching.as_ref().and_then(|patient| patient.account) {
-                Some(account) => tx.account(account)?.filter(|account| account.status == AccountStatus::Active),
-                None => None,
-            };
-            let (Some(patient), Some(account)) = (matching, account) else {
-                tx.audit(
-                    event
+            let event = AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action)
+                .organisation(organisation.id)
+                .team(team.id)
+                .basis("administration");
+            let (patient, matched) = identity_check(tx, &organisation, identity)?;
+            // The same statement whether or not the record has an account.
+            let holder =
+                patient.as_ref().and_then(|patient| patient.account).unwrap_or(AccountId::from_uuid(uuid::Uuid::nil()));
+            let account = tx.account(holder)?;
+            let matched = matched.and_then(|()| match &account {
+                Some(account) if account.status == AccountStatus::Active => Ok(()),
+                Some(_) => Err("the patient's account is not active"),
+                None => Err("the patient has not registered"),
+            });
+            match (patient, account, matched) {
+                (Some(patient), Some(account), Ok(())) => {
+                    send_reset_link(tx, &account, now)?;
+                    tx.audit(
+                        event
+                            .patient(patient.id)
+                            .subject(account.id)
+                            .reason("identity confirmed by the coordinator")
+                            .build(),
+                    );
+                }
+                (patient, _, matched) => {
+                    let mut event = event
                         .outcome(Outcome::Denied)
-                        .reason("the identity check did not match a registered patient")
-                        .build(),
-                );
-                return Ok(Err(AppError::Invalid(NO_PATIENT_MATCH.to_owned())));
-            };
-            send_reset_link(tx, &account, now)?;
-            tx.audit(
-                event.patient(patient.id).subject(account.id).reason("identity confirmed by the coordinator").build(),
-            );
+                        .reason(format!("identity check: {}", matched.err().unwrap_or("no match")));
+                    if let Some(patient) = patient {
+                        event = event.patient(patient.id);
+                    }
+                    tx.audit(event.build());
+                }
+            }
             Ok::<_, AppError>(Ok(()))
         })?
     }

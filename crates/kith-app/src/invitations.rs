@@ -190,6 +190,9 @@ pub struct Walkthrough {
     pub organisation: String,
     pub welcome: String,
     pub teams: Vec<WalkthroughTeam>,
+    /// Every change made to the patient's consent on their behalf (who, team, organisation,
+    /// labels, reason, when), oldest first: shown before the teams.
+    pub on_behalf: Vec<crate::OnBehalfChange>,
     pub done: bool,
 }
 
@@ -355,6 +358,7 @@ impl App {
             }
             teams.sort_by_key(|step| (step.team.kind != TeamKind::PatientRecord, step.team.name.to_string()));
             let done = tx.walkthrough_done(patient.id)?.is_some();
+            let on_behalf = crate::on_behalf::changes_made_on_behalf(tx, patient.id)?;
             tx.audit(
                 AuditBuilder::new(now, Actor::Account(account), Channel::Web, "consent.read")
                     .patient(patient.id)
@@ -366,6 +370,7 @@ impl App {
                 organisation: organisation.clone().unwrap_or_default(),
                 welcome: welcome.unwrap_or_else(|| default_welcome("Your care organisation")),
                 teams,
+                on_behalf,
                 done,
             })
         })

@@ -27,7 +27,9 @@ mod hl7_apply;
 mod hl7_bulk;
 mod hl7_import;
 pub mod invitations;
+mod lookups;
 pub mod membership_invitations;
+mod on_behalf;
 mod organisations;
 pub mod outbox;
 pub mod password;
@@ -44,6 +46,8 @@ pub use audit::*;
 pub use hl7::*;
 pub use hl7_admin::*;
 pub use hl7_import::MAX_IMPORT_WORKERS;
+pub use lookups::*;
+pub use on_behalf::*;
 pub use organisations::*;
 pub use patients::*;
 pub use tokens::*;
@@ -110,6 +114,10 @@ pub enum AppError {
     /// about any patient.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller has reached a limit on attempts (e.g. patient look-ups that matched no
+    /// one); the message says when to try again. Says nothing about any patient.
+    #[error("{0}")]
+    TooManyAttempts(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
 }
@@ -124,6 +132,7 @@ impl From<ConsentRefusal> for AppError {
     fn from(refusal: ConsentRefusal) -> Self {
         match refusal {
             ConsentRefusal::Denied(_) => AppError::Denied,
+            ConsentRefusal::OnlyDataQualityMayAdd => AppError::Forbidden(refusal.to_string()),
             other => AppError::Consent(other),
         }
     }

@@ -126,6 +126,21 @@ pub fn render(
                 format!("Kith: emergency access was used in your organisation. Please review it: {url}/"),
             )
         }
+        "patient_lookup_limit_privacy_officer" => {
+            let account = uuid("account")?;
+            (
+                "Many patient look-ups matched no one in your organisation".to_owned(),
+                format!(
+                    "A professional in your organisation has reached the limit of patient look-ups that matched \
+                     no one (bringing a patient into a team, or checking a patient's identity to reset their \
+                     password or remind them to register). Further look-ups are refused for an hour.\n\n\
+                     Please review their attempts in Kith:\n{url}/\n\nReference: Practitioner/{account}\n"
+                ),
+                format!(
+                    "Kith: a professional reached the patient look-up limit in your organisation. Please review: {url}/"
+                ),
+            )
+        }
         "team_added_patient" => (
             "A care team was added to your Kith record".to_owned(),
             format!(
@@ -598,6 +613,11 @@ mod tests {
             assert!(sms.text.len() <= 160, "{template}: {}", sms.text);
             assert_discreet(&email, &[]);
         }
+        let lookups = format!(r#"{{"account":"{ACCOUNT}"}}"#);
+        let (email, sms) = both("patient_lookup_limit_privacy_officer", &lookups, None);
+        assert!(email.text.contains(&format!("Reference: Practitioner/{ACCOUNT}")), "{}", email.text);
+        assert!(!sms.text.contains(ACCOUNT) && sms.text.len() <= 160, "{}", sms.text);
+        assert_discreet(&email, &[]);
         let officer = format!(r#"{{"grant":"{GRANT}","patient":"{PATIENT}"}}"#);
         let (email, sms) = both("break_glass_privacy_officer", &officer, None);
         assert_eq!(email.subject, "Emergency access was used in your organisation");

@@ -3,7 +3,8 @@
 use kith_core::access::{EntryFacts, decide_team_discharge, decide_team_link, decide_write};
 use kith_core::audit::{Actor, AuditRecord, Channel, Outcome};
 use kith_core::consent::{
-    ConsentChangeFacts, ConsentChanger, LinkBasis, NewLinkFacts, check_new_link, decide_consent_change,
+    ConsentChangeFacts, ConsentChanger, ConsentRefusal, LinkBasis, LinkState, NewLinkFacts, check_new_link,
+    decide_consent_change,
 };
 use kith_core::model::{Account, CareLink, Entry, Patient};
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
@@ -403,8 +404,16 @@ impl App {
             .and_then(|outcome| outcome)
     }
 
-    /// Changes the labels a team sees of a patient's record: by the patient, or by a
-    /// professional of the team on the patient's behalf with a reason (the patient is told).
+    /// Changes the labels a team sees of a patient's record: by the patient, or on the
+    /// patient's behalf, with a reason, as [`decide_consent_change`] allows — the Patient
+    /// Record Team's data-quality staff may add to their own team the labels the
+    /// organisation allows ([`App::set_on_behalf_labels`]), and any team's professionals may
+    /// remove labels from their own team. A registered patient is told at once (outbox); an
+    /// unregistered one is shown every change made on their behalf when they register (the
+    /// walkthrough). Every attempt is audited, a professional's under the team's
+    /// organisation (its privacy officer lists them: [`App::officer_review`]); a
+    /// professional refused for anything about the record gets the same answer, after the
+    /// same work, whether or not the record exists.
     pub fn change_consent(
         &self,
         actor: &ConsentActor<'_>,
@@ -415,70 +424,93 @@ impl App {
         let now = self.now();
         self.store
             .write(|tx| {
-                let Some(record) = tx.patient(patient)? else { return Ok(Err(AppError::Denied)) };
-                let (changer, audit_actor, channel, reason) = match actor {
+                // The same statements whether or not the record, the team or the link exist.
+                let record = tx.patient(patient)?;
+                let team_row = tx.team(team)?;
+                let on_behalf_labels = tx.on_behalf_labels(
+                    team_row
+                        .as_ref()
+                        .map_or(kith_core::OrganisationId::from_uuid(uuid::Uuid::nil()), |t| t.organisation),
+                )?;
+                let link = tx.care_link(patient, team)?;
+                let (changer, event, reason) = match actor {
                     ConsentActor::Patient { account, channel } => {
-                        let Some(account_row) = tx.account(*account)? else { return Ok(Err(AppError::Denied)) };
-                        if record.account != Some(*account) {
-                            tx.audit(
-                                AuditBuilder::new(now, Actor::Account(*account), *channel, "consent.change")
-                                    .patient(patient)
-                                    .team(team)
-                                    .outcome(Outcome::Denied)
-                                    .reason("not the account of this patient")
-                                    .build(),
-                            );
-                            return Ok(Err(AppError::Denied));
+                        let status = tx.account(*account)?.map(|row| row.status);
+                        let event =
+                            AuditBuilder::new(now, Actor::Account(*account), *channel, "consent.change").team(team);
+                        match (status, &record) {
+                            (Some(account_status), Some(record)) if record.account == Some(*account) => {
+                                (ConsentChanger::Patient { account_status }, event, None)
+                            }
+                            _ => {
+                                let event = match &record {
+                                    Some(record) => event.patient(record.id),
+                                    None => event,
+                                };
+                                tx.audit(
+                                    event.outcome(Outcome::Denied).reason("not the account of this patient").build(),
+                                );
+                                return Ok(Err(AppError::Denied));
+                            }
                         }
-                        (
-                            ConsentChanger::Patient { account_status: account_row.status },
-                            Actor::Account(*account),
-                            *channel,
-                            None,
-                        )
                     }
                     ConsentActor::Professional { context, reason } => {
-                        let Some(account_row) = tx.account(context.account)? else { return Ok(Err(AppError::Denied)) };
+                        let status = tx.account(context.account)?.map(|row| row.status);
                         let membership = if context.team == team {
                             tx.membership(context.account, team)?
                                 .map(|m| kith_core::access::MembershipFacts { role: m.role, status: m.status })
                         } else {
                             None
                         };
-                        (
-                            ConsentChanger::Professional {
-                                account_status: account_row.status,
-                                membership,
-                                reason: *reason,
-                            },
-                            professional_actor(context),
-                            context.channel,
-                            reason.map(|reason| reason.to_string()),
-                        )
+                        let organisation = team_row.as_ref().map_or(context.organisation, |t| t.organisation);
+                        let event =
+                            AuditBuilder::new(now, professional_actor(context), context.channel, "consent.change")
+                                .organisation(organisation)
+                                .team(team);
+                        let changer = ConsentChanger::Professional {
+                            // An account that no longer exists is refused like a disabled one.
+                            account_status: status.unwrap_or(AccountStatus::Disabled),
+                            membership,
+                            reason: *reason,
+                        };
+                        (changer, event, reason.map(|reason| reason.to_string()))
                     }
                 };
-                let link = tx.care_link(patient, team)?;
+                let event = match &record {
+                    Some(record) => event.patient(record.id),
+                    None => event,
+                };
+                let state = match (&record, &link) {
+                    (None, _) => LinkState::NoRecord,
+                    (Some(_), None) => LinkState::NotLinked,
+                    (Some(_), Some(link)) if !link.is_active() => LinkState::Discharged,
+                    (Some(_), Some(link)) => LinkState::Active { labels: link.labels },
+                };
                 let facts = ConsentChangeFacts {
-                    link_active: link.as_ref().is_some_and(CareLink::is_active),
-                    current: link.as_ref().map_or(LabelSet::EMPTY, |link| link.labels),
+                    team_kind: team_row.as_ref().map_or(TeamKind::Speciality, |t| t.kind),
+                    on_behalf_labels,
+                    link: state,
                     requested: labels,
-                    sharing_disabled: record.sharing_disabled,
+                    sharing_disabled: record.as_ref().is_some_and(|record| record.sharing_disabled),
                 };
                 let basis = match decide_consent_change(&changer, &facts) {
                     Ok(basis) => basis,
                     Err(refusal) => {
-                        tx.audit(
-                            AuditBuilder::new(now, audit_actor, channel, "consent.change")
-                                .patient(patient)
-                                .team(team)
-                                .outcome(Outcome::Denied)
-                                .reason(&refusal)
-                                .build(),
-                        );
+                        let why = match &refusal {
+                            ConsentRefusal::Denied(deny) => deny.to_string(),
+                            other => other.to_string(),
+                        };
+                        let why = match &reason {
+                            Some(stated) => format!("{why}; labels asked: {labels}; stated reason: {stated}"),
+                            None => format!("{why}; labels asked: {labels}"),
+                        };
+                        tx.audit(event.outcome(Outcome::Denied).reason(why).build());
                         return Ok(Err(refusal.into()));
                     }
                 };
-                let mut link = link.expect("an active link was checked");
+                let (Some(record), Some(mut link)) = (record, link) else {
+                    unreachable!("the rule allows a change only on an active link of a record")
+                };
                 let previous = link.labels;
                 link.labels = labels;
                 link.basis = basis;
@@ -488,9 +520,7 @@ impl App {
                 };
                 link.updated_at = now;
                 tx.put_care_link(&link)?;
-                let mut event = AuditBuilder::new(now, audit_actor, channel, "consent.change")
-                    .patient(patient)
-                    .team(team)
+                let mut event = event
                     .basis(basis.code())
                     .data(String::new(), labels)
                     .subject(format!("labels {previous} -> {labels}"));
@@ -498,7 +528,7 @@ impl App {
                     event = event.reason(reason);
                 }
                 tx.audit(event.build());
-                if basis == LinkBasis::OnBehalfOfPatient {
+                if basis == LinkBasis::OnBehalfOfPatient && previous != labels {
                     notify_patient(tx, &record, "consent_changed_patient", now)?;
                 }
                 Ok(Ok(link))

@@ -271,25 +271,33 @@ fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
             .unwrap();
         assert_eq!(labels_seen(&world.app.read_record(&pro, world.patient.id).unwrap()), vec![PrivacyLabel::General]);
 
-        // A professional needs a reason; with one, the change is made and the patient told.
+        // A professional needs a reason; a speciality team's may only narrow its own view on
+        // the patient's behalf (adding is for the patient, or the PRT's data-quality staff).
         let no_reason = world.app.change_consent(
             &ConsentActor::Professional { context: &pro, reason: None },
             world.patient.id,
             pro.team,
-            LabelSet::ALL,
+            LabelSet::EMPTY,
         );
         assert!(matches!(no_reason, Err(AppError::Consent(ConsentRefusal::ReasonRequired))));
-        let reason = Reason::parse("Patient asked in clinic to share everything").unwrap();
+        let reason = Reason::parse("Patient asked in clinic to stop the team seeing her record").unwrap();
+        let widen = world.app.change_consent(
+            &ConsentActor::Professional { context: &pro, reason: Some(&reason) },
+            world.patient.id,
+            pro.team,
+            LabelSet::ALL,
+        );
+        assert!(matches!(widen, Err(AppError::Forbidden(_))), "{widen:?}");
         world
             .app
             .change_consent(
                 &ConsentActor::Professional { context: &pro, reason: Some(&reason) },
                 world.patient.id,
                 pro.team,
-                LabelSet::ALL,
+                LabelSet::EMPTY,
             )
             .unwrap();
-        assert_eq!(labels_seen(&world.app.read_record(&pro, world.patient.id).unwrap()), PrivacyLabel::ALL.to_vec());
+        assert_eq!(labels_seen(&world.app.read_record(&pro, world.patient.id).unwrap()), vec![]);
         let outbox = world.app.store().read(|tx| tx.outbox(100)).unwrap();
         assert!(outbox.iter().any(
             |row| row.message.template == "consent_changed_patient" && row.message.recipient == "ngozi@example.org"
@@ -320,7 +328,7 @@ fn consent_is_changed_by_the_patient_or_on_their_behalf_with_a_reason() {
                 .iter()
                 .any(|c| c.2.as_deref() == Some("on_behalf_of_patient") && c.3.as_deref() == Some(reason.as_str()))
         );
-        assert!(changes.iter().filter(|c| c.1 == "denied").count() >= 3);
+        assert!(changes.iter().filter(|c| c.1 == "denied").count() >= 4);
     });
 }
 

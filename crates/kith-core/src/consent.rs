@@ -39,8 +39,23 @@ pub enum ConsentRefusal {
     NotInTeam,
     #[error("a change on the patient's behalf needs a reason")]
     ReasonRequired,
+    /// A professional of a speciality team asked to add labels: on the patient's behalf a
+    /// team may only narrow what it sees itself.
+    #[error(
+        "on the patient's behalf a team's professional may only remove labels; the patient adds them (or, for the \
+         Patient Record Team only, its data-quality staff)"
+    )]
+    OnlyDataQualityMayAdd,
+    /// The Patient Record Team's data-quality staff asked for a label their organisation
+    /// does not let them add on a patient's behalf.
+    #[error("the organisation lets its data-quality staff add only these labels on a patient's behalf: {}", allowed_words(.allowed))]
+    LabelNotAllowedOnBehalf { allowed: LabelSet },
     #[error("not permitted")]
     Denied(DenyReason),
+}
+
+fn allowed_words(allowed: &LabelSet) -> String {
+    if allowed.is_empty() { "none".to_owned() } else { allowed.to_string() }
 }
 
 /// The facts about a new care link (patient X into team T).
@@ -75,120 +90,207 @@ pub fn check_new_link(facts: &NewLinkFacts) -> Result<(), ConsentRefusal> {
     Ok(())
 }
 
+/// An active account with an active *professional* membership of the team: the
+/// precondition of every clinical action through a team (coordinator status grants none).
+fn check_team_professional(
+    account_status: AccountStatus,
+    membership: Option<MembershipFacts>,
+) -> Result<(), DenyReason> {
+    if account_status != AccountStatus::Active {
+        return Err(DenyReason::AccountNotActive(account_status));
+    }
+    match membership {
+        None => Err(DenyReason::NotAMemberOfTeam),
+        Some(MembershipFacts { status: MembershipStatus::Deactivated, .. }) => Err(DenyReason::MembershipDeactivated),
+        Some(MembershipFacts { role: MembershipRole::Coordinator, .. }) => {
+            Err(DenyReason::CoordinatorRoleHasNoClinicalAccess)
+        }
+        Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }) => Ok(()),
+    }
+}
+
 /// Who asks to change a team's labels for a patient.
 #[derive(Clone, Debug)]
 pub enum ConsentChanger<'a> {
     /// The patient, on their own record.
     Patient { account_status: AccountStatus },
-    /// A professional of the team, on the patient's behalf.
+    /// A professional, on the patient's behalf: their membership of the link's team (none
+    /// when they are not a member, or act through another team) and the reason they give.
     Professional { account_status: AccountStatus, membership: Option<MembershipFacts>, reason: Option<&'a Reason> },
+}
+
+/// Where the patient stands with the team whose labels would change.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LinkState {
+    /// No record has the id asked about.
+    NoRecord,
+    /// The record has never been linked to the team.
+    NotLinked,
+    /// The patient was discharged from the team.
+    Discharged,
+    /// The patient is in the team, which sees `labels`.
+    Active { labels: LabelSet },
 }
 
 /// The facts about a consent change on the link (X, T).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ConsentChangeFacts {
-    pub link_active: bool,
-    pub current: LabelSet,
+    pub team_kind: TeamKind,
+    /// The labels T's organisation lets its data-quality staff add to its Patient Record
+    /// Team's link on a patient's behalf (an organisation setting; general health unless
+    /// the operator changes it).
+    pub on_behalf_labels: LabelSet,
+    pub link: LinkState,
     pub requested: LabelSet,
     pub sharing_disabled: bool,
 }
 
-/// The patient may change consent at any time; a professional of the team may change it on
-/// the patient's behalf with a stated reason. With sharing disabled labels may be removed
-/// but not added.
+/// Who may change what team T sees of patient X's record (DESIGN.md §1 "Data quality", §3a
+/// "Consent on the patient's behalf"):
+///
+/// - the patient, at any time, while T is linked — with sharing disabled only to remove;
+/// - on the patient's behalf, always with a reason, an active professional of T itself:
+///   - to **remove** labels (narrowing), in any team: the patient asks in clinic; it can
+///     only reduce what that professional's own team sees;
+///   - to **add** labels only when T is the organisation's Patient Record Team (its
+///     members are the data-quality staff), only labels the organisation allows on a
+///     patient's behalf, never on a record whose sharing is disabled.
+///
+/// Everything decided before the patient is looked at (who asks, the reason) is the same
+/// whether or not the record exists; a professional is told nothing more about a record
+/// until it is known to be in their own team (then they may see who the patient is anyway):
+/// a missing record, no link and a discharged link are one refusal,
+/// [`ConsentRefusal::Denied`].
 pub fn decide_consent_change(
     changer: &ConsentChanger<'_>,
     facts: &ConsentChangeFacts,
-) -> Result<crate::consent::LinkBasis, ConsentRefusal> {
-    let basis = match changer {
+) -> Result<LinkBasis, ConsentRefusal> {
+    let adds = LabelSet::from_bits(facts.requested.bits() & !current_labels(facts.link).bits()).unwrap_or_default();
+    match changer {
         ConsentChanger::Patient { account_status } => {
             if *account_status != AccountStatus::Active {
                 return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(*account_status)));
             }
-            LinkBasis::PatientChoice
+            match facts.link {
+                LinkState::NoRecord => return Err(ConsentRefusal::Denied(DenyReason::NotTheirRecord)),
+                LinkState::NotLinked | LinkState::Discharged => return Err(ConsentRefusal::NotInTeam),
+                LinkState::Active { .. } => {}
+            }
+            if facts.sharing_disabled && !adds.is_empty() {
+                return Err(ConsentRefusal::SharingDisabled);
+            }
+            Ok(LinkBasis::PatientChoice)
         }
         ConsentChanger::Professional { account_status, membership, reason } => {
-            if *account_status != AccountStatus::Active {
-                return Err(ConsentRefusal::Denied(DenyReason::AccountNotActive(*account_status)));
-            }
-            match membership {
-                None => return Err(ConsentRefusal::Denied(DenyReason::NotAMemberOfTeam)),
-                Some(MembershipFacts { status: MembershipStatus::Deactivated, .. }) => {
-                    return Err(ConsentRefusal::Denied(DenyReason::MembershipDeactivated));
-                }
-                Some(MembershipFacts { role: MembershipRole::Coordinator, .. }) => {
-                    return Err(ConsentRefusal::Denied(DenyReason::CoordinatorRoleHasNoClinicalAccess));
-                }
-                Some(_) => {}
-            }
+            check_team_professional(*account_status, *membership).map_err(ConsentRefusal::Denied)?;
             if reason.is_none() {
                 return Err(ConsentRefusal::ReasonRequired);
             }
-            LinkBasis::OnBehalfOfPatient
+            match facts.link {
+                LinkState::NoRecord => return Err(ConsentRefusal::Denied(DenyReason::NoRelationshipWithPatient)),
+                LinkState::NotLinked => return Err(ConsentRefusal::Denied(DenyReason::NoCareLink)),
+                LinkState::Discharged => return Err(ConsentRefusal::Denied(DenyReason::CareLinkDischarged)),
+                LinkState::Active { .. } => {}
+            }
+            if adds.is_empty() {
+                return Ok(LinkBasis::OnBehalfOfPatient);
+            }
+            if facts.team_kind != TeamKind::PatientRecord {
+                return Err(ConsentRefusal::OnlyDataQualityMayAdd);
+            }
+            if facts.sharing_disabled {
+                return Err(ConsentRefusal::SharingDisabled);
+            }
+            if adds.iter().any(|label| !facts.on_behalf_labels.contains(label)) {
+                return Err(ConsentRefusal::LabelNotAllowedOnBehalf { allowed: facts.on_behalf_labels });
+            }
+            Ok(LinkBasis::OnBehalfOfPatient)
         }
-    };
-    if !facts.link_active {
-        return Err(ConsentRefusal::NotInTeam);
     }
-    let adds_labels = facts.requested.bits() & !facts.current.bits() != 0;
-    if facts.sharing_disabled && adds_labels {
-        return Err(ConsentRefusal::SharingDisabled);
+}
+
+fn current_labels(link: LinkState) -> LabelSet {
+    match link {
+        LinkState::Active { labels } => labels,
+        LinkState::NoRecord | LinkState::NotLinked | LinkState::Discharged => LabelSet::EMPTY,
     }
-    Ok(basis)
+}
+
+/// What a professional's exact look-up (an identifier and a date of birth) found, to bring
+/// the patient into their team.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LookupResult {
+    /// No record has the identifier.
+    NoRecord,
+    /// A record has the identifier, with another date of birth.
+    BirthDateDiffers,
+    /// A record has both.
+    Found {
+        /// It is linked to the Patient Record Team of the team's organisation.
+        patient_in_organisation: bool,
+        sharing_disabled: bool,
+        /// It has an active link to the team already.
+        in_team: bool,
+    },
+}
+
+/// The facts about bringing a looked-up patient into team T.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AddPatientFacts {
+    pub account_status: AccountStatus,
+    /// The caller's membership of T.
+    pub membership: Option<MembershipFacts>,
+    pub team_kind: TeamKind,
+    pub team_status: TeamStatus,
+    pub found: LookupResult,
+}
+
+/// Why a looked-up patient is not brought into the team.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AddPatientRefusal {
+    /// The caller may not bring anyone into this team (the same whatever the patient).
+    Caller(DenyReason),
+    /// The team is closed (the same whatever the patient).
+    TeamClosed,
+    /// Nothing the caller may be told about: no record, another date of birth, a record
+    /// outside the team's organisation or with sharing disabled. One answer for all, and a
+    /// miss against the caller's look-up limit; the text is for the audit trail only.
+    NoMatch(&'static str),
+    /// The patient is in the team already (the caller may see who they are anyway).
+    AlreadyInTeam,
+}
+
+/// May an active professional of T bring the patient their look-up found into T? Caller
+/// and team are decided before the record is looked at, so that their refusals say nothing
+/// about it; every refusal that depends on the record is [`AddPatientRefusal::NoMatch`]
+/// (no existence oracle). A team takes only patients already in its organisation — a
+/// professional never brings a patient of another organisation in, not even through the
+/// Patient Record Team (the organisation's own feed does that); nobody enters a closed
+/// team or a locked-down record.
+pub fn decide_add_patient(facts: &AddPatientFacts) -> Result<(), AddPatientRefusal> {
+    check_team_professional(facts.account_status, facts.membership).map_err(AddPatientRefusal::Caller)?;
+    if facts.team_status == TeamStatus::Closed {
+        return Err(AddPatientRefusal::TeamClosed);
+    }
+    match facts.found {
+        LookupResult::NoRecord => Err(AddPatientRefusal::NoMatch("no record has the identifier")),
+        LookupResult::BirthDateDiffers => Err(AddPatientRefusal::NoMatch("the date of birth does not match")),
+        LookupResult::Found { sharing_disabled: true, .. } => {
+            Err(AddPatientRefusal::NoMatch("sharing is disabled on the record"))
+        }
+        // A professional never brings a patient into their organisation, not even through
+        // its Patient Record Team (`check_new_link`): only the organisation's own feed does.
+        LookupResult::Found { patient_in_organisation: false, .. } => {
+            Err(AddPatientRefusal::NoMatch("the patient is not in the team's organisation"))
+        }
+        LookupResult::Found { in_team: true, .. } => Err(AddPatientRefusal::AlreadyInTeam),
+        LookupResult::Found { .. } => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::label::PrivacyLabel;
-
-    fn change(current: LabelSet, requested: LabelSet) -> ConsentChangeFacts {
-        ConsentChangeFacts { link_active: true, current, requested, sharing_disabled: false }
-    }
-
-    #[test]
-    fn patient_and_professional_consent_changes() {
-        let general = LabelSet::EMPTY.with(PrivacyLabel::General);
-        let patient = ConsentChanger::Patient { account_status: AccountStatus::Active };
-        assert_eq!(decide_consent_change(&patient, &change(general, LabelSet::ALL)), Ok(LinkBasis::PatientChoice));
-
-        let reason = Reason::parse("patient asked by phone").unwrap();
-        let member = Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
-        let professional = ConsentChanger::Professional {
-            account_status: AccountStatus::Active,
-            membership: member,
-            reason: Some(&reason),
-        };
-        assert_eq!(
-            decide_consent_change(&professional, &change(LabelSet::EMPTY, general)),
-            Ok(LinkBasis::OnBehalfOfPatient)
-        );
-
-        let no_reason =
-            ConsentChanger::Professional { account_status: AccountStatus::Active, membership: member, reason: None };
-        assert_eq!(
-            decide_consent_change(&no_reason, &change(LabelSet::EMPTY, general)),
-            Err(ConsentRefusal::ReasonRequired)
-        );
-
-        let coordinator = ConsentChanger::Professional {
-            account_status: AccountStatus::Active,
-            membership: Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active }),
-            reason: Some(&reason),
-        };
-        assert_eq!(
-            decide_consent_change(&coordinator, &change(LabelSet::EMPTY, general)),
-            Err(ConsentRefusal::Denied(DenyReason::CoordinatorRoleHasNoClinicalAccess))
-        );
-
-        let locked = ConsentChangeFacts { sharing_disabled: true, ..change(general, LabelSet::ALL) };
-        assert_eq!(decide_consent_change(&patient, &locked), Err(ConsentRefusal::SharingDisabled));
-        let narrowing = ConsentChangeFacts { sharing_disabled: true, ..change(general, LabelSet::EMPTY) };
-        assert_eq!(decide_consent_change(&patient, &narrowing), Ok(LinkBasis::PatientChoice));
-
-        let discharged = ConsentChangeFacts { link_active: false, ..change(general, LabelSet::ALL) };
-        assert_eq!(decide_consent_change(&patient, &discharged), Err(ConsentRefusal::NotInTeam));
-    }
 
     #[test]
     fn new_links() {

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "feed_identity", include_str!("../migrations/postgres/0010_feed_identity.sql")),
     (11, "break_glass_binding", include_str!("../migrations/postgres/0011_break_glass_binding.sql")),
     (12, "membership_invitations", include_str!("../migrations/postgres/0012_membership_invitations.sql")),
+    (13, "on_behalf_consent", include_str!("../migrations/postgres/0013_on_behalf_consent.sql")),
 ];
 
 /// Serialises concurrent migrations (several Kith nodes starting at once).

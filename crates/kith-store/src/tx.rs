@@ -212,6 +212,7 @@ macro_rules! outbox_columns {
 pub(crate) use outbox_columns;
 
 mod feed_bulk;
+mod on_behalf;
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 
 /// What [`Tx::account_access_facts`] loads.
@@ -1840,6 +1841,7 @@ impl<'c> Tx<'c> {
 pub const OUTBOX_TEMPLATES: &[&str] = &[
     "break_glass_patient",
     "break_glass_privacy_officer",
+    "patient_lookup_limit_privacy_officer",
     "team_added_patient",
     "consent_changed_patient",
     "sharing_disabled_patient",

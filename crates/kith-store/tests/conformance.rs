@@ -148,7 +148,7 @@ fn migrations_are_idempotent() {
     each_backend(|store, _| {
         let again = store.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(again.current_version, 12);
+        assert_eq!(again.current_version, 13);
         store.ping().unwrap();
     });
 }
@@ -1162,5 +1162,51 @@ fn concurrent_claims_never_take_a_message_twice() {
         unique.sort();
         unique.dedup();
         assert_eq!((claimed.len(), unique.len()), (40, 40));
+    });
+}
+
+/// Issue 15: an organisation's on-behalf labels (general health until changed), and the
+/// events of one action in the organisations an account is privacy officer of.
+#[test]
+fn on_behalf_labels_and_a_privacy_officer_s_events() {
+    each_backend(|store, _| {
+        let (rxh, rxb) = (organisation("RXH"), organisation("RXB"));
+        let officer = account("po@example.org");
+        let patient = patient(None, None);
+        write(store, |tx| {
+            tx.insert_organisation(&rxh)?;
+            tx.insert_organisation(&rxb)?;
+            tx.insert_account(&officer, None)?;
+            tx.add_privacy_officer(rxh.id, officer.id, T0)?;
+            tx.put_patient(&patient)?;
+            for (organisation, action, about) in [
+                (rxh.id, "consent.change", Some(patient.id)),
+                (rxh.id, "consent.change", None),
+                (rxh.id, "care_link.create", Some(patient.id)),
+                (rxb.id, "consent.change", Some(patient.id)),
+            ] {
+                tx.audit(AuditRecord { organisation: Some(organisation), ..audit_record(action, about) });
+            }
+            Ok(())
+        });
+        let general = LabelSet::from_labels([PrivacyLabel::General]);
+        assert_eq!(store.read(|tx| tx.on_behalf_labels(rxh.id)).unwrap(), general);
+        let wider = general.with(PrivacyLabel::SocialCare);
+        assert!(write(store, |tx| tx.set_on_behalf_labels(rxh.id, wider)));
+        assert_eq!(store.read(|tx| tx.on_behalf_labels(rxh.id)).unwrap(), wider);
+        assert_eq!(store.read(|tx| tx.on_behalf_labels(rxb.id)).unwrap(), general, "per organisation");
+        let nowhere = OrganisationId::from_uuid(id());
+        assert_eq!(store.read(|tx| tx.on_behalf_labels(nowhere)).unwrap(), LabelSet::EMPTY);
+
+        let events = |action, about| store.read(|tx| tx.officer_events(officer.id, action, about, 100)).unwrap();
+        let all = events("consent.change", None);
+        assert_eq!(all.len(), 2, "RXH's, not RXB's");
+        assert!(all[0].seq > all[1].seq, "newest first");
+        assert!(all.iter().all(|event| event.record.organisation == Some(rxh.id)));
+        assert_eq!(events("consent.change", Some(patient.id)).len(), 1);
+        assert_eq!(events("care_link.create", None).len(), 1);
+        let stranger = account("x@example.org");
+        write(store, |tx| tx.insert_account(&stranger, None));
+        assert!(store.read(|tx| tx.officer_events(stranger.id, "consent.change", None, 100)).unwrap().is_empty());
     });
 }

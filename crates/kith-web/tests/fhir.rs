@@ -475,15 +475,18 @@ async fn access_matrix(database: TestDatabase) {
     let (_, bundle) = w.get(&observations_a, Some(&pro)).await;
     assert_eq!(w.observation_ids(&bundle), w.ids_of(&[0]));
     w.assert_nothing_of(&bundle, &[1, 2]);
-    // Another team's professional may not change it; the team's own only with a reason.
+    // Another team's professional may not change it; the team's own only with a reason,
+    // and on the patient's behalf only to narrow it (the patient widens it again).
     assert_eq!(w.call("PUT", &consent_path, Some(&gum), Some(narrowed.clone())).await.0, StatusCode::NOT_FOUND);
     let mut restored = mh_consent.clone();
     let (status, body) = w.call("PUT", &consent_path, Some(&pro), Some(restored.clone())).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no reason: {body}");
-    restored["extension"] = json!([{ "url": "https://kith.dev/fhir/StructureDefinition/on-behalf-reason", "valueString": "patient asked by phone" }]);
-    let (status, changed) = w.call("PUT", &consent_path, Some(&pro), Some(restored)).await;
+    restored["extension"] = json!([{ "url": "https://kith.dev/fhir/StructureDefinition/on-behalf-reason", "valueString": "patient asked by phone to share more" }]);
+    let (status, body) = w.call("PUT", &consent_path, Some(&pro), Some(restored.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a speciality team does not widen its own view: {body}");
+    let (status, changed) = w.call("PUT", &consent_path, Some(&own), Some(restored)).await;
     assert_eq!(status, StatusCode::OK, "{changed}");
-    assert_eq!(changed["extension"][0]["valueCode"], "on_behalf_of_patient");
+    assert_eq!(changed["extension"][0]["valueCode"], "patient_choice");
     assert_eq!(w.observation_ids(&w.get(&observations_a, Some(&pro)).await.1), w.ids_of(&[0, 1]));
     let mut bad = mh_consent.clone();
     bad["provision"]["securityLabel"] =

@@ -45,6 +45,11 @@ pub enum OrgCommand {
         /// in to the web application (those without it are sent to set it up).
         #[arg(long, group = "setting")]
         require_two_factor: Option<bool>,
+        /// The labels the Patient Record Team's data-quality staff may add to that team's
+        /// care links on a patient's behalf, e.g. general (the default) or
+        /// general,social_care; empty for none.
+        #[arg(long, group = "setting", value_name = "LABELS")]
+        on_behalf_labels: Option<String>,
     },
     /// Add an assigning authority whose PID-3 identifiers are the organisation's local ones.
     #[command(name = "add-authority")]
@@ -633,7 +638,7 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     )
                 });
             }
-            OrgCommand::Set { org, break_glass_duration, hl7_create_on, require_two_factor } => {
+            OrgCommand::Set { org, break_glass_duration, hl7_create_on, require_two_factor, on_behalf_labels } => {
                 let code = org_code(&org)?;
                 let mut said = Vec::new();
                 if let Some(duration) = break_glass_duration {
@@ -653,6 +658,14 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
                     said.push(format!(
                         "two-step verification is {} for its professionals",
                         if required { "required" } else { "optional" }
+                    ));
+                }
+                if let Some(labels) = on_behalf_labels {
+                    let allowed = LabelSet::parse_list(&labels)?;
+                    app.set_on_behalf_labels(operator, &code, allowed)?;
+                    said.push(format!(
+                        "data-quality staff may add on a patient's behalf: {}",
+                        if allowed.is_empty() { "nothing".to_owned() } else { allowed.to_string() }
                     ));
                 }
                 let organisation = app.organisations()?.into_iter().find(|o| o.code == code);

@@ -377,6 +377,7 @@ fn bad_input_gets_a_specific_error() {
         ),
         (&["org", "set", "--org", "RXH", "--break-glass-duration", "2d"], "not a duration"),
         (&["org", "set", "--org", "RXH", "--break-glass-duration", "25h"], "at most 24h"),
+        (&["org", "set", "--org", "RXH", "--on-behalf-labels", "general,hiv"], "unknown privacy label"),
         (
             &["record", "read", "--org", "RXH", "--team", "prt", "--as", "x@example.org", "--patient", "nope"],
             "no account has the email",
@@ -386,6 +387,8 @@ fn bad_input_gets_a_specific_error() {
         let error = kith.fails(args);
         assert!(error.contains(expected), "kith {args:?}: expected {expected:?} in {error:?}");
     }
+    // What the data-quality staff may add on a patient's behalf: an organisation setting.
+    assert_eq!(kith.ok(&["org", "set", "--org", "RXH", "--on-behalf-labels", "general,social_care"])["code"], "RXH");
     // A short password is refused before anything is written.
     let output = kith.run_with_stdin(
         &[

@@ -75,6 +75,7 @@ pub enum FhirError {
     BadRequest(String),
     Unprocessable(String),
     NotSupported(String),
+    TooManyRequests(String),
     Unavailable,
 }
 
@@ -91,6 +92,7 @@ impl IntoResponse for FhirError {
             FhirError::BadRequest(text) => (StatusCode::BAD_REQUEST, "invalid", text),
             FhirError::Unprocessable(text) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", text),
             FhirError::NotSupported(text) => (StatusCode::NOT_FOUND, "not-supported", text),
+            FhirError::TooManyRequests(text) => (StatusCode::TOO_MANY_REQUESTS, "throttled", text),
             FhirError::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "transient", "the service is unavailable; try again".to_owned())
             }
@@ -108,6 +110,7 @@ impl From<AppError> for FhirError {
         match error {
             AppError::Denied | AppError::NotFound(_) => FhirError::NotFound,
             AppError::Forbidden(text) => FhirError::Forbidden(text),
+            AppError::TooManyAttempts(text) => FhirError::TooManyRequests(text),
             AppError::Invalid(text) => FhirError::Unprocessable(text),
             AppError::Store(error) => {
                 tracing::error!(%error, "FHIR request failed in the store");
@@ -730,29 +733,52 @@ async fn put_consent(
     ok(resources::consent(&link))
 }
 
-const AUDIT_SEARCH: &[&str] = &["patient", "_count", "_offset"];
+const AUDIT_SEARCH: &[&str] = &["patient", "subtype", "_count", "_offset"];
 /// How many audit events one search reads at most (newest first).
 const MAX_AUDIT_EVENTS: i64 = 1000;
 
-/// `GET /fhir/AuditEvent[?patient=ID]`: a patient reads the events about their own record
-/// (their own actions left out); an organisation's privacy officer reads its break-the-glass
-/// events; no one else (403, whatever the patient).
+/// `GET /fhir/AuditEvent[?patient=ID][&subtype=ACTION]`: a patient reads the events about
+/// their own record (their own actions left out); an organisation's privacy officer reads
+/// its break-the-glass events, or with `subtype` what else they review in their
+/// organisations, each with its reason — `consent.change` (consent changed, or attempted,
+/// on patients' behalf), `care_link.create` (patients brought into teams, and look-ups that
+/// matched no one), `patient.lookup_limit`, `patient.password_reset_request` and
+/// `patient.invite`; no one else (403, whatever the patient).
 async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> FhirResult {
     let account = caller(&state.app, &headers).await?;
     let query = Query::parse(raw.as_deref(), AUDIT_SEARCH)?;
     let (count, offset) = query.paging()?;
     let patient = query.get("patient").map(patient_reference).transpose()?;
+    // A token: [system|]code, the system (when given) Kith's audit actions.
+    let subtype = match query.get("subtype").map(|token| token.split_once('|').unwrap_or(("", token))) {
+        None => None,
+        Some((system, code)) if system.is_empty() || system == resources::AUDIT_ACTION_SYSTEM => Some(code.to_owned()),
+        Some(_) => {
+            return Err(FhirError::BadRequest(format!("subtype: the system is {}", resources::AUDIT_ACTION_SYSTEM)));
+        }
+    };
     let app = state.app.clone();
-    let log = blocking(move || {
+    let events = blocking(move || {
         let own = match patient {
             Some(patient) => app.is_own_record(account, patient)?,
             None => app.store().read(|tx| Ok::<_, AppError>(tx.patient_by_account(account)?.is_some()))?,
         };
+        let of_subtype = |entry: &kith_app::AccessLogEntry| subtype.as_ref().is_none_or(|code| entry.action == *code);
         if own {
-            return Ok(app.access_log(account, false, MAX_AUDIT_EVENTS, Channel::Fhir)?);
+            let log = app.access_log(account, false, MAX_AUDIT_EVENTS, Channel::Fhir)?;
+            return Ok(log.iter().filter(|entry| of_subtype(entry)).map(resources::audit_event).collect());
         }
-        match app.break_glass_log(account, patient, MAX_AUDIT_EVENTS, Channel::Fhir) {
-            Ok(log) => Ok(log),
+        let review = subtype.as_deref().and_then(kith_app::OfficerReview::from_action);
+        let reviewed = match review {
+            Some(review) => app
+                .officer_review(account, review, patient, MAX_AUDIT_EVENTS, Channel::Fhir)
+                .map(|events| events.iter().map(resources::reviewed_audit_event).collect::<Vec<Value>>()),
+            None => app
+                .break_glass_log(account, patient, MAX_AUDIT_EVENTS, Channel::Fhir)
+                .map(|log| log.iter().filter(|entry| of_subtype(entry)).map(resources::audit_event).collect()),
+        };
+        match reviewed {
+            Ok(events) => Ok(events),
             Err(AppError::Forbidden(_)) => Err(FhirError::Forbidden(
                 "audit events are for the patient whose record it is and for privacy officers".to_owned(),
             )),
@@ -760,7 +786,7 @@ async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, 
         }
     })
     .await?;
-    bundle("AuditEvent", &query, log.iter().map(resources::audit_event).collect(), count, offset, false)
+    bundle("AuditEvent", &query, events, count, offset, false)
 }
 
 const NO_SEARCH: &[&str] = &["_count", "_offset"];
@@ -1043,8 +1069,13 @@ fn capability_statement() -> Value {
     resources.push(json!({
         "type": "AuditEvent",
         "interaction": [{ "code": "search-type" }],
-        "searchParam": [search("patient", "reference", "the patient (optional)"), paging[0].clone(), paging[1].clone()],
-        "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events; no one else.",
+        "searchParam": [
+            search("patient", "reference", "the patient (optional)"),
+            search("subtype", "token", "the action (optional): for a privacy officer consent.change (consent on patients' behalf), care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite; else break glass"),
+            paging[0].clone(),
+            paging[1].clone(),
+        ],
+        "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events, and by subtype the consent changes made on patients' behalf and the patient look-ups it reviews, each with its reason; no one else.",
     }));
     for (name, documentation) in [
         ("Organization", "Any caller reads an organisation; a search lists the organisations of the caller's teams."),

@@ -183,13 +183,21 @@ pub fn document() -> Value {
         "put",
         body_operation("Change a consent", vec![path_id(PAIR, "patient and team")], "Consent", "200", &["Consent"]),
     );
-    let mut audit_search = vec![patient_query(false)];
+    let mut audit_search = vec![
+        patient_query(false),
+        query(
+            "subtype",
+            json!({ "type": "string" }),
+            false,
+            "the action, [system|]code: for a privacy officer consent.change, care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite",
+        ),
+    ];
     audit_search.extend(paging());
     add(
         "/fhir/AuditEvent".into(),
         "get",
         get_operation(
-            "The patient's access log, or a privacy officer's break-glass events",
+            "The patient's access log, or a privacy officer's break-glass events (or, by subtype, what else they review)",
             audit_search,
             &["Bundle"],
             &[("403", "neither the patient nor a privacy officer")],
@@ -207,17 +215,15 @@ pub fn document() -> Value {
             get_operation(&format!("Read a {name}"), vec![path_id(UUID, "id")], &[name], &[]),
         );
     }
-    add(
-        "/fhir/CareTeam/{id}/$add-patient".into(),
-        "post",
-        body_operation(
-            "Bring a patient into the team by exact identifier and birth date",
-            vec![path_id(UUID, "CareTeam id")],
-            "Parameters",
-            "200",
-            &["Consent"],
-        ),
+    let mut add_patient = body_operation(
+        "Bring a patient into the team by exact identifier and birth date",
+        vec![path_id(UUID, "CareTeam id")],
+        "Parameters",
+        "200",
+        &["Consent"],
     );
+    add_patient["responses"]["429"] = outcome("too many look-ups that matched no patient in the last hour");
+    add("/fhir/CareTeam/{id}/$add-patient".into(), "post", add_patient);
     add(
         "/fhir/Practitioner/{id}".into(),
         "get",

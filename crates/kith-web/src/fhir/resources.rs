@@ -376,6 +376,37 @@ pub fn practitioner_role(membership: &Membership, team: &Team) -> Value {
     })
 }
 
+/// An event a privacy officer reviews: as [`audit_event`], with the organisation (as the
+/// source's site), the reason given or refused (`entity.detail` "reason", and
+/// `outcomeDesc` for a refusal) and what changed (`entity.detail` "change").
+pub fn reviewed_audit_event(event: &kith_app::ReviewedEvent) -> Value {
+    let mut resource = audit_event(&event.entry);
+    if let Some(organisation) = &event.organisation {
+        resource["source"]["site"] = Value::String(organisation.clone());
+    }
+    let mut details = Vec::new();
+    if let Some(reason) = &event.reason {
+        details.push(json!({ "type": "reason", "valueString": reason }));
+        if event.entry.outcome != "allowed" {
+            resource["outcomeDesc"] = Value::String(reason.clone());
+        }
+    }
+    if let Some(subject) = &event.subject {
+        details.push(json!({ "type": "change", "valueString": subject }));
+    }
+    if !details.is_empty() {
+        if resource["entity"].as_array().is_none() {
+            resource["entity"] = json!([{}]);
+        }
+        let entity = &mut resource["entity"][0];
+        match entity["detail"].as_array_mut() {
+            Some(existing) => existing.extend(details),
+            None => entity["detail"] = Value::Array(details),
+        }
+    }
+    resource
+}
+
 /// An audit event as its patient or a privacy officer sees it: who, which team, when, what
 /// kinds of data and labels, on what basis; break glass marked as emergency treatment.
 pub fn audit_event(entry: &AccessLogEntry) -> Value {

@@ -263,6 +263,49 @@ pub struct TeamStep {
     labels: Vec<LabelChoice>,
 }
 
+/// A change made to the patient's consent on their behalf, in words.
+pub struct OnBehalfLine {
+    when: String,
+    who: String,
+    team: String,
+    organisation: String,
+    change: String,
+    reason: String,
+}
+
+impl OnBehalfLine {
+    fn from(change: &kith_app::OnBehalfChange) -> Self {
+        let seconds_of_day = change.at.as_micros().div_euclid(1_000_000).rem_euclid(86_400);
+        let when = format!("{} {:02}:{:02} UTC", change.at.date(), seconds_of_day / 3600, seconds_of_day / 60 % 60);
+        let words = match change.before {
+            Some(before) => {
+                let added = LabelSet::from_labels(change.after.iter().filter(|label| !before.contains(*label)));
+                let removed = LabelSet::from_labels(before.iter().filter(|label| !change.after.contains(*label)));
+                let mut words = Vec::new();
+                if !added.is_empty() {
+                    words.push(format!("It can now also see {}.", labels_in_words(added)));
+                }
+                if !removed.is_empty() {
+                    words.push(format!("It can no longer see {}.", labels_in_words(removed)));
+                }
+                if words.is_empty() {
+                    words.push(format!("It still sees {}.", labels_in_words(change.after)));
+                }
+                words.join(" ")
+            }
+            None => format!("It can now see {}.", labels_in_words(change.after)),
+        };
+        OnBehalfLine {
+            when,
+            who: change.who.clone(),
+            team: change.team.clone(),
+            organisation: change.organisation.clone(),
+            change: words,
+            reason: change.reason.clone(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "welcome.html")]
 struct WelcomePage {
@@ -270,6 +313,8 @@ struct WelcomePage {
     step: usize,
     steps: usize,
     welcome: String,
+    /// Shown with the welcome (step 1): every change made on the patient's behalf.
+    on_behalf: Vec<OnBehalfLine>,
     team: Option<TeamStep>,
     finished: bool,
 }
@@ -325,6 +370,7 @@ async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query
         step,
         steps,
         welcome: walkthrough.welcome,
+        on_behalf: walkthrough.on_behalf.iter().map(OnBehalfLine::from).collect(),
         finished: team.is_none() && step == steps,
         team,
     })

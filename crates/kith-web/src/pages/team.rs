@@ -538,9 +538,14 @@ struct PatientResetForm {
     birth_date: String,
 }
 
+/// The patient reset and remind forms answer no sooner than this after the use case
+/// starts: a match does more work (a code, a message) than a mismatch, and the answer must
+/// not show which it was (no existence oracle) — not by its words, nor by its time.
+const IDENTITY_CHECK_FLOOR: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// A patient action of a Patient Record Team's coordinator, after an identity check (NHS
 /// number, family name, date of birth): the use case runs and the members page says how it
-/// went.
+/// went, in the same words whether or not a patient matched.
 async fn patient_action(
     state: &WebState,
     headers: &HeaderMap,
@@ -566,13 +571,15 @@ async fn patient_action(
     let app = state.app.clone();
     let account = signed_in.session.account.id;
     let family = form.family;
+    let started = tokio::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         action(&app, account, team, &IdentityCheck { nhs_number: &nhs_number, family_name: &family, birth_date })
     })
     .await;
+    tokio::time::sleep_until(started + IDENTITY_CHECK_FLOOR).await;
     match outcome {
         Ok(Ok(message)) => members_view(state, signed_in, Some(message), None).await,
-        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message))) => {
+        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message) | AppError::TooManyAttempts(message))) => {
             members_view(state, signed_in, None, Some(message)).await
         }
         Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
@@ -587,8 +594,9 @@ async fn patient_reset(
     axum::Form(form): axum::Form<PatientResetForm>,
 ) -> Response {
     patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+        // One answer whether or not a patient matched (no existence oracle).
         app.reset_patient_password_as(account, team, identity)
-            .map(|()| "A password reset link is on its way to the patient; it works once, within an hour.".to_owned())
+            .map(|()| kith_app::coordinators::PATIENT_RESET_ANSWER.to_owned())
     })
     .await
 }
@@ -600,13 +608,8 @@ async fn patient_remind(
     axum::Form(form): axum::Form<PatientResetForm>,
 ) -> Response {
     patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
-        app.remind_patient_as(account, team, identity).map(|invitation| {
-            format!(
-                "A new invitation is on its way by {}; its codes work until {}.",
-                invitation.channel.code(),
-                invitation.expires_at.date()
-            )
-        })
+        app.remind_patient_as(account, team, identity)
+            .map(|()| kith_app::coordinators::PATIENT_REMIND_ANSWER.to_owned())
     })
     .await
 }
