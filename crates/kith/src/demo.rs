@@ -241,14 +241,31 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
     if config.database_url.as_deref().is_some_and(|url| !url.trim().is_empty()) {
         eprintln!("kith demo: note: the demo always uses its own SQLite file; KITH_DATABASE_URL is ignored");
     }
-    let path = config.data_dir.join("demo.db");
+    // The demo's database is the command line's default one, so that every command it
+    // prints runs as printed; it replaces only a database an earlier demo made.
+    let path = config.data_dir.join("kith.db");
+    let marker = config.data_dir.join(DEMO_MARKER);
+    if path.exists() && !marker.exists() {
+        anyhow::bail!(
+            "{} exists and was not made by kith demo, which replaces its database on every run: move it \
+             away, or give the demo another directory with --data-dir",
+            path.display()
+        );
+    }
     remove_database(&path)?;
-    // The demo's email and SMS of earlier runs (its outbox writes files) go with its database.
+    // The demo's email and SMS of earlier runs (its outbox writes files) and its letters go
+    // with its database.
     let outbox_dir = config.data_dir.join("outbox");
     if outbox_dir.exists() {
         std::fs::remove_dir_all(&outbox_dir).with_context(|| format!("removing {}", outbox_dir.display()))?;
     }
+    let letters = config.data_dir.join("letters.pdf");
+    remove_if_present(&letters)?;
     let started = Instant::now();
+    crate::private_file::create_dir(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    std::fs::write(&marker, "kith.db here was made by kith demo: the next kith demo replaces it.\n")
+        .with_context(|| format!("writing {}", marker.display()))?;
     let store = Store::open_and_migrate(&DatabaseUrl::Sqlite(path.clone())).context("creating the demo database")?;
     let app = App::new(store, std::sync::Arc::new(kith_app::SystemClock)).with_sealing_key(config.sealing_key()?);
     let summary = populate(&app, args.patients)?;
@@ -258,7 +275,8 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
         &kith_core::text::Name::parse("name", "demo")?,
         Some(30),
     )?;
-    print_guide(&path, &summary, started.elapsed(), args.listen, &outbox_dir);
+    let kith = Printed::new(&config.data_dir);
+    print_guide(&kith, &path, &summary, started.elapsed(), args.listen, &outbox_dir, &letters);
     print_fhir_guide(&summary, token.secret.expose(), args.listen);
     if args.no_serve {
         return Ok(());
@@ -269,19 +287,62 @@ pub fn run(config: &StorageConfig, args: DemoArgs) -> anyhow::Result<()> {
     crate::serve::serve_app(app, serve)
 }
 
+/// The file that says the data directory's `kith.db` is the demo's to replace.
+const DEMO_MARKER: &str = "demo-database";
+
 fn remove_database(path: &Path) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let file =
-            path.with_file_name(format!("{}{suffix}", path.file_name().and_then(|n| n.to_str()).unwrap_or("demo.db")));
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(error).with_context(|| format!("removing the old demo database {}", file.display()));
-            }
-        }
+            path.with_file_name(format!("{}{suffix}", path.file_name().and_then(|n| n.to_str()).unwrap_or("kith.db")));
+        remove_if_present(&file).with_context(|| "removing the old demo database")?;
     }
     Ok(())
+}
+
+fn remove_if_present(file: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("removing {}", file.display())),
+    }
+}
+
+/// How the printed commands start: this very binary (relative to the working directory
+/// when it is under it, as `target/release/kith` is after `scripts/demo`), and the data
+/// directory when it is not the default one, so that each runs as printed from the
+/// directory the demo was started in, in another terminal.
+struct Printed {
+    command: String,
+}
+
+impl Printed {
+    fn new(data_dir: &Path) -> Self {
+        let here = std::env::current_dir().ok();
+        let binary = std::env::current_exe().ok().map(|exe| {
+            match here.as_deref().and_then(|here| exe.strip_prefix(here).ok()) {
+                Some(relative) => Path::new(".").join(relative),
+                None => exe,
+            }
+        });
+        let mut command =
+            binary.map_or_else(|| "kith".to_owned(), |binary| shell_word(&binary.display().to_string()));
+        if data_dir != Path::new(DEFAULT_DATA_DIR) {
+            command.push_str(&format!(" --data-dir {}", shell_word(&data_dir.display().to_string())));
+        }
+        Printed { command }
+    }
+}
+
+/// The data directory's default (`StorageConfig`).
+const DEFAULT_DATA_DIR: &str = "./kith-data";
+
+/// `word` quoted for a POSIX shell when it needs to be.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 struct Summary {
@@ -479,8 +540,15 @@ fn populate(app: &App, patient_count: usize) -> anyhow::Result<Summary> {
     })
 }
 
-fn print_guide(path: &Path, summary: &Summary, took: Duration, listen: SocketAddr, outbox_dir: &Path) {
-    let url = format!("sqlite://{}", path.display());
+fn print_guide(
+    kith: &Printed,
+    path: &Path,
+    summary: &Summary,
+    took: Duration,
+    listen: SocketAddr,
+    outbox_dir: &Path,
+    letters: &Path,
+) {
     let example = &summary.example;
     let nhs = example.nhs_number.as_ref().map(NhsNumber::formatted).unwrap_or_default();
     println!(
@@ -518,24 +586,25 @@ fn print_guide(path: &Path, summary: &Summary, took: Duration, listen: SocketAdd
     println!(
         "  Invited, not yet registered: Jo Newcomer (born {}). The invitation email is a file in\n\
          \x20 {}/ (the demo sends no real email): open its link to register and walk through the teams.\n\
-         \x20 Sam Letterbox (same birth date) is invited by letter: kith letters export --org {ORG} --out letters.pdf",
+         \x20 Sam Letterbox (same birth date) is invited by letter; print the letters with\n",
         INVITED_PATIENT.1,
         outbox_dir.display()
     );
+    let kith = &kith.command;
+    println!("  {kith} letters export --org {ORG} --out {}", shell_word(&letters.display().to_string()));
     println!(
-        "\nOr act as these people with the CLI (every read is audited with its basis). For example,\n\
-         {} {} (NHS {nhs}):\n",
+        "\nOr act as these people with the command line, from this directory in another terminal (every\n\
+         read is audited with its basis). For example, {} {} (NHS {nhs}):\n",
         example.demographics.given_name, example.demographics.family_name
     );
     let id = example.id;
-    println!("  export KITH_DATABASE_URL={url}");
-    println!("  kith record read --org {ORG} --team cardiology --as dr.okafor@riverside.example --patient {id}");
-    println!("  kith record read --org {ORG} --team prt --as data.quality@riverside.example --patient {id}");
+    println!("  {kith} record read --org {ORG} --team cardiology --as dr.okafor@riverside.example --patient {id}");
+    println!("  {kith} record read --org {ORG} --team prt --as data.quality@riverside.example --patient {id}");
     println!(
-        "  kith break-glass open --org {ORG} --team prt --as data.quality@riverside.example --patient {id} --reason \"data quality check\""
+        "  {kith} break-glass open --org {ORG} --team prt --as data.quality@riverside.example --patient {id} --reason \"checking the record after a merge\""
     );
-    println!("  kith audit list --patient {id}");
-    println!("  kith audit verify\n");
+    println!("  {kith} audit list --patient {id}");
+    println!("  {kith} audit verify\n");
 }
 
 fn print_fhir_guide(summary: &Summary, token: &str, listen: SocketAddr) {

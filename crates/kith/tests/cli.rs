@@ -436,7 +436,7 @@ fn the_demo_builds_a_realistic_organisation_and_serves() {
 
     // The demo database: the PRT and four speciality teams with different labels, two
     // coordinators each, one professional in two teams, 240 patients with all four labels.
-    let database_url = format!("sqlite://{}/demo.db", directory.display());
+    let database_url = format!("sqlite://{}/kith.db", directory.display());
     let run = |args: &[&str]| -> Value {
         let output = Command::new(env!("CARGO_BIN_EXE_kith"))
             .args(args)
@@ -481,7 +481,7 @@ fn the_demo_builds_a_realistic_organisation_and_serves() {
     assert!(in_two.values().any(|&teams| teams >= 2), "one professional is in two teams");
     let audit = run(&["audit", "verify"]);
     assert_eq!(audit["intact"], true);
-    let connection = kith_store::sqlite::raw_connection(&directory.join("demo.db")).unwrap();
+    let connection = kith_store::sqlite::raw_connection(&directory.join("kith.db")).unwrap();
     let patients: i64 = connection.query_row("SELECT COUNT(*) FROM patients", [], |row| row.get(0)).unwrap();
     let labels_per_patient: i64 = connection
         .query_row(
