@@ -324,8 +324,7 @@ impl Printed {
                 None => exe,
             }
         });
-        let mut command =
-            binary.map_or_else(|| "kith".to_owned(), |binary| shell_word(&binary.display().to_string()));
+        let mut command = binary.map_or_else(|| "kith".to_owned(), |binary| shell_word(&binary.display().to_string()));
         if data_dir != Path::new(DEFAULT_DATA_DIR) {
             command.push_str(&format!(" --data-dir {}", shell_word(&data_dir.display().to_string())));
         }

@@ -112,8 +112,7 @@ fn every_command_the_demo_prints_runs_as_printed() {
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(result.status.success(), "{command}\nstdout: {stdout}\nstderr: {stderr}");
         if command.starts_with("curl ") {
-            let expected =
-                if command.contains("/metadata") { "\"CapabilityStatement\"" } else { "\"searchset\"" };
+            let expected = if command.contains("/metadata") { "\"CapabilityStatement\"" } else { "\"searchset\"" };
             assert!(stdout.contains(expected), "{command}: {stdout}");
             if !command.contains("/metadata") {
                 assert!(stdout.contains("\"total\"") && !stdout.contains("\"total\":0"), "{command}: {stdout}");
