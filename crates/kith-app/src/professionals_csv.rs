@@ -306,12 +306,11 @@ fn csv_field(text: &str) -> String {
 // Reading the file (pure)
 // ---------------------------------------------------------------------------------------
 
-/// One record of the file: where it starts, its fields, and a problem with its quoting.
+/// One record of the file: the line it starts on, and its fields.
 #[derive(Debug)]
 struct Record {
     line: usize,
     fields: Vec<String>,
-    problem: Option<String>,
 }
 
 impl Record {
@@ -325,6 +324,11 @@ fn ends_line(bytes: &[u8], index: usize) -> bool {
     bytes[index] == b'\n' || (bytes[index] == b'\r' && bytes.get(index + 1) != Some(&b'\n'))
 }
 
+/// The line `offset` is on (lines end with CRLF, LF or CR).
+fn line_at(bytes: &[u8], offset: usize) -> usize {
+    1 + (0..offset.min(bytes.len())).filter(|&index| ends_line(bytes, index)).count()
+}
+
 /// The file's text without its byte order mark; invalid UTF-8 is refused with its line.
 fn decode(bytes: &[u8]) -> Result<&str, FileProblem> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
@@ -332,91 +336,46 @@ fn decode(bytes: &[u8]) -> Result<&str, FileProblem> {
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|error| {
-        let valid = error.valid_up_to();
-        let line = 1 + (0..valid).filter(|&index| ends_line(bytes, index)).count();
+        let line = line_at(bytes, error.valid_up_to());
         FileProblem::at(line, "is not valid UTF-8 text: save the file as \"CSV UTF-8\" and upload it again")
     })
 }
 
-/// Splits the text into records (RFC 4180: fields separated by commas, optionally in
-/// double quotes, a doubled quote inside quotes is one quote, and quoted fields may hold
-/// commas and line breaks; lines end with CRLF, LF or CR). Blank records are dropped. Stops
-/// with a file-level problem when a quote is never closed, or when there are more than
-/// `max_records` non-blank records.
+/// Splits the text into records with the `csv` crate (RFC 4180: fields separated by commas,
+/// optionally in double quotes, a doubled quote inside quotes is one quote, quoted fields may
+/// hold commas and line breaks; lines end with CRLF, LF or CR), each with the line it starts
+/// on. Blank records are dropped. Stops with a file-level problem when a quote is never
+/// closed (the reader would otherwise take the rest of the file as one field), or when there
+/// are more than `max_records` non-blank records.
 fn read_records(text: &str, max_records: usize) -> Result<Vec<Record>, FileProblem> {
+    let bytes = text.as_bytes();
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
     let mut records = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    while chars.peek().is_some() {
-        let start = line;
-        let mut fields = Vec::new();
-        let mut problem = None;
-        loop {
-            let mut field = String::new();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                let opened = line;
-                loop {
-                    match chars.next() {
-                        None => {
-                            return Err(FileProblem::at(
-                                opened,
-                                "a quoted field starts on this line and its closing quote (\") is missing",
-                            ));
-                        }
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            field.push('"');
-                        }
-                        Some('"') => break,
-                        Some(c) => {
-                            if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
-                                line += 1;
-                            }
-                            field.push(c);
-                        }
-                    }
-                }
-                while let Some(&c) = chars.peek() {
-                    if matches!(c, ',' | '\n' | '\r') {
-                        break;
-                    }
-                    chars.next();
-                    if !c.is_whitespace() && problem.is_none() {
-                        problem = Some(format!(
-                            "column {} has text after its closing quote (a quote inside a quoted field must be doubled: \"\")",
-                            fields.len() + 1
-                        ));
-                    }
-                    field.push(c);
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if matches!(c, ',' | '\n' | '\r') {
-                        break;
-                    }
-                    chars.next();
-                    field.push(c);
-                }
-            }
-            fields.push(field);
-            match chars.next() {
-                Some(',') => {}
-                Some('\r') => {
-                    if chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                    line += 1;
-                    break;
-                }
-                Some('\n') => {
-                    line += 1;
-                    break;
-                }
-                _ => break,
+    let mut raw = csv::StringRecord::new();
+    let mut last_start = 0;
+    let (mut line, mut counted) = (1, 0);
+    loop {
+        let start = reader.position().byte() as usize;
+        match reader.read_record(&mut raw) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // The text is UTF-8 already; a reader error is not expected, but is a problem
+            // of the file, not of Kith.
+            Err(error) => {
+                return Err(FileProblem::at(line_at(bytes, start), format!("cannot be read as CSV ({error})")));
             }
         }
-        let record = Record { line: start, fields, problem };
+        // The reader's own position skips blank lines; the record starts at its first byte.
+        let mut first = raw.position().map_or(start, |position| position.byte() as usize);
+        // It may point at the line break that ended the last record (`\n` of a CRLF).
+        while matches!(bytes.get(first), Some(b'\r' | b'\n')) {
+            first += 1;
+        }
+        last_start = first;
+        // Records only move forward: count line breaks since the last one (linear in the file).
+        line += (counted..first).filter(|&index| ends_line(bytes, index)).count();
+        counted = first;
+        let record = Record { line, fields: raw.iter().map(str::to_owned).collect() };
         if record.is_blank() {
             continue;
         }
@@ -428,6 +387,14 @@ fn read_records(text: &str, max_records: usize) -> Result<Vec<Record>, FileProbl
             )));
         }
         records.push(record);
+    }
+    // Quotes come in pairs in well-formed CSV; an odd number in the last record means one was
+    // opened and never closed.
+    if bytes[last_start..].iter().filter(|&&byte| byte == b'"').count() % 2 == 1 {
+        return Err(FileProblem::at(
+            line + (counted..last_start).filter(|&index| ends_line(bytes, index)).count(),
+            "a quoted field starts on this line and its closing quote (\") is missing",
+        ));
     }
     Ok(records)
 }
@@ -500,9 +467,6 @@ impl Header {
     fn read(record: &Record) -> Result<Header, Vec<FileProblem>> {
         let line = record.line;
         let mut problems = Vec::new();
-        if let Some(problem) = &record.problem {
-            problems.push(FileProblem::at(line, format!("the header row: {problem}")));
-        }
         let mut positions = [None; 6];
         let mut unknown = Vec::new();
         for (index, cell) in record.fields.iter().enumerate() {
@@ -629,9 +593,6 @@ fn read_file(bytes: &[u8]) -> Result<Vec<ReadRow>, Vec<FileProblem>> {
 /// Checks one row's values; also returns the role when it is valid.
 fn check_row(header: &Header, record: &Record) -> (Result<ValidRow, Vec<String>>, Option<MembershipRole>) {
     let mut problems = Vec::new();
-    if let Some(problem) = &record.problem {
-        problems.push(problem.clone());
-    }
     if record.fields.len() > header.width && record.fields[header.width..].iter().any(|field| !field.trim().is_empty())
     {
         problems.push(format!(
@@ -1192,7 +1153,6 @@ mod tests {
         assert_eq!((records[0].line, records[1].line, records[2].line), (1, 2, 5));
         assert_eq!(records[1].fields, ["two\nlines", "x", ""]);
         assert_eq!(records[2].fields, ["last", "", "y"]);
-        assert!(records.iter().all(|record| record.problem.is_none()));
     }
 
     #[test]
@@ -1207,9 +1167,9 @@ mod tests {
         let problem = read_records("h\nok\n\"open,\nmore\n", 10).unwrap_err();
         assert_eq!(problem.line, Some(3));
         assert!(problem.message.contains("closing quote"), "{problem}");
-        let records = read_records("h\n\"ab\"c,d\n", 10).unwrap();
-        assert!(records[1].problem.as_deref().unwrap().contains("after its closing quote"));
-        assert_eq!(read_records("\"ab\"  ,d", 10).unwrap()[0].problem, None);
+        // A line's quote left open at the end of a longer file too.
+        let problem = read_records("h\nok,\"fine\"\nname,\"open\nnext,row\nlast,row\n", 10).unwrap_err();
+        assert_eq!(problem.line, Some(3));
     }
 
     #[test]
