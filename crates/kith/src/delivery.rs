@@ -82,38 +82,51 @@ impl SmtpConfig {
     /// (STARTTLS required, default 587) or `smtps://[user:pass@]host[:port]` (implicit TLS,
     /// default 465); the user and password are percent-decoded. A password is refused over
     /// plain SMTP. Errors never repeat the URL (it may hold a password).
-    pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let url = url.trim();
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            anyhow!("KITH_SMTP_URL must look like smtp://host:port, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465")
+    ///
+    /// The `url` crate reads it (lettre's own `SmtpTransport::from_url` uses the same crate,
+    /// but hands an IPv6 host on with its brackets and has no STARTTLS scheme); lettre's
+    /// builders make the transport.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let text = text.trim();
+        if !text.contains("://") {
+            bail!(
+                "KITH_SMTP_URL must look like smtp://host:port, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465"
+            );
+        }
+        let url = url::Url::parse(text).map_err(|error| match error {
+            url::ParseError::EmptyHost => anyhow!("KITH_SMTP_URL: the host is missing"),
+            url::ParseError::InvalidPort => anyhow!("KITH_SMTP_URL: the port must be a number from 1 to 65535"),
+            other => anyhow!("KITH_SMTP_URL: {other}"),
         })?;
-        let (security, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        let (security, default_port) = match url.scheme() {
             "smtp" => (SmtpSecurity::Plain, 25),
             "smtp+starttls" => (SmtpSecurity::StartTls, 587),
             "smtps" => (SmtpSecurity::ImplicitTls, 465),
             other => bail!("KITH_SMTP_URL: unknown scheme {other:?} (use smtp, smtp+starttls or smtps)"),
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let (userinfo, host_port) = match rest.rsplit_once('@') {
-            Some((userinfo, host_port)) => (Some(userinfo), host_port),
-            None => (None, rest),
-        };
-        if host_port.contains(['/', '?', '#']) {
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             bail!("KITH_SMTP_URL: give only the scheme, credentials, host and port (no path or query)");
         }
-        let (host, port) = split_host_port(host_port)?;
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(userinfo) => {
-                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                let decode = |text: &str, what: &str| {
-                    percent_encoding::percent_decode_str(text)
-                        .decode_utf8()
-                        .map(|decoded| decoded.into_owned())
-                        .map_err(|_| anyhow!("KITH_SMTP_URL: the {what} is not valid percent-encoded UTF-8"))
-                };
-                (Some(decode(user, "user")?), Some(decode(password, "password")?))
-            }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(address)) => address.to_string(),
+            Some(url::Host::Ipv4(address)) => address.to_string(),
+            Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+            _ => bail!("KITH_SMTP_URL: the host is missing"),
+        };
+        if url.port() == Some(0) {
+            bail!("KITH_SMTP_URL: the port must be a number from 1 to 65535");
+        }
+        let decode = |text: &str, what: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| anyhow!("KITH_SMTP_URL: the {what} is not valid percent-encoded UTF-8"))
+        };
+        let has_userinfo = !url.username().is_empty() || url.password().is_some();
+        let (user, password) = if has_userinfo {
+            (Some(decode(url.username(), "user")?), Some(decode(url.password().unwrap_or(""), "password")?))
+        } else {
+            (None, None)
         };
         if user.as_deref().is_some_and(str::is_empty) {
             bail!("KITH_SMTP_URL: the user is empty");
@@ -121,7 +134,7 @@ impl SmtpConfig {
         if security == SmtpSecurity::Plain && user.is_some() {
             bail!("KITH_SMTP_URL: credentials are only sent over TLS; use smtp+starttls:// or smtps://");
         }
-        Ok(Self { security, host, port: port.unwrap_or(default_port), user, password })
+        Ok(Self { security, host, port: url.port().unwrap_or(default_port), user, password })
     }
 
     fn transport(&self) -> anyhow::Result<SmtpTransport> {
@@ -138,28 +151,6 @@ impl SmtpConfig {
         }
         Ok(builder.build())
     }
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_host_port(text: &str) -> anyhow::Result<(String, Option<u16>)> {
-    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
-        let (host, after) =
-            bracketed.split_once(']').ok_or_else(|| anyhow!("KITH_SMTP_URL: an IPv6 host needs its closing ]"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
-    };
-    if host.is_empty() {
-        bail!("KITH_SMTP_URL: the host is missing");
-    }
-    let port = port
-        .map(|port| port.parse::<u16>().ok().filter(|port| *port != 0))
-        .map(|port| port.ok_or_else(|| anyhow!("KITH_SMTP_URL: the port must be a number from 1 to 65535")))
-        .transpose()?;
-    Ok((host.to_owned(), port))
 }
 
 /// Where and how the outbox is delivered.
