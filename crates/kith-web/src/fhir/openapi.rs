@@ -5,7 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{DEFAULT_COUNT, ENTRY_TYPES, MAX_COUNT, MAX_OFFSET};
+use super::base::{DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET};
+use super::entries::ENTRY_TYPES;
 
 fn resource_schema(types: &[&str]) -> Value {
     json!({
@@ -139,8 +140,8 @@ pub fn document() -> Value {
     );
     for entry_type in ENTRY_TYPES {
         let mut parameters = vec![patient_query(true)];
-        if !entry_type.categories.is_empty() {
-            let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+        let codes = entry_type.categories();
+        if !codes.is_empty() {
             parameters.push(query("category", json!({ "type": "string", "enum": codes }), false, "category"));
         }
         for name in ["date", "_lastUpdated"] {
