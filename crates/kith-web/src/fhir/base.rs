@@ -74,3 +74,43 @@ pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value
         "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
     })
 }
+
+/// The resource types the API serves besides the entry types (`entries::ENTRY_TYPES`), in
+/// the order the capability statement lists them. The router, the capability statement and
+/// the OpenAPI document each match on every one, exhaustively: a new resource type is added
+/// here, then wherever the compiler asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceType {
+    Patient,
+    Consent,
+    AuditEvent,
+    Organization,
+    CareTeam,
+    Practitioner,
+    PractitionerRole,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 7] = [
+        ResourceType::Patient,
+        ResourceType::Consent,
+        ResourceType::AuditEvent,
+        ResourceType::Organization,
+        ResourceType::CareTeam,
+        ResourceType::Practitioner,
+        ResourceType::PractitionerRole,
+    ];
+
+    /// Its FHIR name, as in `/fhir/{name}` and `resourceType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Patient => "Patient",
+            ResourceType::Consent => "Consent",
+            ResourceType::AuditEvent => "AuditEvent",
+            ResourceType::Organization => "Organization",
+            ResourceType::CareTeam => "CareTeam",
+            ResourceType::Practitioner => "Practitioner",
+            ResourceType::PractitionerRole => "PractitionerRole",
+        }
+    }
+}

@@ -26,6 +26,7 @@ use kith_core::text::{OrganisationCode, Reason};
 use kith_core::{AccountId, Date, EntryId, PatientId, TeamId, Timestamp};
 use serde_json::{Value, json};
 
+pub use base::ResourceType;
 pub use base::{
     DEFAULT_COUNT, HIDDEN_EXTENSION, LOCAL_SYSTEM_PREFIX, MAX_COUNT, MAX_OFFSET, NHS_NUMBER_SYSTEM,
     PRIVACY_LABEL_SYSTEM,
@@ -43,21 +44,10 @@ pub fn routes() -> Router<WebState> {
     let mut router = Router::new()
         .route("/openapi.json", get(openapi_document))
         .route("/fhir/metadata", get(metadata))
-        .route("/fhir/Patient", get(search_patients))
-        .route("/fhir/Patient/{id}", get(read_patient))
-        .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
-        .route("/fhir/Consent", get(search_consents))
-        .route("/fhir/Consent/{id}", get(read_consent).put(put_consent))
-        .route("/fhir/AuditEvent", get(search_audit_events))
-        .route("/fhir/Organization", get(search_organizations))
-        .route("/fhir/Organization/{id}", get(read_organization))
-        .route("/fhir/CareTeam", get(search_care_teams))
-        .route("/fhir/CareTeam/{id}", get(read_care_team))
-        .route("/fhir/CareTeam/{id}/$add-patient", post(add_patient))
-        .route("/fhir/Observation", post(create_observation))
-        .route("/fhir/Practitioner/{id}", get(read_practitioner))
-        .route("/fhir/PractitionerRole", get(search_practitioner_roles))
-        .route("/fhir/PractitionerRole/{id}", get(read_practitioner_role));
+        .route("/fhir/Observation", post(create_observation));
+    for resource_type in ResourceType::ALL {
+        router = resource_routes(router, resource_type);
+    }
     for entry_type in ENTRY_TYPES {
         router = entry_routes(router, entry_type);
     }
@@ -65,6 +55,32 @@ pub fn routes() -> Router<WebState> {
         .route("/fhir/{*rest}", axum::routing::any(unsupported))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// The routes of one resource type that is not an entry type.
+fn resource_routes(router: Router<WebState>, resource_type: ResourceType) -> Router<WebState> {
+    let path = |suffix: &str| format!("/fhir/{}{suffix}", resource_type.name());
+    match resource_type {
+        ResourceType::Patient => router
+            .route(&path(""), get(search_patients))
+            .route(&path("/{id}"), get(read_patient))
+            .route(&path("/{id}/$break-glass"), post(break_glass)),
+        ResourceType::Consent => {
+            router.route(&path(""), get(search_consents)).route(&path("/{id}"), get(read_consent).put(put_consent))
+        }
+        ResourceType::AuditEvent => router.route(&path(""), get(search_audit_events)),
+        ResourceType::Organization => {
+            router.route(&path(""), get(search_organizations)).route(&path("/{id}"), get(read_organization))
+        }
+        ResourceType::CareTeam => router
+            .route(&path(""), get(search_care_teams))
+            .route(&path("/{id}"), get(read_care_team))
+            .route(&path("/{id}/$add-patient"), post(add_patient)),
+        ResourceType::Practitioner => router.route(&path("/{id}"), get(read_practitioner)),
+        ResourceType::PractitionerRole => {
+            router.route(&path(""), get(search_practitioner_roles)).route(&path("/{id}"), get(read_practitioner_role))
+        }
+    }
 }
 
 /// What went wrong, as the caller is told it.
@@ -1009,64 +1025,77 @@ fn capability_statement() -> Value {
         search("_count", "number", "page size, 1 to 500 (default 50)"),
         search("_offset", "number", "where a page starts (from next and previous links)"),
     ];
-    let mut patient_params = vec![
-        search("identifier", "token", "system|value: the NHS number or a local identifier"),
-        search("family", "string", "family name (starts with, ignoring case); with birthdate"),
-        search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
-    ];
-    patient_params.extend(paging.iter().cloned());
-    let mut resources = vec![json!({
-        "type": "Patient",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }],
-        "searchParam": patient_params,
-        "operation": [{
-            "name": "break-glass",
-            "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
-            "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
-        }],
-    })];
-    resources.push(json!({
-        "type": "Consent",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
-        "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
-        "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
-    }));
-    resources.push(json!({
-        "type": "AuditEvent",
-        "interaction": [{ "code": "search-type" }],
-        "searchParam": [
-            search("patient", "reference", "the patient (optional)"),
-            search("subtype", "token", "the action (optional): for a privacy officer consent.change (consent on patients' behalf), care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite; else break glass"),
-            paging[0].clone(),
-            paging[1].clone(),
-        ],
-        "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events, and by subtype the consent changes made on patients' behalf and the patient look-ups it reviews, each with its reason; no one else.",
-    }));
-    for (name, documentation) in [
-        ("Organization", "Any caller reads an organisation; a search lists the organisations of the caller's teams."),
-        (
-            "CareTeam",
-            "A team with its active members, for its members and for patients linked to it; a search lists the caller's teams.",
-        ),
-    ] {
-        resources.push(json!({
-            "type": name,
-            "interaction": [{ "code": "read" }, { "code": "search-type" }],
-            "searchParam": [paging[0].clone(), paging[1].clone()],
-            "documentation": documentation,
-        }));
-    }
-    resources.push(json!({
-        "type": "Practitioner",
-        "interaction": [{ "code": "read" }],
-        "documentation": "A professional, for themselves and for those who may read one of their teams.",
-    }));
-    resources.push(json!({
-        "type": "PractitionerRole",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }],
-        "searchParam": [search("practitioner", "reference", "required: the professional"), paging[0].clone(), paging[1].clone()],
-        "documentation": "A professional's membership of a team (the team in the care-team extension).",
-    }));
+    let mut resources: Vec<Value> = ResourceType::ALL
+        .into_iter()
+        .map(|resource_type| {
+            let name = resource_type.name();
+            match resource_type {
+                ResourceType::Patient => {
+                    let mut patient_params = vec![
+                        search("identifier", "token", "system|value: the NHS number or a local identifier"),
+                        search("family", "string", "family name (starts with, ignoring case); with birthdate"),
+                        search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
+                    ];
+                    patient_params.extend(paging.iter().cloned());
+                    json!({
+                        "type": name,
+                        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                        "searchParam": patient_params,
+                        "operation": [{
+                            "name": "break-glass",
+                            "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
+                            "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
+                        }],
+                    })
+                }
+                ResourceType::Consent => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
+                    "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
+                    "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
+                }),
+                ResourceType::AuditEvent => json!({
+                    "type": name,
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": [
+                        search("patient", "reference", "the patient (optional)"),
+                        search("subtype", "token", "the action (optional): for a privacy officer consent.change (consent on patients' behalf), care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite; else break glass"),
+                        paging[0].clone(),
+                        paging[1].clone(),
+                    ],
+                    "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events, and by subtype the consent changes made on patients' behalf and the patient look-ups it reviews, each with its reason; no one else.",
+                }),
+                ResourceType::Organization => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [paging[0].clone(), paging[1].clone()],
+                    "documentation": "Any caller reads an organisation; a search lists the organisations of the caller's teams.",
+                }),
+                ResourceType::CareTeam => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [paging[0].clone(), paging[1].clone()],
+                    "documentation": "A team with its active members, for its members and for patients linked to it; a search lists the caller's teams.",
+                    "operation": [{
+                        "name": "add-patient",
+                        "definition": "https://kith.dev/fhir/OperationDefinition/CareTeam-add-patient",
+                        "documentation": "A professional of the team brings a patient in by exact identifier and birthdate (Parameters: identifier, birthdate), with the team's default labels.",
+                    }],
+                }),
+                ResourceType::Practitioner => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }],
+                    "documentation": "A professional, for themselves and for those who may read one of their teams.",
+                }),
+                ResourceType::PractitionerRole => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [search("practitioner", "reference", "required: the professional"), paging[0].clone(), paging[1].clone()],
+                    "documentation": "A professional's membership of a team (the team in the care-team extension).",
+                }),
+            }
+        })
+        .collect();
     for entry_type in ENTRY_TYPES {
         let mut params = vec![search("patient", "reference", "required: the patient")];
         let codes = entry_type.categories();
@@ -1086,13 +1115,6 @@ fn capability_statement() -> Value {
         }));
     }
     for resource in &mut resources {
-        if resource["type"] == "CareTeam" {
-            resource["operation"] = json!([{
-                "name": "add-patient",
-                "definition": "https://kith.dev/fhir/OperationDefinition/CareTeam-add-patient",
-                "documentation": "A professional of the team brings a patient in by exact identifier and birthdate (Parameters: identifier, birthdate), with the team's default labels.",
-            }]);
-        }
         if resource["type"] == "Observation" {
             resource["interaction"].as_array_mut().expect("an array").push(json!({ "code": "create" }));
         }
@@ -1134,6 +1156,28 @@ mod tests {
         assert!(DateSearch::parse("date", "ne2026-11-24").unwrap().matches(noon));
         for bad in ["", "2026-13-01", "xx2026-11-25", "2026-11-25T25:00:00Z", "2026-11-25T12:00:00+01:00", "2026"] {
             assert!(DateSearch::parse("date", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_capability_statement_and_openapi_list_every_resource_type_once() {
+        let names: Vec<&str> = ResourceType::ALL
+            .into_iter()
+            .map(ResourceType::name)
+            .chain(ENTRY_TYPES.iter().map(|entry_type| entry_type.name))
+            .collect();
+        let statement = capability_statement();
+        let listed: Vec<&str> = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|resource| resource["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, names);
+        let document = openapi::document();
+        for name in names {
+            let paths = document["paths"].as_object().unwrap();
+            assert!(paths.keys().any(|path| path.starts_with(&format!("/fhir/{name}"))), "{name} has no path");
         }
     }
 
