@@ -85,11 +85,6 @@ const HL7_ER7: &str = "x-application/hl7-v2+er7; charset=utf-8";
 /// effects are committed. A missing, unknown, revoked or expired token is 401 and nothing is
 /// stored; MSH-4 must be the integration's facility (else `AR`).
 async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(|token| token.trim().to_owned());
     let unauthorised = || {
         (
             StatusCode::UNAUTHORIZED,
@@ -98,7 +93,7 @@ async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) 
         )
             .into_response()
     };
-    let Some(token) = token.filter(|token| !token.is_empty()) else { return unauthorised() };
+    let Some(token) = bearer_token(&headers) else { return unauthorised() };
     let app = state.app.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<String>, kith_app::AppError> {
         let Some(integration) = app.integration_for_token(&token)? else { return Ok(None) };
@@ -121,6 +116,18 @@ async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) 
         }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme written `Bearer` or
+/// `bearer`), if the request carries a non-empty one: integrations (`POST /hl7/v2`) and
+/// the FHIR API authenticate with it.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty())
 }
 
 /// Liveness: the process answers.

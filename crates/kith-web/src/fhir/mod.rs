@@ -7,6 +7,8 @@
 //! 403 for an action the caller may never take, 404 for what the caller may not see (the
 //! same answer as for what does not exist), 400 for bad search parameters.
 
+mod base;
+mod entries;
 mod openapi;
 mod resources;
 mod typed;
@@ -24,17 +26,17 @@ use kith_core::text::{OrganisationCode, Reason};
 use kith_core::{AccountId, Date, EntryId, PatientId, TeamId, Timestamp};
 use serde_json::{Value, json};
 
-pub use resources::{HIDDEN_EXTENSION, LOCAL_SYSTEM_PREFIX, NHS_NUMBER_SYSTEM, PRIVACY_LABEL_SYSTEM};
+pub use base::ResourceType;
+pub use base::{
+    DEFAULT_COUNT, HIDDEN_EXTENSION, LOCAL_SYSTEM_PREFIX, MAX_COUNT, MAX_OFFSET, NHS_NUMBER_SYSTEM,
+    PRIVACY_LABEL_SYSTEM,
+};
+pub use entries::{ENTRY_TYPES, EntryType};
 
-use crate::WebState;
+use crate::{WebState, bearer_token};
 
 /// The media type of FHIR JSON.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
-/// Page size when `_count` is not given, and the largest allowed.
-pub const DEFAULT_COUNT: usize = 50;
-pub const MAX_COUNT: usize = 500;
-/// The furthest a page may start.
-pub const MAX_OFFSET: usize = 1_000_000;
 /// The largest request body the API reads (a Parameters resource).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -42,21 +44,10 @@ pub fn routes() -> Router<WebState> {
     let mut router = Router::new()
         .route("/openapi.json", get(openapi_document))
         .route("/fhir/metadata", get(metadata))
-        .route("/fhir/Patient", get(search_patients))
-        .route("/fhir/Patient/{id}", get(read_patient))
-        .route("/fhir/Patient/{id}/$break-glass", post(break_glass))
-        .route("/fhir/Consent", get(search_consents))
-        .route("/fhir/Consent/{id}", get(read_consent).put(put_consent))
-        .route("/fhir/AuditEvent", get(search_audit_events))
-        .route("/fhir/Organization", get(search_organizations))
-        .route("/fhir/Organization/{id}", get(read_organization))
-        .route("/fhir/CareTeam", get(search_care_teams))
-        .route("/fhir/CareTeam/{id}", get(read_care_team))
-        .route("/fhir/CareTeam/{id}/$add-patient", post(add_patient))
-        .route("/fhir/Observation", post(create_observation))
-        .route("/fhir/Practitioner/{id}", get(read_practitioner))
-        .route("/fhir/PractitionerRole", get(search_practitioner_roles))
-        .route("/fhir/PractitionerRole/{id}", get(read_practitioner_role));
+        .route("/fhir/Observation", post(create_observation));
+    for resource_type in ResourceType::ALL {
+        router = resource_routes(router, resource_type);
+    }
     for entry_type in ENTRY_TYPES {
         router = entry_routes(router, entry_type);
     }
@@ -64,6 +55,32 @@ pub fn routes() -> Router<WebState> {
         .route("/fhir/{*rest}", axum::routing::any(unsupported))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// The routes of one resource type that is not an entry type.
+fn resource_routes(router: Router<WebState>, resource_type: ResourceType) -> Router<WebState> {
+    let path = |suffix: &str| format!("/fhir/{}{suffix}", resource_type.name());
+    match resource_type {
+        ResourceType::Patient => router
+            .route(&path(""), get(search_patients))
+            .route(&path("/{id}"), get(read_patient))
+            .route(&path("/{id}/$break-glass"), post(break_glass)),
+        ResourceType::Consent => {
+            router.route(&path(""), get(search_consents)).route(&path("/{id}"), get(read_consent).put(put_consent))
+        }
+        ResourceType::AuditEvent => router.route(&path(""), get(search_audit_events)),
+        ResourceType::Organization => {
+            router.route(&path(""), get(search_organizations)).route(&path("/{id}"), get(read_organization))
+        }
+        ResourceType::CareTeam => router
+            .route(&path(""), get(search_care_teams))
+            .route(&path("/{id}"), get(read_care_team))
+            .route(&path("/{id}/$add-patient"), post(add_patient)),
+        ResourceType::Practitioner => router.route(&path("/{id}"), get(read_practitioner)),
+        ResourceType::PractitionerRole => {
+            router.route(&path(""), get(search_practitioner_roles)).route(&path("/{id}"), get(read_practitioner_role))
+        }
+    }
 }
 
 /// What went wrong, as the caller is told it.
@@ -97,7 +114,7 @@ impl IntoResponse for FhirError {
                 (StatusCode::SERVICE_UNAVAILABLE, "transient", "the service is unavailable; try again".to_owned())
             }
         };
-        let mut response = (status, fhir_json(resources::operation_outcome("error", code, &text))).into_response();
+        let mut response = (status, fhir_json(base::operation_outcome("error", code, &text))).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
@@ -162,19 +179,9 @@ async fn read_then_audit<T: Send + 'static>(
 
 /// The account behind the request's bearer token.
 async fn caller(app: &App, headers: &HeaderMap) -> Result<AccountId, FhirError> {
-    let token = bearer(headers);
+    let token = bearer_token(headers);
     let app = app.clone();
     blocking(move || authenticate(&app, token)).await
-}
-
-/// The bearer token of a request, if it carries one.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(|token| token.trim().to_owned())
-        .filter(|token| !token.is_empty())
 }
 
 /// The account of a live token (on a blocking thread).
@@ -333,7 +340,7 @@ async fn unsupported() -> FhirError {
 
 async fn method_not_allowed() -> Response {
     let outcome =
-        resources::operation_outcome("error", "not-supported", "this method is not supported here: see /fhir/metadata");
+        base::operation_outcome("error", "not-supported", "this method is not supported here: see /fhir/metadata");
     (StatusCode::METHOD_NOT_ALLOWED, fhir_json(outcome)).into_response()
 }
 
@@ -380,7 +387,7 @@ async fn search_patients(State(state): State<WebState>, headers: HeaderMap, RawQ
     let found =
         blocking(move || app.find_patients_as(account, Channel::Fhir, &search).map_err(FhirError::from)).await?;
     let resources: Vec<Value> = found.iter().map(resources::patient).collect();
-    bundle("Patient", &query, resources, count, offset, false)
+    bundle("Patient", &query, resources, count, offset, false, state.app.now())
 }
 
 fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
@@ -408,33 +415,13 @@ fn identifier_query(text: &str) -> Result<PatientQuery, FhirError> {
     Ok(PatientQuery::Local { organisation, identifier })
 }
 
-/// A FHIR resource type served from record entries: which kinds, and the categories its
-/// `category` search parameter takes.
-pub struct EntryType {
-    pub name: &'static str,
-    kinds: &'static [EntryKind],
-    categories: &'static [(&'static str, &'static [EntryKind])],
-}
-
-pub const OBSERVATION: EntryType = EntryType {
-    name: "Observation",
-    kinds: &[EntryKind::Result, EntryKind::Measurement],
-    categories: &[("laboratory", &[EntryKind::Result]), ("exam", &[EntryKind::Measurement])],
-};
-pub const DOCUMENT_REFERENCE: EntryType =
-    EntryType { name: "DocumentReference", kinds: &[EntryKind::Document], categories: &[] };
-pub const CARE_PLAN: EntryType = EntryType { name: "CarePlan", kinds: &[EntryKind::CarePlan], categories: &[] };
-pub const APPOINTMENT: EntryType = EntryType { name: "Appointment", kinds: &[EntryKind::Appointment], categories: &[] };
-pub const ENTRY_TYPES: [&EntryType; 4] = [&OBSERVATION, &DOCUMENT_REFERENCE, &CARE_PLAN, &APPOINTMENT];
-
 const ENTRY_SEARCH: &[&str] = &["patient", "_lastUpdated", "date", "_sort", "_count", "_offset"];
 const ENTRY_SEARCH_WITH_CATEGORY: &[&str] =
     &["patient", "category", "_lastUpdated", "date", "_sort", "_count", "_offset"];
 
-impl EntryType {
-    fn search_parameters(&self) -> &'static [&'static str] {
-        if self.categories.is_empty() { ENTRY_SEARCH } else { ENTRY_SEARCH_WITH_CATEGORY }
-    }
+/// The search parameters of an entry resource type.
+fn entry_search_parameters(entry_type: &EntryType) -> &'static [&'static str] {
+    if entry_type.categories().is_empty() { ENTRY_SEARCH } else { ENTRY_SEARCH_WITH_CATEGORY }
 }
 
 fn entry_routes(router: Router<WebState>, entry_type: &'static EntryType) -> Router<WebState> {
@@ -459,10 +446,11 @@ async fn read_entry(entry_type: &'static EntryType, state: WebState, headers: He
     let app = state.app.clone();
     let view = blocking(move || app.read_entry_as(account, Channel::Fhir, id).map_err(FhirError::from)).await?;
     let visible = view.entries.first().ok_or(FhirError::NotFound)?;
-    if !entry_type.kinds.contains(&visible.entry.kind) {
+    if !entry_type.serves_kind(visible.entry.kind) {
         return Err(FhirError::NotFound);
     }
-    ok_serialize(&typed::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account))
+    let resource = entries::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account);
+    ok_serialize(&resource.ok_or(FhirError::NotFound)?)
 }
 
 fn observations_of(view: &AccountRecordView, entry: EntryId) -> &[kith_core::model::Observation] {
@@ -479,7 +467,7 @@ async fn search_entries(
     // one blocking task); a missing or dead token is still answered before any complaint
     // about the parameters. The answer waits, without holding a thread, for the read's
     // audit events.
-    let token = bearer(&headers);
+    let token = bearer_token(&headers);
     let search = parse_entry_search(entry_type, raw.as_deref());
     let app = state.app.clone();
     let (search, pending) = read_then_audit(&state.app, move || {
@@ -491,7 +479,7 @@ async fn search_entries(
             }
         };
         let token = token.ok_or(FhirError::Unauthorised)?;
-        let selection = EntrySelection::Kinds(search.kinds);
+        let selection = EntrySelection::Kinds(&search.kinds);
         let pending = app.read_entries_by_token_then_audit(&token, Channel::Fhir, search.patient, selection)?;
         Ok((search, pending))
     })
@@ -504,7 +492,8 @@ async fn search_entries(
     };
     let EntrySearch { query, count, offset, last_updated, date, ascending, .. } = search;
     let name = entry_type.name;
-    let Some(view) = view else { return bundle(name, &query, Vec::new(), count, offset, false) };
+    let now = state.app.now();
+    let Some(view) = view else { return bundle(name, &query, Vec::new(), count, offset, false, now) };
     let mut matching: Vec<&kith_app::VisibleEntry> = view
         .entries
         .iter()
@@ -515,17 +504,18 @@ async fn search_entries(
         matching.reverse();
     }
     let total = matching.len();
-    let page = matching
+    // Only kinds served as this type were read, so every entry has its resource.
+    let items = matching
         .iter()
         .skip(offset)
         .take(count)
-        .map(|visible| {
-            let resource =
-                typed::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account);
-            (resource.id(), resource)
+        .filter_map(|visible| {
+            entries::entry_resource(visible, observations_of(&view, visible.entry.id), view.patient.account)
         })
+        .map(|resource| (resource.id(), resource))
         .collect();
-    page_bundle(name, &query, total, page, count, offset, view.some_hidden)
+    let page = typed::Page { items, total, offset, count, some_hidden: view.some_hidden };
+    page_bundle(name, &query, page, now)
 }
 
 /// A search of entries as asked: which patient, kinds, dates, order and page.
@@ -534,25 +524,25 @@ struct EntrySearch {
     count: usize,
     offset: usize,
     patient: PatientId,
-    kinds: &'static [EntryKind],
+    kinds: Vec<EntryKind>,
     last_updated: Option<DateSearch>,
     date: Option<DateSearch>,
     ascending: bool,
 }
 
 fn parse_entry_search(entry_type: &'static EntryType, raw: Option<&str>) -> Result<EntrySearch, FhirError> {
-    let query = Query::parse(raw, entry_type.search_parameters())?;
+    let query = Query::parse(raw, entry_search_parameters(entry_type))?;
     let (count, offset) = query.paging()?;
     let name = entry_type.name;
     let patient = patient_reference(
         query.get("patient").ok_or_else(|| FhirError::BadRequest(format!("search {name} by patient")))?,
     )?;
-    let kinds: &'static [EntryKind] = match query.get("category") {
-        None => entry_type.kinds,
-        Some(category) => match entry_type.categories.iter().find(|(code, _)| *code == category) {
-            Some((_, kinds)) => kinds,
-            None => {
-                let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+    let kinds = match query.get("category") {
+        None => entry_type.kinds(),
+        Some(category) => match entry_type.kinds_in(category) {
+            kinds if !kinds.is_empty() => kinds,
+            _ => {
+                let codes = entry_type.categories();
                 return Err(FhirError::BadRequest(format!("category must be one of {}", codes.join(", "))));
             }
         },
@@ -572,6 +562,7 @@ fn parse_entry_search(entry_type: &'static EntryType, raw: Option<&str>) -> Resu
 /// not see, Kith says so once (never how many, nor their labels): an extension on
 /// `Bundle.meta` (a Bundle has no extensions of its own in R4) and an OperationOutcome entry
 /// with the standard issue code `suppressed`.
+/// `now` is the App's clock at the search.
 fn bundle(
     resource_type: &str,
     query: &Query,
@@ -579,42 +570,32 @@ fn bundle(
     count: usize,
     offset: usize,
     some_hidden: bool,
+    now: Timestamp,
 ) -> FhirResult {
     let total = resources.len();
-    let page = resources
+    let items = resources
         .into_iter()
         .skip(offset)
         .take(count)
         .map(|resource| (resource["id"].as_str().unwrap_or_default().to_owned(), resource))
         .collect();
-    page_bundle(resource_type, query, total, page, count, offset, some_hidden)
+    page_bundle(resource_type, query, typed::Page { items, total, offset, count, some_hidden }, now)
 }
 
-/// The searchset for one page (see [`typed::bundle`]); the paging links repeat the query.
+/// The searchset for one page (see [`typed::bundle`]), last updated `now` (the App's
+/// clock); the paging links repeat the query.
 fn page_bundle<R: serde::Serialize>(
     resource_type: &str,
     query: &Query,
-    total: usize,
-    page: Vec<(String, R)>,
-    count: usize,
-    offset: usize,
-    some_hidden: bool,
+    page: typed::Page<R>,
+    now: Timestamp,
 ) -> FhirResult {
-    let base = format!("/fhir/{resource_type}");
+    let path = format!("/fhir/{resource_type}");
     let links = |offset: usize| {
         let query = query.with_offset(offset);
-        if query.is_empty() { base.clone() } else { format!("{base}?{query}") }
+        if query.is_empty() { path.clone() } else { format!("{path}?{query}") }
     };
-    let page = typed::Page { items: page, total, offset, count, some_hidden };
-    let bundle = typed::bundle(resource_type, page, links, resources::instant(now()));
-    ok_serialize(&bundle)
-}
-
-fn now() -> Timestamp {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
-    Timestamp::from_micros(micros)
+    ok_serialize(&typed::bundle(resource_type, page, links, base::instant(now)))
 }
 
 /// `POST /fhir/Patient/{id}/$break-glass` with a Parameters body: `reason` (required) and
@@ -647,8 +628,8 @@ async fn break_glass(
         "resourceType": "Parameters",
         "parameter": [
             { "name": "grant", "valueString": grant.id.to_string() },
-            { "name": "start", "valueInstant": resources::instant(grant.started_at) },
-            { "name": "expires", "valueInstant": resources::instant(grant.expires_at) },
+            { "name": "start", "valueInstant": base::instant(grant.started_at) },
+            { "name": "expires", "valueInstant": base::instant(grant.expires_at) },
             { "name": "team", "valueReference": { "reference": format!("CareTeam/{}", grant.team) } },
         ],
     }))
@@ -670,7 +651,7 @@ async fn search_consents(State(state): State<WebState>, headers: HeaderMap, RawQ
         Err(error) => Err(FhirError::from(error)),
     })
     .await?;
-    bundle("Consent", &query, links.iter().map(resources::consent).collect(), count, offset, false)
+    bundle("Consent", &query, links.iter().map(resources::consent).collect(), count, offset, false, state.app.now())
 }
 
 async fn read_consent(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -786,7 +767,7 @@ async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, 
         }
     })
     .await?;
-    bundle("AuditEvent", &query, events, count, offset, false)
+    bundle("AuditEvent", &query, events, count, offset, false, state.app.now())
 }
 
 const NO_SEARCH: &[&str] = &["_count", "_offset"];
@@ -808,7 +789,7 @@ async fn search_organizations(
         }
     }
     let resources = organisations.into_iter().map(resources::organization).collect();
-    bundle("Organization", &query, resources, count, offset, false)
+    bundle("Organization", &query, resources, count, offset, false, state.app.now())
 }
 
 async fn read_organization(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -825,7 +806,7 @@ async fn search_care_teams(State(state): State<WebState>, headers: HeaderMap, Ra
     let (count, offset) = query.paging()?;
     let app = state.app.clone();
     let teams = blocking(move || app.teams_as(account).map_err(FhirError::from)).await?;
-    bundle("CareTeam", &query, teams.iter().map(resources::care_team).collect(), count, offset, false)
+    bundle("CareTeam", &query, teams.iter().map(resources::care_team).collect(), count, offset, false, state.app.now())
 }
 
 async fn read_care_team(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
@@ -870,7 +851,7 @@ async fn search_practitioner_roles(
     })
     .await?;
     let resources = roles.iter().map(|(membership, team)| resources::practitioner_role(membership, team)).collect();
-    bundle("PractitionerRole", &query, resources, count, offset, false)
+    bundle("PractitionerRole", &query, resources, count, offset, false, state.app.now())
 }
 
 async fn read_practitioner_role(
@@ -1028,7 +1009,7 @@ async fn create_observation(State(state): State<WebState>, headers: HeaderMap, b
     })
     .await?;
     let visible = view.entries.first().ok_or(FhirError::NotFound)?;
-    let resource = typed::entry_resource(visible, &[], view.patient.account);
+    let resource = entries::entry_resource(visible, &[], view.patient.account).ok_or(FhirError::NotFound)?;
     let body = serde_json::to_vec(&resource).map_err(|_| FhirError::Unavailable)?;
     let mut response = (StatusCode::CREATED, [(header::CONTENT_TYPE, FHIR_JSON)], body).into_response();
     if let Ok(location) = header::HeaderValue::from_str(&format!("/fhir/Observation/{}/_history/1", entry.id)) {
@@ -1044,68 +1025,81 @@ fn capability_statement() -> Value {
         search("_count", "number", "page size, 1 to 500 (default 50)"),
         search("_offset", "number", "where a page starts (from next and previous links)"),
     ];
-    let mut patient_params = vec![
-        search("identifier", "token", "system|value: the NHS number or a local identifier"),
-        search("family", "string", "family name (starts with, ignoring case); with birthdate"),
-        search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
-    ];
-    patient_params.extend(paging.iter().cloned());
-    let mut resources = vec![json!({
-        "type": "Patient",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }],
-        "searchParam": patient_params,
-        "operation": [{
-            "name": "break-glass",
-            "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
-            "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
-        }],
-    })];
-    resources.push(json!({
-        "type": "Consent",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
-        "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
-        "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
-    }));
-    resources.push(json!({
-        "type": "AuditEvent",
-        "interaction": [{ "code": "search-type" }],
-        "searchParam": [
-            search("patient", "reference", "the patient (optional)"),
-            search("subtype", "token", "the action (optional): for a privacy officer consent.change (consent on patients' behalf), care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite; else break glass"),
-            paging[0].clone(),
-            paging[1].clone(),
-        ],
-        "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events, and by subtype the consent changes made on patients' behalf and the patient look-ups it reviews, each with its reason; no one else.",
-    }));
-    for (name, documentation) in [
-        ("Organization", "Any caller reads an organisation; a search lists the organisations of the caller's teams."),
-        (
-            "CareTeam",
-            "A team with its active members, for its members and for patients linked to it; a search lists the caller's teams.",
-        ),
-    ] {
-        resources.push(json!({
-            "type": name,
-            "interaction": [{ "code": "read" }, { "code": "search-type" }],
-            "searchParam": [paging[0].clone(), paging[1].clone()],
-            "documentation": documentation,
-        }));
-    }
-    resources.push(json!({
-        "type": "Practitioner",
-        "interaction": [{ "code": "read" }],
-        "documentation": "A professional, for themselves and for those who may read one of their teams.",
-    }));
-    resources.push(json!({
-        "type": "PractitionerRole",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }],
-        "searchParam": [search("practitioner", "reference", "required: the professional"), paging[0].clone(), paging[1].clone()],
-        "documentation": "A professional's membership of a team (the team in the care-team extension).",
-    }));
+    let mut resources: Vec<Value> = ResourceType::ALL
+        .into_iter()
+        .map(|resource_type| {
+            let name = resource_type.name();
+            match resource_type {
+                ResourceType::Patient => {
+                    let mut patient_params = vec![
+                        search("identifier", "token", "system|value: the NHS number or a local identifier"),
+                        search("family", "string", "family name (starts with, ignoring case); with birthdate"),
+                        search("birthdate", "date", "date of birth, YYYY-MM-DD; with family"),
+                    ];
+                    patient_params.extend(paging.iter().cloned());
+                    json!({
+                        "type": name,
+                        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                        "searchParam": patient_params,
+                        "operation": [{
+                            "name": "break-glass",
+                            "definition": "https://kith.dev/fhir/OperationDefinition/Patient-break-glass",
+                            "documentation": "Emergency access to the whole record for the organisation's set time: Parameters with reason (required) and team (optional). Audited; the patient and privacy officers are told.",
+                        }],
+                    })
+                }
+                ResourceType::Consent => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "update" }],
+                    "searchParam": [search("patient", "reference", "required: the patient"), paging[0].clone(), paging[1].clone()],
+                    "documentation": "One per care link: the labels a team (CareTeam) may see. The patient updates their own; a professional of the team only with the on-behalf-reason extension.",
+                }),
+                ResourceType::AuditEvent => json!({
+                    "type": name,
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": [
+                        search("patient", "reference", "the patient (optional)"),
+                        search("subtype", "token", "the action (optional): for a privacy officer consent.change (consent on patients' behalf), care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite; else break glass"),
+                        paging[0].clone(),
+                        paging[1].clone(),
+                    ],
+                    "documentation": "A patient reads the events about their own record; an organisation's privacy officer reads its break-the-glass events, and by subtype the consent changes made on patients' behalf and the patient look-ups it reviews, each with its reason; no one else.",
+                }),
+                ResourceType::Organization => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [paging[0].clone(), paging[1].clone()],
+                    "documentation": "Any caller reads an organisation; a search lists the organisations of the caller's teams.",
+                }),
+                ResourceType::CareTeam => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [paging[0].clone(), paging[1].clone()],
+                    "documentation": "A team with its active members, for its members and for patients linked to it; a search lists the caller's teams.",
+                    "operation": [{
+                        "name": "add-patient",
+                        "definition": "https://kith.dev/fhir/OperationDefinition/CareTeam-add-patient",
+                        "documentation": "A professional of the team brings a patient in by exact identifier and birthdate (Parameters: identifier, birthdate), with the team's default labels.",
+                    }],
+                }),
+                ResourceType::Practitioner => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }],
+                    "documentation": "A professional, for themselves and for those who may read one of their teams.",
+                }),
+                ResourceType::PractitionerRole => json!({
+                    "type": name,
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "searchParam": [search("practitioner", "reference", "required: the professional"), paging[0].clone(), paging[1].clone()],
+                    "documentation": "A professional's membership of a team (the team in the care-team extension).",
+                }),
+            }
+        })
+        .collect();
     for entry_type in ENTRY_TYPES {
         let mut params = vec![search("patient", "reference", "required: the patient")];
-        if !entry_type.categories.is_empty() {
-            let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+        let codes = entry_type.categories();
+        if !codes.is_empty() {
             params.push(search("category", "token", &format!("one of {}", codes.join(", "))));
         }
         params.extend([
@@ -1121,13 +1115,6 @@ fn capability_statement() -> Value {
         }));
     }
     for resource in &mut resources {
-        if resource["type"] == "CareTeam" {
-            resource["operation"] = json!([{
-                "name": "add-patient",
-                "definition": "https://kith.dev/fhir/OperationDefinition/CareTeam-add-patient",
-                "documentation": "A professional of the team brings a patient in by exact identifier and birthdate (Parameters: identifier, birthdate), with the team's default labels.",
-            }]);
-        }
         if resource["type"] == "Observation" {
             resource["interaction"].as_array_mut().expect("an array").push(json!({ "code": "create" }));
         }
@@ -1169,6 +1156,28 @@ mod tests {
         assert!(DateSearch::parse("date", "ne2026-11-24").unwrap().matches(noon));
         for bad in ["", "2026-13-01", "xx2026-11-25", "2026-11-25T25:00:00Z", "2026-11-25T12:00:00+01:00", "2026"] {
             assert!(DateSearch::parse("date", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_capability_statement_and_openapi_list_every_resource_type_once() {
+        let names: Vec<&str> = ResourceType::ALL
+            .into_iter()
+            .map(ResourceType::name)
+            .chain(ENTRY_TYPES.iter().map(|entry_type| entry_type.name))
+            .collect();
+        let statement = capability_statement();
+        let listed: Vec<&str> = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|resource| resource["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, names);
+        let document = openapi::document();
+        for name in names {
+            let paths = document["paths"].as_object().unwrap();
+            assert!(paths.keys().any(|path| path.starts_with(&format!("/fhir/{name}"))), "{name} has no path");
         }
     }
 

@@ -5,7 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{DEFAULT_COUNT, ENTRY_TYPES, MAX_COUNT, MAX_OFFSET};
+use super::base::{DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET, ResourceType};
+use super::entries::ENTRY_TYPES;
 
 fn resource_schema(types: &[&str]) -> Value {
     json!({
@@ -93,6 +94,140 @@ fn body_operation(summary: &str, parameters: Vec<Value>, body_type: &str, ok_sta
     })
 }
 
+/// The paths of one resource type that is not an entry type.
+fn resource_paths(resource_type: ResourceType, add: &mut impl FnMut(String, &str, Value)) {
+    let name = resource_type.name();
+    let path = |suffix: &str| format!("/fhir/{name}{suffix}");
+    match resource_type {
+        ResourceType::Patient => {
+            let mut patient_search = vec![
+                query(
+                    "identifier",
+                    json!({ "type": "string" }),
+                    false,
+                    "system|value: the NHS number or a local identifier",
+                ),
+                query(
+                    "family",
+                    json!({ "type": "string", "minLength": 1, "maxLength": 100 }),
+                    false,
+                    "family name (with birthdate)",
+                ),
+                query("birthdate", json!({ "type": "string", "format": "date" }), false, "date of birth (with family)"),
+            ];
+            patient_search.extend(paging());
+            add(path(""), "get", get_operation("Search patients the caller may see", patient_search, &["Bundle"], &[]));
+            add(
+                path("/{id}"),
+                "get",
+                get_operation("Read a patient", vec![path_id(UUID, "Patient id")], &["Patient"], &[]),
+            );
+            add(
+                path("/{id}/$break-glass"),
+                "post",
+                body_operation(
+                    "Break the glass: emergency access to the whole record",
+                    vec![path_id(UUID, "Patient id")],
+                    "Parameters",
+                    "200",
+                    &["Parameters"],
+                ),
+            );
+        }
+        ResourceType::Consent => {
+            let mut consent_search = vec![patient_query(true)];
+            consent_search.extend(paging());
+            add(path(""), "get", get_operation("Search a patient's consents", consent_search, &["Bundle"], &[]));
+            add(
+                path("/{id}"),
+                "get",
+                get_operation("Read a consent", vec![path_id(PAIR, "patient and team")], &["Consent"], &[]),
+            );
+            add(
+                path("/{id}"),
+                "put",
+                body_operation(
+                    "Change a consent",
+                    vec![path_id(PAIR, "patient and team")],
+                    "Consent",
+                    "200",
+                    &["Consent"],
+                ),
+            );
+        }
+        ResourceType::AuditEvent => {
+            let mut audit_search = vec![
+                patient_query(false),
+                query(
+                    "subtype",
+                    json!({ "type": "string" }),
+                    false,
+                    "the action, [system|]code: for a privacy officer consent.change, care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite",
+                ),
+            ];
+            audit_search.extend(paging());
+            add(
+                path(""),
+                "get",
+                get_operation(
+                    "The patient's access log, or a privacy officer's break-glass events (or, by subtype, what else they review)",
+                    audit_search,
+                    &["Bundle"],
+                    &[("403", "neither the patient nor a privacy officer")],
+                ),
+            );
+        }
+        ResourceType::Organization | ResourceType::CareTeam => {
+            add(
+                path(""),
+                "get",
+                get_operation(&format!("The caller's {name} list"), paging().to_vec(), &["Bundle"], &[]),
+            );
+            add(
+                path("/{id}"),
+                "get",
+                get_operation(&format!("Read a {name}"), vec![path_id(UUID, "id")], &[name], &[]),
+            );
+            if resource_type == ResourceType::CareTeam {
+                let mut add_patient = body_operation(
+                    "Bring a patient into the team by exact identifier and birth date",
+                    vec![path_id(UUID, "CareTeam id")],
+                    "Parameters",
+                    "200",
+                    &["Consent"],
+                );
+                add_patient["responses"]["429"] = outcome("too many look-ups that matched no patient in the last hour");
+                add(path("/{id}/$add-patient"), "post", add_patient);
+            }
+        }
+        ResourceType::Practitioner => add(
+            path("/{id}"),
+            "get",
+            get_operation("Read a practitioner", vec![path_id(UUID, "Practitioner id")], &["Practitioner"], &[]),
+        ),
+        ResourceType::PractitionerRole => {
+            let mut role_search = vec![query(
+                "practitioner",
+                json!({ "type": "string", "pattern": PRACTITIONER_REFERENCE }),
+                true,
+                "a Practitioner id",
+            )];
+            role_search.extend(paging());
+            add(path(""), "get", get_operation("A practitioner's roles", role_search, &["Bundle"], &[]));
+            add(
+                path("/{id}"),
+                "get",
+                get_operation(
+                    "Read a practitioner's role",
+                    vec![path_id(PAIR, "practitioner and team")],
+                    &["PractitionerRole"],
+                    &[],
+                ),
+            );
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -105,42 +240,13 @@ pub fn document() -> Value {
     metadata["security"] = json!([]);
     add("/fhir/metadata".into(), "get", metadata);
 
-    let mut patient_search = vec![
-        query("identifier", json!({ "type": "string" }), false, "system|value: the NHS number or a local identifier"),
-        query(
-            "family",
-            json!({ "type": "string", "minLength": 1, "maxLength": 100 }),
-            false,
-            "family name (with birthdate)",
-        ),
-        query("birthdate", json!({ "type": "string", "format": "date" }), false, "date of birth (with family)"),
-    ];
-    patient_search.extend(paging());
-    add(
-        "/fhir/Patient".into(),
-        "get",
-        get_operation("Search patients the caller may see", patient_search, &["Bundle"], &[]),
-    );
-    add(
-        "/fhir/Patient/{id}".into(),
-        "get",
-        get_operation("Read a patient", vec![path_id(UUID, "Patient id")], &["Patient"], &[]),
-    );
-    add(
-        "/fhir/Patient/{id}/$break-glass".into(),
-        "post",
-        body_operation(
-            "Break the glass: emergency access to the whole record",
-            vec![path_id(UUID, "Patient id")],
-            "Parameters",
-            "200",
-            &["Parameters"],
-        ),
-    );
+    for resource_type in ResourceType::ALL {
+        resource_paths(resource_type, &mut add);
+    }
     for entry_type in ENTRY_TYPES {
         let mut parameters = vec![patient_query(true)];
-        if !entry_type.categories.is_empty() {
-            let codes: Vec<&str> = entry_type.categories.iter().map(|(code, _)| *code).collect();
+        let codes = entry_type.categories();
+        if !codes.is_empty() {
             parameters.push(query("category", json!({ "type": "string", "enum": codes }), false, "category"));
         }
         for name in ["date", "_lastUpdated"] {
@@ -169,83 +275,6 @@ pub fn document() -> Value {
         "/fhir/Observation".into(),
         "post",
         body_operation("Record a measurement", vec![], "Observation", "201", &["Observation"]),
-    );
-    let mut consent_search = vec![patient_query(true)];
-    consent_search.extend(paging());
-    add("/fhir/Consent".into(), "get", get_operation("Search a patient's consents", consent_search, &["Bundle"], &[]));
-    add(
-        "/fhir/Consent/{id}".into(),
-        "get",
-        get_operation("Read a consent", vec![path_id(PAIR, "patient and team")], &["Consent"], &[]),
-    );
-    add(
-        "/fhir/Consent/{id}".into(),
-        "put",
-        body_operation("Change a consent", vec![path_id(PAIR, "patient and team")], "Consent", "200", &["Consent"]),
-    );
-    let mut audit_search = vec![
-        patient_query(false),
-        query(
-            "subtype",
-            json!({ "type": "string" }),
-            false,
-            "the action, [system|]code: for a privacy officer consent.change, care_link.create, patient.lookup_limit, patient.password_reset_request or patient.invite",
-        ),
-    ];
-    audit_search.extend(paging());
-    add(
-        "/fhir/AuditEvent".into(),
-        "get",
-        get_operation(
-            "The patient's access log, or a privacy officer's break-glass events (or, by subtype, what else they review)",
-            audit_search,
-            &["Bundle"],
-            &[("403", "neither the patient nor a privacy officer")],
-        ),
-    );
-    for name in ["Organization", "CareTeam"] {
-        add(
-            format!("/fhir/{name}"),
-            "get",
-            get_operation(&format!("The caller's {name} list"), paging().to_vec(), &["Bundle"], &[]),
-        );
-        add(
-            format!("/fhir/{name}/{{id}}"),
-            "get",
-            get_operation(&format!("Read a {name}"), vec![path_id(UUID, "id")], &[name], &[]),
-        );
-    }
-    let mut add_patient = body_operation(
-        "Bring a patient into the team by exact identifier and birth date",
-        vec![path_id(UUID, "CareTeam id")],
-        "Parameters",
-        "200",
-        &["Consent"],
-    );
-    add_patient["responses"]["429"] = outcome("too many look-ups that matched no patient in the last hour");
-    add("/fhir/CareTeam/{id}/$add-patient".into(), "post", add_patient);
-    add(
-        "/fhir/Practitioner/{id}".into(),
-        "get",
-        get_operation("Read a practitioner", vec![path_id(UUID, "Practitioner id")], &["Practitioner"], &[]),
-    );
-    let mut role_search = vec![query(
-        "practitioner",
-        json!({ "type": "string", "pattern": PRACTITIONER_REFERENCE }),
-        true,
-        "a Practitioner id",
-    )];
-    role_search.extend(paging());
-    add("/fhir/PractitionerRole".into(), "get", get_operation("A practitioner's roles", role_search, &["Bundle"], &[]));
-    add(
-        "/fhir/PractitionerRole/{id}".into(),
-        "get",
-        get_operation(
-            "Read a practitioner's role",
-            vec![path_id(PAIR, "practitioner and team")],
-            &["PractitionerRole"],
-            &[],
-        ),
     );
     json!({
         "openapi": "3.0.3",

@@ -3,34 +3,15 @@
 
 use kith_app::{AccessLogEntry, PatientDetails, PractitionerDirectory, TeamDirectory, VisibleEntry};
 use kith_core::model::{CareLink, Entry, EntryStatus, Membership, Organisation, Team};
-use kith_core::patient::EntryKind;
 use kith_core::team::{AccountStatus, TeamKind, TeamStatus};
-use kith_core::{PatientId, PrivacyLabel, TeamId, Timestamp};
+use kith_core::{PatientId, PrivacyLabel, TeamId};
 use serde_json::{Map, Value, json};
 
-/// The NHS number's identifier system.
-pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
-/// Local identifiers: `https://kith.dev/fhir/Id/{organisation code}/{assigning authority}`.
-pub const LOCAL_SYSTEM_PREFIX: &str = "https://kith.dev/fhir/Id/";
-/// Kith's privacy labels as security labels.
-pub const PRIVACY_LABEL_SYSTEM: &str = "https://kith.dev/fhir/CodeSystem/privacy-label";
-pub(crate) const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
-pub(crate) const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
-pub(crate) const OBSERVATION_CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
-pub(crate) const INTERPRETATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-0078";
-/// The Bundle extension saying that entries the caller may not see exist (never how many).
-pub const HIDDEN_EXTENSION: &str = "https://kith.dev/fhir/StructureDefinition/some-entries-hidden";
+use super::base::{ACT_CODE_SYSTEM, LOCAL_SYSTEM_PREFIX, NHS_NUMBER_SYSTEM, PRIVACY_LABEL_SYSTEM, instant, security};
 
-/// An instant as FHIR writes it.
-pub fn instant(at: Timestamp) -> String {
-    at.to_string()
-}
-
-/// `meta.security` for an entry's privacy label: Kith's own code and the HL7 v3 equivalent
-/// (general is normal confidentiality; the three sensitive labels are restricted, with
-/// their sensitivity codes).
+/// `meta.security` for an entry's privacy label (see [`security`]).
 pub fn security_labels(label: Option<PrivacyLabel>) -> Value {
-    serde_json::to_value(super::typed::security(label)).expect("codings serialise")
+    serde_json::to_value(security(label)).expect("codings serialise")
 }
 
 pub fn patient(details: &PatientDetails) -> Value {
@@ -74,17 +55,6 @@ pub fn patient(details: &PatientDetails) -> Value {
         object.insert("telecom".to_owned(), Value::Array(telecom));
     }
     resource
-}
-
-/// An entry as the resource its kind is served as.
-/// A document, care plan or appointment as its resource (Observations are written by
-/// `typed.rs`).
-pub fn entry_resource(visible: &VisibleEntry) -> Value {
-    match visible.entry.kind {
-        EntryKind::CarePlan => care_plan(visible),
-        EntryKind::Appointment => appointment(visible),
-        _ => document_reference(visible),
-    }
 }
 
 /// Standard base64 (RFC 4648, with padding), for attachment data.
@@ -205,27 +175,11 @@ pub fn appointment(visible: &VisibleEntry) -> Value {
     resource
 }
 
-/// The observation category of a result (laboratory) or a measurement (exam).
-pub fn observation_category(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Result => "laboratory",
-        _ => "exam",
-    }
-}
-
 fn entry_meta(entry: &Entry) -> Value {
     json!({
         "versionId": entry.version.to_string(),
         "lastUpdated": instant(entry.recorded_at),
         "security": security_labels(entry.label),
-    })
-}
-
-/// An OperationOutcome with one issue.
-pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
-    json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
     })
 }
 

@@ -7,25 +7,14 @@
 use std::borrow::Cow;
 
 use kith_app::VisibleEntry;
+use kith_core::AccountId;
 use kith_core::model::{EntryStatus, Observation};
-use kith_core::patient::EntryKind;
-use kith_core::{AccountId, PrivacyLabel};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::resources::{
-    ACT_CODE_SYSTEM, CONFIDENTIALITY_SYSTEM, HIDDEN_EXTENSION, INTERPRETATION_SYSTEM, OBSERVATION_CATEGORY_SYSTEM,
-    PRIVACY_LABEL_SYSTEM, instant, observation_category,
+use super::base::{
+    Coding, HIDDEN_EXTENSION, INTERPRETATION_SYSTEM, OBSERVATION_CATEGORY_SYSTEM, instant, operation_outcome, security,
 };
-
-#[derive(Serialize)]
-pub struct Coding<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<Cow<'a, str>>,
-    code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display: Option<&'a str>,
-}
 
 #[derive(Serialize)]
 struct Codings<'a> {
@@ -48,30 +37,6 @@ struct Meta<'a> {
     version_id: String,
     last_updated: String,
     security: Vec<Coding<'a>>,
-}
-
-/// `meta.security` for a label: Kith's code and the HL7 v3 equivalents.
-pub fn security<'a>(label: Option<PrivacyLabel>) -> Vec<Coding<'a>> {
-    let mut labels = Vec::with_capacity(3);
-    if let Some(label) = label {
-        labels.push(Coding {
-            system: Some(Cow::Borrowed(PRIVACY_LABEL_SYSTEM)),
-            code: label.code(),
-            display: Some(label.plain_words()),
-        });
-    }
-    let (confidentiality, sensitivity) = match label {
-        Some(PrivacyLabel::General) => ("N", None),
-        Some(PrivacyLabel::SexualHealth) => ("R", Some("SEX")),
-        Some(PrivacyLabel::MentalHealth) => ("R", Some("PSY")),
-        Some(PrivacyLabel::SocialCare) => ("R", Some("SOC")),
-        None => ("R", None),
-    };
-    labels.push(Coding { system: Some(Cow::Borrowed(CONFIDENTIALITY_SYSTEM)), code: confidentiality, display: None });
-    if let Some(code) = sensitivity {
-        labels.push(Coding { system: Some(Cow::Borrowed(ACT_CODE_SYSTEM)), code, display: None });
-    }
-    labels
 }
 
 #[derive(Serialize)]
@@ -112,7 +77,8 @@ pub struct ObservationResource<'a> {
     id: String,
     meta: Meta<'a>,
     status: &'static str,
-    category: [Codings<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<[Codings<'a>; 1]>,
     code: Text<'a>,
     subject: Reference,
     effective_date_time: String,
@@ -124,6 +90,12 @@ pub struct ObservationResource<'a> {
     component: Vec<Component<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<[Text<'a>; 1]>,
+}
+
+impl ObservationResource<'_> {
+    pub fn id(&self) -> String {
+        self.id.clone()
+    }
 }
 
 fn observation_status(status: Option<EntryStatus>) -> &'static str {
@@ -184,12 +156,15 @@ fn component(observation: &Observation) -> Component<'_> {
     }
 }
 
-/// The Observation of a result or measurement; `patient_account` is the record's own
-/// account (an entry it wrote names the patient as performer).
+/// The Observation of a result or measurement, in its `category` (laboratory or exam, as
+/// `entries.rs` serves the entry's kind);
+/// `patient_account` is the record's own account (an entry it wrote names the patient as
+/// performer).
 pub fn observation<'a>(
     visible: &'a VisibleEntry,
     observations: &'a [Observation],
     patient_account: Option<AccountId>,
+    category: Option<&'static str>,
 ) -> ObservationResource<'a> {
     let entry = &visible.entry;
     let body = entry.body.trim();
@@ -198,7 +173,6 @@ pub fn observation<'a>(
     } else {
         format!("CareTeam/{}", entry.authored_by)
     };
-    let category = observation_category(entry.kind);
     ObservationResource {
         resource_type: "Observation",
         id: entry.id.to_string(),
@@ -208,13 +182,11 @@ pub fn observation<'a>(
             security: security(entry.label),
         },
         status: observation_status(entry.status),
-        category: [Codings {
-            coding: [Coding {
-                system: Some(Cow::Borrowed(OBSERVATION_CATEGORY_SYSTEM)),
-                code: category,
-                display: None,
-            }],
-        }],
+        category: category.map(|code| {
+            [Codings {
+                coding: [Coding { system: Some(Cow::Borrowed(OBSERVATION_CATEGORY_SYSTEM)), code, display: None }],
+            }]
+        }),
         code: Text { text: entry.title.as_str() },
         subject: Reference { reference: format!("Patient/{}", entry.patient) },
         effective_date_time: instant(entry.effective_at),
@@ -223,37 +195,6 @@ pub fn observation<'a>(
         value_string: (observations.is_empty() && !body.is_empty()).then_some(body),
         component: observations.iter().map(component).collect(),
         note: (!observations.is_empty() && !body.is_empty()).then_some([Text { text: body }]),
-    }
-}
-
-/// An entry as the resource its kind is served as: typed for Observations, a `Value` for
-/// the rest.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum EntryResource<'a> {
-    Observation(Box<ObservationResource<'a>>),
-    Other(Value),
-}
-
-impl EntryResource<'_> {
-    pub fn id(&self) -> String {
-        match self {
-            EntryResource::Observation(observation) => observation.id.clone(),
-            EntryResource::Other(value) => value["id"].as_str().unwrap_or_default().to_owned(),
-        }
-    }
-}
-
-pub fn entry_resource<'a>(
-    visible: &'a VisibleEntry,
-    observations: &'a [Observation],
-    patient_account: Option<AccountId>,
-) -> EntryResource<'a> {
-    match visible.entry.kind {
-        EntryKind::Result | EntryKind::Measurement => {
-            EntryResource::Observation(Box::new(observation(visible, observations, patient_account)))
-        }
-        _ => EntryResource::Other(super::resources::entry_resource(visible)),
     }
 }
 
@@ -347,11 +288,7 @@ pub fn bundle<R>(resource_type: &str, page: Page<R>, links: impl Fn(usize) -> St
     if some_hidden {
         extension.push(serde_json::json!({ "url": HIDDEN_EXTENSION, "valueBoolean": true }));
         entry.push(BundleEntry::Outcome(OutcomeEntry {
-            resource: super::resources::operation_outcome(
-                "information",
-                "suppressed",
-                "some entries are hidden by consent",
-            ),
+            resource: operation_outcome("information", "suppressed", "some entries are hidden by consent"),
             search: Search { mode: "outcome" },
         }));
     }

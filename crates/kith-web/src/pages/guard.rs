@@ -10,10 +10,12 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use kith_app::App;
 use kith_app::sessions::{SESSION_ABSOLUTE, WebSession};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use super::error::{PageError, blocking};
 use crate::WebState;
 
 pub const SESSION_COOKIE: &str = "kith_session";
@@ -95,14 +97,23 @@ impl Guards {
 
     /// Runs Argon2id work on a blocking thread, at most `hashing_permits` at once; waits up
     /// to ten seconds for a turn, then answers busy.
-    pub async fn hash<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        app: &App,
+        work: impl FnOnce(&App) -> T + Send + 'static,
+    ) -> Result<T, PageError> {
         let permit = tokio::time::timeout(Duration::from_secs(10), self.hashing.acquire())
             .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
-        let outcome = tokio::task::spawn_blocking(work).await.map_err(|_| internal_error());
+            .map_err(|_| PageError::Busy)?
+            .map_err(|_| PageError::Busy)?;
+        let outcome = blocking(app, work).await;
         drop(permit);
         outcome
+    }
+
+    /// Takes one attempt from `address`'s allowance, or refuses: too many attempts.
+    pub fn attempt(&self, address: Option<IpAddr>) -> Result<(), PageError> {
+        if self.allow_attempt(address) { Ok(()) } else { Err(PageError::TooManyAttempts) }
     }
 }
 
@@ -128,9 +139,15 @@ pub fn too_many_attempts() -> Response {
         .into_response()
 }
 
-/// The caller's address, when the server recorded it.
-pub fn client_address(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    parts_extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
+/// The caller's address, when the server recorded it (for the per-address throttle).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
+    }
 }
 
 /// A cookie's value from the request.
@@ -238,15 +255,11 @@ impl FromRequestParts<WebState> for MaybeSignedIn {
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
             return Ok(MaybeSignedIn(None));
         };
-        let app = state.app.clone();
         let lookup = secret.clone();
-        let session = tokio::task::spawn_blocking(move || app.session(&lookup))
+        let session = blocking(&state.app, move |app| app.session(&lookup))
             .await
-            .map_err(|_| internal_error())?
-            .map_err(|error| {
-                tracing::error!(%error, "session lookup failed");
-                internal_error()
-            })?;
+            .map_err(IntoResponse::into_response)?
+            .map_err(|error| PageError::from(error).into_response())?;
         Ok(MaybeSignedIn(session.map(|session| SignedIn { session, secret })))
     }
 }

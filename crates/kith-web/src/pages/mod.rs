@@ -2,12 +2,18 @@
 //! templates (`templates/`), plain forms that work without JavaScript, one layout with the
 //! signed-in person's name, their teams and roles and a team switcher.
 //!
-//! Every state-changing form carries a CSRF token and is refused when the browser says it
-//! comes from another site ([`guard::same_origin`]). Signed-in forms use a token derived
-//! from the session; the sign-in and reset forms, before any session exists, use a
-//! double-submit cookie. Sign-in and reset attempts are throttled per address, and password
+//! Every route is a row of one table ([`route_table`]); the router is built from it, and
+//! `tests/csrf.rs` posts to every POST row. Every state-changing form carries a CSRF token
+//! and is refused when the browser says it comes from another site: handlers take their
+//! fields only through the extractors of [`csrf`] (signed-in forms use a token derived from
+//! the session; the sign-in and reset forms, before any session exists, a double-submit
+//! cookie). Handlers answer [`error::PageResult`]: failures on our side are logged once, by
+//! [`error::PageError`], and shown as the same plain page; blocking work runs through
+//! [`error::blocking`]. Sign-in and reset attempts are throttled per address, and password
 //! hashing runs on blocking threads under a concurrency cap.
 
+pub mod csrf;
+pub mod error;
 pub mod guard;
 mod invitations;
 mod registration;
@@ -15,10 +21,11 @@ mod team;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequest, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::MethodRouter;
 use kith_app::AppError;
 use kith_app::password::MINIMUM_PASSWORD_LENGTH;
 use kith_app::sessions::{SignIn, UNUSABLE_LINK, WRONG_CODE, WebSession};
@@ -28,26 +35,93 @@ use kith_core::text::Secret;
 use serde::Deserialize;
 
 use crate::WebState;
-use guard::{FORM_COOKIE, MaybeSignedIn, SignedIn};
+use csrf::{AnonymousCsrfForm, CsrfForm};
+use error::{PageError, PageResult, blocking, or_logged};
+use guard::{ClientAddress, FORM_COOKIE, MaybeSignedIn, SignedIn};
 
-pub fn routes() -> Router<WebState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/sign-in", get(sign_in_page).post(sign_in))
-        .route("/sign-out", post(sign_out))
-        .route("/team", post(switch_team))
-        .route("/password-reset", get(reset_request_page).post(reset_request))
-        .route("/password-reset/{code}", get(reset_form_page).post(reset_password))
-        .route("/sign-in/two-factor", get(second_step_page).post(second_step))
-        .route("/account/two-factor", get(two_factor_page).post(two_factor_confirm))
-        .route("/account/two-factor/qr.svg", get(two_factor_qr))
-        .route("/account/two-factor/disable", post(two_factor_disable))
-        .route("/activate/{code}", get(activate_page).post(activate))
-        .route("/account/password", get(password_page).post(change_password))
-        .merge(registration::routes())
-        .merge(invitations::routes())
-        .merge(team::routes())
+// ----- the route table ------------------------------------------------------------------------
+
+/// How a page route's form is posted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormEncoding {
+    /// `application/x-www-form-urlencoded`: [`CsrfForm`] or [`AnonymousCsrfForm`].
+    UrlEncoded,
+    /// `multipart/form-data` (an upload): [`csrf::CsrfMultipart`].
+    Multipart,
 }
+
+/// One row of the pages' route table: a path, how it is reached (a page to GET, or a form
+/// to POST and its encoding) and its handler. The router is built from the table alone.
+pub(crate) struct PageRoute {
+    path: &'static str,
+    form: Option<FormEncoding>,
+    handler: MethodRouter<WebState>,
+}
+
+impl PageRoute {
+    pub(crate) fn get<H: Handler<T, WebState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        PageRoute { path, form: None, handler: axum::routing::get(handler) }
+    }
+
+    /// A urlencoded form; its handler takes its fields through [`CsrfForm`] or
+    /// [`AnonymousCsrfForm`].
+    pub(crate) fn post<H: Handler<T, WebState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        PageRoute { path, form: Some(FormEncoding::UrlEncoded), handler: axum::routing::post(handler) }
+    }
+
+    /// An upload; its handler takes its fields through [`csrf::CsrfMultipart`].
+    pub(crate) fn upload<H: Handler<T, WebState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        PageRoute { path, form: Some(FormEncoding::Multipart), handler: axum::routing::post(handler) }
+    }
+
+    /// The largest body the route reads.
+    pub(crate) fn body_limit(self, bytes: usize) -> Self {
+        PageRoute { handler: self.handler.layer(DefaultBodyLimit::max(bytes)), ..self }
+    }
+}
+
+/// Every page route: this module's, then registration's, invitations' and the team pages'.
+fn route_table() -> Vec<PageRoute> {
+    let mut table = vec![
+        PageRoute::get("/", home),
+        PageRoute::get("/sign-in", sign_in_page),
+        PageRoute::post("/sign-in", sign_in),
+        PageRoute::post("/sign-out", sign_out),
+        PageRoute::post("/team", switch_team),
+        PageRoute::get("/password-reset", reset_request_page),
+        PageRoute::post("/password-reset", reset_request),
+        PageRoute::get("/password-reset/{code}", reset_form_page),
+        PageRoute::post("/password-reset/{code}", reset_password),
+        PageRoute::get("/sign-in/two-factor", second_step_page),
+        PageRoute::post("/sign-in/two-factor", second_step),
+        PageRoute::get("/account/two-factor", two_factor_page),
+        PageRoute::post("/account/two-factor", two_factor_confirm),
+        PageRoute::get("/account/two-factor/qr.svg", two_factor_qr),
+        PageRoute::post("/account/two-factor/disable", two_factor_disable),
+        PageRoute::get("/activate/{code}", activate_page),
+        PageRoute::post("/activate/{code}", activate),
+        PageRoute::get("/account/password", password_page),
+        PageRoute::post("/account/password", change_password),
+    ];
+    table.extend(registration::routes());
+    table.extend(invitations::routes());
+    table.extend(team::routes());
+    table
+}
+
+/// The pages' router, built from [`route_table`].
+pub fn routes() -> Router<WebState> {
+    route_table().into_iter().fold(Router::new(), |router, route| router.route(route.path, route.handler))
+}
+
+/// Every page route that accepts a POST, read from the table the router is built from: its
+/// path pattern (`{name}` for a parameter) and how its form is encoded. Each must refuse a
+/// request without the token its form carries (`tests/csrf.rs` posts to every one).
+pub fn post_routes() -> Vec<(&'static str, FormEncoding)> {
+    route_table().into_iter().filter_map(|route| Some((route.path, route.form?))).collect()
+}
+
+// ----- the layout ------------------------------------------------------------------------------
 
 /// What the layout shows around every page.
 pub struct Shell {
@@ -110,14 +184,11 @@ pub(crate) fn nav(session: &WebSession) -> Nav {
     }
 }
 
-/// Renders a template as an HTML response.
+/// Renders a template as an HTML response (a template that fails is logged: a 500).
 pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "a page could not be rendered");
-            guard::internal_error()
-        }
+        Err(_) => PageError::internal("a template could not be rendered").into_response(),
     }
 }
 
@@ -135,51 +206,20 @@ pub(crate) fn anonymous_page(headers: &HeaderMap, state: &WebState, page: impl F
     response
 }
 
-/// A posted form and the caller's address (for the per-address throttle). A form that
-/// cannot be read is refused like one without its token.
-pub(crate) async fn posted_form<T: serde::de::DeserializeOwned>(
-    state: &WebState,
-    request: axum::extract::Request,
-) -> Result<(T, Option<std::net::IpAddr>), Response> {
-    let address = guard::client_address(request.extensions());
-    match axum::Form::<T>::from_request(request, state).await {
-        Ok(axum::Form(form)) => Ok((form, address)),
-        Err(_) => Err(guard::csrf_refused()),
-    }
-}
-
-/// An attempt before sign-in (signing in, a password from a link, registering): the posted
-/// form, refused without its double-submit token or from another site, and counted against
-/// the caller's address.
-pub(crate) async fn anonymous_attempt<T: serde::de::DeserializeOwned>(
-    state: &WebState,
-    headers: &HeaderMap,
-    request: axum::extract::Request,
-    token: impl Fn(&T) -> &str,
-) -> Result<T, Response> {
-    let (form, address) = posted_form::<T>(state, request).await?;
-    if !anonymous_form_ok(headers, token(&form)) {
-        return Err(guard::csrf_refused());
-    }
-    if !state.guards.allow_attempt(address) {
-        return Err(guard::too_many_attempts());
-    }
-    Ok(form)
-}
-
-/// Whether an anonymous form's token matches its cookie and the request is same-origin.
-pub(crate) fn anonymous_form_ok(headers: &HeaderMap, token: &str) -> bool {
-    guard::same_origin(headers)
-        && guard::cookie(headers, FORM_COOKIE).is_some_and(|cookie| guard::tokens_match(cookie, token))
-}
-
-pub(crate) fn signed_in_form_ok(headers: &HeaderMap, signed_in: &SignedIn, token: &str) -> bool {
-    guard::same_origin(headers) && guard::tokens_match(&signed_in.csrf(), token)
-}
-
 pub(crate) fn see_other(location: &str) -> Response {
     Redirect::to(location).into_response()
 }
+
+/// A redirect that also sets the session cookie.
+fn see_other_signed_in(state: &WebState, location: &str, secret: &str) -> Response {
+    let mut response = see_other(location);
+    response.headers_mut().append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, secret));
+    response
+}
+
+/// A form with no fields but its token.
+#[derive(Deserialize)]
+pub(crate) struct NoFields {}
 
 // ----- home -------------------------------------------------------------------------------
 
@@ -207,38 +247,32 @@ async fn home(
     State(state): State<WebState>,
     Query(done): Query<Done>,
     MaybeSignedIn(signed_in): MaybeSignedIn,
-) -> Response {
+) -> PageResult {
     let Some(signed_in) = signed_in else {
         // No form here, so no cookie either.
-        return render(&LandingPage { shell: Shell { nav: None, csrf: String::new(), notice: None } });
+        return Ok(render(&LandingPage { shell: Shell { nav: None, csrf: String::new(), notice: None } }));
     };
     let session = &signed_in.session;
     if session.must_enrol_two_factor {
-        return see_other("/account/two-factor");
+        return Ok(see_other("/account/two-factor"));
     }
     if session.walkthrough_pending {
-        return see_other("/welcome");
+        return Ok(see_other("/welcome"));
     }
     let patient_teams = match session.patient {
         Some(_) => {
-            let app = state.app.clone();
             let account = session.account.id;
-            match tokio::task::spawn_blocking(move || app.walkthrough(account)).await {
-                Ok(Ok(walkthrough)) => walkthrough
-                    .teams
-                    .iter()
-                    .map(|step| (step.team.name.to_string(), registration::labels_in_words(step.labels)))
-                    .collect(),
-                _ => return guard::internal_error(),
-            }
+            let walkthrough = blocking(&state.app, move |app| app.walkthrough(account)).await??;
+            walkthrough
+                .teams
+                .iter()
+                .map(|step| (step.team.name.to_string(), registration::labels_in_words(step.labels)))
+                .collect()
         }
         None => Vec::new(),
     };
-    let invitations = match invitations::waiting(&state, session.account.id).await {
-        Ok(invitations) => invitations,
-        Err(response) => return response,
-    };
-    render(&HomePage {
+    let invitations = invitations::waiting(&state, session.account.id).await?;
+    Ok(render(&HomePage {
         invitations,
         patient_teams,
         name: session.account.name.to_string(),
@@ -246,7 +280,7 @@ async fn home(
         current_team: session.current_team().map(|team| team.team.name.to_string()),
         teams: nav(session).teams,
         shell: Shell::signed_in(&signed_in, done_notice(done.done.as_deref())),
-    })
+    }))
 }
 
 // ----- sign-in and sign-out ----------------------------------------------------------------
@@ -299,109 +333,72 @@ async fn sign_in_page(
 #[derive(Deserialize)]
 struct SignInForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     password: String,
 }
 
-async fn sign_in(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let form: SignInForm = match anonymous_attempt(&state, &headers, request, |form: &SignInForm| &form.csrf).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
-    let app = state.app.clone();
+async fn sign_in(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<SignInForm>,
+) -> PageResult {
+    state.guards.attempt(address)?;
     let email = form.email.clone();
     let password = Secret::new(form.password);
-    let outcome = match state.guards.hash(move || app.sign_in(&email, &password)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
-        Ok(SignIn::SecondStep(pending)) => {
-            let mut response = see_other("/sign-in/two-factor");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, pending.secret.expose()));
-            response
-        }
-        Ok(SignIn::SignedIn(new)) => {
+    let outcome = state.guards.hash(&state.app, move |app| app.sign_in(&email, &password)).await??;
+    Ok(match outcome {
+        SignIn::SecondStep(pending) => see_other_signed_in(&state, "/sign-in/two-factor", pending.secret.expose()),
+        SignIn::SignedIn(new) => {
             // A session cookie the browser already had is ended: a new id at every sign-in.
             if let Some(old) = guard::cookie(&headers, guard::SESSION_COOKIE).map(str::to_owned) {
-                let app = state.app.clone();
-                let _ = tokio::task::spawn_blocking(move || app.sign_out(&old)).await;
+                // Best effort: the new session does not depend on it.
+                if let Ok(ended) = blocking(&state.app, move |app| app.sign_out(&old)).await {
+                    or_logged(ended, ());
+                }
             }
-            let mut response = see_other("/");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, new.secret.expose()));
-            response
+            see_other_signed_in(&state, "/", new.secret.expose())
         }
-        Ok(SignIn::Refused) => anonymous_page(&headers, &state, |shell| {
+        SignIn::Refused => anonymous_page(&headers, &state, |shell| {
             render(&SignInPage { shell, email: form.email.trim().to_owned(), error: Some(SIGN_IN_REFUSED) })
         }),
-        Err(error) => {
-            tracing::error!(%error, "sign-in failed");
-            guard::internal_error()
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    pub(crate) csrf: String,
+    })
 }
 
 async fn sign_out(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<CsrfForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let app = state.app.clone();
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> PageResult {
     let secret = signed_in.secret.clone();
-    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || app.sign_out(&secret)).await {
-        tracing::error!(%error, "sign-out failed");
-        return guard::internal_error();
-    }
+    blocking(&state.app, move |app| app.sign_out(&secret)).await??;
     let mut response = see_other("/sign-in?done=signed-out");
     response.headers_mut().append(header::SET_COOKIE, guard::clear_session_cookie(&state.guards.config));
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
 struct TeamForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     team: String,
 }
 
 async fn switch_team(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<TeamForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
+    CsrfForm(form): CsrfForm<TeamForm>,
+) -> PageResult {
     let Ok(team) = form.team.parse::<uuid::Uuid>().map(TeamId::from_uuid) else {
-        return (StatusCode::BAD_REQUEST, "Choose one of your teams.\n").into_response();
+        return Err(PageError::refused(StatusCode::BAD_REQUEST, "Choose one of your teams.\n"));
     };
-    let app = state.app.clone();
     let secret = signed_in.secret.clone();
-    match tokio::task::spawn_blocking(move || app.switch_team(&secret, team)).await {
-        Ok(Ok(())) => see_other("/"),
-        Ok(Err(AppError::Denied)) => {
-            (StatusCode::FORBIDDEN, "You are not an active member of that team.\n").into_response()
+    match blocking(&state.app, move |app| app.switch_team(&secret, team)).await? {
+        Ok(()) => Ok(see_other("/")),
+        Err(AppError::Denied) => {
+            Err(PageError::refused(StatusCode::FORBIDDEN, "You are not an active member of that team.\n"))
         }
-        _ => guard::internal_error(),
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
@@ -422,36 +419,27 @@ async fn reset_request_page(State(state): State<WebState>, headers: HeaderMap) -
 #[derive(Deserialize)]
 struct ResetRequestForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
 }
 
 /// Answers at once and the same way whether or not the address has an account: the lookup,
 /// the code and the email happen after the answer, off the request.
-async fn reset_request(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let (form, address): (ResetRequestForm, _) = match posted_form(&state, request).await {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
-    if !anonymous_form_ok(&headers, &form.csrf) {
-        return guard::csrf_refused();
-    }
+async fn reset_request(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<ResetRequestForm>,
+) -> PageResult {
     if form.email.trim().is_empty() {
-        return anonymous_page(&headers, &state, |shell| {
+        return Ok(anonymous_page(&headers, &state, |shell| {
             render(&ResetRequestPage { shell, sent: false, error: Some("Enter the email address you sign in with.") })
-        });
+        }));
     }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
+    state.guards.attempt(address)?;
+    // Not awaited: the answer must not wait for (nor show) what the request finds.
     let app = state.app.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = app.request_password_reset(&form.email) {
-            tracing::error!(%error, "a password reset request could not be stored");
-        }
-    });
-    anonymous_page(&headers, &state, |shell| render(&ResetRequestPage { shell, sent: true, error: None }))
+    tokio::task::spawn_blocking(move || or_logged(app.request_password_reset(&form.email), ()));
+    Ok(anonymous_page(&headers, &state, |shell| render(&ResetRequestPage { shell, sent: true, error: None })))
 }
 
 #[derive(Template)]
@@ -486,18 +474,15 @@ fn plausible_code(code: &str) -> bool {
     code.len() == 64 && code.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
-async fn reset_form_page(State(state): State<WebState>, headers: HeaderMap, Path(code): Path<String>) -> Response {
-    let usable = plausible_code(&code) && {
-        let app = state.app.clone();
-        matches!(tokio::task::spawn_blocking(move || app.password_reset_usable(&code)).await, Ok(Ok(true)))
-    };
-    anonymous_page(&headers, &state, |shell| reset_form(shell, usable, None))
+async fn reset_form_page(State(state): State<WebState>, headers: HeaderMap, Path(code): Path<String>) -> PageResult {
+    // A link that cannot be checked is shown as one that cannot be used (the cause logged).
+    let usable = plausible_code(&code)
+        && or_logged(blocking(&state.app, move |app| app.password_reset_usable(&code)).await?, false);
+    Ok(anonymous_page(&headers, &state, |shell| reset_form(shell, usable, None)))
 }
 
 #[derive(Deserialize)]
 struct ResetForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     password: String,
     #[serde(default)]
@@ -508,14 +493,15 @@ async fn reset_password(
     State(state): State<WebState>,
     headers: HeaderMap,
     Path(code): Path<String>,
-    request: axum::extract::Request,
-) -> Response {
-    let form = LinkPasswordForm {
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<ResetForm>,
+) -> PageResult {
+    let form_kind = LinkPasswordForm {
         page: reset_form,
         set: |app, code, password| app.reset_password(code, password).map(|_| None),
         done: "/sign-in?done=reset",
     };
-    password_with_code(&state, &headers, code, request, &form).await
+    password_with_code(&state, &headers, code, address, form, &form_kind).await
 }
 
 /// A page where a link's code sets a password: a reset link or a professional's
@@ -529,33 +515,28 @@ struct LinkPasswordForm {
     done: &'static str,
 }
 
+/// Sets a password from a link's code, once the form (its token checked) is in: the attempt
+/// counts against the caller's address.
 async fn password_with_code(
     state: &WebState,
     headers: &HeaderMap,
     code: String,
-    request: axum::extract::Request,
+    address: Option<std::net::IpAddr>,
+    form: ResetForm,
     form_kind: &LinkPasswordForm,
-) -> Response {
-    let form: ResetForm = match anonymous_attempt(state, headers, request, |form: &ResetForm| &form.csrf).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+) -> PageResult {
+    state.guards.attempt(address)?;
     let page = form_kind.page;
     if !plausible_code(&code) {
-        return anonymous_page(headers, state, |shell| page(shell, false, None));
+        return Ok(anonymous_page(headers, state, |shell| page(shell, false, None)));
     }
     if form.password != form.confirm {
         let error = "The two passwords are different. Type the same password twice.".to_owned();
-        return anonymous_page(headers, state, |shell| page(shell, true, Some(("confirm", error))));
+        return Ok(anonymous_page(headers, state, |shell| page(shell, true, Some(("confirm", error)))));
     }
-    let app = state.app.clone();
     let password = Secret::new(form.password);
     let set = form_kind.set;
-    let outcome = match state.guards.hash(move || set(&app, &code, &password)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
+    match state.guards.hash(&state.app, move |app| set(app, &code, &password)).await? {
         Ok(session) => {
             let mut response = see_other(form_kind.done);
             let cookie = match session {
@@ -563,19 +544,16 @@ async fn password_with_code(
                 None => guard::clear_session_cookie(&state.guards.config),
             };
             response.headers_mut().append(header::SET_COOKIE, cookie);
-            response
+            Ok(response)
         }
         Err(AppError::Invalid(message)) if message == UNUSABLE_LINK => {
-            anonymous_page(headers, state, |shell| page(shell, false, None))
+            Ok(anonymous_page(headers, state, |shell| page(shell, false, None)))
         }
         Err(AppError::Invalid(message)) => {
             let error = password_problem(&message);
-            anonymous_page(headers, state, |shell| page(shell, true, Some(("password", error))))
+            Ok(anonymous_page(headers, state, |shell| page(shell, true, Some(("password", error)))))
         }
-        Err(error) => {
-            tracing::error!(%error, "setting a password from a link failed");
-            guard::internal_error()
-        }
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
@@ -606,63 +584,46 @@ struct SecondStepPage {
     error: Option<&'static str>,
 }
 
-/// The password-only session waiting for its second step, with its cookie secret.
-async fn pending_second_step(state: &WebState, headers: &HeaderMap) -> Option<(String, kith_core::model::Account)> {
-    let secret = guard::cookie(headers, guard::SESSION_COOKIE)?.to_owned();
-    let app = state.app.clone();
+/// The cookie secret of the password-only session waiting for its second step, if there is
+/// one (a look-up that fails is logged and answered as none: sign in again).
+async fn pending_second_step(state: &WebState, headers: &HeaderMap) -> Result<Option<String>, PageError> {
+    let Some(secret) = guard::cookie(headers, guard::SESSION_COOKIE).map(str::to_owned) else { return Ok(None) };
     let lookup = secret.clone();
-    let account = tokio::task::spawn_blocking(move || app.pending_second_step(&lookup)).await.ok()?.ok()??;
-    Some((secret, account))
+    let account = or_logged(blocking(&state.app, move |app| app.pending_second_step(&lookup)).await?, None);
+    Ok(account.map(|_| secret))
 }
 
-async fn second_step_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let Some((secret, _)) = pending_second_step(&state, &headers).await else { return see_other("/sign-in") };
-    render(&SecondStepPage {
+async fn second_step_page(State(state): State<WebState>, headers: HeaderMap) -> PageResult {
+    let Some(secret) = pending_second_step(&state, &headers).await? else { return Ok(see_other("/sign-in")) };
+    Ok(render(&SecondStepPage {
         shell: Shell { nav: None, csrf: guard::session_csrf(&secret), notice: None },
         error: None,
-    })
+    }))
 }
 
 #[derive(Deserialize)]
 struct CodeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     code: String,
 }
 
-async fn second_step(State(state): State<WebState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let (form, address): (CodeForm, _) = match posted_form(&state, request).await {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
-    let Some((secret, _)) = pending_second_step(&state, &headers).await else { return see_other("/sign-in") };
-    if !guard::same_origin(&headers) || !guard::tokens_match(&guard::session_csrf(&secret), &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
-    let app = state.app.clone();
+/// The form's token is the pending session's (checked by [`CsrfForm`]).
+async fn second_step(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> PageResult {
+    let Some(secret) = pending_second_step(&state, &headers).await? else { return Ok(see_other("/sign-in")) };
+    state.guards.attempt(address)?;
     let pending = secret.clone();
-    match tokio::task::spawn_blocking(move || app.complete_second_step(&pending, &form.code)).await {
-        Ok(Ok(Some(new))) => {
-            let mut response = see_other("/");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, new.secret.expose()));
-            response
-        }
-        Ok(Ok(None)) => render(&SecondStepPage {
+    Ok(match blocking(&state.app, move |app| app.complete_second_step(&pending, &form.code)).await?? {
+        Some(new) => see_other_signed_in(&state, "/", new.secret.expose()),
+        None => render(&SecondStepPage {
             shell: Shell { nav: None, csrf: guard::session_csrf(&secret), notice: None },
             error: Some(WRONG_CODE),
         }),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "second step failed");
-            guard::internal_error()
-        }
-        Err(_) => guard::internal_error(),
-    }
+    })
 }
 
 #[derive(Template)]
@@ -681,78 +642,66 @@ fn grouped(key: &str) -> String {
     key.as_bytes().chunks(4).map(|chunk| String::from_utf8_lossy(chunk).into_owned()).collect::<Vec<_>>().join(" ")
 }
 
-async fn two_factor_setup(state: &WebState, signed_in: &SignedIn, error: Option<String>) -> Response {
+async fn two_factor_setup(state: &WebState, signed_in: &SignedIn, error: Option<String>) -> PageResult {
     let session = &signed_in.session;
     if session.two_factor_enabled {
-        return render(&TwoFactorPage {
+        return Ok(render(&TwoFactorPage {
             shell: Shell::signed_in(signed_in, None),
             enabled: true,
             required: false,
             key: String::new(),
             error,
             recovery_codes: None,
-        });
+        }));
     }
-    let app = state.app.clone();
     let account = session.account.id;
-    let key = match tokio::task::spawn_blocking(move || app.begin_two_factor(account)).await {
-        Ok(Ok(key)) => key,
-        _ => return guard::internal_error(),
-    };
-    render(&TwoFactorPage {
+    let key = blocking(&state.app, move |app| app.begin_two_factor(account)).await??;
+    Ok(render(&TwoFactorPage {
         shell: Shell::signed_in(signed_in, None),
         enabled: false,
         required: session.must_enrol_two_factor,
         key: grouped(&key),
         error,
         recovery_codes: None,
-    })
+    }))
 }
 
-async fn two_factor_page(State(state): State<WebState>, signed_in: SignedIn) -> Response {
+async fn two_factor_page(State(state): State<WebState>, signed_in: SignedIn) -> PageResult {
     two_factor_setup(&state, &signed_in, None).await
 }
 
 async fn two_factor_confirm(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<CodeForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let app = state.app.clone();
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> PageResult {
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.confirm_two_factor(account, &form.code)).await {
-        Ok(Ok(codes)) => render(&TwoFactorPage {
+    match blocking(&state.app, move |app| app.confirm_two_factor(account, &form.code)).await? {
+        Ok(codes) => Ok(render(&TwoFactorPage {
             shell: Shell::signed_in(&signed_in, None),
             enabled: true,
             required: false,
             key: String::new(),
             error: None,
             recovery_codes: Some(codes),
-        }),
-        Ok(Err(AppError::Invalid(message))) => two_factor_setup(&state, &signed_in, Some(message)).await,
-        _ => guard::internal_error(),
+        })),
+        Err(AppError::Invalid(message)) => two_factor_setup(&state, &signed_in, Some(message)).await,
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
 /// The enrolment key as a QR code (SVG), for the signed-in person only.
-async fn two_factor_qr(State(state): State<WebState>, signed_in: SignedIn) -> Response {
+async fn two_factor_qr(State(state): State<WebState>, signed_in: SignedIn) -> PageResult {
     if signed_in.session.two_factor_enabled {
-        return StatusCode::NOT_FOUND.into_response();
+        return Ok(StatusCode::NOT_FOUND.into_response());
     }
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    let Ok(Ok(key)) = tokio::task::spawn_blocking(move || app.begin_two_factor(account)).await else {
-        return guard::internal_error();
-    };
-    let Some(bytes) = kith_app::two_factor::from_base32(&key) else { return guard::internal_error() };
+    let key = blocking(&state.app, move |app| app.begin_two_factor(account)).await??;
+    let bytes =
+        kith_app::two_factor::from_base32(&key).ok_or_else(|| PageError::internal("an enrolment key is not base32"))?;
     let uri = kith_app::two_factor::otpauth_uri(&bytes, "Kith", signed_in.session.account.email.as_str());
-    let Ok(code) = qrcodegen::QrCode::encode_text(&uri, qrcodegen::QrCodeEcc::Medium) else {
-        return guard::internal_error();
-    };
+    let code = qrcodegen::QrCode::encode_text(&uri, qrcodegen::QrCodeEcc::Medium)
+        .map_err(|_| PageError::internal("an enrolment key does not fit a QR code"))?;
     let border = 4;
     let size = code.size() + border * 2;
     let mut path = String::new();
@@ -767,7 +716,7 @@ async fn two_factor_qr(State(state): State<WebState>, signed_in: SignedIn) -> Re
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\">\
          <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
     );
-    ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 // ----- a professional's activation ---------------------------------------------------------------
@@ -795,26 +744,26 @@ fn activate_form(shell: Shell, usable: bool, error: Option<(&'static str, String
     })
 }
 
-async fn activate_page(State(state): State<WebState>, headers: HeaderMap, Path(code): Path<String>) -> Response {
-    let usable = plausible_code(&code) && {
-        let app = state.app.clone();
-        matches!(tokio::task::spawn_blocking(move || app.activation_usable(&code)).await, Ok(Ok(true)))
-    };
-    anonymous_page(&headers, &state, |shell| activate_form(shell, usable, None))
+async fn activate_page(State(state): State<WebState>, headers: HeaderMap, Path(code): Path<String>) -> PageResult {
+    // A link that cannot be checked is shown as one that cannot be used (the cause logged).
+    let usable =
+        plausible_code(&code) && or_logged(blocking(&state.app, move |app| app.activation_usable(&code)).await?, false);
+    Ok(anonymous_page(&headers, &state, |shell| activate_form(shell, usable, None)))
 }
 
 async fn activate(
     State(state): State<WebState>,
     headers: HeaderMap,
     Path(code): Path<String>,
-    request: axum::extract::Request,
-) -> Response {
-    let form = LinkPasswordForm {
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<ResetForm>,
+) -> PageResult {
+    let form_kind = LinkPasswordForm {
         page: activate_form,
         set: |app, code, password| app.activate_account(code, password).map(Some),
         done: "/",
     };
-    password_with_code(&state, &headers, code, request, &form).await
+    password_with_code(&state, &headers, code, address, form, &form_kind).await
 }
 
 // ----- changing one's password ------------------------------------------------------------------
@@ -840,8 +789,6 @@ async fn password_page(signed_in: SignedIn) -> Response {
 #[derive(Deserialize)]
 struct PasswordForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     current: String,
     #[serde(default)]
     password: String,
@@ -851,21 +798,12 @@ struct PasswordForm {
 
 async fn change_password(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    request: axum::extract::Request,
-) -> Response {
-    let (form, address) = match posted_form::<PasswordForm>(&state, request).await {
-        Ok(posted) => posted,
-        Err(response) => return response,
-    };
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
+    ClientAddress(address): ClientAddress,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> PageResult {
     // A password typed again is a guess like a sign-in: the same per-address burst.
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
+    state.guards.attempt(address)?;
     let again = |field: &'static str, error: String| {
         render(&PasswordPage {
             shell: Shell::signed_in(&signed_in, None),
@@ -875,80 +813,42 @@ async fn change_password(
         })
     };
     if form.password != form.confirm {
-        return again("confirm", "The two new passwords are different. Type the same new password twice.".to_owned());
+        let error = "The two new passwords are different. Type the same new password twice.".to_owned();
+        return Ok(again("confirm", error));
     }
-    let app = state.app.clone();
     let secret = signed_in.secret.clone();
     let (current, new) = (Secret::new(form.current), Secret::new(form.password));
-    let outcome = match state.guards.hash(move || app.change_password(&secret, &current, &new)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
-        Ok(session) => {
-            let mut response = see_other("/?done=password");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
-            response
-        }
+    Ok(match state.guards.hash(&state.app, move |app| app.change_password(&secret, &current, &new)).await? {
+        Ok(session) => see_other_signed_in(&state, "/?done=password", session.secret.expose()),
         // A wrong current password, or a new one the rules refuse.
         Err(AppError::Invalid(message)) if message.starts_with("password: ") => {
             again("password", password_problem(&message))
         }
         Err(AppError::Invalid(message)) => again("current", message),
         Err(AppError::Denied) => see_other("/sign-in"),
-        Err(error) => {
-            tracing::error!(%error, "password change failed");
-            guard::internal_error()
-        }
-    }
+        Err(error) => return Err(PageError::from(error)),
+    })
 }
 
 #[derive(Deserialize)]
 struct DisableForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     password: String,
 }
 
 async fn two_factor_disable(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    request: axum::extract::Request,
-) -> Response {
-    let (form, address) = match posted_form::<DisableForm>(&state, request).await {
-        Ok(posted) => posted,
-        Err(response) => return response,
-    };
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    if !state.guards.allow_attempt(address) {
-        return guard::too_many_attempts();
-    }
-    let app = state.app.clone();
+    ClientAddress(address): ClientAddress,
+    CsrfForm(form): CsrfForm<DisableForm>,
+) -> PageResult {
+    state.guards.attempt(address)?;
     let secret = signed_in.secret.clone();
     let password = Secret::new(form.password);
-    let outcome = match state.guards.hash(move || app.disable_two_factor(&secret, &password)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
-        Ok(session) => {
-            let mut response = see_other("/?done=two-factor-off");
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
-            response
-        }
+    match state.guards.hash(&state.app, move |app| app.disable_two_factor(&secret, &password)).await? {
+        Ok(session) => Ok(see_other_signed_in(&state, "/?done=two-factor-off", session.secret.expose())),
         Err(AppError::Invalid(message)) => two_factor_setup(&state, &signed_in, Some(message)).await,
-        Err(AppError::Denied) => see_other("/sign-in"),
-        Err(error) => {
-            tracing::error!(%error, "turning two-step verification off failed");
-            guard::internal_error()
-        }
+        Err(AppError::Denied) => Ok(see_other("/sign-in")),
+        Err(error) => Err(PageError::from(error)),
     }
 }

@@ -3,11 +3,9 @@
 //! confirmed or changed one by one, then the patient's home page.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use kith_app::AppError;
 use kith_app::invitations::{NO_MATCH, normalise_invitation_code};
 use kith_app::password::MINIMUM_PASSWORD_LENGTH;
@@ -16,17 +14,21 @@ use kith_core::text::{EmailAddress, Secret};
 use kith_core::{Date, LabelSet, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
-use super::guard::{self, SignedIn};
-use super::{Shell, anonymous_attempt, anonymous_page, render, see_other, signed_in_form_ok};
+use super::csrf::{AnonymousCsrfForm, CsrfForm};
+use super::error::{PageError, PageResult, blocking};
+use super::guard::{ClientAddress, SignedIn};
+use super::{NoFields, PageRoute, Shell, anonymous_page, render, see_other, see_other_signed_in};
 use crate::WebState;
 
-pub fn routes() -> Router<WebState> {
-    Router::new()
-        .route("/register", get(register_page).post(register_check))
-        .route("/register/account", post(register_account))
-        .route("/welcome", get(welcome))
-        .route("/welcome/finish", post(welcome_finish))
-        .route("/welcome/{step}", post(welcome_step))
+pub(crate) fn routes() -> Vec<PageRoute> {
+    vec![
+        PageRoute::get("/register", register_page),
+        PageRoute::post("/register", register_check),
+        PageRoute::post("/register/account", register_account),
+        PageRoute::get("/welcome", welcome),
+        PageRoute::post("/welcome/finish", welcome_finish),
+        PageRoute::post("/welcome/{step}", welcome_step),
+    ]
 }
 
 /// A label set in words: "general health and mental health", or "none of your health information".
@@ -81,8 +83,6 @@ async fn register_page(State(state): State<WebState>, headers: HeaderMap, Query(
 #[derive(Deserialize)]
 struct RegisterForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     invitation: String,
     #[serde(default)]
     activation: String,
@@ -115,13 +115,10 @@ struct AccountPage {
 async fn register_check(
     State(state): State<WebState>,
     headers: HeaderMap,
-    request: axum::extract::Request,
-) -> Response {
-    let form: RegisterForm = match anonymous_attempt(&state, &headers, request, |form: &RegisterForm| &form.csrf).await
-    {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<RegisterForm>,
+) -> PageResult {
+    state.guards.attempt(address)?;
     let codes = normalise_invitation_code(&format!("{}{}", form.invitation, form.activation));
     let birth_date = date_from(&form.day, &form.month, &form.year);
     let again = |field: &'static str, error: &'static str| {
@@ -140,17 +137,14 @@ async fn register_check(
         })
     };
     if birth_date.is_none() {
-        return again("dob-day", "Enter your date of birth as numbers: day, month and year, for example 15 4 1990.");
+        let error = "Enter your date of birth as numbers: day, month and year, for example 15 4 1990.";
+        return Ok(again("dob-day", error));
     }
-    let app = state.app.clone();
     let check = codes.clone();
-    let found = match tokio::task::spawn_blocking(move || app.check_invitation(&check, birth_date)).await {
-        Ok(Ok(found)) => found,
-        _ => return guard::internal_error(),
-    };
-    let Some(found) = found else { return again("", NO_MATCH) };
+    let found = blocking(&state.app, move |app| app.check_invitation(&check, birth_date)).await??;
+    let Some(found) = found else { return Ok(again("", NO_MATCH)) };
     let birth_date = birth_date.map(|date| date.to_string()).unwrap_or_default();
-    anonymous_page(&headers, &state, |shell| {
+    Ok(anonymous_page(&headers, &state, |shell| {
         render(&AccountPage {
             shell,
             error_field: "",
@@ -161,13 +155,11 @@ async fn register_check(
             minimum: MINIMUM_PASSWORD_LENGTH,
             error: None,
         })
-    })
+    }))
 }
 
 #[derive(Deserialize)]
 struct AccountForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     codes: String,
     #[serde(default)]
@@ -186,12 +178,10 @@ struct AccountForm {
 async fn register_account(
     State(state): State<WebState>,
     headers: HeaderMap,
-    request: axum::extract::Request,
-) -> Response {
-    let form: AccountForm = match anonymous_attempt(&state, &headers, request, |form: &AccountForm| &form.csrf).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+    ClientAddress(address): ClientAddress,
+    AnonymousCsrfForm(form): AnonymousCsrfForm<AccountForm>,
+) -> PageResult {
+    state.guards.attempt(address)?;
     let birth_date = Date::parse(form.birth_date.trim()).ok();
     let again = |field: &'static str, error: String| {
         let form = &form;
@@ -209,26 +199,19 @@ async fn register_account(
         })
     };
     let Ok(email) = EmailAddress::parse(&form.email) else {
-        return again("email", "Enter an email address like name@example.org.".to_owned());
+        return Ok(again("email", "Enter an email address like name@example.org.".to_owned()));
     };
     if form.password != form.confirm {
-        return again("confirm", "The two passwords are different. Type the same password twice.".to_owned());
+        return Ok(again("confirm", "The two passwords are different. Type the same password twice.".to_owned()));
     }
-    let app = state.app.clone();
     let codes = form.codes.clone();
     let password = Secret::new(form.password.clone());
-    let outcome = match state.guards.hash(move || app.register_patient(&codes, birth_date, &email, &password)).await {
-        Ok(outcome) => outcome,
-        Err(response) => return response,
-    };
-    match outcome {
+    let registered = move |app: &kith_app::App| app.register_patient(&codes, birth_date, &email, &password);
+    Ok(match state.guards.hash(&state.app, registered).await? {
         Ok(session) => {
             // Two-step set-up first when chosen; its "Continue" leads on to the walkthrough.
-            let mut response = see_other(if form.two_factor == "yes" { "/account/two-factor" } else { "/welcome" });
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, guard::session_cookie(&state.guards.config, session.secret.expose()));
-            response
+            let next = if form.two_factor == "yes" { "/account/two-factor" } else { "/welcome" };
+            see_other_signed_in(&state, next, session.secret.expose())
         }
         Err(AppError::Invalid(message)) if message == NO_MATCH => see_other("/register"),
         Err(AppError::Invalid(message)) => again(
@@ -239,11 +222,8 @@ async fn register_account(
             },
         ),
         Err(AppError::Conflict(message)) => again("email", message),
-        Err(error) => {
-            tracing::error!(%error, "registration failed");
-            guard::internal_error()
-        }
-    }
+        Err(error) => return Err(PageError::from(error)),
+    })
 }
 
 // ----- the walkthrough ------------------------------------------------------------------------
@@ -325,16 +305,12 @@ struct StepQuery {
 }
 
 /// Step 1 is the welcome, steps 2 to n+1 the n teams, step n+2 the end.
-async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query): Query<StepQuery>) -> Response {
+async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query): Query<StepQuery>) -> PageResult {
     if signed_in.session.patient.is_none() {
-        return see_other("/");
+        return Ok(see_other("/"));
     }
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    let walkthrough = match tokio::task::spawn_blocking(move || app.walkthrough(account)).await {
-        Ok(Ok(walkthrough)) => walkthrough,
-        _ => return guard::internal_error(),
-    };
+    let walkthrough = blocking(&state.app, move |app| app.walkthrough(account)).await??;
     let steps = walkthrough.teams.len() + 2;
     let step = query.step.unwrap_or(1).clamp(1, steps);
     let team = step.checked_sub(2).and_then(|index| walkthrough.teams.get(index)).map(|current| {
@@ -365,7 +341,7 @@ async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query
                 .collect(),
         }
     });
-    render(&WelcomePage {
+    Ok(render(&WelcomePage {
         shell: Shell::signed_in(&signed_in, None),
         step,
         steps,
@@ -373,59 +349,45 @@ async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query
         on_behalf: walkthrough.on_behalf.iter().map(OnBehalfLine::from).collect(),
         finished: team.is_none() && step == steps,
         team,
-    })
+    }))
 }
 
 async fn welcome_step(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
     Path(step): Path<usize>,
-    body: axum::body::Bytes,
-) -> Response {
-    // Repeated `label` fields: read the form by hand (serde_urlencoded takes one value per key).
-    let mut csrf = String::new();
+    // Repeated `label` fields: the form as name–value pairs (a struct takes one value per name).
+    CsrfForm(fields): CsrfForm<Vec<(String, String)>>,
+) -> PageResult {
     let mut team = String::new();
     let mut labels = LabelSet::EMPTY;
-    for (key, value) in form_urlencoded::parse(&body) {
-        match key.as_ref() {
-            "csrf" => csrf = value.into_owned(),
-            "team" => team = value.into_owned(),
+    for (key, value) in fields {
+        match key.as_str() {
+            "team" => team = value,
             "label" => match PrivacyLabel::parse(&value) {
                 Ok(label) => labels = labels.with(label),
-                Err(_) => return (axum::http::StatusCode::BAD_REQUEST, "Unknown label.\n").into_response(),
+                Err(_) => return Err(PageError::refused(StatusCode::BAD_REQUEST, "Unknown label.\n")),
             },
             _ => {}
         }
     }
-    if !signed_in_form_ok(&headers, &signed_in, &csrf) {
-        return guard::csrf_refused();
-    }
     let Ok(team) = team.parse::<uuid::Uuid>().map(TeamId::from_uuid) else {
-        return (axum::http::StatusCode::BAD_REQUEST, "Unknown team.\n").into_response();
+        return Err(PageError::refused(StatusCode::BAD_REQUEST, "Unknown team.\n"));
     };
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.walkthrough_confirm(account, team, labels)).await {
-        Ok(Ok(())) => see_other(&format!("/welcome?step={}", step + 1)),
-        Ok(Err(AppError::Denied)) => see_other("/welcome"),
-        _ => guard::internal_error(),
+    match blocking(&state.app, move |app| app.walkthrough_confirm(account, team, labels)).await? {
+        Ok(()) => Ok(see_other(&format!("/welcome?step={}", step + 1))),
+        Err(AppError::Denied) => Ok(see_other("/welcome")),
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
 async fn welcome_finish(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<super::CsrfForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let app = state.app.clone();
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> PageResult {
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.finish_walkthrough(account)).await {
-        Ok(Ok(())) => see_other("/"),
-        _ => guard::internal_error(),
-    }
+    blocking(&state.app, move |app| app.finish_walkthrough(account)).await??;
+    Ok(see_other("/"))
 }

@@ -2,39 +2,42 @@
 //! file — a preview row by row, then the report of what was applied.
 
 use askama::Template;
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use kith_app::AppError;
 use kith_app::coordinators::IdentityCheck;
 use kith_app::professionals_csv::{CsvReport, Importer, TEMPLATE_HEADER};
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use serde::Deserialize;
 
-use super::guard::{self, SignedIn};
-use super::{Shell, render, signed_in_form_ok};
+use super::csrf::{CsrfForm, CsrfMultipart};
+use super::error::{PageError, PageResult, blocking};
+use super::guard::SignedIn;
+use super::{NoFields, PageRoute, Shell, render};
 use crate::WebState;
 
 /// The largest upload: 50,000 rows of a few hundred bytes, with room to spare.
 const MAX_UPLOAD: usize = 32 * 1024 * 1024;
 
-pub fn routes() -> Router<WebState> {
-    Router::new()
-        .route("/team/professionals", get(upload_page))
-        .route("/team/professionals/preview", post(preview))
-        .route("/team/professionals/apply", post(apply))
-        .route("/static/professionals-template.csv", get(template))
-        .route("/team/members", get(members_page))
-        .route("/team/members/invite", post(invite))
-        .route("/team/members/{member}/status", post(member_status))
-        .route("/team/members/{member}/reset", post(member_reset))
-        .route("/team/members/{member}/two-factor", post(member_two_factor))
-        .route("/team/invitations/{invitation}/withdraw", post(withdraw_invitation))
-        .route("/team/patient-reset", post(patient_reset))
-        .route("/team/patient-remind", post(patient_remind))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+pub(crate) fn routes() -> Vec<PageRoute> {
+    [
+        PageRoute::get("/team/professionals", upload_page),
+        PageRoute::upload("/team/professionals/preview", preview),
+        PageRoute::post("/team/professionals/apply", apply),
+        PageRoute::get("/static/professionals-template.csv", template),
+        PageRoute::get("/team/members", members_page),
+        PageRoute::post("/team/members/invite", invite),
+        PageRoute::post("/team/members/{member}/status", member_status),
+        PageRoute::post("/team/members/{member}/reset", member_reset),
+        PageRoute::post("/team/members/{member}/two-factor", member_two_factor),
+        PageRoute::post("/team/invitations/{invitation}/withdraw", withdraw_invitation),
+        PageRoute::post("/team/patient-reset", patient_reset),
+        PageRoute::post("/team/patient-remind", patient_remind),
+    ]
+    .into_iter()
+    .map(|route| route.body_limit(MAX_UPLOAD))
+    .collect()
 }
 
 async fn template() -> Response {
@@ -82,29 +85,24 @@ struct UploadPage {
 async fn coordinated_team(
     state: &WebState,
     signed_in: &SignedIn,
-) -> Result<(kith_core::model::Team, kith_core::text::OrganisationCode), Response> {
+) -> Result<(kith_core::model::Team, kith_core::text::OrganisationCode), PageError> {
     let Some(current) = signed_in.session.current_team().filter(|team| team.role == MembershipRole::Coordinator) else {
-        return Err((
+        return Err(PageError::refused(
             StatusCode::FORBIDDEN,
             "Only a coordinator of the team you are acting for can add professionals. Switch team at the top of the page.\n",
-        )
-            .into_response());
+        ));
     };
     let team = current.team.clone();
-    let app = state.app.clone();
     let organisation = team.organisation;
-    match tokio::task::spawn_blocking(move || app.organisation_by_id(organisation)).await {
-        Ok(Ok(Some(organisation))) => Ok((team, organisation.code)),
-        _ => Err(guard::internal_error()),
-    }
+    let organisation = blocking(&state.app, move |app| app.organisation_by_id(organisation))
+        .await??
+        .ok_or_else(|| PageError::internal("the team's organisation is missing"))?;
+    Ok((team, organisation.code))
 }
 
-async fn upload_page(State(state): State<WebState>, signed_in: SignedIn) -> Response {
-    let (team, _) = match coordinated_team(&state, &signed_in).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    render(&UploadPage { shell: Shell::signed_in(&signed_in, None), team: team.name.to_string(), report: None })
+async fn upload_page(State(state): State<WebState>, signed_in: SignedIn) -> PageResult {
+    let (team, _) = coordinated_team(&state, &signed_in).await?;
+    Ok(render(&UploadPage { shell: Shell::signed_in(&signed_in, None), team: team.name.to_string(), report: None }))
 }
 
 fn view(report: &CsvReport, file: String) -> ReportView {
@@ -134,16 +132,12 @@ fn capitalised(text: &str) -> String {
 }
 
 /// Runs the preview or the import for the coordinator's team and renders the report.
-async fn run(state: &WebState, signed_in: &SignedIn, bytes: Vec<u8>, apply: bool) -> Response {
-    let (team, organisation) = match coordinated_team(state, signed_in).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let app = state.app.clone();
+async fn run(state: &WebState, signed_in: &SignedIn, bytes: Vec<u8>, apply: bool) -> PageResult {
+    let (team, organisation) = coordinated_team(state, signed_in).await?;
     let account = signed_in.session.account.id;
     let alias = team.alias.clone();
     let upload = bytes.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = blocking(&state.app, move |app| {
         let importer = Importer::Coordinator(account);
         if apply {
             app.import_professionals_csv(&importer, &organisation, &alias, &upload)
@@ -151,75 +145,37 @@ async fn run(state: &WebState, signed_in: &SignedIn, bytes: Vec<u8>, apply: bool
             app.preview_professionals_csv(&importer, &organisation, &alias, &upload)
         }
     })
-    .await;
+    .await?;
     let report = match outcome {
-        Ok(Ok(report)) => report,
-        Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::TeamRule(rule))) => return (StatusCode::CONFLICT, rule.to_string()).into_response(),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "a professionals upload failed");
-            return guard::internal_error();
-        }
-        Err(_) => return guard::internal_error(),
+        Ok(report) => report,
+        Err(AppError::Forbidden(message)) => return Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(AppError::TeamRule(rule)) => return Err(PageError::refused(StatusCode::CONFLICT, rule.to_string())),
+        Err(error) => return Err(PageError::from(error)),
     };
     // The apply step gets the file back as text (a byte-order mark is dropped: the reader
     // takes the file either way).
     let text = String::from_utf8(bytes).map(|text| text.trim_start_matches('\u{feff}').to_owned()).unwrap_or_default();
-    render(&UploadPage {
+    Ok(render(&UploadPage {
         shell: Shell::signed_in(signed_in, None),
         team: team.name.to_string(),
         report: Some(view(&report, text)),
-    })
+    }))
 }
 
-async fn preview(
-    State(state): State<WebState>,
-    headers: HeaderMap,
-    signed_in: SignedIn,
-    mut form: Multipart,
-) -> Response {
-    let mut csrf = String::new();
-    let mut file = None;
-    loop {
-        match form.next_field().await {
-            Ok(Some(field)) => match field.name() {
-                Some("csrf") => csrf = field.text().await.unwrap_or_default(),
-                Some("file") => match field.bytes().await {
-                    Ok(bytes) => file = Some(bytes.to_vec()),
-                    Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "The file is too large.\n").into_response(),
-                },
-                _ => {}
-            },
-            Ok(None) => break,
-            Err(_) => return (StatusCode::BAD_REQUEST, "The upload could not be read. Try again.\n").into_response(),
-        }
-    }
-    if !signed_in_form_ok(&headers, &signed_in, &csrf) {
-        return guard::csrf_refused();
-    }
-    let Some(file) = file else {
-        return (StatusCode::BAD_REQUEST, "Choose a CSV file to upload.\n").into_response();
+async fn preview(State(state): State<WebState>, signed_in: SignedIn, upload: CsrfMultipart) -> PageResult {
+    let Some(file) = upload.field("file") else {
+        return Err(PageError::refused(StatusCode::BAD_REQUEST, "Choose a CSV file to upload.\n"));
     };
-    run(&state, &signed_in, file, false).await
+    run(&state, &signed_in, file.to_vec(), false).await
 }
 
 #[derive(Deserialize)]
 struct ApplyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     file: String,
 }
 
-async fn apply(
-    State(state): State<WebState>,
-    headers: HeaderMap,
-    signed_in: SignedIn,
-    axum::Form(form): axum::Form<ApplyForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
+async fn apply(State(state): State<WebState>, signed_in: SignedIn, CsrfForm(form): CsrfForm<ApplyForm>) -> PageResult {
     run(&state, &signed_in, form.file.into_bytes(), true).await
 }
 
@@ -280,21 +236,17 @@ async fn members_view(
     signed_in: &SignedIn,
     message: Option<String>,
     error: Option<String>,
-) -> Response {
-    let (team, _) = match coordinated_team(state, signed_in).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let app = state.app.clone();
+) -> PageResult {
+    let (team, _) = coordinated_team(state, signed_in).await?;
     let (account, team_id) = (signed_in.session.account.id, team.id);
-    let listed = tokio::task::spawn_blocking(move || {
+    let listed = blocking(&state.app, move |app| {
         Ok::<_, AppError>((app.team_members_as(account, team_id)?, app.team_invitations_as(account, team_id)?))
     })
-    .await;
+    .await?;
     let (members, invitations) = match listed {
-        Ok(Ok(listed)) => listed,
-        Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
-        _ => return guard::internal_error(),
+        Ok(listed) => listed,
+        Err(AppError::Forbidden(message)) => return Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(error) => return Err(PageError::from(error)),
     };
     let invitations = invitations
         .into_iter()
@@ -343,7 +295,7 @@ async fn members_view(
             },
         })
         .collect();
-    render(&MembersPage {
+    Ok(render(&MembersPage {
         shell: Shell::signed_in(signed_in, None),
         team: team.name.to_string(),
         patient_record_team: team.kind == TeamKind::PatientRecord,
@@ -351,7 +303,7 @@ async fn members_view(
         invitations,
         message,
         error,
-    })
+    }))
 }
 
 /// A job title and registration number, as one cell.
@@ -363,16 +315,19 @@ fn job_words(title: Option<&String>, number: Option<&String>) -> String {
     }
 }
 
-async fn members_page(State(state): State<WebState>, signed_in: SignedIn) -> Response {
+async fn members_page(State(state): State<WebState>, signed_in: SignedIn) -> PageResult {
     members_view(&state, &signed_in, None, None).await
 }
 
 #[derive(Deserialize)]
 struct StatusForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     status: String,
+}
+
+/// The answer to an action on a member who is not one (or not the caller's to act on).
+fn no_such_member() -> PageError {
+    PageError::refused(StatusCode::NOT_FOUND, "No such member.\n")
 }
 
 fn member_id(text: &str) -> Option<kith_core::AccountId> {
@@ -381,42 +336,35 @@ fn member_id(text: &str) -> Option<kith_core::AccountId> {
 
 async fn member_status(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
     Path(member): Path<String>,
-    axum::Form(form): axum::Form<StatusForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
+    CsrfForm(form): CsrfForm<StatusForm>,
+) -> PageResult {
     let (Some(member), Some(team)) = (member_id(&member), signed_in.session.team) else {
-        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
+        return Err(no_such_member());
     };
     let status = if form.status == "active" { MembershipStatus::Active } else { MembershipStatus::Deactivated };
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.set_member_status_as(account, team, member, status)).await {
-        Ok(Ok(change)) => {
+    match blocking(&state.app, move |app| app.set_member_status_as(account, team, member, status)).await? {
+        Ok(change) => {
             let words =
                 if change.membership.status == MembershipStatus::Active { "reactivated" } else { "deactivated" };
             members_view(&state, &signed_in, Some(format!("The membership was {words}.")), None).await
         }
-        Ok(Err(AppError::TeamRule(rule))) => members_view(&state, &signed_in, None, Some(rule.to_string())).await,
-        Ok(Err(AppError::Conflict(message))) => members_view(&state, &signed_in, None, Some(message)).await,
-        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
-        _ => guard::internal_error(),
+        Err(AppError::TeamRule(rule)) => members_view(&state, &signed_in, None, Some(rule.to_string())).await,
+        Err(AppError::Conflict(message)) => members_view(&state, &signed_in, None, Some(message)).await,
+        Err(AppError::Forbidden(message)) => Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(AppError::Denied) => Err(no_such_member()),
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
-/// One action on one member of the coordinator's team: the form's token is checked, the
-/// use case runs, and the members page says how it went.
+/// One action on one member of the coordinator's team (its form's token already checked):
+/// the use case runs, and the members page says how it went.
 async fn member_action(
     state: &WebState,
-    headers: &HeaderMap,
     signed_in: &SignedIn,
     member: &str,
-    csrf: &str,
     action: fn(
         &kith_app::App,
         kith_core::AccountId,
@@ -424,40 +372,32 @@ async fn member_action(
         kith_core::AccountId,
     ) -> kith_app::AppResult<()>,
     done: &'static str,
-) -> Response {
-    if !signed_in_form_ok(headers, signed_in, csrf) {
-        return guard::csrf_refused();
-    }
+) -> PageResult {
     let (Some(member), Some(team)) = (member_id(member), signed_in.session.team) else {
-        return (StatusCode::NOT_FOUND, "No such member.\n").into_response();
+        return Err(no_such_member());
     };
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || action(&app, account, team, member)).await {
-        Ok(Ok(())) => members_view(state, signed_in, Some(done.to_owned()), None).await,
-        Ok(Err(AppError::Conflict(message))) => members_view(state, signed_in, None, Some(message)).await,
-        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such member.\n").into_response(),
-        _ => guard::internal_error(),
+    match blocking(&state.app, move |app| action(app, account, team, member)).await? {
+        Ok(()) => members_view(state, signed_in, Some(done.to_owned()), None).await,
+        Err(AppError::Conflict(message)) => members_view(state, signed_in, None, Some(message)).await,
+        Err(AppError::Forbidden(message)) => Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(AppError::Denied) => Err(no_such_member()),
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
 async fn member_reset(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
     Path(member): Path<String>,
-    axum::Form(form): axum::Form<super::CsrfForm>,
-) -> Response {
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> PageResult {
     let done = "A password reset link is on its way to them; it works once, within an hour.";
-    member_action(&state, &headers, &signed_in, &member, &form.csrf, kith_app::App::reset_member_password_as, done)
-        .await
+    member_action(&state, &signed_in, &member, kith_app::App::reset_member_password_as, done).await
 }
 
 #[derive(Deserialize)]
 struct InviteForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     email: String,
     #[serde(default)]
@@ -479,17 +419,10 @@ fn quoted(value: &str) -> String {
 /// audit events as the CSV import.
 async fn invite(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<InviteForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let (team, organisation) = match coordinated_team(&state, &signed_in).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    CsrfForm(form): CsrfForm<InviteForm>,
+) -> PageResult {
+    let (team, organisation) = coordinated_team(&state, &signed_in).await?;
     let role = if form.role == "coordinator" { "coordinator" } else { "professional" };
     let file = format!(
         "{TEMPLATE_HEADER}\r\n{},{},{},{},,{role}\r\n",
@@ -498,20 +431,19 @@ async fn invite(
         quoted(&form.family),
         quoted(&form.title)
     );
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
     let alias = team.alias.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = blocking(&state.app, move |app| {
         app.import_professionals_csv(&Importer::Coordinator(account), &organisation, &alias, file.as_bytes())
     })
-    .await;
+    .await?;
     let report = match outcome {
-        Ok(Ok(report)) => report,
-        Ok(Err(AppError::Forbidden(message))) => return (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::TeamRule(rule))) => {
+        Ok(report) => report,
+        Err(AppError::Forbidden(message)) => return Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(AppError::TeamRule(rule)) => {
             return members_view(&state, &signed_in, None, Some(rule.to_string())).await;
         }
-        _ => return guard::internal_error(),
+        Err(error) => return Err(PageError::from(error)),
     };
     let Some(row) = report.rows.first() else {
         let problems: Vec<String> = report.file_problems.iter().map(ToString::to_string).collect();
@@ -528,8 +460,6 @@ async fn invite(
 
 #[derive(Deserialize)]
 struct PatientResetForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     nhs_number: String,
     #[serde(default)]
@@ -548,7 +478,6 @@ const IDENTITY_CHECK_FLOOR: std::time::Duration = std::time::Duration::from_mill
 /// went, in the same words whether or not a patient matched.
 async fn patient_action(
     state: &WebState,
-    headers: &HeaderMap,
     signed_in: &SignedIn,
     form: PatientResetForm,
     action: fn(
@@ -557,43 +486,41 @@ async fn patient_action(
         kith_core::TeamId,
         &IdentityCheck<'_>,
     ) -> kith_app::AppResult<String>,
-) -> Response {
-    if !signed_in_form_ok(headers, signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
-    let Some(team) = signed_in.session.team else { return (StatusCode::FORBIDDEN, "Choose a team.\n").into_response() };
+) -> PageResult {
+    let Some(team) = signed_in.session.team else {
+        return Err(PageError::refused(StatusCode::FORBIDDEN, "Choose a team.\n"));
+    };
     let nhs_number = kith_core::patient::NhsNumber::parse(&form.nhs_number);
     let birth_date = kith_core::Date::parse(form.birth_date.trim());
     let (Ok(nhs_number), Ok(birth_date)) = (nhs_number, birth_date) else {
         let error = "Enter a 10-digit NHS number and the date of birth.".to_owned();
         return members_view(state, signed_in, None, Some(error)).await;
     };
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
     let family = form.family;
     let started = tokio::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || {
-        action(&app, account, team, &IdentityCheck { nhs_number: &nhs_number, family_name: &family, birth_date })
+    let outcome = blocking(&state.app, move |app| {
+        action(app, account, team, &IdentityCheck { nhs_number: &nhs_number, family_name: &family, birth_date })
     })
     .await;
+    // Every answer waits for the floor, a failure too.
     tokio::time::sleep_until(started + IDENTITY_CHECK_FLOOR).await;
-    match outcome {
-        Ok(Ok(message)) => members_view(state, signed_in, Some(message), None).await,
-        Ok(Err(AppError::Invalid(message) | AppError::Conflict(message) | AppError::TooManyAttempts(message))) => {
+    match outcome? {
+        Ok(message) => members_view(state, signed_in, Some(message), None).await,
+        Err(AppError::Invalid(message) | AppError::Conflict(message) | AppError::TooManyAttempts(message)) => {
             members_view(state, signed_in, None, Some(message)).await
         }
-        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
-        _ => guard::internal_error(),
+        Err(AppError::Forbidden(message)) => Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(error) => Err(PageError::from(error)),
     }
 }
 
 async fn patient_reset(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<PatientResetForm>,
-) -> Response {
-    patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+    CsrfForm(form): CsrfForm<PatientResetForm>,
+) -> PageResult {
+    patient_action(&state, &signed_in, form, |app, account, team, identity| {
         // One answer whether or not a patient matched (no existence oracle).
         app.reset_patient_password_as(account, team, identity)
             .map(|()| kith_app::coordinators::PATIENT_RESET_ANSWER.to_owned())
@@ -603,11 +530,10 @@ async fn patient_reset(
 
 async fn patient_remind(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
-    axum::Form(form): axum::Form<PatientResetForm>,
-) -> Response {
-    patient_action(&state, &headers, &signed_in, form, |app, account, team, identity| {
+    CsrfForm(form): CsrfForm<PatientResetForm>,
+) -> PageResult {
+    patient_action(&state, &signed_in, form, |app, account, team, identity| {
         app.remind_patient_as(account, team, identity)
             .map(|()| kith_app::coordinators::PATIENT_REMIND_ANSWER.to_owned())
     })
@@ -616,38 +542,32 @@ async fn patient_remind(
 
 async fn member_two_factor(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
     Path(member): Path<String>,
-    axum::Form(form): axum::Form<super::CsrfForm>,
-) -> Response {
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> PageResult {
     let done = "Their two-step verification is off and they are signed out: they sign in with their password and \
                 set it up again.";
-    member_action(&state, &headers, &signed_in, &member, &form.csrf, kith_app::App::reset_member_two_factor_as, done)
-        .await
+    member_action(&state, &signed_in, &member, kith_app::App::reset_member_two_factor_as, done).await
 }
 
 async fn withdraw_invitation(
     State(state): State<WebState>,
-    headers: HeaderMap,
     signed_in: SignedIn,
     Path(invitation): Path<String>,
-    axum::Form(form): axum::Form<super::CsrfForm>,
-) -> Response {
-    if !signed_in_form_ok(&headers, &signed_in, &form.csrf) {
-        return guard::csrf_refused();
-    }
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> PageResult {
+    let no_such_invitation = || PageError::refused(StatusCode::NOT_FOUND, "No such invitation.\n");
     let (Ok(invitation), Some(team)) =
         (invitation.parse::<kith_core::MembershipInvitationId>(), signed_in.session.team)
     else {
-        return (StatusCode::NOT_FOUND, "No such invitation.\n").into_response();
+        return Err(no_such_invitation());
     };
-    let app = state.app.clone();
     let account = signed_in.session.account.id;
-    match tokio::task::spawn_blocking(move || app.withdraw_membership_invitation_as(account, team, invitation)).await {
-        Ok(Ok(())) => members_view(&state, &signed_in, Some("The invitation was withdrawn.".to_owned()), None).await,
-        Ok(Err(AppError::Forbidden(message))) => (StatusCode::FORBIDDEN, message).into_response(),
-        Ok(Err(AppError::Denied)) => (StatusCode::NOT_FOUND, "No such invitation.\n").into_response(),
-        _ => guard::internal_error(),
+    match blocking(&state.app, move |app| app.withdraw_membership_invitation_as(account, team, invitation)).await? {
+        Ok(()) => members_view(&state, &signed_in, Some("The invitation was withdrawn.".to_owned()), None).await,
+        Err(AppError::Forbidden(message)) => Err(PageError::refused(StatusCode::FORBIDDEN, message)),
+        Err(AppError::Denied) => Err(no_such_invitation()),
+        Err(error) => Err(PageError::from(error)),
     }
 }
