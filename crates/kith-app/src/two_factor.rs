@@ -23,40 +23,26 @@ pub fn new_key() -> [u8; 20] {
     key
 }
 
-const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// RFC 4648 base32 as authenticator apps take keys: no padding when written; when read,
+/// any case, with spaces and padding ignored.
+static BASE32: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+    let mut specification = data_encoding::Specification::new();
+    specification.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
+    specification.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
+    specification.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    specification.ignore.push_str(" \t\r\n=");
+    specification.check_trailing_bits = false;
+    specification.encoding().expect("a valid base32 specification")
+});
 
 /// RFC 4648 base32 without padding, as authenticator apps take keys.
 pub fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(BASE32[((buffer >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(BASE32[((buffer << (5 - bits)) & 31) as usize]));
-    }
-    out
+    BASE32.encode(bytes)
 }
 
-/// Reads base32 (case and spaces ignored); `None` for anything else.
+/// Reads base32 (case, spaces and padding ignored); `None` for anything else.
 pub fn from_base32(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for character in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
-        let value = BASE32.iter().position(|&b| char::from(b) == character.to_ascii_uppercase())? as u32;
-        buffer = (buffer << 5) | value;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Some(out)
+    BASE32.decode(text.as_bytes()).ok()
 }
 
 /// The TOTP step an instant falls in.
