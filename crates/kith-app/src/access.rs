@@ -85,28 +85,18 @@ impl App {
                     Decision::Allow(basis) => basis,
                     Decision::Deny(reason) => return deny(tx, reason),
                 };
-                let stored = tx.entries_in_scope(patient, &scope)?;
-                let mut entries = Vec::with_capacity(stored.len());
-                for entry in stored {
-                    match scope.decide(&entry_facts(&entry)) {
-                        Decision::Allow(basis) => entries.push(VisibleEntry { entry, basis }),
-                        // The SQL filter and the rule are tested to agree; if they ever do
-                        // not, the rule wins and the disagreement is logged (no identifiers).
-                        Decision::Deny(_) => {
-                            tracing::error!("the entry filter admitted an entry the access rule denies")
-                        }
-                    }
-                }
+                let (entries, basis) = read_through_scopes(
+                    tx,
+                    patient,
+                    &[scope],
+                    |_| true,
+                    ReadAudit {
+                        event: AuditBuilder::professional(now, context, "record.read", patient),
+                        demographics: demographics_basis,
+                        teams: ReadTeams::One,
+                    },
+                )?;
                 let total = tx.count_entries(patient)?;
-                let basis = entries.iter().map(|visible| visible.basis).fold(demographics_basis, Basis::strongest);
-                let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
-                let mut event = AuditBuilder::professional(now, context, "record.read", patient)
-                    .basis(basis.code())
-                    .data(kinds, labels);
-                if let Basis::BreakGlass { grant } = basis {
-                    event = event.subject(grant);
-                }
-                tx.audit(event.build());
                 let some_hidden = total > entries.len() as i64;
                 Ok(Ok(RecordView { patient: record, entries, basis, some_hidden }))
             })
@@ -330,7 +320,9 @@ impl App {
 
     /// Whether the account is the patient's own (for interfaces that offer the access log).
     pub fn is_own_record(&self, account: AccountId, patient: PatientId) -> AppResult<bool> {
-        self.store.read(|tx| Ok(tx.patient(patient)?.is_some_and(|record| record.account == Some(account))))
+        self.store.read(|tx| {
+            Ok(tx.patient(patient)?.is_some_and(|record| kith_core::access::is_own_record(record.account, account)))
+        })
     }
 
     /// A privacy officer disables sharing on a record (lock-down): every team is
@@ -390,6 +382,124 @@ impl App {
             })
             .and_then(|outcome| outcome)
     }
+}
+
+/// How a read through scopes is audited.
+pub(crate) struct ReadAudit<'a> {
+    /// The `record.read` event with its actor, channel and patient (and, through one team,
+    /// the team and its organisation).
+    pub(crate) event: AuditBuilder,
+    /// The basis on which the reader sees who the patient is.
+    pub(crate) demographics: Basis,
+    pub(crate) teams: ReadTeams<'a>,
+}
+
+/// Through how many teams a record is read.
+pub(crate) enum ReadTeams<'a> {
+    /// The one team the reader acts through (a page, the CLI): one event, on the strongest of
+    /// the demographics' basis and every entry's.
+    One,
+    /// Each of an account's teams, with its organisation (an API token): one event per team
+    /// that contributed, on that team's strongest basis; when none did, one event on the
+    /// demographics' basis naming its team.
+    Each(&'a [(kith_core::TeamId, kith_core::OrganisationId)]),
+}
+
+/// The one way a professional's read of a record goes: each scope filters the record in the
+/// database (`Tx::entries_in_scope`), every row is checked again with the rule
+/// ([`RecordScope::decide`]: the rule wins, a disagreement is logged without identifiers),
+/// an entry already seen through an earlier scope is not taken again, and the read is
+/// audited as `audit` says. `admits` selects entries (by kind, one entry). Returns the
+/// entries in scope order and the strongest basis used.
+pub(crate) fn read_through_scopes(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    scopes: &[RecordScope],
+    admits: impl Fn(&Entry) -> bool,
+    audit: ReadAudit<'_>,
+) -> AppResult<(Vec<VisibleEntry>, Basis)> {
+    let mut entries: Vec<VisibleEntry> = Vec::new();
+    let mut seen: std::collections::HashSet<kith_core::EntryId> = std::collections::HashSet::new();
+    // Each contributing team, the strongest basis it used, and its entries (by index).
+    let mut contributed: Vec<(kith_core::TeamId, Basis, Vec<usize>)> = Vec::new();
+    for scope in scopes {
+        let RecordScope::Visible { team, .. } = *scope else { continue };
+        for entry in tx.entries_in_scope(patient, scope)? {
+            if !admits(&entry) || seen.contains(&entry.id) {
+                continue;
+            }
+            match scope.decide(&entry_facts(&entry)) {
+                Decision::Allow(basis) => {
+                    seen.insert(entry.id);
+                    let index = entries.len();
+                    entries.push(VisibleEntry { entry, basis });
+                    match contributed.iter_mut().find(|(t, ..)| *t == team) {
+                        Some((_, strongest, indexes)) => {
+                            *strongest = strongest.strongest(basis);
+                            indexes.push(index);
+                        }
+                        None => contributed.push((team, basis, vec![index])),
+                    }
+                }
+                // The SQL filter and the rule are tested to agree; if they ever do not, the
+                // rule wins and the disagreement is logged (no identifiers).
+                Decision::Deny(_) => tracing::error!("the entry filter admitted an entry the access rule denies"),
+            }
+        }
+    }
+    let ReadAudit { event, demographics, teams } = audit;
+    let strongest = entries.iter().map(|visible| visible.basis).fold(demographics, Basis::strongest);
+    match teams {
+        ReadTeams::One => {
+            let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+            let mut event = event.basis(strongest.code()).data(kinds, labels);
+            if let Basis::BreakGlass { grant } = strongest {
+                event = event.subject(grant);
+            }
+            tx.audit(event.build());
+        }
+        ReadTeams::Each(organisations) => {
+            if contributed.is_empty() {
+                let event = with_basis(tx, event.clone(), demographics)?.build();
+                tx.audit(event);
+            }
+            for (team, basis, indexes) in contributed {
+                let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
+                let organisation =
+                    organisations.iter().find(|(t, _)| *t == team).map(|(_, organisation)| *organisation);
+                let mut event = event.clone().team(team).basis(basis.code()).data(kinds, labels);
+                if let Some(organisation) = organisation {
+                    event = event.organisation(organisation);
+                }
+                if let Basis::BreakGlass { grant } = basis {
+                    event = event.subject(grant);
+                }
+                tx.audit(event.build());
+            }
+        }
+    }
+    Ok((entries, strongest))
+}
+
+/// The event with its basis, and the team and organisation the basis names (for a grant,
+/// the team it was opened through), so that privacy officers find break-glass events.
+pub(crate) fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> AppResult<AuditBuilder> {
+    let team = match basis {
+        Basis::Consent { team } | Basis::OwnTeamData { team } => Some(team),
+        Basis::BreakGlass { grant } => tx.break_glass_team(grant)?,
+        Basis::SelfAccess | Basis::Administration => None,
+    };
+    let mut event = event.basis(basis.code());
+    if let Basis::BreakGlass { grant } = basis {
+        event = event.subject(grant);
+    }
+    if let Some(team) = team {
+        event = event.team(team);
+        if let Some(team) = tx.team(team)? {
+            event = event.organisation(team.organisation);
+        }
+    }
+    Ok(event)
 }
 
 /// Names an audit event for the patient: who (the account's name), which team.

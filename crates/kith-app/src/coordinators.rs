@@ -353,7 +353,7 @@ impl App {
                 Ok(account) => account,
                 Err(refused) => return Ok(Err(refused)),
             };
-            if account.status != AccountStatus::Active {
+            if !kith_core::access::is_active_account(account.status) {
                 return Ok(Err(AppError::Conflict(
                     "this person has not set a password yet: their activation email is what they need".to_owned(),
                 )));
@@ -527,7 +527,7 @@ impl App {
                 patient.as_ref().and_then(|patient| patient.account).unwrap_or(AccountId::from_uuid(uuid::Uuid::nil()));
             let account = tx.account(holder)?;
             let matched = matched.and_then(|()| match &account {
-                Some(account) if account.status == AccountStatus::Active => Ok(()),
+                Some(account) if kith_core::access::is_active_account(account.status) => Ok(()),
                 Some(_) => Err("the patient's account is not active"),
                 None => Err("the patient has not registered"),
             });

@@ -6,9 +6,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use kith_core::access::{awaits_activation, is_active_account, is_active_membership};
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::model::{Account, Team};
-use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
+use kith_core::team::{AccountStatus, MembershipRole};
 use kith_core::text::{EmailAddress, Secret};
 use kith_core::{AccountId, PatientId, TeamId, Timestamp};
 use kith_store::{CodePurpose, OutboxMessage, StoreError, Tx};
@@ -157,7 +158,7 @@ impl App {
         let refusal = match &found {
             None => Some("no account has this email address".to_owned()),
             Some(_) if !matches => Some("wrong password".to_owned()),
-            Some((account, _)) if account.status != AccountStatus::Active => {
+            Some((account, _)) if !is_active_account(account.status) => {
                 Some(format!("the account is {}", account.status.code()))
             }
             Some(_) => None,
@@ -204,7 +205,7 @@ impl App {
             if !row.two_factor_pending || row.ended_at.is_some() || now >= row.expires_at {
                 return Ok(None);
             }
-            Ok(tx.account(row.account)?.filter(|account| account.status == AccountStatus::Active))
+            Ok(tx.account(row.account)?.filter(|account| is_active_account(account.status)))
         })
     }
 
@@ -343,7 +344,7 @@ impl App {
                 return Ok(None);
             }
             let Some(account) = tx.account(row.account)? else { return Ok(None) };
-            if account.status != AccountStatus::Active {
+            if !is_active_account(account.status) {
                 return Ok(None);
             }
             let teams = active_teams(tx, account.id)?;
@@ -427,7 +428,7 @@ impl App {
             };
             let event =
                 sign_in_event(now, account.as_ref().map(|account| account.id), "account.password_reset_request");
-            let Some(account) = account.filter(|account| account.status == AccountStatus::Active) else {
+            let Some(account) = account.filter(|account| is_active_account(account.status)) else {
                 tx.audit(event.outcome(Outcome::Denied).reason("no active account has this email address").build());
                 return Ok(());
             };
@@ -462,8 +463,7 @@ impl App {
                 );
                 return Ok(Err(AppError::Invalid(UNUSABLE_LINK.to_owned())));
             };
-            let Some(account) = tx.account(account_id)?.filter(|account| account.status == AccountStatus::Active)
-            else {
+            let Some(account) = tx.account(account_id)?.filter(|account| is_active_account(account.status)) else {
                 return Ok(Err(AppError::Invalid(UNUSABLE_LINK.to_owned())));
             };
             if !tx.use_code(&hash, now)? {
@@ -505,7 +505,7 @@ impl App {
                 .map(|account| tx.account(account))
                 .transpose()?
                 .flatten()
-                .filter(|account| account.status == AccountStatus::Invited);
+                .filter(|account| awaits_activation(account.status));
             let Some(account) = account else {
                 tx.audit(
                     sign_in_event(now, row.and_then(|row| row.account), "account.activate")
@@ -676,7 +676,7 @@ fn usable_reset(row: Option<&kith_store::CodeRow>, now: Timestamp) -> Option<Acc
 fn active_teams(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Vec<SessionTeam>> {
     let mut teams = Vec::new();
     for membership in tx.memberships_of(account)? {
-        if membership.status != MembershipStatus::Active {
+        if !is_active_membership(membership.status) {
             continue;
         }
         if let Some(team) = tx.team(membership.team)? {

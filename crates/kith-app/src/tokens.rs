@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use kith_core::audit::Channel;
 use kith_core::model::ApiToken;
-use kith_core::team::AccountStatus;
 use kith_core::text::{EmailAddress, Name, Secret};
 use kith_core::{AccountId, ApiTokenId, Timestamp};
 use kith_store::{StoreError, Tx};
@@ -125,6 +124,6 @@ pub(crate) fn token_account(tx: &mut Tx<'_>, hash: &[u8; 32], now: Timestamp) ->
     if !token.is_live(now) {
         return Ok(None);
     }
-    let active = tx.account(token.account)?.is_some_and(|account| account.status == AccountStatus::Active);
+    let active = tx.account(token.account)?.is_some_and(|account| kith_core::access::is_active_account(account.status));
     Ok(active.then_some(token.account))
 }
