@@ -5,14 +5,15 @@ use kith_core::access::{
     BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
     decide_sharing_lockdown, record_scope,
 };
-use kith_core::audit::{Actor, ChainedEvent, Channel, Outcome};
+use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::consent::LinkBasis;
 use kith_core::model::{BreakGlassGrant, Entry, Patient};
 use kith_core::team::TeamKind;
 use kith_core::text::Reason;
-use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId, Timestamp};
+use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId};
 use kith_store::{OutboxMessage, RecordReadFacts, Tx};
 
+use crate::audit::{AccessLogEntry, access_log_entry};
 use crate::patients::{entry_facts, notify_patient, summarise};
 use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext, new_uuid};
 
@@ -32,27 +33,6 @@ pub struct RecordView {
     pub basis: Basis,
     /// Some entries exist that the reader may not see. Never how many, nor their labels.
     pub some_hidden: bool,
-}
-
-/// One line of a patient's access log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessLogEntry {
-    /// The event's place in the audit chain: a stable identifier.
-    pub seq: i64,
-    pub patient: Option<PatientId>,
-    /// The account that acted, if a person with an account did.
-    pub actor: Option<AccountId>,
-    pub team_id: Option<kith_core::TeamId>,
-    pub label_set: kith_core::LabelSet,
-    pub at: Timestamp,
-    pub who: String,
-    pub team: Option<String>,
-    pub action: String,
-    pub outcome: String,
-    pub basis: Option<String>,
-    pub entry_kinds: String,
-    pub labels: String,
-    pub break_glass: bool,
 }
 
 impl App {
@@ -134,7 +114,7 @@ impl App {
             .read(|tx| Ok::<_, AppError>(tx.team(team)?.map(|team| team.organisation)))?
             .ok_or(AppError::Denied)?;
         let context = ProfessionalContext { account: session.account.id, team, organisation, channel: Channel::Web };
-        self.open_break_glass_bound(&context, Some(crate::hl7::token_hash(session_secret)), patient, reason)
+        self.open_break_glass_bound(&context, Some(crate::secrets::token_hash(session_secret)), patient, reason)
     }
 
     fn open_break_glass_bound(
@@ -500,63 +480,4 @@ pub(crate) fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> 
         }
     }
     Ok(event)
-}
-
-/// Names an audit event for the patient: who (the account's name), which team.
-pub(crate) fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
-    let record = &event.record;
-    let who = match (&record.actor_account, record.actor_kind.as_str()) {
-        (Some(account), _) => {
-            tx.account(*account)?.map_or_else(|| "a former account".to_owned(), |account| account.name.to_string())
-        }
-        (None, "operator") => "Kith administrator".to_owned(),
-        _ => "Kith".to_owned(),
-    };
-    let team = match record.acting_team {
-        Some(team) => tx.team(team)?.map(|team| team.name.to_string()),
-        None => None,
-    };
-    let label_set = kith_core::LabelSet::from_bits(record.labels).unwrap_or_default();
-    Ok(AccessLogEntry {
-        seq: event.seq,
-        patient: record.patient,
-        actor: record.actor_account,
-        team_id: record.acting_team,
-        label_set,
-        at: record.at,
-        who,
-        team,
-        action: record.action.clone(),
-        outcome: record.outcome.clone(),
-        basis: record.basis.clone(),
-        entry_kinds: record.entry_kinds.clone(),
-        labels: if label_set.is_empty() { String::new() } else { label_set.to_string() },
-        break_glass: record.basis.as_deref() == Some("break_glass"),
-    })
-}
-
-/// Audits grants ended by something other than the professional ending them (sign-out, a
-/// deactivated membership, an account no longer active): one `break_glass.end` event each,
-/// under the grant's team and organisation, with why it ended.
-pub(crate) fn audit_grants_ended(
-    tx: &mut Tx<'_>,
-    grants: &[BreakGlassGrant],
-    now: Timestamp,
-    actor: Actor,
-    channel: Channel,
-    why: &str,
-) -> AppResult<()> {
-    for grant in grants {
-        let mut event = AuditBuilder::new(now, actor.clone(), channel, "break_glass.end")
-            .patient(grant.patient)
-            .team(grant.team)
-            .basis(Basis::BreakGlass { grant: grant.id }.code())
-            .subject(grant.id)
-            .reason(why);
-        if let Some(team) = tx.team(grant.team)? {
-            event = event.organisation(team.organisation);
-        }
-        tx.audit(event.build());
-    }
-    Ok(())
 }

@@ -20,7 +20,6 @@ use kith_hl7::ack::{AckCode, AckContent, AckError, build_ack};
 use kith_hl7::adt::{self, Rejection};
 use kith_hl7::{encode, parse};
 use kith_store::{NewHl7Message, StoreError, StoreErrorKind, Tx};
-use sha2::{Digest, Sha256};
 
 use crate::hl7_apply::{Override, apply};
 use crate::organisations::organisation_by_code;
@@ -139,11 +138,6 @@ pub(crate) fn is_unavailable(error: &AppError) -> bool {
 /// message can carry as `\X00\`) becomes U+FFFD.
 fn storable(text: &str) -> String {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
-}
-
-/// SHA-256 of a bearer token: what is stored, and what a presented token is looked up by.
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// `YYYYMMDDHHMMSS` (UTC), for MSH-7.

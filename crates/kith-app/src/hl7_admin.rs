@@ -9,8 +9,8 @@ use kith_core::patient::LocalIdentifier;
 use kith_core::text::{Name, OrganisationCode};
 use kith_core::{IntegrationId, Timestamp};
 
-use crate::hl7::token_hash;
 use crate::organisations::organisation_by_code;
+use crate::secrets::{new_bearer_token, token_hash};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// A new integration and its bearer token (shown once; only its hash is kept).
@@ -78,7 +78,7 @@ impl App {
                 "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
             ));
         }
-        let token = crate::tokens::new_secret();
+        let token = new_bearer_token();
         let hash = token_hash(&token);
         let now = self.now();
         let token_expires_at = expiry(now, expires_in_days)?;
@@ -139,7 +139,7 @@ impl App {
         facility: &str,
         expires_in_days: Option<u32>,
     ) -> AppResult<NewIntegration> {
-        let token = crate::tokens::new_secret();
+        let token = new_bearer_token();
         let hash = token_hash(&token);
         let now = self.now();
         let expires_at = expiry(now, expires_in_days)?;

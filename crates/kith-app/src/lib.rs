@@ -20,6 +20,7 @@ use kith_store::{Store, StoreError, TransactionError};
 mod access;
 mod account_access;
 mod audit;
+mod coordination;
 pub mod coordinators;
 mod hl7;
 mod hl7_admin;
@@ -36,6 +37,7 @@ pub mod password;
 mod patients;
 pub mod professionals_csv;
 pub mod sealing;
+pub mod secrets;
 pub mod sessions;
 mod tokens;
 pub mod two_factor;
@@ -50,6 +52,7 @@ pub use lookups::*;
 pub use on_behalf::*;
 pub use organisations::*;
 pub use patients::*;
+pub use secrets::token_hash;
 pub use tokens::*;
 
 /// The source of "now". Production uses the system clock; tests move time by hand.

@@ -13,7 +13,7 @@ use kith_core::team::{MembershipStatus, TeamStatus};
 use kith_core::{AccountId, MembershipInvitationId, TeamId, Timestamp};
 use kith_store::{OpenInvitation, Tx};
 
-use crate::coordinators::coordinated;
+use crate::coordination::coordinated;
 use crate::{App, AppError, AppResult, AuditBuilder};
 
 /// An invitation waiting for its holder's answer, with the team and organisation it is to.

@@ -15,8 +15,8 @@ use kith_core::{AccountId, PatientId, TeamId, Timestamp};
 use kith_store::{CodePurpose, OutboxMessage, StoreError, Tx};
 use sha2::{Digest, Sha256};
 
-use crate::hl7::token_hash;
 use crate::password::{hash_password, verify_password};
+use crate::secrets::{new_secret, token_hash};
 use crate::two_factor;
 use crate::{App, AppError, AppResult, AuditBuilder, new_uuid};
 
@@ -86,11 +86,6 @@ impl WebSession {
     pub fn current_team(&self) -> Option<&SessionTeam> {
         self.team.and_then(|id| self.teams.iter().find(|team| team.team.id == id))
     }
-}
-
-/// A random secret for a session or a single-use code: 64 hexadecimal digits (244 bits).
-pub(crate) fn random_secret() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 /// The key failed sign-ins are counted under: the SHA-256 of the address as typed,
@@ -174,7 +169,7 @@ impl App {
             return Ok(SignIn::Refused);
         }
         let (account, _) = found.expect("a matching password has an account");
-        let secret = random_secret();
+        let secret = new_secret();
         let hash = token_hash(&secret);
         let second_step = self.store.write(|tx| {
             let second_step = tx.two_factor(account.id)?.key.is_some();
@@ -217,7 +212,7 @@ impl App {
         let pending_hash = token_hash(secret);
         let Some(account) = self.pending_second_step(secret)? else { return Ok(None) };
         let key = email_key(account.email.as_str());
-        let new_secret = random_secret();
+        let new_secret = new_secret();
         let new_hash = token_hash(&new_secret);
         let accepted = self.store.write(|tx| {
             let event = sign_in_event(now, Some(account.id), "account.sign_in");
@@ -240,7 +235,7 @@ impl App {
             let how = match totp {
                 Some(step) if tx.accept_totp_step(account.id, step)? => "authenticator code",
                 _ => {
-                    let recovery = Sha256::digest(two_factor::normalise_recovery_code(typed).as_bytes()).into();
+                    let recovery = token_hash(&two_factor::normalise_recovery_code(typed));
                     if tx.use_recovery_code(account.id, &recovery, now)? {
                         "recovery code"
                     } else {
@@ -268,7 +263,7 @@ impl App {
             if let Some(pending) = state.pending_key.and_then(|sealed| self.sealing.open(&context, &sealed)) {
                 return Ok(pending);
             }
-            let key = two_factor::base32(&two_factor::new_key());
+            let key = two_factor::base32(&crate::secrets::new_totp_key());
             tx.set_pending_totp_key(account, Some(&self.sealing.seal(&context, &key)))?;
             Ok(key)
         })
@@ -278,11 +273,9 @@ impl App {
     /// recovery codes (shown once; only their hashes are kept) are returned.
     pub fn confirm_two_factor(&self, account: AccountId, typed: &str) -> AppResult<Vec<String>> {
         let now = self.now();
-        let codes: Vec<String> = (0..two_factor::RECOVERY_CODES).map(|_| two_factor::new_recovery_code()).collect();
-        let hashes: Vec<[u8; 32]> = codes
-            .iter()
-            .map(|code| Sha256::digest(two_factor::normalise_recovery_code(code).as_bytes()).into())
-            .collect();
+        let codes: Vec<String> = (0..two_factor::RECOVERY_CODES).map(|_| crate::secrets::new_recovery_code()).collect();
+        let hashes: Vec<[u8; 32]> =
+            codes.iter().map(|code| token_hash(&two_factor::normalise_recovery_code(code))).collect();
         self.store.write(|tx| {
             let state = tx.two_factor(account)?;
             let Some(sealed) = state.pending_key else {
@@ -389,7 +382,7 @@ impl App {
             }
             // Break-the-glass grants opened in this session end with it.
             let ended = tx.end_break_glass_of_session(&hash, now)?;
-            crate::access::audit_grants_ended(
+            crate::audit::audit_grants_ended(
                 tx,
                 &ended,
                 now,
@@ -497,7 +490,7 @@ impl App {
         let password_hash = hash_password(password)?;
         let now = self.now();
         let hash = token_hash(code);
-        let secret = random_secret();
+        let secret = new_secret();
         let session_hash = token_hash(&secret);
         self.store.write(|tx| {
             let row = tx.code(&hash)?;
@@ -582,7 +575,7 @@ impl App {
         let matches = verify_password(password, stored.as_deref().unwrap_or(decoy_hash())) && stored.is_some();
         let now = self.now();
         let key = email_key(account.email.as_str());
-        let fresh = random_secret();
+        let fresh = new_secret();
         let fresh_hash = token_hash(&fresh);
         self.store.write(|tx| {
             let event = sign_in_event(now, Some(account.id), action);
@@ -638,7 +631,7 @@ pub(crate) fn send_reset_link_for(
     team: Option<&kith_core::model::Team>,
     now: Timestamp,
 ) -> AppResult<()> {
-    let code = random_secret();
+    let code = new_secret();
     tx.retire_codes(account.id, CodePurpose::PasswordReset, now)?;
     tx.insert_code(
         &token_hash(&code),
