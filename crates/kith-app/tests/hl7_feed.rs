@@ -621,7 +621,7 @@ fn an_import_with_several_workers_ends_as_one_with_one() {
 }
 
 /// An import writes the batch's plain registrations in bulk and applies the rest one by one
-/// (crate `hl7_bulk`). Whatever the mix — registrations with a team or an email, repeats of
+/// (`kith-app`'s `hl7::bulk`). Whatever the mix — registrations with a team or an email, repeats of
 /// a control id stored before or within the batch, two messages for one person, a result
 /// for a person registered in the same batch, a record Kith has, refusals, unreadable bytes
 /// — every message gets the answer, and the database the contents, that ingesting the same
