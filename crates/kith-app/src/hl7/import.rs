@@ -165,15 +165,7 @@ impl App {
         match held {
             Ok(ingested) => Ok(ingested),
             Err(error) if stops_the_import(&error) => Err(error),
-            Err(error) => {
-                tracing::error!(%error, "a message could not be stored");
-                let ack = self.ack_without_ingesting(
-                    Some(raw),
-                    kith_hl7::ack::AckCode::Error,
-                    "internal error: the message could not be stored",
-                );
-                Ok(Ingested { ack, code: kith_hl7::ack::AckCode::Error, message: None, duplicate: false, status: None })
-            }
+            Err(error) => Ok(self.not_committed(raw, &error, "internal error: the message could not be stored")),
         }
     }
 

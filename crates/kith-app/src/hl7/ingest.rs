@@ -45,6 +45,9 @@ pub struct Ingested {
     pub status: Option<Hl7MessageStatus>,
 }
 
+/// What an `AE` says: the database could not commit.
+const NOTHING_APPLIED: &str = "internal error: nothing was applied; send it again";
+
 /// The conflict code of a message held because Kith could not apply it.
 pub(crate) const NOT_APPLIED: &str = "not_applied";
 
@@ -330,7 +333,11 @@ impl App {
     /// Ingests one message: parse, attribute it, return the stored ACK for a repeat of
     /// (organisation, MSH-3, MSH-4, MSH-10), or apply it and store it with its ACK — one
     /// transaction. A rejected or held message changes nothing but is kept.
-    pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> AppResult<Ingested> {
+    ///
+    /// Always the answer to send: `AE` only when the database could not commit (nothing
+    /// was applied or stored, and the sender sends it again), so that no transport writes
+    /// its own.
+    pub fn ingest_hl7(&self, sender: Hl7Sender<'_>, raw: &[u8]) -> Ingested {
         let reading = Reading::of(raw);
         let now = self.now();
         let ingested = match self.store.write(|tx| ingest_in(tx, &mut FeedCache::default(), sender, &reading, raw, now))
@@ -338,11 +345,33 @@ impl App {
             Ok(ingested) => ingested,
             // Only a database that cannot be reached is for the sender to retry: any other
             // failure of the message's own transaction would fail again on a resend.
-            Err(error) if is_unavailable(&error) => return Err(error),
-            Err(error) => self.hold_unapplied_from(sender, &reading, raw, &error.to_string())?,
+            Err(error) if is_unavailable(&error) => return self.not_committed(raw, &error, NOTHING_APPLIED),
+            Err(error) => match self.hold_unapplied_from(sender, &reading, raw, &error.to_string()) {
+                Ok(ingested) => ingested,
+                Err(error) => return self.not_committed(raw, &error, NOTHING_APPLIED),
+            },
         };
         self.store.note_growth(1);
-        Ok(ingested)
+        ingested
+    }
+
+    /// The answer to a message whose transaction could not commit: `AE` with `text`,
+    /// nothing stored; the error is logged.
+    pub(crate) fn not_committed(&self, raw: &[u8], error: &AppError, text: &str) -> Ingested {
+        tracing::error!(%error, "HL7 message could not be stored");
+        Ingested {
+            ack: self.ack_without_ingesting(Some(raw), AckCode::Error, text),
+            code: AckCode::Error,
+            message: None,
+            duplicate: false,
+            status: None,
+        }
+    }
+
+    /// `AE` for a message that never reached ingestion (an MLLP connection's writer gone):
+    /// nothing was applied, send it again. The same words as [`App::ingest_hl7`]'s `AE`.
+    pub fn ack_nothing_applied(&self, raw: Option<&[u8]>) -> String {
+        self.ack_without_ingesting(raw, AckCode::Error, NOTHING_APPLIED)
     }
 
     /// Stores a message whose own transaction failed, held with the reason (see
@@ -372,8 +401,8 @@ impl App {
     /// Ingests several messages in one transaction — one commit, one disk flush — each in
     /// its own savepoint, in order, with exactly the outcome each would have alone (a repeat
     /// within the batch is a repeat). This is how concurrent MLLP connections and backfill
-    /// share commits.
-    pub fn ingest_hl7_batch(&self, messages: &[(Hl7Sender<'_>, &[u8])]) -> AppResult<Vec<Ingested>> {
+    /// share commits. One answer per message, in order, as [`App::ingest_hl7`] gives it.
+    pub fn ingest_hl7_batch(&self, messages: &[(Hl7Sender<'_>, &[u8])]) -> Vec<Ingested> {
         let readings: Vec<Reading> = messages.iter().map(|(_, raw)| Reading::of(raw)).collect();
         let now = self.now();
         let batch = self.store.write(|tx| {
@@ -386,7 +415,9 @@ impl App {
         });
         let ingested = match batch {
             Ok(ingested) => ingested,
-            Err(error) if is_unavailable(&error) => return Err(error),
+            Err(error) if is_unavailable(&error) => {
+                return messages.iter().map(|(_, raw)| self.not_committed(raw, &error, NOTHING_APPLIED)).collect();
+            }
             // One message's failure must not fail the others (they may be other
             // organisations'): each is applied again in its own transaction.
             Err(error) => {
@@ -395,6 +426,6 @@ impl App {
             }
         };
         self.store.note_growth(ingested.len() as u64);
-        Ok(ingested)
+        ingested
     }
 }

@@ -8,7 +8,8 @@
 //! never `AE` for a message Kith could store: a message the rule cannot apply safely, or
 //! that fails inside Kith for a reason a resend would not cure, is held (`AA` with a
 //! warning) for a person. Only a transaction that cannot commit (the database unavailable)
-//! leaves the transport to answer `AE`, and nothing of it is stored.
+//! is answered `AE`, and nothing of it is stored; ingestion returns that answer too, so
+//! that MLLP, `POST /hl7/v2` and `kith hl7 import` never write their own.
 //!
 //! The modules, each depending only on those listed before it:
 //!
