@@ -5,14 +5,15 @@ use kith_core::access::{
     BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
     decide_sharing_lockdown, record_scope,
 };
-use kith_core::audit::{Actor, ChainedEvent, Channel, Outcome};
+use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::consent::LinkBasis;
 use kith_core::model::{BreakGlassGrant, Entry, Patient};
 use kith_core::team::TeamKind;
 use kith_core::text::Reason;
-use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId, Timestamp};
+use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId};
 use kith_store::{OutboxMessage, RecordReadFacts, Tx};
 
+use crate::audit::{AccessLogEntry, access_log_entry};
 use crate::patients::{entry_facts, notify_patient, summarise};
 use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext, new_uuid};
 
@@ -32,27 +33,6 @@ pub struct RecordView {
     pub basis: Basis,
     /// Some entries exist that the reader may not see. Never how many, nor their labels.
     pub some_hidden: bool,
-}
-
-/// One line of a patient's access log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessLogEntry {
-    /// The event's place in the audit chain: a stable identifier.
-    pub seq: i64,
-    pub patient: Option<PatientId>,
-    /// The account that acted, if a person with an account did.
-    pub actor: Option<AccountId>,
-    pub team_id: Option<kith_core::TeamId>,
-    pub label_set: kith_core::LabelSet,
-    pub at: Timestamp,
-    pub who: String,
-    pub team: Option<String>,
-    pub action: String,
-    pub outcome: String,
-    pub basis: Option<String>,
-    pub entry_kinds: String,
-    pub labels: String,
-    pub break_glass: bool,
 }
 
 impl App {
@@ -85,28 +65,18 @@ impl App {
                     Decision::Allow(basis) => basis,
                     Decision::Deny(reason) => return deny(tx, reason),
                 };
-                let stored = tx.entries_in_scope(patient, &scope)?;
-                let mut entries = Vec::with_capacity(stored.len());
-                for entry in stored {
-                    match scope.decide(&entry_facts(&entry)) {
-                        Decision::Allow(basis) => entries.push(VisibleEntry { entry, basis }),
-                        // The SQL filter and the rule are tested to agree; if they ever do
-                        // not, the rule wins and the disagreement is logged (no identifiers).
-                        Decision::Deny(_) => {
-                            tracing::error!("the entry filter admitted an entry the access rule denies")
-                        }
-                    }
-                }
+                let (entries, basis) = read_through_scopes(
+                    tx,
+                    patient,
+                    &[scope],
+                    |_| true,
+                    ReadAudit {
+                        event: AuditBuilder::professional(now, context, "record.read", patient),
+                        demographics: demographics_basis,
+                        teams: ReadTeams::One,
+                    },
+                )?;
                 let total = tx.count_entries(patient)?;
-                let basis = entries.iter().map(|visible| visible.basis).fold(demographics_basis, Basis::strongest);
-                let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
-                let mut event = AuditBuilder::professional(now, context, "record.read", patient)
-                    .basis(basis.code())
-                    .data(kinds, labels);
-                if let Basis::BreakGlass { grant } = basis {
-                    event = event.subject(grant);
-                }
-                tx.audit(event.build());
                 let some_hidden = total > entries.len() as i64;
                 Ok(Ok(RecordView { patient: record, entries, basis, some_hidden }))
             })
@@ -144,7 +114,7 @@ impl App {
             .read(|tx| Ok::<_, AppError>(tx.team(team)?.map(|team| team.organisation)))?
             .ok_or(AppError::Denied)?;
         let context = ProfessionalContext { account: session.account.id, team, organisation, channel: Channel::Web };
-        self.open_break_glass_bound(&context, Some(crate::hl7::token_hash(session_secret)), patient, reason)
+        self.open_break_glass_bound(&context, Some(crate::secrets::token_hash(session_secret)), patient, reason)
     }
 
     fn open_break_glass_bound(
@@ -330,7 +300,9 @@ impl App {
 
     /// Whether the account is the patient's own (for interfaces that offer the access log).
     pub fn is_own_record(&self, account: AccountId, patient: PatientId) -> AppResult<bool> {
-        self.store.read(|tx| Ok(tx.patient(patient)?.is_some_and(|record| record.account == Some(account))))
+        self.store.read(|tx| {
+            Ok(tx.patient(patient)?.is_some_and(|record| kith_core::access::is_own_record(record.account, account)))
+        })
     }
 
     /// A privacy officer disables sharing on a record (lock-down): every team is
@@ -392,61 +364,120 @@ impl App {
     }
 }
 
-/// Names an audit event for the patient: who (the account's name), which team.
-pub(crate) fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResult<AccessLogEntry> {
-    let record = &event.record;
-    let who = match (&record.actor_account, record.actor_kind.as_str()) {
-        (Some(account), _) => {
-            tx.account(*account)?.map_or_else(|| "a former account".to_owned(), |account| account.name.to_string())
-        }
-        (None, "operator") => "Kith administrator".to_owned(),
-        _ => "Kith".to_owned(),
-    };
-    let team = match record.acting_team {
-        Some(team) => tx.team(team)?.map(|team| team.name.to_string()),
-        None => None,
-    };
-    let label_set = kith_core::LabelSet::from_bits(record.labels).unwrap_or_default();
-    Ok(AccessLogEntry {
-        seq: event.seq,
-        patient: record.patient,
-        actor: record.actor_account,
-        team_id: record.acting_team,
-        label_set,
-        at: record.at,
-        who,
-        team,
-        action: record.action.clone(),
-        outcome: record.outcome.clone(),
-        basis: record.basis.clone(),
-        entry_kinds: record.entry_kinds.clone(),
-        labels: if label_set.is_empty() { String::new() } else { label_set.to_string() },
-        break_glass: record.basis.as_deref() == Some("break_glass"),
-    })
+/// How a read through scopes is audited.
+pub(crate) struct ReadAudit<'a> {
+    /// The `record.read` event with its actor, channel and patient (and, through one team,
+    /// the team and its organisation).
+    pub(crate) event: AuditBuilder,
+    /// The basis on which the reader sees who the patient is.
+    pub(crate) demographics: Basis,
+    pub(crate) teams: ReadTeams<'a>,
 }
 
-/// Audits grants ended by something other than the professional ending them (sign-out, a
-/// deactivated membership, an account no longer active): one `break_glass.end` event each,
-/// under the grant's team and organisation, with why it ended.
-pub(crate) fn audit_grants_ended(
+/// Through how many teams a record is read.
+pub(crate) enum ReadTeams<'a> {
+    /// The one team the reader acts through (a page, the CLI): one event, on the strongest of
+    /// the demographics' basis and every entry's.
+    One,
+    /// Each of an account's teams, with its organisation (an API token): one event per team
+    /// that contributed, on that team's strongest basis; when none did, one event on the
+    /// demographics' basis naming its team.
+    Each(&'a [(kith_core::TeamId, kith_core::OrganisationId)]),
+}
+
+/// The one way a professional's read of a record goes: each scope filters the record in the
+/// database (`Tx::entries_in_scope`), every row is checked again with the rule
+/// ([`RecordScope::decide`]: the rule wins, a disagreement is logged without identifiers),
+/// an entry already seen through an earlier scope is not taken again, and the read is
+/// audited as `audit` says. `admits` selects entries (by kind, one entry). Returns the
+/// entries in scope order and the strongest basis used.
+pub(crate) fn read_through_scopes(
     tx: &mut Tx<'_>,
-    grants: &[BreakGlassGrant],
-    now: Timestamp,
-    actor: Actor,
-    channel: Channel,
-    why: &str,
-) -> AppResult<()> {
-    for grant in grants {
-        let mut event = AuditBuilder::new(now, actor.clone(), channel, "break_glass.end")
-            .patient(grant.patient)
-            .team(grant.team)
-            .basis(Basis::BreakGlass { grant: grant.id }.code())
-            .subject(grant.id)
-            .reason(why);
-        if let Some(team) = tx.team(grant.team)? {
+    patient: PatientId,
+    scopes: &[RecordScope],
+    admits: impl Fn(&Entry) -> bool,
+    audit: ReadAudit<'_>,
+) -> AppResult<(Vec<VisibleEntry>, Basis)> {
+    let mut entries: Vec<VisibleEntry> = Vec::new();
+    let mut seen: std::collections::HashSet<kith_core::EntryId> = std::collections::HashSet::new();
+    // Each contributing team, the strongest basis it used, and its entries (by index).
+    let mut contributed: Vec<(kith_core::TeamId, Basis, Vec<usize>)> = Vec::new();
+    for scope in scopes {
+        let RecordScope::Visible { team, .. } = *scope else { continue };
+        for entry in tx.entries_in_scope(patient, scope)? {
+            if !admits(&entry) || seen.contains(&entry.id) {
+                continue;
+            }
+            match scope.decide(&entry_facts(&entry)) {
+                Decision::Allow(basis) => {
+                    seen.insert(entry.id);
+                    let index = entries.len();
+                    entries.push(VisibleEntry { entry, basis });
+                    match contributed.iter_mut().find(|(t, ..)| *t == team) {
+                        Some((_, strongest, indexes)) => {
+                            *strongest = strongest.strongest(basis);
+                            indexes.push(index);
+                        }
+                        None => contributed.push((team, basis, vec![index])),
+                    }
+                }
+                // The SQL filter and the rule are tested to agree; if they ever do not, the
+                // rule wins and the disagreement is logged (no identifiers).
+                Decision::Deny(_) => tracing::error!("the entry filter admitted an entry the access rule denies"),
+            }
+        }
+    }
+    let ReadAudit { event, demographics, teams } = audit;
+    let strongest = entries.iter().map(|visible| visible.basis).fold(demographics, Basis::strongest);
+    match teams {
+        ReadTeams::One => {
+            let (kinds, labels) = summarise(entries.iter().map(|visible| &visible.entry));
+            let mut event = event.basis(strongest.code()).data(kinds, labels);
+            if let Basis::BreakGlass { grant } = strongest {
+                event = event.subject(grant);
+            }
+            tx.audit(event.build());
+        }
+        ReadTeams::Each(organisations) => {
+            if contributed.is_empty() {
+                let event = with_basis(tx, event.clone(), demographics)?.build();
+                tx.audit(event);
+            }
+            for (team, basis, indexes) in contributed {
+                let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
+                let organisation =
+                    organisations.iter().find(|(t, _)| *t == team).map(|(_, organisation)| *organisation);
+                let mut event = event.clone().team(team).basis(basis.code()).data(kinds, labels);
+                if let Some(organisation) = organisation {
+                    event = event.organisation(organisation);
+                }
+                if let Basis::BreakGlass { grant } = basis {
+                    event = event.subject(grant);
+                }
+                tx.audit(event.build());
+            }
+        }
+    }
+    Ok((entries, strongest))
+}
+
+/// The event with its basis, and the team and organisation the basis names (for a grant,
+/// the team it was opened through), so that privacy officers find break-glass events.
+pub(crate) fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> AppResult<AuditBuilder> {
+    let team = match basis {
+        Basis::Consent { team } | Basis::OwnTeamData { team } => Some(team),
+        Basis::BreakGlass { grant } => tx.break_glass_team(grant)?,
+        Basis::SelfAccess | Basis::Administration => None,
+    };
+    let mut event = event.basis(basis.code());
+    if let Basis::BreakGlass { grant } = basis {
+        event = event.subject(grant);
+    }
+    if let Some(team) = team {
+        event = event.team(team);
+        if let Some(team) = tx.team(team)? {
             event = event.organisation(team.organisation);
         }
-        tx.audit(event.build());
     }
-    Ok(())
+    Ok(event)
 }

@@ -7,24 +7,25 @@
 //! the account is the patient's own, it sees the whole record on the basis `self`.
 //! A denied read is audited with the precise reason and answered [`AppError::Denied`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use kith_core::access::{
-    BreakGlassRequestFacts, MembershipFacts, RecordScope, decide_break_glass, decide_demographics, decide_self_access,
-    record_scope,
+    BreakGlassRequestFacts, ConsentReader, RecordScope, TeamMembership, break_glass_team, decide_demographics,
+    decide_self_access, is_own_record, may_break_glass_somewhere, record_scope, sees_care_link,
 };
 use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::directory::{DirectoryMembership, directory_teams as teams_to_look_up, lists_member, shows_role};
 use kith_core::model::{
     Account, BreakGlassGrant, CareLink, Entry, Membership, Observation, Organisation, Patient, Team,
 };
 use kith_core::patient::{EntryKind, LocalIdentifier, NhsNumber};
-use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
+use kith_core::team::AccountStatus;
 use kith_core::text::{OrganisationCode, Reason};
 use kith_core::{AccountId, Basis, Date, Decision, DenyReason, EntryId, OrganisationId, PatientId, TeamId, Timestamp};
 use kith_store::{Audited, Tx};
 
-use crate::access::VisibleEntry;
-use crate::patients::{entry_facts, summarise};
+use crate::access::{ReadAudit, ReadTeams, VisibleEntry, read_through_scopes, with_basis};
+use crate::patients::summarise;
 use crate::{App, AppError, AppResult, AuditBuilder, ConsentActor, ProfessionalContext};
 
 /// How many patients one search may return at most.
@@ -288,51 +289,13 @@ fn read_entries_in(
             (entries, total)
         }
         Reader::Professional { demographics, scopes, organisations } => {
-            let mut entries: Vec<VisibleEntry> = Vec::new();
-            let mut seen: HashSet<EntryId> = HashSet::new();
-            let mut contributed: Vec<(TeamId, Basis, Vec<usize>)> = Vec::new();
-            for scope in scopes {
-                let RecordScope::Visible { team, .. } = *scope else { continue };
-                for entry in tx.entries_in_scope(record.id, scope)? {
-                    if !selection.admits(&entry) || seen.contains(&entry.id) {
-                        continue;
-                    }
-                    match scope.decide(&entry_facts(&entry)) {
-                        Decision::Allow(basis) => {
-                            seen.insert(entry.id);
-                            let index = entries.len();
-                            entries.push(VisibleEntry { entry, basis });
-                            match contributed.iter_mut().find(|(t, ..)| *t == team) {
-                                Some((_, strongest, indexes)) => {
-                                    *strongest = strongest.strongest(basis);
-                                    indexes.push(index);
-                                }
-                                None => contributed.push((team, basis, vec![index])),
-                            }
-                        }
-                        Decision::Deny(_) => {
-                            tracing::error!("the entry filter admitted an entry the access rule denies")
-                        }
-                    }
-                }
-            }
-            if contributed.is_empty() {
-                let event = with_basis(tx, base.clone(), *demographics)?.build();
-                tx.audit(event);
-            }
-            for (team, basis, indexes) in contributed {
-                let (kinds, labels) = summarise(indexes.iter().map(|&index| &entries[index].entry));
-                let organisation =
-                    organisations.iter().find(|(t, _)| *t == team).map(|(_, organisation)| *organisation);
-                let mut event = base.clone().team(team).basis(basis.code()).data(kinds, labels);
-                if let Some(organisation) = organisation {
-                    event = event.organisation(organisation);
-                }
-                if let Basis::BreakGlass { grant } = basis {
-                    event = event.subject(grant);
-                }
-                tx.audit(event.build());
-            }
+            let (mut entries, _) = read_through_scopes(
+                tx,
+                record.id,
+                scopes,
+                |entry| selection.admits(entry),
+                ReadAudit { event: base, demographics: *demographics, teams: ReadTeams::Each(organisations) },
+            )?;
             let selected_total = match selection {
                 EntrySelection::One(id) => usize::from(tx.entry_exists(record.id, id)?),
                 EntrySelection::Kinds(kinds) => {
@@ -395,29 +358,29 @@ impl App {
         reason: &Reason,
     ) -> AppResult<BreakGlassGrant> {
         let memberships = self.store.read(|tx| Ok::<_, AppError>(tx.memberships_of(account)?))?;
-        if !memberships.iter().any(|m| m.role == MembershipRole::Professional && m.status == MembershipStatus::Active) {
+        let held: Vec<_> = memberships.iter().map(Membership::facts).collect();
+        if !may_break_glass_somewhere(&held) {
             return Err(AppError::Forbidden("breaking the glass is for professionals of a team".to_owned()));
         }
         let chosen = self.store.read(|tx| {
             let Some(record) = tx.patient(patient)? else { return Ok::<_, AppError>(None) };
-            let account_status = tx.account(account)?.map(|account| account.status);
-            for membership in &memberships {
-                if team.is_some_and(|team| team != membership.team) {
-                    continue;
-                }
+            let Some(account_status) = tx.account(account)?.map(|account| account.status) else { return Ok(None) };
+            let mut teams = Vec::new();
+            let mut candidates = Vec::new();
+            for membership in memberships.iter().filter(|m| team.is_none_or(|team| team == m.team)) {
                 let Some(team) = tx.team(membership.team)? else { continue };
-                let Some(account_status) = account_status else { continue };
-                let facts = BreakGlassRequestFacts {
-                    account_status,
-                    membership: Some(MembershipFacts { role: membership.role, status: membership.status }),
-                    patient_in_organisation: tx.patient_in_organisation(record.id, team.organisation)?,
-                    sharing_disabled: record.sharing_disabled,
-                };
-                if decide_break_glass(&facts).is_ok() {
-                    return Ok(Some(team));
-                }
+                candidates.push((
+                    team.id,
+                    BreakGlassRequestFacts {
+                        account_status,
+                        membership: Some(membership.facts()),
+                        patient_in_organisation: tx.patient_in_organisation(record.id, team.organisation)?,
+                        sharing_disabled: record.sharing_disabled,
+                    },
+                ));
+                teams.push(team);
             }
-            Ok(None)
+            Ok(break_glass_team(&candidates).and_then(|chosen| teams.into_iter().find(|team| team.id == chosen)))
         })?;
         // Without a team that may break it, the attempt goes through the first membership
         // (or the named team) so that the denial is audited with its precise reason.
@@ -452,18 +415,20 @@ impl App {
                     }
                 };
                 let links = tx.care_links(record.id)?;
-                let links: Vec<CareLink> = match &reader {
-                    Reader::Owner => links,
-                    Reader::Professional { .. } => {
-                        let teams: Vec<TeamId> = tx
-                            .memberships_of(account)?
-                            .into_iter()
-                            .filter(|m| m.role == MembershipRole::Professional && m.status == MembershipStatus::Active)
-                            .map(|m| m.team)
-                            .collect();
-                        links.into_iter().filter(|link| teams.contains(&link.team)).collect()
-                    }
+                let memberships: Vec<TeamMembership> = match &reader {
+                    Reader::Owner => Vec::new(),
+                    Reader::Professional { .. } => tx
+                        .memberships_of(account)?
+                        .iter()
+                        .map(|m| TeamMembership { team: m.team, membership: m.facts() })
+                        .collect(),
                 };
+                let consent_reader = match &reader {
+                    Reader::Owner => ConsentReader::Owner,
+                    Reader::Professional { .. } => ConsentReader::Professional { memberships: &memberships },
+                };
+                let links: Vec<CareLink> =
+                    links.into_iter().filter(|link| sees_care_link(consent_reader, link.team)).collect();
                 let event = with_basis(tx, event.patient(record.id), reader.demographics_basis())?.build();
                 tx.audit(event);
                 Ok(Ok(links))
@@ -510,27 +475,6 @@ impl Reader {
             Reader::Professional { demographics, .. } => *demographics,
         }
     }
-}
-
-/// The event with its basis, and the team and organisation the basis names (for a grant,
-/// the team it was opened through), so that privacy officers find break-glass events.
-fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> AppResult<AuditBuilder> {
-    let team = match basis {
-        Basis::Consent { team } | Basis::OwnTeamData { team } => Some(team),
-        Basis::BreakGlass { grant } => tx.break_glass_team(grant)?,
-        Basis::SelfAccess | Basis::Administration => None,
-    };
-    let mut event = event.basis(basis.code());
-    if let Basis::BreakGlass { grant } = basis {
-        event = event.subject(grant);
-    }
-    if let Some(team) = team {
-        event = event.team(team);
-        if let Some(team) = tx.team(team)? {
-            event = event.organisation(team.organisation);
-        }
-    }
-    Ok(event)
 }
 
 /// The record (after any merge) and how the account relates to it; or, denied, the record
@@ -588,7 +532,7 @@ fn reader(
             None => return Ok(Err(DenyReason::NoRelationshipWithPatient)),
         },
     };
-    if record.account == Some(account) {
+    if is_own_record(record.account, account) {
         return Ok(match decide_self_access(status, true) {
             Decision::Allow(_) => Ok(Reader::Owner),
             Decision::Deny(reason) => Err(reason),
@@ -631,33 +575,26 @@ pub struct PractitionerDirectory {
     pub roles: Vec<(Membership, Team)>,
 }
 
-/// The teams an account may look up in the directory: those it is an active member of, and
-/// those its own record is (or was) linked to.
+/// The teams an account may look up in the directory
+/// ([`kith_core::directory::directory_teams`]): the facts loaded, the rule asked.
 fn directory_teams(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Vec<TeamId>> {
-    let mut teams: Vec<TeamId> = tx
+    let memberships: Vec<DirectoryMembership> = tx
         .memberships_of(account)?
         .into_iter()
-        .filter(|membership| membership.status == MembershipStatus::Active)
-        .map(|membership| membership.team)
+        .map(|membership| DirectoryMembership { team: membership.team, status: membership.status })
         .collect();
-    if let Some(record) = tx.patient_by_account(account)? {
-        for link in tx.care_links(record.id)? {
-            if !teams.contains(&link.team) {
-                teams.push(link.team);
-            }
-        }
-    }
-    Ok(teams)
+    let own_record_links: Vec<TeamId> = match tx.patient_by_account(account)? {
+        Some(record) => tx.care_links(record.id)?.into_iter().map(|link| link.team).collect(),
+        None => Vec::new(),
+    };
+    Ok(teams_to_look_up(&memberships, &own_record_links))
 }
 
 fn team_directory(tx: &mut Tx<'_>, team: TeamId) -> AppResult<Option<TeamDirectory>> {
     let Some(team) = tx.team(team)? else { return Ok(None) };
     let Some(organisation) = tx.organisation(team.organisation)? else { return Ok(None) };
-    let members = tx
-        .team_members(team.id)?
-        .into_iter()
-        .filter(|(membership, _)| membership.status == MembershipStatus::Active)
-        .collect();
+    let members =
+        tx.team_members(team.id)?.into_iter().filter(|(membership, _)| lists_member(membership.status)).collect();
     Ok(Some(TeamDirectory { team, organisation, members }))
 }
 
@@ -691,9 +628,8 @@ impl App {
             let visible = directory_teams(tx, account)?;
             let mut roles = Vec::new();
             for membership in tx.memberships_of(practitioner)? {
-                let shown = if practitioner == account { true } else { visible.contains(&membership.team) };
-                if shown
-                    && membership.status == MembershipStatus::Active
+                let role = DirectoryMembership { team: membership.team, status: membership.status };
+                if shows_role(account, practitioner, role, &visible)
                     && let Some(team) = tx.team(membership.team)?
                 {
                     roles.push((membership, team));

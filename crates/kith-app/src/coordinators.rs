@@ -5,7 +5,6 @@
 //! coordinator as actor; a caller who is not an active coordinator of the team is refused
 //! (and that is audited too).
 
-use kith_core::access::MembershipFacts;
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::coordination::{AccountAction, AccountActionRefusal, CoordinatorFacts, decide_account_action};
 use kith_core::model::{Account, Organisation, Team};
@@ -15,6 +14,7 @@ use kith_core::text::EmailAddress;
 use kith_core::{AccountId, Date, TeamId, Timestamp};
 use kith_store::{OutboxMessage, Tx};
 
+use crate::coordination::coordinated;
 use crate::lookups::LookupBudget;
 use crate::organisations::{MembershipChange, apply_membership_change};
 use crate::sessions::{send_reset_link, send_reset_link_for};
@@ -51,60 +51,10 @@ pub const PATIENT_RESET_ANSWER: &str = "If a registered patient of the organisat
      name and date of birth given, a password reset link is on its way to their email address; it works once, \
      within an hour. If it does not arrive, check the details with the patient.";
 
-/// The team and its organisation when `coordinator` actively coordinates it; otherwise the
-/// refusal is audited and returned.
-pub(crate) fn coordinated(
-    tx: &mut Tx<'_>,
-    coordinator: AccountId,
-    team: TeamId,
-    action: &'static str,
-    now: Timestamp,
-) -> AppResult<Result<(Organisation, Team), AppError>> {
-    let found = match tx.team(team)? {
-        Some(team) => tx.organisation(team.organisation)?.map(|organisation| (organisation, team)),
-        None => None,
-    };
-    let standing = coordinator_standing(tx, coordinator, team)?;
-    let refusal = match (&found, standing) {
-        (Some(_), Ok(())) => None,
-        (Some(_), Err(reason)) => Some(reason.to_string()),
-        (None, _) => Some("no such team".to_owned()),
-    };
-    match (found, refusal) {
-        (Some(found), None) => Ok(Ok(found)),
-        (_, reason) => {
-            tx.audit(
-                AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, action)
-                    .team(team)
-                    .outcome(Outcome::Denied)
-                    .reason(reason.unwrap_or_default())
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(Err(AppError::Forbidden("only the team's active coordinators can do this".to_owned())))
-        }
-    }
-}
-
-/// Whether `account` is an active coordinator of `team` ([`kith_core::coordination::check_coordinator`]).
-pub(crate) fn coordinator_standing(
-    tx: &mut Tx<'_>,
-    account: AccountId,
-    team: TeamId,
-) -> AppResult<Result<(), kith_core::coordination::NotCoordinator>> {
-    let status = tx.account(account)?.map_or(AccountStatus::Disabled, |account| account.status);
-    let membership = tx
-        .membership(account, team)?
-        .map(|membership| MembershipFacts { role: membership.role, status: membership.status });
-    Ok(kith_core::coordination::check_coordinator(status, membership))
-}
-
 /// The coordinator and the team they act through, as [`decide_account_action`] needs them.
 fn coordinator_facts(tx: &mut Tx<'_>, coordinator: AccountId, team: &Team) -> AppResult<CoordinatorFacts> {
     let account_status = tx.account(coordinator)?.map_or(AccountStatus::Disabled, |account| account.status);
-    let membership = tx
-        .membership(coordinator, team.id)?
-        .map(|membership| MembershipFacts { role: membership.role, status: membership.status });
+    let membership = tx.membership(coordinator, team.id)?.map(|membership| membership.facts());
     Ok(CoordinatorFacts { account_status, membership, team: team.id, organisation: team.organisation })
 }
 
@@ -353,7 +303,7 @@ impl App {
                 Ok(account) => account,
                 Err(refused) => return Ok(Err(refused)),
             };
-            if account.status != AccountStatus::Active {
+            if !kith_core::access::is_active_account(account.status) {
                 return Ok(Err(AppError::Conflict(
                     "this person has not set a password yet: their activation email is what they need".to_owned(),
                 )));
@@ -527,7 +477,7 @@ impl App {
                 patient.as_ref().and_then(|patient| patient.account).unwrap_or(AccountId::from_uuid(uuid::Uuid::nil()));
             let account = tx.account(holder)?;
             let matched = matched.and_then(|()| match &account {
-                Some(account) if account.status == AccountStatus::Active => Ok(()),
+                Some(account) if kith_core::access::is_active_account(account.status) => Ok(()),
                 Some(_) => Err("the patient's account is not active"),
                 None => Err("the patient has not registered"),
             });

@@ -17,9 +17,9 @@ use kith_core::{AccountId, Date, LabelSet, PatientId, TeamId, Timestamp};
 use kith_store::{CodePurpose, OutboxMessage, Tx};
 use sha2::{Digest, Sha256};
 
-use crate::hl7::token_hash;
 use crate::organisations::organisation_by_code;
 use crate::password::hash_password;
+use crate::secrets::{new_invitation_secret, new_secret, token_hash};
 use crate::sessions::{NewSession, SESSION_ABSOLUTE};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
@@ -59,18 +59,6 @@ pub struct Invitation {
     pub patient: PatientId,
     pub channel: InviteChannel,
     pub expires_at: Timestamp,
-}
-
-/// The symbols of invitation codes: no 0/O, 1/I, so that a code read off a letter is typed right.
-const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-
-/// A new invitation: 16 symbols (80 bits): the first 8 are the invitation code, the last 8
-/// the activation code.
-fn new_invitation_secret() -> String {
-    let mut seed = Sha256::new();
-    seed.update(uuid::Uuid::new_v4().as_bytes());
-    seed.update(uuid::Uuid::new_v4().as_bytes());
-    seed.finalize().iter().take(16).map(|byte| char::from(CODE_ALPHABET[usize::from(byte % 32)])).collect()
 }
 
 /// The codes as typed: case, spaces and dashes ignored.
@@ -287,7 +275,7 @@ impl App {
         };
         let now = self.now();
         let hash = token_hash(&normalise_invitation_code(codes));
-        let secret = crate::sessions::random_secret();
+        let secret = new_secret();
         let session_hash = token_hash(&secret);
         self.store.write(|tx| {
             let Some(mut patient) = open_invitation(tx, &hash, now)?.filter(|patient| patient.id == found.patient)
@@ -532,12 +520,13 @@ fn open_invitation(tx: &mut Tx<'_>, hash: &[u8; 32], now: Timestamp) -> AppResul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::INVITATION_ALPHABET;
 
     #[test]
     fn codes_are_sixteen_unambiguous_symbols_and_read_forgivingly() {
         let secret = new_invitation_secret();
         assert_eq!(secret.len(), 16);
-        assert!(secret.bytes().all(|b| CODE_ALPHABET.contains(&b)));
+        assert!(secret.bytes().all(|b| INVITATION_ALPHABET.contains(&b)));
         let (invitation, activation) = split_codes(&secret);
         assert_eq!(invitation.len(), 9);
         assert_eq!(normalise_invitation_code(&format!("{} {}", invitation.to_lowercase(), activation)), secret);

@@ -9,11 +9,11 @@
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::coordination::{InvitationAnswer, MembershipInvitation};
 use kith_core::model::{Account, Membership, Organisation, Team};
-use kith_core::team::{AccountStatus, MembershipStatus, TeamStatus};
+use kith_core::team::{MembershipStatus, TeamStatus};
 use kith_core::{AccountId, MembershipInvitationId, TeamId, Timestamp};
 use kith_store::{OpenInvitation, Tx};
 
-use crate::coordinators::coordinated;
+use crate::coordination::coordinated;
 use crate::{App, AppError, AppResult, AuditBuilder};
 
 /// An invitation waiting for its holder's answer, with the team and organisation it is to.
@@ -34,7 +34,8 @@ pub enum Answer {
 /// Whether `account` may answer invitations: an active account that is not a patient's
 /// login (a patient's account is never made a professional's).
 fn may_answer(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Option<Account>> {
-    let Some(account) = tx.account(account)?.filter(|account| account.status == AccountStatus::Active) else {
+    let Some(account) = tx.account(account)?.filter(|account| kith_core::access::is_active_account(account.status))
+    else {
         return Ok(None);
     };
     Ok((!tx.account_ties(account.id)?.is_patient).then_some(account))

@@ -8,7 +8,7 @@ use kith_core::text::OrganisationCode;
 use kith_core::{AccountId, LabelSet, PatientId, Timestamp};
 use kith_store::Tx;
 
-use crate::access::{AccessLogEntry, access_log_entry};
+use crate::audit::{AccessLogEntry, access_log_entry};
 use crate::organisations::organisation_by_code;
 use crate::{App, AppError, AppResult, AuditBuilder, Operator};
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use kith_core::access::grant_ending;
 use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::coordination::check_coordinator;
 use kith_core::model::{Account, Membership, Organisation, Team};
 use kith_core::team::{
     AccountStatus, DEFAULT_BREAK_GLASS_DURATION, MembershipRole, MembershipStatus, Permitted, TeamKind, TeamStatus,
@@ -334,11 +336,7 @@ pub(crate) fn apply_membership_change(
             account.email, after.status, team.alias, after.role
         )));
     }
-    let counts = |m: &Membership| {
-        m.role == MembershipRole::Coordinator
-            && m.status == MembershipStatus::Active
-            && account.status == AccountStatus::Active
-    };
+    let counts = |m: &Membership| check_coordinator(account.status, Some(m.facts())).is_ok();
     let mut overridden = None;
     if counts(&before) && !counts(&after) {
         let active = tx.count_active_coordinators(team.id)?;
@@ -349,14 +347,9 @@ pub(crate) fn apply_membership_change(
     }
     tx.update_membership(&after, now)?;
     // A grant opened through this membership ends with its clinical role.
-    if after.status != MembershipStatus::Active || after.role != MembershipRole::Professional {
+    if let Some(why) = grant_ending(after.facts()) {
         let ended = tx.end_break_glass_of_membership(account.id, team.id, now)?;
-        let why = if after.status == MembershipStatus::Active {
-            "the membership it was opened through is no longer a professional one"
-        } else {
-            "the membership it was opened through was deactivated"
-        };
-        crate::access::audit_grants_ended(tx, &ended, now, actor.clone(), channel, why)?;
+        crate::audit::audit_grants_ended(tx, &ended, now, actor.clone(), channel, &why.to_string())?;
     }
     let action = match (before.status, after.status) {
         (MembershipStatus::Active, MembershipStatus::Deactivated) => "membership.deactivate",

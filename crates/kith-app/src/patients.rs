@@ -439,7 +439,9 @@ impl App {
                         let event =
                             AuditBuilder::new(now, Actor::Account(*account), *channel, "consent.change").team(team);
                         match (status, &record) {
-                            (Some(account_status), Some(record)) if record.account == Some(*account) => {
+                            (Some(account_status), Some(record))
+                                if kith_core::access::is_own_record(record.account, *account) =>
+                            {
                                 (ConsentChanger::Patient { account_status }, event, None)
                             }
                             _ => {

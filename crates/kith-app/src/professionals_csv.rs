@@ -30,10 +30,9 @@ use kith_store::{KnownTies, NewMembershipInvitation, OutboxMessage, Tx};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::coordinators::coordinator_standing;
-use crate::hl7::token_hash;
+use crate::coordination::coordinator_standing;
 use crate::organisations::{organisation_by_code, team_by_alias};
-use crate::sessions::random_secret;
+use crate::secrets::{new_secret, token_hash};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// The most data rows one file may have; a longer file is refused whole.
@@ -796,7 +795,7 @@ impl Writes {
     /// A new activation code for `account` and the email that carries it; the code's hash.
     fn activation(&mut self, account: &Account, team: &Team, now: Timestamp) -> (Uuid, [u8; 32]) {
         let expires_at = now.plus(ACTIVATION_CODE_LIFETIME);
-        let code = random_secret();
+        let code = new_secret();
         let code_hash = token_hash(&code);
         self.codes.push(NewAccountCode { code_hash, account: account.id, expires_at });
         let message = new_uuid();

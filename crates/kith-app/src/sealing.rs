@@ -5,7 +5,6 @@
 //! not open. Stored as `v1:` and hex (nonce, ciphertext, tag).
 
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// The server's sealing key.
 pub struct SealingKey(LessSafeKey);
@@ -38,8 +37,7 @@ impl SealingKey {
 
     /// 32 random bytes as 64 hexadecimal digits: a new key for a key file.
     pub fn generate_hex() -> String {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new().fill(&mut bytes).expect("the system's random source works");
+        let bytes: [u8; 32] = crate::secrets::random_bytes();
         bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
@@ -51,8 +49,7 @@ impl SealingKey {
 
     /// Seals `plaintext`, bound to `context` (e.g. the account id).
     pub fn seal(&self, context: &str, plaintext: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system's random source works");
+        let nonce: [u8; NONCE_LEN] = crate::secrets::random_bytes();
         let mut sealed = plaintext.as_bytes().to_vec();
         self.0
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut sealed)

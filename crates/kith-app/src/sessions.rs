@@ -6,16 +6,17 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use kith_core::access::{awaits_activation, is_active_account, is_active_membership};
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::model::{Account, Team};
-use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
+use kith_core::team::{AccountStatus, MembershipRole};
 use kith_core::text::{EmailAddress, Secret};
 use kith_core::{AccountId, PatientId, TeamId, Timestamp};
 use kith_store::{CodePurpose, OutboxMessage, StoreError, Tx};
 use sha2::{Digest, Sha256};
 
-use crate::hl7::token_hash;
 use crate::password::{hash_password, verify_password};
+use crate::secrets::{new_secret, token_hash};
 use crate::two_factor;
 use crate::{App, AppError, AppResult, AuditBuilder, new_uuid};
 
@@ -87,11 +88,6 @@ impl WebSession {
     }
 }
 
-/// A random secret for a session or a single-use code: 64 hexadecimal digits (244 bits).
-pub(crate) fn random_secret() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-}
-
 /// The key failed sign-ins are counted under: the SHA-256 of the address as typed,
 /// trimmed and lower-cased, whether or not an account has it.
 fn email_key(email: &str) -> [u8; 32] {
@@ -157,7 +153,7 @@ impl App {
         let refusal = match &found {
             None => Some("no account has this email address".to_owned()),
             Some(_) if !matches => Some("wrong password".to_owned()),
-            Some((account, _)) if account.status != AccountStatus::Active => {
+            Some((account, _)) if !is_active_account(account.status) => {
                 Some(format!("the account is {}", account.status.code()))
             }
             Some(_) => None,
@@ -173,7 +169,7 @@ impl App {
             return Ok(SignIn::Refused);
         }
         let (account, _) = found.expect("a matching password has an account");
-        let secret = random_secret();
+        let secret = new_secret();
         let hash = token_hash(&secret);
         let second_step = self.store.write(|tx| {
             let second_step = tx.two_factor(account.id)?.key.is_some();
@@ -204,7 +200,7 @@ impl App {
             if !row.two_factor_pending || row.ended_at.is_some() || now >= row.expires_at {
                 return Ok(None);
             }
-            Ok(tx.account(row.account)?.filter(|account| account.status == AccountStatus::Active))
+            Ok(tx.account(row.account)?.filter(|account| is_active_account(account.status)))
         })
     }
 
@@ -216,7 +212,7 @@ impl App {
         let pending_hash = token_hash(secret);
         let Some(account) = self.pending_second_step(secret)? else { return Ok(None) };
         let key = email_key(account.email.as_str());
-        let new_secret = random_secret();
+        let new_secret = new_secret();
         let new_hash = token_hash(&new_secret);
         let accepted = self.store.write(|tx| {
             let event = sign_in_event(now, Some(account.id), "account.sign_in");
@@ -239,7 +235,7 @@ impl App {
             let how = match totp {
                 Some(step) if tx.accept_totp_step(account.id, step)? => "authenticator code",
                 _ => {
-                    let recovery = Sha256::digest(two_factor::normalise_recovery_code(typed).as_bytes()).into();
+                    let recovery = token_hash(&two_factor::normalise_recovery_code(typed));
                     if tx.use_recovery_code(account.id, &recovery, now)? {
                         "recovery code"
                     } else {
@@ -267,7 +263,7 @@ impl App {
             if let Some(pending) = state.pending_key.and_then(|sealed| self.sealing.open(&context, &sealed)) {
                 return Ok(pending);
             }
-            let key = two_factor::base32(&two_factor::new_key());
+            let key = two_factor::base32(&crate::secrets::new_totp_key());
             tx.set_pending_totp_key(account, Some(&self.sealing.seal(&context, &key)))?;
             Ok(key)
         })
@@ -277,11 +273,9 @@ impl App {
     /// recovery codes (shown once; only their hashes are kept) are returned.
     pub fn confirm_two_factor(&self, account: AccountId, typed: &str) -> AppResult<Vec<String>> {
         let now = self.now();
-        let codes: Vec<String> = (0..two_factor::RECOVERY_CODES).map(|_| two_factor::new_recovery_code()).collect();
-        let hashes: Vec<[u8; 32]> = codes
-            .iter()
-            .map(|code| Sha256::digest(two_factor::normalise_recovery_code(code).as_bytes()).into())
-            .collect();
+        let codes: Vec<String> = (0..two_factor::RECOVERY_CODES).map(|_| crate::secrets::new_recovery_code()).collect();
+        let hashes: Vec<[u8; 32]> =
+            codes.iter().map(|code| token_hash(&two_factor::normalise_recovery_code(code))).collect();
         self.store.write(|tx| {
             let state = tx.two_factor(account)?;
             let Some(sealed) = state.pending_key else {
@@ -343,7 +337,7 @@ impl App {
                 return Ok(None);
             }
             let Some(account) = tx.account(row.account)? else { return Ok(None) };
-            if account.status != AccountStatus::Active {
+            if !is_active_account(account.status) {
                 return Ok(None);
             }
             let teams = active_teams(tx, account.id)?;
@@ -388,7 +382,7 @@ impl App {
             }
             // Break-the-glass grants opened in this session end with it.
             let ended = tx.end_break_glass_of_session(&hash, now)?;
-            crate::access::audit_grants_ended(
+            crate::audit::audit_grants_ended(
                 tx,
                 &ended,
                 now,
@@ -427,7 +421,7 @@ impl App {
             };
             let event =
                 sign_in_event(now, account.as_ref().map(|account| account.id), "account.password_reset_request");
-            let Some(account) = account.filter(|account| account.status == AccountStatus::Active) else {
+            let Some(account) = account.filter(|account| is_active_account(account.status)) else {
                 tx.audit(event.outcome(Outcome::Denied).reason("no active account has this email address").build());
                 return Ok(());
             };
@@ -462,8 +456,7 @@ impl App {
                 );
                 return Ok(Err(AppError::Invalid(UNUSABLE_LINK.to_owned())));
             };
-            let Some(account) = tx.account(account_id)?.filter(|account| account.status == AccountStatus::Active)
-            else {
+            let Some(account) = tx.account(account_id)?.filter(|account| is_active_account(account.status)) else {
                 return Ok(Err(AppError::Invalid(UNUSABLE_LINK.to_owned())));
             };
             if !tx.use_code(&hash, now)? {
@@ -497,7 +490,7 @@ impl App {
         let password_hash = hash_password(password)?;
         let now = self.now();
         let hash = token_hash(code);
-        let secret = random_secret();
+        let secret = new_secret();
         let session_hash = token_hash(&secret);
         self.store.write(|tx| {
             let row = tx.code(&hash)?;
@@ -505,7 +498,7 @@ impl App {
                 .map(|account| tx.account(account))
                 .transpose()?
                 .flatten()
-                .filter(|account| account.status == AccountStatus::Invited);
+                .filter(|account| awaits_activation(account.status));
             let Some(account) = account else {
                 tx.audit(
                     sign_in_event(now, row.and_then(|row| row.account), "account.activate")
@@ -582,7 +575,7 @@ impl App {
         let matches = verify_password(password, stored.as_deref().unwrap_or(decoy_hash())) && stored.is_some();
         let now = self.now();
         let key = email_key(account.email.as_str());
-        let fresh = random_secret();
+        let fresh = new_secret();
         let fresh_hash = token_hash(&fresh);
         self.store.write(|tx| {
             let event = sign_in_event(now, Some(account.id), action);
@@ -638,7 +631,7 @@ pub(crate) fn send_reset_link_for(
     team: Option<&kith_core::model::Team>,
     now: Timestamp,
 ) -> AppResult<()> {
-    let code = random_secret();
+    let code = new_secret();
     tx.retire_codes(account.id, CodePurpose::PasswordReset, now)?;
     tx.insert_code(
         &token_hash(&code),
@@ -676,7 +669,7 @@ fn usable_reset(row: Option<&kith_store::CodeRow>, now: Timestamp) -> Option<Acc
 fn active_teams(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Vec<SessionTeam>> {
     let mut teams = Vec::new();
     for membership in tx.memberships_of(account)? {
-        if membership.status != MembershipStatus::Active {
+        if !is_active_membership(membership.status) {
             continue;
         }
         if let Some(team) = tx.team(membership.team)? {

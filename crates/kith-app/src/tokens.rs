@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use kith_core::audit::Channel;
 use kith_core::model::ApiToken;
-use kith_core::team::AccountStatus;
 use kith_core::text::{EmailAddress, Name, Secret};
 use kith_core::{AccountId, ApiTokenId, Timestamp};
 use kith_store::{StoreError, Tx};
 
-use crate::hl7::token_hash;
 use crate::organisations::account_by_email;
+use crate::secrets::{new_bearer_token, token_hash};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// The longest a token may live: a year. Tokens without an expiry live until revoked.
@@ -22,11 +21,6 @@ pub const MAX_TOKEN_DAYS: u32 = 366;
 pub struct NewApiToken {
     pub token: ApiToken,
     pub secret: Secret,
-}
-
-/// A random bearer secret: `kith_` and 64 hexadecimal digits (244 random bits).
-pub(crate) fn new_secret() -> String {
-    format!("kith_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 impl App {
@@ -44,7 +38,7 @@ impl App {
         {
             return Err(AppError::Invalid(format!("expires-days: must be between 1 and {MAX_TOKEN_DAYS}")));
         }
-        let secret = new_secret();
+        let secret = new_bearer_token();
         let hash = token_hash(&secret);
         let now = self.now();
         self.store.write(|tx| {
@@ -125,6 +119,6 @@ pub(crate) fn token_account(tx: &mut Tx<'_>, hash: &[u8; 32], now: Timestamp) ->
     if !token.is_live(now) {
         return Ok(None);
     }
-    let active = tx.account(token.account)?.is_some_and(|account| account.status == AccountStatus::Active);
+    let active = tx.account(token.account)?.is_some_and(|account| kith_core::access::is_active_account(account.status));
     Ok(active.then_some(token.account))
 }

@@ -5,23 +5,11 @@
 use hmac::{Hmac, KeyInit, Mac};
 use kith_core::Timestamp;
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 /// Seconds per TOTP step.
 pub const STEP_SECONDS: i64 = 30;
 /// Recovery codes given at enrolment.
 pub const RECOVERY_CODES: usize = 10;
-
-/// A new random TOTP key: 20 bytes (160 bits, RFC 4226's recommendation).
-pub fn new_key() -> [u8; 20] {
-    let mut seed = Sha256::new();
-    seed.update(uuid::Uuid::new_v4().as_bytes());
-    seed.update(uuid::Uuid::new_v4().as_bytes());
-    let digest = seed.finalize();
-    let mut key = [0u8; 20];
-    key.copy_from_slice(&digest[..20]);
-    key
-}
 
 /// RFC 4648 base32 as authenticator apps take keys: no padding when written; when read,
 /// any case, with spaces and padding ignored.
@@ -97,21 +85,6 @@ pub fn otpauth_uri(key: &[u8], issuer: &str, account: &str) -> String {
     )
 }
 
-/// A recovery code: ten characters from an alphabet without look-alikes, as `xxxxx-xxxxx`
-/// (about 50 bits).
-pub fn new_recovery_code() -> String {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    let bytes = Sha256::digest(uuid::Uuid::new_v4().as_bytes());
-    let mut code = String::with_capacity(11);
-    for (index, byte) in bytes.iter().take(10).enumerate() {
-        if index == 5 {
-            code.push('-');
-        }
-        code.push(char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]));
-    }
-    code
-}
-
 /// Recovery codes are compared as typed without dashes, spaces or case.
 pub fn normalise_recovery_code(typed: &str) -> String {
     typed.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
@@ -120,6 +93,7 @@ pub fn normalise_recovery_code(typed: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::{new_recovery_code, new_totp_key as new_key};
 
     #[test]
     fn rfc_6238_test_vectors() {

@@ -70,7 +70,7 @@ impl Feeds {
     }
 
     fn send(&self, integration: &Integration, message: &str) -> Ingested {
-        let ingested = self.world.app.ingest_hl7(Hl7Sender::Integration(integration), message.as_bytes()).unwrap();
+        let ingested = self.world.app.ingest_hl7(Hl7Sender::Integration(integration), message.as_bytes());
         assert_ne!(ingested.code, AckCode::Error, "never AE while the database is up: {}", ingested.ack);
         ingested
     }
@@ -512,7 +512,7 @@ fn a_nul_in_the_header_is_refused_and_never_fails_the_rest_of_its_batch() {
         let good = adt("RXH-PAS", "A28", "N2", &format!("PID|1||{OKAFOR}^^^NHS^NH||Okafor^Ngozi||19710914|F"));
         let batch =
             [(Hl7Sender::Integration(&feeds.a), bad.as_bytes()), (Hl7Sender::Integration(&feeds.a), good.as_bytes())];
-        let answers = app.ingest_hl7_batch(&batch).unwrap();
+        let answers = app.ingest_hl7_batch(&batch);
         assert_eq!(answers[0].code, AckCode::Reject, "{}", answers[0].ack);
         assert!(!answers[0].ack.contains('\0'));
         assert_eq!(answers[1].code, AckCode::Accept, "{}", answers[1].ack);

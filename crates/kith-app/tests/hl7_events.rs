@@ -530,7 +530,7 @@ impl Feed {
     }
 
     fn send(&self, bytes: &[u8]) -> (Ingested, Ack) {
-        let ingested = self.app().ingest_hl7(Hl7Sender::Integration(&self.integration), bytes).unwrap();
+        let ingested = self.app().ingest_hl7(Hl7Sender::Integration(&self.integration), bytes);
         self.sent.set(self.sent.get() + 1);
         let ack = Ack::read(&ingested);
         (ingested, ack)

@@ -42,7 +42,7 @@ impl Feed {
     }
 
     fn send(&self, bytes: &[u8]) -> Ingested {
-        self.world.app.ingest_hl7(Hl7Sender::UnauthenticatedMllp, bytes).unwrap()
+        self.world.app.ingest_hl7(Hl7Sender::UnauthenticatedMllp, bytes)
     }
 
     /// Everything a message could change, to show that a refused one changed nothing.
@@ -217,7 +217,7 @@ fn unknown_patients_senders_and_unreadable_messages() {
         assert!(reason.contains("unsupported character set"), "{reason}");
 
         // Not HL7 at all: AR with no control id to echo.
-        let garbage = app.ingest_hl7(Hl7Sender::Integration(&feed.integration), b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let garbage = app.ingest_hl7(Hl7Sender::Integration(&feed.integration), b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(
             msa(&garbage.ack),
             ("AR".into(), String::new(), "the message does not start with an MSH segment".into())
@@ -479,7 +479,7 @@ fn a_batch_keeps_each_message_s_own_outcome() {
             .into_iter()
             .map(|bytes| (Hl7Sender::UnauthenticatedMllp, bytes.as_slice()))
             .collect();
-        let outcomes = app.ingest_hl7_batch(&batch).unwrap();
+        let outcomes = app.ingest_hl7_batch(&batch);
         let codes: Vec<(AckCode, bool)> = outcomes.iter().map(|o| (o.code, o.duplicate)).collect();
         assert_eq!(
             codes,
@@ -621,7 +621,7 @@ fn an_import_with_several_workers_ends_as_one_with_one() {
 }
 
 /// An import writes the batch's plain registrations in bulk and applies the rest one by one
-/// (crate `hl7_bulk`). Whatever the mix — registrations with a team or an email, repeats of
+/// (`kith-app`'s `hl7::bulk`). Whatever the mix — registrations with a team or an email, repeats of
 /// a control id stored before or within the batch, two messages for one person, a result
 /// for a person registered in the same batch, a record Kith has, refusals, unreadable bytes
 /// — every message gets the answer, and the database the contents, that ingesting the same
@@ -683,14 +683,13 @@ fn an_import_s_bulk_registrations_end_as_one_by_one_ingestion() {
         let op = operator();
         let sender = Hl7Sender::Import { organisation: &code(), operator: &op };
         for feed in [&bulk, &one_by_one] {
-            let stored = feed.world.app.ingest_hl7(sender, &a28("S1", &both(27), "Stored^Before", "")).unwrap();
+            let stored = feed.world.app.ingest_hl7(sender, &a28("S1", &both(27), "Stored^Before", ""));
             assert_eq!(stored.code, AckCode::Accept);
         }
         let before = bulk.world.app.store().read(|tx| tx.audit_head()).unwrap().0;
         let raw: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let imported = answers(bulk.world.app.import_hl7(&code(), &op, &raw, 1, 500).unwrap());
-        let single =
-            answers(raw.iter().map(|message| one_by_one.world.app.ingest_hl7(sender, message).unwrap()).collect());
+        let single = answers(raw.iter().map(|message| one_by_one.world.app.ingest_hl7(sender, message)).collect());
         assert_eq!(imported, single);
         let accepted = imported.iter().filter(|(code, _, duplicate)| code == "AA" && !duplicate).count();
         assert_eq!(accepted, 34, "{imported:?}");

@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use crate::ids::{BreakGlassId, TeamId};
+use crate::ids::{AccountId, BreakGlassId, TeamId};
 use crate::label::{LabelSet, PrivacyLabel};
 use crate::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use crate::time::Timestamp;
@@ -241,6 +241,41 @@ pub enum RecordScope {
     },
 }
 
+/// An account signs in, holds sessions and API tokens, answers invitations and is acted for
+/// only while it is active: the one test of an account's standing.
+pub fn is_active_account(status: AccountStatus) -> bool {
+    status == AccountStatus::Active
+}
+
+/// An activation code activates only an account that was invited and has no password yet.
+pub fn awaits_activation(status: AccountStatus) -> bool {
+    status == AccountStatus::Invited
+}
+
+/// A membership counts (a session acts through its team, the directory lists it) only while
+/// it is active, whatever its role.
+pub fn is_active_membership(status: MembershipStatus) -> bool {
+    status == MembershipStatus::Active
+}
+
+/// A clinical membership: active and professional (coordinator status grants no clinical
+/// access). Precondition 1 of the rule, the account aside.
+pub fn is_active_professional(membership: MembershipFacts) -> bool {
+    membership == MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active }
+}
+
+/// "This is the patient's own record": the record's login is the account.
+pub fn is_own_record(record_account: Option<AccountId>, account: AccountId) -> bool {
+    record_account == Some(account)
+}
+
+/// A team a professional holds a membership of, with the membership.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TeamMembership {
+    pub team: TeamId,
+    pub membership: MembershipFacts,
+}
+
 /// Precondition 1 of the rule: an active account with an active professional membership.
 fn check_professional(account_status: AccountStatus, membership: Option<MembershipFacts>) -> Result<(), DenyReason> {
     if account_status != AccountStatus::Active {
@@ -444,6 +479,68 @@ pub fn decide_break_glass(facts: &BreakGlassRequestFacts) -> Result<(), DenyReas
         return Err(DenyReason::PatientNotInOrganisation);
     }
     Ok(())
+}
+
+/// May P break the glass at all: some membership of P is an active professional one.
+/// Without one, P is refused outright, before any patient is looked at.
+pub fn may_break_glass_somewhere(memberships: &[MembershipFacts]) -> bool {
+    memberships.iter().any(|&membership| is_active_professional(membership))
+}
+
+/// Which of P's teams a break-glass request without a named team goes through: the first, in
+/// the order given, whose facts [`decide_break_glass`] allows. `None`: no team may, and the
+/// caller audits the denial through a team of its choosing.
+pub fn break_glass_team(candidates: &[(TeamId, BreakGlassRequestFacts)]) -> Option<TeamId> {
+    candidates.iter().find(|(_, facts)| decide_break_glass(facts).is_ok()).map(|(team, _)| *team)
+}
+
+/// Why a break-glass grant opened through a membership ends when the membership changes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GrantEnding {
+    MembershipDeactivated,
+    NoLongerProfessional,
+}
+
+impl fmt::Display for GrantEnding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GrantEnding::MembershipDeactivated => "the membership it was opened through was deactivated",
+            GrantEnding::NoLongerProfessional => "the membership it was opened through is no longer a professional one",
+        })
+    }
+}
+
+/// A grant opened through a membership lives only as long as the membership is an active
+/// professional one: `Some(why)` when the membership as changed ends its grants.
+pub fn grant_ending(membership: MembershipFacts) -> Option<GrantEnding> {
+    if is_active_professional(membership) {
+        None
+    } else if is_active_membership(membership.status) {
+        Some(GrantEnding::NoLongerProfessional)
+    } else {
+        Some(GrantEnding::MembershipDeactivated)
+    }
+}
+
+/// Who reads a record's care links (its consents).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConsentReader<'a> {
+    /// The patient, reading their own record's links.
+    Owner,
+    /// A professional, with every membership they hold.
+    Professional { memberships: &'a [TeamMembership] },
+}
+
+/// Whether the reader sees the care link of `link_team`: the patient sees every link; a
+/// professional only those of teams they are an active professional of (another team's
+/// link would say which services the patient uses).
+pub fn sees_care_link(reader: ConsentReader<'_>, link_team: TeamId) -> bool {
+    match reader {
+        ConsentReader::Owner => true,
+        ConsentReader::Professional { memberships } => {
+            memberships.iter().any(|held| held.team == link_team && is_active_professional(held.membership))
+        }
+    }
 }
 
 /// A patient reads their own record: all of it, on the basis `self`.

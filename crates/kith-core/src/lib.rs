@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit;
 pub mod consent;
 pub mod coordination;
+pub mod directory;
 pub mod identity;
 pub mod ids;
 pub mod integration;

@@ -48,6 +48,13 @@ pub struct Membership {
     pub status: MembershipStatus,
 }
 
+impl Membership {
+    /// What the access and coordination rules need of it.
+    pub fn facts(&self) -> crate::access::MembershipFacts {
+        crate::access::MembershipFacts { role: self.role, status: self.status }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Patient {
     pub id: PatientId,

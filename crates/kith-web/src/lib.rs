@@ -97,14 +97,7 @@ async fn hl7_v2(State(state): State<WebState>, headers: HeaderMap, body: Bytes) 
     let app = state.app.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<String>, kith_app::AppError> {
         let Some(integration) = app.integration_for_token(&token)? else { return Ok(None) };
-        Ok(Some(match app.ingest_hl7(kith_app::Hl7Sender::Integration(&integration), &body) {
-            Ok(ingested) => ingested.ack,
-            Err(error) => {
-                tracing::error!(%error, "HL7 message could not be stored");
-                let reason = "internal error: nothing was applied; send it again";
-                app.ack_without_ingesting(Some(&body), kith_hl7::ack::AckCode::Error, reason)
-            }
-        }))
+        Ok(Some(app.ingest_hl7(kith_app::Hl7Sender::Integration(&integration), &body).ack))
     })
     .await;
     match outcome {

@@ -187,22 +187,7 @@ fn writer(app: &App, jobs: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>, 
                 (sender, job.frame.as_slice())
             })
             .collect();
-        let acks: Vec<String> = match app.ingest_hl7_batch(&messages) {
-            Ok(ingested) => ingested.into_iter().map(|one| one.ack).collect(),
-            Err(error) => {
-                tracing::error!(%error, messages = batch.len(), "HL7 messages could not be stored");
-                batch
-                    .iter()
-                    .map(|job| {
-                        app.ack_without_ingesting(
-                            Some(&job.frame),
-                            AckCode::Error,
-                            "internal error: nothing was applied; send it again",
-                        )
-                    })
-                    .collect()
-            }
-        };
+        let acks: Vec<String> = app.ingest_hl7_batch(&messages).into_iter().map(|one| one.ack).collect();
         for (job, ack) in batch.into_iter().zip(acks) {
             // The connection may have gone; its message is committed either way.
             let _ = job.reply.send(ack);
@@ -395,10 +380,10 @@ async fn ingest(
 ) -> String {
     let (reply, ack) = tokio::sync::oneshot::channel();
     if queue.send(Job { frame, integration, reply }).await.is_err() {
-        return app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again");
+        return app.ack_nothing_applied(None);
     }
     match ack.await {
         Ok(ack) => ack,
-        Err(_) => app.ack_without_ingesting(None, AckCode::Error, "internal error: nothing was applied; send it again"),
+        Err(_) => app.ack_nothing_applied(None),
     }
 }

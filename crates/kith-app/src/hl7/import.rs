@@ -26,9 +26,13 @@ use kith_core::text::{EmailAddress, OrganisationCode};
 use kith_hl7::Message;
 use kith_hl7::adt::read_identifier_list;
 
-use crate::hl7::{FeedCache, Reading};
-use crate::hl7_bulk::ingest_import_batch;
-use crate::{App, AppError, AppResult, Ingested, Operator};
+use super::bulk::ingest_import_batch;
+use super::feed::FeedCache;
+use super::ingest::{Ingested, store_unapplied};
+use super::ordering::{ordering_keys, pid13_emails};
+use super::reading::Reading;
+use super::stop::is_unavailable;
+use crate::{App, AppError, AppResult, Operator};
 
 /// The most workers an import runs.
 pub const MAX_IMPORT_WORKERS: usize = 32;
@@ -36,7 +40,7 @@ pub const MAX_IMPORT_WORKERS: usize = 32;
 impl App {
     /// Ingests an organisation's messages, given in file order, as `kith hl7 import` does:
     /// `batch` messages per transaction — the batch's plain registrations written together
-    /// ([`crate::hl7_bulk`]), every other message in its own savepoint — with up to
+    /// ([`super::bulk`]), every other message in its own savepoint — with up to
     /// `workers` transactions in flight over groups of messages that cannot affect one
     /// another (see the module's documentation). The outcomes come back in the order given.
     pub fn import_hl7(
@@ -110,7 +114,7 @@ impl App {
         Ok(outcomes.into_iter().map(|outcome| outcome.expect("each message is in one share")).collect())
     }
 
-    /// Ingests one batch of an import in one transaction (see [`crate::hl7_bulk`]). A batch
+    /// Ingests one batch of an import in one transaction (see [`super::bulk`]). A batch
     /// whose transaction fails is applied again one message at a time, so that one message
     /// never stops the others; only a database that cannot be reached stops the import.
     fn ingest_import_part(
@@ -156,20 +160,12 @@ impl App {
         let now = self.now();
         let held = self.store.write(|tx| {
             let id = FeedCache::default().organisation_id(tx, organisation)?;
-            crate::hl7::store_unapplied(tx, id, reading, raw, reason, now)
+            store_unapplied(tx, id, reading, raw, reason, now)
         });
         match held {
             Ok(ingested) => Ok(ingested),
             Err(error) if stops_the_import(&error) => Err(error),
-            Err(error) => {
-                tracing::error!(%error, "a message could not be stored");
-                let ack = self.ack_without_ingesting(
-                    Some(raw),
-                    kith_hl7::ack::AckCode::Error,
-                    "internal error: the message could not be stored",
-                );
-                Ok(Ingested { ack, code: kith_hl7::ack::AckCode::Error, message: None, duplicate: false, status: None })
-            }
+            Err(error) => Ok(self.not_committed(raw, &error, "internal error: the message could not be stored")),
         }
     }
 
@@ -251,7 +247,7 @@ impl Named {
 
 /// Whether an import cannot go on: the database cannot be reached.
 fn stops_the_import(error: &AppError) -> bool {
-    crate::hl7::is_unavailable(error)
+    is_unavailable(error)
 }
 
 /// Runs each task on its own thread; their results in order, or the first error.
@@ -263,51 +259,6 @@ fn in_parallel<T: Send>(tasks: Vec<impl FnOnce() -> AppResult<T> + Send>) -> App
             .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     })
-}
-
-/// Email-like values of PID-13 (any component holding an `@`).
-fn pid13_emails(message: &Message) -> Vec<String> {
-    let mut emails = Vec::new();
-    for segment in message.segments_named("PID") {
-        for telecom in segment.repetitions(13) {
-            for component in 1..=4 {
-                let value = telecom.component(component).trim();
-                if value.contains('@') {
-                    emails.push(value.to_lowercase());
-                }
-            }
-        }
-    }
-    emails
-}
-
-/// What orders a message against others: its control id, its identifier values, its
-/// emails and the records they lead to.
-pub(crate) fn ordering_keys(reading: &Reading, records: &[PatientId]) -> Vec<String> {
-    let mut keys = Vec::new();
-    if !reading.control.is_empty() {
-        keys.push(format!("control\u{1f}{}\u{1f}{}\u{1f}{}", reading.application, reading.facility, reading.control));
-    }
-    if let Some(message) = reading.parsed.message.as_ref() {
-        for (segment, field) in [("PID", 3), ("MRG", 1)] {
-            for segment in message.segments_named(segment) {
-                for identifier in segment.repetitions(field) {
-                    let value: String = identifier
-                        .component(1)
-                        .chars()
-                        .filter(|c| !c.is_whitespace() && *c != '-')
-                        .flat_map(char::to_uppercase)
-                        .collect();
-                    if !value.is_empty() {
-                        keys.push(format!("identifier\u{1f}{value}"));
-                    }
-                }
-            }
-        }
-        keys.extend(pid13_emails(message).into_iter().map(|email| format!("identifier\u{1f}{}", email.to_uppercase())));
-    }
-    keys.extend(records.iter().map(|id| format!("record\u{1f}{id}")));
-    keys
 }
 
 /// Messages (by index) joined into groups wherever two share a key; each group in order,

@@ -1,16 +1,14 @@
-//! Setting up an organisation's feeds: integrations (who may send, and how they prove it),
-//! assigning authorities, label rules and when records may be created. Every change is an
-//! operator's, audited.
+//! An organisation's integrations: who may send, and how they prove it (a bearer token, a
+//! pinned client certificate or a source address). Every change is an operator's, audited.
 
 use kith_core::audit::Channel;
 use kith_core::integration::{AddressRange, BindRefusal, ConnectionFacts, bind_connection, token_is_live};
-use kith_core::model::{Hl7MessageRecord, Hl7MessageStatus, Integration};
-use kith_core::patient::LocalIdentifier;
+use kith_core::model::Integration;
 use kith_core::text::{Name, OrganisationCode};
 use kith_core::{IntegrationId, Timestamp};
 
-use crate::hl7::token_hash;
 use crate::organisations::organisation_by_code;
+use crate::secrets::{new_bearer_token, token_hash};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
 /// A new integration and its bearer token (shown once; only its hash is kept).
@@ -27,21 +25,6 @@ pub struct IntegrationBinding {
     pub addresses: Option<Vec<AddressRange>>,
     /// Pin this client certificate (its SHA-256, DER); `Some(None)` removes the pin.
     pub certificate: Option<Option<[u8; 32]>>,
-}
-
-/// An assigning authority as hospitals write it (`RXH-MRN`, `Good Health Hospital`), as it
-/// is kept (see [`LocalIdentifier::normalise_authority`]); `NHS` and `EMAIL` are not local.
-pub fn normalise_authority(authority: &str) -> AppResult<String> {
-    let authority = LocalIdentifier::normalise_authority(authority).ok_or_else(|| {
-        AppError::Invalid(
-            "authority: 1 to 64 characters without HL7 delimiters (|^~\\&) or ':', e.g. RXH-MRN or GOOD HEALTH HOSPITAL"
-                .to_owned(),
-        )
-    })?;
-    if authority == "NHS" || authority == "EMAIL" {
-        return Err(AppError::Invalid(format!("authority: {authority} is not a local assigning authority")));
-    }
-    Ok(authority)
 }
 
 /// The SHA-256 of a certificate (DER): how an integration pins its TLS client certificate.
@@ -78,7 +61,7 @@ impl App {
                 "facility: must be the MSH-4 sending facility, 1 to 64 characters without HL7 delimiters".to_owned(),
             ));
         }
-        let token = crate::tokens::new_secret();
+        let token = new_bearer_token();
         let hash = token_hash(&token);
         let now = self.now();
         let token_expires_at = expiry(now, expires_in_days)?;
@@ -139,7 +122,7 @@ impl App {
         facility: &str,
         expires_in_days: Option<u32>,
     ) -> AppResult<NewIntegration> {
-        let token = crate::tokens::new_secret();
+        let token = new_bearer_token();
         let hash = token_hash(&token);
         let now = self.now();
         let expires_at = expiry(now, expires_in_days)?;
@@ -289,119 +272,5 @@ impl App {
         let now = self.now();
         let found = self.store.read(|tx| Ok::<_, AppError>(tx.integration_by_token_hash(&hash)?))?;
         Ok(found.filter(|integration| token_is_live(integration.revoked_at, integration.token_expires_at, now)))
-    }
-
-    /// Adds an assigning authority whose PID-3 identifiers are the organisation's local ones.
-    /// Returns the authority as it is kept (see [`normalise_authority`]).
-    pub fn add_assigning_authority(
-        &self,
-        operator: &Operator,
-        code: &OrganisationCode,
-        authority: &str,
-    ) -> AppResult<String> {
-        let authority = normalise_authority(authority)?;
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.add_assigning_authority(organisation.id, &authority, now)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("assigning_authority={authority}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(authority.clone())
-        })
-    }
-
-    /// Whether admission and registration ADTs may create records, or only A28 and A31.
-    pub fn set_hl7_create_on_any_adt(&self, operator: &Operator, code: &OrganisationCode, any: bool) -> AppResult<()> {
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.set_hl7_create_on_any_adt(organisation.id, any)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("hl7_create_on_any_adt={any}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(())
-        })
-    }
-
-    /// Adds (or changes) a label rule: incoming data whose `field` (PV1-3, PV1-10, OBR-4,
-    /// OBX-3, TXA-2 or MSH-3) has `value` gets `label`. Applies to messages received from now
-    /// on (and to rejected ones when reprocessed).
-    pub fn add_label_rule(
-        &self,
-        operator: &Operator,
-        code: &OrganisationCode,
-        field: &str,
-        value: &str,
-        label: kith_core::PrivacyLabel,
-    ) -> AppResult<()> {
-        let field = field.trim().to_ascii_uppercase();
-        if !kith_hl7::clinical::LABEL_RULE_FIELDS.contains(&field.as_str()) {
-            return Err(AppError::Invalid(format!(
-                "field: {field:?} is not one of {}",
-                kith_hl7::clinical::LABEL_RULE_FIELDS.join(", ")
-            )));
-        }
-        let value = value.trim();
-        if value.is_empty() || value.len() > 64 || value.chars().any(|c| c.is_control() || "|^~\\&".contains(c)) {
-            return Err(AppError::Invalid("value: 1 to 64 characters, as sent (a code, not a description)".to_owned()));
-        }
-        let now = self.now();
-        self.store.write(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            tx.put_label_rule(organisation.id, &field, value, label, now)?;
-            tx.audit(
-                AuditBuilder::new(now, operator.actor(), Channel::Cli, "organisation.settings")
-                    .organisation(organisation.id)
-                    .subject(format!("label_rule {field}={value} -> {label}"))
-                    .basis("administration")
-                    .build(),
-            );
-            Ok(())
-        })
-    }
-
-    /// An organisation's label rules: (field, value, label).
-    pub fn label_rules(&self, code: &OrganisationCode) -> AppResult<Vec<(String, String, kith_core::PrivacyLabel)>> {
-        self.store.read(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            Ok(tx.label_rules(organisation.id)?)
-        })
-    }
-
-    /// An organisation's stored messages, newest first.
-    pub fn hl7_messages(
-        &self,
-        code: &OrganisationCode,
-        status: Option<Hl7MessageStatus>,
-        limit: i64,
-    ) -> AppResult<Vec<Hl7MessageRecord>> {
-        self.store.read(|tx| {
-            let organisation = organisation_by_code(tx, code)?;
-            Ok(tx.hl7_messages(organisation.id, status, limit.clamp(1, 10_000))?)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities_as_hospitals_write_them() {
-        assert_eq!(normalise_authority("  Good   Health Hospital ").unwrap(), "GOOD HEALTH HOSPITAL");
-        assert_eq!(normalise_authority("rxh-mrn").unwrap(), "RXH-MRN");
-        assert_eq!(normalise_authority("St. Mary's (Paddington)").unwrap(), "ST. MARY'S (PADDINGTON)");
-        for bad in ["", "  ", "A|B", "A^B", "A:B", "nhs", "Email"] {
-            assert!(normalise_authority(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -10,7 +10,7 @@
 //! A message goes this way only when nothing else in its batch could affect it or be
 //! affected by it: no other message of the batch shares its control id, an identifier value
 //! or an email (compared as coarsely as the parallel import compares them, see
-//! [`crate::hl7_import`]). The others are then applied one by one, in file order, exactly as
+//! [`super::import`]). The others are then applied one by one, in file order, exactly as
 //! the live feed applies them; since the two sets share nothing, each message gets the
 //! outcome a one-by-one import gives it.
 //!
@@ -33,10 +33,12 @@ use kith_hl7::adt::read_adt;
 use kith_hl7::events::Action;
 use kith_store::{NewHl7Message, NewPatientIdentifier, Tx};
 
-use crate::hl7::{FeedCache, FeedFacts, Reading, ingest_in};
-use crate::hl7_import::ordering_keys;
+use super::feed::{FeedCache, FeedFacts};
+use super::ingest::{Hl7Sender, Ingested, ingest_in};
+use super::ordering::ordering_keys;
+use super::reading::Reading;
 use crate::patients::{link_created_event, new_link, new_patient_record, patient_created_event};
-use crate::{AppResult, Hl7Sender, Ingested, Operator, new_uuid};
+use crate::{AppResult, Operator, new_uuid};
 
 /// A message that registers a new person, as read.
 struct Registration {
