@@ -130,7 +130,7 @@ fn outbox(world: &World) -> Vec<OutboxRow> {
     world.app.store().read(|tx| tx.outbox(10_000)).unwrap()
 }
 
-fn messages_to(world: &World, address: &str) -> Vec<(&'static str, serde_json::Value)> {
+fn messages_to(world: &World, address: &str) -> Vec<(String, serde_json::Value)> {
     outbox(world)
         .into_iter()
         .filter(|row| row.message.recipient == address)
@@ -251,11 +251,14 @@ fn another_organisations_coordinator_can_only_invite_a_professional_and_cannot_r
     let told = messages_to(&world, "pro@example.org").pop().unwrap();
     assert_eq!(
         told,
-        ("two_factor_reset", serde_json::json!({ "account": pro.id.to_string(), "team": "Mental Health" }))
+        ("two_factor_reset".to_owned(), serde_json::json!({ "account": pro.id.to_string(), "team": "Mental Health" }))
     );
     world.app.reset_member_password_as(c1.id, mh, pro.id).unwrap();
     let told = messages_to(&world, "pro@example.org").pop().unwrap();
-    assert_eq!(told, ("password_reset", serde_json::json!({ "account": pro.id.to_string(), "team": "Mental Health" })));
+    assert_eq!(
+        told,
+        ("password_reset".to_owned(), serde_json::json!({ "account": pro.id.to_string(), "team": "Mental Health" }))
+    );
 
     // The holder accepts: now a member of Cardiology, and reads through it.
     let waiting = world.app.membership_invitations_for(pro.id).unwrap();
@@ -299,7 +302,7 @@ fn another_organisations_coordinator_can_only_invite_a_professional_and_cannot_r
     world.app.reset_two_factor(&operator(), &email("pro@example.org")).unwrap();
     assert!(!two_factor_on(&world, &pro));
     let told = messages_to(&world, "pro@example.org").pop().unwrap();
-    assert_eq!(told, ("two_factor_reset", serde_json::json!({ "account": pro.id.to_string() })));
+    assert_eq!(told, ("two_factor_reset".to_owned(), serde_json::json!({ "account": pro.id.to_string() })));
 
     // Once the Northgate membership is deactivated, Riverside's coordinator may again.
     world
@@ -425,7 +428,7 @@ fn a_coordinators_preview_says_the_same_for_every_address_their_organisation_may
         assert_eq!(membership(&world, &id(&world, address), card), None, "{address}");
     }
     assert!(membership(&world, &id(&world, "bpro@example.org"), card).is_some());
-    let templates: Vec<(&str, &str)> =
+    let templates: Vec<(&str, String)> =
         ["pro@example.org", "patient@example.org", "unregistered@example.org", "nobody@example.org"]
             .into_iter()
             .map(|address| (address, messages_to(&world, address).pop().unwrap().0))
@@ -438,6 +441,7 @@ fn a_coordinators_preview_says_the_same_for_every_address_their_organisation_may
             ("unregistered@example.org", "professional_address_unusable"),
             ("nobody@example.org", "professional_activation"),
         ]
+        .map(|(address, template)| (address, template.to_owned()))
     );
     assert!(
         world.app.account_by_email(&email("unregistered@example.org")).is_err(),

@@ -90,7 +90,7 @@ fn enqueue(app: &App, channel: &'static str, template: &'static str, payload: &s
     let message = OutboxMessage {
         id: Uuid::now_v7(),
         channel,
-        template,
+        template: template.to_owned(),
         recipient: if channel == "sms" { "+447700900123".into() } else { "ngozi@example.org".into() },
         payload: payload.to_owned(),
         secret: secret.map(str::to_owned),

@@ -239,7 +239,7 @@ fn professionals_from_a_mixed_file_are_previewed_then_applied_row_by_row(databas
     let messages = outbox(&world);
     let new_messages = &messages[outbox_before..];
     let mut recipients: Vec<(&str, &str)> =
-        new_messages.iter().map(|row| (row.message.recipient.as_str(), row.message.template)).collect();
+        new_messages.iter().map(|row| (row.message.recipient.as_str(), row.message.template.as_str())).collect();
     recipients.sort();
     assert_eq!(
         recipients,
@@ -303,7 +303,10 @@ fn new_professionals_get_an_activation_code_and_known_ones_a_notice(database: Te
     let gum = account(&world, "gum@example.org").unwrap();
     let messages = outbox(&world);
     let activation = messages.iter().find(|row| row.message.recipient == "fresh@example.org").unwrap();
-    assert_eq!((activation.message.channel, activation.message.template), ("email", "professional_activation"));
+    assert_eq!(
+        (activation.message.channel, activation.message.template.as_str()),
+        ("email", "professional_activation")
+    );
     let expires = START.plus(professionals_csv::ACTIVATION_CODE_LIFETIME);
     let payload: serde_json::Value = serde_json::from_str(&activation.message.payload).unwrap();
     assert_eq!(
@@ -318,7 +321,7 @@ fn new_professionals_get_an_activation_code_and_known_ones_a_notice(database: Te
     );
 
     let notice = messages.iter().find(|row| row.message.recipient == "gum@example.org").unwrap();
-    assert_eq!((notice.message.template, notice.message.secret.as_deref()), ("professional_added", None));
+    assert_eq!((notice.message.template.as_str(), notice.message.secret.as_deref()), ("professional_added", None));
     let payload: serde_json::Value = serde_json::from_str(&notice.message.payload).unwrap();
     assert_eq!(payload, serde_json::json!({ "account": gum.id.to_string(), "team": "Mental Health" }));
     // The existing account is untouched apart from its new membership.

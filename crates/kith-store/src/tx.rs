@@ -31,6 +31,6 @@ pub use access_facts::{AccountAccessFacts, RecordReadFacts};
 pub use coordination::{KnownTies, NewMembershipInvitation, OpenInvitation};
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 pub use hl7::{MergeCounts, NewHl7Message};
-pub use outbox::{OUTBOX_STATUSES, OUTBOX_TEMPLATES, OutboxCount, OutboxMessage, OutboxRow};
+pub use outbox::{OUTBOX_STATUSES, OutboxCount, OutboxMessage, OutboxRow};
 pub use sessions::{CodePurpose, CodeRow, MessageState, PendingLetter, SessionRow, TwoFactorRow};
 pub use transaction::Tx;

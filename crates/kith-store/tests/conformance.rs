@@ -986,7 +986,7 @@ fn outbox_message(channel: &'static str, secret: Option<&str>, created_at: Times
     kith_store::OutboxMessage {
         id: id(),
         channel,
-        template: if secret.is_some() { "password_reset" } else { "team_added_patient" },
+        template: if secret.is_some() { "password_reset" } else { "team_added_patient" }.to_owned(),
         recipient: if channel == "sms" { "+447700900123".into() } else { "someone@example.org".into() },
         payload: format!("{{\"account\":\"{}\"}}", id()),
         secret: secret.map(str::to_owned),

@@ -23,7 +23,9 @@ pub struct OutboxMessage {
     pub id: Uuid,
     /// `email`, `sms` or `letter`.
     pub channel: &'static str,
-    pub template: &'static str,
+    /// Which message this is: `kith_app::outbox::Notice::template`, read back by
+    /// `Notice::read` (the store keeps it as text).
+    pub template: String,
     pub recipient: String,
     /// Identifiers only: never health information.
     pub payload: String,
@@ -208,7 +210,7 @@ impl Tx<'_> {
             &[
                 message.id.into(),
                 message.channel.into(),
-                message.template.into(),
+                Param::Text(&message.template),
                 Param::Text(&message.recipient),
                 Param::Text(&message.payload),
                 message.secret.as_deref().into(),
@@ -229,23 +231,6 @@ impl Tx<'_> {
     }
 }
 
-/// The outbox templates Kith writes.
-pub const OUTBOX_TEMPLATES: &[&str] = &[
-    "break_glass_patient",
-    "break_glass_privacy_officer",
-    "patient_lookup_limit_privacy_officer",
-    "team_added_patient",
-    "consent_changed_patient",
-    "sharing_disabled_patient",
-    "password_reset",
-    "patient_invitation",
-    "professional_activation",
-    "professional_added",
-    "membership_invitation",
-    "professional_address_unusable",
-    "two_factor_reset",
-];
-
 fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {
     let channel = row.text(1)?;
     Ok(OutboxRow {
@@ -255,7 +240,7 @@ fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {
                 .into_iter()
                 .find(|known| *known == channel)
                 .ok_or_else(|| StoreError::corrupt(format!("stored outbox channel {channel:?} is unknown")))?,
-            template: known_template(row.text(2)?)?,
+            template: row.text(2)?.to_owned(),
             recipient: row.text(3)?.to_owned(),
             payload: row.text(4)?.to_owned(),
             secret: row.opt_text(5)?.map(str::to_owned),
@@ -267,12 +252,4 @@ fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {
         sent_at: row.opt_timestamp(10)?,
         last_error: row.opt_text(11)?.map(str::to_owned),
     })
-}
-
-fn known_template(template: &str) -> Result<&'static str, StoreError> {
-    OUTBOX_TEMPLATES
-        .iter()
-        .copied()
-        .find(|known| *known == template)
-        .ok_or_else(|| StoreError::corrupt(format!("unknown outbox template {template:?}")))
 }

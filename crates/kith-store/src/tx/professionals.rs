@@ -216,7 +216,7 @@ impl Tx<'_> {
             params.extend([
                 Param::Uuid(message.id),
                 message.channel.into(),
-                message.template.into(),
+                Param::Text(&message.template),
                 Param::Text(&message.recipient),
                 Param::Text(&message.payload),
                 message.secret.as_deref().into(),
