@@ -11,9 +11,10 @@ use kith_core::model::{BreakGlassGrant, Entry, Patient};
 use kith_core::team::TeamKind;
 use kith_core::text::Reason;
 use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId};
-use kith_store::{OutboxMessage, RecordReadFacts, Tx};
+use kith_store::{RecordReadFacts, Tx};
 
 use crate::audit::{AccessLogEntry, access_log_entry};
+use crate::outbox::Notice;
 use crate::patients::{entry_facts, notify_patient, summarise};
 use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext, new_uuid};
 
@@ -166,17 +167,10 @@ impl App {
                 };
                 tx.insert_break_glass(&grant, session.as_ref())?;
                 tx.audit(event.basis("break_glass").subject(grant.id).reason(reason).build());
-                notify_patient(tx, &record, "break_glass_patient", now)?;
+                notify_patient(tx, &record, Notice::BreakGlassPatient, now)?;
                 for officer in tx.privacy_officers(organisation.id)? {
-                    tx.enqueue(&OutboxMessage {
-                        id: new_uuid(),
-                        channel: "email",
-                        template: "break_glass_privacy_officer",
-                        recipient: officer.email.to_string(),
-                        payload: format!("{{\"grant\":\"{}\",\"patient\":\"{}\"}}", grant.id, patient),
-                        secret: None,
-                        created_at: now,
-                    })?;
+                    let notice = Notice::BreakGlassPrivacyOfficer { grant: grant.id, patient };
+                    tx.enqueue(&notice.email(&officer.email, now))?;
                 }
                 Ok(Ok(grant))
             })
@@ -356,7 +350,7 @@ impl App {
                 tx.put_patient(&record)?;
                 tx.audit(event.basis("administration").reason(reason).build());
                 if disabled {
-                    notify_patient(tx, &record, "sharing_disabled_patient", now)?;
+                    notify_patient(tx, &record, Notice::SharingDisabledPatient, now)?;
                 }
                 Ok(Ok(record))
             })

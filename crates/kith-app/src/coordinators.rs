@@ -12,13 +12,14 @@ use kith_core::patient::NhsNumber;
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind};
 use kith_core::text::EmailAddress;
 use kith_core::{AccountId, Date, TeamId, Timestamp};
-use kith_store::{OutboxMessage, Tx};
+use kith_store::Tx;
 
 use crate::coordination::coordinated;
 use crate::lookups::LookupBudget;
 use crate::organisations::{MembershipChange, apply_membership_change};
+use crate::outbox::Notice;
 use crate::sessions::{send_reset_link, send_reset_link_for};
-use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
+use crate::{App, AppError, AppResult, AuditBuilder, Operator};
 
 /// One member of a team, with the state of the last email Kith sent them.
 #[derive(Clone, Debug)]
@@ -192,19 +193,8 @@ fn identity_check_allowed(
 fn clear_two_factor(tx: &mut Tx<'_>, account: &Account, team: Option<&Team>, now: Timestamp) -> AppResult<u64> {
     tx.clear_two_factor(account.id, now)?;
     let ended = tx.end_sessions_of(account.id, now)?;
-    let payload = match team {
-        Some(team) => serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() }),
-        None => serde_json::json!({ "account": account.id.to_string() }),
-    };
-    tx.enqueue(&OutboxMessage {
-        id: new_uuid(),
-        channel: "email",
-        template: "two_factor_reset",
-        recipient: account.email.to_string(),
-        payload: payload.to_string(),
-        secret: None,
-        created_at: now,
-    })?;
+    let team = team.map(|team| team.name.clone());
+    tx.enqueue(&Notice::TwoFactorReset { account: account.id, team }.email(&account.email, now))?;
     Ok(ended)
 }
 

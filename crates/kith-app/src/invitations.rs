@@ -14,10 +14,11 @@ use kith_core::patient::{NhsNumber, RegistrationStatus};
 use kith_core::team::{AccountStatus, TeamKind};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, Secret};
 use kith_core::{AccountId, Date, LabelSet, PatientId, TeamId, Timestamp};
-use kith_store::{CodePurpose, OutboxMessage, Tx};
+use kith_store::{CodePurpose, Tx};
 use sha2::{Digest, Sha256};
 
 use crate::organisations::organisation_by_code;
+use crate::outbox::Notice;
 use crate::password::hash_password;
 use crate::secrets::{new_invitation_secret, new_secret, token_hash};
 use crate::sessions::{NewSession, SESSION_ABSOLUTE};
@@ -111,20 +112,13 @@ pub(crate) fn send_invitation(
     let expires_at = now.plus(INVITATION_LIFETIME);
     tx.retire_patient_codes(patient.id, CodePurpose::PatientInvitation, now)?;
     tx.insert_code(&token_hash(&secret), CodePurpose::PatientInvitation, None, Some(patient.id), now, expires_at)?;
-    let payload = serde_json::json!({
-        "patient": patient.id.to_string(),
-        "organisation": organisation.name.as_str(),
-        "expires": expires_at.date().to_string(),
-    });
-    tx.enqueue(&OutboxMessage {
-        id: new_uuid(),
-        channel: how.code(),
-        template: "patient_invitation",
-        recipient,
-        payload: payload.to_string(),
-        secret: Some(secret),
-        created_at: now,
-    })?;
+    let notice = Notice::PatientInvitation {
+        patient: patient.id,
+        organisation: organisation.name.clone(),
+        expires: expires_at.date(),
+        code: secret,
+    };
+    tx.enqueue(&notice.message(how.code(), recipient, now))?;
     patient.registration = RegistrationStatus::Invited;
     patient.updated_at = now;
     tx.put_patient(patient)?;

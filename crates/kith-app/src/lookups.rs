@@ -15,12 +15,13 @@ use kith_core::consent::{AddPatientFacts, AddPatientRefusal, LinkBasis, LookupRe
 use kith_core::model::CareLink;
 use kith_core::team::AccountStatus;
 use kith_core::{AccountId, Date, OrganisationId, PatientId, TeamId, Timestamp};
-use kith_store::{OutboxMessage, Tx};
+use kith_store::Tx;
 use sha2::{Digest, Sha256};
 
 use crate::account_access::resolve;
+use crate::outbox::Notice;
 use crate::patients::write_link;
-use crate::{App, AppError, AppResult, AuditBuilder, LinkActor, PatientQuery, ProfessionalContext, new_uuid};
+use crate::{App, AppError, AppResult, AuditBuilder, LinkActor, PatientQuery, ProfessionalContext};
 
 /// `$add-patient` look-ups that matched no one, per professional, in an hour. Matches do not
 /// count: their answer (the new link) shows the patient anyway.
@@ -111,15 +112,7 @@ impl LookupBudget {
                 .build(),
         );
         for officer in tx.privacy_officers(organisation)? {
-            tx.enqueue(&OutboxMessage {
-                id: new_uuid(),
-                channel: "email",
-                template: "patient_lookup_limit_privacy_officer",
-                recipient: officer.email.to_string(),
-                payload: format!("{{\"account\":\"{account}\"}}"),
-                secret: None,
-                created_at: now,
-            })?;
+            tx.enqueue(&Notice::PatientLookupLimitPrivacyOfficer { account }.email(&officer.email, now))?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
-//! Delivering the outbox: what each message says ([`render`], pure) and the delivery use
-//! case ([`App::deliver_outbox`]) that claims due messages, hands them to a [`Transport`]
-//! outside any transaction, and records each outcome with back-off.
+//! The outbox: every message Kith sends ([`Notice`]: its stored name, its payload and its
+//! wording, pure) and the delivery use case ([`App::deliver_outbox`]) that claims due
+//! messages, hands them to a [`Transport`] outside any transaction, and records each
+//! outcome with back-off. A new message is a new [`Notice`] variant; nothing else in Kith
+//! names templates (kith-store keeps the name as text, the CLI and pages only show it).
 //!
 //! No subject and no SMS body carries health information — no team a patient is in, no
 //! label, no diagnosis: a message says that something happened and links to Kith, where the
@@ -8,9 +10,9 @@
 
 use std::time::Duration;
 
-use kith_core::Timestamp;
-use kith_core::text::Name;
-use kith_store::{OUTBOX_STATUSES, OutboxCount, OutboxRow};
+use kith_core::text::{EmailAddress, Name};
+use kith_core::{AccountId, BreakGlassId, Date, PatientId, Timestamp};
+use kith_store::{OUTBOX_STATUSES, OutboxCount, OutboxMessage, OutboxRow};
 use uuid::Uuid;
 
 use crate::{App, AppError, AppResult};
@@ -68,67 +70,236 @@ pub enum RenderError {
     Secret,
 }
 
-/// What a message says. `payload` is the stored JSON (identifiers, and the names of an
-/// organisation or team where a template needs them), `secret` the one-time code the
-/// message carries, and `public_url` where people reach Kith (e.g. `https://kith.example.org`).
-pub fn render(
-    template: &str,
-    channel: DeliveryChannel,
-    payload: &str,
-    secret: Option<&str>,
-    public_url: &str,
-) -> Result<Rendered, RenderError> {
-    let payload: serde_json::Value = serde_json::from_str(payload).map_err(|_| RenderError::Payload("JSON object"))?;
-    let url = public_url.trim_end_matches('/');
-    let code = || secret.filter(|code| is_url_safe(code)).ok_or(RenderError::Secret);
-    let name = |field: &'static str| {
-        payload
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .and_then(|text| Name::parse(field, text).ok())
-            .map(|name| name.as_str().to_owned())
-            .ok_or(RenderError::Payload(field))
-    };
-    let date = |field: &'static str| {
-        payload
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .and_then(|text| kith_core::Date::parse(text).ok())
-            .map(|date| date.to_string())
-            .ok_or(RenderError::Payload(field))
-    };
-    let uuid = |field: &'static str| {
-        payload
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .and_then(|text| Uuid::parse_str(text).ok())
-            .ok_or(RenderError::Payload(field))
-    };
-    let (subject, email, sms) = match template {
-        "break_glass_patient" => (
-            "Someone used emergency access to your Kith record".to_owned(),
-            format!(
-                "A professional used emergency access (\"breaking the glass\") to see your Kith record.\n\n\
-                 Emergency access is for urgent care when the usual permissions are not enough. \
-                 Every use is recorded, with its reason, and reviewed.\n\n\
-                 Sign in to Kith to see who looked at your record, when, and why:\n{url}/\n"
+/// Every message Kith sends, with what it carries: the one place a message is defined.
+/// A new message is a new variant; the compiler then asks for its stored name
+/// ([`Notice::template`], the outbox's `template` column), its payload (identifiers, and the
+/// names of an organisation or team where its wording needs them — never health
+/// information), how it is read back ([`Notice::read`]) and its wording ([`Notice::render`]).
+/// The stored names and payloads are those Kith has always written, so stored messages
+/// still read.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// To a registered patient: a professional broke the glass on their record.
+    BreakGlassPatient(PatientId),
+    /// To each privacy officer of the organisation: a grant to review.
+    BreakGlassPrivacyOfficer { grant: BreakGlassId, patient: PatientId },
+    /// To each privacy officer: a professional reached the limit of look-ups that matched no
+    /// patient.
+    PatientLookupLimitPrivacyOfficer { account: AccountId },
+    /// To a registered patient: a speciality team was linked to their record.
+    TeamAddedPatient(PatientId),
+    /// To a registered patient: their sharing choices were changed on their behalf.
+    ConsentChangedPatient(PatientId),
+    /// To a registered patient: sharing of their record was turned off.
+    SharingDisabledPatient(PatientId),
+    /// A password-reset link; `team` when a coordinator of it asked.
+    PasswordReset { account: AccountId, team: Option<Name>, code: String },
+    /// A patient's invitation to register, by email, SMS or letter.
+    PatientInvitation { patient: PatientId, organisation: Name, expires: Date, code: String },
+    /// A new professional's link to activate their account and join `team`.
+    ProfessionalActivation { account: AccountId, team: Name, expires: Date, code: String },
+    /// An existing account was added to `team` at once.
+    ProfessionalAdded { account: AccountId, team: Name },
+    /// An existing account is invited to join `team`, to accept or decline signed in.
+    MembershipInvitation { account: AccountId, team: Name, organisation: Name },
+    /// An address a coordinator gave for a professional is a patient's.
+    ProfessionalAddressUnusable { organisation: Name },
+    /// Two-step verification was turned off; `team` when a coordinator of it did it, else
+    /// the operator.
+    TwoFactorReset { account: AccountId, team: Option<Name> },
+}
+
+/// Never prints the one-time code a notice may carry.
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notice").field("template", &self.template()).finish_non_exhaustive()
+    }
+}
+
+impl Notice {
+    /// Every stored template name, one per variant.
+    pub const TEMPLATES: [&'static str; 13] = [
+        "break_glass_patient",
+        "break_glass_privacy_officer",
+        "patient_lookup_limit_privacy_officer",
+        "team_added_patient",
+        "consent_changed_patient",
+        "sharing_disabled_patient",
+        "password_reset",
+        "patient_invitation",
+        "professional_activation",
+        "professional_added",
+        "membership_invitation",
+        "professional_address_unusable",
+        "two_factor_reset",
+    ];
+
+    /// The name stored in the outbox's `template` column.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Notice::BreakGlassPatient(_) => "break_glass_patient",
+            Notice::BreakGlassPrivacyOfficer { .. } => "break_glass_privacy_officer",
+            Notice::PatientLookupLimitPrivacyOfficer { .. } => "patient_lookup_limit_privacy_officer",
+            Notice::TeamAddedPatient(_) => "team_added_patient",
+            Notice::ConsentChangedPatient(_) => "consent_changed_patient",
+            Notice::SharingDisabledPatient(_) => "sharing_disabled_patient",
+            Notice::PasswordReset { .. } => "password_reset",
+            Notice::PatientInvitation { .. } => "patient_invitation",
+            Notice::ProfessionalActivation { .. } => "professional_activation",
+            Notice::ProfessionalAdded { .. } => "professional_added",
+            Notice::MembershipInvitation { .. } => "membership_invitation",
+            Notice::ProfessionalAddressUnusable { .. } => "professional_address_unusable",
+            Notice::TwoFactorReset { .. } => "two_factor_reset",
+        }
+    }
+
+    /// The stored payload: a JSON object of identifiers and names.
+    fn payload(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Notice::BreakGlassPatient(patient)
+            | Notice::TeamAddedPatient(patient)
+            | Notice::ConsentChangedPatient(patient)
+            | Notice::SharingDisabledPatient(patient) => json!({ "patient": patient.to_string() }),
+            Notice::BreakGlassPrivacyOfficer { grant, patient } => {
+                json!({ "grant": grant.to_string(), "patient": patient.to_string() })
+            }
+            Notice::PatientLookupLimitPrivacyOfficer { account } => json!({ "account": account.to_string() }),
+            Notice::PasswordReset { account, team, code: _ } | Notice::TwoFactorReset { account, team } => match team {
+                None => json!({ "account": account.to_string() }),
+                Some(team) => json!({ "account": account.to_string(), "team": team.as_str() }),
+            },
+            Notice::PatientInvitation { patient, organisation, expires, code: _ } => json!({
+                "patient": patient.to_string(),
+                "organisation": organisation.as_str(),
+                "expires": expires.to_string(),
+            }),
+            Notice::ProfessionalActivation { account, team, expires, code: _ } => json!({
+                "account": account.to_string(), "team": team.as_str(), "expires": expires.to_string(),
+            }),
+            Notice::ProfessionalAdded { account, team } => {
+                json!({ "account": account.to_string(), "team": team.as_str() })
+            }
+            Notice::MembershipInvitation { account, team, organisation } => json!({
+                "account": account.to_string(),
+                "team": team.as_str(),
+                "organisation": organisation.as_str(),
+            }),
+            Notice::ProfessionalAddressUnusable { organisation } => json!({ "organisation": organisation.as_str() }),
+        }
+    }
+
+    /// The one-time code the message carries, kept in the outbox until it is sent.
+    fn code(&self) -> Option<&str> {
+        match self {
+            Notice::PasswordReset { code, .. }
+            | Notice::PatientInvitation { code, .. }
+            | Notice::ProfessionalActivation { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The outbox message that sends this notice to `recipient` by `channel` (`email`,
+    /// `sms` or `letter`), written in the transaction of the change that causes it.
+    pub fn message(&self, channel: &'static str, recipient: String, now: Timestamp) -> OutboxMessage {
+        OutboxMessage {
+            id: crate::new_uuid(),
+            channel,
+            template: self.template().to_owned(),
+            recipient,
+            payload: self.payload().to_string(),
+            secret: self.code().map(str::to_owned),
+            created_at: now,
+        }
+    }
+
+    /// [`Notice::message`] by email.
+    pub fn email(&self, recipient: &EmailAddress, now: Timestamp) -> OutboxMessage {
+        self.message("email", recipient.to_string(), now)
+    }
+
+    /// A stored message read back: its template, payload and one-time code.
+    pub fn read(template: &str, payload: &str, secret: Option<&str>) -> Result<Notice, RenderError> {
+        let payload: serde_json::Value =
+            serde_json::from_str(payload).map_err(|_| RenderError::Payload("JSON object"))?;
+        let code = || secret.filter(|code| is_url_safe(code)).map(str::to_owned).ok_or(RenderError::Secret);
+        let text = |field: &'static str| payload.get(field).and_then(serde_json::Value::as_str);
+        let name = |field: &'static str| {
+            text(field).and_then(|text| Name::parse(field, text).ok()).ok_or(RenderError::Payload(field))
+        };
+        let optional_name = |field: &'static str| payload.get(field).map(|_| name(field)).transpose();
+        let date = |field: &'static str| {
+            text(field).and_then(|text| Date::parse(text).ok()).ok_or(RenderError::Payload(field))
+        };
+        let uuid = |field: &'static str| {
+            text(field).and_then(|text| Uuid::parse_str(text).ok()).ok_or(RenderError::Payload(field))
+        };
+        let account = || uuid("account").map(AccountId::from_uuid);
+        let patient = || uuid("patient").map(PatientId::from_uuid);
+        Ok(match template {
+            "break_glass_patient" => Notice::BreakGlassPatient(patient()?),
+            "break_glass_privacy_officer" => {
+                Notice::BreakGlassPrivacyOfficer { grant: BreakGlassId::from_uuid(uuid("grant")?), patient: patient()? }
+            }
+            "patient_lookup_limit_privacy_officer" => Notice::PatientLookupLimitPrivacyOfficer { account: account()? },
+            "team_added_patient" => Notice::TeamAddedPatient(patient()?),
+            "consent_changed_patient" => Notice::ConsentChangedPatient(patient()?),
+            "sharing_disabled_patient" => Notice::SharingDisabledPatient(patient()?),
+            "password_reset" => {
+                let account = account()?;
+                let code = code()?;
+                Notice::PasswordReset { account, team: optional_name("team")?, code }
+            }
+            "patient_invitation" => Notice::PatientInvitation {
+                patient: patient()?,
+                organisation: name("organisation")?,
+                expires: date("expires")?,
+                code: code()?,
+            },
+            "professional_activation" => Notice::ProfessionalActivation {
+                account: account()?,
+                team: name("team")?,
+                expires: date("expires")?,
+                code: code()?,
+            },
+            "professional_added" => Notice::ProfessionalAdded { account: account()?, team: name("team")? },
+            "membership_invitation" => Notice::MembershipInvitation {
+                account: account()?,
+                team: name("team")?,
+                organisation: name("organisation")?,
+            },
+            "professional_address_unusable" => {
+                Notice::ProfessionalAddressUnusable { organisation: name("organisation")? }
+            }
+            "two_factor_reset" => Notice::TwoFactorReset { account: account()?, team: optional_name("team")? },
+            other => return Err(RenderError::UnknownTemplate(other.to_owned())),
+        })
+    }
+
+    /// What the message says by `channel`; `public_url` is where people reach Kith (e.g.
+    /// `https://kith.example.org`).
+    pub fn render(&self, channel: DeliveryChannel, public_url: &str) -> Rendered {
+        let url = public_url.trim_end_matches('/');
+        let (subject, email, sms) = match self {
+            Notice::BreakGlassPatient(_) => (
+                "Someone used emergency access to your Kith record".to_owned(),
+                format!(
+                    "A professional used emergency access (\"breaking the glass\") to see your Kith record.\n\n\
+                     Emergency access is for urgent care when the usual permissions are not enough. \
+                     Every use is recorded, with its reason, and reviewed.\n\n\
+                     Sign in to Kith to see who looked at your record, when, and why:\n{url}/\n"
+                ),
+                format!("Kith: someone used emergency access to your record. Sign in to see who and why: {url}/"),
             ),
-            format!("Kith: someone used emergency access to your record. Sign in to see who and why: {url}/"),
-        ),
-        "break_glass_privacy_officer" => {
-            let grant = uuid("grant")?;
-            (
+            Notice::BreakGlassPrivacyOfficer { grant, patient: _ } => (
                 "Emergency access was used in your organisation".to_owned(),
                 format!(
                     "A professional in your organisation used emergency access (\"breaking the glass\") to a \
                      patient's record.\n\nPlease review it in Kith:\n{url}/\n\nReference: {grant}\n"
                 ),
                 format!("Kith: emergency access was used in your organisation. Please review it: {url}/"),
-            )
-        }
-        "patient_lookup_limit_privacy_officer" => {
-            let account = uuid("account")?;
-            (
+            ),
+            Notice::PatientLookupLimitPrivacyOfficer { account } => (
                 "Many patient look-ups matched no one in your organisation".to_owned(),
                 format!(
                     "A professional in your organisation has reached the limit of patient look-ups that matched \
@@ -139,85 +310,71 @@ pub fn render(
                 format!(
                     "Kith: a professional reached the patient look-up limit in your organisation. Please review: {url}/"
                 ),
-            )
-        }
-        "team_added_patient" => (
-            "A care team was added to your Kith record".to_owned(),
-            format!(
-                "A care team can now see parts of your Kith record.\n\n\
-                 Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/\n"
             ),
-            format!("Kith: a care team was added to your record. Sign in to see it: {url}/"),
-        ),
-        "consent_changed_patient" => (
-            "Your Kith sharing choices were changed".to_owned(),
-            format!(
-                "The choices about who can see your Kith record were changed.\n\n\
-                 Sign in to Kith to see what changed and who changed it:\n{url}/\n"
+            Notice::TeamAddedPatient(_) => (
+                "A care team was added to your Kith record".to_owned(),
+                format!(
+                    "A care team can now see parts of your Kith record.\n\n\
+                     Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/\n"
+                ),
+                format!("Kith: a care team was added to your record. Sign in to see it: {url}/"),
             ),
-            format!("Kith: your sharing choices were changed. Sign in to see what changed: {url}/"),
-        ),
-        "sharing_disabled_patient" => (
-            "Sharing of your Kith record was turned off".to_owned(),
-            format!(
-                "Sharing of your Kith record between care teams was turned off: each team now sees only \
-                 what it wrote itself.\n\nSign in to Kith to see the details:\n{url}/\n"
+            Notice::ConsentChangedPatient(_) => (
+                "Your Kith sharing choices were changed".to_owned(),
+                format!(
+                    "The choices about who can see your Kith record were changed.\n\n\
+                     Sign in to Kith to see what changed and who changed it:\n{url}/\n"
+                ),
+                format!("Kith: your sharing choices were changed. Sign in to see what changed: {url}/"),
             ),
-            format!("Kith: sharing of your record was turned off. Sign in to see the details: {url}/"),
-        ),
-        "password_reset" => {
-            uuid("account")?;
-            let code = code()?;
-            // A coordinator's reset names their team (the payload has it); a self-service one
-            // does not.
-            let who = match payload.get("team") {
-                Some(_) => format!(
-                    "A coordinator of {} asked Kith to send you a link to reset the password of your Kith \
-                     account.",
-                    name("team")?
-                ),
-                None => "Someone asked to reset the password of your Kith account.".to_owned(),
-            };
-            (
-                "Reset your Kith password".to_owned(),
+            Notice::SharingDisabledPatient(_) => (
+                "Sharing of your Kith record was turned off".to_owned(),
                 format!(
-                    "{who}\n\n\
-                     To choose a new password, open this link:\n{url}/password-reset/{code}\n\n\
-                     The link works once, within one hour.\n\n\
-                     If you did not ask for this, ignore this message: your password stays as it is.\n"
+                    "Sharing of your Kith record between care teams was turned off: each team now sees only \
+                     what it wrote itself.\n\nSign in to Kith to see the details:\n{url}/\n"
                 ),
-                format!(
-                    "Kith: to reset your password open {url}/password-reset/{code} (works once, within one hour). \
-                     Did not ask? Ignore this."
-                ),
-            )
-        }
-        "patient_invitation" => {
-            uuid("patient")?;
-            let organisation = name("organisation")?;
-            let expires = date("expires")?;
-            let code = code()?;
-            // The same two codes a letter prints, for typing them in instead of following the link.
-            let (invitation, activation) = crate::invitations::split_codes(code);
-            (
-                format!("Your invitation to Kith from {organisation}"),
-                format!(
-                    "{organisation} invites you to Kith, where you can see your health record and choose who \
-                     can see it.\n\nYour invitation code: {invitation}\nYour activation code: {activation}\n\n\
-                     To register, open this link:\n{url}/register?code={code}\n\n\
-                     You will be asked for your date of birth, to check that the invitation reached the right \
-                     person. The invitation expires on {expires}.\n\n\
-                     If you were not expecting it, ignore this message.\n"
-                ),
-                format!("{organisation} invites you to Kith. Register by {expires}: {url}/register?code={code}"),
-            )
-        }
-        "professional_activation" => {
-            uuid("account")?;
-            let team = name("team")?;
-            let expires = date("expires")?;
-            let code = code()?;
-            (
+                format!("Kith: sharing of your record was turned off. Sign in to see the details: {url}/"),
+            ),
+            Notice::PasswordReset { account: _, team, code } => {
+                // A coordinator's reset names their team; a self-service one does not.
+                let who = match team {
+                    Some(team) => format!(
+                        "A coordinator of {team} asked Kith to send you a link to reset the password of your Kith \
+                         account."
+                    ),
+                    None => "Someone asked to reset the password of your Kith account.".to_owned(),
+                };
+                (
+                    "Reset your Kith password".to_owned(),
+                    format!(
+                        "{who}\n\n\
+                         To choose a new password, open this link:\n{url}/password-reset/{code}\n\n\
+                         The link works once, within one hour.\n\n\
+                         If you did not ask for this, ignore this message: your password stays as it is.\n"
+                    ),
+                    format!(
+                        "Kith: to reset your password open {url}/password-reset/{code} (works once, within one hour). \
+                         Did not ask? Ignore this."
+                    ),
+                )
+            }
+            Notice::PatientInvitation { patient: _, organisation, expires, code } => {
+                // The same two codes a letter prints, for typing them in instead of following the link.
+                let (invitation, activation) = crate::invitations::split_codes(code);
+                (
+                    format!("Your invitation to Kith from {organisation}"),
+                    format!(
+                        "{organisation} invites you to Kith, where you can see your health record and choose who \
+                         can see it.\n\nYour invitation code: {invitation}\nYour activation code: {activation}\n\n\
+                         To register, open this link:\n{url}/register?code={code}\n\n\
+                         You will be asked for your date of birth, to check that the invitation reached the right \
+                         person. The invitation expires on {expires}.\n\n\
+                         If you were not expecting it, ignore this message.\n"
+                    ),
+                    format!("{organisation} invites you to Kith. Register by {expires}: {url}/register?code={code}"),
+                )
+            }
+            Notice::ProfessionalActivation { account: _, team, expires, code } => (
                 "Activate your Kith account".to_owned(),
                 format!(
                     "You have been invited to join {team} in Kith.\n\n\
@@ -226,22 +383,13 @@ pub fn render(
                      If you were not expecting this, ignore this message.\n"
                 ),
                 format!("Kith: activate your account by {expires}: {url}/activate/{code}"),
-            )
-        }
-        "professional_added" => {
-            uuid("account")?;
-            let team = name("team")?;
-            (
+            ),
+            Notice::ProfessionalAdded { account: _, team } => (
                 "You were added to a team in Kith".to_owned(),
                 format!("You have been added to {team} in Kith.\n\nSign in to start working with the team:\n{url}/\n"),
                 format!("Kith: you were added to a team. Sign in: {url}/"),
-            )
-        }
-        "membership_invitation" => {
-            uuid("account")?;
-            let team = name("team")?;
-            let organisation = name("organisation")?;
-            (
+            ),
+            Notice::MembershipInvitation { account: _, team, organisation } => (
                 "You are invited to join a team in Kith".to_owned(),
                 format!(
                     "{organisation} invites you to join {team} in Kith.\n\n\
@@ -250,11 +398,8 @@ pub fn render(
                      If you were not expecting this, decline it or ignore this message.\n"
                 ),
                 format!("Kith: {organisation} invites you to join a team. Sign in to accept or decline: {url}/"),
-            )
-        }
-        "professional_address_unusable" => {
-            let organisation = name("organisation")?;
-            (
+            ),
+            Notice::ProfessionalAddressUnusable { organisation } => (
                 "Your email address was given to Kith".to_owned(),
                 format!(
                     "{organisation} tried to add this email address to one of its teams in Kith, as a \
@@ -264,35 +409,46 @@ pub fn render(
                      If you were not expecting this, ignore this message: nothing has changed.\n"
                 ),
                 format!("Kith: {organisation} tried to add this address to a team. It cannot be used: {url}/"),
-            )
+            ),
+            Notice::TwoFactorReset { account: _, team } => {
+                let who = match team {
+                    Some(team) => format!("A coordinator of {team}"),
+                    None => "The Kith operator".to_owned(),
+                };
+                (
+                    "Two-step verification was turned off on your Kith account".to_owned(),
+                    format!(
+                        "{who} turned off two-step verification on your Kith account (as when a phone is lost), \
+                         and you were signed out everywhere.\n\n\
+                         Sign in with your password and set it up again:\n{url}/\n\n\
+                         If you did not ask for this, tell your organisation's coordinator or IT security team at \
+                         once, and change your password.\n"
+                    ),
+                    format!("Kith: two-step verification was turned off on your account. Sign in to set it up: {url}/"),
+                )
+            }
+        };
+        match channel {
+            DeliveryChannel::Email => Rendered {
+                subject,
+                text: wrap(&format!("{email}\n-- \nThis message was sent by Kith. Replies are not read.\n")),
+            },
+            DeliveryChannel::Sms => Rendered { subject: String::new(), text: sms },
         }
-        "two_factor_reset" => {
-            uuid("account")?;
-            let who = match payload.get("team") {
-                Some(_) => format!("A coordinator of {}", name("team")?),
-                None => "The Kith operator".to_owned(),
-            };
-            (
-                "Two-step verification was turned off on your Kith account".to_owned(),
-                format!(
-                    "{who} turned off two-step verification on your Kith account (as when a phone is lost), \
-                     and you were signed out everywhere.\n\n\
-                     Sign in with your password and set it up again:\n{url}/\n\n\
-                     If you did not ask for this, tell your organisation's coordinator or IT security team at \
-                     once, and change your password.\n"
-                ),
-                format!("Kith: two-step verification was turned off on your account. Sign in to set it up: {url}/"),
-            )
-        }
-        other => return Err(RenderError::UnknownTemplate(other.to_owned())),
-    };
-    Ok(match channel {
-        DeliveryChannel::Email => Rendered {
-            subject,
-            text: wrap(&format!("{email}\n-- \nThis message was sent by Kith. Replies are not read.\n")),
-        },
-        DeliveryChannel::Sms => Rendered { subject: String::new(), text: sms },
-    })
+    }
+}
+
+/// What a stored message says: [`Notice::read`], then [`Notice::render`]. `payload` is the
+/// stored JSON, `secret` the one-time code the message carries, and `public_url` where
+/// people reach Kith (e.g. `https://kith.example.org`).
+pub fn render(
+    template: &str,
+    channel: DeliveryChannel,
+    payload: &str,
+    secret: Option<&str>,
+    public_url: &str,
+) -> Result<Rendered, RenderError> {
+    Ok(Notice::read(template, payload, secret)?.render(channel, public_url))
 }
 
 /// The longest line of an email's text, so that it travels as plain 7-bit text.
@@ -463,7 +619,7 @@ fn send(transport: &dyn Transport, row: &OutboxRow, public_url: &str) -> Result<
         "sms" => DeliveryChannel::Sms,
         other => return Err(DeliveryError::permanent(format!("channel {other} is not delivered by this worker"))),
     };
-    let rendered = render(message.template, channel, &message.payload, message.secret.as_deref(), public_url)
+    let rendered = render(&message.template, channel, &message.payload, message.secret.as_deref(), public_url)
         .map_err(|error| DeliveryError::permanent(format!("cannot render {}: {error}", message.template)))?;
     let envelope = Envelope { id: message.id, created_at: message.created_at, to: &message.recipient };
     match channel {
@@ -631,7 +787,7 @@ mod tests {
         let payload = format!(
             r#"{{"account":"{ACCOUNT}","patient":"{PATIENT}","grant":"{GRANT}","organisation":"Riverside Hospitals","team":"Cardiology","expires":"2026-07-01"}}"#
         );
-        for template in kith_store::OUTBOX_TEMPLATES {
+        for template in Notice::TEMPLATES {
             assert!(render(template, DeliveryChannel::Email, &payload, Some(CODE), URL).is_ok(), "{template}");
         }
         assert_eq!(
@@ -642,6 +798,53 @@ mod tests {
             render("team_added_patient", DeliveryChannel::Sms, "not json", None, URL),
             Err(RenderError::Payload("JSON object"))
         );
+    }
+
+    /// One notice of every kind: each is stored under its own name and reads back as itself.
+    #[test]
+    fn every_notice_reads_back_as_written() {
+        let account = AccountId::from_uuid(Uuid::parse_str(ACCOUNT).unwrap());
+        let patient = PatientId::from_uuid(Uuid::parse_str(PATIENT).unwrap());
+        let grant = BreakGlassId::from_uuid(Uuid::parse_str(GRANT).unwrap());
+        let name = |text: &str| Name::parse("name", text).unwrap();
+        let expires = Date::parse("2026-07-01").unwrap();
+        let notices = [
+            Notice::BreakGlassPatient(patient),
+            Notice::BreakGlassPrivacyOfficer { grant, patient },
+            Notice::PatientLookupLimitPrivacyOfficer { account },
+            Notice::TeamAddedPatient(patient),
+            Notice::ConsentChangedPatient(patient),
+            Notice::SharingDisabledPatient(patient),
+            Notice::PasswordReset { account, team: None, code: CODE.into() },
+            Notice::PasswordReset { account, team: Some(name("Cardiology")), code: CODE.into() },
+            Notice::PatientInvitation {
+                patient,
+                organisation: name("Riverside Hospitals"),
+                expires,
+                code: CODE.into(),
+            },
+            Notice::ProfessionalActivation { account, team: name("Cardiology"), expires, code: CODE.into() },
+            Notice::ProfessionalAdded { account, team: name("Cardiology") },
+            Notice::MembershipInvitation {
+                account,
+                team: name("Cardiology"),
+                organisation: name("Riverside Hospitals"),
+            },
+            Notice::ProfessionalAddressUnusable { organisation: name("Riverside Hospitals") },
+            Notice::TwoFactorReset { account, team: None },
+            Notice::TwoFactorReset { account, team: Some(name("Cardiology")) },
+        ];
+        let mut names: Vec<&str> = notices.iter().map(Notice::template).collect();
+        names.dedup();
+        assert_eq!(names, Notice::TEMPLATES, "one notice of each kind, in the order of TEMPLATES");
+        for notice in notices {
+            let message = notice.email(&EmailAddress::parse("ngozi@example.org").unwrap(), Timestamp::from_micros(0));
+            assert_eq!(message.template, notice.template());
+            assert_eq!(message.secret.as_deref(), notice.code());
+            let read = Notice::read(&message.template, &message.payload, message.secret.as_deref());
+            assert_eq!(read.as_ref(), Ok(&notice), "{}: {}", notice.template(), message.payload);
+            assert!(!format!("{notice:?}").contains(CODE), "a notice's code never prints");
+        }
     }
 
     #[test]

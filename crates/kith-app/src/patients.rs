@@ -11,9 +11,10 @@ use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, Re
 use kith_core::team::{AccountStatus, TeamKind};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, Reason, TeamAlias, Title};
 use kith_core::{AccountId, Decision, DenyReason, EntryId, LabelSet, PatientId, PrivacyLabel, TeamId, Timestamp};
-use kith_store::{OutboxMessage, Tx};
+use kith_store::Tx;
 
 use crate::organisations::{organisation_by_code, professional_actor, team_by_alias};
+use crate::outbox::Notice;
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, ProfessionalContext, new_uuid};
 
 /// A new patient record, created in an organisation.
@@ -531,7 +532,7 @@ impl App {
                 }
                 tx.audit(event.build());
                 if basis == LinkBasis::OnBehalfOfPatient && previous != labels {
-                    notify_patient(tx, &record, "consent_changed_patient", now)?;
+                    notify_patient(tx, &record, Notice::ConsentChangedPatient, now)?;
                 }
                 Ok(Ok(link))
             })
@@ -839,31 +840,24 @@ fn put_link(
     tx.put_care_link(&link)?;
     tx.audit(link_created_event(audit_actor, channel, &link, team, existing.is_some()));
     if team.kind == TeamKind::Speciality {
-        notify_patient(tx, patient, "team_added_patient", now)?;
+        notify_patient(tx, patient, Notice::TeamAddedPatient, now)?;
     }
     Ok(link)
 }
 
-/// Queues an email to a registered patient. The message carries no health information.
+/// Queues an email to a registered patient (`notice`, e.g. `Notice::TeamAddedPatient`, made
+/// with the patient's id). The message carries no health information.
 pub(crate) fn notify_patient(
     tx: &mut Tx<'_>,
     patient: &Patient,
-    template: &'static str,
+    notice: fn(PatientId) -> Notice,
     now: Timestamp,
 ) -> AppResult<()> {
     if patient.registration != RegistrationStatus::Registered {
         return Ok(());
     }
     let Some(email) = &patient.demographics.email else { return Ok(()) };
-    tx.enqueue(&OutboxMessage {
-        id: new_uuid(),
-        channel: "email",
-        template,
-        recipient: email.to_string(),
-        payload: format!("{{\"patient\":\"{}\"}}", patient.id),
-        secret: None,
-        created_at: now,
-    })?;
+    tx.enqueue(&notice(patient.id).email(email, now))?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use crate::coordination::coordinator_standing;
 use crate::organisations::{organisation_by_code, team_by_alias};
+use crate::outbox::Notice;
 use crate::secrets::{new_secret, token_hash};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
 
@@ -798,40 +799,23 @@ impl Writes {
         let code = new_secret();
         let code_hash = token_hash(&code);
         self.codes.push(NewAccountCode { code_hash, account: account.id, expires_at });
-        let message = new_uuid();
-        self.messages.push(OutboxMessage {
-            id: message,
-            channel: "email",
-            template: "professional_activation",
-            recipient: account.email.to_string(),
-            payload: serde_json::json!({
-                "account": account.id.to_string(), "team": team.name.as_str(), "expires": expires_at.date().to_string(),
-            })
-            .to_string(),
-            secret: Some(code),
-            created_at: now,
-        });
-        (message, code_hash)
+        let notice = Notice::ProfessionalActivation {
+            account: account.id,
+            team: team.name.clone(),
+            expires: expires_at.date(),
+            code,
+        };
+        let message = notice.email(&account.email, now);
+        let id = message.id;
+        self.messages.push(message);
+        (id, code_hash)
     }
 
     /// An email without a code; its id.
-    fn notice(
-        &mut self,
-        template: &'static str,
-        recipient: &EmailAddress,
-        payload: serde_json::Value,
-        now: Timestamp,
-    ) -> Uuid {
-        let id = new_uuid();
-        self.messages.push(OutboxMessage {
-            id,
-            channel: "email",
-            template,
-            recipient: recipient.to_string(),
-            payload: payload.to_string(),
-            secret: None,
-            created_at: now,
-        });
+    fn notice(&mut self, notice: Notice, recipient: &EmailAddress, now: Timestamp) -> Uuid {
+        let message = notice.email(recipient, now);
+        let id = message.id;
+        self.messages.push(message);
         id
     }
 }
@@ -884,8 +868,8 @@ fn apply(
                 account
             }
             Plan::Add(account) => {
-                let payload = serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() });
-                writes.notice("professional_added", &account.email, payload, now);
+                let notice = Notice::ProfessionalAdded { account: account.id, team: team.name.clone() };
+                writes.notice(notice, &account.email, now);
                 account.clone()
             }
             Plan::Invite { invitee, why } => {
@@ -910,16 +894,16 @@ fn apply(
                         (Some(account.id), message, Some(code_hash))
                     }
                     Invitee::Existing { account, activate: false } => {
-                        let payload = serde_json::json!({
-                            "account": account.id.to_string(),
-                            "team": team.name.as_str(),
-                            "organisation": organisation.name.as_str(),
-                        });
-                        (Some(account.id), writes.notice("membership_invitation", &account.email, payload, now), None)
+                        let notice = Notice::MembershipInvitation {
+                            account: account.id,
+                            team: team.name.clone(),
+                            organisation: organisation.name.clone(),
+                        };
+                        (Some(account.id), writes.notice(notice, &account.email, now), None)
                     }
                     Invitee::Unusable => {
-                        let payload = serde_json::json!({ "organisation": organisation.name.as_str() });
-                        (None, writes.notice("professional_address_unusable", &valid.email, payload, now), None)
+                        let notice = Notice::ProfessionalAddressUnusable { organisation: organisation.name.clone() };
+                        (None, writes.notice(notice, &valid.email, now), None)
                     }
                 };
                 let invitation = MembershipInvitation {

@@ -12,13 +12,14 @@ use kith_core::model::{Account, Team};
 use kith_core::team::{AccountStatus, MembershipRole};
 use kith_core::text::{EmailAddress, Secret};
 use kith_core::{AccountId, PatientId, TeamId, Timestamp};
-use kith_store::{CodePurpose, OutboxMessage, StoreError, Tx};
+use kith_store::{CodePurpose, StoreError, Tx};
 use sha2::{Digest, Sha256};
 
+use crate::outbox::Notice;
 use crate::password::{hash_password, verify_password};
 use crate::secrets::{new_secret, token_hash};
 use crate::two_factor;
-use crate::{App, AppError, AppResult, AuditBuilder, new_uuid};
+use crate::{App, AppError, AppResult, AuditBuilder};
 
 /// A session unused this long has ended (the rule is `kith_core::access::SessionFacts`).
 pub use kith_core::access::SESSION_IDLE;
@@ -641,19 +642,8 @@ pub(crate) fn send_reset_link_for(
         now,
         now.plus(RESET_CODE_LIFETIME),
     )?;
-    tx.enqueue(&OutboxMessage {
-        id: new_uuid(),
-        channel: "email",
-        template: "password_reset",
-        recipient: account.email.to_string(),
-        payload: match team {
-            None => serde_json::json!({ "account": account.id.to_string() }),
-            Some(team) => serde_json::json!({ "account": account.id.to_string(), "team": team.name.as_str() }),
-        }
-        .to_string(),
-        secret: Some(code),
-        created_at: now,
-    })?;
+    let team = team.map(|team| team.name.clone());
+    tx.enqueue(&Notice::PasswordReset { account: account.id, team, code }.email(&account.email, now))?;
     Ok(())
 }
 

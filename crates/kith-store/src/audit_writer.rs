@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use kith_core::audit::AuditRecord;
 
-use crate::{Backend, Finish, StoreError, StoreErrorKind, Tx};
+use crate::conn::{Backend, Finish};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::tx::Tx;
 
 /// The most reads whose events one transaction appends.
 const MAX_GROUP: usize = 512;

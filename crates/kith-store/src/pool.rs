@@ -3,7 +3,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 pub(crate) struct Pool<C> {
     idle: Mutex<PoolState<C>>,

@@ -13,8 +13,10 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
+use crate::conn::{Backend, Conn, Dialect, Finish, MigrationReport};
+use crate::error::{StoreError, StoreErrorKind};
 use crate::pool::Pool;
-use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
+use crate::value::{Param, Row, Value};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../migrations/postgres/0001_core.sql")),
@@ -259,7 +261,7 @@ impl Backend for PostgresBackend {
     }
 
     fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        crate::apply_migrations(self, MIGRATIONS, Some(MIGRATION_LOCK))
+        crate::migrations::apply_migrations(self, MIGRATIONS, Some(MIGRATION_LOCK))
     }
 }
 

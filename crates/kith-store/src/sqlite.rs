@@ -4,7 +4,7 @@
 //! process avoids `SQLITE_BUSY` between our own threads) and a small pool of readers, which
 //! WAL lets run beside the writer. Write transactions start with `BEGIN IMMEDIATE` so a
 //! transaction never has to upgrade a read lock. `synchronous=FULL`: a commit is on disk
-//! before it returns. Checkpoints run on a thread of their own (`crate::checkpoint`), not
+//! before it returns. Checkpoints run on a thread of their own (`checkpoint`), not
 //! in the writer's commits.
 
 use std::path::Path;
@@ -13,11 +13,18 @@ use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::checkpoint::Checkpointer;
+mod checkpoint;
+mod errors;
+
+use checkpoint::Checkpointer;
+use errors::map_error;
+
+use crate::conn::{Backend, Conn, Dialect, Finish, MigrationReport};
+use crate::error::{StoreError, StoreErrorKind};
 use crate::pool::Pool;
-use crate::{Backend, Conn, Dialect, Finish, MigrationReport, Param, Row, StoreError, StoreErrorKind, Value};
+use crate::value::{Param, Row, Value};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../migrations/sqlite/0001_core.sql")),
@@ -39,8 +46,8 @@ pub struct SqliteBackend {
     path: std::path::PathBuf,
     writer: Mutex<Connection>,
     readers: Pool<Connection>,
-    /// Checkpoints the writer's log on a thread of its own (crate::checkpoint).
-    pub(crate) _checkpointer: Checkpointer,
+    /// Checkpoints the writer's log on a thread of its own (`checkpoint`).
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteBackend {
@@ -131,26 +138,6 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
     // read were parsed and planned again on every read.
     connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(map_error)?;
     Ok(connection)
-}
-
-pub(crate) fn map_error(error: rusqlite::Error) -> StoreError {
-    let kind = match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Conflict,
-        Some(ErrorCode::ConstraintViolation) => {
-            let message = error.to_string();
-            if message.contains("UNIQUE") || message.contains("PRIMARY KEY") {
-                StoreErrorKind::Duplicate
-            } else {
-                StoreErrorKind::Database
-            }
-        }
-        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
-            StoreErrorKind::Unavailable
-        }
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreErrorKind::Corrupt,
-        _ => StoreErrorKind::Database,
-    };
-    StoreError::new(kind, error.to_string())
 }
 
 struct SqliteConn<'a>(&'a Connection);
@@ -249,7 +236,7 @@ impl Backend for SqliteBackend {
     }
 
     fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        crate::apply_migrations(self, MIGRATIONS, None)
+        crate::migrations::apply_migrations(self, MIGRATIONS, None)
     }
 }
 
@@ -268,5 +255,112 @@ mod tests {
         for wanted in ["DEFAULT_MEMSTATUS=0", "DISABLE_PAGECACHE_OVERFLOW_STATS"] {
             assert!(options.iter().any(|option| option == wanted), "{wanted} missing from {options:?}");
         }
+    }
+
+    // ----- the checkpoint thread (`checkpoint`) with the backend it serves ----------------
+
+    use std::time::Instant;
+
+    use super::checkpoint::{INLINE_PAGES, PACE};
+
+    const PAGE: u64 = 4096;
+
+    /// Appends `pages` pages of fresh rows in one write transaction.
+    fn write_pages(backend: &SqliteBackend, pages: usize) {
+        backend
+            .write_transaction(&mut |conn| {
+                conn.execute_batch("CREATE TABLE IF NOT EXISTS filler (bytes BLOB NOT NULL)")?;
+                for _ in 0..pages {
+                    conn.execute("INSERT INTO filler (bytes) VALUES (randomblob(4000))", &[])?;
+                }
+                Ok(Finish::Commit)
+            })
+            .unwrap();
+    }
+
+    fn rows(backend: &SqliteBackend) -> i64 {
+        let mut count = None;
+        backend
+            .read_transaction(&mut |conn| {
+                count = conn.query("SELECT COUNT(*) FROM filler", &[])?.first().map(|row| row.int(0)).transpose()?;
+                Ok(())
+            })
+            .unwrap();
+        count.expect("a count")
+    }
+
+    /// Waits (up to 20 s) until `done` holds.
+    fn wait_for_a_checkpoint(done: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no background checkpoint within 20 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A new database in a directory of its own.
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        (dir, path, backend)
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_commit_s_pages_are_copied_back_by_the_thread_not_the_writer() {
+        let (_dir, path, backend) = fresh();
+        write_pages(&backend, 1_200);
+        // The commit asked the thread (below the inline threshold the writer copies nothing
+        // back itself); the thread copies the pages into the database file.
+        wait_for_a_checkpoint(|| backend._checkpointer.passes() > 0 && size(&path) >= 1_200 * PAGE);
+        let rows = rows(&backend);
+        assert_eq!(rows, 1_200);
+    }
+
+    #[test]
+    fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
+        let (dir, _path, backend) = fresh();
+        let wal = dir.path().join("kith.db-wal");
+        // Each frame is a page and a 24-byte header; the log may reach the inline threshold
+        // plus one transaction's frames before the writer checkpoints it.
+        let per_transaction = 400;
+        let bound = (INLINE_PAGES as u64 + 2 * per_transaction as u64) * (PAGE + 24);
+        for _ in 0..40 {
+            write_pages(&backend, per_transaction);
+            assert!(size(&wal) <= bound, "the log grew to {} bytes (bound {bound})", size(&wal));
+        }
+    }
+
+    #[test]
+    fn a_steady_writer_gets_at_most_one_checkpoint_per_pace_not_one_per_commit() {
+        let (_dir, _path, backend) = fresh();
+        // Small commits, one after the other, as a feed makes them.
+        let started = Instant::now();
+        let commits = 600;
+        for _ in 0..commits {
+            write_pages(&backend, 5);
+        }
+        let elapsed = started.elapsed();
+        let at_most = (elapsed.as_micros() / PACE.as_micros()) as u64 + 1;
+        let passes = backend._checkpointer.passes();
+        assert!(passes <= at_most, "{passes} background checkpoints for {commits} commits in {elapsed:?}");
+        // And the thread did run (on a loaded machine perhaps only after the last commit).
+        wait_for_a_checkpoint(|| backend._checkpointer.passes() > 0);
+    }
+
+    #[test]
+    fn closing_the_store_stops_the_thread_and_removes_the_log() {
+        let (dir, path, backend) = fresh();
+        write_pages(&backend, 1_100);
+        drop(backend);
+        // The last connection to close checkpoints and deletes the log: the thread's
+        // connection was closed, not left behind.
+        assert!(!dir.path().join("kith.db-wal").exists());
+        let backend = SqliteBackend::open(&path).unwrap();
+        assert_eq!(rows(&backend), 1_100);
     }
 }

@@ -3,7 +3,7 @@
 use kith_core::ids::*;
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// A statement parameter. Each backend maps it to its own column types: a UUID is a 16-byte
 /// `BLOB` (its bytes in order) in SQLite and `UUID` in PostgreSQL, a boolean `INTEGER` and

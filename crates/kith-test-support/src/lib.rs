@@ -1,5 +1,7 @@
 //! Fresh databases for tests, one per test: a SQLite file in a temporary directory, or a new
-//! PostgreSQL database created from `KITH_TEST_POSTGRES_URL` and dropped afterwards.
+//! PostgreSQL database created from `KITH_TEST_POSTGRES_URL` and dropped afterwards;
+//! [`on_each_engine!`] to run one test on each; and, with feature `app`, the shared test
+//! [`world`].
 //!
 //! Without `KITH_TEST_POSTGRES_URL` the PostgreSQL half of a suite is skipped with a note —
 //! except under `CI=true`, where a missing PostgreSQL fails the test: a green CI run must
@@ -8,6 +10,9 @@
 use std::path::PathBuf;
 
 use kith_store::{DatabaseUrl, Store};
+
+#[cfg(feature = "app")]
+pub mod world;
 
 /// Which engine a test database runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +111,36 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// Two tests for one test function: `on_each_engine!(name)` next to `fn name(database:
+/// TestDatabase)` makes `name::sqlite` and `name::postgres`, so that a failure names the
+/// engine it failed on. The PostgreSQL test is skipped with a note when PostgreSQL is not
+/// configured, and fails under `CI=true` ([`TestDatabase::postgres`]).
+///
+/// ```ignore
+/// on_each_engine!(migrations_are_idempotent);
+/// fn migrations_are_idempotent(database: TestDatabase) {
+///     assert!(database.store().migrate().unwrap().applied.is_empty());
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_each_engine {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::TestDatabase::sqlite());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(database) = $crate::TestDatabase::postgres() {
+                    super::$name(database);
+                }
+            }
+        }
+    )+};
 }
 
 /// The URL of database `name` on the server of `admin_url` (same user, host, port and

@@ -130,7 +130,7 @@ fn enqueue(database: &TestDatabase, channel: &'static str, template: &'static st
     let message = OutboxMessage {
         id: uuid::Uuid::now_v7(),
         channel,
-        template,
+        template: template.to_owned(),
         recipient: recipient.to_owned(),
         payload: payload.to_owned(),
         secret: None,
@@ -304,7 +304,8 @@ fn sms_over_http_and_email_to_files(database: &TestDatabase) {
 fn smtp_down(database: &TestDatabase) {
     let kith = Kith { database };
     let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    enqueue(database, "email", "team_added_patient", "ngozi@example.org", r#"{"patient":"x"}"#);
+    let patient = format!(r#"{{"patient":"{}"}}"#, uuid::Uuid::now_v7());
+    enqueue(database, "email", "team_added_patient", "ngozi@example.org", &patient);
     let files = tempfile::tempdir().unwrap();
     let worker = start_worker(&kith, files.path(), &[("KITH_SMTP_URL", format!("smtp://127.0.0.1:{closed_port}"))]);
     wait_for("the message marked failed", || outbox(&kith)[0]["status"] == "failed");

@@ -12,9 +12,12 @@ use kith_core::text::{EmailAddress, Name};
 use kith_core::{AccountId, MembershipInvitationId, OrganisationId, TeamId, Timestamp};
 use uuid::Uuid;
 
-use super::professionals::{insert_statements, lookup_chunks, lookup_statement};
-use super::{MessageState, coded, corrupt};
-use crate::{Param, Row, StoreError, Tx};
+use super::bulk::{insert_statements, lookup_chunks, lookup_statement};
+use super::rows::{coded, corrupt};
+use super::sessions::MessageState;
+use super::transaction::Tx;
+use crate::error::StoreError;
+use crate::value::{Param, Row};
 
 /// What ties one account to organisations (the owned form of [`AccountTies`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

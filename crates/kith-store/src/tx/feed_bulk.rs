@@ -17,9 +17,12 @@ use kith_core::patient::{LocalIdentifier, NhsNumber};
 use kith_core::text::EmailAddress;
 use kith_core::{OrganisationId, PatientId, Timestamp};
 
-use super::professionals::insert_statements;
-use super::{PatientRow, care_link_params};
-use crate::{NewHl7Message, Param, Row, StoreError, Tx};
+use super::bulk::insert_statements;
+use super::hl7::{NewHl7Message, message_columns, message_params};
+use super::rows::{PatientRow, care_link_columns, care_link_params, patient_columns};
+use super::transaction::Tx;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::value::{Param, Row};
 
 /// Values looked up per statement; the last chunk is padded with values no row has.
 const LOOKUP_CHUNK: usize = 250;
@@ -208,17 +211,17 @@ impl Tx<'_> {
         static NO_RECORDS: Option<String> = None;
         if messages.iter().any(|message| !message.record.conflict_records.is_empty()) {
             return Err(StoreError::new(
-                crate::StoreErrorKind::Database,
+                StoreErrorKind::Database,
                 "held messages are stored one at a time, with their records",
             ));
         }
         let statements = insert_statements(
             &SQL,
-            concat!("INSERT INTO hl7_messages (", super::hl7::message_columns!(), ", raw, processed_at) VALUES"),
+            concat!("INSERT INTO hl7_messages (", message_columns!(), ", raw, processed_at) VALUES"),
             17,
         );
         self.insert_in_chunks(statements, messages, |message, params| {
-            super::hl7::message_params(message, &NO_RECORDS, params);
+            message_params(message, &NO_RECORDS, params);
         })
     }
 }

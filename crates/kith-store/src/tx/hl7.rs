@@ -6,8 +6,10 @@ use kith_core::{Hl7MessageId, IntegrationId, OrganisationId, PatientId, Timestam
 
 use kith_core::integration::AddressRange;
 
-use super::{coded, corrupt};
-use crate::{Param, Row, StoreError, Tx};
+use super::rows::{coded, corrupt};
+use super::transaction::Tx;
+use crate::error::StoreError;
+use crate::value::{Param, Row};
 
 macro_rules! integration_columns {
     () => {

@@ -5,8 +5,10 @@ use kith_core::audit::ChainedEvent;
 use kith_core::{AccountId, LabelSet, OrganisationId, PatientId};
 use uuid::Uuid;
 
-use super::{audit_from, labels};
-use crate::{Param, StoreError, Tx};
+use super::rows::{audit_columns, audit_from, labels};
+use super::transaction::Tx;
+use crate::error::StoreError;
+use crate::value::Param;
 
 impl Tx<'_> {
     /// The labels the organisation lets its Patient Record Team's data-quality staff add on a

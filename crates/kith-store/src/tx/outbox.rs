@@ -11,8 +11,65 @@ use std::time::Duration;
 use kith_core::Timestamp;
 use uuid::Uuid;
 
-use super::{OutboxRow, outbox_columns, outbox_row_from};
-use crate::{Dialect, StoreError, Tx};
+use super::transaction::Tx;
+use crate::conn::Dialect;
+use crate::error::StoreError;
+use crate::value::{Param, Row};
+
+/// A message for the outbox, written in the transaction of the change that causes it and
+/// delivered later by the outbox worker (`kith-app`'s `deliver_outbox`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    /// `email`, `sms` or `letter`.
+    pub channel: &'static str,
+    /// Which message this is: `kith_app::outbox::Notice::template`, read back by
+    /// `Notice::read` (the store keeps it as text).
+    pub template: String,
+    pub recipient: String,
+    /// Identifiers only: never health information.
+    pub payload: String,
+    /// The raw one-time code the message carries (a password-reset or invitation code),
+    /// kept only until the message is sent or given up.
+    pub secret: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Never prints the secret or the recipient.
+impl std::fmt::Debug for OutboxMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMessage")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("template", &self.template)
+            .field("payload", &self.payload)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored outbox message and its delivery state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub message: OutboxMessage,
+    /// `pending`, `sending`, `sent`, `failed` or `dead`.
+    pub status: String,
+    /// Attempts that failed (or were abandoned by a worker that stopped mid-send).
+    pub attempts: i64,
+    /// When a `pending` or `failed` message is due; for `sending`, when its lease runs out;
+    /// for `dead`, when it was given up.
+    pub next_attempt_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    /// A short description of the last failure, free of recipients and content.
+    pub last_error: Option<String>,
+}
+
+macro_rules! outbox_columns {
+    () => {
+        "id, channel, template, recipient, payload, secret, created_at, status, attempts, next_attempt_at, sent_at, last_error"
+    };
+}
 
 /// Every outbox status, in the order a message meets them.
 pub const OUTBOX_STATUSES: &[&str] = &["pending", "sending", "sent", "failed", "dead"];
@@ -141,4 +198,58 @@ impl Tx<'_> {
             ),
         }
     }
+}
+
+impl Tx<'_> {
+    // ----- outbox ------------------------------------------------------------------------
+
+    pub fn enqueue(&mut self, message: &OutboxMessage) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO outbox (id, channel, template, recipient, payload, secret, status, attempts, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            &[
+                message.id.into(),
+                message.channel.into(),
+                Param::Text(&message.template),
+                Param::Text(&message.recipient),
+                Param::Text(&message.payload),
+                message.secret.as_deref().into(),
+                message.created_at.into(),
+                message.created_at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Outbox messages, oldest first.
+    pub fn outbox(&mut self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        self.all(
+            concat!("SELECT ", outbox_columns!(), " FROM outbox ORDER BY created_at, id LIMIT ?"),
+            &[limit.into()],
+            outbox_row_from,
+        )
+    }
+}
+
+fn outbox_row_from(row: &Row) -> Result<OutboxRow, StoreError> {
+    let channel = row.text(1)?;
+    Ok(OutboxRow {
+        message: OutboxMessage {
+            id: row.uuid(0)?,
+            channel: ["email", "sms", "letter"]
+                .into_iter()
+                .find(|known| *known == channel)
+                .ok_or_else(|| StoreError::corrupt(format!("stored outbox channel {channel:?} is unknown")))?,
+            template: row.text(2)?.to_owned(),
+            recipient: row.text(3)?.to_owned(),
+            payload: row.text(4)?.to_owned(),
+            secret: row.opt_text(5)?.map(str::to_owned),
+            created_at: row.timestamp(6)?,
+        },
+        status: row.text(7)?.to_owned(),
+        attempts: row.int(8)?,
+        next_attempt_at: row.timestamp(9)?,
+        sent_at: row.opt_timestamp(10)?,
+        last_error: row.opt_text(11)?.map(str::to_owned),
+    })
 }

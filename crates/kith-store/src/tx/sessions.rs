@@ -4,7 +4,8 @@
 use kith_core::access::SessionFacts;
 use kith_core::{AccountId, OrganisationId, PatientId, TeamId, Timestamp};
 
-use crate::{StoreError, Tx};
+use super::transaction::Tx;
+use crate::error::StoreError;
 
 /// A stored web session.
 #[derive(Clone, Debug, PartialEq, Eq)]

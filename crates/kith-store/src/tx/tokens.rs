@@ -4,8 +4,10 @@ use kith_core::model::ApiToken;
 use kith_core::text::Name;
 use kith_core::{AccountId, ApiTokenId, Timestamp};
 
-use super::corrupt;
-use crate::{Row, StoreError, Tx};
+use super::rows::corrupt;
+use super::transaction::Tx;
+use crate::error::StoreError;
+use crate::value::Row;
 
 macro_rules! token_columns {
     () => {

@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, ErrorCode};
 
-use crate::StoreError;
+use super::errors::map_error;
+use crate::error::StoreError;
 
 /// The least time between the starts of two checkpoints of the thread.
-pub(crate) const PACE: Duration = Duration::from_millis(20);
+pub(super) const PACE: Duration = Duration::from_millis(20);
 /// A commit that leaves at least this many pages in the log checkpoints inline.
-pub(crate) const INLINE_PAGES: i32 = 8_000;
+pub(super) const INLINE_PAGES: i32 = 8_000;
 
 #[derive(Default)]
 struct State {
@@ -75,7 +76,7 @@ impl Shared {
 
 /// The checkpoint thread of one database file. Dropping it stops the thread and closes its
 /// connection.
-pub(crate) struct Checkpointer {
+pub(super) struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -83,7 +84,7 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Starts the thread, with `connection` (to the same file as `writer`), and hands the
     /// writer's checkpoints to it.
-    pub(crate) fn start(writer: &mut Connection, connection: Connection, path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn start(writer: &mut Connection, connection: Connection, path: &Path) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared::default());
         let asking = shared.clone();
         writer
@@ -101,7 +102,7 @@ impl Checkpointer {
                 // An error here would fail the statement whose commit has already happened.
                 Ok(())
             }))
-            .map_err(crate::sqlite::map_error)?;
+            .map_err(map_error)?;
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("kith-checkpoint".into())
@@ -114,7 +115,7 @@ impl Checkpointer {
 
     /// How many checkpoints the thread has run.
     #[cfg(test)]
-    fn passes(&self) -> u64 {
+    pub(super) fn passes(&self) -> u64 {
         self.shared.passes.load(Ordering::Relaxed)
     }
 }
@@ -164,116 +165,5 @@ fn run(connection: &Connection, shared: &Shared) {
         if state.stopping {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-    use std::time::{Duration, Instant};
-
-    use super::*;
-    use crate::sqlite::SqliteBackend;
-    use crate::{Backend, Finish};
-
-    const PAGE: u64 = 4096;
-
-    /// Appends `pages` pages of fresh rows in one write transaction.
-    fn write_pages(backend: &SqliteBackend, pages: usize) {
-        backend
-            .write_transaction(&mut |conn| {
-                conn.execute_batch("CREATE TABLE IF NOT EXISTS filler (bytes BLOB NOT NULL)")?;
-                for _ in 0..pages {
-                    conn.execute("INSERT INTO filler (bytes) VALUES (randomblob(4000))", &[])?;
-                }
-                Ok(Finish::Commit)
-            })
-            .unwrap();
-    }
-
-    fn rows(backend: &SqliteBackend) -> i64 {
-        let mut count = None;
-        backend
-            .read_transaction(&mut |conn| {
-                count = conn.query("SELECT COUNT(*) FROM filler", &[])?.first().map(|row| row.int(0)).transpose()?;
-                Ok(())
-            })
-            .unwrap();
-        count.expect("a count")
-    }
-
-    /// Waits (up to 20 s) until `done` holds.
-    fn wait_for_a_checkpoint(done: impl Fn() -> bool) {
-        let started = Instant::now();
-        while !done() {
-            assert!(started.elapsed() < Duration::from_secs(20), "no background checkpoint within 20 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// A new database in a directory of its own.
-    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db");
-        let backend = SqliteBackend::open(&path).unwrap();
-        (dir, path, backend)
-    }
-
-    fn size(path: &Path) -> u64 {
-        std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
-    }
-
-    #[test]
-    fn a_commit_s_pages_are_copied_back_by_the_thread_not_the_writer() {
-        let (_dir, path, backend) = fresh();
-        write_pages(&backend, 1_200);
-        // The commit asked the thread (below the inline threshold the writer copies nothing
-        // back itself); the thread copies the pages into the database file.
-        wait_for_a_checkpoint(|| backend._checkpointer.passes() > 0 && size(&path) >= 1_200 * PAGE);
-        let rows = rows(&backend);
-        assert_eq!(rows, 1_200);
-    }
-
-    #[test]
-    fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
-        let (dir, _path, backend) = fresh();
-        let wal = dir.path().join("kith.db-wal");
-        // Each frame is a page and a 24-byte header; the log may reach the inline threshold
-        // plus one transaction's frames before the writer checkpoints it.
-        let per_transaction = 400;
-        let bound = (INLINE_PAGES as u64 + 2 * per_transaction as u64) * (PAGE + 24);
-        for _ in 0..40 {
-            write_pages(&backend, per_transaction);
-            assert!(size(&wal) <= bound, "the log grew to {} bytes (bound {bound})", size(&wal));
-        }
-    }
-
-    #[test]
-    fn a_steady_writer_gets_at_most_one_checkpoint_per_pace_not_one_per_commit() {
-        let (_dir, _path, backend) = fresh();
-        // Small commits, one after the other, as a feed makes them.
-        let started = Instant::now();
-        let commits = 600;
-        for _ in 0..commits {
-            write_pages(&backend, 5);
-        }
-        let elapsed = started.elapsed();
-        let at_most = (elapsed.as_micros() / PACE.as_micros()) as u64 + 1;
-        let passes = backend._checkpointer.passes();
-        assert!(passes <= at_most, "{passes} background checkpoints for {commits} commits in {elapsed:?}");
-        // And the thread did run (on a loaded machine perhaps only after the last commit).
-        wait_for_a_checkpoint(|| backend._checkpointer.passes() > 0);
-    }
-
-    #[test]
-    fn closing_the_store_stops_the_thread_and_removes_the_log() {
-        let (dir, path, backend) = fresh();
-        write_pages(&backend, 1_100);
-        drop(backend);
-        // The last connection to close checkpoints and deletes the log: the thread's
-        // connection was closed, not left behind.
-        assert!(!dir.path().join("kith.db-wal").exists());
-        let backend = SqliteBackend::open(&path).unwrap();
-        assert_eq!(rows(&backend), 1_100);
     }
 }
