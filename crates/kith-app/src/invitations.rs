@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::organisations::organisation_by_code;
 use crate::outbox::Notice;
 use crate::password::hash_password;
+pub use crate::secrets::split_codes;
 use crate::secrets::{new_invitation_secret, new_secret, token_hash};
 use crate::sessions::{NewSession, SESSION_ABSOLUTE};
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, new_uuid};
@@ -65,15 +66,6 @@ pub struct Invitation {
 /// The codes as typed: case, spaces and dashes ignored.
 pub fn normalise_invitation_code(typed: &str) -> String {
     typed.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
-}
-
-/// The two codes of a secret, formatted for reading: `ABCD-EFGH`, `JKLM-NPQR`.
-pub fn split_codes(secret: &str) -> (String, String) {
-    let format = |part: &str| {
-        if part.len() == 8 { format!("{}-{}", &part[..4], &part[4..]) } else { part.to_owned() }
-    };
-    let middle = secret.len().min(8);
-    (format(&secret[..middle]), format(&secret[middle..]))
 }
 
 fn failure_key(normalised: &str) -> [u8; 32] {

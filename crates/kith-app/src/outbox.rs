@@ -360,7 +360,7 @@ impl Notice {
             }
             Notice::PatientInvitation { patient: _, organisation, expires, code } => {
                 // The same two codes a letter prints, for typing them in instead of following the link.
-                let (invitation, activation) = crate::invitations::split_codes(code);
+                let (invitation, activation) = crate::secrets::split_codes(code);
                 (
                     format!("Your invitation to Kith from {organisation}"),
                     format!(
@@ -681,7 +681,7 @@ mod tests {
         let (email, sms) = both("patient_invitation", &payload, Some(CODE));
         assert_eq!(email.subject, "Your invitation to Kith from Riverside Hospitals");
         let link = format!("https://kith.example.org/register?code={CODE}");
-        let (invitation, activation) = crate::invitations::split_codes(CODE);
+        let (invitation, activation) = crate::secrets::split_codes(CODE);
         assert!(
             email.text.contains(&format!("Your invitation code: {invitation}\nYour activation code: {activation}"))
         );

@@ -84,6 +84,15 @@ pub fn new_totp_key() -> [u8; 20] {
     random_bytes()
 }
 
+/// The two codes of a secret, formatted for reading: `ABCD-EFGH`, `JKLM-NPQR`.
+pub fn split_codes(secret: &str) -> (String, String) {
+    let format = |part: &str| {
+        if part.len() == 8 { format!("{}-{}", &part[..4], &part[4..]) } else { part.to_owned() }
+    };
+    let middle = secret.len().min(8);
+    (format(&secret[..middle]), format(&secret[middle..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

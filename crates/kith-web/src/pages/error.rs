@@ -10,11 +10,9 @@
 use std::borrow::Cow;
 use std::panic::Location;
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kith_app::{App, AppError};
-
-use super::guard;
 
 /// What a page handler returns.
 pub type PageResult = Result<Response, PageError>;
@@ -63,17 +61,17 @@ impl From<AppError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
-            PageError::FormExpired => guard::csrf_refused(),
-            PageError::TooManyAttempts => guard::too_many_attempts(),
-            PageError::Busy => guard::busy(),
+            PageError::FormExpired => csrf_refused(),
+            PageError::TooManyAttempts => too_many_attempts(),
+            PageError::Busy => busy(),
             PageError::Refused(status, words) => (status, words).into_response(),
             PageError::App { error, at } => {
                 log_app_error(&error, at);
-                guard::internal_error()
+                internal_error()
             }
             PageError::Internal { what, at } => {
                 tracing::error!(at = %at, "a page failed: {what}");
-                guard::internal_error()
+                internal_error()
             }
         }
     }
@@ -126,4 +124,40 @@ pub(crate) fn or_logged<T>(result: Result<T, AppError>, fallback: T) -> T {
         log_app_error(&error, at);
         fallback
     })
+}
+
+// The plain pages a refusal or failure shows.
+
+pub(super) fn busy() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], "Kith is busy; try again in a few seconds.\n")
+        .into_response()
+}
+
+pub(super) fn internal_error() -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Try again.\n").into_response()
+}
+
+pub(super) fn too_many_attempts() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "60")],
+        axum::response::Html(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many attempts · Kith</title>\
+             <link rel=\"stylesheet\" href=\"/static/kith.css\"></head><body><main><h1>Too many attempts</h1>\
+             <p>Wait a minute, then try again.</p></main></body></html>",
+        ),
+    )
+        .into_response()
+}
+
+pub(super) fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::response::Html(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Form expired · Kith</title>\
+             <link rel=\"stylesheet\" href=\"/static/kith.css\"></head><body><main><h1>This form has expired</h1>\
+             <p>Go back, reload the page and try again.</p></main></body></html>",
+        ),
+    )
+        .into_response()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use kith_app::App;
 use kith_app::sessions::{SESSION_ABSOLUTE, WebSession};
@@ -117,28 +117,6 @@ impl Guards {
     }
 }
 
-pub fn busy() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], "Kith is busy; try again in a few seconds.\n")
-        .into_response()
-}
-
-pub fn internal_error() -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Try again.\n").into_response()
-}
-
-pub fn too_many_attempts() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, "60")],
-        axum::response::Html(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many attempts · Kith</title>\
-             <link rel=\"stylesheet\" href=\"/static/kith.css\"></head><body><main><h1>Too many attempts</h1>\
-             <p>Wait a minute, then try again.</p></main></body></html>",
-        ),
-    )
-        .into_response()
-}
-
 /// The caller's address, when the server recorded it (for the per-address throttle).
 pub struct ClientAddress(pub Option<IpAddr>);
 
@@ -219,18 +197,6 @@ pub fn tokens_match(expected: &str, given: &str) -> bool {
     expected.len() == given.len()
         && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
         && !expected.is_empty()
-}
-
-pub fn csrf_refused() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::response::Html(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Form expired · Kith</title>\
-             <link rel=\"stylesheet\" href=\"/static/kith.css\"></head><body><main><h1>This form has expired</h1>\
-             <p>Go back, reload the page and try again.</p></main></body></html>",
-        ),
-    )
-        .into_response()
 }
 
 /// The signed-in person, or nobody. Looking the session up reads the database.

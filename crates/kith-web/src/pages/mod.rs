@@ -196,7 +196,7 @@ pub(crate) fn render(template: &impl Template) -> Response {
 pub(crate) fn anonymous_page(headers: &HeaderMap, state: &WebState, page: impl FnOnce(Shell) -> Response) -> Response {
     let (token, fresh) = match guard::cookie(headers, FORM_COOKIE) {
         Some(token) if token.len() == 64 => (token.to_owned(), false),
-        _ => (format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()), true),
+        _ => (kith_app::secrets::new_secret(), true),
     };
     let mut response = page(Shell { nav: None, csrf: token.clone(), notice: None });
     if fresh {
