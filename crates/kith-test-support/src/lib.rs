@@ -1,7 +1,7 @@
 //! Fresh databases for tests, one per test: a SQLite file in a temporary directory, or a new
 //! PostgreSQL database created from `KITH_TEST_POSTGRES_URL` and dropped afterwards;
 //! [`on_each_engine!`] to run one test on each; and, with feature `app`, the shared test
-//! [`world`].
+//! `world`.
 //!
 //! Without `KITH_TEST_POSTGRES_URL` the PostgreSQL half of a suite is skipped with a note —
 //! except under `CI=true`, where a missing PostgreSQL fails the test: a green CI run must
