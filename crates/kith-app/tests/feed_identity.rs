@@ -14,7 +14,7 @@ use kith_core::patient::NhsNumber;
 use kith_core::text::{Name, OrganisationCode, Reason};
 use kith_core::{PatientId, PrivacyLabel};
 use kith_hl7::ack::AckCode;
-use kith_test_support::TestDatabase;
+use kith_test_support::{TestDatabase, each_engine};
 use support::*;
 
 /// Okafor's NHS number (the world's patient, in RXH only, linked to mh).
@@ -112,7 +112,7 @@ fn oru(facility: &str, control: &str, pid: &str, filler: &str, service: &str) ->
 
 #[test]
 fn a_hospital_number_never_moves_a_record_to_another_person() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let other = &nhs_numbers(1)[0];
@@ -201,12 +201,12 @@ fn a_hospital_number_never_moves_a_record_to_another_person() {
             .filter(|event| event.record.action == "hl7.resolve")
             .count();
         assert_eq!(resolutions, 3);
-    }
+    });
 }
 
 #[test]
 fn another_organisation_s_feed_cannot_change_or_claim_a_patient() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let op = operator();
@@ -305,12 +305,12 @@ fn another_organisation_s_feed_cannot_change_or_claim_a_patient() {
         let visit = feeds.send(&feeds.b, &adt("RXB-PAS", "A02", "B8", &bare));
         assert_eq!(msa(&visit.ack), ("AA".into(), String::new()));
         assert!(!feeds.in_organisation(second.id, &rxb()));
-    }
+    });
 }
 
 #[test]
 fn another_organisation_s_feed_cannot_give_a_patient_an_email() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         // Okafor is RXH's, unregistered, with no email, mobile or address.
@@ -340,12 +340,12 @@ fn another_organisation_s_feed_cannot_give_a_patient_an_email() {
         let own = format!("PID|1||{OKAFOR}^^^NHS^NH||Okafor^Ngozi||19710914|F|||||^NET^Internet^ngozi@example.org");
         feeds.send(&feeds.a, &adt("RXH-PAS", "A31", "A1", &own));
         assert_eq!(feeds.patient(OKAFOR).demographics.email, None);
-    }
+    });
 }
 
 #[test]
 fn messages_about_a_merged_away_record_reach_the_survivor_and_merges_are_checked() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let n = nhs_numbers(6);
         let pid =
@@ -399,12 +399,12 @@ fn messages_about_a_merged_away_record_reach_the_survivor_and_merges_are_checked
         assert_eq!(msa(&elsewhere.ack).0, "AR");
         assert!(msa(&elsewhere.ack).1.starts_with("MRG-1: that record was already merged into another record"));
         assert_eq!(feeds.record(feeds.patient(&n[5]).id).merged_into, None);
-    }
+    });
 }
 
 #[test]
 fn emails_and_birth_dates() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let n = nhs_numbers(4);
@@ -449,12 +449,12 @@ fn emails_and_birth_dates() {
             assert_eq!(msa(&refused.ack), ("AR".into(), reason.into()));
             assert!(app.patient_by_nhs_number(&NhsNumber::parse(&n[2]).unwrap()).is_err());
         }
-    }
+    });
 }
 
 #[test]
 fn a_sender_is_its_credentials() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let n = nhs_numbers(1);
@@ -498,12 +498,12 @@ fn a_sender_is_its_credentials() {
             actions.contains(&"integration.rotate_token".to_owned())
                 && actions.contains(&"integration.revoke".to_owned())
         );
-    }
+    });
 }
 
 #[test]
 fn a_nul_in_the_header_is_refused_and_never_fails_the_rest_of_its_batch() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let n = nhs_numbers(1);
@@ -519,12 +519,12 @@ fn a_nul_in_the_header_is_refused_and_never_fails_the_rest_of_its_batch() {
         assert!(app.patient_by_nhs_number(&NhsNumber::parse(&n[0]).unwrap()).is_err());
         // Sent again, the same answer: never AE.
         assert_eq!(feeds.send(&feeds.a, &bad).code, AckCode::Reject);
-    }
+    });
 }
 
 #[test]
 fn a_locked_down_record_joins_no_further_organisation_and_authorities_are_spelled_as_hospitals_do() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feeds = Feeds::new(database);
         let app = &feeds.world.app;
         let op = operator();
@@ -551,5 +551,5 @@ fn a_locked_down_record_joins_no_further_organisation_and_authorities_are_spelle
         let made = feeds.patient(&n[0]);
         let identifiers = app.store().read(|tx| tx.patient_identifiers(made.id)).unwrap();
         assert_eq!(identifiers[0].identifier.to_string(), "GOOD HEALTH HOSPITAL:GH2");
-    }
+    });
 }

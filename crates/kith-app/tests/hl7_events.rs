@@ -16,7 +16,7 @@ use kith_core::patient::{LocalIdentifier, NhsNumber};
 use kith_core::text::Name;
 use kith_core::{EntryId, Hl7MessageId, OrganisationId, PatientId, TeamId};
 use kith_store::StoreError;
-use kith_test_support::TestDatabase;
+use kith_test_support::{TestDatabase, each_engine};
 use support::*;
 
 // ----- the table ------------------------------------------------------------------------
@@ -664,7 +664,7 @@ fn adt_events_kith_stores_only_are_accepted_and_change_nothing() {
 /// own (and a duplicate of it, known by hospital number only, that MRG-1 names); with
 /// `merge`, each shape ends with an A40 merging the duplicate into the known record.
 fn feed_adt_rows(rows: &[AdtRow], merge: bool) {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let engine = database.engine;
         let feed = Feed::new(database);
         let mut creation = Creation::AnyRegistration;
@@ -776,7 +776,7 @@ fn feed_adt_rows(rows: &[AdtRow], merge: bool) {
         let held_rows = rows.iter().filter(|row| matches!(row.effect, AdtEffect::Held(_))).count();
         assert_eq!(held.len(), held_rows * SHAPES.len());
         feed.check_all_stored();
-    }
+    });
 }
 
 // ----- MDM and SIU ----------------------------------------------------------------------
@@ -806,7 +806,7 @@ fn siu_segments(person: &Person, step: &Step) -> Vec<String> {
 
 #[test]
 fn every_mdm_and_siu_event_is_answered_and_applied_as_the_events_table_says() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let engine = database.engine;
         let feed = Feed::new(database);
         for shape in SHAPES {
@@ -919,14 +919,14 @@ fn every_mdm_and_siu_event_is_answered_and_applied_as_the_events_table_says() {
         }
         assert!(feed.app().held_hl7_messages(&code(), 100).unwrap().is_empty(), "nothing held");
         feed.check_all_stored();
-    }
+    });
 }
 
 // ----- events Kith does not know ----------------------------------------------------------
 
 #[test]
 fn events_kith_does_not_know_are_refused_naming_msh9() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let engine = database.engine;
         let feed = Feed::new(database);
         // The world's patient, known to RXH, with a new given name: applied, it would show.
@@ -972,5 +972,5 @@ fn events_kith_does_not_know_are_refused_naming_msh9() {
         }
         assert!(feed.entries(feed.world.patient.id).iter().all(|e| e.source_key.is_none()));
         feed.check_all_stored();
-    }
+    });
 }

@@ -10,7 +10,7 @@ use kith_core::model::Hl7MessageStatus;
 use kith_core::patient::NhsNumber;
 use kith_core::text::Name;
 use kith_hl7::ack::AckCode;
-use kith_test_support::TestDatabase;
+use kith_test_support::{TestDatabase, each_engine};
 use support::*;
 
 const NHS: &str = "9434765919";
@@ -91,7 +91,7 @@ fn err_location(ack: &str) -> String {
 
 #[test]
 fn adt_creates_updates_and_moves_teams_and_repeats_change_nothing() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         let app = &feed.world.app;
 
@@ -136,12 +136,12 @@ fn adt_creates_updates_and_moves_teams_and_repeats_change_nothing() {
         assert!(
             stored.iter().all(|m| m.status == Hl7MessageStatus::Accepted && m.integration == Some(feed.integration.id))
         );
-    }
+    });
 }
 
 #[test]
 fn refusals_are_ar_with_the_field_and_change_nothing() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         feed.send(&adt("A28", "SETUP", &pid("Okafor"), "ZTM|mh\r"));
         let before = feed.snapshot();
@@ -177,12 +177,12 @@ fn refusals_are_ar_with_the_field_and_change_nothing() {
         let rejected = feed.world.app.hl7_messages(&code(), Some(Hl7MessageStatus::Rejected), 100).unwrap();
         assert_eq!(rejected.len(), 6, "rejected messages are kept for reprocessing");
         assert!(rejected.iter().all(|m| m.error.is_some()));
-    }
+    });
 }
 
 #[test]
 fn unknown_patients_senders_and_unreadable_messages() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         let app = &feed.world.app;
         let stranger = "PID|1||4010232137^^^NHS^NH||Stranger^Sam||19800101|M";
@@ -223,7 +223,7 @@ fn unknown_patients_senders_and_unreadable_messages() {
             ("AR".into(), String::new(), "the message does not start with an MSH segment".into())
         );
         assert!(garbage.message.is_some(), "a message from a known integration is stored even when unreadable");
-    }
+    });
 }
 
 fn clinical(kind: &str, control: &str, body: &str) -> Vec<u8> {
@@ -260,7 +260,7 @@ fn filed(feed: &Feed) -> Vec<(String, String, String, String, String, i64)> {
 
 #[test]
 fn results_documents_and_appointments_are_filed_with_their_history() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         let app = &feed.world.app;
         app.add_label_rule(&operator(), &code(), "pv1-3", "GUM", kith_core::PrivacyLabel::SexualHealth).unwrap();
@@ -377,12 +377,12 @@ fn results_documents_and_appointments_are_filed_with_their_history() {
         // A result without an observation time is refused with the field.
         let untimed = clinical("ORU^R01", "X2", "OBR|1||F10|X\rOBX|1|ST|A||b\r");
         assert_eq!(msa(&feed.send(&untimed).ack).2, "OBR[1]: no observation time in OBR-7 or OBX-14");
-    }
+    });
 }
 
 #[test]
 fn a40_merges_one_record_into_another() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         let app = &feed.world.app;
         let survivor = feed.world.patient.id;
@@ -456,7 +456,7 @@ fn a40_merges_one_record_into_another() {
         let unknown = feed.send(&a40("M6", "K999^^^RXH-MRN^MR"));
         assert_eq!(msa(&unknown.ack).2, "MRG-1: the record to merge was not found");
         assert_eq!(err_location(&unknown.ack), "MRG-1");
-    }
+    });
 }
 
 /// A batch (one transaction) gives each message the outcome it would have alone: a repeat
@@ -464,7 +464,7 @@ fn a40_merges_one_record_into_another() {
 /// sees what an earlier one created.
 #[test]
 fn a_batch_keeps_each_message_s_own_outcome() {
-    for database in TestDatabase::all() {
+    each_engine(|database| {
         let feed = Feed::new(database);
         let app = &feed.world.app;
         let new_pid = "PID|1||4010232137^^^NHS^NH||Batch^Bea||19900101|F";
@@ -491,7 +491,7 @@ fn a_batch_keeps_each_message_s_own_outcome() {
         assert_eq!(teams, 2, "the PRT and gum: the repeat's ZTM changed nothing");
         assert!(app.store().read(|tx| by_source_key(tx, patient.id, "ORU:F5")).unwrap().is_some());
         assert_eq!(app.hl7_messages(&code(), None, 100).unwrap().len(), 3);
-    }
+    });
 }
 
 /// Valid NHS numbers (modulus 11) in the 400 range, none of them the world's patient's.

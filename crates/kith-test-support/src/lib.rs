@@ -1,7 +1,7 @@
 //! Fresh databases for tests, one per test: a SQLite file in a temporary directory, or a new
 //! PostgreSQL database created from `KITH_TEST_POSTGRES_URL` and dropped afterwards;
 //! [`on_each_engine!`] to run one test on each; and, with feature `app`, the shared test
-//! [`world`].
+//! `world`.
 //!
 //! Without `KITH_TEST_POSTGRES_URL` the PostgreSQL half of a suite is skipped with a note —
 //! except under `CI=true`, where a missing PostgreSQL fails the test: a green CI run must
@@ -143,6 +143,23 @@ macro_rules! on_each_engine {
     )+};
 }
 
+/// Runs `test` on SQLite, then on PostgreSQL when available, in one test; a failure says
+/// which engine it failed on ("on Postgres: …"). For a test whose engines cannot be two
+/// tests; otherwise prefer [`on_each_engine!`].
+pub fn each_engine(test: impl Fn(TestDatabase)) {
+    for database in TestDatabase::all() {
+        let engine = database.engine;
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(database))) {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(a panic without a message)");
+            panic!("on {engine:?}: {message}");
+        }
+    }
+}
+
 /// The URL of database `name` on the server of `admin_url` (same user, host, port and
 /// options).
 pub fn database_url(admin_url: &str, name: &str) -> String {
@@ -173,6 +190,16 @@ impl Drop for TestDatabase {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_names_its_engine() {
+        let outcome = std::panic::catch_unwind(|| {
+            super::each_engine(|database| assert_ne!(database.engine, super::Engine::Sqlite, "the test's own message"))
+        });
+        let panic = outcome.expect_err("the SQLite run fails");
+        let message = panic.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.starts_with("on Sqlite: ") && message.contains("the test's own message"), "{message}");
+    }
+
     #[test]
     fn database_urls_keep_credentials_and_options() {
         assert_eq!(super::database_url("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");

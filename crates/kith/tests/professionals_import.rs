@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kith_test_support::TestDatabase;
+use kith_test_support::{TestDatabase, on_each_engine};
 use serde_json::Value;
 
 const FILE: &str = "\u{feff}Email,Given_Name,Family-Name,Job Title,Professional Registration Number,Role\r\n\
@@ -144,10 +144,7 @@ fn scenario(database: &TestDatabase) {
     assert!(nothing.contains("pro@example.org does not use two-step verification"), "{nothing}");
 }
 
-#[test]
-fn professional_import_on_sqlite_and_postgres() {
-    for database in TestDatabase::all() {
-        eprintln!("backend: {:?}", database.engine);
-        scenario(&database);
-    }
+on_each_engine!(professional_import);
+fn professional_import(database: TestDatabase) {
+    scenario(&database);
 }

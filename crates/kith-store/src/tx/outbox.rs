@@ -1,5 +1,7 @@
-//! Queries for delivering the outbox: claiming due messages under a lease, recording each
-//! outcome, and counting messages for a status display.
+//! The outbox: a message written with the change that causes it ([`Tx::enqueue`]), and its
+//! delivery: claiming due messages under a lease, recording each outcome, and counting
+//! messages for a status display. Which message it is (`template`) and what it carries
+//! (`payload`) are kith-app's (`kith_app::outbox::Notice`); the store keeps them as text.
 //!
 //! A message moves `pending` → `sending` (claimed) → `sent`, or → `failed` (due again at
 //! `next_attempt_at`) → `sending` → … → `dead`. Letters are never claimed here: they are

@@ -4,10 +4,8 @@
 //!
 //! A file of 10,000 rows must be checked and applied in seconds on PostgreSQL too, where
 //! each statement is a round trip: lookups take 500 addresses per statement, and inserts up
-//! to 128 rows per statement. The statements are built once (their text must be `'static`
-//! for the connections' statement caches) for a fixed set of sizes: a lookup pads its last
-//! chunk with empty strings (no address), an insert splits its rows into chunks of 128, 64,
-//! …, 1.
+//! to 128 rows per statement, built once per size by `bulk.rs` (a lookup pads its last
+//! chunk with empty strings, an insert splits its rows into chunks of 128, 64, …, 1).
 //!
 //! A lookup joins the addresses, as a `VALUES` list, to the table (a hash join, or an index
 //! probe per address, whichever the planner prefers — linear either way), and reads the
