@@ -1,7 +1,7 @@
 //! The operator commands: parse flags into domain types once, call a use case, print.
 //!
 //! One module per concern, each with its flags (a clap subcommand enum) and the function
-//! that runs them; [`run`] only picks the module. `input` parses flags into domain types,
+//! that runs them; [`run`] only picks the module. `hl7` is the feed's integrations and messages; `input` parses flags into domain types,
 //! `output` prints (one JSON object with `--json`).
 
 use kith_app::Operator;
@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::{Cli, Command, open_app};
 
 mod audit;
+mod hl7;
 mod input;
 mod letters;
 mod organisations;
@@ -21,7 +22,7 @@ mod teams;
 mod tokens;
 
 pub use audit::AuditCommand;
-pub(crate) use input::org_code;
+pub use hl7::{Hl7Command, IntegrationCommand};
 pub use letters::LettersCommand;
 pub use organisations::{LabelRuleCommand, OrgCommand, PrivacyOfficerCommand};
 pub(crate) use output::print;
@@ -58,8 +59,8 @@ pub fn run(cli: Cli, operator: &Operator) -> anyhow::Result<()> {
         Command::Professional(command) => professionals::professional(&app, operator, json, command)?,
         Command::Patient(command) => patients::patient(&app, operator, json, command)?,
         Command::Entry(command) => patients::entry(&app, operator, json, command)?,
-        Command::Integration(command) => crate::hl7_commands::integration(&app, operator, json, command)?,
-        Command::Hl7(command) => crate::hl7_commands::hl7(&app, operator, json, command)?,
+        Command::Integration(command) => hl7::integration(&app, operator, json, command)?,
+        Command::Hl7(command) => hl7::hl7(&app, operator, json, command)?,
         Command::Token(command) => tokens::token(&app, operator, json, command)?,
         Command::Record(command) => records::record(&app, json, command)?,
         Command::BreakGlass(command) => records::break_glass(&app, json, command)?,

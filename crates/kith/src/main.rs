@@ -25,7 +25,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod commands;
 mod delivery;
 mod demo;
-mod hl7_commands;
 mod import;
 mod letters;
 mod mllp;
@@ -123,7 +122,7 @@ pub enum Command {
     Entry(commands::EntryCommand),
     /// HL7 integrations (feeds).
     #[command(subcommand)]
-    Integration(hl7_commands::IntegrationCommand),
+    Integration(commands::IntegrationCommand),
     /// API tokens for the FHIR API (bearer secrets acting for one account).
     #[command(subcommand)]
     Token(commands::TokenCommand),
@@ -132,7 +131,7 @@ pub enum Command {
     LabelRule(commands::LabelRuleCommand),
     /// HL7 v2 messages received.
     #[command(subcommand)]
-    Hl7(hl7_commands::Hl7Command),
+    Hl7(commands::Hl7Command),
     /// Read a record as a professional (audited as that professional, through the CLI).
     #[command(subcommand)]
     Record(commands::RecordCommand),

@@ -11,7 +11,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
-use crate::commands::{org_code, print};
+use super::input::org_code;
+use super::output::print;
 
 #[derive(Subcommand, Debug)]
 pub enum IntegrationCommand {
