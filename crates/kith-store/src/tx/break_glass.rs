@@ -47,20 +47,15 @@ impl Tx<'_> {
         account: AccountId,
         at: Timestamp,
     ) -> Result<Vec<BreakGlassGrant>, StoreError> {
-        let open = self.all(
+        self.end_open_grants(
             concat!(
                 "SELECT ",
                 grant_columns!(),
                 " FROM break_glass_grants WHERE account_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
             ),
             &[account.into(), at.into()],
-            grant_from,
-        )?;
-        self.conn.execute(
-            "UPDATE break_glass_grants SET ended_at = ? WHERE account_id = ? AND ended_at IS NULL AND expires_at > ?",
-            &[at.into(), account.into(), at.into()],
-        )?;
-        Ok(open)
+            at,
+        )
     }
 
     /// Ends the open grants opened through the account's membership of the team (the
@@ -71,7 +66,7 @@ impl Tx<'_> {
         team: TeamId,
         at: Timestamp,
     ) -> Result<Vec<BreakGlassGrant>, StoreError> {
-        let open = self.all(
+        self.end_open_grants(
             concat!(
                 "SELECT ",
                 grant_columns!(),
@@ -79,14 +74,8 @@ impl Tx<'_> {
                   ORDER BY started_at, id"
             ),
             &[account.into(), team.into(), at.into()],
-            grant_from,
-        )?;
-        self.conn.execute(
-            "UPDATE break_glass_grants SET ended_at = ?
-             WHERE account_id = ? AND team_id = ? AND ended_at IS NULL AND expires_at > ?",
-            &[at.into(), account.into(), team.into(), at.into()],
-        )?;
-        Ok(open)
+            at,
+        )
     }
 
     /// Ends the open grants opened in the web session with this SHA-256 (sign-out);
@@ -96,19 +85,29 @@ impl Tx<'_> {
         session: &[u8; 32],
         at: Timestamp,
     ) -> Result<Vec<BreakGlassGrant>, StoreError> {
-        let open = self.all(
+        self.end_open_grants(
             concat!(
                 "SELECT ",
                 grant_columns!(),
                 " FROM break_glass_grants WHERE session_hash = ? AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
             ),
             &[session.as_slice().into(), at.into()],
-            grant_from,
-        )?;
-        self.conn.execute(
-            "UPDATE break_glass_grants SET ended_at = ? WHERE session_hash = ? AND ended_at IS NULL AND expires_at > ?",
-            &[at.into(), session.as_slice().into(), at.into()],
-        )?;
+            at,
+        )
+    }
+
+    /// Ends each grant `open_grants` finds (open ones only: the query says so); returns them.
+    fn end_open_grants(
+        &mut self,
+        open_grants: &'static str,
+        params: &[crate::value::Param<'_>],
+        at: Timestamp,
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        let open = self.all(open_grants, params, grant_from)?;
+        for grant in &open {
+            self.conn
+                .execute("UPDATE break_glass_grants SET ended_at = ? WHERE id = ?", &[at.into(), grant.id.into()])?;
+        }
         Ok(open)
     }
 

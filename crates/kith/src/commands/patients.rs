@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::input::{email, org_code, patient_id, postal_address, team_alias};
 use super::output::{patient_json, print};
+use super::records::{AsProfessional, context};
 use crate::read_password_from_stdin;
 
 #[derive(Subcommand, Debug)]
@@ -115,14 +116,8 @@ pub enum PatientCommand {
     },
     /// Change a team's labels on the patient's behalf (a professional of the team, with a reason).
     Consent {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        team: String,
-        #[arg(long = "as")]
-        as_email: String,
-        #[arg(long)]
-        patient: String,
+        #[command(flatten)]
+        who: AsProfessional,
         /// The labels the team may see, e.g. general,mental_health (empty for none).
         #[arg(long)]
         labels: String,
@@ -340,27 +335,31 @@ pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: Patie
                 },
             );
         }
-        PatientCommand::Consent { org, team, as_email, patient, labels, reason } => {
-            let context =
-                app.professional_context(&org_code(&org)?, &team_alias(&team)?, &email(&as_email)?, Channel::Cli)?;
+        PatientCommand::Consent { who, labels, reason } => {
+            let (context, patient) = context(app, &who)?;
             let reason = Reason::parse(&reason)?;
             let labels = LabelSet::parse_list(&labels)?;
             let link = app.change_consent(
                 &ConsentActor::Professional { context: &context, reason: Some(&reason) },
-                patient_id(&patient)?,
+                patient,
                 context.team,
                 labels,
             )?;
-            print(json, json!({ "patient": patient, "team": team, "labels": link.labels.to_string() }), || {
-                format!(
-                    "team {team} may now see: {}",
-                    if link.labels.is_empty() {
-                        "nothing but its own data".to_owned()
-                    } else {
-                        link.labels.to_string()
-                    }
-                )
-            });
+            let team = who.team;
+            print(
+                json,
+                json!({ "patient": patient.to_string(), "team": team, "labels": link.labels.to_string() }),
+                || {
+                    format!(
+                        "team {team} may now see: {}",
+                        if link.labels.is_empty() {
+                            "nothing but its own data".to_owned()
+                        } else {
+                            link.labels.to_string()
+                        }
+                    )
+                },
+            );
         }
         PatientCommand::DisableSharing { as_email, patient, reason, enable } => {
             let officer = app.account_by_email(&email(&as_email)?)?;

@@ -16,7 +16,7 @@ pub struct AsProfessional {
     org: String,
     /// The team the professional acts through.
     #[arg(long)]
-    team: String,
+    pub(super) team: String,
     /// The professional's email.
     #[arg(long = "as")]
     as_email: String,
@@ -92,7 +92,8 @@ fn record_text(view: &RecordView) -> String {
     out.trim_end().to_owned()
 }
 
-fn context(app: &App, who: &AsProfessional) -> anyhow::Result<(ProfessionalContext, PatientId)> {
+/// The professional's context and the patient a command names (parsed once).
+pub(super) fn context(app: &App, who: &AsProfessional) -> anyhow::Result<(ProfessionalContext, PatientId)> {
     let context =
         app.professional_context(&org_code(&who.org)?, &team_alias(&who.team)?, &email(&who.as_email)?, Channel::Cli)?;
     Ok((context, patient_id(&who.patient)?))
