@@ -363,23 +363,7 @@ on_each_engine!(a_coordinators_preview_says_the_same_for_every_address_their_org
 fn a_coordinators_preview_says_the_same_for_every_address_their_organisation_may_not_know(database: TestDatabase) {
     let world = coordinators_world(database);
     let bc1 = id(&world, "bc1@example.org");
-    world
-        .app
-        .register_patient_account(&operator(), &code(), world.patient.id, &email("patient@example.org"), FAKE_HASH)
-        .unwrap();
-    world
-        .app
-        .create_patient(
-            &operator(),
-            &NewPatient {
-                organisation: code(),
-                demographics: Demographics { email: Some(email("unregistered@example.org")), ..demographics("Una") },
-                nhs_number: None,
-                local_identifiers: vec![],
-                teams: vec![],
-            },
-        )
-        .unwrap();
+    world.add_patient_addresses();
     let file = "email,given name,family name,job title\n\
                 pro@example.org,Pro,Fessional,Nurse\n\
                 patient@example.org,Pat,Ient,Nurse\n\

@@ -8,7 +8,6 @@ mod support;
 use kith_app::professionals_csv::{CsvReport, Importer, MAX_ROWS, RowOutcome};
 use kith_app::*;
 use kith_core::audit::ChainedEvent;
-use kith_core::patient::Demographics;
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus};
 use kith_core::text::EmailAddress;
 use kith_store::professionals::OnboardingCounts;
@@ -121,23 +120,7 @@ fn prepare(world: &World) {
             false,
         )
         .unwrap();
-    world
-        .app
-        .register_patient_account(&operator(), &code(), world.patient.id, &email("patient@example.org"), FAKE_HASH)
-        .unwrap();
-    world
-        .app
-        .create_patient(
-            &operator(),
-            &NewPatient {
-                organisation: code(),
-                demographics: Demographics { email: Some(email("unregistered@example.org")), ..demographics("Una") },
-                nhs_number: None,
-                local_identifiers: vec![],
-                teams: vec![],
-            },
-        )
-        .unwrap();
+    world.add_patient_addresses();
 }
 
 const EXPECTED: [(usize, &str, &str); 16] = [

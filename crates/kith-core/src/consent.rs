@@ -275,16 +275,26 @@ pub fn decide_add_patient(facts: &AddPatientFacts) -> Result<(), AddPatientRefus
     match facts.found {
         LookupResult::NoRecord => Err(AddPatientRefusal::NoMatch("no record has the identifier")),
         LookupResult::BirthDateDiffers => Err(AddPatientRefusal::NoMatch("the date of birth does not match")),
-        LookupResult::Found { sharing_disabled: true, .. } => {
-            Err(AddPatientRefusal::NoMatch("sharing is disabled on the record"))
+        // The link the patient would get is decided as every new link is (`check_new_link`,
+        // asked by a professional: never into another organisation), and every refusal of
+        // it says nothing about the record.
+        LookupResult::Found { patient_in_organisation, sharing_disabled, in_team } => {
+            let link = NewLinkFacts {
+                team_kind: facts.team_kind,
+                team_status: facts.team_status,
+                sharing_disabled,
+                patient_in_organisation,
+                by_professional: true,
+            };
+            match check_new_link(&link) {
+                Err(ConsentRefusal::SharingDisabled) => {
+                    Err(AddPatientRefusal::NoMatch("sharing is disabled on the record"))
+                }
+                Err(_) => Err(AddPatientRefusal::NoMatch("the patient is not in the team's organisation")),
+                Ok(()) if in_team => Err(AddPatientRefusal::AlreadyInTeam),
+                Ok(()) => Ok(()),
+            }
         }
-        // A professional never brings a patient into their organisation, not even through
-        // its Patient Record Team (`check_new_link`): only the organisation's own feed does.
-        LookupResult::Found { patient_in_organisation: false, .. } => {
-            Err(AddPatientRefusal::NoMatch("the patient is not in the team's organisation"))
-        }
-        LookupResult::Found { in_team: true, .. } => Err(AddPatientRefusal::AlreadyInTeam),
-        LookupResult::Found { .. } => Ok(()),
     }
 }
 

@@ -63,6 +63,30 @@ impl World {
             )
             .unwrap()
     }
+
+    /// Patients' addresses a professionals' CSV may name: `patient@example.org`, the login
+    /// of the world's patient (registered here), and `unregistered@example.org`, on the
+    /// record of a patient who has not registered.
+    pub fn add_patient_addresses(&self) {
+        self.app
+            .register_patient_account(&operator(), &code(), self.patient.id, &email("patient@example.org"), FAKE_HASH)
+            .unwrap();
+        self.app
+            .create_patient(
+                &operator(),
+                &NewPatient {
+                    organisation: code(),
+                    demographics: Demographics {
+                        email: Some(email("unregistered@example.org")),
+                        ..demographics("Una")
+                    },
+                    nhs_number: None,
+                    local_identifiers: vec![],
+                    teams: vec![],
+                },
+            )
+            .unwrap();
+    }
 }
 
 pub fn app_on(database: &TestDatabase) -> (App, Arc<ManualClock>) {
