@@ -348,7 +348,7 @@ pub(crate) fn apply_membership_change(
     tx.update_membership(&after, now)?;
     // A grant opened through this membership ends with its clinical role.
     if let Some(why) = grant_ending(after.facts()) {
-        let ended = tx.end_break_glass_of_membership(account.id, team.id, now)?;
+        let ended = tx.end_break_glass_of(account.id, Some(team.id), now)?;
         crate::audit::audit_grants_ended(tx, &ended, now, actor.clone(), channel, &why.to_string())?;
     }
     let action = match (before.status, after.status) {

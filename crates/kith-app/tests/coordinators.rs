@@ -42,20 +42,7 @@ fn b_code() -> OrganisationCode {
 }
 
 fn add_to(world: &World, organisation: OrganisationCode, team: &str, who: &str, role: MembershipRole) -> AddedMember {
-    world
-        .app
-        .add_member(
-            &operator(),
-            &NewMember {
-                organisation,
-                team: alias(team),
-                email: email(who),
-                name: Name::parse("name", who.split('@').next().unwrap()).unwrap(),
-                role,
-                password_hash: Some(FAKE_HASH.into()),
-            },
-        )
-        .unwrap()
+    world.add_member_in(organisation, team, who, role)
 }
 
 /// The second organisation: Northgate (NGT), team `card` (Cardiology, live; coordinators
@@ -334,17 +321,7 @@ fn account_wide_actions_need_an_active_membership_of_the_team_and_no_tie_elsewhe
 
     // A deactivated member: reactivate first.
     let gum_member = world.add_member("mh", "both@example.org", MembershipRole::Professional);
-    world
-        .app
-        .set_membership_status(
-            &operator(),
-            &code(),
-            &alias("mh"),
-            &email("both@example.org"),
-            MembershipStatus::Deactivated,
-            false,
-        )
-        .unwrap();
+    world.deactivate_member("mh", "both@example.org");
     let seq = audit_seq(&world);
     assert!(matches!(
         world.app.reset_member_password_as(c1.id, mh, gum_member.account.id),

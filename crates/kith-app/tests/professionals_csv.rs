@@ -109,17 +109,7 @@ const ERROR_EMAILS: [&str; 6] = [
 /// patient@, and an unregistered patient whose record has the address unregistered@.
 fn prepare(world: &World) {
     world.add_member("mh", "old@example.org", MembershipRole::Professional);
-    world
-        .app
-        .set_membership_status(
-            &operator(),
-            &code(),
-            &alias("mh"),
-            &email("old@example.org"),
-            MembershipStatus::Deactivated,
-            false,
-        )
-        .unwrap();
+    world.deactivate_member("mh", "old@example.org");
     world.add_patient_addresses();
 }
 

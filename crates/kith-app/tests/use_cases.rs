@@ -39,19 +39,19 @@ fn a_live_team_keeps_two_coordinators(database: TestDatabase) {
     assert!(refused.to_string().contains("Appoint another coordinator first"));
     world.add_member("gum", "g2@example.org", MembershipRole::Coordinator);
     world.app.go_live(&op, &code(), &alias("gum")).unwrap();
-
-    // Deactivating or demoting one of the last two is refused with what to do instead.
-    let refused = world
-        .app
-        .set_membership_status(
+    let deactivate_in_mh = |address: &str, force: bool| {
+        world.app.set_membership_status(
             &op,
             &code(),
             &alias("mh"),
-            &email("c1@example.org"),
+            &email(address),
             MembershipStatus::Deactivated,
-            false,
+            force,
         )
-        .unwrap_err();
+    };
+
+    // Deactivating or demoting one of the last two is refused with what to do instead.
+    let refused = deactivate_in_mh("c1@example.org", false).unwrap_err();
     assert!(refused.to_string().contains("Appoint another coordinator first"), "{refused}");
     let refused = world
         .app
@@ -64,29 +64,9 @@ fn a_live_team_keeps_two_coordinators(database: TestDatabase) {
 
     // With a third coordinator it is allowed; the operator may force it, audited.
     world.add_member("mh", "c3@example.org", MembershipRole::Coordinator);
-    let change = world
-        .app
-        .set_membership_status(
-            &op,
-            &code(),
-            &alias("mh"),
-            &email("c1@example.org"),
-            MembershipStatus::Deactivated,
-            false,
-        )
-        .unwrap();
+    let change = deactivate_in_mh("c1@example.org", false).unwrap();
     assert_eq!(change.overridden, None);
-    let forced = world
-        .app
-        .set_membership_status(
-            &op,
-            &code(),
-            &alias("mh"),
-            &email("c2@example.org"),
-            MembershipStatus::Deactivated,
-            true,
-        )
-        .unwrap();
+    let forced = deactivate_in_mh("c2@example.org", true).unwrap();
     assert!(forced.overridden.is_some());
     let events = world.app.audit_events(None, 1000).unwrap();
     let last = events.last().unwrap();
@@ -100,17 +80,7 @@ fn a_live_team_keeps_two_coordinators(database: TestDatabase) {
     assert!(gum.1.iter().any(|(m, a)| a.email.as_str() == "c1@example.org" && m.status == MembershipStatus::Active));
 
     // Nothing to change is said plainly.
-    let again = world
-        .app
-        .set_membership_status(
-            &op,
-            &code(),
-            &alias("mh"),
-            &email("c1@example.org"),
-            MembershipStatus::Deactivated,
-            false,
-        )
-        .unwrap_err();
+    let again = deactivate_in_mh("c1@example.org", false).unwrap_err();
     assert!(matches!(again, AppError::Conflict(_)), "{again}");
 }
 
@@ -409,6 +379,18 @@ fn bad_input_is_refused_and_nothing_is_half_written(database: TestDatabase) {
     ));
 }
 
+/// Runs `statement` against the audit log behind the append-only guard: SQLite's trigger
+/// `sqlite_trigger` is dropped, PostgreSQL's is disabled.
+fn tamper(world: &World, sqlite_trigger: &str, statement: &str) {
+    let unguard = match world.database.engine {
+        kith_test_support::Engine::Sqlite => format!("DROP TRIGGER {sqlite_trigger};"),
+        kith_test_support::Engine::Postgres => {
+            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;".to_owned()
+        }
+    };
+    world.database.execute_raw(&format!("{unguard} {statement}")).unwrap();
+}
+
 on_each_engine!(the_audit_trail_verifies_until_someone_changes_it);
 fn the_audit_trail_verifies_until_someone_changes_it(database: TestDatabase) {
     let world = world(database);
@@ -417,15 +399,7 @@ fn the_audit_trail_verifies_until_someone_changes_it(database: TestDatabase) {
     let intact = world.app.verify_audit().unwrap();
     let AuditVerification::Intact { events } = intact else { panic!("{intact:?}") };
     assert!(events > 10);
-    let tamper = match world.database.engine {
-        kith_test_support::Engine::Sqlite => {
-            "DROP TRIGGER audit_events_append_only_delete; DELETE FROM audit_events WHERE seq = 5;"
-        }
-        kith_test_support::Engine::Postgres => {
-            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only; DELETE FROM audit_events WHERE seq = 5;"
-        }
-    };
-    world.database.execute_raw(tamper).unwrap();
+    tamper(&world, "audit_events_append_only_delete", "DELETE FROM audit_events WHERE seq = 5;");
     assert_eq!(
         world.app.verify_audit().unwrap(),
         AuditVerification::Broken(ChainBreak::Removed { after: 4, found: 6 })
@@ -437,15 +411,7 @@ on_each_engine!(the_audit_verification_names_an_event_it_cannot_read);
 /// never writes) is named, not a storage error (issue 15).
 fn the_audit_verification_names_an_event_it_cannot_read(database: TestDatabase) {
     let world = world(database);
-    let tamper = match world.database.engine {
-        kith_test_support::Engine::Sqlite => {
-            "DROP TRIGGER audit_events_append_only_update; UPDATE audit_events SET labels = 999 WHERE seq = 3;"
-        }
-        kith_test_support::Engine::Postgres => {
-            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only; UPDATE audit_events SET labels = 999 WHERE seq = 3;"
-        }
-    };
-    world.database.execute_raw(tamper).unwrap();
+    tamper(&world, "audit_events_append_only_update", "UPDATE audit_events SET labels = 999 WHERE seq = 3;");
     let verified = world.app.verify_audit().unwrap();
     assert_eq!(verified, AuditVerification::Broken(ChainBreak::Unreadable { seq: 3 }));
     let AuditVerification::Broken(broken) = verified else { unreachable!() };

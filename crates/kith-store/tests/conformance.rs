@@ -647,8 +647,7 @@ fn concurrent_writers_keep_the_chain_whole(database: TestDatabase) {
             });
         }
     });
-    let checked = verify_chain(store).unwrap();
-    assert_eq!(checked, 160);
+    assert_eq!(verify_chain(store).unwrap(), 160);
 }
 
 on_each_engine!(audited_reads_commit_their_events_in_groups);
@@ -657,34 +656,32 @@ on_each_engine!(audited_reads_commit_their_events_in_groups);
 /// stays whole, and a read whose work fails records nothing.
 fn audited_reads_commit_their_events_in_groups(database: TestDatabase) {
     let store = &database.store();
-    let count = |store: &Store| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
     std::thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
                 for _ in 0..25 {
-                    let before = store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
+                    let before = head(store);
                     let seen = store
                         .read_audited(|tx| {
                             tx.audit(audit_record("record.read", None));
                             tx.ping()?;
                             Ok::<_, StoreError>(())
                         })
-                        .map(|()| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap())
+                        .map(|()| head(store))
                         .unwrap();
                     assert!(seen > before, "the event is committed when read_audited returns");
                 }
             });
         }
     });
-    assert_eq!(count(store), 200);
+    assert_eq!(head(store), 200);
     let failed: Result<(), StoreError> = store.read_audited(|tx| {
         tx.audit(audit_record("record.read", None));
         Err(StoreError::new(kith_store::StoreErrorKind::Database, "the read failed"))
     });
     assert!(failed.is_err());
-    assert_eq!(count(store), 200, "a failed read records nothing");
-    let checked = verify_chain(store).unwrap();
-    assert_eq!(checked, 200);
+    assert_eq!(head(store), 200, "a failed read records nothing");
+    assert_eq!(verify_chain(store).unwrap(), 200);
 }
 
 on_each_engine!(an_awaited_audited_read_is_answered_once_its_events_are_durable);
@@ -693,7 +690,6 @@ on_each_engine!(an_awaited_audited_read_is_answered_once_its_events_are_durable)
 /// the writer wakes the waiting task rather than leaving it to be polled again.
 fn an_awaited_audited_read_is_answered_once_its_events_are_durable(database: TestDatabase) {
     let store = &database.store();
-    let head = |store: &Store| store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap();
     std::thread::scope(|scope| {
         for thread in 0..4_i64 {
             scope.spawn(move || {
@@ -716,6 +712,11 @@ fn an_awaited_audited_read_is_answered_once_its_events_are_durable(database: Tes
     let nothing = store.read_then_audit(|_| Ok::<_, StoreError>("no events")).unwrap();
     assert_eq!(block_on(nothing.durable()).unwrap(), "no events");
     assert_eq!(verify_chain(store).unwrap(), 40);
+}
+
+/// How many audit events the chain holds.
+fn head(store: &Store) -> i64 {
+    store.read(|tx| Ok::<_, StoreError>(tx.audit_head()?.0)).unwrap()
 }
 
 /// Runs a future on this thread, parking between polls; only a wake lets it poll again.

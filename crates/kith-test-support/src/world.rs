@@ -11,7 +11,7 @@ use kith_app::*;
 use kith_core::audit::Channel;
 use kith_core::model::{Entry, Patient};
 use kith_core::patient::{Demographics, EntryKind, NhsNumber, Sex};
-use kith_core::team::MembershipRole;
+use kith_core::team::{MembershipRole, MembershipStatus};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, TeamAlias, Title};
 use kith_core::{Date, LabelSet, PrivacyLabel, Timestamp};
 
@@ -49,11 +49,22 @@ impl World {
     }
 
     pub fn add_member(&self, team: &str, who: &str, role: MembershipRole) -> AddedMember {
+        self.add_member_in(code(), team, who, role)
+    }
+
+    /// `add_member` in another organisation's team.
+    pub fn add_member_in(
+        &self,
+        organisation: OrganisationCode,
+        team: &str,
+        who: &str,
+        role: MembershipRole,
+    ) -> AddedMember {
         self.app
             .add_member(
                 &operator(),
                 &NewMember {
-                    organisation: code(),
+                    organisation,
                     team: alias(team),
                     email: email(who),
                     name: Name::parse("name", who.split('@').next().unwrap()).unwrap(),
@@ -62,6 +73,20 @@ impl World {
                 },
             )
             .unwrap()
+    }
+
+    /// Deactivates `who`'s membership of the world organisation's `team`, as the operator.
+    pub fn deactivate_member(&self, team: &str, who: &str) {
+        self.app
+            .set_membership_status(
+                &operator(),
+                &code(),
+                &alias(team),
+                &email(who),
+                MembershipStatus::Deactivated,
+                false,
+            )
+            .unwrap();
     }
 
     /// Patients' addresses a professionals' CSV may name: `patient@example.org`, the login

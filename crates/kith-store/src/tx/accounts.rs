@@ -76,7 +76,7 @@ impl Tx<'_> {
             "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
             &[status.code().into(), at.into(), id.into()],
         )?;
-        if status == AccountStatus::Active { Ok(Vec::new()) } else { self.end_break_glass_of_account(id, at) }
+        if status == AccountStatus::Active { Ok(Vec::new()) } else { self.end_break_glass_of(id, None, at) }
     }
 
     pub fn membership(&mut self, account: AccountId, team: TeamId) -> Result<Option<Membership>, StoreError> {

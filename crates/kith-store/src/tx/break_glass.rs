@@ -41,39 +41,24 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Ends the account's open grants (its account is no longer active); returns them.
-    pub fn end_break_glass_of_account(
+    /// Ends the account's open grants: all of them (the account is no longer active), or
+    /// those opened through its membership of `team` (the membership was deactivated);
+    /// returns them.
+    pub fn end_break_glass_of(
         &mut self,
         account: AccountId,
+        team: Option<TeamId>,
         at: Timestamp,
     ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        let team_id = team.map(|team| team.as_uuid()).unwrap_or(Uuid::nil());
         self.end_open_grants(
             concat!(
                 "SELECT ",
                 grant_columns!(),
-                " FROM break_glass_grants WHERE account_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
+                " FROM break_glass_grants WHERE account_id = ? AND (? OR team_id = ?)
+                  AND ended_at IS NULL AND expires_at > ? ORDER BY started_at, id"
             ),
-            &[account.into(), at.into()],
-            at,
-        )
-    }
-
-    /// Ends the open grants opened through the account's membership of the team (the
-    /// membership was deactivated); returns them.
-    pub fn end_break_glass_of_membership(
-        &mut self,
-        account: AccountId,
-        team: TeamId,
-        at: Timestamp,
-    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
-        self.end_open_grants(
-            concat!(
-                "SELECT ",
-                grant_columns!(),
-                " FROM break_glass_grants WHERE account_id = ? AND team_id = ? AND ended_at IS NULL AND expires_at > ?
-                  ORDER BY started_at, id"
-            ),
-            &[account.into(), team.into(), at.into()],
+            &[account.into(), team.is_none().into(), team_id.into(), at.into()],
             at,
         )
     }

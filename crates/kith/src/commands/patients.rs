@@ -1,7 +1,7 @@
 //! Patients and the entries of their records.
 
 use anyhow::{anyhow, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use kith_app::{App, ConsentActor, EntryAuthor, LinkActor, NewEntry, NewPatient, Operator, PatientChanges};
 use kith_core::audit::Channel;
 use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, Sex};
@@ -30,18 +30,8 @@ pub enum PatientCommand {
         /// female, male, other or unknown.
         #[arg(long, default_value = "unknown")]
         sex: String,
-        #[arg(long)]
-        nhs_number: Option<String>,
-        /// AUTHORITY:VALUE, e.g. RXH-MRN:K1234567 (repeatable).
-        #[arg(long = "local-id")]
-        local_ids: Vec<String>,
-        #[arg(long)]
-        email: Option<String>,
-        #[arg(long)]
-        mobile: Option<String>,
-        /// A line of the postal address, for letters (repeat for each line, postcode last).
-        #[arg(long = "address")]
-        address: Vec<String>,
+        #[command(flatten)]
+        contact: ContactFields,
         /// Link to this speciality team with its default labels (repeatable).
         #[arg(long = "team")]
         teams: Vec<String>,
@@ -61,18 +51,8 @@ pub enum PatientCommand {
         birth_date: Option<String>,
         #[arg(long)]
         sex: Option<String>,
-        #[arg(long)]
-        nhs_number: Option<String>,
-        /// AUTHORITY:VALUE (repeatable; added to the record).
-        #[arg(long = "local-id")]
-        local_ids: Vec<String>,
-        #[arg(long)]
-        email: Option<String>,
-        #[arg(long)]
-        mobile: Option<String>,
-        /// A line of the postal address (repeat for each line, postcode last; replaces it).
-        #[arg(long = "address")]
-        address: Vec<String>,
+        #[command(flatten)]
+        contact: ContactFields,
     },
     /// Invite the patient to register (again: older codes stop working), by email, SMS or
     /// letter (default: email, else SMS, else letter, by what the record has).
@@ -86,21 +66,13 @@ pub enum PatientCommand {
     },
     /// Bring a patient into a team with the team's default labels.
     Link {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        team: String,
-        #[arg(long)]
-        patient: String,
+        #[command(flatten)]
+        place: TeamPatient,
     },
     /// Discharge a patient from a team (the team keeps what it wrote).
     Discharge {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        team: String,
-        #[arg(long)]
-        patient: String,
+        #[command(flatten)]
+        place: TeamPatient,
     },
     /// Assisted registration: give a patient an active account (after checking identity).
     Register {
@@ -138,6 +110,61 @@ pub enum PatientCommand {
     },
 }
 
+/// The identifiers and contact details of a record; on `patient update` the fields given
+/// replace the stored ones, except --local-id, which adds.
+#[derive(Args, Debug)]
+pub struct ContactFields {
+    #[arg(long)]
+    nhs_number: Option<String>,
+    /// AUTHORITY:VALUE, e.g. RXH-MRN:K1234567 (repeatable).
+    #[arg(long = "local-id")]
+    local_ids: Vec<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    mobile: Option<String>,
+    /// A line of the postal address, for letters (repeat for each line, postcode last).
+    #[arg(long = "address")]
+    address: Vec<String>,
+}
+
+/// The parsed [`ContactFields`].
+struct Contact {
+    nhs_number: Option<NhsNumber>,
+    local_identifiers: Vec<LocalIdentifier>,
+    email: Option<kith_core::text::EmailAddress>,
+    mobile: Option<MobileNumber>,
+    address: Option<kith_core::text::PostalAddress>,
+}
+
+impl ContactFields {
+    fn parse(&self) -> anyhow::Result<Contact> {
+        Ok(Contact {
+            nhs_number: self
+                .nhs_number
+                .as_deref()
+                .map(NhsNumber::parse)
+                .transpose()
+                .map_err(|error| anyhow!("--nhs-number: {error}"))?,
+            local_identifiers: self.local_ids.iter().map(|id| LocalIdentifier::parse(id)).collect::<Result<_, _>>()?,
+            email: self.email.as_deref().map(email).transpose()?,
+            mobile: self.mobile.as_deref().map(MobileNumber::parse).transpose()?,
+            address: postal_address(&self.address)?,
+        })
+    }
+}
+
+/// A patient in one team of an organisation.
+#[derive(Args, Debug)]
+pub struct TeamPatient {
+    #[arg(long)]
+    org: String,
+    #[arg(long)]
+    team: String,
+    #[arg(long)]
+    patient: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum EntryCommand {
     /// Add an entry to a patient's record on behalf of one of the organisation's teams.
@@ -173,19 +200,8 @@ pub enum EntryCommand {
 
 pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: PatientCommand) -> anyhow::Result<()> {
     match command {
-        PatientCommand::Add {
-            org,
-            family,
-            given,
-            birth_date,
-            sex,
-            nhs_number,
-            local_ids,
-            email: address,
-            mobile,
-            address: postal,
-            teams,
-        } => {
+        PatientCommand::Add { org, family, given, birth_date, sex, contact, teams } => {
+            let contact = contact.parse()?;
             let new = NewPatient {
                 organisation: org_code(&org)?,
                 demographics: Demographics {
@@ -194,16 +210,12 @@ pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: Patie
                     birth_date: Date::parse(&birth_date).map_err(|error| anyhow!("--birth-date: {error}"))?,
                     sex: Sex::from_code(sex.trim())
                         .ok_or_else(|| anyhow!("--sex must be female, male, other or unknown"))?,
-                    email: address.as_deref().map(email).transpose()?,
-                    mobile: mobile.as_deref().map(MobileNumber::parse).transpose()?,
-                    address: postal_address(&postal)?,
+                    email: contact.email,
+                    mobile: contact.mobile,
+                    address: contact.address,
                 },
-                nhs_number: nhs_number
-                    .as_deref()
-                    .map(NhsNumber::parse)
-                    .transpose()
-                    .map_err(|error| anyhow!("--nhs-number: {error}"))?,
-                local_identifiers: local_ids.iter().map(|id| LocalIdentifier::parse(id)).collect::<Result<_, _>>()?,
+                nhs_number: contact.nhs_number,
+                local_identifiers: contact.local_identifiers,
                 teams: teams.iter().map(|alias| team_alias(alias)).collect::<anyhow::Result<_>>()?,
             };
             let patient = app.create_patient(operator, &new)?;
@@ -214,19 +226,8 @@ pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: Patie
                 )
             });
         }
-        PatientCommand::Update {
-            org,
-            patient,
-            family,
-            given,
-            birth_date,
-            sex,
-            nhs_number,
-            local_ids,
-            email: address,
-            mobile,
-            address: postal,
-        } => {
+        PatientCommand::Update { org, patient, family, given, birth_date, sex, contact } => {
+            let contact = contact.parse()?;
             let changes = PatientChanges {
                 family_name: family.as_deref().map(|family| Name::parse("family name", family)).transpose()?,
                 given_name: given.as_deref().map(|given| Name::parse("given name", given)).transpose()?,
@@ -242,25 +243,18 @@ pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: Patie
                             .ok_or_else(|| anyhow!("--sex must be female, male, other or unknown"))
                     })
                     .transpose()?,
-                email: address.as_deref().map(email).transpose()?,
-                mobile: mobile.as_deref().map(MobileNumber::parse).transpose()?,
-                address: postal_address(&postal)?,
-                nhs_number: nhs_number
-                    .as_deref()
-                    .map(NhsNumber::parse)
-                    .transpose()
-                    .map_err(|error| anyhow!("--nhs-number: {error}"))?,
-                add_local_identifiers: local_ids
-                    .iter()
-                    .map(|id| LocalIdentifier::parse(id))
-                    .collect::<Result<_, _>>()?,
+                email: contact.email,
+                mobile: contact.mobile,
+                address: contact.address,
+                nhs_number: contact.nhs_number,
+                add_local_identifiers: contact.local_identifiers,
             };
             let record = app.update_patient(operator, &org_code(&org)?, patient_id(&patient)?, &changes)?;
             print(json, patient_json(&record), || {
                 format!("updated the record of {} {}", record.demographics.given_name, record.demographics.family_name)
             });
         }
-        PatientCommand::Link { org, team, patient } => {
+        PatientCommand::Link { place: TeamPatient { org, team, patient } } => {
             let link = app.link_patient(
                 &LinkActor::Operator(operator),
                 patient_id(&patient)?,
@@ -279,7 +273,7 @@ pub(super) fn patient(app: &App, operator: &Operator, json: bool, command: Patie
                 },
             );
         }
-        PatientCommand::Discharge { org, team, patient } => {
+        PatientCommand::Discharge { place: TeamPatient { org, team, patient } } => {
             app.discharge_patient(
                 &LinkActor::Operator(operator),
                 patient_id(&patient)?,

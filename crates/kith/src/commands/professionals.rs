@@ -11,14 +11,21 @@ use super::input::{email, org_code, team_alias};
 use super::output::print;
 use crate::read_password_from_stdin;
 
+/// A person, by email, in a team of an organisation.
 #[derive(Args, Debug)]
-pub struct MembershipTarget {
+pub struct TeamMember {
     #[arg(long)]
     org: String,
     #[arg(long)]
     team: String,
     #[arg(long)]
     email: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MembershipTarget {
+    #[command(flatten)]
+    member: TeamMember,
     /// Override the two-coordinator rule (audited).
     #[arg(long)]
     force: bool,
@@ -29,12 +36,8 @@ pub enum ProfessionalCommand {
     /// Add a professional (or coordinator) to a team: a new account when the email is new,
     /// otherwise a new membership of the existing account.
     Add {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        team: String,
-        #[arg(long)]
-        email: String,
+        #[command(flatten)]
+        member: TeamMember,
         #[arg(long)]
         name: String,
         /// Add as a coordinator (runs the team; no clinical access).
@@ -94,7 +97,12 @@ pub(super) fn professional(
     command: ProfessionalCommand,
 ) -> anyhow::Result<()> {
     match command {
-        ProfessionalCommand::Add { org, team, email: address, name, coordinator, password_stdin } => {
+        ProfessionalCommand::Add {
+            member: TeamMember { org, team, email: address },
+            name,
+            coordinator,
+            password_stdin,
+        } => {
             let password_hash = if password_stdin {
                 Some(kith_app::password::hash_password(&read_password_from_stdin()?)?)
             } else {
@@ -143,21 +151,21 @@ pub(super) fn professional(
                 .ok_or_else(|| anyhow!("--role must be professional or coordinator"))?;
             let change = app.set_membership_role(
                 operator,
-                &org_code(&target.org)?,
-                &team_alias(&target.team)?,
-                &email(&target.email)?,
+                &org_code(&target.member.org)?,
+                &team_alias(&target.member.team)?,
+                &email(&target.member.email)?,
                 role,
                 target.force,
             )?;
             print(
                 json,
-                json!({ "email": target.email, "team": target.team, "role": change.membership.role.code(), "overridden": change.overridden }),
+                json!({ "email": target.member.email, "team": target.member.team, "role": change.membership.role.code(), "overridden": change.overridden }),
                 || {
                     format!(
                         "{} is now {} of team {}{}",
-                        target.email,
+                        target.member.email,
                         change.membership.role,
-                        target.team,
+                        target.member.team,
                         overridden_note(&change.overridden)
                     )
                 },
@@ -283,9 +291,9 @@ fn membership_status(
 ) -> anyhow::Result<()> {
     let change = app.set_membership_status(
         operator,
-        &org_code(&target.org)?,
-        &team_alias(&target.team)?,
-        &email(&target.email)?,
+        &org_code(&target.member.org)?,
+        &team_alias(&target.member.team)?,
+        &email(&target.member.email)?,
         status,
         target.force,
     );
@@ -295,12 +303,12 @@ fn membership_status(
     };
     print(
         json,
-        json!({ "email": target.email, "team": target.team, "status": change.membership.status.code(), "overridden": change.overridden }),
+        json!({ "email": target.member.email, "team": target.member.team, "status": change.membership.status.code(), "overridden": change.overridden }),
         || {
             format!(
                 "{}'s membership of team {} is {}{}",
-                target.email,
-                target.team,
+                target.member.email,
+                target.member.team,
                 change.membership.status,
                 overridden_note(&change.overridden)
             )
