@@ -34,6 +34,8 @@ pub struct RecordView {
     pub basis: Basis,
     /// Some entries exist that the reader may not see. Never how many, nor their labels.
     pub some_hidden: bool,
+    /// The observations (HL7 OBX) of each visible result, read in the same transaction.
+    pub observations: std::collections::HashMap<kith_core::EntryId, Vec<kith_core::model::Observation>>,
 }
 
 impl App {
@@ -79,7 +81,8 @@ impl App {
                 )?;
                 let total = tx.count_entries(patient)?;
                 let some_hidden = total > entries.len() as i64;
-                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden }))
+                let observations = crate::account_access::shown_observations(tx, patient, &entries)?;
+                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations }))
             })
             .and_then(|outcome| outcome)
     }
@@ -118,7 +121,7 @@ impl App {
         self.open_break_glass_bound(&context, Some(crate::secrets::token_hash(session_secret)), patient, reason)
     }
 
-    fn open_break_glass_bound(
+    pub(crate) fn open_break_glass_bound(
         &self,
         context: &ProfessionalContext,
         session: Option<[u8; 32]>,
@@ -210,7 +213,8 @@ impl App {
                                 .data(kinds, labels)
                                 .build(),
                         );
-                        Ok(Ok(RecordView { patient: record, entries, basis, some_hidden: false }))
+                        let observations = crate::account_access::shown_observations(tx, record.id, &entries)?;
+                        Ok(Ok(RecordView { patient: record, entries, basis, some_hidden: false, observations }))
                     }
                     Decision::Deny(reason) => {
                         let mut event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read")

@@ -178,6 +178,29 @@ impl App {
     }
 }
 
+/// The observations (HL7 OBX) of the versions of the results among `entries` (the
+/// entries a read shows), by entry: read in the read's transaction.
+pub(crate) fn shown_observations(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    entries: &[VisibleEntry],
+) -> AppResult<HashMap<EntryId, Vec<Observation>>> {
+    let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
+    let shown: HashMap<EntryId, i64> = entries
+        .iter()
+        .filter(|visible| visible.entry.kind == EntryKind::Result)
+        .map(|visible| (visible.entry.id, visible.entry.version))
+        .collect();
+    if !shown.is_empty() {
+        for (entry, version, observation) in tx.patient_observations(patient)? {
+            if shown.get(&entry) == Some(&version) {
+                observations.entry(entry).or_default().push(observation);
+            }
+        }
+    }
+    Ok(observations)
+}
+
 /// Adds a search candidate to `found` when the account may see who it is (audited
 /// `patient.search` with the basis), or audits the search as denied on the patient.
 fn see_candidate(
@@ -307,19 +330,7 @@ fn read_entries_in(
         }
     };
     let some_hidden = selected_total > entries.len();
-    let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
-    if entries.iter().any(|visible| visible.entry.kind == EntryKind::Result) {
-        let shown: HashMap<EntryId, i64> = entries
-            .iter()
-            .filter(|visible| visible.entry.kind == EntryKind::Result)
-            .map(|visible| (visible.entry.id, visible.entry.version))
-            .collect();
-        for (entry, version, observation) in tx.patient_observations(record.id)? {
-            if shown.get(&entry) == Some(&version) {
-                observations.entry(entry).or_default().push(observation);
-            }
-        }
-    }
+    let observations = shown_observations(tx, record.id, &entries)?;
     Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
 }
 

@@ -82,6 +82,11 @@ pub struct AccessLogEntry {
     pub entry_kinds: String,
     pub labels: String,
     pub break_glass: bool,
+    /// The organisation of the team acted through.
+    pub organisation: Option<String>,
+    /// The reason the professional gave, for a break-the-glass grant they opened (never a
+    /// denial's internal reason).
+    pub stated_reason: Option<String>,
 }
 
 /// Names an audit event for the patient: who (the account's name), which team.
@@ -94,10 +99,20 @@ pub(crate) fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResu
         (None, "operator") => "Kith administrator".to_owned(),
         _ => "Kith".to_owned(),
     };
-    let team = match record.acting_team {
-        Some(team) => tx.team(team)?.map(|team| team.name.to_string()),
-        None => None,
+    let (team, organisation) = match record.acting_team {
+        Some(team) => match tx.team(team)? {
+            Some(team) => {
+                let organisation = tx.organisation(team.organisation)?.map(|o| o.name.to_string());
+                (Some(team.name.to_string()), organisation)
+            }
+            None => (None, None),
+        },
+        None => (None, None),
     };
+    let stated_reason = (record.action == "break_glass.open"
+        && record.outcome == kith_core::audit::Outcome::Allowed.code())
+    .then(|| record.reason.clone())
+    .flatten();
     let label_set = kith_core::LabelSet::from_bits(record.labels).unwrap_or_default();
     Ok(AccessLogEntry {
         seq: event.seq,
@@ -114,6 +129,8 @@ pub(crate) fn access_log_entry(tx: &mut Tx<'_>, event: &ChainedEvent) -> AppResu
         entry_kinds: record.entry_kinds.clone(),
         labels: if label_set.is_empty() { String::new() } else { label_set.to_string() },
         break_glass: record.basis.as_deref() == Some("break_glass"),
+        organisation,
+        stated_reason,
     })
 }
 

@@ -14,7 +14,7 @@ use kith_core::consent::ConsentRefusal;
 use kith_core::team::TeamRuleViolation;
 use kith_core::text::InvalidText;
 use kith_core::{AccountId, LabelSet, OrganisationId, PatientId, TeamId, Timestamp};
-pub use kith_store::Audited;
+pub use kith_store::{Audited, TeamPatientFilter};
 use kith_store::{Store, StoreError, TransactionError};
 
 mod access;
@@ -37,6 +37,7 @@ pub mod secrets;
 pub mod sessions;
 mod tokens;
 pub mod two_factor;
+mod workspace;
 
 pub use access::*;
 pub use account_access::*;
@@ -48,6 +49,7 @@ pub use organisations::*;
 pub use patients::*;
 pub use secrets::token_hash;
 pub use tokens::*;
+pub use workspace::*;
 
 /// The source of "now". Production uses the system clock; tests move time by hand.
 pub trait Clock: Send + Sync {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use kith_core::audit::{Actor, Channel, Outcome};
-use kith_core::consent::{AddPatientFacts, AddPatientRefusal, LinkBasis, LookupResult, decide_add_patient};
+use kith_core::consent::{AddPatientFacts, AddPatientRefusal, LookupResult, decide_add_patient};
 use kith_core::model::CareLink;
 use kith_core::team::AccountStatus;
 use kith_core::{AccountId, Date, OrganisationId, PatientId, TeamId, Timestamp};
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::account_access::resolve;
 use crate::outbox::Notice;
-use crate::patients::write_link;
+use crate::patients::{professional_link_basis, write_link};
 use crate::{App, AppError, AppResult, AuditBuilder, LinkActor, PatientQuery, ProfessionalContext};
 
 /// `$add-patient` look-ups that matched no one, per professional, in an hour. Matches do not
@@ -118,6 +118,38 @@ impl LookupBudget {
     }
 }
 
+/// How a professional who brings a patient into their team says they may.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddBasis {
+    /// The patient has explicitly agreed.
+    ExplicitConsent,
+    /// A referral: the patient's implied consent.
+    Referral,
+    /// Another basis, stated (kept in the audit event; the link's basis is implied consent).
+    Other(kith_core::text::Reason),
+}
+
+/// The record an exact identifier names: the NHS number, or a local identifier of
+/// `organisation` (another organisation's identifiers name nothing here); a merged record
+/// is followed to its survivor. The same statements run whatever is found.
+pub(crate) fn candidate(
+    tx: &mut Tx<'_>,
+    identifier: &PatientQuery,
+    organisation: &kith_core::model::Organisation,
+) -> AppResult<Option<kith_core::model::Patient>> {
+    let candidate = match identifier {
+        PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?,
+        PatientQuery::Local { organisation: code, identifier } if *code == organisation.code => {
+            tx.patient_by_local_identifier(organisation.id, identifier)?
+        }
+        _ => None,
+    };
+    Ok(match candidate {
+        Some(record) if record.merged_into.is_some() => resolve(tx, record.id)?,
+        other => other,
+    })
+}
+
 impl App {
     /// A professional of `team` brings a patient into it by exact identifier (the NHS
     /// number, or a local identifier of the team's organisation) and date of birth — never
@@ -128,7 +160,8 @@ impl App {
     /// in the team's organisation, sharing disabled), is [`AppError::Denied`], after the
     /// same statements whatever the record; a miss is audited with the patient when there is
     /// one and counts against the professional's [`MAX_LOOKUP_MISSES_PER_HOUR`]; past it,
-    /// every look-up is refused ([`AppError::TooManyAttempts`]) without looking.
+    /// every look-up is refused ([`AppError::TooManyAttempts`]) without looking. `basis` is
+    /// what the professional says entitles them (FHIR's `$add-patient`: a referral).
     pub fn add_patient_to_team_as(
         &self,
         account: AccountId,
@@ -136,6 +169,7 @@ impl App {
         team: TeamId,
         identifier: &PatientQuery,
         birth_date: Date,
+        basis: &AddBasis,
     ) -> AppResult<CareLink> {
         let now = self.now();
         let budget = LookupBudget::AddPatientMisses;
@@ -165,17 +199,7 @@ impl App {
                 // The same work whether or not a record is found: the look-up, the
                 // organisation and the team's link (on a nil id when none); a merged record
                 // is followed to its survivor (rare, and only when one was found).
-                let candidate = match identifier {
-                    PatientQuery::NhsNumber(number) => tx.patient_by_nhs_number(number)?,
-                    PatientQuery::Local { organisation: code, identifier } if *code == organisation.code => {
-                        tx.patient_by_local_identifier(organisation.id, identifier)?
-                    }
-                    _ => None,
-                };
-                let record = match candidate {
-                    Some(record) if record.merged_into.is_some() => resolve(tx, record.id)?,
-                    other => other,
-                };
+                let record = candidate(tx, identifier, &organisation)?;
                 let probe = record.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
                 let patient_in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
                 let in_team = tx.care_link(probe, team)?.is_some_and(|link| link.is_active());
@@ -203,9 +227,22 @@ impl App {
                     Ok(()) => {
                         let record = record.expect("the rule adds only a record it found");
                         let context = ProfessionalContext { account, team, organisation: organisation.id, channel };
-                        let actor = LinkActor::Professional { context: &context, explicit_consent: false };
-                        let basis = LinkBasis::ProfessionalImpliedConsent;
-                        let link = write_link(tx, &actor, &record, &team_row, team_row.default_labels, basis, now)?;
+                        let explicit_consent = *basis == AddBasis::ExplicitConsent;
+                        let actor = LinkActor::Professional { context: &context, explicit_consent };
+                        let link_basis = professional_link_basis(explicit_consent);
+                        let link =
+                            write_link(tx, &actor, &record, &team_row, team_row.default_labels, link_basis, now)?;
+                        if let AddBasis::Other(stated) = basis {
+                            tx.audit(
+                                AuditBuilder::new(now, Actor::Account(account), channel, "care_link.basis")
+                                    .organisation(organisation.id)
+                                    .team(team)
+                                    .patient(record.id)
+                                    .basis("administration")
+                                    .reason(format!("brought in on another basis: {stated}"))
+                                    .build(),
+                            );
+                        }
                         return Ok(Ok(link));
                     }
                     Err(refusal) => refusal,

@@ -287,9 +287,11 @@ impl Notice {
                     "A professional used emergency access (\"breaking the glass\") to see your Kith record.\n\n\
                      Emergency access is for urgent care when the usual permissions are not enough. \
                      Every use is recorded, with its reason, and reviewed.\n\n\
-                     Sign in to Kith to see who looked at your record, when, and why:\n{url}/\n"
+                     Sign in to Kith to see who looked at your record, when, and why:\n{url}/my/access-log\n"
                 ),
-                format!("Kith: someone used emergency access to your record. Sign in to see who and why: {url}/"),
+                format!(
+                    "Kith: someone used emergency access to your record. Sign in to see who and why: {url}/my/access-log"
+                ),
             ),
             Notice::BreakGlassPrivacyOfficer { grant, patient: _ } => (
                 "Emergency access was used in your organisation".to_owned(),
@@ -315,25 +317,25 @@ impl Notice {
                 "A care team was added to your Kith record".to_owned(),
                 format!(
                     "A care team can now see parts of your Kith record.\n\n\
-                     Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/\n"
+                     Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/my/sharing\n"
                 ),
-                format!("Kith: a care team was added to your record. Sign in to see it: {url}/"),
+                format!("Kith: a care team was added to your record. Sign in to see it: {url}/my/sharing"),
             ),
             Notice::ConsentChangedPatient(_) => (
                 "Your Kith sharing choices were changed".to_owned(),
                 format!(
                     "The choices about who can see your Kith record were changed.\n\n\
-                     Sign in to Kith to see what changed and who changed it:\n{url}/\n"
+                     Sign in to Kith to see what changed and who changed it:\n{url}/my/sharing\n"
                 ),
-                format!("Kith: your sharing choices were changed. Sign in to see what changed: {url}/"),
+                format!("Kith: your sharing choices were changed. Sign in to see what changed: {url}/my/sharing"),
             ),
             Notice::SharingDisabledPatient(_) => (
                 "Sharing of your Kith record was turned off".to_owned(),
                 format!(
                     "Sharing of your Kith record between care teams was turned off: each team now sees only \
-                     what it wrote itself.\n\nSign in to Kith to see the details:\n{url}/\n"
+                     what it wrote itself.\n\nSign in to Kith to see the details:\n{url}/my/sharing\n"
                 ),
-                format!("Kith: sharing of your record was turned off. Sign in to see the details: {url}/"),
+                format!("Kith: sharing of your record was turned off. Sign in to see the details: {url}/my/sharing"),
             ),
             Notice::PasswordReset { account: _, team, code } => {
                 // A coordinator's reset names their team; a self-service one does not.

@@ -317,11 +317,7 @@ impl App {
                             );
                             return Ok(Err(AppError::Denied));
                         }
-                        if *explicit_consent {
-                            LinkBasis::ProfessionalExplicitConsent
-                        } else {
-                            LinkBasis::ProfessionalImpliedConsent
-                        }
+                        professional_link_basis(*explicit_consent)
                     }
                 };
                 let patient_in_organisation = tx.patient_in_organisation(patient, org.id)?;
@@ -807,6 +803,12 @@ pub(crate) fn link_created_event(
 }
 
 /// Writes a care link and its audit event (and tells a registered patient of a new team).
+/// The basis of a link a professional makes: the patient's explicit consent, or implied
+/// consent (a referral).
+pub(crate) fn professional_link_basis(explicit_consent: bool) -> LinkBasis {
+    if explicit_consent { LinkBasis::ProfessionalExplicitConsent } else { LinkBasis::ProfessionalImpliedConsent }
+}
+
 pub(crate) fn write_link(
     tx: &mut Tx<'_>,
     actor: &LinkActor<'_>,

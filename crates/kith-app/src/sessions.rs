@@ -81,6 +81,9 @@ pub struct WebSession {
     pub must_enrol_two_factor: bool,
     /// A patient who registered and has not finished the walkthrough of their teams.
     pub walkthrough_pending: bool,
+    /// The break-the-glass grants opened in this session and still open (every page's
+    /// banner says so).
+    pub break_glass: Vec<kith_core::model::BreakGlassGrant>,
 }
 
 impl WebSession {
@@ -351,6 +354,7 @@ impl App {
             let touch = now >= row.last_seen_at.plus(TOUCH_AFTER);
             let two_factor_enabled = tx.two_factor(account.id)?.key.is_some();
             let must_enrol_two_factor = !two_factor_enabled && tx.two_factor_required(account.id)?;
+            let break_glass = tx.open_break_glass_of_session(&hash, now)?;
             Ok::<_, AppError>(Some((
                 WebSession {
                     account,
@@ -361,6 +365,7 @@ impl App {
                     two_factor_enabled,
                     must_enrol_two_factor,
                     walkthrough_pending,
+                    break_glass,
                 },
                 touch,
             )))

@@ -349,6 +349,7 @@ fn a_professional_cannot_bring_another_organisations_patient_into_their_own(data
         prt.id,
         &PatientQuery::NhsNumber(NhsNumber::parse("9434765870").unwrap()),
         kith_core::Date::parse("1971-09-14").unwrap(),
+        &AddBasis::Referral,
     );
     assert!(added.is_err(), "{added:?}");
     let links = app.store().read(|tx| tx.care_links(two.hillside_patient)).unwrap();

@@ -301,7 +301,7 @@ fn add_patient_misses_are_one_answer_audited_with_the_patient_and_limited_per_pr
     let card = team_id(&world, &rxb(), "card");
     let pro_b = account_id(&world, "card.b@example.org");
     let add = |identifier: &PatientQuery, born: &str| {
-        world.app.add_patient_to_team_as(pro_b, Channel::Fhir, card, identifier, birth(born))
+        world.app.add_patient_to_team_as(pro_b, Channel::Fhir, card, identifier, birth(born), &AddBasis::Referral)
     };
     // RXH's patient, the right NHS number and date of birth, from RXB's cardiology: the
     // same answer as a wrong date of birth and an unknown number.

@@ -291,6 +291,15 @@ fn check_professional(account_status: AccountStatus, membership: Option<Membersh
     }
 }
 
+/// May P work in team T's clinical workspace — list the team's patients, look a patient
+/// up to bring them in or to break the glass? Precondition 1 of the rule, on its own: an
+/// active account with an active professional membership of T (a coordinator runs the
+/// team and has no clinical access). Each patient listed is still decided by
+/// [`decide_demographics`] through T.
+pub fn decide_workspace(account_status: AccountStatus, membership: Option<MembershipFacts>) -> Result<(), DenyReason> {
+    check_professional(account_status, membership)
+}
+
 /// The rule for everything but the entry.
 pub fn record_scope(facts: &RecordAccessFacts) -> RecordScope {
     if let Err(reason) = check_professional(facts.account_status, facts.membership) {

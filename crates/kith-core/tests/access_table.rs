@@ -198,6 +198,26 @@ fn bringing_in_and_discharging_need_an_active_professional_of_the_team() {
 }
 
 #[test]
+fn the_workspace_is_for_active_professionals_of_the_team() {
+    use kith_core::access::decide_workspace;
+    let professional = MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active };
+    let coordinator = MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active };
+    let deactivated = MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Deactivated };
+    let rows = [
+        (AccountStatus::Active, Some(professional), Ok(())),
+        (AccountStatus::Active, Some(coordinator), Err(DenyReason::CoordinatorRoleHasNoClinicalAccess)),
+        (AccountStatus::Active, Some(deactivated), Err(DenyReason::MembershipDeactivated)),
+        (AccountStatus::Active, None, Err(DenyReason::NotAMemberOfTeam)),
+        (AccountStatus::Locked, Some(professional), Err(DenyReason::AccountNotActive(AccountStatus::Locked))),
+        (AccountStatus::Disabled, Some(professional), Err(DenyReason::AccountNotActive(AccountStatus::Disabled))),
+        (AccountStatus::Invited, Some(professional), Err(DenyReason::AccountNotActive(AccountStatus::Invited))),
+    ];
+    for (status, membership, expected) in rows {
+        assert_eq!(decide_workspace(status, membership), expected, "{status:?} {membership:?}");
+    }
+}
+
+#[test]
 fn writing_follows_the_link_or_the_glass() {
     for facts in all_facts() {
         let expected = facts.account_status == AccountStatus::Active

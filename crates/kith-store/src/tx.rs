@@ -28,6 +28,7 @@ mod tokens;
 mod transaction;
 
 pub use access_facts::{AccountAccessFacts, RecordReadFacts};
+pub use care_links::{TeamPatient, TeamPatientFilter};
 pub use coordination::{KnownTies, NewMembershipInvitation, OpenInvitation};
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 pub use hl7::{MergeCounts, NewHl7Message};

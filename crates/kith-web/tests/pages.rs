@@ -18,6 +18,9 @@ use kith_core::text::{EmailAddress, Name, OrganisationCode, Secret, TeamAlias};
 use kith_core::{LabelSet, PrivacyLabel};
 use kith_test_support::TestDatabase;
 use kith_web::WebConfig;
+
+mod common;
+use common::{Browser, Page};
 use tower::ServiceExt;
 
 const START: Timestamp = Timestamp::from_micros(1_795_000_000_000_000);
@@ -82,95 +85,6 @@ fn sync<T>(work: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(work)
 }
 
-/// A browser: keeps cookies, follows nothing, remembers the last form token.
-struct Browser<'w> {
-    world: &'w World,
-    cookies: HashMap<String, String>,
-    csrf: String,
-    /// The client's address, as the server's connection would give it (none in-process).
-    address: Option<std::net::SocketAddr>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl<'w> Browser<'w> {
-    fn new(world: &'w World) -> Self {
-        Browser { world, cookies: HashMap::new(), csrf: String::new(), address: None }
-    }
-
-    fn from_address(world: &'w World, address: [u8; 4]) -> Self {
-        Browser { address: Some(std::net::SocketAddr::from((address, 5000))), ..Browser::new(world) }
-    }
-
-    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Page {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let request = request.header(header::HOST, "127.0.0.1:8080").header(header::COOKIE, cookie);
-        let mut request = request.body(body).unwrap();
-        if let Some(address) = self.address {
-            request.extensions_mut().insert(axum::extract::ConnectInfo(address));
-        }
-        let response = self.world.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let location = response.headers().get(header::LOCATION).map(|value| value.to_str().unwrap().to_owned());
-        let set_cookies: Vec<String> = response
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|value| value.to_str().unwrap().to_owned())
-            .collect();
-        for set in &set_cookies {
-            let (pair, _) = set.split_once(';').unwrap();
-            let (key, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(key);
-            } else {
-                self.cookies.insert(key.to_owned(), value.to_owned());
-            }
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        let body = String::from_utf8(bytes.to_vec()).unwrap();
-        if let Some(start) = body.find("name=\"csrf\" value=\"") {
-            let rest = &body[start + 19..];
-            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
-        }
-        Page { status, location, set_cookies, body }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Request::get(path), Body::empty()).await
-    }
-
-    /// Posts a form with the page's token (unless the fields give their own `csrf`).
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.post_with(path, fields, &[]).await
-    }
-
-    async fn post_with(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        if !fields.iter().any(|(key, _)| *key == "csrf") {
-            form.append_pair("csrf", &self.csrf);
-        }
-        for (key, value) in fields {
-            form.append_pair(key, value);
-        }
-        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        for (key, value) in headers {
-            request = request.header(*key, *value);
-        }
-        self.send(request, Body::from(form.finish())).await
-    }
-
-    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
-        self.get("/sign-in").await;
-        self.post("/sign-in", &[("email", email), ("password", password)]).await
-    }
-}
-
 /// Runs `test` on SQLite and, when configured, PostgreSQL. Creating and dropping a
 /// PostgreSQL scratch database blocks, so both happen off the async executor.
 async fn each_world(config: WebConfig, test: impl AsyncFn(&World)) {
@@ -185,7 +99,7 @@ async fn each_world(config: WebConfig, test: impl AsyncFn(&World)) {
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_in_and_out() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         let landing = browser.get("/").await;
         assert_eq!(landing.status, StatusCode::OK);
         assert!(landing.body.contains("href=\"/sign-in\""));
@@ -237,7 +151,7 @@ async fn signing_in_and_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_do_not_reveal_whether_an_account_exists() {
     each_world(WebConfig { attempt_burst: 1000, ..WebConfig::default() }, async |world: &World| {
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.get("/sign-in").await;
         let mut timings: HashMap<&str, Vec<Duration>> = HashMap::new();
         let mut bodies: HashMap<&str, String> = HashMap::new();
@@ -313,7 +227,7 @@ async fn failed_attempts_are_limited_per_address_and_per_account() {
     each_world(
         WebConfig { attempt_burst: 3, attempt_refill: Duration::from_secs(3600), ..WebConfig::default() },
         async |world: &World| {
-            let mut browser = Browser::new(world);
+            let mut browser = Browser::new(&world.router);
             browser.get("/sign-in").await;
             let address = |request: &mut Request<Body>| {
                 request
@@ -381,7 +295,7 @@ const MAX_FAILURES: i64 = kith_app::sessions::MAX_FAILED_SIGN_INS_PER_HOUR;
 #[tokio::test(flavor = "multi_thread")]
 async fn state_changes_without_a_valid_token_or_from_another_site_are_refused() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.get("/sign-in").await;
         let fields = [("email", "ada@example.org"), ("password", PASSWORD)];
         let no_token = browser.post("/sign-in", &[("csrf", ""), fields[0], fields[1]]).await;
@@ -415,7 +329,7 @@ async fn state_changes_without_a_valid_token_or_from_another_site_are_refused() 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_end_after_30_idle_minutes_or_12_hours() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.sign_in("ada@example.org", PASSWORD).await;
         let signed_in = |page: &Page| page.body.contains("Sign out");
         world.clock.advance(Duration::from_secs(29 * 60));
@@ -439,11 +353,11 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_codes_work_once_and_expire_and_end_every_session() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut other_device = Browser::new(world);
+        let mut other_device = Browser::new(&world.router);
         other_device.sign_in("bob@example.org", PASSWORD).await;
         let other_session = other_device.cookies["kith_session"].clone();
 
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.get("/password-reset").await;
         browser.post("/password-reset", &[("email", "bob@example.org")]).await;
         let (_, reset) = wait_for_resets(world, 1).await.remove(0);
@@ -502,7 +416,7 @@ fn totp_now(world: &World, key: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_step_verification_enrolment_sign_in_recovery_and_requirement() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.sign_in("ada@example.org", PASSWORD).await;
         let setup = browser.get("/account/two-factor").await;
         let start = setup.body.find("id=\"totp-key\">").expect("the key is shown") + 14;
@@ -554,7 +468,7 @@ async fn two_step_verification_enrolment_sign_in_recovery_and_requirement() {
 
         // An organisation that requires it sends professionals without it to set it up.
         sync(|| world.app.set_two_factor_requirement(&op(), &code(), true)).unwrap();
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         bob.sign_in("bob@example.org", PASSWORD).await;
         assert_eq!(bob.get("/").await.location.as_deref(), Some("/account/two-factor"));
         let setup = bob.get("/account/two-factor").await;
@@ -609,7 +523,7 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
             sync(|| world.app.store().read(|tx| tx.patient(patient.id))).unwrap().unwrap().registration.code(),
             "invited"
         );
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         let form = browser.get(&format!("/register?code={secret}")).await;
         let (invitation, activation) = kith_app::invitations::split_codes(&secret);
         assert!(
@@ -709,7 +623,7 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
         assert!(home.body.contains("<td>Mental Health</td><td>general health</td>"), "{}", home.body);
 
         // The codes work once; an expired invitation's codes not at all.
-        let mut again = Browser::new(world);
+        let mut again = Browser::new(&world.router);
         again.get("/register").await;
         let reuse =
             again.post("/register", &[codes[0], codes[1], ("day", "27"), ("month", "3"), ("year", "1985")]).await;
@@ -790,11 +704,11 @@ fn html_unescape(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         bob.sign_in("bob@example.org", PASSWORD).await;
         assert_eq!(bob.get("/team/professionals").await.status, StatusCode::FORBIDDEN, "professionals cannot upload");
 
-        let mut ada = Browser::new(world);
+        let mut ada = Browser::new(&world.router);
         ada.sign_in("ada@example.org", PASSWORD).await;
         let page = ada.get("/team/professionals").await;
         assert!(
@@ -870,16 +784,16 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
             })
             .and_then(|row| row.message.secret)
             .expect("an activation email with its code");
-        let mut new = Browser::new(world);
+        let mut new = Browser::new(&world.router);
         let form = new.get(&format!("/activate/{code}")).await;
         assert!(form.body.contains("Set your password"));
         let done =
             new.post(&format!("/activate/{code}"), &[("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)]).await;
         assert_eq!(done.location.as_deref(), Some("/"));
         assert!(new.get("/").await.body.contains("Mental Health (professional)"));
-        let reuse = Browser::new(world).get(&format!("/activate/{code}")).await;
+        let reuse = Browser::new(&world.router).get(&format!("/activate/{code}")).await;
         assert!(reuse.body.contains("This link has expired or has already been used"));
-        let mut signed = Browser::new(world);
+        let mut signed = Browser::new(&world.router);
         assert_eq!(signed.sign_in("new.one@example.org", NEW_PASSWORD).await.location.as_deref(), Some("/"));
     })
     .await;
@@ -888,11 +802,11 @@ async fn a_coordinator_uploads_professionals_and_they_activate_their_accounts() 
 #[tokio::test(flavor = "multi_thread")]
 async fn coordinators_manage_members_and_reset_passwords() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         bob.sign_in("bob@example.org", PASSWORD).await;
         assert_eq!(bob.get("/team/members").await.status, StatusCode::FORBIDDEN, "a professional is not a coordinator");
 
-        let mut ada = Browser::new(world);
+        let mut ada = Browser::new(&world.router);
         ada.sign_in("ada@example.org", PASSWORD).await;
         let page = ada.get("/team/members").await;
         assert!(page.body.contains("<td>bob@example.org</td>"), "{}", page.body);
@@ -965,7 +879,7 @@ async fn coordinators_manage_members_and_reset_passwords() {
             )
         })
         .unwrap();
-        let mut prt = Browser::new(world);
+        let mut prt = Browser::new(&world.router);
         prt.sign_in("prt.coord@example.org", PASSWORD).await;
         assert!(
             prt.get("/team/members").await.body.contains("<h2>Reset a patient"),
@@ -1019,9 +933,9 @@ async fn coordinators_manage_members_and_reset_passwords() {
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_a_password_ends_the_other_sessions() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut laptop = Browser::new(world);
+        let mut laptop = Browser::new(&world.router);
         laptop.sign_in("bob@example.org", PASSWORD).await;
-        let mut phone = Browser::new(world);
+        let mut phone = Browser::new(&world.router);
         phone.sign_in("bob@example.org", PASSWORD).await;
         let old_laptop_session = laptop.cookies["kith_session"].clone();
 
@@ -1046,7 +960,7 @@ async fn changing_a_password_ends_the_other_sessions() {
         assert!(laptop.get("/?done=password").await.body.contains("You are signed out everywhere else."));
         assert!(!phone.get("/").await.body.contains("Sign out"), "the other session has ended");
         assert!(sync(|| world.app.session(&old_laptop_session)).unwrap().is_none());
-        let mut fresh = Browser::new(world);
+        let mut fresh = Browser::new(&world.router);
         assert_eq!(fresh.sign_in("bob@example.org", NEW_PASSWORD).await.location.as_deref(), Some("/"));
     })
     .await;
@@ -1060,7 +974,7 @@ async fn a_password_typed_again_counts_against_the_per_address_burst() {
     each_world(
         WebConfig { attempt_burst: 4, attempt_refill: Duration::from_secs(3600), ..WebConfig::default() },
         async |world: &World| {
-            let mut browser = Browser::from_address(world, [192, 0, 2, 9]);
+            let mut browser = Browser::from_address(&world.router, [192, 0, 2, 9]);
             browser.sign_in("bob@example.org", PASSWORD).await;
             browser.get("/account/password").await;
             let guess = [("current", "a wrong guess, long"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
@@ -1075,10 +989,10 @@ async fn a_password_typed_again_counts_against_the_per_address_burst() {
             assert_eq!(browser.post("/account/password", &right).await.status, StatusCode::TOO_MANY_REQUESTS);
             let disable = browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await;
             assert_eq!(disable.status, StatusCode::TOO_MANY_REQUESTS);
-            let mut fresh = Browser::from_address(world, [192, 0, 2, 9]);
+            let mut fresh = Browser::from_address(&world.router, [192, 0, 2, 9]);
             assert_eq!(fresh.sign_in("bob@example.org", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
             // Another address is not affected.
-            let mut elsewhere = Browser::from_address(world, [198, 51, 100, 1]);
+            let mut elsewhere = Browser::from_address(&world.router, [198, 51, 100, 1]);
             assert_eq!(elsewhere.sign_in("bob@example.org", PASSWORD).await.location.as_deref(), Some("/"));
             // Nothing changed: the old password still works once the allowance refills.
             world.clock.advance(Duration::from_secs(3601));
@@ -1095,7 +1009,7 @@ async fn a_password_typed_again_counts_against_the_per_address_burst() {
 async fn a_patient_may_set_up_two_step_verification_while_registering() {
     each_world(WebConfig::default(), async |world: &World| {
         let (_, secret) = sync(|| invited_patient(world, "Lou", "lou@example.org", "9434765919"));
-        let mut browser = Browser::new(world);
+        let mut browser = Browser::new(&world.router);
         browser.get(&format!("/register?code={secret}")).await;
         let fields = [
             ("codes", secret.as_str()),
@@ -1133,9 +1047,9 @@ async fn enrol_signed_in(browser: &mut Browser<'_>, world: &World) -> String {
 async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
     each_world(WebConfig::default(), async |world: &World| {
         // Bob turns it off himself, with his password.
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         enrol(&mut bob, world, "bob@example.org", PASSWORD).await;
-        let mut bob_elsewhere = Browser::new(world);
+        let mut bob_elsewhere = Browser::new(&world.router);
         world.clock.advance(Duration::from_secs(30));
         bob_elsewhere.sign_in("bob@example.org", PASSWORD).await;
         assert!(!bob_elsewhere.get("/").await.body.contains("Sign out"), "the second step is asked for");
@@ -1145,7 +1059,7 @@ async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
         let off = bob.post("/account/two-factor/disable", &[("password", PASSWORD)]).await;
         assert_eq!(off.location.as_deref(), Some("/?done=two-factor-off"));
         assert!(bob.get("/?done=two-factor-off").await.body.contains("Two-step verification is off."));
-        let mut again = Browser::new(world);
+        let mut again = Browser::new(&world.router);
         assert_eq!(
             again.sign_in("bob@example.org", PASSWORD).await.location.as_deref(),
             Some("/"),
@@ -1153,9 +1067,9 @@ async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
         );
 
         // Ada (coordinator) resets Bob's after he enrols again and loses his phone.
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         enrol(&mut bob, world, "bob@example.org", PASSWORD).await;
-        let mut ada = Browser::new(world);
+        let mut ada = Browser::new(&world.router);
         ada.sign_in("ada@example.org", PASSWORD).await;
         let members = ada.get("/team/members").await;
         assert!(members.body.contains("Reset two-step verification"), "{}", members.body);
@@ -1163,7 +1077,7 @@ async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
         let reset = ada.post(&format!("/team/members/{bob_id}/two-factor"), &[]).await;
         assert!(reset.body.contains("Their two-step verification is off"), "{}", reset.body);
         assert!(!bob.get("/").await.body.contains("Sign out"), "bob's sessions ended");
-        let mut fresh = Browser::new(world);
+        let mut fresh = Browser::new(&world.router);
         assert_eq!(fresh.sign_in("bob@example.org", PASSWORD).await.location.as_deref(), Some("/"));
         let twice = ada.post(&format!("/team/members/{bob_id}/two-factor"), &[]).await;
         assert!(twice.body.contains("does not use two-step verification"));
@@ -1174,13 +1088,13 @@ async fn two_step_verification_can_be_turned_off_or_reset_by_a_coordinator() {
 #[tokio::test(flavor = "multi_thread")]
 async fn housekeeping_forgets_dead_sessions_old_failures_and_spent_codes() {
     each_world(WebConfig::default(), async |world: &World| {
-        let mut bob = Browser::new(world);
+        let mut bob = Browser::new(&world.router);
         bob.sign_in("bob@example.org", PASSWORD).await;
         bob.sign_in("nobody@example.org", "a wrong password, long").await;
         sync(|| world.app.request_password_reset("bob@example.org")).unwrap();
         let (_, code) = wait_for_resets(world, 1).await.remove(0);
         world.clock.advance(Duration::from_secs(31 * 24 * 3600));
-        let mut ada = Browser::new(world);
+        let mut ada = Browser::new(&world.router);
         ada.sign_in("ada@example.org", PASSWORD).await;
         let (sessions, failures, codes) = sync(|| world.app.forget_stale_sign_in_state()).unwrap();
         assert_eq!((sessions, failures, codes), (1, 1, 1), "bob's session, the failure and the expired code");
@@ -1240,7 +1154,7 @@ async fn an_invitation_from_another_organisation_is_answered_on_the_home_page() 
         });
         let bob = sync(|| world.app.account_by_email(&EmailAddress::parse("bob@example.org").unwrap())).unwrap();
 
-        let mut cara = Browser::new(world);
+        let mut cara = Browser::new(&world.router);
         cara.sign_in("cara@example.org", PASSWORD).await;
         cara.get("/team/members").await;
         let invited = cara
@@ -1250,7 +1164,7 @@ async fn an_invitation_from_another_organisation_is_answered_on_the_home_page() 
         assert!(invited.body.contains("invited: not accepted yet"), "{}", invited.body);
         assert!(!invited.body.contains(&format!("/team/members/{}/", bob.id)), "not a member: nothing to act on");
 
-        let mut bob_browser = Browser::new(world);
+        let mut bob_browser = Browser::new(&world.router);
         bob_browser.sign_in("bob@example.org", PASSWORD).await;
         let home = bob_browser.get("/").await;
         assert!(home.body.contains("Invitations to join a team"), "{}", home.body);
@@ -1285,7 +1199,7 @@ async fn an_invitation_from_another_organisation_is_answered_on_the_home_page() 
         let members = cara.get("/team/members").await;
         assert!(members.body.contains("Not only your organisation&#39;s account"), "{}", members.body);
         assert!(!members.body.contains(&format!("/team/members/{}/reset", bob.id)));
-        let mut ada = Browser::new(world);
+        let mut ada = Browser::new(&world.router);
         ada.sign_in("ada@example.org", PASSWORD).await;
         let members = ada.get("/team/members").await;
         assert!(!members.body.contains(&format!("/team/members/{}/reset", bob.id)), "{}", members.body);

@@ -63,6 +63,24 @@ impl Tx<'_> {
         )
     }
 
+    /// The grants opened in the web session with this SHA-256 that are still open at `at`
+    /// (the page banner), soonest to end first.
+    pub fn open_break_glass_of_session(
+        &mut self,
+        session: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        self.all(
+            concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM break_glass_grants WHERE session_hash = ? AND ended_at IS NULL AND expires_at > ? ORDER BY expires_at, id"
+            ),
+            &[session.as_slice().into(), at.into()],
+            grant_from,
+        )
+    }
+
     /// Ends the open grants opened in the web session with this SHA-256 (sign-out);
     /// returns them.
     pub fn end_break_glass_of_session(

@@ -3,9 +3,30 @@
 use kith_core::model::*;
 use kith_core::*;
 
-use super::rows::{care_link_columns, care_link_from, care_link_params};
+use super::rows::{care_link_columns, care_link_from, care_link_params, like_prefix, patient_from};
 use super::transaction::Tx;
 use crate::error::StoreError;
+use crate::value::Param;
+
+/// What a team's patient list is narrowed to (all of it when every field is empty).
+#[derive(Clone, Debug, Default)]
+pub struct TeamPatientFilter {
+    /// The start of the family or given name, any case.
+    pub name: String,
+    /// An NHS number, exactly.
+    pub nhs_number: String,
+    /// A local identifier's value, exactly (under any authority of any organisation).
+    pub local_identifier: String,
+    /// A date of birth, YYYY-MM-DD.
+    pub birth_date: String,
+}
+
+/// A patient in a team's list, with when they were brought into the team.
+#[derive(Clone, Debug)]
+pub struct TeamPatient {
+    pub patient: Patient,
+    pub linked_at: Timestamp,
+}
 
 impl Tx<'_> {
     // ----- care links --------------------------------------------------------------------
@@ -59,6 +80,56 @@ impl Tx<'_> {
             "SELECT 1 FROM care_links c JOIN teams t ON t.id = c.team_id
              WHERE c.patient_id = ? AND t.organisation_id = ? AND t.kind = 'patient_record' AND c.discharged_at IS NULL",
             &[patient.into(), organisation.into()],
+        )
+    }
+
+    /// The patients actively linked to `team` that `filter` admits, in (family name, given
+    /// name, id) order, after the patient `after` (the last of the page before), at most
+    /// `limit`. Merged records are left out (they resolve to their survivor, linked too).
+    pub fn team_patients(
+        &mut self,
+        team: TeamId,
+        filter: &TeamPatientFilter,
+        after: Option<&Patient>,
+        limit: i64,
+    ) -> Result<Vec<TeamPatient>, StoreError> {
+        let name = like_prefix(filter.name.trim());
+        let (after_family, after_given) = match after {
+            Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),
+            None => ("", ""),
+        };
+        let after_id = after.map(|patient| patient.id);
+        self.all(
+            "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
+                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address, c.linked_at
+             FROM care_links c JOIN patients p ON p.id = c.patient_id
+             WHERE c.team_id = ? AND c.discharged_at IS NULL AND p.merged_into IS NULL
+               AND (? OR lower(p.family_name) LIKE ? ESCAPE '\\' OR lower(p.given_name) LIKE ? ESCAPE '\\')
+               AND (? OR p.nhs_number = ?)
+               AND (? OR p.birth_date = ?)
+               AND (? OR EXISTS (SELECT 1 FROM patient_identifiers i WHERE i.patient_id = p.id AND i.value = ?))
+               AND (? OR p.family_name > ? OR (p.family_name = ? AND (p.given_name > ? OR (p.given_name = ? AND p.id > ?))))
+             ORDER BY p.family_name, p.given_name, p.id LIMIT ?",
+            &[
+                team.into(),
+                filter.name.trim().is_empty().into(),
+                name.as_str().into(),
+                name.as_str().into(),
+                filter.nhs_number.is_empty().into(),
+                filter.nhs_number.as_str().into(),
+                filter.birth_date.is_empty().into(),
+                filter.birth_date.as_str().into(),
+                filter.local_identifier.is_empty().into(),
+                filter.local_identifier.as_str().into(),
+                after.is_none().into(),
+                Param::Text(after_family),
+                Param::Text(after_family),
+                Param::Text(after_given),
+                Param::Text(after_given),
+                after_id.into(),
+                Param::Int(limit),
+            ],
+            |row| Ok(TeamPatient { patient: patient_from(row)?, linked_at: row.timestamp(15)? }),
         )
     }
 }

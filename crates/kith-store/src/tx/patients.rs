@@ -5,7 +5,7 @@ use kith_core::patient::{LocalIdentifier, NhsNumber};
 use kith_core::text::EmailAddress;
 use kith_core::*;
 
-use super::rows::{PatientRow, corrupt, patient_columns, patient_from};
+use super::rows::{PatientRow, corrupt, like_prefix, patient_columns, patient_from};
 use super::transaction::Tx;
 use crate::error::StoreError;
 use crate::value::Param;
@@ -89,8 +89,7 @@ impl Tx<'_> {
         after: Option<&Patient>,
         limit: i64,
     ) -> Result<Vec<Patient>, StoreError> {
-        let pattern =
-            format!("{}%", family.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = like_prefix(family);
         // Pages in (family name, given name, id) order: `after` is the last of the page before.
         let (after_family, after_given) = match after {
             Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),

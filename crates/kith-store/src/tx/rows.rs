@@ -189,6 +189,12 @@ pub(super) fn membership_from(row: &Row, offset: usize) -> Result<Membership, St
     })
 }
 
+/// A `LIKE … ESCAPE '\\'` pattern for text starting with `prefix`, any case (the column is
+/// compared lower-cased): its wildcards are escaped.
+pub(super) fn like_prefix(prefix: &str) -> String {
+    format!("{}%", prefix.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 pub(super) fn patient_from(row: &Row) -> Result<Patient, StoreError> {
     Ok(Patient {
         id: PatientId::from_uuid(row.uuid(0)?),

@@ -915,7 +915,8 @@ async fn add_patient(
         .map_err(|_| FhirError::Unprocessable("birthdate must be a date, YYYY-MM-DD".to_owned()))?;
     let app = state.app.clone();
     let link = blocking(move || {
-        app.add_patient_to_team_as(account, Channel::Fhir, team, &identifier, birth_date).map_err(FhirError::from)
+        app.add_patient_to_team_as(account, Channel::Fhir, team, &identifier, birth_date, &kith_app::AddBasis::Referral)
+            .map_err(FhirError::from)
     })
     .await?;
     ok(resources::consent(&link))

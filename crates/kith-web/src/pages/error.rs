@@ -65,6 +65,9 @@ impl IntoResponse for PageError {
             PageError::TooManyAttempts => too_many_attempts(),
             PageError::Busy => busy(),
             PageError::Refused(status, words) => (status, words).into_response(),
+            // Not permitted, or not there: one answer, which says nothing about whether the
+            // patient, team or entry exists (the audit trail has the reason).
+            PageError::App { error: AppError::Denied, .. } => not_available(),
             PageError::App { error, at } => {
                 log_app_error(&error, at);
                 internal_error()
@@ -130,6 +133,21 @@ pub(crate) fn or_logged<T>(result: Result<T, AppError>, fallback: T) -> T {
 
 pub(super) fn busy() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], "Kith is busy; try again in a few seconds.\n")
+        .into_response()
+}
+
+/// The one answer to a page the caller may not see or that does not exist.
+pub(super) fn not_available() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::response::Html(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Not available · Kith</title><link rel=\"stylesheet\" href=\"/static/kith.css\"></head>\
+             <body><main id=\"main\"><h1>This page is not available</h1><p>It does not exist, or you do not have \
+             access to it. <a href=\"/\">Go to your home page</a>.</p></main></body></html>",
+        ),
+    )
         .into_response()
 }
 

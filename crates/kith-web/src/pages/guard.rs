@@ -244,6 +244,11 @@ impl FromRequestParts<WebState> for SignedIn {
                 Err(Redirect::to("/account/two-factor").into_response())
             }
             Some(signed_in) => Ok(signed_in),
+            // A page a link led to (an email's, say) is where the sign-in goes on to.
+            None if parts.method == axum::http::Method::GET && parts.uri.path() != "/" => {
+                let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+                Err(Redirect::to(&format!("/sign-in?next={}", super::percent_encoded(target))).into_response())
+            }
             None => Err(Redirect::to("/sign-in").into_response()),
         }
     }

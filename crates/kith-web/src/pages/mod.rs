@@ -16,8 +16,10 @@ pub mod csrf;
 pub mod error;
 pub mod guard;
 mod invitations;
+mod patient;
 mod registration;
 mod team;
+mod workspace;
 
 use askama::Template;
 use axum::Router;
@@ -106,6 +108,8 @@ fn route_table() -> Vec<PageRoute> {
     table.extend(registration::routes());
     table.extend(invitations::routes());
     table.extend(team::routes());
+    table.extend(workspace::routes());
+    table.extend(patient::routes());
     table
 }
 
@@ -136,6 +140,12 @@ pub struct Nav {
     pub teams: Vec<NavTeam>,
     /// Whether they coordinate the team they act for (its coordinator pages are linked).
     pub coordinates_current: bool,
+    /// Whether they act for a team (its patient pages are linked).
+    pub acts_for_team: bool,
+    /// Whether the account is a patient's (their record's pages are linked).
+    pub is_patient: bool,
+    /// Emergency access opened in this session and still open: until when (the banner).
+    pub break_glass_until: Option<String>,
 }
 
 pub struct NavTeam {
@@ -168,6 +178,9 @@ impl Shell {
 
 pub(crate) fn nav(session: &WebSession) -> Nav {
     Nav {
+        acts_for_team: session.current_team().is_some(),
+        is_patient: session.patient.is_some(),
+        break_glass_until: session.break_glass.iter().map(|grant| grant.expires_at).max().map(time_words),
         coordinates_current: session.current_team().is_some_and(|team| team.role == MembershipRole::Coordinator),
         name: session.account.name.to_string(),
         teams: session
@@ -182,6 +195,21 @@ pub(crate) fn nav(session: &WebSession) -> Nav {
             })
             .collect(),
     }
+}
+
+/// A moment as pages show it: `4 Dec 2026, 14:05 UTC`.
+pub(crate) fn time_words(at: kith_core::Timestamp) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let date = at.date();
+    let minutes = at.as_micros().div_euclid(60_000_000).rem_euclid(24 * 60);
+    format!(
+        "{} {} {}, {:02}:{:02} UTC",
+        date.day(),
+        MONTHS[usize::from(date.month().clamp(1, 12)) - 1],
+        date.year(),
+        minutes / 60,
+        minutes % 60
+    )
 }
 
 /// Renders a template as an HTML response (a template that fails is logged: a 500).
@@ -291,6 +319,24 @@ struct SignInPage {
     shell: Shell,
     email: String,
     error: Option<&'static str>,
+    /// Where to go once signed in (a page of Kith a link led to).
+    next: String,
+}
+
+/// `next` when it is a path of this site (`/…`, never `//host` or a scheme): where a
+/// sign-in may send the browser on.
+pub(crate) fn local_path(next: &str) -> Option<&str> {
+    (next.starts_with('/') && !next.starts_with("//") && !next.contains(['\\', '\r', '\n'])).then_some(next)
+}
+
+/// Text for a URL's query: unreserved characters as they are, every other byte `%XX`.
+pub(crate) fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(byte).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// The one answer to every refused sign-in.
@@ -300,6 +346,8 @@ pub const SIGN_IN_REFUSED: &str =
 #[derive(Deserialize)]
 struct Done {
     done: Option<String>,
+    #[serde(default)]
+    next: String,
 }
 
 fn done_notice(done: Option<&str>) -> Option<&'static str> {
@@ -324,9 +372,10 @@ async fn sign_in_page(
         return see_other("/");
     }
     let notice = done_notice(done.done.as_deref());
+    let next = local_path(&done.next).unwrap_or_default().to_owned();
     anonymous_page(&headers, &state, |mut shell| {
         shell.notice = notice;
-        render(&SignInPage { shell, email: String::new(), error: None })
+        render(&SignInPage { shell, email: String::new(), error: None, next })
     })
 }
 
@@ -336,6 +385,8 @@ struct SignInForm {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 async fn sign_in(
@@ -358,10 +409,11 @@ async fn sign_in(
                     or_logged(ended, ());
                 }
             }
-            see_other_signed_in(&state, "/", new.secret.expose())
+            see_other_signed_in(&state, local_path(&form.next).unwrap_or("/"), new.secret.expose())
         }
         SignIn::Refused => anonymous_page(&headers, &state, |shell| {
-            render(&SignInPage { shell, email: form.email.trim().to_owned(), error: Some(SIGN_IN_REFUSED) })
+            let next = local_path(&form.next).unwrap_or_default().to_owned();
+            render(&SignInPage { shell, email: form.email.trim().to_owned(), error: Some(SIGN_IN_REFUSED), next })
         }),
     })
 }

@@ -94,7 +94,7 @@ struct RegisterForm {
     year: String,
 }
 
-fn date_from(day: &str, month: &str, year: &str) -> Option<Date> {
+pub(crate) fn date_from(day: &str, month: &str, year: &str) -> Option<Date> {
     let (day, month, year) = (day.trim().parse().ok()?, month.trim().parse().ok()?, year.trim().parse().ok()?);
     Date::new(year, month, day).ok()
 }

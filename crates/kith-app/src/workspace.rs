@@ -1,0 +1,200 @@
+//! The professional's workspace in the browser: a team's patient list, and breaking the
+//! glass on a patient looked up by what the professional knows of them.
+//!
+//! Who may work in a team's workspace is [`decide_workspace`]'s answer; who each listed
+//! patient is, [`decide_demographics`] through the team. Every patient listed is audited
+//! `patient.list` with its basis, so that the patient's access log shows the list.
+
+use kith_core::access::{DemographicsFacts, MembershipFacts, decide_demographics, decide_workspace};
+use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::model::{BreakGlassGrant, Patient};
+use kith_core::team::AccountStatus;
+use kith_core::text::Reason;
+use kith_core::{AccountId, Basis, Date, Decision, PatientId, TeamId, Timestamp};
+use kith_store::{TeamPatientFilter, Tx};
+
+use crate::access::with_basis;
+use crate::lookups::{LookupBudget, candidate};
+use crate::{App, AppError, AppResult, AuditBuilder, PatientQuery, ProfessionalContext};
+
+/// The most patients one page of a team's list shows.
+pub const TEAM_LIST_PAGE: i64 = 25;
+
+/// A patient in a team's list, as the professional may see them.
+#[derive(Clone, Debug)]
+pub struct TeamPatientRow {
+    pub patient: Patient,
+    /// When the patient was brought into the team.
+    pub linked_at: Timestamp,
+    /// The basis the professional sees who the patient is on.
+    pub basis: Basis,
+}
+
+/// One page of a team's patient list.
+#[derive(Clone, Debug)]
+pub struct TeamPatientPage {
+    pub patients: Vec<TeamPatientRow>,
+    /// The last patient of the page, when another page follows.
+    pub next: Option<PatientId>,
+}
+
+/// The membership facts of `account` in `team`, for the rule.
+fn membership_facts(tx: &mut Tx<'_>, account: AccountId, team: TeamId) -> AppResult<Option<MembershipFacts>> {
+    Ok(tx.membership(account, team)?.map(|m| MembershipFacts { role: m.role, status: m.status }))
+}
+
+impl App {
+    /// One page of `team`'s patients that `filter` admits, in name order, after the patient
+    /// `after` (the last of the page before; ignored unless that patient is in the team, so
+    /// that a guessed id tells nothing). A caller the rule does not let work in the team —
+    /// and a team that does not exist — is [`AppError::Denied`], audited.
+    pub fn team_patients_as(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        team: TeamId,
+        filter: &TeamPatientFilter,
+        after: Option<PatientId>,
+    ) -> AppResult<TeamPatientPage> {
+        let now = self.now();
+        self.store
+            .read_audited(|tx| {
+                let status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
+                let membership = membership_facts(tx, account, team)?;
+                let event = || AuditBuilder::new(now, Actor::Account(account), channel, "patient.list");
+                if let Err(reason) = decide_workspace(status, membership) {
+                    tx.audit(event().outcome(Outcome::Denied).reason(reason).build());
+                    return Ok(Err(AppError::Denied));
+                }
+                let after = match after {
+                    Some(id) if tx.care_link(id, team)?.is_some_and(|link| link.is_active()) => tx.patient(id)?,
+                    _ => None,
+                };
+                let rows = tx.team_patients(team, filter, after.as_ref(), TEAM_LIST_PAGE + 1)?;
+                let more = rows.len() as i64 > TEAM_LIST_PAGE;
+                let mut patients = Vec::new();
+                for row in rows.into_iter().take(TEAM_LIST_PAGE as usize) {
+                    let facts =
+                        tx.account_access_facts(account, status, row.patient.id, row.patient.sharing_disabled, now)?;
+                    let demographics: DemographicsFacts = facts.demographics.through_team(team);
+                    match decide_demographics(&demographics) {
+                        Decision::Allow(basis) => {
+                            let listed = with_basis(tx, event().patient(row.patient.id), basis)?;
+                            tx.audit(listed.build());
+                            patients.push(TeamPatientRow { patient: row.patient, linked_at: row.linked_at, basis });
+                        }
+                        Decision::Deny(reason) => {
+                            tx.audit(event().patient(row.patient.id).outcome(Outcome::Denied).reason(reason).build())
+                        }
+                    }
+                }
+                let next = if more { patients.last().map(|row| row.patient.id) } else { None };
+                Ok(Ok(TeamPatientPage { patients, next }))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// Breaks the glass from a web page on the patient an exact identifier and date of
+    /// birth name (never by browsing), through the team the session acts through and bound
+    /// to the session (see [`App::open_break_glass_in_session`]). No record, another date of
+    /// birth, a record outside the team's organisation and every refusal of the rule are
+    /// the one answer [`AppError::Denied`]; a miss is audited with the patient when there is
+    /// one and counts against the professional's look-up allowance, as `$add-patient`'s do.
+    pub fn break_glass_by_lookup_in_session(
+        &self,
+        session_secret: &str,
+        identifier: &PatientQuery,
+        birth_date: Date,
+        reason: &Reason,
+    ) -> AppResult<BreakGlassGrant> {
+        let now = self.now();
+        let session = self.session(session_secret)?.ok_or(AppError::Denied)?;
+        let Some(team) = session.team else { return Err(AppError::Denied) };
+        let account = session.account.id;
+        let budget = LookupBudget::AddPatientMisses;
+        let found = self
+            .store
+            .write(|tx| {
+                let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
+                let Some(organisation) = tx.organisation(team_row.organisation)? else {
+                    return Ok(Err(AppError::Denied));
+                };
+                let event = AuditBuilder::new(now, Actor::Account(account), Channel::Web, "break_glass.open")
+                    .organisation(organisation.id)
+                    .team(team);
+                if budget.spent(tx, account, now)? {
+                    tx.audit(
+                        event
+                            .outcome(Outcome::Denied)
+                            .reason("too many look-ups that matched no patient in the last hour; not looked up")
+                            .build(),
+                    );
+                    return Ok(Err(budget.refusal()));
+                }
+                let record = candidate(tx, identifier, &organisation)?;
+                let probe = record.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
+                let in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
+                let miss = match &record {
+                    None => Some("no match: no record has the identifier"),
+                    Some(record) if record.demographics.birth_date != birth_date => {
+                        Some("no match: the date of birth differs")
+                    }
+                    Some(_) if !in_organisation => Some("no match: the patient is not in the team's organisation"),
+                    Some(_) => None,
+                };
+                match (record, miss) {
+                    (Some(record), None) => Ok(Ok(record.id)),
+                    (record, Some(why)) => {
+                        budget.spend(tx, account, Channel::Web, organisation.id, now)?;
+                        let event = match record {
+                            Some(record) => event.patient(record.id),
+                            None => event,
+                        };
+                        tx.audit(
+                            event.outcome(Outcome::Denied).reason(format!("{why}; stated reason: {reason}")).build(),
+                        );
+                        Ok(Err(AppError::Denied))
+                    }
+                    (None, None) => Ok(Err(AppError::Denied)),
+                }
+            })
+            .and_then(|outcome: AppResult<PatientId>| outcome)?;
+        let organisation = self
+            .store
+            .read(|tx| Ok::<_, AppError>(tx.team(team)?.map(|team| team.organisation)))?
+            .ok_or(AppError::Denied)?;
+        let context = ProfessionalContext { account, team, organisation, channel: Channel::Web };
+        self.open_break_glass_bound(&context, Some(crate::secrets::token_hash(session_secret)), found, reason)
+    }
+}
+
+/// A team as pages name it: its name and its organisation's.
+#[derive(Clone, Debug)]
+pub struct TeamName {
+    pub team: String,
+    pub organisation: String,
+}
+
+impl App {
+    /// The names of these teams and their organisations (directory information, as the
+    /// FHIR `Organisation` resources give it), by id; an unknown id is left out.
+    pub fn team_names(&self, ids: &[TeamId]) -> AppResult<std::collections::HashMap<TeamId, TeamName>> {
+        self.store.read(|tx| {
+            let mut names = std::collections::HashMap::new();
+            for id in ids {
+                if names.contains_key(id) {
+                    continue;
+                }
+                if let Some(team) = tx.team(*id)?
+                    && let Some(organisation) = tx.organisation(team.organisation)?
+                {
+                    names.insert(
+                        *id,
+                        TeamName { team: team.name.to_string(), organisation: organisation.name.to_string() },
+                    );
+                }
+            }
+            Ok(names)
+        })
+    }
+}

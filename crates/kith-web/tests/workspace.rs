@@ -1,0 +1,374 @@
+//! The clinical workspace's pages on SQLite and PostgreSQL, through the real router: a
+//! professional finds a patient by identifier and date of birth and adds them to the team,
+//! reads the record as the patient's consent allows and writes a note; another breaks the
+//! glass; the patient changes what a team sees and reads who looked. And every page and
+//! action refused to those the rule does not allow — other teams, other organisations,
+//! coordinators, guessed ids — with one answer that says nothing of whether the patient
+//! exists. (The same story in Chromium is in crates/kith/tests/browser.rs.)
+
+mod common;
+
+use axum::Router;
+use axum::http::StatusCode;
+use common::{Browser, Page};
+use kith_app::*;
+use kith_core::team::MembershipRole;
+use kith_core::text::{Name, OrganisationCode, Secret};
+use kith_core::{LabelSet, PrivacyLabel};
+use kith_test_support::TestDatabase;
+use kith_test_support::world::{World, alias, code, email, operator, world};
+use kith_web::WebConfig;
+
+const PASSWORD: &str = "a long enough test password";
+const NOT_AVAILABLE: &str = "This page is not available";
+const NO_MATCH_WORDS: &str = "No patient in your organisation matches that identifier and date of birth";
+const REASON: &str = "Unconscious in the emergency department, no history available";
+
+fn sync<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+struct Web {
+    world: World,
+    router: Router,
+    patient: String,
+}
+
+/// The shared world (RXH: teams mh and gum; the patient Ngozi, in mh, with a document
+/// under each label) plus: gum live, a cardiology team `card` (live, general health) with
+/// card@, a second organisation NGT with ngt@, and the patient registered as
+/// patient@. Everyone signs in with [`PASSWORD`].
+fn web(database: TestDatabase) -> Web {
+    let world = world(database);
+    let hash = kith_app::password::hash_password(&Secret::new(PASSWORD.into())).unwrap();
+    let op = operator();
+    let member = |organisation: OrganisationCode, team: &str, who: &str, role: MembershipRole| {
+        world
+            .app
+            .add_member(
+                &op,
+                &NewMember {
+                    organisation,
+                    team: alias(team),
+                    email: email(who),
+                    name: Name::parse("name", &format!("{} Example", who.split('@').next().unwrap())).unwrap(),
+                    role,
+                    password_hash: Some(hash.clone()),
+                },
+            )
+            .unwrap();
+    };
+    world
+        .app
+        .create_team(
+            &op,
+            &code(),
+            &Name::parse("n", "Cardiology").unwrap(),
+            &alias("card"),
+            LabelSet::from_labels([PrivacyLabel::General]),
+        )
+        .unwrap();
+    for team in ["gum", "card"] {
+        member(code(), team, &format!("{team}-c1@example.org"), MembershipRole::Coordinator);
+        member(code(), team, &format!("{team}-c2@example.org"), MembershipRole::Coordinator);
+        world.app.go_live(&op, &code(), &alias(team)).unwrap();
+    }
+    member(code(), "gum", "gumpro@example.org", MembershipRole::Professional);
+    member(code(), "card", "card@example.org", MembershipRole::Professional);
+    member(code(), "mh", "mhpro@example.org", MembershipRole::Professional);
+    member(code(), "mh", "mhcoord@example.org", MembershipRole::Coordinator);
+    let ngt = OrganisationCode::parse("NGT").unwrap();
+    world
+        .app
+        .create_organisation(
+            &op,
+            &NewOrganisation {
+                code: ngt.clone(),
+                name: Name::parse("n", "Northgate").unwrap(),
+                break_glass_duration: None,
+            },
+        )
+        .unwrap();
+    world
+        .app
+        .create_team(&op, &ngt, &Name::parse("n", "Northgate Cardiology").unwrap(), &alias("ncard"), LabelSet::ALL)
+        .unwrap();
+    member(ngt, "ncard", "ngt@example.org", MembershipRole::Professional);
+    world.app.register_patient_account(&op, &code(), world.patient.id, &email("patient@example.org"), &hash).unwrap();
+    let router = kith_web::router_with(world.app.clone(), WebConfig::default());
+    let patient = world.patient.id.to_string();
+    Web { world, router, patient }
+}
+
+async fn each_web(test: impl AsyncFn(&Web)) {
+    for database in sync(TestDatabase::all) {
+        eprintln!("engine: {:?}", database.engine);
+        let web = sync(|| web(database));
+        test(&web).await;
+        sync(|| drop(web));
+    }
+}
+
+async fn signed_in<'r>(web: &'r Web, who: &str) -> Browser<'r> {
+    let mut browser = Browser::new(&web.router);
+    let page = browser.sign_in(who, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{who} signs in: {}", page.body);
+    // The first page (or the one it sends them to) gives the session's form token.
+    if let Some(next) = browser.get("/").await.location {
+        browser.get(&next).await;
+    }
+    browser
+}
+
+/// Finds the patient (NHS number 943 476 5919, born 1971-09-14 in the shared world).
+async fn find(browser: &mut Browser<'_>, identifier: &str, day: &str, fields: &[(&str, &str)]) -> Page {
+    browser.get("/patients/find").await;
+    let mut form = vec![("identifier", identifier), ("day", day), ("month", "9"), ("year", "1971")];
+    form.extend_from_slice(fields);
+    browser.post("/patients/find", &form).await
+}
+
+fn shown(page: &Page, title: &str) -> bool {
+    page.body.contains(&format!("<h3>{title}</h3>"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_professional_finds_adds_reads_and_writes_and_the_patient_sees_it() {
+    each_web(async |web: &Web| {
+        let birth = web.world.patient.demographics.birth_date;
+        assert_eq!(birth.to_string(), "1971-09-14", "the shared world's patient");
+        let mut gum = signed_in(web, "gumpro@example.org").await;
+
+        // A wrong date of birth and an unknown number get the same answer.
+        let wrong_birth = find(&mut gum, "943 476 5919", "15", &[("action", "add"), ("basis", "referral")]).await;
+        let unknown = find(&mut gum, "9434765870", "14", &[("action", "add"), ("basis", "referral")]).await;
+        assert_eq!(wrong_birth.status, StatusCode::OK);
+        assert!(wrong_birth.body.contains(NO_MATCH_WORDS), "{}", wrong_birth.body);
+        let strip = |page: &Page| {
+            page.body
+                .replace(&gum.csrf, "")
+                .replace("9434765870", "")
+                .replace("943 476 5919", "")
+                .replace("value=\"15\"", "")
+                .replace("value=\"14\"", "")
+        };
+        assert_eq!(strip(&wrong_birth), strip(&unknown), "one answer for both");
+        // Nothing changed: the patient is not in the list.
+        let list = gum.get("/patients").await;
+        assert!(!list.body.contains(&web.patient), "{}", list.body);
+
+        // The right details: added, with the team's default labels (general, sexual health).
+        let added = find(&mut gum, "9434765919", "14", &[("action", "add"), ("basis", "consent")]).await;
+        assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+        assert_eq!(added.location.as_deref(), Some(format!("/patients/{}?done=added", web.patient).as_str()));
+        let record = gum.get(&format!("/patients/{}", web.patient)).await;
+        assert_eq!(record.status, StatusCode::OK);
+        assert!(shown(&record, "general") && shown(&record, "sexual_health"), "{}", record.body);
+        assert!(!shown(&record, "mental_health") && !shown(&record, "social_care"), "{}", record.body);
+        assert!(
+            record.body.contains("Some entries are hidden by the patient&#x27;s choice")
+                || record.body.contains("Some entries are hidden by the patient's choice"),
+            "{}",
+            record.body
+        );
+        // The list shows them, and finds them by name, NHS number and date of birth.
+        for query in ["", "ngo", "OKA", "9434765919", "14/09/1971"] {
+            let list = gum.get(&format!("/patients?q={query}")).await;
+            assert!(list.body.contains(&web.patient), "query {query:?}: {}", list.body);
+        }
+        assert!(!gum.get("/patients?q=zzz").await.body.contains(&web.patient));
+        // Adding again says so.
+        let again = find(&mut gum, "9434765919", "14", &[("action", "add"), ("basis", "referral")]).await;
+        assert!(again.body.contains("already in your team"), "{}", again.body);
+
+        // A note: a missing title is refused and writes nothing; then written and shown.
+        let bad = gum
+            .post(
+                &format!("/patients/{}/entries", web.patient),
+                &[("kind", "note"), ("title", ""), ("body", "Seen today")],
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::OK);
+        assert!(bad.body.contains("Enter a title"), "{}", bad.body);
+        let note = gum
+            .post(
+                &format!("/patients/{}/entries", web.patient),
+                &[
+                    ("kind", "note"),
+                    ("title", "Clinic review"),
+                    ("body", "Seen today; well."),
+                    ("label", "sexual_health"),
+                ],
+            )
+            .await;
+        assert_eq!(note.status, StatusCode::SEE_OTHER, "{}", note.body);
+        let record = gum.get(&format!("/patients/{}", web.patient)).await;
+        assert!(shown(&record, "Clinic review"), "{}", record.body);
+        assert_eq!(record.body.matches("<h3>Clinic review</h3>").count(), 1, "the refused note wrote nothing");
+
+        // The patient sees everything, the note included, and who looked.
+        let mut patient = signed_in(web, "patient@example.org").await;
+        let own = patient.get("/my/record").await;
+        assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+        for title in ["general", "sexual_health", "mental_health", "social_care", "Clinic review"] {
+            assert!(shown(&own, title), "{title}: {}", own.body);
+        }
+        // Filtered by label.
+        let filtered = patient.get("/my/record?label=mental_health").await;
+        assert!(shown(&filtered, "mental_health") && !shown(&filtered, "general"));
+        let log = patient.get("/my/access-log").await;
+        assert!(log.body.contains("gumpro Example"), "{}", log.body);
+
+        // The patient takes mental health away from mh: mh's view loses it at once.
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        assert!(shown(&mh.get(&format!("/patients/{}", web.patient)).await, "mental_health"));
+        let sharing = patient.get("/my/sharing").await;
+        let mh_team = team_id(web, "mh");
+        assert!(sharing.body.contains(&format!("/my/sharing/{mh_team}")), "{}", sharing.body);
+        let changed = patient.post(&format!("/my/sharing/{mh_team}"), &[("general", "on")]).await;
+        assert_eq!(changed.location.as_deref(), Some("/my/sharing?done=changed"), "{}", changed.body);
+        let after = mh.get(&format!("/patients/{}", web.patient)).await;
+        assert!(shown(&after, "general") && !shown(&after, "mental_health"), "{}", after.body);
+    })
+    .await;
+}
+
+fn team_id(web: &Web, team: &str) -> String {
+    let teams = sync(|| web.world.app.teams_with_members(&code()).unwrap());
+    teams.iter().find(|(t, _)| t.alias.as_str() == team).unwrap().0.id.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn breaking_the_glass_shows_everything_with_a_banner_and_the_patient_sees_why() {
+    each_web(async |web: &Web| {
+        let mut card = signed_in(web, "card@example.org").await;
+        assert_eq!(card.get(&format!("/patients/{}", web.patient)).await.status, StatusCode::NOT_FOUND);
+        // A reason is required: refused with a message, nothing opened.
+        let no_reason =
+            find(&mut card, "9434765919", "14", &[("action", "emergency"), ("emergency_reason", "  ")]).await;
+        assert_eq!(no_reason.status, StatusCode::OK);
+        assert!(no_reason.body.contains("Say why you need emergency access"), "{}", no_reason.body);
+        assert_eq!(card.get(&format!("/patients/{}", web.patient)).await.status, StatusCode::NOT_FOUND);
+        // A wrong date of birth: the one answer.
+        let wrong = find(&mut card, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(wrong.body.contains(NO_MATCH_WORDS), "{}", wrong.body);
+
+        let opened =
+            find(&mut card, "9434765919", "14", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.body);
+        let record = card.get(&format!("/patients/{}", web.patient)).await;
+        for title in ["general", "sexual_health", "mental_health", "social_care"] {
+            assert!(shown(&record, title), "{title}: {}", record.body);
+        }
+        assert!(record.body.contains("Emergency access is on"), "the banner: {}", record.body);
+        assert!(card.get("/patients").await.body.contains("Emergency access is on"), "on every page");
+
+        let mut patient = signed_in(web, "patient@example.org").await;
+        let log = patient.get("/my/access-log").await;
+        assert!(log.body.contains("Emergency access:"), "{}", log.body);
+        assert!(log.body.contains(REASON), "{}", log.body);
+        assert!(
+            log.body.contains("card Example") && log.body.contains("Cardiology, Riverside Hospitals"),
+            "{}",
+            log.body
+        );
+        let csv = patient.get("/my/access-log.csv").await;
+        assert_eq!(csv.status, StatusCode::OK);
+        assert!(csv.body.starts_with("when,who,team,organisation,what,data,basis,emergency access,reason given\r\n"));
+        assert!(
+            csv.body
+                .lines()
+                .any(|line| line.contains("card Example") && line.contains(",yes,") && line.contains(REASON)),
+            "{}",
+            csv.body
+        );
+
+        // Signing out ends it: the record is closed again.
+        card.post("/sign-out", &[]).await;
+        let mut card = signed_in(web, "card@example.org").await;
+        assert_eq!(card.get(&format!("/patients/{}", web.patient)).await.status, StatusCode::NOT_FOUND);
+        assert!(!card.get("/patients").await.body.contains("Emergency access is on"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_refuses_whom_the_rule_does_not_allow_with_one_answer() {
+    each_web(async |web: &Web| {
+        let patient = &web.patient;
+        let unknown = uuid::Uuid::from_u128(0x1234).to_string();
+        let entry = web.world.entries[0].id.to_string();
+        // Guessed and other patients' ids: the same answer as for the real one.
+        for who in ["card@example.org", "ngt@example.org", "gumpro@example.org"] {
+            let mut browser = signed_in(web, who).await;
+            for id in [patient.as_str(), unknown.as_str(), "not-an-id", entry.as_str()] {
+                for path in [format!("/patients/{id}"), format!("/patients/{id}/discharge")] {
+                    let page = browser.get(&path).await;
+                    assert_eq!(page.status, StatusCode::NOT_FOUND, "{who} GET {path}");
+                    assert!(page.body.contains(NOT_AVAILABLE), "{who} {path}");
+                    assert!(!page.body.contains("Ngozi"), "{who} {path}");
+                }
+                for path in [format!("/patients/{id}/discharge"), format!("/patients/{id}/entries")] {
+                    let page = browser.post(&path, &[("kind", "note"), ("title", "x"), ("body", "x")]).await;
+                    assert_eq!(page.status, StatusCode::NOT_FOUND, "{who} POST {path}: {}", page.body);
+                }
+            }
+            // The patient's own pages are for patients.
+            for path in ["/my/record", "/my/sharing", "/my/access-log", "/my/access-log.csv"] {
+                assert_eq!(browser.get(path).await.status, StatusCode::FORBIDDEN, "{who} {path}");
+            }
+        }
+        // Another organisation's professional cannot find or open the patient by their details.
+        let mut ngt = signed_in(web, "ngt@example.org").await;
+        let found = find(&mut ngt, "9434765919", "14", &[("action", "add"), ("basis", "referral")]).await;
+        assert!(found.body.contains(NO_MATCH_WORDS), "{}", found.body);
+        let glass = find(&mut ngt, "9434765919", "14", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(glass.body.contains(NO_MATCH_WORDS), "{}", glass.body);
+        assert!(!ngt.get("/patients").await.body.contains(patient));
+
+        // A coordinator runs the team: no clinical pages.
+        let mut coordinator = signed_in(web, "mhcoord@example.org").await;
+        assert_eq!(coordinator.get("/patients").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(coordinator.get(&format!("/patients/{patient}")).await.status, StatusCode::NOT_FOUND);
+
+        // A patient may change only their own links: another team id changes nothing.
+        let mut own = signed_in(web, "patient@example.org").await;
+        own.get("/my/sharing").await;
+        let gum = team_id(web, "gum");
+        let refused = own.post(&format!("/my/sharing/{gum}"), &[("general", "on")]).await;
+        assert_ne!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
+        let links = sync(|| web.world.app.store().read(|tx| tx.care_links(web.world.patient.id)).unwrap());
+        assert!(links.iter().all(|link| link.team.to_string() != gum), "{links:?}");
+        // The discharge by the team it is in works, and the list no longer shows them.
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        mh.get(&format!("/patients/{patient}/discharge")).await;
+        let discharged = mh.post(&format!("/patients/{patient}/discharge"), &[]).await;
+        assert_eq!(discharged.status, StatusCode::SEE_OTHER, "{}", discharged.body);
+        assert!(!mh.get("/patients").await.body.contains(patient.as_str()));
+        assert_eq!(mh.get(&format!("/patients/{patient}")).await.status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_in_an_email_lands_on_its_page_after_sign_in() {
+    each_web(async |web: &Web| {
+        let mut browser = Browser::new(&web.router);
+        let page = browser.get("/my/access-log").await;
+        assert_eq!(page.location.as_deref(), Some("/sign-in?next=%2Fmy%2Faccess-log"));
+        let form = browser.get("/sign-in?next=%2Fmy%2Faccess-log").await;
+        assert!(form.body.contains("name=\"next\" value=\"/my/access-log\""), "{}", form.body);
+        let signed_in = browser
+            .post("/sign-in", &[("email", "patient@example.org"), ("password", PASSWORD), ("next", "/my/access-log")])
+            .await;
+        assert_eq!(signed_in.location.as_deref(), Some("/my/access-log"));
+        // Never another site.
+        let mut other = Browser::new(&web.router);
+        other.get("/sign-in").await;
+        let page = other
+            .post("/sign-in", &[("email", "patient@example.org"), ("password", PASSWORD), ("next", "//evil.example/")])
+            .await;
+        assert_eq!(page.location.as_deref(), Some("/"));
+    })
+    .await;
+}
