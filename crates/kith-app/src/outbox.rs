@@ -756,17 +756,17 @@ mod tests {
     #[test]
     fn patient_notices_say_what_happened_and_link_to_kith() {
         let patient = format!(r#"{{"patient":"{PATIENT}"}}"#);
-        for (template, subject) in [
-            ("break_glass_patient", "Someone used emergency access to your Kith record"),
-            ("team_added_patient", "A care team was added to your Kith record"),
-            ("consent_changed_patient", "Your Kith sharing choices were changed"),
-            ("sharing_disabled_patient", "Sharing of your Kith record was turned off"),
+        // Each links to the page it promises: who looked, or who sees what.
+        for (template, subject, page) in [
+            ("break_glass_patient", "Someone used emergency access to your Kith record", "my/access-log"),
+            ("team_added_patient", "A care team was added to your Kith record", "my/sharing"),
+            ("consent_changed_patient", "Your Kith sharing choices were changed", "my/sharing"),
+            ("sharing_disabled_patient", "Sharing of your Kith record was turned off", "my/sharing"),
         ] {
             let (email, sms) = both(template, &patient, None);
             assert_eq!(email.subject, subject);
-            assert!(
-                email.text.contains("https://kith.example.org/\n") && sms.text.contains("https://kith.example.org/")
-            );
+            let link = format!("https://kith.example.org/{page}");
+            assert!(email.text.contains(&format!("{link}\n")) && sms.text.ends_with(&link), "{template}");
             assert!(!email.text.contains(PATIENT) && !sms.text.contains(PATIENT), "{template}");
             assert!(sms.text.len() <= 160, "{template}: {}", sms.text);
             assert_discreet(&email, &[]);

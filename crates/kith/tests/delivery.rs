@@ -212,7 +212,7 @@ fn email_over_smtp(database: &TestDatabase) {
     assert!(received.contains("To: ngozi@example.org\r\n"), "{received}");
     assert!(received.contains("From: Kith <kith@example.org>\r\n"), "{received}");
     assert!(received.contains("Content-Transfer-Encoding: 7bit"), "{received}");
-    assert!(received.contains("\r\nhttp://kith.test:8080/\r\n"), "{received}");
+    assert!(received.contains("\r\nhttp://kith.test:8080/my/sharing\r\n"), "{received}");
     assert!(!received.contains("Sexual Health") && !received.contains(patient_id), "{received}");
 
     wait_for("the message marked sent", || outbox(&kith)[0]["status"] == "sent");
@@ -279,7 +279,7 @@ fn sms_over_http_and_email_to_files(database: &TestDatabase) {
     assert_eq!(sms["to"], "+447700900123");
     assert_eq!(
         sms["body"],
-        "Kith: someone used emergency access to your record. Sign in to see who and why: http://kith.test:8080/"
+        "Kith: someone used emergency access to your record. Sign in to see who and why: http://kith.test:8080/my/access-log"
     );
     let listed = outbox(&kith);
     let sms_row = listed.iter().find(|message| message["channel"] == "sms").unwrap();
