@@ -5,7 +5,9 @@
 //! patient is, [`decide_demographics`] through the team. Every patient listed is audited
 //! `patient.list` with its basis, so that the patient's access log shows the list.
 
-use kith_core::access::{DemographicsFacts, MembershipFacts, decide_demographics, decide_workspace};
+use kith_core::access::{
+    DemographicsFacts, MembershipFacts, decide_demographics, decide_self_access, decide_workspace,
+};
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::model::{BreakGlassGrant, Patient};
 use kith_core::team::AccountStatus;
@@ -196,5 +198,46 @@ impl App {
             }
             Ok(names)
         })
+    }
+}
+
+impl App {
+    /// A patient gives an entry of their own record another label: every version of it, at
+    /// once, so that teams see it (or stop seeing it) by the new label. Decided by
+    /// [`decide_self_access`]; an entry that is not in the caller's own record is
+    /// [`AppError::Denied`], the same answer as one that does not exist. Audited
+    /// `entry.relabel` with the old and new labels.
+    pub fn relabel_own_entry(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        entry: kith_core::EntryId,
+        label: kith_core::PrivacyLabel,
+    ) -> AppResult<()> {
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
+                let record = tx.patient_by_account(account)?;
+                let event = AuditBuilder::new(now, Actor::Account(account), channel, "entry.relabel");
+                let patient = match (decide_self_access(status, record.is_some()), record) {
+                    (Decision::Allow(_), Some(record)) => record.id,
+                    (Decision::Deny(reason), _) => {
+                        tx.audit(event.outcome(Outcome::Denied).reason(reason).build());
+                        return Ok(Err(AppError::Denied));
+                    }
+                    (Decision::Allow(_), None) => return Ok(Err(AppError::Denied)),
+                };
+                let event = event.patient(patient).basis(Basis::SelfAccess.code());
+                let Some(current) = tx.entries(patient)?.into_iter().find(|e| e.id == entry) else {
+                    tx.audit(event.outcome(Outcome::Denied).reason("no such entry in their record").build());
+                    return Ok(Err(AppError::Denied));
+                };
+                tx.relabel_entry(patient, entry, Some(label))?;
+                let from = current.label.map_or("none", |label| label.code());
+                tx.audit(event.subject(entry).reason(format!("label {from} -> {}", label.code())).build());
+                Ok(Ok(()))
+            })
+            .and_then(|outcome| outcome)
     }
 }

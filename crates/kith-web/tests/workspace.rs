@@ -372,3 +372,65 @@ async fn a_link_in_an_email_lands_on_its_page_after_sign_in() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_patient_relabels_an_entry_and_professionals_record_consent_on_their_behalf() {
+    each_web(async |web: &Web| {
+        let patient = &web.patient;
+        let social = web.world.entries.iter().find(|e| e.label == Some(PrivacyLabel::SocialCare)).unwrap().id;
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        assert!(!shown(&mh.get(&format!("/patients/{patient}")).await, "social_care"));
+
+        // The patient makes the social care entry general: mh sees it at once.
+        let mut own = signed_in(web, "patient@example.org").await;
+        own.get("/my/record").await;
+        let changed = own.post(&format!("/my/entries/{social}/label"), &[("label", "general")]).await;
+        assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+        assert!(shown(&mh.get(&format!("/patients/{patient}")).await, "social_care"));
+        // Not a label, and an entry that is not theirs: refused, nothing changed.
+        let bad = own.post(&format!("/my/entries/{social}/label"), &[("label", "secret")]).await;
+        assert!(bad.body.contains("Choose a label from the list"), "{}", bad.body);
+        let unknown = uuid::Uuid::from_u128(7).to_string();
+        assert_eq!(
+            own.post(&format!("/my/entries/{unknown}/label"), &[("label", "general")]).await.status,
+            StatusCode::NOT_FOUND
+        );
+        // A professional cannot relabel through the patient's route.
+        assert_eq!(
+            mh.post(&format!("/my/entries/{social}/label"), &[("label", "mental_health")]).await.status,
+            StatusCode::FORBIDDEN
+        );
+
+        // mh narrows its own view on the patient's behalf, with a reason; adding back is the patient's.
+        let page = mh.get(&format!("/patients/{patient}")).await;
+        assert!(page.body.contains("What Mental Health sees"), "{}", page.body);
+        let no_reason = mh.post(&format!("/patients/{patient}/consent"), &[("general", "on")]).await;
+        assert!(no_reason.body.contains("Say on what basis"), "{}", no_reason.body);
+        let narrowed = mh
+            .post(
+                &format!("/patients/{patient}/consent"),
+                &[("general", "on"), ("reason", "The patient asked us in clinic today")],
+            )
+            .await;
+        assert_eq!(narrowed.status, StatusCode::SEE_OTHER, "{}", narrowed.body);
+        assert!(!shown(&mh.get(&format!("/patients/{patient}")).await, "mental_health"));
+        let widened = mh
+            .post(
+                &format!("/patients/{patient}/consent"),
+                &[("general", "on"), ("mental_health", "on"), ("reason", "The patient asked us in clinic today")],
+            )
+            .await;
+        assert_eq!(widened.status, StatusCode::OK, "refused on the page: {}", widened.body);
+        assert!(!shown(&mh.get(&format!("/patients/{patient}")).await, "mental_health"), "nothing changed");
+        // Another team's professional cannot change mh's view: the page is not theirs.
+        let mut card = signed_in(web, "card@example.org").await;
+        let other = card
+            .post(
+                &format!("/patients/{patient}/consent"),
+                &[("general", "on"), ("reason", "The patient asked us in clinic today")],
+            )
+            .await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    })
+    .await;
+}

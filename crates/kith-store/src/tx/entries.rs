@@ -97,6 +97,26 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Gives an entry of the patient's record, and each of its earlier versions, a new label
+    /// (`None`: no label). Whether the record has the entry.
+    pub fn relabel_entry(
+        &mut self,
+        patient: PatientId,
+        entry: EntryId,
+        label: Option<PrivacyLabel>,
+    ) -> Result<bool, StoreError> {
+        let bit = label.map(label_bit);
+        let changed = self.conn.execute(
+            "UPDATE record_entries SET label = ? WHERE patient_id = ? AND id = ?",
+            &[bit.into(), patient.into(), entry.into()],
+        )?;
+        self.conn.execute(
+            "UPDATE record_entry_versions SET label = ? WHERE patient_id = ? AND entry_id = ?",
+            &[bit.into(), patient.into(), entry.into()],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// An entry's earlier versions, oldest first (the current one is the entry itself).
     pub fn entry_history(&mut self, patient: PatientId, entry: EntryId) -> Result<Vec<Entry>, StoreError> {
         self.all(

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use kith_app::{AccessLogEntry, AppError};
 use kith_core::audit::Channel;
 use kith_core::consent::LinkBasis;
-use kith_core::{LabelSet, PatientId, PrivacyLabel, TeamId};
+use kith_core::{PatientId, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
     vec![
         PageRoute::get("/my/record", record_page),
         PageRoute::post("/my/entries", add_entry),
+        PageRoute::post("/my/entries/{entry}/label", relabel),
         PageRoute::get("/my/sharing", sharing_page),
         PageRoute::post("/my/sharing/{team}", change_sharing),
         PageRoute::get("/my/access-log", access_log_page),
@@ -53,11 +54,14 @@ struct MyRecordPage {
     filter_query: String,
     entry_error: Option<String>,
     label_choices: Vec<Choice>,
+    /// The patient may give each entry another label.
+    can_relabel: bool,
 }
 
 fn my_record_notice(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "entry" => Some("Your entry has been added to your record."),
+        "label" => Some("The entry's label is changed. Teams see it, or not, by its new label at once."),
         _ => None,
     }
 }
@@ -113,6 +117,7 @@ async fn render_record(
         filter_query,
         entry_error,
         label_choices: label_choices(Some(PrivacyLabel::General)),
+        can_relabel: true,
     }))
 }
 
@@ -146,6 +151,34 @@ async fn add_entry(
     let account = signed_in.session.account.id;
     blocking(&state.app, move |app| app.record_own_entry(account, Channel::Web, &new)).await??;
     Ok(see_other("/my/record?done=entry"))
+}
+
+#[derive(Deserialize)]
+struct LabelForm {
+    #[serde(default)]
+    label: String,
+}
+
+async fn relabel(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    Path(entry): Path<String>,
+    CsrfForm(form): CsrfForm<LabelForm>,
+) -> PageResult {
+    own_record(&signed_in)?;
+    let entry: kith_core::EntryId = entry.parse().map_err(|_| PageError::from(AppError::Denied))?;
+    let Ok(label) = PrivacyLabel::parse(&form.label) else {
+        return render_record(
+            &state,
+            &signed_in,
+            &RecordQuery::default(),
+            Some("Choose a label from the list".to_owned()),
+        )
+        .await;
+    };
+    let account = signed_in.session.account.id;
+    blocking(&state.app, move |app| app.relabel_own_entry(account, Channel::Web, entry, label)).await??;
+    Ok(see_other(&format!("/my/record?done=label#entry-{entry}")))
 }
 
 // ----- sharing --------------------------------------------------------------------------------
@@ -247,12 +280,7 @@ async fn change_sharing(
 ) -> PageResult {
     let patient = own_record(&signed_in)?;
     let team: TeamId = team.parse().map_err(|_| PageError::from(AppError::Denied))?;
-    let mut labels = LabelSet::EMPTY;
-    for label in PrivacyLabel::ALL {
-        if form.get(label.code()).is_some_and(|value| value == "on") {
-            labels = labels.with(label);
-        }
-    }
+    let labels = super::workspace::ticked_labels(&form);
     let account = signed_in.session.account.id;
     let changed =
         blocking(&state.app, move |app| app.change_consent_as(account, Channel::Web, patient, team, labels, None))

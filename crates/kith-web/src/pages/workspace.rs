@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::post("/patients/find", find),
         PageRoute::get("/patients/{patient}", record_page),
         PageRoute::post("/patients/{patient}/entries", add_entry),
+        PageRoute::post("/patients/{patient}/consent", change_consent),
         PageRoute::get("/patients/{patient}/discharge", discharge_page),
         PageRoute::post("/patients/{patient}/discharge", discharge),
     ]
@@ -337,6 +338,8 @@ pub struct EntryView {
     pub id: String,
     pub kind: &'static str,
     pub label: &'static str,
+    /// The label's code (`none` for no label).
+    pub label_code: &'static str,
     pub title: String,
     pub body: String,
     pub when: String,
@@ -402,6 +405,7 @@ pub(crate) fn entry_views(
             id: entry.id.to_string(),
             kind: kind_words(entry.kind),
             label: label_words(entry.label),
+            label_code: entry.label.map_or("none", |label| label.code()),
             when: time_words(entry.effective_at),
             ends: entry.ends_at.map(time_words),
             team: names
@@ -536,6 +540,11 @@ struct RecordPage {
     filter_query: String,
     entry_error: Option<String>,
     label_choices: Vec<Choice>,
+    /// Entries' labels are the patient's to change, not the professional's.
+    can_relabel: bool,
+    /// What the acting team sees of the record, as switches (none when not in the team).
+    team_view: Vec<Choice>,
+    consent_error: Option<String>,
 }
 
 fn record_notice(done: Option<&str>) -> Option<&'static str> {
@@ -543,6 +552,7 @@ fn record_notice(done: Option<&str>) -> Option<&'static str> {
         "added" => Some("The patient is now in your team. They have been told."),
         "emergency" => Some("Emergency access is open. It is audited; the patient and the privacy officer are told."),
         "entry" => Some("The entry has been added to the record."),
+        "consent" => Some("The team's view has been changed, on the patient's behalf. The patient is told."),
         _ => None,
     }
 }
@@ -562,7 +572,14 @@ async fn record_page(
     Path(patient): Path<String>,
     Query(query): Query<RecordQuery>,
 ) -> PageResult {
-    render_record(&state, &signed_in, &patient, &query, None).await
+    render_record(&state, &signed_in, &patient, &query, FormError::None).await
+}
+
+/// A form of the record page that was refused, and why.
+enum FormError {
+    None,
+    Entry(String),
+    Consent(String),
 }
 
 async fn render_record(
@@ -570,11 +587,32 @@ async fn render_record(
     signed_in: &SignedIn,
     patient: &str,
     query: &RecordQuery,
-    entry_error: Option<String>,
+    error: FormError,
 ) -> PageResult {
     let team = acting(signed_in)?;
     let patient = patient_id(patient)?;
     let view = read(state, context(signed_in, team), patient).await?;
+    let (account, team_id) = (signed_in.session.account.id, team.team.id);
+    let links = blocking(&state.app, move |app| app.care_links_as(account, Channel::Web, patient)).await??;
+    let team_view = links
+        .iter()
+        .find(|link| link.team == team_id && link.discharged_at.is_none())
+        .map(|link| {
+            PrivacyLabel::ALL
+                .into_iter()
+                .map(|label| Choice {
+                    value: label.code().to_owned(),
+                    words: label.plain_words().to_owned(),
+                    selected: link.labels.contains(label),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (entry_error, consent_error) = match error {
+        FormError::None => (None, None),
+        FormError::Entry(error) => (Some(error), None),
+        FormError::Consent(error) => (None, Some(error)),
+    };
     let names = names_of(state, &view).await?;
     let filter = query.filter();
     let under_break_glass = matches!(view.basis, kith_core::Basis::BreakGlass { .. });
@@ -608,6 +646,9 @@ async fn render_record(
         filter_query,
         entry_error,
         label_choices: label_choices(Some(PrivacyLabel::General)),
+        can_relabel: false,
+        team_view,
+        consent_error,
     }))
 }
 
@@ -679,13 +720,58 @@ async fn add_entry(
         match new_entry(&form.kind, &form.title, &form.body, &form.value, &form.unit, &form.label, state.app.now()) {
             Ok(new) => new,
             Err(error) => {
-                return render_record(&state, &signed_in, &patient, &RecordQuery::default(), Some(error)).await;
+                return render_record(&state, &signed_in, &patient, &RecordQuery::default(), FormError::Entry(error))
+                    .await;
             }
         };
     let (account, team_id) = (signed_in.session.account.id, team.team.id);
     blocking(&state.app, move |app| app.record_entry_as(account, Channel::Web, patient_id, Some(team_id), &new))
         .await??;
     Ok(see_other(&format!("/patients/{patient_id}?done=entry")))
+}
+
+/// The labels ticked in a form: a field named by each label's code, `on` when ticked.
+pub(crate) fn ticked_labels(form: &HashMap<String, String>) -> kith_core::LabelSet {
+    PrivacyLabel::ALL
+        .into_iter()
+        .filter(|label| form.get(label.code()).is_some_and(|value| value == "on"))
+        .fold(kith_core::LabelSet::EMPTY, kith_core::LabelSet::with)
+}
+
+/// A professional changes what their team sees of the record on the patient's behalf, with
+/// a reason (a Patient Record Team's data-quality staff add what their organisation allows;
+/// a speciality team only narrows its own view): the rule in `kith-core` decides.
+async fn change_consent(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    Path(patient): Path<String>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> PageResult {
+    let team = acting(&signed_in)?;
+    let patient_id = patient_id(&patient)?;
+    let query = RecordQuery::default();
+    let refused = |error: String| render_record(&state, &signed_in, &patient, &query, FormError::Consent(error));
+    let reason = match Reason::parse(form.get("reason").map_or("", String::as_str)) {
+        Ok(reason) => reason,
+        Err(error) => return refused(format!("Say on what basis you record this for the patient: {error}")).await,
+    };
+    let labels = ticked_labels(&form);
+    let context = context(&signed_in, team);
+    let changed = blocking(&state.app, move |app| {
+        app.change_consent(
+            &kith_app::ConsentActor::Professional { context: &context, reason: Some(&reason) },
+            patient_id,
+            context.team,
+            labels,
+        )
+    })
+    .await?;
+    match changed {
+        Ok(_) => Ok(see_other(&format!("/patients/{patient_id}?done=consent"))),
+        Err(AppError::Consent(refusal)) => refused(refusal.to_string()).await,
+        Err(AppError::Forbidden(words) | AppError::Invalid(words)) => refused(words).await,
+        Err(other) => Err(other.into()),
+    }
 }
 
 // ----- discharge ------------------------------------------------------------------------------
