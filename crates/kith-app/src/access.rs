@@ -232,11 +232,13 @@ impl App {
     }
 
     /// A patient's access log: who looked at or changed their record, newest first. Their
-    /// own actions are left out unless `include_own`. Reading it is audited too.
+    /// own actions are left out unless `include_own`; `before` pages back (the `seq` of
+    /// the last event of the page before). Reading it is audited too.
     pub fn access_log(
         &self,
         account: AccountId,
         include_own: bool,
+        before: Option<i64>,
         limit: i64,
         channel: Channel,
     ) -> AppResult<Vec<AccessLogEntry>> {
@@ -250,8 +252,12 @@ impl App {
                 else {
                     return Ok(Err(AppError::Denied));
                 };
-                let events =
-                    tx.audit_events_for_patient(record.id, (!include_own).then_some(account), limit.clamp(1, 1000))?;
+                let events = tx.audit_events_for_patient(
+                    record.id,
+                    (!include_own).then_some(account),
+                    before,
+                    limit.clamp(1, 1000),
+                )?;
                 let log = events.iter().map(|event| access_log_entry(tx, event)).collect::<AppResult<Vec<_>>>()?;
                 tx.audit(
                     AuditBuilder::new(now, Actor::Account(account), channel, "access_log.read")

@@ -53,7 +53,7 @@ impl App {
         self.store.read(|tx| {
             Ok(match patient {
                 Some(patient) => {
-                    let mut events = tx.audit_events_for_patient(patient, None, limit)?;
+                    let mut events = tx.audit_events_for_patient(patient, None, None, limit)?;
                     events.reverse();
                     events
                 }

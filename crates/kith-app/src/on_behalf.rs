@@ -86,7 +86,7 @@ fn labels_changed(subject: Option<&str>) -> Option<(LabelSet, LabelSet)> {
 /// The changes made on the patient's behalf to their consent, oldest first.
 pub(crate) fn changes_made_on_behalf(tx: &mut Tx<'_>, patient: PatientId) -> AppResult<Vec<OnBehalfChange>> {
     let mut changes = Vec::new();
-    for event in tx.audit_events_for_patient(patient, None, 1000)?.into_iter().rev() {
+    for event in tx.audit_events_for_patient(patient, None, None, 1000)?.into_iter().rev() {
         let record = &event.record;
         if record.action != "consent.change"
             || record.outcome != "allowed"

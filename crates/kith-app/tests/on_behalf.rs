@@ -318,7 +318,7 @@ fn add_patient_misses_are_one_answer_audited_with_the_patient_and_limited_per_pr
         .app
         .register_patient_account(&operator(), &code(), world.patient.id, &email("ngozi@example.org"), FAKE_HASH)
         .unwrap();
-    let log = world.app.access_log(account.id, false, 100, Channel::Web).unwrap();
+    let log = world.app.access_log(account.id, false, None, 100, Channel::Web).unwrap();
     let attempts: Vec<_> = log.iter().filter(|e| e.action == "care_link.create" && e.actor == Some(pro_b)).collect();
     assert_eq!(attempts.len(), 2, "{log:?}");
     assert!(attempts.iter().all(|e| e.outcome == "denied" && e.team.as_deref() == Some("Cardiology")));

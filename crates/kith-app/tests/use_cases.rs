@@ -291,14 +291,14 @@ fn patients_read_their_own_record_and_see_who_looked(database: TestDatabase) {
     world.app.open_break_glass(&stranger, world.patient.id, &Reason::parse("Collapsed at home").unwrap()).unwrap();
     world.app.read_record(&stranger, world.patient.id).unwrap();
 
-    let log = world.app.access_log(account.id, false, 100, Channel::Web).unwrap();
+    let log = world.app.access_log(account.id, false, None, 100, Channel::Web).unwrap();
     assert!(log.iter().all(|line| line.who != "Ngozi Okafor"), "own access hidden by default");
     let read_by_pro = log.iter().find(|line| line.action == "record.read" && line.who == "pro").unwrap();
     assert_eq!(read_by_pro.team.as_deref(), Some("Mental Health"));
     assert_eq!(read_by_pro.labels, "general,mental_health");
     assert_eq!(read_by_pro.entry_kinds, "document");
     assert!(log.iter().any(|line| line.action == "record.read" && line.break_glass && line.who == "gum"));
-    let with_own = world.app.access_log(account.id, true, 100, Channel::Web).unwrap();
+    let with_own = world.app.access_log(account.id, true, None, 100, Channel::Web).unwrap();
     assert!(with_own.iter().any(|line| line.basis.as_deref() == Some("self")));
 
     // Break glass told the patient.

@@ -607,9 +607,11 @@ fn the_audit_chain_verifies_and_detects_tampering(database: TestDatabase) {
     }
     let verify = || verify_chain(store);
     assert_eq!(verify(), Ok(6));
-    let log = store.read(|tx| tx.audit_events_for_patient(person, None, 10)).unwrap();
+    let log = store.read(|tx| tx.audit_events_for_patient(person, None, None, 10)).unwrap();
     assert_eq!(log.len(), 6);
     assert_eq!(log[0].seq, 6, "newest first");
+    let older = store.read(|tx| tx.audit_events_for_patient(person, None, Some(4), 2)).unwrap();
+    assert_eq!(older.iter().map(|event| event.seq).collect::<Vec<_>>(), [3, 2], "a page before event 4");
     assert_eq!(log[0].record.subject.as_deref(), Some("subject – with ünïcode"));
 
     // The database refuses updates to audit events...

@@ -431,6 +431,18 @@ async fn the_patient_relabels_an_entry_and_professionals_record_consent_on_their
             )
             .await;
         assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+
+        // A long access log comes in pages, newest first.
+        for _ in 0..60 {
+            mh.get(&format!("/patients/{patient}")).await;
+        }
+        let first = own.get("/my/access-log").await;
+        let older =
+            first.body.split("&#38;before=").nth(1).unwrap_or_else(|| panic!("a link to older events: {}", first.body));
+        let before: i64 = older[..older.find('"').unwrap()].parse().unwrap();
+        let page = own.get(&format!("/my/access-log?own=0&before={before}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("Mental Health") && page.body.contains(">Newest</a>"), "{}", page.body);
     })
     .await;
 }

@@ -99,18 +99,30 @@ impl Tx<'_> {
 
     /// The newest `limit` events about a patient, newest first, leaving out those by
     /// `except_actor` (the patient's own, in their access log).
+    /// A patient's events, newest first: all, or all but `except_actor`'s; those before the
+    /// event `before` (the last of the page before), at most `limit`.
     pub fn audit_events_for_patient(
         &mut self,
         patient: PatientId,
         except_actor: Option<AccountId>,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
         let sql = concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_events WHERE patient_id = ? AND (? OR actor_account_id IS NULL OR actor_account_id <> ?) ORDER BY seq DESC LIMIT ?"
+            " FROM audit_events WHERE patient_id = ? AND (? OR actor_account_id IS NULL OR actor_account_id <> ?)
+              AND (? OR seq < ?) ORDER BY seq DESC LIMIT ?"
         );
         let except = except_actor.map(|account| account.as_uuid()).unwrap_or(Uuid::nil());
-        self.all(sql, &[patient.into(), except_actor.is_none().into(), except.into(), limit.into()], audit_from)
+        let params = [
+            patient.into(),
+            except_actor.is_none().into(),
+            except.into(),
+            before.is_none().into(),
+            before.unwrap_or_default().into(),
+            limit.into(),
+        ];
+        self.all(sql, &params, audit_from)
     }
 }

@@ -746,7 +746,7 @@ async fn search_audit_events(State(state): State<WebState>, headers: HeaderMap, 
         };
         let of_subtype = |entry: &kith_app::AccessLogEntry| subtype.as_ref().is_none_or(|code| entry.action == *code);
         if own {
-            let log = app.access_log(account, false, MAX_AUDIT_EVENTS, Channel::Fhir)?;
+            let log = app.access_log(account, false, None, MAX_AUDIT_EVENTS, Channel::Fhir)?;
             return Ok(log.iter().filter(|entry| of_subtype(entry)).map(resources::audit_event).collect());
         }
         let review = subtype.as_deref().and_then(kith_app::OfficerReview::from_action);

@@ -294,8 +294,8 @@ async fn change_sharing(
 
 // ----- the access log -------------------------------------------------------------------------
 
-/// The newest events the page shows (the CSV has up to [`CSV_EVENTS`]).
-const PAGE_EVENTS: i64 = 200;
+/// The events one page shows, newest first (the CSV has up to [`CSV_EVENTS`]).
+const PAGE_EVENTS: i64 = 100;
 const CSV_EVENTS: i64 = 1000;
 
 pub struct LogRow {
@@ -316,12 +316,16 @@ struct AccessLogPage {
     shell: Shell,
     rows: Vec<LogRow>,
     include_own: bool,
+    /// The link to the older events, when there may be more.
+    older: Option<String>,
+    first_page: bool,
 }
 
 #[derive(Deserialize)]
 struct LogQuery {
     #[serde(default)]
     own: String,
+    before: Option<i64>,
 }
 
 fn action_words(action: &str, outcome: &str) -> String {
@@ -385,9 +389,19 @@ async fn access_log_page(
     own_record(&signed_in)?;
     let account = signed_in.session.account.id;
     let include_own = query.own == "1";
-    let log =
-        blocking(&state.app, move |app| app.access_log(account, include_own, PAGE_EVENTS, Channel::Web)).await??;
-    Ok(render(&AccessLogPage { shell: Shell::signed_in(&signed_in, None), rows: log_rows(&log), include_own }))
+    let before = query.before;
+    let log = blocking(&state.app, move |app| app.access_log(account, include_own, before, PAGE_EVENTS, Channel::Web))
+        .await??;
+    let older = (log.len() as i64 == PAGE_EVENTS)
+        .then(|| log.last().map(|event| format!("/my/access-log?own={}&before={}", u8::from(include_own), event.seq)))
+        .flatten();
+    Ok(render(&AccessLogPage {
+        shell: Shell::signed_in(&signed_in, None),
+        rows: log_rows(&log),
+        include_own,
+        older,
+        first_page: before.is_none(),
+    }))
 }
 
 /// A CSV field, quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`
@@ -405,7 +419,8 @@ async fn access_log_csv(
     own_record(&signed_in)?;
     let account = signed_in.session.account.id;
     let include_own = query.own == "1";
-    let log = blocking(&state.app, move |app| app.access_log(account, include_own, CSV_EVENTS, Channel::Web)).await??;
+    let log =
+        blocking(&state.app, move |app| app.access_log(account, include_own, None, CSV_EVENTS, Channel::Web)).await??;
     let mut body = String::from("when,who,team,organisation,what,data,basis,emergency access,reason given\r\n");
     for row in log_rows(&log) {
         let fields = [
