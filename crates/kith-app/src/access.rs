@@ -170,7 +170,13 @@ impl App {
                 };
                 tx.insert_break_glass(&grant, session.as_ref())?;
                 tx.audit(event.basis("break_glass").subject(grant.id).reason(reason).build());
-                notify_patient(tx, &record, Notice::BreakGlassPatient, now)?;
+                notify_patient(
+                    tx,
+                    &record,
+                    kith_core::notify::PatientEvent::BreakGlass,
+                    Notice::BreakGlassPatient,
+                    now,
+                )?;
                 for officer in tx.privacy_officers(organisation.id)? {
                     let notice = Notice::BreakGlassPrivacyOfficer { grant: grant.id, patient };
                     tx.enqueue(&notice.email(&officer.email, now))?;
@@ -360,7 +366,13 @@ impl App {
                 tx.put_patient(&record)?;
                 tx.audit(event.basis("administration").reason(reason).build());
                 if disabled {
-                    notify_patient(tx, &record, Notice::SharingDisabledPatient, now)?;
+                    notify_patient(
+                        tx,
+                        &record,
+                        kith_core::notify::PatientEvent::SharingChanged,
+                        Notice::SharingDisabledPatient,
+                        now,
+                    )?;
                 }
                 Ok(Ok(record))
             })

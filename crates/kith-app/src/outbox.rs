@@ -88,6 +88,9 @@ pub enum Notice {
     PatientLookupLimitPrivacyOfficer { account: AccountId },
     /// To a registered patient: a speciality team was linked to their record.
     TeamAddedPatient(PatientId),
+    /// To a registered patient who asked for it: new entries in their record (at most one
+    /// an hour, however busy the feed).
+    NewEntriesPatient(PatientId),
     /// To a registered patient: their sharing choices were changed on their behalf.
     ConsentChangedPatient(PatientId),
     /// To a registered patient: sharing of their record was turned off.
@@ -141,6 +144,7 @@ impl Notice {
             Notice::BreakGlassPrivacyOfficer { .. } => "break_glass_privacy_officer",
             Notice::PatientLookupLimitPrivacyOfficer { .. } => "patient_lookup_limit_privacy_officer",
             Notice::TeamAddedPatient(_) => "team_added_patient",
+            Notice::NewEntriesPatient(_) => "new_entries_patient",
             Notice::ConsentChangedPatient(_) => "consent_changed_patient",
             Notice::SharingDisabledPatient(_) => "sharing_disabled_patient",
             Notice::PasswordReset { .. } => "password_reset",
@@ -159,6 +163,7 @@ impl Notice {
         match self {
             Notice::BreakGlassPatient(patient)
             | Notice::TeamAddedPatient(patient)
+            | Notice::NewEntriesPatient(patient)
             | Notice::ConsentChangedPatient(patient)
             | Notice::SharingDisabledPatient(patient) => json!({ "patient": patient.to_string() }),
             Notice::BreakGlassPrivacyOfficer { grant, patient } => {
@@ -243,6 +248,7 @@ impl Notice {
             }
             "patient_lookup_limit_privacy_officer" => Notice::PatientLookupLimitPrivacyOfficer { account: account()? },
             "team_added_patient" => Notice::TeamAddedPatient(patient()?),
+            "new_entries_patient" => Notice::NewEntriesPatient(patient()?),
             "consent_changed_patient" => Notice::ConsentChangedPatient(patient()?),
             "sharing_disabled_patient" => Notice::SharingDisabledPatient(patient()?),
             "password_reset" => {
@@ -320,6 +326,16 @@ impl Notice {
                      Sign in to Kith to see which teams can see your record and to change what they can see:\n{url}/my/sharing\n"
                 ),
                 format!("Kith: a care team was added to your record. Sign in to see it: {url}/my/sharing"),
+            ),
+            Notice::NewEntriesPatient(_) => (
+                "There is new information in your Kith record".to_owned(),
+                format!(
+                    "A care team has added new information to your Kith record.\n\n\
+                     Sign in to Kith to see it:\n{url}/my/record\n\n\
+                     You chose to be told of new information. To change that, sign in and open \
+                     Notifications: {url}/my/notifications\n"
+                ),
+                format!("Kith: there is new information in your record. Sign in to see it: {url}/my/record"),
             ),
             Notice::ConsentChangedPatient(_) => (
                 "Your Kith sharing choices were changed".to_owned(),
@@ -760,6 +776,7 @@ mod tests {
         for (template, subject, page) in [
             ("break_glass_patient", "Someone used emergency access to your Kith record", "my/access-log"),
             ("team_added_patient", "A care team was added to your Kith record", "my/sharing"),
+            ("new_entries_patient", "There is new information in your Kith record", "my/record"),
             ("consent_changed_patient", "Your Kith sharing choices were changed", "my/sharing"),
             ("sharing_disabled_patient", "Sharing of your Kith record was turned off", "my/sharing"),
         ] {
@@ -815,6 +832,7 @@ mod tests {
             Notice::BreakGlassPrivacyOfficer { grant, patient },
             Notice::PatientLookupLimitPrivacyOfficer { account },
             Notice::TeamAddedPatient(patient),
+            Notice::NewEntriesPatient(patient),
             Notice::ConsentChangedPatient(patient),
             Notice::SharingDisabledPatient(patient),
             Notice::PasswordReset { account, team: None, code: CODE.into() },

@@ -16,6 +16,7 @@ use kith_store::Tx;
 use crate::organisations::{organisation_by_code, professional_actor, team_by_alias};
 use crate::outbox::Notice;
 use crate::{App, AppError, AppResult, AuditBuilder, Operator, ProfessionalContext, new_uuid};
+use kith_core::notify::{PatientEvent, notification_reach};
 
 /// A new patient record, created in an organisation.
 #[derive(Clone, Debug)]
@@ -528,7 +529,7 @@ impl App {
                 }
                 tx.audit(event.build());
                 if basis == LinkBasis::OnBehalfOfPatient && previous != labels {
-                    notify_patient(tx, &record, Notice::ConsentChangedPatient, now)?;
+                    notify_patient(tx, &record, PatientEvent::SharingChanged, Notice::ConsentChangedPatient, now)?;
                 }
                 Ok(Ok(link))
             })
@@ -579,6 +580,9 @@ impl App {
                 };
                 let entry = new.to_entry(patient, team, author_account, now);
                 tx.insert_entry(&entry)?;
+                if let Some(record) = tx.patient(patient)? {
+                    notify_new_entries(tx, &record, now)?;
+                }
                 let (kinds, labels) = summarise([&entry]);
                 tx.audit(
                     AuditBuilder::new(now, actor, channel, "entry.create")
@@ -842,24 +846,55 @@ fn put_link(
     tx.put_care_link(&link)?;
     tx.audit(link_created_event(audit_actor, channel, &link, team, existing.is_some()));
     if team.kind == TeamKind::Speciality {
-        notify_patient(tx, patient, Notice::TeamAddedPatient, now)?;
+        notify_patient(tx, patient, PatientEvent::TeamAdded, Notice::TeamAddedPatient, now)?;
     }
     Ok(link)
 }
 
-/// Queues an email to a registered patient (`notice`, e.g. `Notice::TeamAddedPatient`, made
-/// with the patient's id). The message carries no health information.
+/// Tells a registered patient of `event` (`notice`, e.g. `Notice::TeamAddedPatient`, made
+/// with the patient's id) by the channels [`notification_reach`] gives for their choices.
+/// The message carries no health information.
 pub(crate) fn notify_patient(
     tx: &mut Tx<'_>,
     patient: &Patient,
+    event: PatientEvent,
     notice: fn(PatientId) -> Notice,
     now: Timestamp,
 ) -> AppResult<()> {
     if patient.registration != RegistrationStatus::Registered {
         return Ok(());
     }
-    let Some(email) = &patient.demographics.email else { return Ok(()) };
-    tx.enqueue(&notice(patient.id).email(email, now))?;
+    let (settings, _) = tx.notification_settings(patient.id)?;
+    let (email, mobile) = (&patient.demographics.email, &patient.demographics.mobile);
+    let reach = notification_reach(event, &settings, email.is_some(), mobile.is_some());
+    let notice = notice(patient.id);
+    if let (true, Some(email)) = (reach.email, email) {
+        tx.enqueue(&notice.email(email, now))?;
+    }
+    if let (true, Some(mobile)) = (reach.sms, mobile) {
+        tx.enqueue(&notice.message("sms", mobile.to_string(), now))?;
+    }
+    Ok(())
+}
+
+/// How long after one "new entries" notice the next may go: a feed that files a dozen
+/// results in a morning sends one.
+const NEW_ENTRIES_NOTICE_GAP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Tells a registered patient who asked for it that their record has new entries, at most
+/// once per [`NEW_ENTRIES_NOTICE_GAP`]. Their own entries tell them nothing.
+pub(crate) fn notify_new_entries(tx: &mut Tx<'_>, patient: &Patient, now: Timestamp) -> AppResult<()> {
+    if patient.registration != RegistrationStatus::Registered {
+        return Ok(());
+    }
+    let (settings, last) = tx.notification_settings(patient.id)?;
+    if settings.new_entries == kith_core::notify::NotifyBy::Off
+        || last.is_some_and(|last| now < last.plus(NEW_ENTRIES_NOTICE_GAP))
+    {
+        return Ok(());
+    }
+    notify_patient(tx, patient, PatientEvent::NewEntries, Notice::NewEntriesPatient, now)?;
+    tx.note_new_entries_notice(patient.id, now)?;
     Ok(())
 }
 

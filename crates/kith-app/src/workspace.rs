@@ -241,3 +241,69 @@ impl App {
             .and_then(|outcome| outcome)
     }
 }
+
+/// What a patient's notification page shows: their choices, and how Kith can reach them.
+#[derive(Clone, Debug)]
+pub struct OwnNotifications {
+    pub settings: kith_core::notify::NotificationSettings,
+    pub has_email: bool,
+    pub has_mobile: bool,
+}
+
+impl App {
+    /// The patient's own record, when the account may act on it ([`decide_self_access`]).
+    fn own_record(tx: &mut Tx<'_>, account: AccountId) -> AppResult<Option<Patient>> {
+        let status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
+        let record = tx.patient_by_account(account)?;
+        Ok(match decide_self_access(status, record.is_some()) {
+            Decision::Allow(_) => record,
+            Decision::Deny(_) => None,
+        })
+    }
+
+    /// A patient's notification choices (the defaults until they choose).
+    pub fn own_notifications(&self, account: AccountId) -> AppResult<OwnNotifications> {
+        self.store.read(|tx| {
+            let record = Self::own_record(tx, account)?.ok_or(AppError::Denied)?;
+            let (settings, _) = tx.notification_settings(record.id)?;
+            Ok(OwnNotifications {
+                settings,
+                has_email: record.demographics.email.is_some(),
+                has_mobile: record.demographics.mobile.is_some(),
+            })
+        })
+    }
+
+    /// A patient changes how Kith tells them of events. Emergency access cannot be turned
+    /// off. Audited `notifications.change`.
+    pub fn set_own_notifications(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        settings: &kith_core::notify::NotificationSettings,
+    ) -> AppResult<()> {
+        if settings.break_glass == kith_core::notify::NotifyBy::Off {
+            return Err(AppError::Invalid(
+                "You are always told when someone uses emergency access to your record: choose email, text message \
+                 or both."
+                    .to_owned(),
+            ));
+        }
+        let now = self.now();
+        self.store.write(|tx| {
+            let record = Self::own_record(tx, account)?.ok_or(AppError::Denied)?;
+            tx.put_notification_settings(record.id, settings, now)?;
+            tx.audit(
+                AuditBuilder::new(now, Actor::Account(account), channel, "notifications.change")
+                    .patient(record.id)
+                    .basis(Basis::SelfAccess.code())
+                    .subject(format!(
+                        "team_added={} new_entries={} break_glass={}",
+                        settings.team_added, settings.new_entries, settings.break_glass
+                    ))
+                    .build(),
+            );
+            Ok(())
+        })
+    }
+}

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod integration;
 pub mod label;
 pub mod model;
+pub mod notify;
 pub mod patient;
 pub mod team;
 pub mod text;

@@ -16,6 +16,7 @@ mod coordination;
 mod entries;
 mod feed_bulk;
 mod hl7;
+mod notifications;
 mod on_behalf;
 mod organisations;
 mod outbox;

@@ -446,3 +446,35 @@ async fn the_patient_relabels_an_entry_and_professionals_record_consent_on_their
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patients_choose_how_they_are_told_and_cannot_turn_off_emergency_access() {
+    each_web(async |web: &Web| {
+        let mut own = signed_in(web, "patient@example.org").await;
+        let page = own.get("/my/notifications").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("When someone uses emergency access to your record"), "{}", page.body);
+        assert!(!page.body.contains("id=\"break_glass-off\""), "no way to turn it off");
+        let off = own
+            .post("/my/notifications", &[("team_added", "email"), ("new_entries", "email"), ("break_glass", "off")])
+            .await;
+        assert_eq!(off.status, StatusCode::OK);
+        assert!(off.body.contains("You are always told when someone uses emergency access"), "{}", off.body);
+        let missing = own.post("/my/notifications", &[("team_added", "email")]).await;
+        assert!(missing.body.contains("Choose one answer for each question"), "{}", missing.body);
+        let saved = own
+            .post("/my/notifications", &[("team_added", "off"), ("new_entries", "both"), ("break_glass", "email")])
+            .await;
+        assert_eq!(saved.location.as_deref(), Some("/my/notifications?done=saved"));
+        let page = own.get("/my/notifications?done=saved").await;
+        assert!(
+            page.body.contains("id=\"new_entries-both\" name=\"new_entries\" value=\"both\" checked"),
+            "{}",
+            page.body
+        );
+        // Professionals have no notification page of a patient's.
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        assert_eq!(mh.get("/my/notifications").await.status, StatusCode::FORBIDDEN);
+    })
+    .await;
+}

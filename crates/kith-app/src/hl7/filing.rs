@@ -89,6 +89,7 @@ pub(crate) fn file_entry(
     if let Some(observations) = observations {
         tx.insert_observations(patient.id, entry.id, entry.version, observations)?;
     }
+    crate::patients::notify_new_entries(tx, patient, filing.now)?;
     let label = entry.label.unwrap_or(draft.label);
     tx.audit(
         AuditBuilder::new(filing.now, filing.actor.clone(), Channel::Hl7, action)

@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use kith_app::{AccessLogEntry, AppError};
 use kith_core::audit::Channel;
 use kith_core::consent::LinkBasis;
+use kith_core::notify::{NotificationSettings, NotifyBy};
 use kith_core::{PatientId, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
@@ -29,6 +30,8 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::post("/my/entries/{entry}/label", relabel),
         PageRoute::get("/my/sharing", sharing_page),
         PageRoute::post("/my/sharing/{team}", change_sharing),
+        PageRoute::get("/my/notifications", notifications_page),
+        PageRoute::post("/my/notifications", change_notifications),
         PageRoute::get("/my/access-log", access_log_page),
         PageRoute::get("/my/access-log.csv", access_log_csv),
     ]
@@ -288,6 +291,130 @@ async fn change_sharing(
     match changed {
         Ok(_) => Ok(see_other("/my/sharing?done=changed")),
         Err(AppError::Consent(refusal)) => render_sharing(&state, &signed_in, None, Some(refusal.to_string())).await,
+        Err(other) => Err(other.into()),
+    }
+}
+
+// ----- notifications --------------------------------------------------------------------------
+
+/// One event's choice on the notifications page.
+pub struct NotifyRow {
+    field: &'static str,
+    question: &'static str,
+    hint: &'static str,
+    choices: Vec<Choice>,
+}
+
+#[derive(Template)]
+#[template(path = "notifications.html")]
+struct NotificationsPage {
+    shell: Shell,
+    rows: Vec<NotifyRow>,
+    has_email: bool,
+    has_mobile: bool,
+    error: Option<String>,
+}
+
+fn notify_choices(current: NotifyBy, may_turn_off: bool) -> Vec<Choice> {
+    [
+        (NotifyBy::Email, "By email"),
+        (NotifyBy::Sms, "By text message"),
+        (NotifyBy::Both, "By email and text message"),
+        (NotifyBy::Off, "Do not tell me"),
+    ]
+    .into_iter()
+    .filter(|(choice, _)| may_turn_off || *choice != NotifyBy::Off)
+    .map(|(choice, words)| Choice {
+        value: choice.code().to_owned(),
+        words: words.to_owned(),
+        selected: choice == current,
+    })
+    .collect()
+}
+
+fn notification_rows(settings: &NotificationSettings) -> Vec<NotifyRow> {
+    vec![
+        NotifyRow {
+            field: "team_added",
+            question: "When a care team is added to your record",
+            hint: "You can then choose what the team sees.",
+            choices: notify_choices(settings.team_added, true),
+        },
+        NotifyRow {
+            field: "new_entries",
+            question: "When there is new information in your record",
+            hint: "New results, letters, notes and appointments: at most one message an hour.",
+            choices: notify_choices(settings.new_entries, true),
+        },
+        NotifyRow {
+            field: "break_glass",
+            question: "When someone uses emergency access to your record",
+            hint: "You are always told of this. Choose how.",
+            choices: notify_choices(settings.break_glass, false),
+        },
+    ]
+}
+
+fn notifications_notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "saved" => Some("Your choices are saved."),
+        _ => None,
+    }
+}
+
+async fn notifications_page(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    Query(done): Query<Done>,
+) -> PageResult {
+    own_record(&signed_in)?;
+    let account = signed_in.session.account.id;
+    let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
+    Ok(render(&NotificationsPage {
+        shell: Shell::signed_in(&signed_in, notifications_notice(done.done.as_deref())),
+        rows: notification_rows(&own.settings),
+        has_email: own.has_email,
+        has_mobile: own.has_mobile,
+        error: None,
+    }))
+}
+
+async fn change_notifications(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> PageResult {
+    own_record(&signed_in)?;
+    let account = signed_in.session.account.id;
+    let choice = |field: &str| form.get(field).and_then(|code| NotifyBy::from_code(code));
+    let settings = match (choice("team_added"), choice("new_entries"), choice("break_glass")) {
+        (Some(team_added), Some(new_entries), Some(break_glass)) => {
+            NotificationSettings { team_added, new_entries, break_glass }
+        }
+        _ => {
+            let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
+            return Ok(render(&NotificationsPage {
+                shell: Shell::signed_in(&signed_in, None),
+                rows: notification_rows(&own.settings),
+                has_email: own.has_email,
+                has_mobile: own.has_mobile,
+                error: Some("Choose one answer for each question.".to_owned()),
+            }));
+        }
+    };
+    let saved = blocking(&state.app, move |app| app.set_own_notifications(account, Channel::Web, &settings)).await?;
+    match saved {
+        Ok(()) => Ok(see_other("/my/notifications?done=saved")),
+        Err(AppError::Invalid(words)) => {
+            let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
+            Ok(render(&NotificationsPage {
+                shell: Shell::signed_in(&signed_in, None),
+                rows: notification_rows(&own.settings),
+                has_email: own.has_email,
+                has_mobile: own.has_mobile,
+                error: Some(words),
+            }))
+        }
         Err(other) => Err(other.into()),
     }
 }
