@@ -257,7 +257,7 @@ impl App {
 /// The body of [`App::read_entries_then_audit`], inside its read transaction.
 /// `known_status` is the account's status when the caller has just read it in the same
 /// transaction (it is not read again).
-fn read_entries_in(
+pub(crate) fn read_entries_in(
     tx: &mut Tx<'_>,
     account: AccountId,
     known_status: Option<AccountStatus>,
