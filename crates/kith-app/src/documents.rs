@@ -10,20 +10,21 @@
 //! the sender declared.
 
 use kith_core::audit::{Actor, Channel, Outcome};
-use kith_core::document::{sanitise_file_name, sniff_document};
+use kith_core::document::{DocumentType, sanitise_file_name, sniff_document};
 use kith_core::model::{DocumentFile, Entry};
 use kith_core::patient::EntryKind;
 use kith_core::text::Title;
-use kith_core::{AccountId, Basis, DenyReason, EntryId, PatientId, PrivacyLabel, TeamId};
+use kith_core::{AccountId, Basis, DenyReason, EntryId, PatientId, PrivacyLabel, TeamId, Timestamp};
 use kith_store::{Audited, StoreError, Tx};
 use sha2::{Digest, Sha256};
 
-use crate::account_access::{EntrySelection, read_entries_in};
+use crate::account_access::{EntrySelection, read_entries_in, record_own_entry_in};
 use crate::patients::{EntryAuthor, NewEntry, add_entry_in};
 use crate::{App, AppError, AppResult, AuditBuilder, ProfessionalContext};
 
-/// A document as its reader receives it: the entry, what the file is and its bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A document as its reader receives it: the entry, what the file is and its bytes. Its
+/// `Debug` gives the length of the bytes, not the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Document {
     pub entry: Entry,
     /// `application/pdf`, `image/png` or `image/jpeg`: what the content is.
@@ -34,6 +35,18 @@ pub struct Document {
     pub bytes: Vec<u8>,
     /// The basis on which the reader sees it (as audited).
     pub basis: Basis,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("entry", &self.entry)
+            .field("media_type", &self.media_type)
+            .field("file_name", &self.file_name)
+            .field("bytes", &self.bytes.len())
+            .field("basis", &self.basis)
+            .finish()
+    }
 }
 
 impl App {
@@ -57,9 +70,7 @@ impl App {
         file_name: &str,
         bytes: &[u8],
     ) -> AppResult<Entry> {
-        let document_type = sniff_document(bytes).map_err(|refusal| AppError::Invalid(refusal.to_string()))?;
-        let file_name = sanitise_file_name(file_name);
-        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let upload = Upload::check(file_name, bytes)?;
         let now = self.now();
         let new = NewEntry { kind: EntryKind::Document, label, title, body: String::new(), effective_at: now };
         self.store
@@ -77,17 +88,34 @@ impl App {
                     return Ok(Err(AppError::Denied));
                 };
                 let context = ProfessionalContext { account, team, organisation, channel };
-                let insert = |tx: &mut Tx<'_>, entry: &Entry| {
-                    let file = DocumentFile {
-                        document_type,
-                        file_name: file_name.clone(),
-                        sha256,
-                        content: bytes.to_vec(),
-                        created_at: now,
-                    };
-                    Ok(tx.insert_document_entry(entry, &file)?)
-                };
+                let insert = |tx: &mut Tx<'_>, entry: &Entry| upload.insert(tx, entry, bytes, now);
                 add_entry_in(tx, &EntryAuthor::Professional(&context), patient, &new, now, &insert)
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// A patient adds a document (a PDF, PNG or JPEG) to their own record, filed as
+    /// [`App::record_own_entry`] files their entries: under the Patient Record Team of an
+    /// organisation the record is in, with their account as its author, audited
+    /// `entry.create` on the basis `self`; teams see it through the labels the patient gave
+    /// them. Bytes that are not such a document are refused first with
+    /// [`AppError::Invalid`], and nothing is written.
+    pub fn add_own_document(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        label: Option<PrivacyLabel>,
+        title: Title,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> AppResult<Entry> {
+        let upload = Upload::check(file_name, bytes)?;
+        let now = self.now();
+        let new = NewEntry { kind: EntryKind::Document, label, title, body: String::new(), effective_at: now };
+        self.store
+            .write(|tx| {
+                let insert = |tx: &mut Tx<'_>, entry: &Entry| upload.insert(tx, entry, bytes, now);
+                record_own_entry_in(tx, account, channel, &new, now, &insert)
             })
             .and_then(|outcome| outcome)
     }
@@ -154,4 +182,32 @@ fn check_integrity(file: &DocumentFile) -> AppResult<()> {
         return Err(AppError::Store(StoreError::corrupt("a stored document does not match its SHA-256 or its type")));
     }
     Ok(())
+}
+
+/// An upload that passed [`sniff_document`]: what it is, the name it is kept under and its
+/// SHA-256, worked out once, before the transaction.
+struct Upload {
+    document_type: DocumentType,
+    file_name: String,
+    sha256: [u8; 32],
+}
+
+impl Upload {
+    /// Refuses bytes that are not a document Kith takes, with the refusal's own sentence.
+    fn check(file_name: &str, bytes: &[u8]) -> AppResult<Self> {
+        let document_type = sniff_document(bytes).map_err(|refusal| AppError::Invalid(refusal.to_string()))?;
+        Ok(Self { document_type, file_name: sanitise_file_name(file_name), sha256: Sha256::digest(bytes).into() })
+    }
+
+    /// Writes `entry` with this file.
+    fn insert(&self, tx: &mut Tx<'_>, entry: &Entry, bytes: &[u8], now: Timestamp) -> AppResult<()> {
+        let file = DocumentFile {
+            document_type: self.document_type,
+            file_name: self.file_name.clone(),
+            sha256: self.sha256,
+            content: bytes.to_vec(),
+            created_at: now,
+        };
+        Ok(tx.insert_document_entry(entry, &file)?)
+    }
 }

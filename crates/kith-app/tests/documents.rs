@@ -361,3 +361,62 @@ fn a_stored_file_that_was_changed_is_never_served(database: TestDatabase) {
     world.database.execute_raw(zero_hash).unwrap();
     assert!(matches!(world.app.read_document_as(pro, Channel::Web, entry.id), Err(AppError::Store(_))));
 }
+
+on_each_engine!(a_break_glass_grant_opens_the_document_until_it_ends);
+fn a_break_glass_grant_opens_the_document_until_it_ends(database: TestDatabase) {
+    let world = world(database);
+    let app = &world.app;
+    let entry = upload_letter(&world);
+    // gum@'s team does not hold the patient; the patient is in gum's organisation.
+    let context = world.context("gum", "gum@example.org");
+    assert!(matches!(app.read_document_as(context.account, Channel::Web, entry.id), Err(AppError::Denied)));
+    let reason = kith_core::text::Reason::parse("Unconscious on arrival in the emergency department").unwrap();
+    let grant = app.open_break_glass(&context, world.patient.id, &reason).unwrap();
+    let document = app.read_document_as(context.account, Channel::Web, entry.id).unwrap();
+    assert_eq!(document.basis, Basis::BreakGlass { grant: grant.id });
+    assert_eq!(document.bytes, pdf());
+    let reads = reads_of(&world, context.account);
+    let read = reads.last().unwrap();
+    assert_eq!(read.record.basis.as_deref(), Some("break_glass"));
+    assert_eq!(read.record.subject, Some(grant.id.to_string()));
+    assert_eq!(read.record.acting_team, Some(context.team));
+
+    app.end_break_glass(&context, world.patient.id).unwrap();
+    assert!(matches!(app.read_document_as(context.account, Channel::Web, entry.id), Err(AppError::Denied)));
+}
+
+on_each_engine!(a_patient_adds_a_document_to_their_own_record);
+fn a_patient_adds_a_document_to_their_own_record(database: TestDatabase) {
+    let world = world(database);
+    let app = &world.app;
+    world.add_patient_addresses();
+    let patient_account = account_of(&world, "patient@example.org");
+    let jpeg = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0\xFF\xD9".to_vec();
+    let before = entry_count(&world);
+    let refused =
+        app.add_own_document(patient_account, Channel::Web, None, title("Scan"), "scan.jpg", b"not an image at all");
+    assert!(
+        matches!(refused, Err(AppError::Invalid(message)) if message == DocumentRefusal::NotAllowedType.to_string())
+    );
+    assert_eq!(entry_count(&world), before);
+
+    let entry = app
+        .add_own_document(patient_account, Channel::Web, Some(PrivacyLabel::General), title("Scan"), "scan.jpg", &jpeg)
+        .unwrap();
+    assert_eq!(entry.kind, EntryKind::Document);
+    assert_eq!(entry.author_account, Some(patient_account));
+    assert_eq!(entry.authored_by, team_id(&world, code(), "prt"));
+    let own = app.read_document_as(patient_account, Channel::Web, entry.id).unwrap();
+    assert_eq!((own.media_type, own.bytes.as_slice(), own.basis), ("image/jpeg", jpeg.as_slice(), Basis::SelfAccess));
+    // Teams see it through the labels the patient gave them.
+    let pro = account_of(&world, "pro@example.org");
+    let seen = app.read_document_as(pro, Channel::Web, entry.id).unwrap();
+    assert_eq!(seen.basis, Basis::Consent { team: team_id(&world, code(), "mh") });
+    let gum_professional = account_of(&world, "gum@example.org");
+    assert!(matches!(app.read_document_as(gum_professional, Channel::Web, entry.id), Err(AppError::Denied)));
+    // A professional has no own record to add to.
+    assert!(matches!(
+        app.add_own_document(pro, Channel::Web, None, title("Scan"), "scan.jpg", &jpeg),
+        Err(AppError::Denied)
+    ));
+}

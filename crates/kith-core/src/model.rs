@@ -118,8 +118,9 @@ pub struct Entry {
     pub ends_at: Option<Timestamp>,
 }
 
-/// The uploaded file of a `document` entry. Who may see it is who may see the entry.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// The uploaded file of a `document` entry. Who may see it is who may see the entry. Its
+/// `Debug` gives the content's length, not the content (up to 10 MiB of health data).
+#[derive(Clone, PartialEq, Eq)]
 pub struct DocumentFile {
     /// What the content is ([`crate::document::sniff_document`]), never what the sender said.
     pub document_type: DocumentType,
@@ -129,6 +130,17 @@ pub struct DocumentFile {
     pub sha256: [u8; 32],
     pub content: Vec<u8>,
     pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for DocumentFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentFile")
+            .field("document_type", &self.document_type)
+            .field("file_name", &self.file_name)
+            .field("content_bytes", &self.content.len())
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 crate::team::coded_enum!(
