@@ -280,7 +280,7 @@ impl App {
 /// The body of [`App::read_entries_then_audit`], inside its read transaction.
 /// `known_status` is the account's status when the caller has just read it in the same
 /// transaction (it is not read again).
-fn read_entries_in(
+pub(crate) fn read_entries_in(
     tx: &mut Tx<'_>,
     account: AccountId,
     known_status: Option<AccountStatus>,
@@ -709,49 +709,61 @@ impl App {
     pub fn record_own_entry(&self, account: AccountId, channel: Channel, new: &crate::NewEntry) -> AppResult<Entry> {
         let now = self.now();
         self.store
-            .write(|tx| {
-                let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
-                let record = tx.patient_by_account(account)?;
-                let event = AuditBuilder::new(now, Actor::Account(account), channel, "entry.create");
-                let record = match (decide_self_access(account_row.status, record.is_some()), record) {
-                    (Decision::Allow(_), Some(record)) => record,
-                    (decision, record) => {
-                        let reason = match decision {
-                            Decision::Deny(reason) => reason,
-                            Decision::Allow(_) => DenyReason::NotTheirRecord,
-                        };
-                        tx.audit(denied(event, record.map(|record| record.id), reason));
-                        return Ok(Err(AppError::Denied));
-                    }
-                };
-                let mut home = None;
-                for link in tx.care_links(record.id)?.into_iter().filter(CareLink::is_active) {
-                    if let Some(team) = tx.team(link.team)?
-                        && team.kind == kith_core::team::TeamKind::PatientRecord
-                    {
-                        home = Some(team);
-                        break;
-                    }
-                }
-                let Some(home) = home else {
-                    return Ok(Err(AppError::Forbidden(
-                        "your record is not held by an organisation yet, so it cannot take entries".to_owned(),
-                    )));
-                };
-                let entry = new.to_entry(record.id, home.id, Some(account), now);
-                tx.insert_entry(&entry)?;
-                let (kinds, labels) = summarise([&entry]);
-                tx.audit(
-                    event
-                        .patient(record.id)
-                        .organisation(home.organisation)
-                        .basis(Basis::SelfAccess.code())
-                        .data(kinds, labels)
-                        .subject(entry.id)
-                        .build(),
-                );
-                Ok(Ok(entry))
-            })
+            .write(|tx| record_own_entry_in(tx, account, channel, new, now, &|tx, entry| Ok(tx.insert_entry(entry)?)))
             .and_then(|outcome| outcome)
     }
+}
+
+/// The body of [`App::record_own_entry`], inside its write transaction: the entry is written
+/// with `insert` (alone, or with what comes with it, such as a document's file). A denial is
+/// audited and answered `Ok(Err(AppError::Denied))`, so that the event commits.
+pub(crate) fn record_own_entry_in(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    channel: Channel,
+    new: &crate::NewEntry,
+    now: Timestamp,
+    insert: &dyn Fn(&mut Tx<'_>, &Entry) -> AppResult<()>,
+) -> AppResult<AppResult<Entry>> {
+    let Some(account_row) = tx.account(account)? else { return Ok(Err(AppError::Denied)) };
+    let record = tx.patient_by_account(account)?;
+    let event = AuditBuilder::new(now, Actor::Account(account), channel, "entry.create");
+    let record = match (decide_self_access(account_row.status, record.is_some()), record) {
+        (Decision::Allow(_), Some(record)) => record,
+        (decision, record) => {
+            let reason = match decision {
+                Decision::Deny(reason) => reason,
+                Decision::Allow(_) => DenyReason::NotTheirRecord,
+            };
+            tx.audit(denied(event, record.map(|record| record.id), reason));
+            return Ok(Err(AppError::Denied));
+        }
+    };
+    let mut home = None;
+    for link in tx.care_links(record.id)?.into_iter().filter(CareLink::is_active) {
+        if let Some(team) = tx.team(link.team)?
+            && team.kind == kith_core::team::TeamKind::PatientRecord
+        {
+            home = Some(team);
+            break;
+        }
+    }
+    let Some(home) = home else {
+        return Ok(Err(AppError::Forbidden(
+            "your record is not held by an organisation yet, so it cannot take entries".to_owned(),
+        )));
+    };
+    let entry = new.to_entry(record.id, home.id, Some(account), now);
+    insert(tx, &entry)?;
+    let (kinds, labels) = summarise([&entry]);
+    tx.audit(
+        event
+            .patient(record.id)
+            .organisation(home.organisation)
+            .basis(Basis::SelfAccess.code())
+            .data(kinds, labels)
+            .subject(entry.id)
+            .build(),
+    );
+    Ok(Ok(entry))
 }

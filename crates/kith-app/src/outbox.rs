@@ -121,11 +121,12 @@ impl std::fmt::Debug for Notice {
 
 impl Notice {
     /// Every stored template name, one per variant.
-    pub const TEMPLATES: [&'static str; 13] = [
+    pub const TEMPLATES: [&'static str; 14] = [
         "break_glass_patient",
         "break_glass_privacy_officer",
         "patient_lookup_limit_privacy_officer",
         "team_added_patient",
+        "new_entries_patient",
         "consent_changed_patient",
         "sharing_disabled_patient",
         "password_reset",

@@ -540,61 +540,7 @@ impl App {
     pub fn add_entry(&self, author: &EntryAuthor<'_>, patient: PatientId, new: &NewEntry) -> AppResult<Entry> {
         let now = self.now();
         self.store
-            .write(|tx| {
-                let (team, author_account, actor, channel, basis) = match author {
-                    EntryAuthor::Operator { operator, organisation, team } => {
-                        let org = organisation_by_code(tx, organisation)?;
-                        let team = team_by_alias(tx, &org, team)?;
-                        if tx.patient(patient)?.is_none() {
-                            return Err(AppError::NotFound(format!("no patient has the id {patient}")));
-                        }
-                        if !tx.patient_in_organisation(patient, org.id)? {
-                            return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
-                        }
-                        (team.id, None, operator.actor(), Channel::Cli, "administration")
-                    }
-                    EntryAuthor::Professional(context) => {
-                        let decision = match tx.record_access_facts(context.account, context.team, patient, now)? {
-                            Some(facts) => decide_write(&facts),
-                            None => Decision::Deny(kith_core::DenyReason::NoRelationshipWithPatient),
-                        };
-                        match decision {
-                            Decision::Allow(basis) => (
-                                context.team,
-                                Some(context.account),
-                                professional_actor(context),
-                                context.channel,
-                                basis.code(),
-                            ),
-                            Decision::Deny(reason) => {
-                                tx.audit(
-                                    AuditBuilder::professional(now, context, "entry.create", patient)
-                                        .outcome(Outcome::Denied)
-                                        .reason(reason)
-                                        .build(),
-                                );
-                                return Ok(Err(AppError::Denied));
-                            }
-                        }
-                    }
-                };
-                let entry = new.to_entry(patient, team, author_account, now);
-                tx.insert_entry(&entry)?;
-                if let Some(record) = tx.patient(patient)? {
-                    notify_new_entries(tx, &record, now)?;
-                }
-                let (kinds, labels) = summarise([&entry]);
-                tx.audit(
-                    AuditBuilder::new(now, actor, channel, "entry.create")
-                        .team(team)
-                        .patient(patient)
-                        .basis(basis)
-                        .data(kinds, labels)
-                        .subject(entry.id)
-                        .build(),
-                );
-                Ok(Ok(entry))
-            })
+            .write(|tx| add_entry_in(tx, author, patient, new, now, &|tx, entry| Ok(tx.insert_entry(entry)?)))
             .and_then(|outcome| outcome)
     }
 
@@ -657,6 +603,69 @@ impl App {
             Ok(account)
         })
     }
+}
+
+/// The body of [`App::add_entry`], inside its write transaction: decides (a professional's
+/// write with `decide_write` for their team), makes the entry, writes it with `insert` (the
+/// entry alone, or with what comes with it, such as a document's file) and audits it. A
+/// denial is audited and answered `Ok(Err(AppError::Denied))`, so that the event commits.
+pub(crate) fn add_entry_in(
+    tx: &mut Tx<'_>,
+    author: &EntryAuthor<'_>,
+    patient: PatientId,
+    new: &NewEntry,
+    now: Timestamp,
+    insert: &dyn Fn(&mut Tx<'_>, &Entry) -> AppResult<()>,
+) -> AppResult<AppResult<Entry>> {
+    let (team, author_account, actor, channel, basis) = match author {
+        EntryAuthor::Operator { operator, organisation, team } => {
+            let org = organisation_by_code(tx, organisation)?;
+            let team = team_by_alias(tx, &org, team)?;
+            if tx.patient(patient)?.is_none() {
+                return Err(AppError::NotFound(format!("no patient has the id {patient}")));
+            }
+            if !tx.patient_in_organisation(patient, org.id)? {
+                return Err(AppError::Invalid(format!("the patient is not in organisation {}", org.code)));
+            }
+            (team.id, None, operator.actor(), Channel::Cli, "administration")
+        }
+        EntryAuthor::Professional(context) => {
+            let decision = match tx.record_access_facts(context.account, context.team, patient, now)? {
+                Some(facts) => decide_write(&facts),
+                None => Decision::Deny(kith_core::DenyReason::NoRelationshipWithPatient),
+            };
+            match decision {
+                Decision::Allow(basis) => {
+                    (context.team, Some(context.account), professional_actor(context), context.channel, basis.code())
+                }
+                Decision::Deny(reason) => {
+                    tx.audit(
+                        AuditBuilder::professional(now, context, "entry.create", patient)
+                            .outcome(Outcome::Denied)
+                            .reason(reason)
+                            .build(),
+                    );
+                    return Ok(Err(AppError::Denied));
+                }
+            }
+        }
+    };
+    let entry = new.to_entry(patient, team, author_account, now);
+    insert(tx, &entry)?;
+    if let Some(record) = tx.patient(patient)? {
+        notify_new_entries(tx, &record, now)?;
+    }
+    let (kinds, labels) = summarise([&entry]);
+    tx.audit(
+        AuditBuilder::new(now, actor, channel, "entry.create")
+            .team(team)
+            .patient(patient)
+            .basis(basis)
+            .data(kinds, labels)
+            .subject(entry.id)
+            .build(),
+    );
+    Ok(Ok(entry))
 }
 
 /// One email belongs to one record: refuses `email` when a record other than `own_record`

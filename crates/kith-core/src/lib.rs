@@ -9,6 +9,7 @@ pub mod audit;
 pub mod consent;
 pub mod coordination;
 pub mod directory;
+pub mod document;
 pub mod identity;
 pub mod ids;
 pub mod integration;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::consent::LinkBasis;
+use crate::document::DocumentType;
 use crate::ids::{AccountId, ApiTokenId, BreakGlassId, EntryId, OrganisationId, PatientId, TeamId};
 use crate::label::{LabelSet, PrivacyLabel};
 use crate::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, RegistrationStatus};
@@ -115,6 +116,31 @@ pub struct Entry {
     /// When the entry's period ends, where it has one (an appointment's end); never before
     /// `effective_at`.
     pub ends_at: Option<Timestamp>,
+}
+
+/// The uploaded file of a `document` entry. Who may see it is who may see the entry. Its
+/// `Debug` gives the content's length, not the content (up to 10 MiB of health data).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DocumentFile {
+    /// What the content is ([`crate::document::sniff_document`]), never what the sender said.
+    pub document_type: DocumentType,
+    /// As given, sanitised ([`crate::document::sanitise_file_name`]).
+    pub file_name: String,
+    /// SHA-256 of `content`.
+    pub sha256: [u8; 32],
+    pub content: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for DocumentFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentFile")
+            .field("document_type", &self.document_type)
+            .field("file_name", &self.file_name)
+            .field("content_bytes", &self.content.len())
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 crate::team::coded_enum!(

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "break_glass_binding", include_str!("../migrations/sqlite/0011_break_glass_binding.sql")),
     (12, "membership_invitations", include_str!("../migrations/sqlite/0012_membership_invitations.sql")),
     (13, "on_behalf_consent", include_str!("../migrations/sqlite/0013_on_behalf_consent.sql")),
+    (14, "entry_documents", include_str!("../migrations/sqlite/0014_entry_documents.sql")),
     (15, "notification_settings", include_str!("../migrations/sqlite/0015_notification_settings.sql")),
 ];
 

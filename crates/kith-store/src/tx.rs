@@ -13,6 +13,7 @@ mod break_glass;
 mod bulk;
 mod care_links;
 mod coordination;
+mod documents;
 mod entries;
 mod feed_bulk;
 mod hl7;

@@ -141,7 +141,7 @@ fn migrations_are_idempotent(database: TestDatabase) {
     let store = &database.store();
     let again = store.migrate().unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
-    assert_eq!(again.current_version, 13);
+    assert_eq!(again.current_version, 15);
     store.ping().unwrap();
 }
 
@@ -1174,4 +1174,81 @@ fn on_behalf_labels_and_a_privacy_officer_s_events(database: TestDatabase) {
     let stranger = account("x@example.org");
     write(store, |tx| tx.insert_account(&stranger, None));
     assert!(store.read(|tx| tx.officer_events(stranger.id, "consent.change", None, 100)).unwrap().is_empty());
+}
+
+fn document_file(document_type: kith_core::document::DocumentType, content: Vec<u8>) -> DocumentFile {
+    DocumentFile { document_type, file_name: "Clinic letter.pdf".into(), sha256: [7; 32], content, created_at: T0 }
+}
+
+on_each_engine!(a_documents_file_is_written_with_its_entry_and_read_back_by_its_key);
+/// A document entry and its file go in together and come back byte for byte (up to the 10 MiB
+/// limit, which the schema enforces too); only a document entry holds a file; a merge moves
+/// the file with its entry.
+fn a_documents_file_is_written_with_its_entry_and_read_back_by_its_key(database: TestDatabase) {
+    use kith_core::document::{DocumentType, MAX_DOCUMENT_BYTES};
+    let store = &database.store();
+    let org = organisation("RXD");
+    let prt = team(&org, "prt", TeamKind::PatientRecord, LabelSet::EMPTY);
+    let person = patient(None, None);
+    let other_person = patient(None, None);
+    let letter = Entry { kind: EntryKind::Document, ..entry(person.id, prt.id, Some(PrivacyLabel::MentalHealth), 0) };
+    // Every byte value, so that no engine's text handling can hide in a round trip.
+    let pdf: Vec<u8> = b"%PDF-1.7\n".iter().copied().chain((0..=255u8).cycle().take(4096)).collect();
+    let file = document_file(DocumentType::Pdf, pdf);
+    write(store, |tx| {
+        tx.insert_organisation(&org)?;
+        tx.insert_team(&prt)?;
+        tx.put_patient(&person)?;
+        tx.put_patient(&other_person)?;
+        tx.insert_document_entry(&letter, &file)
+    });
+    store
+        .read(|tx| {
+            assert_eq!(tx.entries(person.id)?, vec![letter.clone()], "the entry is written with its file");
+            assert_eq!(tx.entry_document(person.id, letter.id)?, Some(file.clone()));
+            assert_eq!(
+                tx.entry_document(other_person.id, letter.id)?,
+                None,
+                "the key is the patient's and the entry's"
+            );
+            assert_eq!(tx.entry_document(person.id, EntryId::from_uuid(id()))?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+
+    // Only a document holds a file: a note with one is refused, and nothing of it is written.
+    let note = Entry { kind: EntryKind::Note, ..entry(person.id, prt.id, None, 1) };
+    let refused = store.write(|tx| tx.insert_document_entry(&note, &file));
+    assert!(refused.is_err(), "{refused:?}");
+    // The schema holds the limit too: the largest document fits, one byte more does not.
+    let largest = Entry { kind: EntryKind::Document, ..entry(person.id, prt.id, None, 2) };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(MAX_DOCUMENT_BYTES, 0xAB);
+    let largest_file = document_file(DocumentType::Png, png);
+    write(store, |tx| tx.insert_document_entry(&largest, &largest_file));
+    let too_large = Entry { kind: EntryKind::Document, ..entry(person.id, prt.id, None, 3) };
+    let mut jpeg = b"\xFF\xD8\xFF".to_vec();
+    jpeg.resize(MAX_DOCUMENT_BYTES + 1, 0);
+    let too_large_file = document_file(DocumentType::Jpeg, jpeg);
+    let refused = store.write(|tx| tx.insert_document_entry(&too_large, &too_large_file));
+    assert!(refused.is_err(), "a file over the limit was stored");
+    store
+        .read(|tx| {
+            let ids: Vec<EntryId> = tx.entries(person.id)?.iter().map(|entry| entry.id).collect();
+            assert!(!ids.contains(&note.id) && !ids.contains(&too_large.id), "a refused entry was written");
+            assert_eq!(tx.entry_document(person.id, largest.id)?, Some(largest_file.clone()));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+
+    // A merge moves the files with their entries.
+    write(store, |tx| tx.move_patient_data(person.id, other_person.id).map(|_| ()));
+    store
+        .read(|tx| {
+            assert_eq!(tx.entry_document(other_person.id, letter.id)?, Some(file.clone()));
+            assert_eq!(tx.entry_document(other_person.id, largest.id)?, Some(largest_file.clone()));
+            assert_eq!(tx.entry_document(person.id, letter.id)?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
 }

@@ -445,10 +445,10 @@ pub struct MergeCounts {
 }
 
 impl Tx<'_> {
-    /// Moves the local identifiers, care links and entries (with their versions and
-    /// observations) of `merged` to `survivor`. Where both records are linked to a team,
-    /// the survivor's link stays and the other is dropped. An entry whose source key the
-    /// survivor already uses keeps it with `#merged` and the old record's id appended.
+    /// Moves the local identifiers, care links and entries (with their versions, observations
+    /// and documents' files) of `merged` to `survivor`. Where both records are linked to a
+    /// team, the survivor's link stays and the other is dropped. An entry whose source key
+    /// the survivor already uses keeps it with `#merged` and the old record's id appended.
     pub fn move_patient_data(&mut self, merged: PatientId, survivor: PatientId) -> Result<MergeCounts, StoreError> {
         let mut counts = MergeCounts {
             identifiers: self.conn.execute(
@@ -484,6 +484,10 @@ impl Tx<'_> {
         )?;
         self.conn.execute(
             "UPDATE observations SET patient_id = ? WHERE patient_id = ?",
+            &[survivor.into(), merged.into()],
+        )?;
+        self.conn.execute(
+            "UPDATE entry_documents SET patient_id = ? WHERE patient_id = ?",
             &[survivor.into(), merged.into()],
         )?;
         self.conn.execute("DELETE FROM record_entries WHERE patient_id = ?", &[merged.into()])?;
