@@ -22,6 +22,11 @@ BIRTH = ("11", "2", "1980")
 REASON = "Collapsed in the waiting room, needs her history urgently"
 NO_MATCH = "No patient in your organisation matches that identifier and date of birth"
 
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+)
+
 TITLES = {
     "general": "Full blood count",
     "sexual_health": "Chlamydia screen",
@@ -76,12 +81,28 @@ def story(page, context, args, seen):
     expect(page.get_by_role("row", name=re.compile("Haemoglobin"))).to_contain_text("98 g/L")
     print("ok: the professional adds the patient and sees only the consented labels")
 
-    page.get_by_label("Title").fill("Clinic review")
+    page.get_by_label("Title of the entry").fill("Clinic review")
     page.get_by_label("The note").fill("Seen in clinic; mood improving.")
     page.get_by_role("button", name="Add the entry").click()
     expect(page.get_by_role("status")).to_contain_text("The entry has been added")
     expect(entry(page, "Clinic review")).to_be_visible()
     print("ok: the professional writes a note")
+
+    # A PDF upload: the type is judged by content; a text file named .pdf is refused.
+    page.get_by_label("Title of the document").fill("Clinic letter")
+    page.get_by_label("File to upload").set_input_files(
+        files=[{"name": "letter.pdf", "mimeType": "application/pdf", "buffer": b"not really a pdf"}]
+    )
+    page.get_by_role("button", name="Upload the document").click()
+    expect(page.get_by_role("alert")).to_contain_text("The file is not a PDF, PNG or JPEG image")
+    page.get_by_label("Title of the document").fill("Clinic letter")
+    page.get_by_label("File to upload").set_input_files(
+        files=[{"name": "clinic letter.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
+    page.get_by_role("button", name="Upload the document").click()
+    expect(page.get_by_role("status")).to_contain_text("The document has been added")
+    expect(entry(page, "Clinic letter")).to_be_visible()
+    print("ok: the professional uploads a PDF")
     sign_out(page)
     context.clear_cookies()
 
@@ -105,8 +126,11 @@ def story(page, context, args, seen):
         page.get_by_role("button", name="Save and continue").click()
     page.get_by_role("button", name="Go to my home page").click()
     page.get_by_role("link", name="My record").first.click()
-    for title in list(TITLES.values()) + ["Clinic review"]:
+    for title in list(TITLES.values()) + ["Clinic review", "Clinic letter"]:
         expect(entry(page, title)).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Open the document")).first.click()
+    assert pathlib.Path(download.value.path()).read_bytes() == PDF
     print("ok: the patient registers and sees everything")
 
     page.get_by_role("link", name="Sharing").first.click()

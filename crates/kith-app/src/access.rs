@@ -36,6 +36,8 @@ pub struct RecordView {
     pub some_hidden: bool,
     /// The observations (HL7 OBX) of each visible result, read in the same transaction.
     pub observations: std::collections::HashMap<kith_core::EntryId, Vec<kith_core::model::Observation>>,
+    /// The files of the visible documents that have one, read in the same transaction.
+    pub documents: std::collections::HashMap<kith_core::EntryId, crate::DocumentSummary>,
 }
 
 impl App {
@@ -82,7 +84,8 @@ impl App {
                 let total = tx.count_entries(patient)?;
                 let some_hidden = total > entries.len() as i64;
                 let observations = crate::account_access::shown_observations(tx, patient, &entries)?;
-                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations }))
+                let documents = crate::account_access::shown_documents(tx, patient, &entries)?;
+                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations, documents }))
             })
             .and_then(|outcome| outcome)
     }
@@ -220,7 +223,15 @@ impl App {
                                 .build(),
                         );
                         let observations = crate::account_access::shown_observations(tx, record.id, &entries)?;
-                        Ok(Ok(RecordView { patient: record, entries, basis, some_hidden: false, observations }))
+                        let documents = crate::account_access::shown_documents(tx, record.id, &entries)?;
+                        Ok(Ok(RecordView {
+                            patient: record,
+                            entries,
+                            basis,
+                            some_hidden: false,
+                            observations,
+                            documents,
+                        }))
                     }
                     Decision::Deny(reason) => {
                         let mut event = AuditBuilder::new(now, Actor::Account(account), channel, "record.read")

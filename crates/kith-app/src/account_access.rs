@@ -201,6 +201,33 @@ pub(crate) fn shown_observations(
     Ok(observations)
 }
 
+/// The file of a document entry a read shows: its type, name and size (not its content).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentSummary {
+    pub media_type: &'static str,
+    pub file_name: String,
+    pub size: i64,
+}
+
+/// The files of the documents among `entries` (the entries a read shows), by entry.
+pub(crate) fn shown_documents(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    entries: &[VisibleEntry],
+) -> AppResult<HashMap<EntryId, DocumentSummary>> {
+    if !entries.iter().any(|visible| visible.entry.kind == EntryKind::Document) {
+        return Ok(HashMap::new());
+    }
+    Ok(tx
+        .document_summaries(patient)?
+        .into_iter()
+        .filter(|(entry, ..)| entries.iter().any(|visible| visible.entry.id == *entry))
+        .map(|(entry, kind, file_name, size)| {
+            (entry, DocumentSummary { media_type: kind.media_type(), file_name, size })
+        })
+        .collect())
+}
+
 /// Adds a search candidate to `found` when the account may see who it is (audited
 /// `patient.search` with the basis), or audits the search as denied on the patient.
 fn see_candidate(

@@ -478,3 +478,122 @@ async fn patients_choose_how_they_are_told_and_cannot_turn_off_emergency_access(
     })
     .await;
 }
+
+/// A small, real PDF (one empty page).
+const PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n\
+3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_are_uploaded_checked_by_content_and_served_only_to_whom_the_rule_allows() {
+    each_web(async |web: &Web| {
+        let patient = &web.patient;
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        let record = format!("/patients/{patient}");
+        let upload = format!("/patients/{patient}/documents");
+        mh.get(&record).await;
+        let entries_before = mh.get(&record).await.body.matches("<h3>").count();
+
+        // Bad input: a clear message on the page, nothing written.
+        let text = mh
+            .post_file(
+                &upload,
+                &[("title", "Clinic letter"), ("label", "general")],
+                ("letter.pdf", "application/pdf", b"just text, not a PDF"),
+            )
+            .await;
+        assert_eq!(text.status, StatusCode::OK);
+        assert!(text.body.contains("The file is not a PDF, PNG or JPEG image"), "{}", text.body);
+        let html = mh
+            .post_file(
+                &upload,
+                &[("title", "Clinic letter")],
+                ("x.pdf", "application/pdf", b"<html><script>alert(1)</script>"),
+            )
+            .await;
+        assert!(html.body.contains("The file is not a PDF, PNG or JPEG image"), "{}", html.body);
+        let no_title = mh.post_file(&upload, &[("title", "")], ("letter.pdf", "application/pdf", PDF)).await;
+        assert!(no_title.body.contains("Enter a title"), "{}", no_title.body);
+        let empty = mh.post_file(&upload, &[("title", "Clinic letter")], ("letter.pdf", "application/pdf", b"")).await;
+        assert!(empty.body.contains("Choose a file to upload"), "{}", empty.body);
+        let mut big = PDF.to_vec();
+        big.resize(kith_core::document::MAX_DOCUMENT_BYTES + 1, b' ');
+        let too_big = mh.post_file(&upload, &[("title", "Clinic letter")], ("big.pdf", "application/pdf", &big)).await;
+        assert_eq!(too_big.status, StatusCode::OK);
+        assert!(too_big.body.contains("10 MB"), "{}", too_big.body);
+        let mut huge = PDF.to_vec();
+        huge.resize(kith_core::document::MAX_DOCUMENT_BYTES + 1024 * 1024, b' ');
+        let refused =
+            mh.post_file(&upload, &[("title", "Clinic letter")], ("huge.pdf", "application/pdf", &huge)).await;
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // A stale token: refused, nothing written.
+        let mut stale = signed_in(web, "mhpro@example.org").await;
+        stale.get(&record).await;
+        stale.csrf = "0".repeat(64);
+        let expired =
+            stale.post_file(&upload, &[("title", "Clinic letter")], ("letter.pdf", "application/pdf", PDF)).await;
+        assert_eq!(expired.status, StatusCode::FORBIDDEN);
+        assert_eq!(mh.get(&record).await.body.matches("<h3>").count(), entries_before, "nothing was written");
+
+        // A PDF: stored, listed with a link, streamed back as itself and never run.
+        mh.get(&record).await;
+        let added = mh
+            .post_file(
+                &upload,
+                &[("title", "Clinic letter"), ("label", "mental_health")],
+                ("clinic letter.pdf", "image/png", PDF),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+        let page = mh.get(&record).await;
+        assert!(shown(&page, "Clinic letter"), "{}", page.body);
+        let link = page.body.split("href=\"/documents/").nth(1).expect("a link to the document");
+        let url = format!("/documents/{}", &link[..link.find('"').unwrap()]);
+        let (status, headers, bytes) = mh.download(&url).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(bytes, PDF, "byte for byte");
+        assert_eq!(headers["content-type"], "application/pdf", "the type its content has, not the one declared");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("sandbox"));
+        assert_eq!(headers["cache-control"], "no-store");
+
+        // The patient opens it; another team without mental health, another organisation and
+        // a guessed id get the one answer; so does a signed-out browser (sent to sign in).
+        let mut own = signed_in(web, "patient@example.org").await;
+        assert!(own.get("/my/record").await.body.contains(&url));
+        assert_eq!(own.download(&url).await.2, PDF);
+        for who in ["gumpro@example.org", "card@example.org", "ngt@example.org", "mhcoord@example.org"] {
+            let mut other = signed_in(web, who).await;
+            let (status, _, bytes) = other.download(&url).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{who}");
+            assert!(!bytes.starts_with(b"%PDF"), "{who}");
+        }
+        let guessed = format!("/documents/{}", uuid::Uuid::from_u128(99));
+        assert_eq!(own.download(&guessed).await.0, StatusCode::NOT_FOUND);
+        let a_note = format!("/documents/{}", web.world.entries[0].id);
+        assert_eq!(mh.download(&a_note).await.0, StatusCode::NOT_FOUND, "an entry without a file");
+        let mut nobody = Browser::new(&web.router);
+        assert_eq!(nobody.download(&url).await.0, StatusCode::SEE_OTHER);
+        // Consent for mental health taken away: the team still sees what it wrote itself.
+        let mh_team = team_id(web, "mh");
+        own.get("/my/sharing").await;
+        own.post(&format!("/my/sharing/{mh_team}"), &[("general", "on")]).await;
+        assert_eq!(mh.download(&url).await.0, StatusCode::OK, "its own team's document");
+
+        // Another team's upload to a record it is not in: refused, not available.
+        let mut card = signed_in(web, "card@example.org").await;
+        card.get("/patients").await;
+        let other = card.post_file(&upload, &[("title", "Letter")], ("letter.pdf", "application/pdf", PDF)).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+
+        // The patient adds their own PNG.
+        own.get("/my/record").await;
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+        let mine = own
+            .post_file("/my/documents", &[("title", "Home blood pressure chart")], ("bp.png", "image/png", png))
+            .await;
+        assert_eq!(mine.location.as_deref(), Some("/my/record?done=document"), "{}", mine.body);
+    })
+    .await;
+}

@@ -182,6 +182,7 @@ fn the_clinical_story_in_chromium() {
         "ok: a wrong date of birth and an unknown number get the same answer",
         "ok: the professional adds the patient and sees only the consented labels",
         "ok: the professional writes a note",
+        "ok: the professional uploads a PDF",
         "ok: the patient registers and sees everything",
         "ok: the patient takes mental health away and the team loses it at once",
         "ok: another team breaks the glass, with the banner",

@@ -59,4 +59,24 @@ impl Tx<'_> {
             },
         )
     }
+
+    /// What the patient's documents' files are (not their content): entry, type, file name
+    /// and size, for the entries a read shows.
+    pub fn document_summaries(
+        &mut self,
+        patient: PatientId,
+    ) -> Result<Vec<(EntryId, DocumentType, String, i64)>, StoreError> {
+        self.all(
+            "SELECT entry_id, media_type, file_name, size FROM entry_documents WHERE patient_id = ?",
+            &[patient.into()],
+            |row| {
+                Ok((
+                    EntryId::from_uuid(row.uuid(0)?),
+                    coded("document media type", row.text(1)?, DocumentType::from_media_type)?,
+                    row.text(2)?.to_owned(),
+                    row.int(3)?,
+                ))
+            },
+        )
+    }
 }

@@ -84,16 +84,31 @@ impl<T: DeserializeOwned> FromRequest<WebState> for AnonymousCsrfForm<T> {
     }
 }
 
+/// The answer to an upload larger than its form accepts (the body is not read further).
+const TOO_LARGE: &str = "The file is larger than this form accepts (documents: at most 10 MB). Go back and choose a \
+     smaller file.\n";
+
 /// A multipart form (an upload) posted with a session cookie and the session's token: its
 /// fields, each read whole (the route's body limit bounds them).
 pub struct CsrfMultipart {
-    fields: Vec<(String, Bytes)>,
+    /// (field name, the file name the browser gave for a file field, value).
+    fields: Vec<(String, Option<String>, Bytes)>,
 }
 
 impl CsrfMultipart {
     /// The first field called `name`.
     pub fn field(&self, name: &str) -> Option<&Bytes> {
-        self.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value)
+        self.fields.iter().find(|(field, ..)| field == name).map(|(.., value)| value)
+    }
+
+    /// The first field called `name` as text (empty when missing or not UTF-8).
+    pub fn text(&self, name: &str) -> &str {
+        self.field(name).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
+    }
+
+    /// The file name the browser sent with the file field `name`, as given.
+    pub fn file_name(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(field, ..)| field == name).and_then(|(_, file_name, _)| file_name.as_deref())
     }
 }
 
@@ -109,15 +124,19 @@ impl FromRequest<WebState> for CsrfMultipart {
             match form.next_field().await {
                 Ok(Some(field)) => match field.name().map(str::to_owned) {
                     Some(name) if name == TOKEN_FIELD => token = field.text().await.unwrap_or_default(),
-                    Some(name) => match field.bytes().await {
-                        Ok(bytes) => fields.push((name, bytes)),
-                        Err(_) => {
-                            return Err(PageError::refused(StatusCode::PAYLOAD_TOO_LARGE, "The file is too large.\n"));
+                    Some(name) => {
+                        let file_name = field.file_name().map(str::to_owned);
+                        match field.bytes().await {
+                            Ok(bytes) => fields.push((name, file_name, bytes)),
+                            Err(_) => return Err(PageError::refused(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)),
                         }
-                    },
+                    }
                     None => {}
                 },
                 Ok(None) => break,
+                Err(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(PageError::refused(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
+                }
                 Err(_) => {
                     return Err(PageError::refused(
                         StatusCode::BAD_REQUEST,

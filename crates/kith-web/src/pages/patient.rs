@@ -16,7 +16,7 @@ use kith_core::notify::{NotificationSettings, NotifyBy};
 use kith_core::{PatientId, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, CsrfMultipart};
 use super::error::{PageError, PageResult, blocking};
 use super::guard::SignedIn;
 use super::workspace::{Choice, Paged, RecordQuery, entry_views, kind_choices, label_choices, new_entry, paged};
@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::get("/my/record", record_page),
         PageRoute::post("/my/entries", add_entry),
         PageRoute::post("/my/entries/{entry}/label", relabel),
+        PageRoute::upload("/my/documents", upload_own_document).body_limit(super::workspace::UPLOAD_LIMIT),
         PageRoute::get("/my/sharing", sharing_page),
         PageRoute::post("/my/sharing/{team}", change_sharing),
         PageRoute::get("/my/notifications", notifications_page),
@@ -56,6 +57,7 @@ struct MyRecordPage {
     teams: Vec<Choice>,
     filter_query: String,
     entry_error: Option<String>,
+    upload_error: Option<String>,
     label_choices: Vec<Choice>,
     /// The patient may give each entry another label.
     can_relabel: bool,
@@ -64,6 +66,7 @@ struct MyRecordPage {
 fn my_record_notice(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "entry" => Some("Your entry has been added to your record."),
+        "document" => Some("Your document has been added to your record."),
         "label" => Some("The entry's label is changed. Teams see it, or not, by its new label at once."),
         _ => None,
     }
@@ -74,7 +77,7 @@ async fn record_page(
     signed_in: SignedIn,
     Query(query): Query<RecordQuery>,
 ) -> PageResult {
-    render_record(&state, &signed_in, &query, None).await
+    render_record(&state, &signed_in, &query, None, None).await
 }
 
 async fn render_record(
@@ -82,6 +85,7 @@ async fn render_record(
     signed_in: &SignedIn,
     query: &RecordQuery,
     entry_error: Option<String>,
+    upload_error: Option<String>,
 ) -> PageResult {
     own_record(signed_in)?;
     let account = signed_in.session.account.id;
@@ -101,6 +105,7 @@ async fn render_record(
     let all = entry_views(
         view.entries.into_iter().map(|visible| visible.entry),
         &view.observations,
+        &view.documents,
         &names,
         view.patient.account,
         &filter,
@@ -119,6 +124,7 @@ async fn render_record(
         teams,
         filter_query,
         entry_error,
+        upload_error,
         label_choices: label_choices(Some(PrivacyLabel::General)),
         can_relabel: true,
     }))
@@ -149,7 +155,7 @@ async fn add_entry(
     let new =
         match new_entry(&form.kind, &form.title, &form.body, &form.value, &form.unit, &form.label, state.app.now()) {
             Ok(new) => new,
-            Err(error) => return render_record(&state, &signed_in, &RecordQuery::default(), Some(error)).await,
+            Err(error) => return render_record(&state, &signed_in, &RecordQuery::default(), Some(error), None).await,
         };
     let account = signed_in.session.account.id;
     blocking(&state.app, move |app| app.record_own_entry(account, Channel::Web, &new)).await??;
@@ -176,12 +182,33 @@ async fn relabel(
             &signed_in,
             &RecordQuery::default(),
             Some("Choose a label from the list".to_owned()),
+            None,
         )
         .await;
     };
     let account = signed_in.session.account.id;
     blocking(&state.app, move |app| app.relabel_own_entry(account, Channel::Web, entry, label)).await??;
     Ok(see_other(&format!("/my/record?done=label#entry-{entry}")))
+}
+
+async fn upload_own_document(State(state): State<WebState>, signed_in: SignedIn, upload: CsrfMultipart) -> PageResult {
+    own_record(&signed_in)?;
+    let (title, label, file_name, bytes) = match super::workspace::upload_fields(&upload) {
+        Ok(fields) => fields,
+        Err(error) => return render_record(&state, &signed_in, &RecordQuery::default(), None, Some(error)).await,
+    };
+    let (account, bytes) = (signed_in.session.account.id, bytes.to_vec());
+    let added = blocking(&state.app, move |app| {
+        app.add_own_document(account, Channel::Web, Some(label), title, &file_name, &bytes)
+    })
+    .await?;
+    match added {
+        Ok(_) => Ok(see_other("/my/record?done=document")),
+        Err(AppError::Invalid(words)) => {
+            render_record(&state, &signed_in, &RecordQuery::default(), None, Some(words)).await
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 // ----- sharing --------------------------------------------------------------------------------

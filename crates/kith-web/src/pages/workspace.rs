@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use kith_app::sessions::SessionTeam;
 use kith_app::{
     AddBasis, AppError, LinkActor, NewEntry, PatientQuery, ProfessionalContext, RecordView, TeamName, TeamPatientFilter,
@@ -22,7 +23,7 @@ use kith_core::text::{Reason, Title};
 use kith_core::{Date, EntryId, PatientId, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, CsrfMultipart};
 use super::error::{PageError, PageResult, blocking};
 use super::guard::SignedIn;
 use super::{NoFields, PageRoute, Shell, render, see_other, time_words};
@@ -36,10 +37,16 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::get("/patients/{patient}", record_page),
         PageRoute::post("/patients/{patient}/entries", add_entry),
         PageRoute::post("/patients/{patient}/consent", change_consent),
+        PageRoute::upload("/patients/{patient}/documents", upload_document).body_limit(UPLOAD_LIMIT),
+        PageRoute::get("/documents/{entry}", document),
         PageRoute::get("/patients/{patient}/discharge", discharge_page),
         PageRoute::post("/patients/{patient}/discharge", discharge),
     ]
 }
+
+/// The largest body an upload form reads: a document at its limit, the form's other
+/// fields and the multipart framing. Larger is refused before it is read.
+pub(crate) const UPLOAD_LIMIT: usize = kith_core::document::MAX_DOCUMENT_BYTES + 256 * 1024;
 
 /// The one answer to a find that matched no one the caller may add or open: the same for
 /// an unknown identifier, another date of birth, a patient of another organisation and a
@@ -349,6 +356,8 @@ pub struct EntryView {
     pub status: Option<String>,
     pub version: i64,
     pub observations: Vec<ObservationView>,
+    /// The uploaded file of a document: its address and what it is, in words.
+    pub file: Option<(String, String)>,
 }
 
 pub struct ObservationView {
@@ -389,6 +398,7 @@ pub(crate) fn label_words(label: Option<PrivacyLabel>) -> &'static str {
 pub(crate) fn entry_views(
     entries: impl Iterator<Item = Entry>,
     observations: &HashMap<EntryId, Vec<Observation>>,
+    documents: &HashMap<EntryId, kith_app::DocumentSummary>,
     names: &HashMap<TeamId, TeamName>,
     patient_account: Option<kith_core::AccountId>,
     filter: &RecordFilter,
@@ -436,10 +446,27 @@ pub(crate) fn entry_views(
                         .collect()
                 })
                 .unwrap_or_default(),
+            file: documents.get(&entry.id).map(|file| {
+                let kind = match file.media_type {
+                    "application/pdf" => "PDF",
+                    "image/png" => "PNG image",
+                    _ => "JPEG image",
+                };
+                (format!("/documents/{}", entry.id), format!("{}, {kind}, {}", file.file_name, size_words(file.size)))
+            }),
             title: entry.title.to_string(),
             body: entry.body,
         })
         .collect()
+}
+
+/// A file's size in words: `840 bytes`, `12 KB`, `3.4 MB`.
+fn size_words(bytes: i64) -> String {
+    match bytes {
+        ..1_024 => format!("{bytes} bytes"),
+        ..1_048_576 => format!("{} KB", bytes / 1_024),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 /// What a record page is narrowed to.
@@ -545,6 +572,7 @@ struct RecordPage {
     /// What the acting team sees of the record, as switches (none when not in the team).
     team_view: Vec<Choice>,
     consent_error: Option<String>,
+    upload_error: Option<String>,
 }
 
 fn record_notice(done: Option<&str>) -> Option<&'static str> {
@@ -553,6 +581,7 @@ fn record_notice(done: Option<&str>) -> Option<&'static str> {
         "emergency" => Some("Emergency access is open. It is audited; the patient and the privacy officer are told."),
         "entry" => Some("The entry has been added to the record."),
         "consent" => Some("The team's view has been changed, on the patient's behalf. The patient is told."),
+        "document" => Some("The document has been added to the record."),
         _ => None,
     }
 }
@@ -580,6 +609,7 @@ enum FormError {
     None,
     Entry(String),
     Consent(String),
+    Upload(String),
 }
 
 async fn render_record(
@@ -608,17 +638,20 @@ async fn render_record(
                 .collect()
         })
         .unwrap_or_default();
-    let (entry_error, consent_error) = match error {
-        FormError::None => (None, None),
-        FormError::Entry(error) => (Some(error), None),
-        FormError::Consent(error) => (None, Some(error)),
-    };
+    let (mut entry_error, mut consent_error, mut upload_error) = (None, None, None);
+    match error {
+        FormError::None => {}
+        FormError::Entry(error) => entry_error = Some(error),
+        FormError::Consent(error) => consent_error = Some(error),
+        FormError::Upload(error) => upload_error = Some(error),
+    }
     let names = names_of(state, &view).await?;
     let filter = query.filter();
     let under_break_glass = matches!(view.basis, kith_core::Basis::BreakGlass { .. });
     let all = entry_views(
         view.entries.into_iter().map(|visible| visible.entry),
         &view.observations,
+        &view.documents,
         &names,
         view.patient.account,
         &filter,
@@ -649,6 +682,7 @@ async fn render_record(
         can_relabel: false,
         team_view,
         consent_error,
+        upload_error,
     }))
 }
 
@@ -772,6 +806,70 @@ async fn change_consent(
         Err(AppError::Forbidden(words) | AppError::Invalid(words)) => refused(words).await,
         Err(other) => Err(other.into()),
     }
+}
+
+/// An upload's title, label and file, or what is wrong with them (the file's content is
+/// judged by the use case).
+pub(crate) fn upload_fields(upload: &CsrfMultipart) -> Result<(Title, PrivacyLabel, String, &[u8]), String> {
+    let title = Title::parse(upload.text("title")).map_err(|_| "Enter a title (up to 200 characters)".to_owned())?;
+    let label = upload.text("label");
+    let label = PrivacyLabel::parse(if label.trim().is_empty() { "general" } else { label })
+        .map_err(|_| "Choose a label from the list".to_owned())?;
+    let file =
+        upload.field("file").filter(|file| !file.is_empty()).ok_or("Choose a file to upload: a PDF, PNG or JPEG")?;
+    Ok((title, label, upload.file_name("file").unwrap_or_default().to_owned(), file))
+}
+
+async fn upload_document(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    Path(patient): Path<String>,
+    upload: CsrfMultipart,
+) -> PageResult {
+    let team = acting(&signed_in)?;
+    let patient_id = patient_id(&patient)?;
+    let query = RecordQuery::default();
+    let (title, label, file_name, bytes) = match upload_fields(&upload) {
+        Ok(fields) => fields,
+        Err(error) => return render_record(&state, &signed_in, &patient, &query, FormError::Upload(error)).await,
+    };
+    let (account, team_id, bytes) = (signed_in.session.account.id, team.team.id, bytes.to_vec());
+    let added = blocking(&state.app, move |app| {
+        app.add_document_as(account, Channel::Web, patient_id, team_id, Some(label), title, &file_name, &bytes)
+    })
+    .await?;
+    match added {
+        Ok(_) => Ok(see_other(&format!("/patients/{patient_id}?done=document"))),
+        Err(AppError::Invalid(words)) => {
+            render_record(&state, &signed_in, &patient, &query, FormError::Upload(words)).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// An uploaded document, to whoever may see its entry (the rule decides; anyone else, and
+/// any id that is not a document's, gets the one "not available" answer). It is sent as
+/// what its content is, never to be run: `nosniff`, a sandboxing policy, not cached, and a
+/// PDF as a download.
+async fn document(State(state): State<WebState>, signed_in: SignedIn, Path(entry): Path<String>) -> PageResult {
+    let entry: EntryId = entry.parse().map_err(|_| PageError::from(AppError::Denied))?;
+    let account = signed_in.session.account.id;
+    let document = blocking(&state.app, move |app| app.read_document_as(account, Channel::Web, entry)).await??;
+    let disposition = if document.media_type == "application/pdf" { "attachment" } else { "inline" };
+    let ascii: String = document
+        .file_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || " ._-".contains(c) { c } else { '_' })
+        .collect();
+    let encoded = super::percent_encoded(&document.file_name);
+    let headers = [
+        (header::CONTENT_TYPE, document.media_type.to_owned()),
+        (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; sandbox".to_owned()),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+    ];
+    Ok((headers, document.bytes).into_response())
 }
 
 // ----- discharge ------------------------------------------------------------------------------

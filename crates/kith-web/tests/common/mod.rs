@@ -95,4 +95,45 @@ impl<'r> Browser<'r> {
         self.get("/sign-in").await;
         self.post("/sign-in", &[("email", email), ("password", password)]).await
     }
+
+    /// Posts an upload: the page's token, `fields`, and one file field `file` (its file
+    /// name, declared type and bytes).
+    pub async fn post_file(&mut self, path: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> Page {
+        let boundary = "----kith-test-boundary";
+        let mut body: Vec<u8> = Vec::new();
+        let csrf = self.csrf.clone();
+        for (name, value) in [("csrf", csrf.as_str())].into_iter().chain(fields.iter().copied()) {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (file_name, content_type, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request =
+            Request::post(path).header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"));
+        self.send(request, Body::from(body)).await
+    }
+
+    /// A GET that keeps the response's headers and raw bytes (a download).
+    pub async fn download(&mut self, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let request = Request::get(path)
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap().to_vec();
+        (status, headers, bytes)
+    }
 }
