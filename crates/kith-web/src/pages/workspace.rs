@@ -462,10 +462,12 @@ pub(crate) fn entry_views(
 
 /// A file's size in words: `840 bytes`, `12 KB`, `3.4 MB`.
 fn size_words(bytes: i64) -> String {
-    match bytes {
-        ..1_024 => format!("{bytes} bytes"),
-        ..1_048_576 => format!("{} KB", bytes / 1_024),
-        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    if bytes < 1_024 {
+        format!("{bytes} bytes")
+    } else if bytes < 1_048_576 {
+        format!("{} KB", bytes / 1_024)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1_048_576.0)
     }
 }
 
