@@ -7,10 +7,11 @@ use kith_core::access::{
 };
 use kith_core::audit::{Actor, Channel, Outcome};
 use kith_core::consent::LinkBasis;
-use kith_core::model::{BreakGlassGrant, Entry, Patient};
+use kith_core::model::{BreakGlassGrant, Entry, Observation, Patient};
+use kith_core::patient::EntryKind;
 use kith_core::team::TeamKind;
 use kith_core::text::Reason;
-use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, PatientId};
+use kith_core::{AccountId, Basis, BreakGlassId, Decision, DenyReason, EntryId, PatientId};
 use kith_store::{RecordReadFacts, Tx};
 
 use crate::audit::{AccessLogEntry, access_log_entry};
@@ -83,8 +84,8 @@ impl App {
                 )?;
                 let total = tx.count_entries(patient)?;
                 let some_hidden = total > entries.len() as i64;
-                let observations = crate::account_access::shown_observations(tx, patient, &entries)?;
-                let documents = crate::account_access::shown_documents(tx, patient, &entries)?;
+                let observations = shown_observations(tx, patient, &entries)?;
+                let documents = shown_documents(tx, patient, &entries)?;
                 Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations, documents }))
             })
             .and_then(|outcome| outcome)
@@ -222,8 +223,8 @@ impl App {
                                 .data(kinds, labels)
                                 .build(),
                         );
-                        let observations = crate::account_access::shown_observations(tx, record.id, &entries)?;
-                        let documents = crate::account_access::shown_documents(tx, record.id, &entries)?;
+                        let observations = shown_observations(tx, record.id, &entries)?;
+                        let documents = shown_documents(tx, record.id, &entries)?;
                         Ok(Ok(RecordView {
                             patient: record,
                             entries,
@@ -507,4 +508,54 @@ pub(crate) fn with_basis(tx: &mut Tx<'_>, event: AuditBuilder, basis: Basis) -> 
         }
     }
     Ok(event)
+}
+
+/// The observations (HL7 OBX) of the versions of the results among `entries` (the
+/// entries a read shows), by entry: read in the read's transaction.
+pub(crate) fn shown_observations(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    entries: &[VisibleEntry],
+) -> AppResult<std::collections::HashMap<EntryId, Vec<Observation>>> {
+    let mut observations: std::collections::HashMap<EntryId, Vec<Observation>> = std::collections::HashMap::new();
+    let shown: std::collections::HashMap<EntryId, i64> = entries
+        .iter()
+        .filter(|visible| visible.entry.kind == EntryKind::Result)
+        .map(|visible| (visible.entry.id, visible.entry.version))
+        .collect();
+    if !shown.is_empty() {
+        for (entry, version, observation) in tx.patient_observations(patient)? {
+            if shown.get(&entry) == Some(&version) {
+                observations.entry(entry).or_default().push(observation);
+            }
+        }
+    }
+    Ok(observations)
+}
+
+/// The file of a document entry a read shows: its type, name and size (not its content).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentSummary {
+    pub media_type: &'static str,
+    pub file_name: String,
+    pub size: i64,
+}
+
+/// The files of the documents among `entries` (the entries a read shows), by entry.
+pub(crate) fn shown_documents(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    entries: &[VisibleEntry],
+) -> AppResult<std::collections::HashMap<EntryId, DocumentSummary>> {
+    if !entries.iter().any(|visible| visible.entry.kind == EntryKind::Document) {
+        return Ok(std::collections::HashMap::new());
+    }
+    Ok(tx
+        .document_summaries(patient)?
+        .into_iter()
+        .filter(|(entry, ..)| entries.iter().any(|visible| visible.entry.id == *entry))
+        .map(|(entry, kind, file_name, size)| {
+            (entry, DocumentSummary { media_type: kind.media_type(), file_name, size })
+        })
+        .collect())
 }

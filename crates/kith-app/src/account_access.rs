@@ -178,56 +178,6 @@ impl App {
     }
 }
 
-/// The observations (HL7 OBX) of the versions of the results among `entries` (the
-/// entries a read shows), by entry: read in the read's transaction.
-pub(crate) fn shown_observations(
-    tx: &mut Tx<'_>,
-    patient: PatientId,
-    entries: &[VisibleEntry],
-) -> AppResult<HashMap<EntryId, Vec<Observation>>> {
-    let mut observations: HashMap<EntryId, Vec<Observation>> = HashMap::new();
-    let shown: HashMap<EntryId, i64> = entries
-        .iter()
-        .filter(|visible| visible.entry.kind == EntryKind::Result)
-        .map(|visible| (visible.entry.id, visible.entry.version))
-        .collect();
-    if !shown.is_empty() {
-        for (entry, version, observation) in tx.patient_observations(patient)? {
-            if shown.get(&entry) == Some(&version) {
-                observations.entry(entry).or_default().push(observation);
-            }
-        }
-    }
-    Ok(observations)
-}
-
-/// The file of a document entry a read shows: its type, name and size (not its content).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DocumentSummary {
-    pub media_type: &'static str,
-    pub file_name: String,
-    pub size: i64,
-}
-
-/// The files of the documents among `entries` (the entries a read shows), by entry.
-pub(crate) fn shown_documents(
-    tx: &mut Tx<'_>,
-    patient: PatientId,
-    entries: &[VisibleEntry],
-) -> AppResult<HashMap<EntryId, DocumentSummary>> {
-    if !entries.iter().any(|visible| visible.entry.kind == EntryKind::Document) {
-        return Ok(HashMap::new());
-    }
-    Ok(tx
-        .document_summaries(patient)?
-        .into_iter()
-        .filter(|(entry, ..)| entries.iter().any(|visible| visible.entry.id == *entry))
-        .map(|(entry, kind, file_name, size)| {
-            (entry, DocumentSummary { media_type: kind.media_type(), file_name, size })
-        })
-        .collect())
-}
-
 /// Adds a search candidate to `found` when the account may see who it is (audited
 /// `patient.search` with the basis), or audits the search as denied on the patient.
 fn see_candidate(
@@ -357,7 +307,7 @@ pub(crate) fn read_entries_in(
         }
     };
     let some_hidden = selected_total > entries.len();
-    let observations = shown_observations(tx, record.id, &entries)?;
+    let observations = crate::access::shown_observations(tx, record.id, &entries)?;
     Ok(Ok(AccountRecordView { patient: record, entries, some_hidden, observations }))
 }
 

@@ -307,3 +307,216 @@ impl App {
         })
     }
 }
+
+/// A patient named on a home page: who, and what is new about them.
+#[derive(Clone, Debug)]
+pub struct NewsPatient {
+    pub patient: PatientId,
+    pub name: String,
+    /// New entries the team may see (0 for a patient just added).
+    pub new_entries: usize,
+}
+
+/// What is new in one of a professional's teams since their last visit.
+#[derive(Clone, Debug)]
+pub struct TeamNews {
+    pub team: TeamId,
+    pub team_name: String,
+    pub organisation: String,
+    /// The team's welcome message for its professionals.
+    pub welcome: Option<String>,
+    /// Whether they work in the team's clinical workspace (a coordinator does not).
+    pub clinical: bool,
+    pub added: Vec<NewsPatient>,
+    pub with_new_entries: Vec<NewsPatient>,
+}
+
+/// What is new in a patient's record since their last visit, and their teams' welcomes.
+#[derive(Clone, Debug, Default)]
+pub struct OwnNews {
+    pub new_entries: usize,
+    /// Teams added (team, organisation).
+    pub teams_added: Vec<(String, String)>,
+    /// Views and changes of their record by others.
+    pub looks: usize,
+    /// Welcome messages: (team, organisation, message), the Patient Record Teams' first.
+    pub welcomes: Vec<(String, String, String)>,
+}
+
+/// The most patients a home page names per team and list.
+const NEWS_PATIENTS: usize = 20;
+
+impl App {
+    /// What is new in each of the account's teams since `since` (their previous visit): the
+    /// patients added and those with new entries the team may see ([`decide_entry`] on each
+    /// entry, [`decide_demographics`] through the team on each patient named, audited
+    /// `patient.list`), with each team's welcome message for professionals.
+    pub fn team_news_as(&self, account: AccountId, channel: Channel, since: Timestamp) -> AppResult<Vec<TeamNews>> {
+        let now = self.now();
+        self.store.read_audited(|tx| {
+            let status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
+            let mut news = Vec::new();
+            for membership in tx.memberships_of(account)? {
+                let Some(team) = tx.team(membership.team)? else { continue };
+                let Some(organisation) = tx.organisation(team.organisation)? else { continue };
+                let facts = Some(MembershipFacts { role: membership.role, status: membership.status });
+                let clinical = decide_workspace(status, facts).is_ok();
+                if !clinical && !kith_core::access::is_active_membership(membership.status) {
+                    continue;
+                }
+                let mut item = TeamNews {
+                    team: team.id,
+                    team_name: team.name.to_string(),
+                    organisation: organisation.name.to_string(),
+                    welcome: tx.professional_welcome(team.id)?,
+                    clinical,
+                    added: Vec::new(),
+                    with_new_entries: Vec::new(),
+                };
+                if clinical {
+                    for row in tx.team_patients_added_since(team.id, since, NEWS_PATIENTS as i64)? {
+                        if let Some(name) = named(tx, account, channel, status, team.id, &row.patient, now)? {
+                            item.added.push(NewsPatient { patient: row.patient.id, name, new_entries: 0 });
+                        }
+                    }
+                    let mut counts: Vec<(PatientId, usize)> = Vec::new();
+                    for entry in tx.team_entries_since(team.id, since, 500)? {
+                        let Some(facts) = tx.record_access_facts(account, team.id, entry.patient, now)? else {
+                            continue;
+                        };
+                        let visible = kith_core::access::decide_entry(
+                            &facts,
+                            &kith_core::access::EntryFacts { label: entry.label, authored_by: entry.authored_by },
+                        )
+                        .is_allowed();
+                        if visible {
+                            match counts.iter_mut().find(|(patient, _)| *patient == entry.patient) {
+                                Some((_, count)) => *count += 1,
+                                None => counts.push((entry.patient, 1)),
+                            }
+                        }
+                    }
+                    for (patient, count) in counts.into_iter().take(NEWS_PATIENTS) {
+                        let Some(record) = tx.patient(patient)? else { continue };
+                        if let Some(name) = named(tx, account, channel, status, team.id, &record, now)? {
+                            item.with_new_entries.push(NewsPatient { patient, name, new_entries: count });
+                        }
+                    }
+                }
+                news.push(item);
+            }
+            Ok(news)
+        })
+    }
+
+    /// What is new in the patient's own record since `since`, and the welcome messages of
+    /// the teams their record is in (read on the basis `self`, audited).
+    pub fn own_news(&self, account: AccountId, channel: Channel, since: Option<Timestamp>) -> AppResult<OwnNews> {
+        let now = self.now();
+        self.store
+            .read_audited(|tx| {
+                let Some(record) = Self::own_record(tx, account)? else { return Ok(Err(AppError::Denied)) };
+                let mut news = OwnNews::default();
+                let links = tx.care_links(record.id)?;
+                let mut teams = Vec::new();
+                for link in links.iter().filter(|link| link.discharged_at.is_none()) {
+                    if let Some(team) = tx.team(link.team)?
+                        && let Some(organisation) = tx.organisation(team.organisation)?
+                    {
+                        teams.push((team, organisation.name.to_string(), link.linked_at));
+                    }
+                }
+                teams.sort_by_key(|(team, ..)| team.kind != kith_core::team::TeamKind::PatientRecord);
+                for (team, organisation, linked_at) in &teams {
+                    if let Some(message) = tx.welcome_message(team.id)? {
+                        news.welcomes.push((team.name.to_string(), organisation.clone(), message));
+                    }
+                    if since.is_some_and(|since| *linked_at > since) {
+                        news.teams_added.push((team.name.to_string(), organisation.clone()));
+                    }
+                }
+                if let Some(since) = since {
+                    news.new_entries = tx.entries(record.id)?.iter().filter(|entry| entry.recorded_at > since).count();
+                    news.looks = tx
+                        .audit_events_for_patient(record.id, Some(account), None, 1000)?
+                        .iter()
+                        .filter(|event| event.record.at > since)
+                        .count();
+                }
+                tx.audit(
+                    AuditBuilder::new(now, Actor::Account(account), channel, "record.summary")
+                        .patient(record.id)
+                        .basis(Basis::SelfAccess.code())
+                        .build(),
+                );
+                Ok(Ok(news))
+            })
+            .and_then(|outcome| outcome)
+    }
+
+    /// The account's previous visit (its sign-in before this one), for "since your last visit".
+    pub fn previous_visit(&self, account: AccountId) -> AppResult<Option<Timestamp>> {
+        Ok(self.store.read(|tx| tx.previous_sign_in(account))?)
+    }
+
+    /// A coordinator sets (or clears) their team's welcome message for its professionals.
+    pub fn set_professional_welcome_as(&self, coordinator: AccountId, team: TeamId, text: &str) -> AppResult<()> {
+        let text = text.trim();
+        if text.chars().count() > 4000 {
+            return Err(AppError::Invalid("The welcome message is too long: at most 4,000 characters".to_owned()));
+        }
+        let now = self.now();
+        self.store
+            .write(|tx| {
+                let (organisation, team) =
+                    match crate::coordination::coordinated(tx, coordinator, team, "team.welcome_message", now)? {
+                        Ok(found) => found,
+                        Err(refused) => return Ok(Err(refused)),
+                    };
+                tx.set_professional_welcome(team.id, (!text.is_empty()).then_some(text))?;
+                tx.audit(
+                    AuditBuilder::new(now, Actor::Account(coordinator), Channel::Web, "team.welcome_message")
+                        .organisation(organisation.id)
+                        .team(team.id)
+                        .basis("administration")
+                        .subject("for professionals")
+                        .build(),
+                );
+                Ok(Ok(()))
+            })
+            .and_then(|outcome| outcome)
+    }
+}
+
+/// The patient's name when the account may see who they are through `team`, audited
+/// `patient.list` with the basis; `None` (audited as denied) otherwise.
+fn named(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    channel: Channel,
+    status: AccountStatus,
+    team: TeamId,
+    patient: &Patient,
+    now: Timestamp,
+) -> AppResult<Option<String>> {
+    let facts = tx.account_access_facts(account, status, patient.id, patient.sharing_disabled, now)?;
+    let event = AuditBuilder::new(now, Actor::Account(account), channel, "patient.list").patient(patient.id);
+    match decide_demographics(&facts.demographics.through_team(team)) {
+        Decision::Allow(basis) => {
+            let event = with_basis(tx, event, basis)?;
+            tx.audit(event.build());
+            Ok(Some(format!("{} {}", patient.demographics.given_name, patient.demographics.family_name)))
+        }
+        Decision::Deny(reason) => {
+            tx.audit(event.outcome(Outcome::Denied).reason(reason).build());
+            Ok(None)
+        }
+    }
+}
+
+impl App {
+    /// A team's welcome message for its professionals (directory information).
+    pub fn professional_welcome(&self, team: TeamId) -> AppResult<Option<String>> {
+        Ok(self.store.read(|tx| tx.professional_welcome(team))?)
+    }
+}

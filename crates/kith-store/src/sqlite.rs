@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "on_behalf_consent", include_str!("../migrations/sqlite/0013_on_behalf_consent.sql")),
     (14, "entry_documents", include_str!("../migrations/sqlite/0014_entry_documents.sql")),
     (15, "notification_settings", include_str!("../migrations/sqlite/0015_notification_settings.sql")),
+    (16, "visits_and_welcomes", include_str!("../migrations/sqlite/0016_visits_and_welcomes.sql")),
 ];
 
 pub struct SqliteBackend {

@@ -141,7 +141,7 @@ fn migrations_are_idempotent(database: TestDatabase) {
     let store = &database.store();
     let again = store.migrate().unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
-    assert_eq!(again.current_version, 15);
+    assert_eq!(again.current_version, 16);
     store.ping().unwrap();
 }
 

@@ -597,3 +597,72 @@ async fn documents_are_uploaded_checked_by_content_and_served_only_to_whom_the_r
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_pages_show_welcomes_and_what_is_new_since_the_last_visit() {
+    each_web(async |web: &Web| {
+        let app = &web.world.app;
+        sync(|| {
+            let patient = app.account_by_email(&email("patient@example.org")).unwrap();
+            app.finish_walkthrough(patient.id).unwrap()
+        });
+        // First visits: nothing is "new" yet.
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        assert!(!mh.get("/").await.body.contains("Since your last visit"));
+        let mut own = signed_in(web, "patient@example.org").await;
+        assert!(!own.get("/").await.body.contains("Since your last visit"));
+
+        // Then: a coordinator's welcome for professionals, the organisation's welcome for
+        // patients, and a new general entry from the hospital's team.
+        let mut coordinator = signed_in(web, "mhcoord@example.org").await;
+        coordinator.get("/team/members").await;
+        let saved = coordinator.post("/team/welcome", &[("welcome", "Handover is at 8:30 in room 4.")]).await;
+        assert!(saved.body.contains("The welcome message is saved"), "{}", saved.body);
+        sync(|| app.set_welcome_message(&operator(), &code(), "Welcome to Riverside's Kith.").unwrap());
+        web.world.clock.advance(std::time::Duration::from_secs(3600));
+        sync(|| {
+            app.add_entry(
+                &EntryAuthor::Operator { operator: &operator(), organisation: &code(), team: &alias("prt") },
+                web.world.patient.id,
+                &NewEntry {
+                    kind: kith_core::patient::EntryKind::Note,
+                    label: Some(PrivacyLabel::General),
+                    title: kith_core::text::Title::parse("Discharge summary").unwrap(),
+                    body: String::new(),
+                    effective_at: app.now(),
+                },
+            )
+            .unwrap()
+        });
+        web.world.clock.advance(std::time::Duration::from_secs(60));
+
+        let mut mh = signed_in(web, "mhpro@example.org").await;
+        let home = mh.get("/").await;
+        assert!(home.body.contains("Handover is at 8:30 in room 4."), "{}", home.body);
+        assert!(home.body.contains("Since your last visit"), "{}", home.body);
+        assert!(
+            home.body.contains(&format!("<a href=\"/patients/{}\">Ngozi Okafor</a>: 1 new entry", web.patient)),
+            "{}",
+            home.body
+        );
+        // Another team sees nothing of a patient it does not have.
+        let mut card = signed_in(web, "card@example.org").await;
+        card.get("/").await;
+        web.world.clock.advance(std::time::Duration::from_secs(60));
+        let mut card = signed_in(web, "card@example.org").await;
+        assert!(!card.get("/").await.body.contains("Ngozi"));
+
+        let mut own = signed_in(web, "patient@example.org").await;
+        let home = own.get("/").await;
+        assert!(home.body.contains("1 new entry in your record"), "{}", home.body);
+        assert!(home.body.contains("From Patient Record Team, Riverside Hospitals"), "{}", home.body);
+        assert!(
+            home.body.contains("Welcome to Riverside&#39;s Kith.")
+                || home.body.contains("Welcome to Riverside's Kith."),
+            "{}",
+            home.body
+        );
+        let _ = own.csrf.len();
+    })
+    .await;
+}

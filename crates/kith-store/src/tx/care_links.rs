@@ -3,7 +3,7 @@
 use kith_core::model::*;
 use kith_core::*;
 
-use super::rows::{care_link_columns, care_link_from, care_link_params, like_prefix, patient_from};
+use super::rows::{care_link_columns, care_link_from, care_link_params, entry_from, like_prefix, patient_from};
 use super::transaction::Tx;
 use crate::error::StoreError;
 use crate::value::Param;
@@ -130,6 +130,39 @@ impl Tx<'_> {
                 Param::Int(limit),
             ],
             |row| Ok(TeamPatient { patient: patient_from(row)?, linked_at: row.timestamp(15)? }),
+        )
+    }
+
+    /// The patients brought into `team` after `since` and still in it, newest first, at
+    /// most `limit`.
+    pub fn team_patients_added_since(
+        &mut self,
+        team: TeamId,
+        since: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<TeamPatient>, StoreError> {
+        self.all(
+            "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
+                    p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address, c.linked_at
+             FROM care_links c JOIN patients p ON p.id = c.patient_id
+             WHERE c.team_id = ? AND c.discharged_at IS NULL AND c.linked_at > ? AND p.merged_into IS NULL
+             ORDER BY c.linked_at DESC, p.id LIMIT ?",
+            &[team.into(), since.into(), Param::Int(limit)],
+            |row| Ok(TeamPatient { patient: patient_from(row)?, linked_at: row.timestamp(15)? }),
+        )
+    }
+
+    /// The entries recorded after `since` in the records of the patients in `team` (every
+    /// one: the caller decides which the team may see), newest first, at most `limit`.
+    pub fn team_entries_since(&mut self, team: TeamId, since: Timestamp, limit: i64) -> Result<Vec<Entry>, StoreError> {
+        self.all(
+            "SELECT e.id, e.patient_id, e.kind, e.label, e.authored_team_id, e.author_account_id, e.effective_at,
+                    e.recorded_at, e.title, e.body, e.version, e.status, e.source_key, e.source_message_id, e.ends_at
+             FROM care_links c JOIN record_entries e ON e.patient_id = c.patient_id
+             WHERE c.team_id = ? AND c.discharged_at IS NULL AND e.recorded_at > ?
+             ORDER BY e.recorded_at DESC, e.id LIMIT ?",
+            &[team.into(), since.into(), Param::Int(limit)],
+            entry_from,
         )
     }
 }

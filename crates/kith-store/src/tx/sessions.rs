@@ -114,7 +114,23 @@ impl Tx<'_> {
                 i64::from(two_factor_pending).into(),
             ],
         )?;
+        if !two_factor_pending {
+            // A visit: the last sign-in becomes the one before.
+            self.conn.execute(
+                "UPDATE accounts SET previous_sign_in_at = last_sign_in_at, last_sign_in_at = ? WHERE id = ?",
+                &[now.into(), account.into()],
+            )?;
+        }
         Ok(())
+    }
+
+    /// When the account signed in before this visit (none on a first visit).
+    pub fn previous_sign_in(&mut self, account: AccountId) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .one("SELECT previous_sign_in_at FROM accounts WHERE id = ?", &[account.into()], |row| {
+                row.opt_timestamp(0)
+            })?
+            .flatten())
     }
 
     pub fn session(&mut self, id_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
@@ -366,6 +382,21 @@ impl Tx<'_> {
 
     pub fn set_welcome_message(&mut self, team: TeamId, text: &str) -> Result<(), StoreError> {
         self.conn.execute("UPDATE teams SET welcome_message = ? WHERE id = ?", &[text.into(), team.into()])?;
+        Ok(())
+    }
+
+    /// The team's welcome message for its professionals.
+    pub fn professional_welcome(&mut self, team: TeamId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .one("SELECT professional_welcome FROM teams WHERE id = ?", &[team.into()], |row| {
+                Ok(row.opt_text(0)?.map(str::to_owned))
+            })?
+            .flatten())
+    }
+
+    /// Sets (or, with `None`, clears) the team's welcome message for its professionals.
+    pub fn set_professional_welcome(&mut self, team: TeamId, text: Option<&str>) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE teams SET professional_welcome = ? WHERE id = ?", &[text.into(), team.into()])?;
         Ok(())
     }
 

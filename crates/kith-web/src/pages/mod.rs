@@ -32,6 +32,7 @@ use kith_app::AppError;
 use kith_app::password::MINIMUM_PASSWORD_LENGTH;
 use kith_app::sessions::{SignIn, UNUSABLE_LINK, WRONG_CODE, WebSession};
 use kith_core::TeamId;
+use kith_core::audit::Channel;
 use kith_core::team::{MembershipRole, TeamKind};
 use kith_core::text::Secret;
 use serde::Deserialize;
@@ -269,6 +270,24 @@ struct HomePage {
     teams: Vec<NavTeam>,
     /// Invitations to join a team, waiting for their answer.
     invitations: Vec<invitations::InvitationView>,
+    /// Their previous visit, in words ("since" for what is new).
+    since: Option<String>,
+    /// A professional's teams: welcome messages and what is new.
+    team_news: Vec<TeamNewsView>,
+    /// A patient's: what is new in their record, their teams' welcome messages.
+    own_news: Option<kith_app::OwnNews>,
+}
+
+/// One team on a professional's home page.
+pub struct TeamNewsView {
+    name: String,
+    organisation: String,
+    welcome: Option<String>,
+    clinical: bool,
+    /// The team they act for: its patients are linked.
+    current: bool,
+    added: Vec<(String, String)>,
+    with_new_entries: Vec<(String, String, usize)>,
 }
 
 async fn home(
@@ -300,7 +319,41 @@ async fn home(
         None => Vec::new(),
     };
     let invitations = invitations::waiting(&state, session.account.id).await?;
+    let account = session.account.id;
+    let previous = blocking(&state.app, move |app| app.previous_visit(account)).await??;
+    let own_news = match session.patient {
+        Some(_) => Some(blocking(&state.app, move |app| app.own_news(account, Channel::Web, previous)).await??),
+        None => None,
+    };
+    let team_news = match (previous, session.teams.is_empty()) {
+        (_, true) => Vec::new(),
+        (since, false) => {
+            // A first visit: the teams and their welcomes, nothing "new" yet.
+            let since = since.unwrap_or_else(|| state.app.now());
+            blocking(&state.app, move |app| app.team_news_as(account, Channel::Web, since)).await??
+        }
+    };
+    let current = session.team;
+    let team_news = team_news
+        .into_iter()
+        .map(|news| TeamNewsView {
+            current: current == Some(news.team),
+            name: news.team_name,
+            organisation: news.organisation,
+            welcome: news.welcome,
+            clinical: news.clinical,
+            added: news.added.into_iter().map(|p| (p.patient.to_string(), p.name)).collect(),
+            with_new_entries: news
+                .with_new_entries
+                .into_iter()
+                .map(|p| (p.patient.to_string(), p.name, p.new_entries))
+                .collect(),
+        })
+        .collect();
     Ok(render(&HomePage {
+        since: previous.map(time_words),
+        team_news,
+        own_news,
         invitations,
         patient_teams,
         name: session.account.name.to_string(),

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::post("/team/members/{member}/two-factor", member_two_factor),
         PageRoute::post("/team/invitations/{invitation}/withdraw", withdraw_invitation),
         PageRoute::post("/team/patient-reset", patient_reset),
+        PageRoute::post("/team/welcome", set_welcome),
         PageRoute::post("/team/patient-remind", patient_remind),
     ]
     .into_iter()
@@ -216,6 +217,8 @@ struct MembersPage {
     patient_record_team: bool,
     message: Option<String>,
     error: Option<String>,
+    /// The team's welcome message for its professionals, shown on their home page.
+    welcome: String,
 }
 
 /// What each outbox template is, in words for coordinators.
@@ -243,6 +246,7 @@ async fn members_view(
         Ok::<_, AppError>((app.team_members_as(account, team_id)?, app.team_invitations_as(account, team_id)?))
     })
     .await?;
+    let welcome = blocking(&state.app, move |app| app.professional_welcome(team_id)).await??.unwrap_or_default();
     let (members, invitations) = match listed {
         Ok(listed) => listed,
         Err(AppError::Forbidden(message)) => return Err(PageError::refused(StatusCode::FORBIDDEN, message)),
@@ -303,7 +307,30 @@ async fn members_view(
         invitations,
         message,
         error,
+        welcome,
     }))
+}
+
+#[derive(Deserialize)]
+struct WelcomeForm {
+    #[serde(default)]
+    welcome: String,
+}
+
+/// A coordinator sets the team's welcome message for its professionals.
+async fn set_welcome(
+    State(state): State<WebState>,
+    signed_in: SignedIn,
+    CsrfForm(form): CsrfForm<WelcomeForm>,
+) -> PageResult {
+    let (team, _) = coordinated_team(&state, &signed_in).await?;
+    let (account, team_id) = (signed_in.session.account.id, team.id);
+    match blocking(&state.app, move |app| app.set_professional_welcome_as(account, team_id, &form.welcome)).await? {
+        Ok(()) => members_view(&state, &signed_in, Some("The welcome message is saved.".to_owned()), None).await,
+        Err(AppError::Invalid(words)) => members_view(&state, &signed_in, None, Some(words)).await,
+        Err(AppError::Forbidden(words)) => Err(PageError::refused(StatusCode::FORBIDDEN, words)),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// A job title and registration number, as one cell.
