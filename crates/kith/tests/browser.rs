@@ -2,6 +2,9 @@
 //! Debian's Chromium through Playwright against a running `kith serve` that delivers its
 //! email to a real SMTP server (`tests/python/smtp_sink.py`, aiosmtpd) started here.
 //!
+//! Every page the scenarios visit is also checked for accessibility with axe-core (vendored
+//! in `tests/python/vendor/axe-core`) at a desktop and a phone width.
+//!
 //! Without Chromium or Playwright the test says so and passes, except under `CI=true`,
 //! where it fails: CI must run the browser suite (`scripts/test` installs both).
 
@@ -15,6 +18,10 @@ use common::*;
 use kith_test_support::TestDatabase;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The distinct pages (and states of pages) the scenarios check for accessibility today: fewer
+/// means a check was lost. Raise it when you add some.
+const ACCESSIBILITY_CHECKED_AT_LEAST: usize = 29;
 
 fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
@@ -99,6 +106,7 @@ fn the_web_application_in_chromium() {
     eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the browser scenarios failed");
     for scenario in [
+        "ok: the accessibility check reports violations on broken pages",
         "ok: sign-in and sign-out",
         "ok: two-step verification enrolment and sign-in",
         "ok: password reset by email",
@@ -108,4 +116,16 @@ fn the_web_application_in_chromium() {
     ] {
         assert!(stdout.contains(scenario), "missing: {scenario}");
     }
+    let checked: usize = stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("ok: accessibility checked on ")?.strip_suffix(" pages at desktop and phone widths")
+        })
+        .expect("the accessibility summary line")
+        .parse()
+        .unwrap();
+    assert!(
+        checked >= ACCESSIBILITY_CHECKED_AT_LEAST,
+        "accessibility checked on {checked} pages, fewer than {ACCESSIBILITY_CHECKED_AT_LEAST}"
+    );
 }
