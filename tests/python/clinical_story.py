@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from browser_test import CHROMIUM_ARGS, sign_in, wait_for_mail  # noqa: E402
+from browser_test import ACCESSIBILITY_CHECKED, CHROMIUM_ARGS, check_accessibility, sign_in, wait_for_mail  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 NHS = "9434765870"
@@ -39,8 +39,10 @@ def entry(page, title):
     return page.get_by_role("heading", level=3, name=title)
 
 
-def find(page, identifier, day, action="add", reason=""):
+def find(page, identifier, day, action="add", reason="", check=None):
     page.get_by_role("link", name="Find a patient", exact=True).first.click()
+    if check:
+        check_accessibility(page, check)
     page.get_by_label("NHS number or hospital number").fill(identifier)
     page.get_by_label("Day").fill(day)
     page.get_by_label("Month").fill(BIRTH[1])
@@ -61,7 +63,9 @@ def sign_out(page):
 def story(page, context, args, seen):
     # A professional of Mental Health: a wrong date of birth and an unknown number.
     sign_in(page, args.base_url, args.professional, args.password)
-    find(page, NHS, "12")
+    check_accessibility(page, "professional home")
+    find(page, NHS, "12", check="find a patient")
+    check_accessibility(page, "find a patient: no match")
     wrong_birth = page.get_by_role("alert").inner_text()
     find(page, "9434765889", BIRTH[0])
     unknown = page.get_by_role("alert").inner_text()
@@ -77,6 +81,7 @@ def story(page, context, args, seen):
     expect(entry(page, TITLES["sexual_health"])).to_have_count(0)
     expect(entry(page, TITLES["social_care"])).to_have_count(0)
     expect(page.get_by_text("Some entries are hidden by the patient's choice.")).to_be_visible()
+    check_accessibility(page, "a patient's record (professional)")
     # A result shows its value, unit, range and flag.
     expect(page.get_by_role("row", name=re.compile("Haemoglobin"))).to_contain_text("98 g/L")
     print("ok: the professional adds the patient and sees only the consented labels")
@@ -95,6 +100,7 @@ def story(page, context, args, seen):
     )
     page.get_by_role("button", name="Upload the document").click()
     expect(page.get_by_role("alert")).to_contain_text("The file is not a PDF, PNG or JPEG image")
+    check_accessibility(page, "a patient's record: upload refused")
     page.get_by_label("Title of the document").fill("Clinic letter")
     page.get_by_label("File to upload").set_input_files(
         files=[{"name": "clinic letter.pdf", "mimeType": "application/pdf", "buffer": PDF}]
@@ -103,6 +109,15 @@ def story(page, context, args, seen):
     expect(page.get_by_role("status")).to_contain_text("The document has been added")
     expect(entry(page, "Clinic letter")).to_be_visible()
     print("ok: the professional uploads a PDF")
+    record_url = page.url.split("?")[0]
+    page.goto(record_url + "/discharge")
+    check_accessibility(page, "discharge confirmation")
+    page.get_by_role("link", name="Patients", exact=True).first.click()
+    check_accessibility(page, "the team's patients")
+    page.get_by_label("Search this team's patients").fill("lovelace")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("link", name=re.compile("LOVELACE"))).to_be_visible()
+    check_accessibility(page, "the team's patients: a search")
     sign_out(page)
     context.clear_cookies()
 
@@ -125,7 +140,9 @@ def story(page, context, args, seen):
     while page.get_by_role("button", name="Save and continue").count():
         page.get_by_role("button", name="Save and continue").click()
     page.get_by_role("button", name="Go to my home page").click()
+    check_accessibility(page, "patient home")
     page.get_by_role("link", name="My record").first.click()
+    check_accessibility(page, "the patient's record")
     for title in list(TITLES.values()) + ["Clinic review", "Clinic letter"]:
         expect(entry(page, title)).to_be_visible()
     with page.expect_download() as download:
@@ -133,15 +150,20 @@ def story(page, context, args, seen):
     assert pathlib.Path(download.value.path()).read_bytes() == PDF
     print("ok: the patient registers and sees everything")
 
+    page.get_by_role("link", name="Notifications").first.click()
+    check_accessibility(page, "notification settings")
     page.get_by_role("link", name="Sharing").first.click()
+    check_accessibility(page, "sharing")
     team = page.get_by_role("region", name=re.compile("Mental Health"))
     team.get_by_label("mental health").uncheck()
     team.get_by_role("button", name=re.compile("Save")).click()
     expect(page.get_by_role("status")).to_contain_text("Your choice is saved")
+    check_accessibility(page, "sharing: saved")
     sign_out(page)
     context.clear_cookies()
 
     sign_in(page, args.base_url, args.professional, args.password)
+    check_accessibility(page, "professional home: since the last visit")
     page.get_by_role("link", name="Patients", exact=True).first.click()
     page.get_by_role("link", name=re.compile("LOVELACE")).click()
     expect(entry(page, TITLES["general"])).to_be_visible()
@@ -154,10 +176,12 @@ def story(page, context, args, seen):
     sign_in(page, args.base_url, args.emergency, args.password)
     find(page, NHS, BIRTH[0], action="emergency", reason="")
     expect(page.get_by_role("alert")).to_contain_text("Say why you need emergency access")
+    check_accessibility(page, "find a patient: emergency access without a reason")
     find(page, NHS, BIRTH[0], action="emergency", reason=REASON)
     expect(page.get_by_role("region", name="Emergency access")).to_contain_text("Emergency access is on")
     for title in TITLES.values():
         expect(entry(page, title)).to_be_visible()
+    check_accessibility(page, "a record under emergency access, with the banner")
     page.get_by_role("link", name="Patients", exact=True).first.click()
     expect(page.get_by_role("region", name="Emergency access")).to_be_visible()
     print("ok: another team breaks the glass, with the banner")
@@ -166,7 +190,10 @@ def story(page, context, args, seen):
 
     # The patient sees it in the access log, with the reason, and downloads the log.
     sign_in(page, args.base_url, args.patient, password)
+    expect(page.get_by_role("heading", name=re.compile("Since your last visit"))).to_be_visible()
+    check_accessibility(page, "patient home: since the last visit")
     page.get_by_role("link", name="Who has looked").first.click()
+    check_accessibility(page, "the access log")
     row = page.get_by_role("row", name=re.compile("opened emergency access")).first
     expect(row).to_contain_text("Emergency access:")
     expect(row).to_contain_text(REASON)
@@ -208,6 +235,7 @@ def main():
         finally:
             context.close()
         assert not console_errors, f"console errors: {console_errors}"
+    print(f"ok: accessibility checked on {len(ACCESSIBILITY_CHECKED)} pages at desktop and phone widths")
     print("the clinical story passed")
 
 

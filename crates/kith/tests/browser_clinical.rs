@@ -191,4 +191,10 @@ fn the_clinical_story_in_chromium() {
     ] {
         assert!(stdout.contains(step), "missing: {step}");
     }
+    // Every page of the workspace, checked by axe-core at desktop and phone widths.
+    let checked: usize = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("ok: accessibility checked on ")?.split(' ').next()?.parse().ok())
+        .expect("the accessibility summary line");
+    assert!(checked >= 18, "accessibility checked on {checked} pages only");
 }
