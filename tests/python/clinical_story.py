@@ -83,7 +83,10 @@ def story(page, context, args, seen):
     expect(page.get_by_text("Some entries are hidden by the patient's choice.")).to_be_visible()
     check_accessibility(page, "a patient's record (professional)")
     # A result shows its value, unit, range and flag.
-    expect(page.get_by_role("row", name=re.compile("Haemoglobin"))).to_contain_text("98 g/L")
+    expect(page.get_by_role("row", name=re.compile("Haemoglobin"))).to_contain_text("101 g/L")
+    # The corrected result shows its first version on request (no script needed).
+    page.get_by_text(re.compile("Earlier versions \\(1\\)")).click()
+    expect(page.get_by_text("Haemoglobin: 98 g/L")).to_be_visible()
     print("ok: the professional adds the patient and sees only the consented labels")
 
     page.get_by_label("Title of the entry").fill("Clinic review")

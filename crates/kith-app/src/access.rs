@@ -39,7 +39,13 @@ pub struct RecordView {
     pub observations: std::collections::HashMap<kith_core::EntryId, Vec<kith_core::model::Observation>>,
     /// The files of the visible documents that have one, read in the same transaction.
     pub documents: std::collections::HashMap<kith_core::EntryId, crate::DocumentSummary>,
+    /// The earlier versions of corrected entries (a corrected result's first values), oldest
+    /// first, each with its observations: those the reader may see.
+    pub history: std::collections::HashMap<kith_core::EntryId, Vec<EarlierVersion>>,
 }
+
+/// An earlier version of a corrected entry, with the observations it had.
+pub type EarlierVersion = (Entry, Vec<Observation>);
 
 impl App {
     /// A professional reads a patient's record through one of their teams: filtered by the
@@ -86,7 +92,9 @@ impl App {
                 let some_hidden = total > entries.len() as i64;
                 let observations = shown_observations(tx, patient, &entries)?;
                 let documents = shown_documents(tx, patient, &entries)?;
-                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations, documents }))
+                let history =
+                    shown_history(tx, patient, &entries, |version| scope.decide(&entry_facts(version)).is_allowed())?;
+                Ok(Ok(RecordView { patient: record, entries, basis, some_hidden, observations, documents, history }))
             })
             .and_then(|outcome| outcome)
     }
@@ -225,6 +233,7 @@ impl App {
                         );
                         let observations = shown_observations(tx, record.id, &entries)?;
                         let documents = shown_documents(tx, record.id, &entries)?;
+                        let history = shown_history(tx, record.id, &entries, |_| true)?;
                         Ok(Ok(RecordView {
                             patient: record,
                             entries,
@@ -232,6 +241,7 @@ impl App {
                             some_hidden: false,
                             observations,
                             documents,
+                            history,
                         }))
                     }
                     Decision::Deny(reason) => {
@@ -558,4 +568,28 @@ pub(crate) fn shown_documents(
             (entry, DocumentSummary { media_type: kind.media_type(), file_name, size })
         })
         .collect())
+}
+
+/// The earlier versions of the corrected entries among `entries` that `admits` (the
+/// reader's scope) lets through, oldest first, each with the observations it had.
+pub(crate) fn shown_history(
+    tx: &mut Tx<'_>,
+    patient: PatientId,
+    entries: &[VisibleEntry],
+    admits: impl Fn(&Entry) -> bool,
+) -> AppResult<std::collections::HashMap<EntryId, Vec<EarlierVersion>>> {
+    let mut history = std::collections::HashMap::new();
+    for visible in entries.iter().filter(|visible| visible.entry.version > 1) {
+        let mut versions = Vec::new();
+        for version in tx.entry_history(patient, visible.entry.id)? {
+            if admits(&version) {
+                let observations = tx.observations(patient, version.id, version.version)?;
+                versions.push((version, observations));
+            }
+        }
+        if !versions.is_empty() {
+            history.insert(visible.entry.id, versions);
+        }
+    }
+    Ok(history)
 }

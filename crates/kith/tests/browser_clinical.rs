@@ -128,6 +128,16 @@ fn the_clinical_story_in_chromium() {
                 "OBX|1|NM|HB^Haemoglobin^L||98|g/L|115-165|L|||F",
             ],
         ),
+        // The laboratory corrects the haemoglobin: a second version of the same result.
+        message(
+            "ORU^R01^ORU_R01",
+            "STORY2C",
+            &[
+                PID,
+                "OBR|1|O1|F1|FBC^Full blood count^L|||20261201080000",
+                "OBX|1|NM|HB^Haemoglobin^L||101|g/L|115-165|L|||C",
+            ],
+        ),
         message(
             "ORU^R01^ORU_R01",
             "STORY3",
@@ -164,7 +174,7 @@ fn the_clinical_story_in_chromium() {
     let sent = Command::new("mllp_send").args(["--loose", "-f"]).arg(&file).args(["-p", port, host]).output().unwrap();
     let acks = String::from_utf8_lossy(&sent.stdout);
     assert!(sent.status.success(), "mllp_send failed: {}", String::from_utf8_lossy(&sent.stderr));
-    assert_eq!(acks.matches("MSA|AA|").count(), 5, "every message accepted: {acks}");
+    assert_eq!(acks.matches("MSA|AA|").count(), 6, "every message accepted: {acks}");
 
     // The feed gave the record an email address: Kith invited the patient by email.
     let output = Command::new("python3")

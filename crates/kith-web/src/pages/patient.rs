@@ -106,6 +106,7 @@ async fn render_record(
         view.entries.into_iter().map(|visible| visible.entry),
         &view.observations,
         &view.documents,
+        &view.history,
         &names,
         view.patient.account,
         &filter,

@@ -358,6 +358,31 @@ pub struct EntryView {
     pub observations: Vec<ObservationView>,
     /// The uploaded file of a document: its address and what it is, in words.
     pub file: Option<(String, String)>,
+    /// A corrected entry's earlier versions, oldest first.
+    pub earlier: Vec<EarlierView>,
+}
+
+/// An earlier version of a corrected entry.
+pub struct EarlierView {
+    pub version: i64,
+    pub recorded: String,
+    pub status: Option<String>,
+    pub title: String,
+    pub body: String,
+    pub observations: Vec<ObservationView>,
+}
+
+fn observation_views(list: &[Observation]) -> Vec<ObservationView> {
+    list.iter()
+        .map(|o| ObservationView {
+            name: if o.name.is_empty() { o.code.clone() } else { o.name.clone() },
+            value: o.value.clone(),
+            units: o.units.clone(),
+            range: o.reference_range.clone(),
+            flags: o.flags.replace('~', ", "),
+            abnormal: !o.flags.is_empty() && o.flags != "N",
+        })
+        .collect()
 }
 
 pub struct ObservationView {
@@ -399,6 +424,7 @@ pub(crate) fn entry_views(
     entries: impl Iterator<Item = Entry>,
     observations: &HashMap<EntryId, Vec<Observation>>,
     documents: &HashMap<EntryId, kith_app::DocumentSummary>,
+    history: &HashMap<EntryId, Vec<kith_app::EarlierVersion>>,
     names: &HashMap<TeamId, TeamName>,
     patient_account: Option<kith_core::AccountId>,
     filter: &RecordFilter,
@@ -431,17 +457,19 @@ pub(crate) fn entry_views(
             },
             status: entry.status.map(|status| status.to_string()),
             version: entry.version,
-            observations: observations
+            observations: observations.get(&entry.id).map(|list| observation_views(list)).unwrap_or_default(),
+            earlier: history
                 .get(&entry.id)
-                .map(|list| {
-                    list.iter()
-                        .map(|o| ObservationView {
-                            name: if o.name.is_empty() { o.code.clone() } else { o.name.clone() },
-                            value: o.value.clone(),
-                            units: o.units.clone(),
-                            range: o.reference_range.clone(),
-                            flags: o.flags.replace('~', ", "),
-                            abnormal: !o.flags.is_empty() && o.flags != "N",
+                .map(|versions| {
+                    versions
+                        .iter()
+                        .map(|(version, observations)| EarlierView {
+                            version: version.version,
+                            recorded: time_words(version.recorded_at),
+                            status: version.status.map(|status| status.to_string()),
+                            title: version.title.to_string(),
+                            body: version.body.clone(),
+                            observations: observation_views(observations),
                         })
                         .collect()
                 })
@@ -654,6 +682,7 @@ async fn render_record(
         view.entries.into_iter().map(|visible| visible.entry),
         &view.observations,
         &view.documents,
+        &view.history,
         &names,
         view.patient.account,
         &filter,
