@@ -466,6 +466,21 @@ async fn two_step_verification_enrolment_sign_in_recovery_and_requirement() {
             }
         }
 
+        // A page an email link asked for is where the second step lands, too.
+        browser.get("/sign-in?next=%2Fteam%2Fmembers").await;
+        let first = browser
+            .post("/sign-in", &[("email", "ada@example.org"), ("password", PASSWORD), ("next", "/team/members")])
+            .await;
+        assert_eq!(first.location.as_deref(), Some("/sign-in/two-factor?next=%2Fteam%2Fmembers"));
+        let step = browser.get("/sign-in/two-factor?next=%2Fteam%2Fmembers").await;
+        assert!(step.body.contains("name=\"next\" value=\"/team/members\""), "{}", step.body);
+        world.clock.advance(Duration::from_secs(30));
+        let typed = totp_now(world, &key);
+        let done = browser.post("/sign-in/two-factor", &[("code", typed.as_str()), ("next", "/team/members")]).await;
+        assert_eq!(done.location.as_deref(), Some("/team/members"));
+        browser.get("/").await;
+        browser.post("/sign-out", &[]).await;
+
         // An organisation that requires it sends professionals without it to set it up.
         sync(|| world.app.set_two_factor_requirement(&op(), &code(), true)).unwrap();
         let mut bob = Browser::new(&world.router);

@@ -453,7 +453,13 @@ async fn sign_in(
     let password = Secret::new(form.password);
     let outcome = state.guards.hash(&state.app, move |app| app.sign_in(&email, &password)).await??;
     Ok(match outcome {
-        SignIn::SecondStep(pending) => see_other_signed_in(&state, "/sign-in/two-factor", pending.secret.expose()),
+        SignIn::SecondStep(pending) => {
+            let next = match local_path(&form.next) {
+                Some(next) => format!("/sign-in/two-factor?next={}", percent_encoded(next)),
+                None => "/sign-in/two-factor".to_owned(),
+            };
+            see_other_signed_in(&state, &next, pending.secret.expose())
+        }
         SignIn::SignedIn(new) => {
             // A session cookie the browser already had is ended: a new id at every sign-in.
             if let Some(old) = guard::cookie(&headers, guard::SESSION_COOKIE).map(str::to_owned) {
@@ -687,6 +693,8 @@ fn password_problem(message: &str) -> String {
 struct SecondStepPage {
     shell: Shell,
     error: Option<&'static str>,
+    /// Where to go once signed in.
+    next: String,
 }
 
 /// The cookie secret of the password-only session waiting for its second step, if there is
@@ -698,11 +706,12 @@ async fn pending_second_step(state: &WebState, headers: &HeaderMap) -> Result<Op
     Ok(account.map(|_| secret))
 }
 
-async fn second_step_page(State(state): State<WebState>, headers: HeaderMap) -> PageResult {
+async fn second_step_page(State(state): State<WebState>, headers: HeaderMap, Query(done): Query<Done>) -> PageResult {
     let Some(secret) = pending_second_step(&state, &headers).await? else { return Ok(see_other("/sign-in")) };
     Ok(render(&SecondStepPage {
         shell: Shell { nav: None, csrf: guard::session_csrf(&secret), notice: None },
         error: None,
+        next: local_path(&done.next).unwrap_or_default().to_owned(),
     }))
 }
 
@@ -710,6 +719,9 @@ async fn second_step_page(State(state): State<WebState>, headers: HeaderMap) -> 
 struct CodeForm {
     #[serde(default)]
     code: String,
+    /// Where to go once signed in (carried from the sign-in form).
+    #[serde(default)]
+    next: String,
 }
 
 /// The form's token is the pending session's (checked by [`CsrfForm`]).
@@ -722,11 +734,14 @@ async fn second_step(
     let Some(secret) = pending_second_step(&state, &headers).await? else { return Ok(see_other("/sign-in")) };
     state.guards.attempt(address)?;
     let pending = secret.clone();
-    Ok(match blocking(&state.app, move |app| app.complete_second_step(&pending, &form.code)).await?? {
-        Some(new) => see_other_signed_in(&state, "/", new.secret.expose()),
+    let next = local_path(&form.next).unwrap_or_default().to_owned();
+    let code = form.code;
+    Ok(match blocking(&state.app, move |app| app.complete_second_step(&pending, &code)).await?? {
+        Some(new) => see_other_signed_in(&state, if next.is_empty() { "/" } else { &next }, new.secret.expose()),
         None => render(&SecondStepPage {
             shell: Shell { nav: None, csrf: guard::session_csrf(&secret), notice: None },
             error: Some(WRONG_CODE),
+            next,
         }),
     })
 }
