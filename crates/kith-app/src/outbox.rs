@@ -591,12 +591,8 @@ impl App {
                     let next = (!error.permanent && attempt < MAX_DELIVERY_ATTEMPTS)
                         .then(|| now.plus(retry_delay(row.attempts)));
                     let description = short(&error.message);
-                    self.store.write(|tx| tx.mark_outbox_failed(message.id, now, &description, next))?;
-                    if next.is_some() {
-                        report.retrying += 1;
-                    } else {
-                        report.dead += 1;
-                    }
+                    // Logged before the failure is stored: whoever sees it stored (a test,
+                    // an operator's `kith outbox list`) finds it in the log too.
                     tracing::warn!(
                         id = %message.id,
                         channel = message.channel,
@@ -606,6 +602,12 @@ impl App {
                         gave_up = next.is_none(),
                         "outbox message not delivered"
                     );
+                    self.store.write(|tx| tx.mark_outbox_failed(message.id, now, &description, next))?;
+                    if next.is_some() {
+                        report.retrying += 1;
+                    } else {
+                        report.dead += 1;
+                    }
                 }
             }
         }
