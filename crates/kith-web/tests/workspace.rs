@@ -77,6 +77,7 @@ fn web(database: TestDatabase) -> Web {
     member(code(), "card", "card@example.org", MembershipRole::Professional);
     member(code(), "mh", "mhpro@example.org", MembershipRole::Professional);
     member(code(), "mh", "mhcoord@example.org", MembershipRole::Coordinator);
+    member(code(), "prt", "dq@example.org", MembershipRole::Professional);
     let ngt = OrganisationCode::parse("NGT").unwrap();
     world
         .app
@@ -663,6 +664,46 @@ async fn home_pages_show_welcomes_and_what_is_new_since_the_last_visit() {
             home.body
         );
         let _ = own.csrf.len();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_quality_staff_see_nothing_until_they_record_consent_on_the_patient_s_behalf() {
+    each_web(async |web: &Web| {
+        let patient = &web.patient;
+        let mut dq = signed_in(web, "dq@example.org").await;
+        // The Patient Record Team has every record of the organisation, and sees none of it.
+        assert!(dq.get("/patients").await.body.contains(patient.as_str()));
+        let record = dq.get(&format!("/patients/{patient}")).await;
+        assert_eq!(record.status, StatusCode::OK);
+        assert_eq!(record.body.matches("<h3>").count(), 0, "no entries: {}", record.body);
+        assert!(record.body.contains("Some entries are hidden by the patient"), "{}", record.body);
+        assert!(record.body.contains("What Patient Record Team sees"), "{}", record.body);
+        // What the organisation allows on the patient's behalf (general health), with a basis;
+        // nothing more.
+        let more = dq
+            .post(
+                &format!("/patients/{patient}/consent"),
+                &[("general", "on"), ("mental_health", "on"), ("reason", "The patient asked at the front desk")],
+            )
+            .await;
+        assert_eq!(more.status, StatusCode::OK, "{}", more.body);
+        assert!(more.body.contains("There is a problem"), "{}", more.body);
+        assert!(!shown(&dq.get(&format!("/patients/{patient}")).await, "general"));
+        let general = dq
+            .post(
+                &format!("/patients/{patient}/consent"),
+                &[("general", "on"), ("reason", "The patient asked at the front desk")],
+            )
+            .await;
+        assert_eq!(general.status, StatusCode::SEE_OTHER, "{}", general.body);
+        let record = dq.get(&format!("/patients/{patient}")).await;
+        assert!(shown(&record, "general") && !shown(&record, "mental_health"), "{}", record.body);
+        // The patient sees who did it, on what basis, in their access log.
+        let mut own = signed_in(web, "patient@example.org").await;
+        let log = own.get("/my/access-log").await;
+        assert!(log.body.contains("changed what a team sees"), "{}", log.body);
     })
     .await;
 }
