@@ -70,9 +70,8 @@ impl App {
         file_name: &str,
         bytes: &[u8],
     ) -> AppResult<Entry> {
-        let upload = Upload::check(file_name, bytes)?;
-        let now = self.now();
-        let new = NewEntry { kind: EntryKind::Document, label, title, body: String::new(), effective_at: now };
+        let (upload, now) = (Upload::check(file_name, bytes)?, self.now());
+        let new = NewEntry::document(label, title, now);
         self.store
             .write(|tx| {
                 let Some(organisation) = tx.team(team)?.map(|team| team.organisation) else {
@@ -109,9 +108,8 @@ impl App {
         file_name: &str,
         bytes: &[u8],
     ) -> AppResult<Entry> {
-        let upload = Upload::check(file_name, bytes)?;
-        let now = self.now();
-        let new = NewEntry { kind: EntryKind::Document, label, title, body: String::new(), effective_at: now };
+        let (upload, now) = (Upload::check(file_name, bytes)?, self.now());
+        let new = NewEntry::document(label, title, now);
         self.store
             .write(|tx| {
                 let insert = |tx: &mut Tx<'_>, entry: &Entry| upload.insert(tx, entry, bytes, now);

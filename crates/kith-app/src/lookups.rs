@@ -81,6 +81,27 @@ impl LookupBudget {
         Ok(tx.sign_in_failures_since(&self.key(account), now.minus(HOUR))? >= self.limit())
     }
 
+    /// Gives `event` back when `account` may look up again; once the allowance is spent,
+    /// audits `event` as refused (nothing is looked up) and answers the refusal.
+    pub(crate) fn admit(
+        self,
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        now: Timestamp,
+        event: AuditBuilder,
+    ) -> AppResult<Result<AuditBuilder, AppError>> {
+        if !self.spent(tx, account, now)? {
+            return Ok(Ok(event));
+        }
+        tx.audit(
+            event
+                .outcome(Outcome::Denied)
+                .reason("too many look-ups that matched no patient in the last hour; not looked up")
+                .build(),
+        );
+        Ok(Err(self.refusal()))
+    }
+
     /// Counts one look-up against `account`'s allowance. The one that reaches the limit is
     /// audited and tells `organisation`'s privacy officers (outbox), once.
     pub(crate) fn spend(
@@ -183,15 +204,10 @@ impl App {
                 let event = AuditBuilder::new(now, Actor::Account(account), channel, "care_link.create")
                     .organisation(organisation.id)
                     .team(team);
-                if budget.spent(tx, account, now)? {
-                    tx.audit(
-                        event
-                            .outcome(Outcome::Denied)
-                            .reason("too many look-ups that matched no patient in the last hour; not looked up")
-                            .build(),
-                    );
-                    return Ok(Err(budget.refusal()));
-                }
+                let event = match budget.admit(tx, account, now, event)? {
+                    Ok(event) => event,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
                 let account_status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
                 let membership = tx
                     .membership(account, team)?

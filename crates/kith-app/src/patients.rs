@@ -54,6 +54,11 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
+    /// An uploaded document's entry: its file is stored with it.
+    pub fn document(label: Option<PrivacyLabel>, title: Title, now: Timestamp) -> Self {
+        NewEntry { kind: EntryKind::Document, label, title, body: String::new(), effective_at: now }
+    }
+
     /// The first version of the entry, authored by `team` (and `author`, a person).
     pub(crate) fn to_entry(
         &self,

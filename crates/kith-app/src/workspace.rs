@@ -124,15 +124,10 @@ impl App {
                 let event = AuditBuilder::new(now, Actor::Account(account), Channel::Web, "break_glass.open")
                     .organisation(organisation.id)
                     .team(team);
-                if budget.spent(tx, account, now)? {
-                    tx.audit(
-                        event
-                            .outcome(Outcome::Denied)
-                            .reason("too many look-ups that matched no patient in the last hour; not looked up")
-                            .build(),
-                    );
-                    return Ok(Err(budget.refusal()));
-                }
+                let event = match budget.admit(tx, account, now, event)? {
+                    Ok(event) => event,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
                 let record = candidate(tx, identifier, &organisation)?;
                 let probe = record.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
                 let in_organisation = tx.patient_in_organisation(probe, organisation.id)?;

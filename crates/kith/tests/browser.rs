@@ -10,51 +10,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::chromium::*;
 use common::*;
 use kith_test_support::TestDatabase;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The distinct pages (and states of pages) the scenarios check for accessibility today: fewer
 /// means a check was lost. Raise it when you add some.
 const ACCESSIBILITY_CHECKED_AT_LEAST: usize = 29;
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-}
-
-fn browser_tools_present() -> Result<(), String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Err(format!("{CHROMIUM} is missing (apt-get install chromium)"));
-    }
-    let playwright = Command::new("python3").args(["-c", "import playwright.sync_api, aiosmtpd"]).output();
-    match playwright {
-        Ok(output) if output.status.success() => Ok(()),
-        _ => Err("the Python packages playwright and aiosmtpd are missing (tests/python/requirements.txt)".into()),
-    }
-}
-
-fn repository_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// Kills a child process when dropped, so that a failing assertion leaves nothing running.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_web_application_in_chromium() {
-    if let Err(missing) = browser_tools_present() {
+    if let Err(missing) = browser_tools_present(&[]) {
         assert!(!in_ci(), "CI must run the browser tests, but {missing}");
         eprintln!("skipping the browser tests: {missing}");
         return;
@@ -62,17 +30,8 @@ fn the_web_application_in_chromium() {
     let root = repository_root();
     let mail = tempfile::tempdir().unwrap();
 
-    // A real SMTP server: it prints its port, then stores each message as a .eml file.
-    let mut sink = Command::new("python3")
-        .arg(root.join("tests/python/smtp_sink.py"))
-        .arg(mail.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the SMTP sink starts");
-    let mut first_line = String::new();
-    BufReader::new(sink.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let smtp_port: u16 = first_line.trim().parse().unwrap_or_else(|_| panic!("smtp_sink printed {first_line:?}"));
-    let _sink = Running(sink);
+    // A real SMTP server: it stores each message as a .eml file.
+    let (_sink, smtp_port) = start_smtp_sink(mail.path());
 
     let database = TestDatabase::sqlite();
     let kith = Kith { database: &database };

@@ -12,43 +12,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::chromium::*;
 use common::*;
 use kith_test_support::TestDatabase;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-}
-
 fn tools_present() -> Result<(), String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Err(format!("{CHROMIUM} is missing (apt-get install chromium)"));
-    }
-    let python = Command::new("python3").args(["-c", "import playwright.sync_api, aiosmtpd, hl7"]).output();
-    if !python.is_ok_and(|output| output.status.success()) {
-        return Err(
-            "the Python packages playwright, aiosmtpd and hl7 are missing (tests/python/requirements.txt)".into()
-        );
-    }
+    browser_tools_present(&["hl7"])?;
     if !Command::new("mllp_send").arg("--version").output().is_ok_and(|output| output.status.success()) {
         return Err("mllp_send (pip install hl7) is missing".into());
     }
     Ok(())
-}
-
-/// Kills a child process when dropped, so that a failing assertion leaves nothing running.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// An HL7 v2.4 message from the PAS/lab feed (`\n` between segments, as `mllp_send --loose`
@@ -66,18 +41,9 @@ fn the_clinical_story_in_chromium() {
         eprintln!("skipping the clinical browser story: {missing}");
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let root = repository_root();
     let mail = tempfile::tempdir().unwrap();
-    let mut sink = Command::new("python3")
-        .arg(root.join("tests/python/smtp_sink.py"))
-        .arg(mail.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the SMTP sink starts");
-    let mut first_line = String::new();
-    BufReader::new(sink.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let smtp_port: u16 = first_line.trim().parse().unwrap_or_else(|_| panic!("smtp_sink printed {first_line:?}"));
-    let _sink = Running(sink);
+    let (_sink, smtp_port) = start_smtp_sink(mail.path());
 
     // RXH with its PAS feed, team mh (general, mental health: live, professional pro@) and
     // team ed (Emergency Department, general: live, professional ed@); results labelled by

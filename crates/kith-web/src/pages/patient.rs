@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::csrf::{CsrfForm, CsrfMultipart};
 use super::error::{PageError, PageResult, blocking};
 use super::guard::SignedIn;
-use super::workspace::{Choice, Paged, RecordQuery, entry_views, kind_choices, label_choices, new_entry, paged};
+use super::workspace::{Choice, EntryForm, Paged, RecordQuery, entry_views, kind_choices, label_choices, paged};
 use super::{PageRoute, Shell, render, see_other, time_words};
 use crate::WebState;
 
@@ -59,6 +59,9 @@ struct MyRecordPage {
     entry_error: Option<String>,
     upload_error: Option<String>,
     label_choices: Vec<Choice>,
+    entry_action: String,
+    entry_button: &'static str,
+    upload_action: String,
     /// The patient may give each entry another label.
     can_relabel: bool,
 }
@@ -127,37 +130,23 @@ async fn render_record(
         entry_error,
         upload_error,
         label_choices: label_choices(Some(PrivacyLabel::General)),
+        entry_action: "/my/entries".to_owned(),
+        entry_button: "Add to my record",
+        upload_action: "/my/documents".to_owned(),
         can_relabel: true,
     }))
-}
-
-#[derive(Deserialize)]
-struct OwnEntryForm {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    body: String,
-    #[serde(default)]
-    value: String,
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    label: String,
 }
 
 async fn add_entry(
     State(state): State<WebState>,
     signed_in: SignedIn,
-    CsrfForm(form): CsrfForm<OwnEntryForm>,
+    CsrfForm(form): CsrfForm<EntryForm>,
 ) -> PageResult {
     own_record(&signed_in)?;
-    let new =
-        match new_entry(&form.kind, &form.title, &form.body, &form.value, &form.unit, &form.label, state.app.now()) {
-            Ok(new) => new,
-            Err(error) => return render_record(&state, &signed_in, &RecordQuery::default(), Some(error), None).await,
-        };
+    let new = match form.entry(state.app.now()) {
+        Ok(new) => new,
+        Err(error) => return render_record(&state, &signed_in, &RecordQuery::default(), Some(error), None).await,
+    };
     let account = signed_in.session.account.id;
     blocking(&state.app, move |app| app.record_own_entry(account, Channel::Web, &new)).await??;
     Ok(see_other("/my/record?done=entry"))
@@ -395,15 +384,24 @@ async fn notifications_page(
     signed_in: SignedIn,
     Query(done): Query<Done>,
 ) -> PageResult {
-    own_record(&signed_in)?;
+    render_notifications(&state, &signed_in, notifications_notice(done.done.as_deref()), None).await
+}
+
+async fn render_notifications(
+    state: &WebState,
+    signed_in: &SignedIn,
+    notice: Option<&'static str>,
+    error: Option<String>,
+) -> PageResult {
+    own_record(signed_in)?;
     let account = signed_in.session.account.id;
     let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
     Ok(render(&NotificationsPage {
-        shell: Shell::signed_in(&signed_in, notifications_notice(done.done.as_deref())),
+        shell: Shell::signed_in(signed_in, notice),
         rows: notification_rows(&own.settings),
         has_email: own.has_email,
         has_mobile: own.has_mobile,
-        error: None,
+        error,
     }))
 }
 
@@ -415,34 +413,16 @@ async fn change_notifications(
     own_record(&signed_in)?;
     let account = signed_in.session.account.id;
     let choice = |field: &str| form.get(field).and_then(|code| NotifyBy::from_code(code));
-    let settings = match (choice("team_added"), choice("new_entries"), choice("break_glass")) {
-        (Some(team_added), Some(new_entries), Some(break_glass)) => {
-            NotificationSettings { team_added, new_entries, break_glass }
-        }
-        _ => {
-            let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
-            return Ok(render(&NotificationsPage {
-                shell: Shell::signed_in(&signed_in, None),
-                rows: notification_rows(&own.settings),
-                has_email: own.has_email,
-                has_mobile: own.has_mobile,
-                error: Some("Choose one answer for each question.".to_owned()),
-            }));
-        }
+    let (Some(team_added), Some(new_entries), Some(break_glass)) =
+        (choice("team_added"), choice("new_entries"), choice("break_glass"))
+    else {
+        return render_notifications(&state, &signed_in, None, Some("Choose one answer for each question.".to_owned()))
+            .await;
     };
-    let saved = blocking(&state.app, move |app| app.set_own_notifications(account, Channel::Web, &settings)).await?;
-    match saved {
+    let settings = NotificationSettings { team_added, new_entries, break_glass };
+    match blocking(&state.app, move |app| app.set_own_notifications(account, Channel::Web, &settings)).await? {
         Ok(()) => Ok(see_other("/my/notifications?done=saved")),
-        Err(AppError::Invalid(words)) => {
-            let own = blocking(&state.app, move |app| app.own_notifications(account)).await??;
-            Ok(render(&NotificationsPage {
-                shell: Shell::signed_in(&signed_in, None),
-                rows: notification_rows(&own.settings),
-                has_email: own.has_email,
-                has_mobile: own.has_mobile,
-                error: Some(words),
-            }))
-        }
+        Err(AppError::Invalid(words)) => render_notifications(&state, &signed_in, None, Some(words)).await,
         Err(other) => Err(other.into()),
     }
 }

@@ -597,6 +597,9 @@ struct RecordPage {
     filter_query: String,
     entry_error: Option<String>,
     label_choices: Vec<Choice>,
+    entry_action: String,
+    entry_button: &'static str,
+    upload_action: String,
     /// Entries' labels are the patient's to change, not the professional's.
     can_relabel: bool,
     /// What the acting team sees of the record, as switches (none when not in the team).
@@ -710,6 +713,9 @@ async fn render_record(
         filter_query,
         entry_error,
         label_choices: label_choices(Some(PrivacyLabel::General)),
+        entry_action: format!("/patients/{}/entries", record.id),
+        entry_button: "Add the entry",
+        upload_action: format!("/patients/{}/documents", record.id),
         can_relabel: false,
         team_view,
         consent_error,
@@ -717,8 +723,9 @@ async fn render_record(
     }))
 }
 
+/// The form that adds a note or a measurement (a professional's, or a patient's own).
 #[derive(Deserialize)]
-struct EntryForm {
+pub(crate) struct EntryForm {
     /// `note` or `measurement`.
     #[serde(default)]
     kind: String,
@@ -734,8 +741,15 @@ struct EntryForm {
     label: String,
 }
 
+impl EntryForm {
+    /// The entry the form describes, or what is wrong with it.
+    pub(crate) fn entry(&self, now: kith_core::Timestamp) -> Result<NewEntry, String> {
+        new_entry(&self.kind, &self.title, &self.body, &self.value, &self.unit, &self.label, now)
+    }
+}
+
 /// A note or a measurement as the form gives it, or what is wrong with it.
-pub(crate) fn new_entry(
+fn new_entry(
     kind: &str,
     title: &str,
     body: &str,
@@ -781,14 +795,12 @@ async fn add_entry(
 ) -> PageResult {
     let team = acting(&signed_in)?;
     let patient_id = patient_id(&patient)?;
-    let new =
-        match new_entry(&form.kind, &form.title, &form.body, &form.value, &form.unit, &form.label, state.app.now()) {
-            Ok(new) => new,
-            Err(error) => {
-                return render_record(&state, &signed_in, &patient, &RecordQuery::default(), FormError::Entry(error))
-                    .await;
-            }
-        };
+    let new = match form.entry(state.app.now()) {
+        Ok(new) => new,
+        Err(error) => {
+            return render_record(&state, &signed_in, &patient, &RecordQuery::default(), FormError::Entry(error)).await;
+        }
+    };
     let (account, team_id) = (signed_in.session.account.id, team.team.id);
     blocking(&state.app, move |app| app.record_entry_as(account, Channel::Web, patient_id, Some(team_id), &new))
         .await??;
