@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::chromium::*;
 use common::*;
 use kith_test_support::TestDatabase;
@@ -27,7 +25,6 @@ fn the_web_application_in_chromium() {
         eprintln!("skipping the browser tests: {missing}");
         return;
     }
-    let root = repository_root();
     let mail = tempfile::tempdir().unwrap();
 
     // A real SMTP server: it stores each message as a .eml file.
@@ -39,31 +36,29 @@ fn the_web_application_in_chromium() {
     kith.add_member("mh", "coordinator@example.org", true);
     kith.add_member("mh", "second@example.org", false);
 
-    // Every scenario signs in from 127.0.0.1: a larger per-address allowance than the default 10.
-    let mut serve = kith.command(&["serve", "--listen", "127.0.0.1:0", "--sign-in-burst", "100"]);
-    serve
-        .env("KITH_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
-        .env("KITH_MAIL_FROM", "Kith <kith@example.org>");
-    let (server, listening) = start_server(&mut serve);
-    let _server = Running(server);
-    let base_url = format!("http://{}", listening.http);
+    let (_server, _, base_url) = serve_with_mail(&kith, smtp_port, &[]);
 
     // A patient whose record gets an email: the invitation is emailed (through the server's
     // outbox worker and the SMTP sink).
     kith.add_patient("Pat", "Example", "1985-03-27", "9434765919", &["--email", "pat@example.org", "--team", "mh"]);
 
-    let output = Command::new("python3")
-        .arg(root.join("tests/python/browser_test.py"))
-        .args(["--base-url", &base_url, "--mail-dir"])
-        .arg(mail.path())
-        .args(["--professional", "coordinator@example.org", "--second-professional", "second@example.org"])
-        .args(["--password", PASSWORD, "--chromium", CHROMIUM])
-        .args(["--patient", "pat@example.org", "--patient-birth-date", "1985-03-27"])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser scenarios failed");
+    let stdout = run_browser_script(
+        "browser_test.py",
+        &base_url,
+        mail.path(),
+        &[
+            "--professional",
+            "coordinator@example.org",
+            "--second-professional",
+            "second@example.org",
+            "--password",
+            PASSWORD,
+            "--patient",
+            "pat@example.org",
+            "--patient-birth-date",
+            "1985-03-27",
+        ],
+    );
     for scenario in [
         "ok: the accessibility check reports violations on broken pages",
         "ok: sign-in and sign-out",

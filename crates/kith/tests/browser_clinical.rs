@@ -41,7 +41,6 @@ fn the_clinical_story_in_chromium() {
         eprintln!("skipping the clinical browser story: {missing}");
         return;
     }
-    let root = repository_root();
     let mail = tempfile::tempdir().unwrap();
     let (_sink, smtp_port) = start_smtp_sink(mail.path());
 
@@ -73,14 +72,7 @@ fn the_clinical_story_in_chromium() {
         kith.ok(&["label-rule", "add", "--org", "RXH", "--field", "OBR-4", "--value", code, "--label", label]);
     }
 
-    let mut serve =
-        kith.command(&["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--sign-in-burst", "100"]);
-    serve
-        .env("KITH_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
-        .env("KITH_MAIL_FROM", "Kith <kith@example.org>");
-    let (server, listening) = start_server(&mut serve);
-    let _server = Running(server);
-    let base_url = format!("http://{}", listening.http);
+    let (_server, listening, base_url) = serve_with_mail(&kith, smtp_port, &["--mllp-listen", "127.0.0.1:0"]);
 
     // The feed: the patient, then a result under each label.
     let messages = [
@@ -143,17 +135,13 @@ fn the_clinical_story_in_chromium() {
     assert_eq!(acks.matches("MSA|AA|").count(), 6, "every message accepted: {acks}");
 
     // The feed gave the record an email address: Kith invited the patient by email.
-    let output = Command::new("python3")
-        .arg(root.join("tests/python/clinical_story.py"))
-        .args(["--base-url", &base_url, "--mail-dir"])
-        .arg(mail.path())
-        .args(["--professional", "pro@example.org", "--emergency", "ed@example.org", "--password", PASSWORD])
-        .args(["--patient", "ada.story@example.org", "--chromium", CHROMIUM])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the clinical story failed");
+    let args = ["--professional", "pro@example.org", "--emergency", "ed@example.org", "--password", PASSWORD];
+    let stdout = run_browser_script(
+        "clinical_story.py",
+        &base_url,
+        mail.path(),
+        &[&args[..], &["--patient", "ada.story@example.org"]].concat(),
+    );
     for step in [
         "ok: a wrong date of birth and an unknown number get the same answer",
         "ok: the professional adds the patient and sees only the consented labels",

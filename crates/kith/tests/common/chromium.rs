@@ -53,3 +53,34 @@ pub fn start_smtp_sink(mail: &Path) -> (Running, u16) {
     let port = first_line.trim().parse().unwrap_or_else(|_| panic!("smtp_sink printed {first_line:?}"));
     (Running(sink), port)
 }
+
+/// `kith serve` on loopback with `extra` options, mailing through the SMTP server on
+/// `smtp_port`; every scenario signs in from 127.0.0.1, so the per-address allowance is
+/// larger than the default 10. The server, where it listens, and its base URL.
+pub fn serve_with_mail(kith: &super::Kith<'_>, smtp_port: u16, extra: &[&str]) -> (Running, super::Listening, String) {
+    let args = [&["serve", "--listen", "127.0.0.1:0", "--sign-in-burst", "100"][..], extra].concat();
+    let mut serve = kith.command(&args);
+    serve
+        .env("KITH_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+        .env("KITH_MAIL_FROM", "Kith <kith@example.org>");
+    let (server, listening) = super::start_server(&mut serve);
+    let base_url = format!("http://{}", listening.http);
+    (Running(server), listening, base_url)
+}
+
+/// Runs a Playwright script of `tests/python` against `base_url` with the mail folder and
+/// `args`; its output, once it has succeeded.
+pub fn run_browser_script(script: &str, base_url: &str, mail: &Path, args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .arg(repository_root().join("tests/python").join(script))
+        .args(["--base-url", base_url, "--mail-dir"])
+        .arg(mail)
+        .args(args)
+        .args(["--chromium", CHROMIUM])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{script} failed");
+    stdout
+}
