@@ -105,15 +105,7 @@ async fn render_record(
         })
         .collect();
     teams.sort_by(|a, b| a.words.cmp(&b.words));
-    let all = entry_views(
-        view.entries.into_iter().map(|visible| visible.entry),
-        &view.observations,
-        &view.documents,
-        &view.history,
-        &names,
-        view.patient.account,
-        &filter,
-    );
+    let all = entry_views(&view, &names, &filter);
     let filter_query = format!(
         "kind={}&label={}&team={}",
         filter.kind.map(|kind| kind.code()).unwrap_or_default(),

@@ -421,15 +421,16 @@ pub(crate) fn label_words(label: Option<PrivacyLabel>) -> &'static str {
 /// The entries of a read as pages show them: filtered by kind, label and team, newest
 /// first, with their authors' names and their results' values.
 pub(crate) fn entry_views(
-    entries: impl Iterator<Item = Entry>,
-    observations: &HashMap<EntryId, Vec<Observation>>,
-    documents: &HashMap<EntryId, kith_app::DocumentSummary>,
-    history: &HashMap<EntryId, Vec<kith_app::EarlierVersion>>,
+    view: &RecordView,
     names: &HashMap<TeamId, TeamName>,
-    patient_account: Option<kith_core::AccountId>,
     filter: &RecordFilter,
 ) -> Vec<EntryView> {
-    let mut entries: Vec<Entry> = entries
+    let (observations, documents, history) = (&view.observations, &view.documents, &view.history);
+    let patient_account = view.patient.account;
+    let mut entries: Vec<Entry> = view
+        .entries
+        .iter()
+        .map(|visible| visible.entry.clone())
         .filter(|entry| filter.kind.is_none_or(|kind| kind == entry.kind))
         .filter(|entry| filter.label.is_none_or(|label| Some(label) == entry.label))
         .filter(|entry| filter.team.is_none_or(|team| team == entry.authored_by))
@@ -681,15 +682,7 @@ async fn render_record(
     let names = names_of(state, &view).await?;
     let filter = query.filter();
     let under_break_glass = matches!(view.basis, kith_core::Basis::BreakGlass { .. });
-    let all = entry_views(
-        view.entries.into_iter().map(|visible| visible.entry),
-        &view.observations,
-        &view.documents,
-        &view.history,
-        &names,
-        view.patient.account,
-        &filter,
-    );
+    let all = entry_views(&view, &names, &filter);
     let record = &view.patient;
     let filter_query = format!(
         "kind={}&label={}",
