@@ -666,3 +666,82 @@ async fn home_pages_show_welcomes_and_what_is_new_since_the_last_visit() {
     })
     .await;
 }
+
+/// What the look-up allowance's refusal says (`LookupBudget::refusal`).
+const LIMIT_WORDS: &str = "look-ups in the last hour that matched no patient";
+
+/// `n` emergency-access look-ups with the wrong date of birth.
+async fn misses(browser: &mut Browser<'_>, n: usize) {
+    for _ in 0..n {
+        let miss = find(browser, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(miss.body.contains(NO_MATCH_WORDS), "{}", miss.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_look_up_of_a_record_with_sharing_disabled_counts_as_a_miss() {
+    each_web(async |web: &Web| {
+        let app = &web.world.app;
+        sync(|| {
+            app.appoint_privacy_officer(&operator(), &code(), &email("mhcoord@example.org")).unwrap();
+            let officer = app.account_by_email(&email("mhcoord@example.org")).unwrap();
+            let reason = kith_core::text::Reason::parse("Safeguarding concern raised").unwrap();
+            app.set_sharing_disabled(officer.id, web.world.patient.id, true, &reason).unwrap();
+        });
+        let mut card = signed_in(web, "card@example.org").await;
+        misses(&mut card, MAX_LOOKUP_MISSES_PER_HOUR as usize - 1).await;
+        // The right identifier and date of birth of a record whose sharing is disabled: the
+        // one answer, and a miss like any other, so that the allowance tells nothing.
+        let locked =
+            find(&mut card, "9434765919", "14", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(locked.body.contains(NO_MATCH_WORDS), "{}", locked.body);
+        let next = find(&mut card, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(next.body.contains(LIMIT_WORDS), "the allowance is spent: {}", next.body);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_look_up_by_someone_the_rule_refuses_tells_nothing_through_the_allowance() {
+    each_web(async |web: &Web| {
+        // Two coordinators (no clinical access): the same misses, then one looks up the
+        // patient's real details and the other a wrong date of birth. What follows must be
+        // the same for both.
+        let mut answers = Vec::new();
+        for (who, day) in [("mhcoord@example.org", "14"), ("gum-c1@example.org", "13")] {
+            let mut coordinator = signed_in(web, who).await;
+            misses(&mut coordinator, MAX_LOOKUP_MISSES_PER_HOUR as usize - 1).await;
+            let probe =
+                find(&mut coordinator, "9434765919", day, &[("action", "emergency"), ("emergency_reason", REASON)])
+                    .await;
+            assert!(probe.body.contains(NO_MATCH_WORDS), "{who}: {}", probe.body);
+            let next =
+                find(&mut coordinator, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)])
+                    .await;
+            answers.push((next.status, next.body.contains(NO_MATCH_WORDS), next.body.contains(LIMIT_WORDS)));
+        }
+        assert_eq!(answers[0], answers[1], "a hit and a miss leave the same allowance");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_never_goes_on_to_another_site_through_characters_browsers_drop() {
+    each_web(async |web: &Web| {
+        // Browsers remove tabs and newlines from a URL before reading it: `/<TAB>/evil` is
+        // `//evil`, another site.
+        for next in ["/\t/evil.example/", "/\t\\evil.example/", "/\u{0}/evil.example/", "/\u{7f}/x"] {
+            let mut browser = Browser::new(&web.router);
+            browser.get("/sign-in").await;
+            let page = browser
+                .post("/sign-in", &[("email", "patient@example.org"), ("password", PASSWORD), ("next", next)])
+                .await;
+            assert_eq!(page.location.as_deref(), Some("/"), "{next:?}: {} {}", page.status, page.body);
+            let form = browser
+                .get(&format!("/sign-in?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()))
+                .await;
+            assert!(!form.body.contains("evil.example"), "{next:?}: {}", form.body);
+        }
+    })
+    .await;
+}
