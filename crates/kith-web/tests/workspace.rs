@@ -745,3 +745,31 @@ async fn sign_in_never_goes_on_to_another_site_through_characters_browsers_drop(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_teams_own_coordinators_set_its_welcome_for_professionals() {
+    each_web(async |web: &Web| {
+        let mh: kith_core::TeamId = team_id(web, "mh").parse().unwrap();
+        // A professional of the team and another organisation's professional are refused; a
+        // coordinator of another team sets their own team's (the team comes from the session,
+        // never the form). mh's is never touched.
+        for (who, refused) in [("mhpro@example.org", true), ("ngt@example.org", true), ("gum-c1@example.org", false)] {
+            let mut browser = signed_in(web, who).await;
+            let page = browser
+                .post("/team/welcome", &[("welcome", "<script>alert(1)</script>"), ("team", &mh.to_string())])
+                .await;
+            assert_eq!(!page.body.contains("The welcome message is saved"), refused, "{who}: {}", page.body);
+            assert_eq!(sync(|| web.world.app.professional_welcome(mh).unwrap()), None, "{who}");
+        }
+        // The team's coordinator: saved, and shown escaped on the team's home pages.
+        let mut coordinator = signed_in(web, "mhcoord@example.org").await;
+        coordinator.get("/team/members").await;
+        let saved = coordinator.post("/team/welcome", &[("welcome", "<script>alert(1)</script>")]).await;
+        assert!(saved.body.contains("The welcome message is saved"), "{}", saved.body);
+        let mut professional = signed_in(web, "mhpro@example.org").await;
+        let home = professional.get("/").await;
+        assert!(home.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{}", home.body);
+        assert!(!home.body.contains("<script>alert(1)"), "{}", home.body);
+    })
+    .await;
+}
