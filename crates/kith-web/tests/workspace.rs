@@ -773,3 +773,46 @@ async fn only_the_teams_own_coordinators_set_its_welcome_for_professionals() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consent_and_upload_forms_and_the_list_cursor_answer_alike_for_real_and_guessed_patients() {
+    each_web(async |web: &Web| {
+        let unknown = uuid::Uuid::from_u128(0x5678).to_string();
+        let entry = web.world.entries[0].id.to_string();
+        let mut card = signed_in(web, "card@example.org").await;
+        card.get("/patients").await;
+        let mut answers = Vec::new();
+        for id in [web.patient.as_str(), unknown.as_str(), entry.as_str(), "not-an-id"] {
+            let consent = card
+                .post(
+                    &format!("/patients/{id}/consent"),
+                    &[("general", "on"), ("reason", "The patient asked us in clinic today")],
+                )
+                .await;
+            let no_reason = card.post(&format!("/patients/{id}/consent"), &[("general", "on")]).await;
+            let upload = card
+                .post_file(
+                    &format!("/patients/{id}/documents"),
+                    &[("title", "Letter")],
+                    ("letter.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n"),
+                )
+                .await;
+            let bad_file = card
+                .post_file(
+                    &format!("/patients/{id}/documents"),
+                    &[("title", "Letter")],
+                    ("a.html", "text/html", b"<b>"),
+                )
+                .await;
+            for page in [&consent, &no_reason, &upload, &bad_file] {
+                assert_eq!(page.status, StatusCode::NOT_FOUND, "{id}: {}", page.body);
+                assert!(page.body.contains(NOT_AVAILABLE) && !page.body.contains("Ngozi"), "{id}: {}", page.body);
+            }
+            // The team's list after a patient not in the team is the list from its start.
+            let list = card.get(&format!("/patients?after={id}")).await;
+            answers.push(list.body.replace(id, ""));
+        }
+        assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "{answers:#?}");
+    })
+    .await;
+}
