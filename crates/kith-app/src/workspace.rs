@@ -9,6 +9,7 @@ use kith_core::access::{
     DemographicsFacts, MembershipFacts, decide_demographics, decide_self_access, decide_workspace,
 };
 use kith_core::audit::{Actor, Channel, Outcome};
+use kith_core::consent::{BreakGlassLookupRefusal, LookupResult, decide_break_glass_lookup};
 use kith_core::model::{BreakGlassGrant, Patient};
 use kith_core::team::AccountStatus;
 use kith_core::text::Reason;
@@ -100,8 +101,10 @@ impl App {
     /// birth name (never by browsing), through the team the session acts through and bound
     /// to the session (see [`App::open_break_glass_in_session`]). No record, another date of
     /// birth, a record outside the team's organisation and every refusal of the rule are
-    /// the one answer [`AppError::Denied`]; a miss is audited with the patient when there is
-    /// one and counts against the professional's look-up allowance, as `$add-patient`'s do.
+    /// the one answer [`AppError::Denied`] ([`decide_break_glass_lookup`]); a miss (sharing
+    /// disabled included) is audited with the patient when there is one and counts against
+    /// the professional's look-up allowance, as `$add-patient`'s do; a caller the rule refuses
+    /// whatever the record never counts, so that the allowance tells nothing of the record.
     pub fn break_glass_by_lookup_in_session(
         &self,
         session_secret: &str,
@@ -128,32 +131,36 @@ impl App {
                     Ok(event) => event,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
+                let account_status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
+                let membership = membership_facts(tx, account, team)?;
+                // The same work whether or not a record is found (on a nil id when none).
                 let record = candidate(tx, identifier, &organisation)?;
                 let probe = record.as_ref().map_or(PatientId::from_uuid(uuid::Uuid::nil()), |record| record.id);
-                let in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
-                let miss = match &record {
-                    None => Some("no match: no record has the identifier"),
-                    Some(record) if record.demographics.birth_date != birth_date => {
-                        Some("no match: the date of birth differs")
-                    }
-                    Some(_) if !in_organisation => Some("no match: the patient is not in the team's organisation"),
-                    Some(_) => None,
+                let patient_in_organisation = tx.patient_in_organisation(probe, organisation.id)?;
+                let found = match &record {
+                    None => LookupResult::NoRecord,
+                    Some(record) if record.demographics.birth_date != birth_date => LookupResult::BirthDateDiffers,
+                    Some(record) => LookupResult::Found {
+                        patient_in_organisation,
+                        sharing_disabled: record.sharing_disabled,
+                        in_team: false,
+                    },
                 };
-                match (record, miss) {
-                    (Some(record), None) => Ok(Ok(record.id)),
-                    (record, Some(why)) => {
+                let event = match &record {
+                    Some(record) => event.patient(record.id),
+                    None => event,
+                };
+                let why = match (decide_break_glass_lookup(account_status, membership, found), record) {
+                    (Ok(()), Some(record)) => return Ok(Ok(record.id)),
+                    (Ok(()), None) => return Ok(Err(AppError::Denied)),
+                    (Err(BreakGlassLookupRefusal::Caller(deny)), _) => deny.to_string(),
+                    (Err(BreakGlassLookupRefusal::NoMatch(why)), _) => {
                         budget.spend(tx, account, Channel::Web, organisation.id, now)?;
-                        let event = match record {
-                            Some(record) => event.patient(record.id),
-                            None => event,
-                        };
-                        tx.audit(
-                            event.outcome(Outcome::Denied).reason(format!("{why}; stated reason: {reason}")).build(),
-                        );
-                        Ok(Err(AppError::Denied))
+                        format!("no match: {why}")
                     }
-                    (None, None) => Ok(Err(AppError::Denied)),
-                }
+                };
+                tx.audit(event.outcome(Outcome::Denied).reason(format!("{why}; stated reason: {reason}")).build());
+                Ok(Err(AppError::Denied))
             })
             .and_then(|outcome: AppResult<PatientId>| outcome)?;
         let organisation = self

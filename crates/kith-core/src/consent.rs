@@ -348,3 +348,43 @@ mod tests {
         );
     }
 }
+
+/// Why a break-the-glass request by look-up (an identifier and a date of birth) is refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BreakGlassLookupRefusal {
+    /// The caller may not break the glass through the team, whatever the record: decided
+    /// before anything about the record counts, so that no answer depends on it.
+    Caller(crate::DenyReason),
+    /// A miss: no record, another date of birth, or a record [`crate::access::decide_break_glass`] refuses
+    /// (another organisation's, sharing disabled). Every miss is the same answer and counts
+    /// against the caller's look-up allowance.
+    NoMatch(&'static str),
+}
+
+/// A break-the-glass request by look-up, from what the look-up found: the caller first, then
+/// the record, every refusal about which is a miss.
+pub fn decide_break_glass_lookup(
+    account_status: crate::team::AccountStatus,
+    membership: Option<crate::access::MembershipFacts>,
+    found: LookupResult,
+) -> Result<(), BreakGlassLookupRefusal> {
+    crate::access::decide_workspace(account_status, membership).map_err(BreakGlassLookupRefusal::Caller)?;
+    match found {
+        LookupResult::NoRecord => Err(BreakGlassLookupRefusal::NoMatch("no record has the identifier")),
+        LookupResult::BirthDateDiffers => Err(BreakGlassLookupRefusal::NoMatch("the date of birth differs")),
+        LookupResult::Found { patient_in_organisation, sharing_disabled, .. } => {
+            let facts = crate::access::BreakGlassRequestFacts {
+                account_status,
+                membership,
+                patient_in_organisation,
+                sharing_disabled,
+            };
+            crate::access::decide_break_glass(&facts).map_err(|reason| {
+                BreakGlassLookupRefusal::NoMatch(match reason {
+                    crate::DenyReason::SharingDisabled => "sharing is disabled on the record",
+                    _ => "the patient is not in the team's organisation",
+                })
+            })
+        }
+    }
+}

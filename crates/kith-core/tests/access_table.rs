@@ -538,3 +538,35 @@ fn breaking_the_glass() {
         Err(DenyReason::NotAMemberOfTeam)
     );
 }
+
+#[test]
+fn breaking_the_glass_by_look_up_decides_on_the_caller_before_the_record() {
+    use kith_core::consent::LookupResult;
+    use kith_core::consent::{BreakGlassLookupRefusal, decide_break_glass_lookup};
+    let active = Some(MembershipFacts { role: MembershipRole::Professional, status: MembershipStatus::Active });
+    let coordinator = Some(MembershipFacts { role: MembershipRole::Coordinator, status: MembershipStatus::Active });
+    let found = |patient_in_organisation, sharing_disabled| LookupResult::Found {
+        patient_in_organisation,
+        sharing_disabled,
+        in_team: false,
+    };
+    assert_eq!(decide_break_glass_lookup(AccountStatus::Active, active, found(true, false)), Ok(()));
+    for miss in [LookupResult::NoRecord, LookupResult::BirthDateDiffers, found(false, false), found(true, true)] {
+        assert!(
+            matches!(
+                decide_break_glass_lookup(AccountStatus::Active, active, miss),
+                Err(BreakGlassLookupRefusal::NoMatch(_))
+            ),
+            "{miss:?}"
+        );
+        // Refused whatever the record: the same answer for a hit and a miss.
+        assert_eq!(
+            decide_break_glass_lookup(AccountStatus::Active, coordinator, miss),
+            Err(BreakGlassLookupRefusal::Caller(DenyReason::CoordinatorRoleHasNoClinicalAccess))
+        );
+    }
+    assert_eq!(
+        decide_break_glass_lookup(AccountStatus::Active, coordinator, found(true, false)),
+        Err(BreakGlassLookupRefusal::Caller(DenyReason::CoordinatorRoleHasNoClinicalAccess))
+    );
+}

@@ -707,3 +707,153 @@ async fn data_quality_staff_see_nothing_until_they_record_consent_on_the_patient
     })
     .await;
 }
+
+/// What the look-up allowance's refusal says (`LookupBudget::refusal`).
+const LIMIT_WORDS: &str = "look-ups in the last hour that matched no patient";
+
+/// `n` emergency-access look-ups with the wrong date of birth.
+async fn misses(browser: &mut Browser<'_>, n: usize) {
+    for _ in 0..n {
+        let miss = find(browser, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(miss.body.contains(NO_MATCH_WORDS), "{}", miss.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_look_up_of_a_record_with_sharing_disabled_counts_as_a_miss() {
+    each_web(async |web: &Web| {
+        let app = &web.world.app;
+        sync(|| {
+            app.appoint_privacy_officer(&operator(), &code(), &email("mhcoord@example.org")).unwrap();
+            let officer = app.account_by_email(&email("mhcoord@example.org")).unwrap();
+            let reason = kith_core::text::Reason::parse("Safeguarding concern raised").unwrap();
+            app.set_sharing_disabled(officer.id, web.world.patient.id, true, &reason).unwrap();
+        });
+        let mut card = signed_in(web, "card@example.org").await;
+        misses(&mut card, MAX_LOOKUP_MISSES_PER_HOUR as usize - 1).await;
+        // The right identifier and date of birth of a record whose sharing is disabled: the
+        // one answer, and a miss like any other, so that the allowance tells nothing.
+        let locked =
+            find(&mut card, "9434765919", "14", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(locked.body.contains(NO_MATCH_WORDS), "{}", locked.body);
+        let next = find(&mut card, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)]).await;
+        assert!(next.body.contains(LIMIT_WORDS), "the allowance is spent: {}", next.body);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_look_up_by_someone_the_rule_refuses_tells_nothing_through_the_allowance() {
+    each_web(async |web: &Web| {
+        // Two coordinators (no clinical access): the same misses, then one looks up the
+        // patient's real details and the other a wrong date of birth. What follows must be
+        // the same for both.
+        let mut answers = Vec::new();
+        for (who, day) in [("mhcoord@example.org", "14"), ("gum-c1@example.org", "13")] {
+            let mut coordinator = signed_in(web, who).await;
+            misses(&mut coordinator, MAX_LOOKUP_MISSES_PER_HOUR as usize - 1).await;
+            let probe =
+                find(&mut coordinator, "9434765919", day, &[("action", "emergency"), ("emergency_reason", REASON)])
+                    .await;
+            assert!(probe.body.contains(NO_MATCH_WORDS), "{who}: {}", probe.body);
+            let next =
+                find(&mut coordinator, "9434765919", "13", &[("action", "emergency"), ("emergency_reason", REASON)])
+                    .await;
+            answers.push((next.status, next.body.contains(NO_MATCH_WORDS), next.body.contains(LIMIT_WORDS)));
+        }
+        assert_eq!(answers[0], answers[1], "a hit and a miss leave the same allowance");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_never_goes_on_to_another_site_through_characters_browsers_drop() {
+    each_web(async |web: &Web| {
+        // Browsers remove tabs and newlines from a URL before reading it: `/<TAB>/evil` is
+        // `//evil`, another site.
+        for next in ["/\t/evil.example/", "/\t\\evil.example/", "/\u{0}/evil.example/", "/\u{7f}/x"] {
+            let mut browser = Browser::new(&web.router);
+            browser.get("/sign-in").await;
+            let page = browser
+                .post("/sign-in", &[("email", "patient@example.org"), ("password", PASSWORD), ("next", next)])
+                .await;
+            assert_eq!(page.location.as_deref(), Some("/"), "{next:?}: {} {}", page.status, page.body);
+            let form = browser
+                .get(&format!("/sign-in?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()))
+                .await;
+            assert!(!form.body.contains("evil.example"), "{next:?}: {}", form.body);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_teams_own_coordinators_set_its_welcome_for_professionals() {
+    each_web(async |web: &Web| {
+        let mh: kith_core::TeamId = team_id(web, "mh").parse().unwrap();
+        // A professional of the team and another organisation's professional are refused; a
+        // coordinator of another team sets their own team's (the team comes from the session,
+        // never the form). mh's is never touched.
+        for (who, refused) in [("mhpro@example.org", true), ("ngt@example.org", true), ("gum-c1@example.org", false)] {
+            let mut browser = signed_in(web, who).await;
+            let page = browser
+                .post("/team/welcome", &[("welcome", "<script>alert(1)</script>"), ("team", &mh.to_string())])
+                .await;
+            assert_eq!(!page.body.contains("The welcome message is saved"), refused, "{who}: {}", page.body);
+            assert_eq!(sync(|| web.world.app.professional_welcome(mh).unwrap()), None, "{who}");
+        }
+        // The team's coordinator: saved, and shown escaped on the team's home pages.
+        let mut coordinator = signed_in(web, "mhcoord@example.org").await;
+        coordinator.get("/team/members").await;
+        let saved = coordinator.post("/team/welcome", &[("welcome", "<script>alert(1)</script>")]).await;
+        assert!(saved.body.contains("The welcome message is saved"), "{}", saved.body);
+        let mut professional = signed_in(web, "mhpro@example.org").await;
+        let home = professional.get("/").await;
+        assert!(home.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{}", home.body);
+        assert!(!home.body.contains("<script>alert(1)"), "{}", home.body);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consent_and_upload_forms_and_the_list_cursor_answer_alike_for_real_and_guessed_patients() {
+    each_web(async |web: &Web| {
+        let unknown = uuid::Uuid::from_u128(0x5678).to_string();
+        let entry = web.world.entries[0].id.to_string();
+        let mut card = signed_in(web, "card@example.org").await;
+        card.get("/patients").await;
+        let mut answers = Vec::new();
+        for id in [web.patient.as_str(), unknown.as_str(), entry.as_str(), "not-an-id"] {
+            let consent = card
+                .post(
+                    &format!("/patients/{id}/consent"),
+                    &[("general", "on"), ("reason", "The patient asked us in clinic today")],
+                )
+                .await;
+            let no_reason = card.post(&format!("/patients/{id}/consent"), &[("general", "on")]).await;
+            let upload = card
+                .post_file(
+                    &format!("/patients/{id}/documents"),
+                    &[("title", "Letter")],
+                    ("letter.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n"),
+                )
+                .await;
+            let bad_file = card
+                .post_file(
+                    &format!("/patients/{id}/documents"),
+                    &[("title", "Letter")],
+                    ("a.html", "text/html", b"<b>"),
+                )
+                .await;
+            for page in [&consent, &no_reason, &upload, &bad_file] {
+                assert_eq!(page.status, StatusCode::NOT_FOUND, "{id}: {}", page.body);
+                assert!(page.body.contains(NOT_AVAILABLE) && !page.body.contains("Ngozi"), "{id}: {}", page.body);
+            }
+            // The team's list after a patient not in the team is the list from its start.
+            let list = card.get(&format!("/patients?after={id}")).await;
+            answers.push(list.body.replace(id, ""));
+        }
+        assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "{answers:#?}");
+    })
+    .await;
+}

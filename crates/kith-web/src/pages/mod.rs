@@ -377,9 +377,11 @@ struct SignInPage {
 }
 
 /// `next` when it is a path of this site (`/…`, never `//host` or a scheme): where a
-/// sign-in may send the browser on.
+/// sign-in may send the browser on. No backslash and no control character: browsers read
+/// `\` as `/` and drop tabs and newlines, so `/\evil` and `/<TAB>/evil` are `//evil`.
 pub(crate) fn local_path(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains(['\\', '\r', '\n'])).then_some(next)
+    (next.starts_with('/') && !next.starts_with("//") && !next.contains(|c: char| c == '\\' || c.is_control()))
+        .then_some(next)
 }
 
 /// Text for a URL's query: unreserved characters as they are, every other byte `%XX`.
