@@ -531,10 +531,10 @@ async fn access_log_page(
     }))
 }
 
-/// A CSV field, quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`
+/// A CSV field, quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`, tab, CR
 /// or `@` is prefixed with `'` so that a spreadsheet never runs it as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
