@@ -81,6 +81,26 @@ impl LookupBudget {
         Ok(tx.sign_in_failures_since(&self.key(account), now.minus(HOUR))? >= self.limit())
     }
 
+    /// Starts a look-up through `team`: the team, its organisation and the look-up's audit
+    /// event (`action`), once [`LookupBudget::admit`] lets `account` look up again. An unknown
+    /// team is [`AppError::Denied`] (teams are directory information: it says nothing about a
+    /// patient).
+    pub(crate) fn start(
+        self,
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        channel: Channel,
+        team: TeamId,
+        action: &'static str,
+        now: Timestamp,
+    ) -> AppResult<Result<(kith_core::model::Team, kith_core::model::Organisation, AuditBuilder), AppError>> {
+        let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
+        let Some(organisation) = tx.organisation(team_row.organisation)? else { return Ok(Err(AppError::Denied)) };
+        let event =
+            AuditBuilder::new(now, Actor::Account(account), channel, action).organisation(organisation.id).team(team);
+        Ok(self.admit(tx, account, now, event)?.map(|event| (team_row, organisation, event)))
+    }
+
     /// Gives `event` back when `account` may look up again; once the allowance is spent,
     /// audits `event` as refused (nothing is looked up) and answers the refusal.
     pub(crate) fn admit(
@@ -197,17 +217,11 @@ impl App {
         self.store
             .write(|tx| {
                 // Teams are directory information: an unknown one says nothing about a patient.
-                let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
-                let Some(organisation) = tx.organisation(team_row.organisation)? else {
-                    return Ok(Err(AppError::Denied));
-                };
-                let event = AuditBuilder::new(now, Actor::Account(account), channel, "care_link.create")
-                    .organisation(organisation.id)
-                    .team(team);
-                let event = match budget.admit(tx, account, now, event)? {
-                    Ok(event) => event,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
+                let (team_row, organisation, event) =
+                    match budget.start(tx, account, channel, team, "care_link.create", now)? {
+                        Ok(started) => started,
+                        Err(refusal) => return Ok(Err(refusal)),
+                    };
                 let account_status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
                 let membership = tx
                     .membership(account, team)?

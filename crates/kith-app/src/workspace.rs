@@ -120,17 +120,11 @@ impl App {
         let found = self
             .store
             .write(|tx| {
-                let Some(team_row) = tx.team(team)? else { return Ok(Err(AppError::Denied)) };
-                let Some(organisation) = tx.organisation(team_row.organisation)? else {
-                    return Ok(Err(AppError::Denied));
-                };
-                let event = AuditBuilder::new(now, Actor::Account(account), Channel::Web, "break_glass.open")
-                    .organisation(organisation.id)
-                    .team(team);
-                let event = match budget.admit(tx, account, now, event)? {
-                    Ok(event) => event,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
+                let (_, organisation, event) =
+                    match budget.start(tx, account, Channel::Web, team, "break_glass.open", now)? {
+                        Ok(started) => started,
+                        Err(refusal) => return Ok(Err(refusal)),
+                    };
                 let account_status = tx.account(account)?.map_or(AccountStatus::Disabled, |row| row.status);
                 let membership = membership_facts(tx, account, team)?;
                 // The same work whether or not a record is found (on a nil id when none).

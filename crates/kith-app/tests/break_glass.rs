@@ -61,20 +61,7 @@ fn two_organisations(world: World) -> Two {
         )
         .unwrap();
     let member = |organisation: OrganisationCode, team: &str, who: &str| {
-        world
-            .app
-            .add_member(
-                &op,
-                &NewMember {
-                    organisation,
-                    team: alias(team),
-                    email: email(who),
-                    name: Name::parse("name", who.split('@').next().unwrap()).unwrap(),
-                    role: MembershipRole::Professional,
-                    password_hash: Some(FAKE_HASH.into()),
-                },
-            )
-            .unwrap()
+        world.add_member_in(organisation, team, who, MembershipRole::Professional)
     };
     member(hillside(), "ed", "gum@example.org");
     let riverside_officer = member(code(), "gum", "po-riverside@example.org").account.id;

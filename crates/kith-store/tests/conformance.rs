@@ -310,8 +310,6 @@ fn patients_identifiers_and_links_round_trip(database: TestDatabase) {
 }
 
 on_each_engine!(an_entrys_end_round_trips_through_its_versions);
-/// The SQL filter of `entries_in_scope` agrees with `RecordScope::decide` for every scope
-/// (every label set, with and without break glass) and every kind of entry.
 /// An appointment's end is stored with the entry, replaced with it, and kept in its history.
 fn an_entrys_end_round_trips_through_its_versions(database: TestDatabase) {
     let store = &database.store();

@@ -60,6 +60,18 @@ impl World {
         who: &str,
         role: MembershipRole,
     ) -> AddedMember {
+        self.add_member_with_password(organisation, team, who, role, FAKE_HASH)
+    }
+
+    /// `add_member_in` with a real password's hash, for suites that sign in.
+    pub fn add_member_with_password(
+        &self,
+        organisation: OrganisationCode,
+        team: &str,
+        who: &str,
+        role: MembershipRole,
+        password_hash: &str,
+    ) -> AddedMember {
         self.app
             .add_member(
                 &operator(),
@@ -69,7 +81,7 @@ impl World {
                     email: email(who),
                     name: Name::parse("name", who.split('@').next().unwrap()).unwrap(),
                     role,
-                    password_hash: Some(FAKE_HASH.into()),
+                    password_hash: Some(password_hash.into()),
                 },
             )
             .unwrap()

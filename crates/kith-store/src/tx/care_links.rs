@@ -3,7 +3,9 @@
 use kith_core::model::*;
 use kith_core::*;
 
-use super::rows::{care_link_columns, care_link_from, care_link_params, entry_from, like_prefix, patient_from};
+use super::rows::{
+    after_patient, care_link_columns, care_link_from, care_link_params, entry_from, like_prefix, patient_from,
+};
 use super::transaction::Tx;
 use crate::error::StoreError;
 use crate::value::Param;
@@ -94,11 +96,20 @@ impl Tx<'_> {
         limit: i64,
     ) -> Result<Vec<TeamPatient>, StoreError> {
         let name = like_prefix(filter.name.trim());
-        let (after_family, after_given) = match after {
-            Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),
-            None => ("", ""),
-        };
-        let after_id = after.map(|patient| patient.id);
+        let mut params: Vec<Param<'_>> = vec![
+            team.into(),
+            filter.name.trim().is_empty().into(),
+            name.as_str().into(),
+            name.as_str().into(),
+            filter.nhs_number.is_empty().into(),
+            filter.nhs_number.as_str().into(),
+            filter.birth_date.is_empty().into(),
+            filter.birth_date.as_str().into(),
+            filter.local_identifier.is_empty().into(),
+            filter.local_identifier.as_str().into(),
+        ];
+        params.extend(after_patient(after));
+        params.push(Param::Int(limit));
         self.all(
             "SELECT p.id, p.nhs_number, p.family_name, p.given_name, p.birth_date, p.sex, p.email, p.mobile, p.registration,
                     p.account_id, p.sharing_disabled, p.merged_into, p.created_at, p.updated_at, p.address, c.linked_at
@@ -110,25 +121,7 @@ impl Tx<'_> {
                AND (? OR EXISTS (SELECT 1 FROM patient_identifiers i WHERE i.patient_id = p.id AND i.value = ?))
                AND (? OR p.family_name > ? OR (p.family_name = ? AND (p.given_name > ? OR (p.given_name = ? AND p.id > ?))))
              ORDER BY p.family_name, p.given_name, p.id LIMIT ?",
-            &[
-                team.into(),
-                filter.name.trim().is_empty().into(),
-                name.as_str().into(),
-                name.as_str().into(),
-                filter.nhs_number.is_empty().into(),
-                filter.nhs_number.as_str().into(),
-                filter.birth_date.is_empty().into(),
-                filter.birth_date.as_str().into(),
-                filter.local_identifier.is_empty().into(),
-                filter.local_identifier.as_str().into(),
-                after.is_none().into(),
-                Param::Text(after_family),
-                Param::Text(after_family),
-                Param::Text(after_given),
-                Param::Text(after_given),
-                after_id.into(),
-                Param::Int(limit),
-            ],
+            &params,
             |row| Ok(TeamPatient { patient: patient_from(row)?, linked_at: row.timestamp(15)? }),
         )
     }

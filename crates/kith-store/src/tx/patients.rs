@@ -5,7 +5,7 @@ use kith_core::patient::{LocalIdentifier, NhsNumber};
 use kith_core::text::EmailAddress;
 use kith_core::*;
 
-use super::rows::{PatientRow, corrupt, like_prefix, patient_columns, patient_from};
+use super::rows::{PatientRow, after_patient, corrupt, like_prefix, patient_columns, patient_from};
 use super::transaction::Tx;
 use crate::error::StoreError;
 use crate::value::Param;
@@ -91,11 +91,9 @@ impl Tx<'_> {
     ) -> Result<Vec<Patient>, StoreError> {
         let pattern = like_prefix(family);
         // Pages in (family name, given name, id) order: `after` is the last of the page before.
-        let (after_family, after_given) = match after {
-            Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),
-            None => ("", ""),
-        };
-        let after_id = after.map(|patient| patient.id);
+        let mut params: Vec<Param<'_>> = vec![birth_date.into(), pattern.as_str().into()];
+        params.extend(after_patient(after));
+        params.push(Param::Int(limit));
         self.all(
             concat!(
                 "SELECT ",
@@ -104,17 +102,7 @@ impl Tx<'_> {
                   AND (? OR family_name > ? OR (family_name = ? AND (given_name > ? OR (given_name = ? AND id > ?))))
                   ORDER BY family_name, given_name, id LIMIT ?"
             ),
-            &[
-                birth_date.into(),
-                pattern.as_str().into(),
-                after.is_none().into(),
-                Param::Text(after_family),
-                Param::Text(after_family),
-                Param::Text(after_given),
-                Param::Text(after_given),
-                after_id.into(),
-                Param::Int(limit),
-            ],
+            &params,
             patient_from,
         )
     }

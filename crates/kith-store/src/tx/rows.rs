@@ -189,6 +189,24 @@ pub(super) fn membership_from(row: &Row, offset: usize) -> Result<Membership, St
     })
 }
 
+/// The parameters of a page of patients in (family name, given name, id) order after
+/// `after` (the last of the page before): `(? OR family_name > ? OR (family_name = ? AND
+/// (given_name > ? OR (given_name = ? AND id > ?))))`.
+pub(super) fn after_patient(after: Option<&Patient>) -> [Param<'_>; 6] {
+    let (family, given) = match after {
+        Some(patient) => (patient.demographics.family_name.as_str(), patient.demographics.given_name.as_str()),
+        None => ("", ""),
+    };
+    [
+        after.is_none().into(),
+        Param::Text(family),
+        Param::Text(family),
+        Param::Text(given),
+        Param::Text(given),
+        after.map(|patient| patient.id).into(),
+    ]
+}
+
 /// A `LIKE … ESCAPE '\\'` pattern for text starting with `prefix`, any case (the column is
 /// compared lower-cased): its wildcards are escaped.
 pub(super) fn like_prefix(prefix: &str) -> String {

@@ -38,6 +38,18 @@ pub(crate) fn routes() -> Vec<PageRoute> {
     ]
 }
 
+/// What a patient's page says after an action (`?done=`).
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "entry" => Some("Your entry has been added to your record."),
+        "document" => Some("Your document has been added to your record."),
+        "label" => Some("The entry's label is changed. Teams see it, or not, by its new label at once."),
+        "changed" => Some("Your choice is saved. It applies at once, and the team's coordinators have been told."),
+        "saved" => Some("Your choices are saved."),
+        _ => None,
+    }
+}
+
 /// The patient's own record id, or a refusal for an account that has none.
 fn own_record(signed_in: &SignedIn) -> Result<PatientId, PageError> {
     signed_in.session.patient.ok_or_else(|| {
@@ -64,15 +76,6 @@ struct MyRecordPage {
     upload_action: String,
     /// The patient may give each entry another label.
     can_relabel: bool,
-}
-
-fn my_record_notice(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "entry" => Some("Your entry has been added to your record."),
-        "document" => Some("Your document has been added to your record."),
-        "label" => Some("The entry's label is changed. Teams see it, or not, by its new label at once."),
-        _ => None,
-    }
 }
 
 async fn record_page(
@@ -113,7 +116,7 @@ async fn render_record(
         filter.team.map(|team| team.to_string()).unwrap_or_default()
     );
     Ok(render(&MyRecordPage {
-        shell: Shell::signed_in(signed_in, my_record_notice(query.done.as_deref())),
+        shell: Shell::signed_in(signed_in, notice(query.done.as_deref())),
         paged: paged(all, query.page),
         kinds: kind_choices(filter.kind),
         labels: label_choices(filter.label),
@@ -231,20 +234,13 @@ fn basis_words(basis: LinkBasis) -> &'static str {
     }
 }
 
-fn sharing_notice(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "changed" => Some("Your choice is saved. It applies at once, and the team's coordinators have been told."),
-        _ => None,
-    }
-}
-
 #[derive(Deserialize)]
 struct Done {
     done: Option<String>,
 }
 
 async fn sharing_page(State(state): State<WebState>, signed_in: SignedIn, Query(done): Query<Done>) -> PageResult {
-    render_sharing(&state, &signed_in, sharing_notice(done.done.as_deref()), None).await
+    render_sharing(&state, &signed_in, notice(done.done.as_deref()), None).await
 }
 
 async fn render_sharing(
@@ -364,19 +360,12 @@ fn notification_rows(settings: &NotificationSettings) -> Vec<NotifyRow> {
     ]
 }
 
-fn notifications_notice(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "saved" => Some("Your choices are saved."),
-        _ => None,
-    }
-}
-
 async fn notifications_page(
     State(state): State<WebState>,
     signed_in: SignedIn,
     Query(done): Query<Done>,
 ) -> PageResult {
-    render_notifications(&state, &signed_in, notifications_notice(done.done.as_deref()), None).await
+    render_notifications(&state, &signed_in, notice(done.done.as_deref()), None).await
 }
 
 async fn render_notifications(
