@@ -50,18 +50,7 @@ fn the_clinical_story_in_chromium() {
     let database = TestDatabase::sqlite();
     let kith = Kith { database: &database };
     set_up_feed(&kith);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Emergency Department",
-        "--alias",
-        "ed",
-        "--labels",
-        "general",
-    ]);
+    kith.create_team("Emergency Department", "ed", "general");
     for team in ["mh", "ed"] {
         kith.add_member(team, &format!("{team}-c1@example.org"), true);
         kith.add_member(team, &format!("{team}-c2@example.org"), true);

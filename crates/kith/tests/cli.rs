@@ -32,18 +32,7 @@ fn scenario(database: &TestDatabase) {
     assert!(kith.fails(&["org", "create", "--name", "Again", "--code", "rxh"]).contains("already exists"));
 
     // A team with general and mental health; go-live needs two coordinators.
-    let team = kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Mental Health",
-        "--alias",
-        "mh",
-        "--labels",
-        "general,mental_health",
-    ]);
+    let team = kith.create_team("Mental Health", "mh", "general,mental_health");
     assert_eq!(team["labels"], serde_json::json!(["general", "mental_health"]));
     assert!(team["id"].as_str().is_some());
     kith.add_member("mh", "coordinator.one@example.org", true);
@@ -101,18 +90,7 @@ fn scenario(database: &TestDatabase) {
 
     // Professionals: one in the team, one in another team.
     kith.add_member("mh", "pro@example.org", false);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Sexual Health",
-        "--alias",
-        "gum",
-        "--labels",
-        "general,sexual_health",
-    ]);
+    kith.create_team("Sexual Health", "gum", "general,sexual_health");
     let other = kith.add_member("gum", "other@example.org", false);
     assert_eq!(other["account_status"], "active");
 

@@ -147,18 +147,7 @@ fn enqueue(database: &TestDatabase, channel: &'static str, template: &'static st
 fn email_over_smtp(database: &TestDatabase) {
     let kith = Kith { database };
     kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    kith.ok(&[
-        "team",
-        "create",
-        "--org",
-        "RXH",
-        "--name",
-        "Sexual Health",
-        "--alias",
-        "gum",
-        "--labels",
-        "general,sexual_health",
-    ]);
+    kith.create_team("Sexual Health", "gum", "general,sexual_health");
     let patient = kith.ok(&[
         "patient",
         "add",

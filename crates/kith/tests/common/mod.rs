@@ -175,12 +175,19 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+impl Kith<'_> {
+    /// `kith team create` in organisation RXH: a team in set-up with these default labels
+    /// (`general,mental_health`, or empty for none).
+    pub fn create_team(&self, name: &str, alias: &str, labels: &str) -> Value {
+        self.ok(&["team", "create", "--org", "RXH", "--name", name, "--alias", alias, "--labels", labels])
+    }
+}
+
 /// Organisation RXH (Riverside Hospitals) and its team `mh` (Mental Health: general, mental
 /// health), in set-up.
 pub fn set_up_team(kith: &Kith<'_>) {
     kith.ok(&["org", "create", "--name", "Riverside Hospitals", "--code", "RXH"]);
-    let team = ["team", "create", "--org", "RXH", "--name", "Mental Health", "--alias", "mh"];
-    kith.ok(&[&team[..], &["--labels", "general,mental_health"]].concat());
+    kith.create_team("Mental Health", "mh", "general,mental_health");
 }
 
 /// Organisation RXH with assigning authority RXH-MRN, team `mh` (general, mental health) with
