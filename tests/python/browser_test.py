@@ -377,18 +377,19 @@ def scenario_patient_registers(page, args, seen):
     page.get_by_label("Password again").fill(password)
     page.get_by_role("button", name="Register").click()
 
-    # The walkthrough: the welcome, then each team.
+    # The walkthrough: the welcome, then who sees what (the sharing page itself), then the end.
     expect(page.get_by_role("heading", name="Welcome to Kith")).to_be_visible()
     check_accessibility(page, "walkthrough welcome")
     page.get_by_role("link", name="Continue").click()
-    while page.get_by_role("button", name="Save and continue").count():
-        heading = page.get_by_role("heading", level=1).inner_text()
-        if "walkthrough team step" not in ACCESSIBILITY_CHECKED:
-            check_accessibility(page, "walkthrough team step")
-        if heading == "Mental Health":
-            expect(page.get_by_label("mental health")).to_be_checked()
-            page.get_by_label("mental health").uncheck()
-        page.get_by_role("button", name="Save and continue").click()
+    expect(page.get_by_role("heading", name="Who sees what")).to_be_visible()
+    expect(page.get_by_text("Step 2 of 3")).to_be_visible()
+    check_accessibility(page, "walkthrough: who sees what")
+    team = page.get_by_role("region", name=re.compile("Mental Health"))
+    expect(team.get_by_label("mental health")).to_be_checked()
+    team.get_by_label("mental health").uncheck()
+    team.get_by_role("button", name=re.compile("Save")).click()
+    expect(page.get_by_role("status")).to_contain_text("Your choice is saved")
+    page.get_by_role("link", name="Continue").click()
     expect(page.get_by_role("heading", name="You're all set")).to_be_visible()
     check_accessibility(page, "walkthrough finished")
     page.get_by_role("button", name="Go to my home page").click()

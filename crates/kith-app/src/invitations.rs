@@ -13,7 +13,7 @@ use kith_core::model::{Account, Organisation, Patient, Team};
 use kith_core::patient::{NhsNumber, RegistrationStatus};
 use kith_core::team::{AccountStatus, TeamKind};
 use kith_core::text::{EmailAddress, Name, OrganisationCode, Secret};
-use kith_core::{AccountId, Date, LabelSet, PatientId, TeamId, Timestamp};
+use kith_core::{AccountId, Date, LabelSet, PatientId, Timestamp};
 use kith_store::{CodePurpose, Tx};
 use sha2::{Digest, Sha256};
 
@@ -347,30 +347,6 @@ impl App {
                 on_behalf,
                 done,
             })
-        })
-    }
-
-    /// One walkthrough step: the patient confirms what `team` sees, or changes it.
-    pub fn walkthrough_confirm(&self, account: AccountId, team: TeamId, labels: LabelSet) -> AppResult<()> {
-        let now = self.now();
-        let patient =
-            self.store.read(|tx| Ok::<_, AppError>(tx.patient_by_account(account)?))?.ok_or(AppError::Denied)?;
-        let current = self.store.read(|tx| Ok::<_, AppError>(tx.care_link(patient.id, team)?))?;
-        let Some(link) = current.filter(|link| link.discharged_at.is_none()) else { return Err(AppError::Denied) };
-        let changed = link.labels != labels;
-        if changed {
-            self.change_consent_as(account, Channel::Web, patient.id, team, labels, None)?;
-        }
-        self.store.write(|tx| {
-            tx.audit(
-                AuditBuilder::new(now, Actor::Account(account), Channel::Web, "patient.walkthrough_step")
-                    .patient(patient.id)
-                    .team(team)
-                    .basis("self")
-                    .reason(if changed { "changed" } else { "confirmed" })
-                    .build(),
-            );
-            Ok(())
         })
     }
 

@@ -171,6 +171,7 @@ impl App {
 pub struct TeamName {
     pub team: String,
     pub organisation: String,
+    pub kind: kith_core::team::TeamKind,
 }
 
 impl App {
@@ -188,7 +189,11 @@ impl App {
                 {
                     names.insert(
                         *id,
-                        TeamName { team: team.name.to_string(), organisation: organisation.name.to_string() },
+                        TeamName {
+                            team: team.name.to_string(),
+                            organisation: organisation.name.to_string(),
+                            kind: team.kind,
+                        },
                     );
                 }
             }

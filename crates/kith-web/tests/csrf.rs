@@ -121,7 +121,8 @@ async fn every_post_route_refuses_a_form_without_its_token_and_takes_one_with_it
     let (app, router) = world(&database);
     let routes = kith_web::pages::post_routes();
     let paths: Vec<&str> = routes.iter().map(|(path, _)| *path).collect();
-    for expected in ["/sign-in", "/sign-out", "/register/account", "/welcome/{step}", "/team/professionals/preview"] {
+    for expected in ["/sign-in", "/sign-out", "/register/account", "/my/sharing/{team}", "/team/professionals/preview"]
+    {
         assert!(paths.contains(&expected), "{expected} is in the route table: {paths:?}");
     }
     assert!(routes.contains(&("/team/professionals/preview", FormEncoding::Multipart)));

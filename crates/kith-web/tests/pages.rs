@@ -605,33 +605,28 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
         assert_eq!(browser.get("/").await.location.as_deref(), Some("/welcome"));
         let step1 = browser.get("/welcome").await;
         assert!(
-            step1.body.contains("Step 1 of 4")
+            step1.body.contains("Step 1 of 3")
                 && step1.body.contains("Welcome to Kith. Riverside Hospitals keeps your record")
         );
-        let step2 = browser.get("/welcome?step=2").await;
+        // Step 2 is the sharing page itself: one page for the walkthrough and for later.
+        assert_eq!(browser.get("/welcome?step=2").await.location.as_deref(), Some("/my/sharing?walkthrough=1"));
+        let step2 = browser.get("/my/sharing?walkthrough=1").await;
         assert!(
-            step2.body.contains("Patient Record Team")
+            step2.body.contains("Step 2 of 3")
                 && step2.body.contains("sees none of your health information")
-                && !step2.body.contains("always sees what it wrote"),
+                && step2
+                    .body
+                    .contains("Mental Health is caring for you. It can now see general health and mental health"),
             "{}",
             step2.body
         );
-        let prt = team_field(&step2.body);
-        assert_eq!(
-            browser.post("/welcome/2", &[("team", prt.as_str())]).await.location.as_deref(),
-            Some("/welcome?step=3")
-        );
+        // The patient takes mental health away from the team, and stays in the walkthrough.
+        let mh = sharing_form_team(&step2.body, "Mental Health");
+        let saved = browser.post(&format!("/my/sharing/{mh}"), &[("general", "on"), ("walkthrough", "1")]).await;
+        assert_eq!(saved.location.as_deref(), Some("/my/sharing?walkthrough=1&done=changed"));
+        assert!(browser.get("/my/sharing?walkthrough=1&done=changed").await.body.contains("href=\"/welcome?step=3\""));
         let step3 = browser.get("/welcome?step=3").await;
-        assert!(
-            step3.body.contains("Mental Health is caring for you. It can now see general health and mental health"),
-            "{}",
-            step3.body
-        );
-        // The patient takes mental health away from the team.
-        let mh = team_field(&step3.body);
-        browser.post("/welcome/3", &[("team", mh.as_str()), ("label", "general")]).await;
-        let step4 = browser.get("/welcome?step=4").await;
-        assert!(step4.body.contains("You're all set"));
+        assert!(step3.body.contains("You're all set"));
         assert_eq!(browser.post("/welcome/finish", &[]).await.location.as_deref(), Some("/"));
         let home = browser.get("/").await;
         assert!(home.body.contains("Who can see your record"));
@@ -660,7 +655,6 @@ async fn a_patient_registers_from_an_emailed_invitation_and_walks_through_their_
             "patient.invite:allowed",
             "patient.register_check:denied",
             "patient.register:allowed",
-            "patient.walkthrough_step:allowed",
             "consent.change:allowed",
             "patient.walkthrough_done:allowed",
         ] {
@@ -689,8 +683,10 @@ async fn five_wrong_dates_of_birth_close_an_invitation_for_an_hour() {
     .await;
 }
 
-fn team_field(body: &str) -> String {
-    let start = body.find("name=\"team\" value=\"").unwrap() + 19;
+/// The id of the team whose section of the sharing page is headed `name`.
+fn sharing_form_team(body: &str, name: &str) -> String {
+    let section = body.find(&format!(">{name}, ")).unwrap_or_else(|| panic!("{name} on the page: {body}"));
+    let start = body[section..].find("action=\"/my/sharing/").unwrap() + section + 20;
     body[start..start + 36].to_owned()
 }
 

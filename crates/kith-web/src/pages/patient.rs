@@ -13,6 +13,7 @@ use kith_app::{AccessLogEntry, AppError};
 use kith_core::audit::Channel;
 use kith_core::consent::LinkBasis;
 use kith_core::notify::{NotificationSettings, NotifyBy};
+use kith_core::team::TeamKind;
 use kith_core::{PatientId, PrivacyLabel, TeamId};
 use serde::Deserialize;
 
@@ -206,6 +207,8 @@ pub struct LabelSwitch {
 
 pub struct SharingRow {
     team_id: String,
+    /// What the team is to the patient, in words.
+    explanation: String,
     team: String,
     organisation: String,
     since: String,
@@ -220,6 +223,9 @@ struct SharingPage {
     shell: Shell,
     rows: Vec<SharingRow>,
     error: Option<String>,
+    /// The page as the walkthrough's second step (after registering).
+    walkthrough: bool,
+    steps: usize,
 }
 
 fn basis_words(basis: LinkBasis) -> &'static str {
@@ -237,10 +243,13 @@ fn basis_words(basis: LinkBasis) -> &'static str {
 #[derive(Deserialize)]
 struct Done {
     done: Option<String>,
+    /// `1`: the page as a step of the walkthrough.
+    #[serde(default)]
+    walkthrough: String,
 }
 
 async fn sharing_page(State(state): State<WebState>, signed_in: SignedIn, Query(done): Query<Done>) -> PageResult {
-    render_sharing(&state, &signed_in, notice(done.done.as_deref()), None).await
+    render_sharing(&state, &signed_in, notice(done.done.as_deref()), None, done.walkthrough == "1").await
 }
 
 async fn render_sharing(
@@ -248,6 +257,7 @@ async fn render_sharing(
     signed_in: &SignedIn,
     notice: Option<&'static str>,
     error: Option<String>,
+    walkthrough: bool,
 ) -> PageResult {
     let patient = own_record(signed_in)?;
     let account = signed_in.session.account.id;
@@ -259,7 +269,20 @@ async fn render_sharing(
         .filter(|link| link.discharged_at.is_none())
         .map(|link| {
             let name = names.get(&link.team);
+            let team_name = name.map(|n| n.team.clone()).unwrap_or_else(|| "a team".to_owned());
+            let explanation = match name.map(|n| n.kind) {
+                Some(TeamKind::PatientRecord) => format!(
+                    "This team keeps your record for {}: your name and details. It sees none of your health \
+                     information unless you tick it below.",
+                    name.map(|n| n.organisation.as_str()).unwrap_or_default()
+                ),
+                _ => format!(
+                    "{team_name} is caring for you. It can now see {}. It always sees what it wrote itself.",
+                    super::registration::labels_in_words(link.labels)
+                ),
+            };
             SharingRow {
+                explanation,
                 team_id: link.team.to_string(),
                 team: name.map(|n| n.team.clone()).unwrap_or_else(|| "a team".to_owned()),
                 organisation: name.map(|n| n.organisation.clone()).unwrap_or_default(),
@@ -277,7 +300,13 @@ async fn render_sharing(
             }
         })
         .collect();
-    Ok(render(&SharingPage { shell: Shell::signed_in(signed_in, notice), rows, error }))
+    Ok(render(&SharingPage {
+        shell: Shell::signed_in(signed_in, notice),
+        rows,
+        error,
+        walkthrough,
+        steps: super::registration::WALKTHROUGH_STEPS,
+    }))
 }
 
 async fn change_sharing(
@@ -293,9 +322,13 @@ async fn change_sharing(
     let changed =
         blocking(&state.app, move |app| app.change_consent_as(account, Channel::Web, patient, team, labels, None))
             .await?;
+    let walkthrough = form.get("walkthrough").is_some_and(|value| value == "1");
     match changed {
+        Ok(_) if walkthrough => Ok(see_other("/my/sharing?walkthrough=1&done=changed")),
         Ok(_) => Ok(see_other("/my/sharing?done=changed")),
-        Err(AppError::Consent(refusal)) => render_sharing(&state, &signed_in, None, Some(refusal.to_string())).await,
+        Err(AppError::Consent(refusal)) => {
+            render_sharing(&state, &signed_in, None, Some(refusal.to_string()), walkthrough).await
+        }
         Err(other) => Err(other.into()),
     }
 }

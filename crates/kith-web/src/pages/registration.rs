@@ -3,15 +3,14 @@
 //! confirmed or changed one by one, then the patient's home page.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use kith_app::AppError;
 use kith_app::invitations::{NO_MATCH, normalise_invitation_code};
 use kith_app::password::MINIMUM_PASSWORD_LENGTH;
-use kith_core::team::TeamKind;
 use kith_core::text::{EmailAddress, Secret};
-use kith_core::{Date, LabelSet, PrivacyLabel, TeamId};
+use kith_core::{Date, LabelSet, PrivacyLabel};
 use serde::Deserialize;
 
 use super::csrf::{AnonymousCsrfForm, CsrfForm};
@@ -27,7 +26,6 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         PageRoute::post("/register/account", register_account),
         PageRoute::get("/welcome", welcome),
         PageRoute::post("/welcome/finish", welcome_finish),
-        PageRoute::post("/welcome/{step}", welcome_step),
     ]
 }
 
@@ -228,21 +226,6 @@ async fn register_account(
 
 // ----- the walkthrough ------------------------------------------------------------------------
 
-pub struct LabelChoice {
-    code: &'static str,
-    words: &'static str,
-    checked: bool,
-}
-
-pub struct TeamStep {
-    /// A speciality team always sees what it wrote; the Patient Record Team does not.
-    writes_own: bool,
-    id: String,
-    name: String,
-    explanation: String,
-    labels: Vec<LabelChoice>,
-}
-
 /// A change made to the patient's consent on their behalf, in words.
 pub struct OnBehalfLine {
     when: String,
@@ -295,7 +278,6 @@ struct WelcomePage {
     welcome: String,
     /// Shown with the welcome (step 1): every change made on the patient's behalf.
     on_behalf: Vec<OnBehalfLine>,
-    team: Option<TeamStep>,
     finished: bool,
 }
 
@@ -304,82 +286,29 @@ struct StepQuery {
     step: Option<usize>,
 }
 
-/// Step 1 is the welcome, steps 2 to n+1 the n teams, step n+2 the end.
+/// The walkthrough's steps: the welcome (with the changes made on the patient's behalf),
+/// then who sees what — the sharing page itself (`/my/sharing?walkthrough=1`), one page for
+/// the walkthrough and for later — then the end.
+pub(crate) const WALKTHROUGH_STEPS: usize = 3;
+
 async fn welcome(State(state): State<WebState>, signed_in: SignedIn, Query(query): Query<StepQuery>) -> PageResult {
     if signed_in.session.patient.is_none() {
         return Ok(see_other("/"));
     }
+    let step = query.step.unwrap_or(1).clamp(1, WALKTHROUGH_STEPS);
+    if step == 2 {
+        return Ok(see_other("/my/sharing?walkthrough=1"));
+    }
     let account = signed_in.session.account.id;
     let walkthrough = blocking(&state.app, move |app| app.walkthrough(account)).await??;
-    let steps = walkthrough.teams.len() + 2;
-    let step = query.step.unwrap_or(1).clamp(1, steps);
-    let team = step.checked_sub(2).and_then(|index| walkthrough.teams.get(index)).map(|current| {
-        let explanation = match current.team.kind {
-            TeamKind::PatientRecord => format!(
-                "This team keeps your record for {}: your name and details. It sees none of your health \
-                 information unless you tick it below.",
-                walkthrough.organisation
-            ),
-            TeamKind::Speciality => format!(
-                "{} is caring for you. It can now see {}. Tick what you want it to see.",
-                current.team.name,
-                labels_in_words(current.labels)
-            ),
-        };
-        TeamStep {
-            writes_own: current.team.kind == TeamKind::Speciality,
-            id: current.team.id.to_string(),
-            name: current.team.name.to_string(),
-            explanation,
-            labels: PrivacyLabel::ALL
-                .into_iter()
-                .map(|label| LabelChoice {
-                    code: label.code(),
-                    words: label.plain_words(),
-                    checked: current.labels.contains(label),
-                })
-                .collect(),
-        }
-    });
     Ok(render(&WelcomePage {
         shell: Shell::signed_in(&signed_in, None),
         step,
-        steps,
+        steps: WALKTHROUGH_STEPS,
         welcome: walkthrough.welcome,
         on_behalf: walkthrough.on_behalf.iter().map(OnBehalfLine::from).collect(),
-        finished: team.is_none() && step == steps,
-        team,
+        finished: step == WALKTHROUGH_STEPS,
     }))
-}
-
-async fn welcome_step(
-    State(state): State<WebState>,
-    signed_in: SignedIn,
-    Path(step): Path<usize>,
-    // Repeated `label` fields: the form as name–value pairs (a struct takes one value per name).
-    CsrfForm(fields): CsrfForm<Vec<(String, String)>>,
-) -> PageResult {
-    let mut team = String::new();
-    let mut labels = LabelSet::EMPTY;
-    for (key, value) in fields {
-        match key.as_str() {
-            "team" => team = value,
-            "label" => match PrivacyLabel::parse(&value) {
-                Ok(label) => labels = labels.with(label),
-                Err(_) => return Err(PageError::refused(StatusCode::BAD_REQUEST, "Unknown label.\n")),
-            },
-            _ => {}
-        }
-    }
-    let Ok(team) = team.parse::<uuid::Uuid>().map(TeamId::from_uuid) else {
-        return Err(PageError::refused(StatusCode::BAD_REQUEST, "Unknown team.\n"));
-    };
-    let account = signed_in.session.account.id;
-    match blocking(&state.app, move |app| app.walkthrough_confirm(account, team, labels)).await? {
-        Ok(()) => Ok(see_other(&format!("/welcome?step={}", step + 1))),
-        Err(AppError::Denied) => Ok(see_other("/welcome")),
-        Err(error) => Err(PageError::from(error)),
-    }
 }
 
 async fn welcome_finish(
