@@ -292,10 +292,19 @@ async fn every_page_refuses_whom_the_rule_does_not_allow_with_one_answer() {
                     assert!(page.body.contains(NOT_AVAILABLE), "{who} {path}");
                     assert!(!page.body.contains("Ngozi"), "{who} {path}");
                 }
-                for path in [format!("/patients/{id}/discharge"), format!("/patients/{id}/entries")] {
-                    let page = browser.post(&path, &[("kind", "note"), ("title", "x"), ("body", "x")]).await;
+                for path in [
+                    format!("/patients/{id}/discharge"),
+                    format!("/patients/{id}/entries"),
+                    format!("/patients/{id}/consent"),
+                ] {
+                    let fields =
+                        [("kind", "note"), ("title", "x"), ("body", "x"), ("general", "on"), ("reason", REASON)];
+                    let page = browser.post(&path, &fields).await;
                     assert_eq!(page.status, StatusCode::NOT_FOUND, "{who} POST {path}: {}", page.body);
                 }
+                let upload = format!("/patients/{id}/documents");
+                let page = browser.post_file(&upload, &[("title", "Letter")], ("a.pdf", "application/pdf", PDF)).await;
+                assert_eq!(page.status, StatusCode::NOT_FOUND, "{who} POST {upload}: {}", page.body);
             }
             // The patient's own pages are for patients.
             for path in ["/my/record", "/my/sharing", "/my/access-log", "/my/access-log.csv"] {
