@@ -317,7 +317,8 @@ impl App {
                         "the break-the-glass log is for organisations' privacy officers".to_owned(),
                     )));
                 }
-                let events = tx.break_glass_events_for_officer(account, patient, limit.clamp(1, 1000))?;
+                let events =
+                    tx.officer_events(account, kith_store::OfficerEvents::BreakGlass, patient, limit.clamp(1, 1000))?;
                 let log = events.iter().map(|event| access_log_entry(tx, event)).collect::<AppResult<Vec<_>>>()?;
                 let mut event = AuditBuilder::new(now, Actor::Account(account), channel, "break_glass_log.read")
                     .basis("administration");

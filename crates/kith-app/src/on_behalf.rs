@@ -181,7 +181,12 @@ impl App {
                         "this review is for organisations' privacy officers".to_owned(),
                     )));
                 }
-                let events = tx.officer_events(officer, review.action(), patient, limit.clamp(1, 1000))?;
+                let events = tx.officer_events(
+                    officer,
+                    kith_store::OfficerEvents::Action(review.action()),
+                    patient,
+                    limit.clamp(1, 1000),
+                )?;
                 let log = events.iter().map(|event| reviewed(tx, event)).collect::<AppResult<Vec<_>>>()?;
                 let mut event =
                     AuditBuilder::new(now, kith_core::audit::Actor::Account(officer), channel, "officer_review.read")

@@ -34,6 +34,7 @@ pub use care_links::{TeamPatient, TeamPatientFilter};
 pub use coordination::{KnownTies, NewMembershipInvitation, OpenInvitation};
 pub use feed_bulk::{NewPatientIdentifier, RecordRef};
 pub use hl7::{MergeCounts, NewHl7Message};
+pub use on_behalf::OfficerEvents;
 pub use outbox::{OUTBOX_STATUSES, OutboxCount, OutboxMessage, OutboxRow};
 pub use sessions::{CodePurpose, CodeRow, MessageState, PendingLetter, SessionRow, TwoFactorRow};
 pub use transaction::Tx;

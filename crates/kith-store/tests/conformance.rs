@@ -12,7 +12,7 @@ use kith_core::patient::{Demographics, EntryKind, LocalIdentifier, NhsNumber, Re
 use kith_core::team::{AccountStatus, MembershipRole, MembershipStatus, TeamKind, TeamStatus};
 use kith_core::text::{EmailAddress, MobileNumber, Name, OrganisationCode, Reason, TeamAlias, Title};
 use kith_core::*;
-use kith_store::{RecordReadFacts, Store, StoreError, StoreErrorKind, Tx};
+use kith_store::{OfficerEvents, RecordReadFacts, Store, StoreError, StoreErrorKind, Tx};
 use kith_test_support::{TestDatabase, on_each_engine};
 use uuid::Uuid;
 
@@ -634,18 +634,12 @@ on_each_engine!(concurrent_writers_keep_the_chain_whole);
 /// Concurrent writers each appending audit events leave one unbroken chain.
 fn concurrent_writers_keep_the_chain_whole(database: TestDatabase) {
     let store = &database.store();
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                for _ in 0..20 {
-                    write(store, |tx| {
-                        tx.audit(audit_record("record.read", None));
-                        tx.audit(audit_record("record.read", None));
-                        Ok(())
-                    });
-                }
-            });
-        }
+    in_threads(4, 20, || {
+        write(store, |tx| {
+            tx.audit(audit_record("record.read", None));
+            tx.audit(audit_record("record.read", None));
+            Ok(())
+        })
     });
     assert_eq!(verify_chain(store).unwrap(), 160);
 }
@@ -656,23 +650,17 @@ on_each_engine!(audited_reads_commit_their_events_in_groups);
 /// stays whole, and a read whose work fails records nothing.
 fn audited_reads_commit_their_events_in_groups(database: TestDatabase) {
     let store = &database.store();
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| {
-                for _ in 0..25 {
-                    let before = head(store);
-                    let seen = store
-                        .read_audited(|tx| {
-                            tx.audit(audit_record("record.read", None));
-                            tx.ping()?;
-                            Ok::<_, StoreError>(())
-                        })
-                        .map(|()| head(store))
-                        .unwrap();
-                    assert!(seen > before, "the event is committed when read_audited returns");
-                }
-            });
-        }
+    in_threads(8, 25, || {
+        let before = head(store);
+        let seen = store
+            .read_audited(|tx| {
+                tx.audit(audit_record("record.read", None));
+                tx.ping()?;
+                Ok::<_, StoreError>(())
+            })
+            .map(|()| head(store))
+            .unwrap();
+        assert!(seen > before, "the event is committed when read_audited returns");
     });
     assert_eq!(head(store), 200);
     let failed: Result<(), StoreError> = store.read_audited(|tx| {
@@ -712,6 +700,15 @@ fn an_awaited_audited_read_is_answered_once_its_events_are_durable(database: Tes
     let nothing = store.read_then_audit(|_| Ok::<_, StoreError>("no events")).unwrap();
     assert_eq!(block_on(nothing.durable()).unwrap(), "no events");
     assert_eq!(verify_chain(store).unwrap(), 40);
+}
+
+/// Runs `work` `each` times on each of `threads` threads at once.
+fn in_threads(threads: usize, each: usize, work: impl Fn() + Sync) {
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| (0..each).for_each(|_| work()));
+        }
+    });
 }
 
 /// How many audit events the chain holds.
@@ -1162,7 +1159,9 @@ fn on_behalf_labels_and_a_privacy_officer_s_events(database: TestDatabase) {
     let nowhere = OrganisationId::from_uuid(id());
     assert_eq!(store.read(|tx| tx.on_behalf_labels(nowhere)).unwrap(), LabelSet::EMPTY);
 
-    let events = |action, about| store.read(|tx| tx.officer_events(officer.id, action, about, 100)).unwrap();
+    let events = |action, about| {
+        store.read(|tx| tx.officer_events(officer.id, OfficerEvents::Action(action), about, 100)).unwrap()
+    };
     let all = events("consent.change", None);
     assert_eq!(all.len(), 2, "RXH's, not RXB's");
     assert!(all[0].seq > all[1].seq, "newest first");
@@ -1171,7 +1170,12 @@ fn on_behalf_labels_and_a_privacy_officer_s_events(database: TestDatabase) {
     assert_eq!(events("care_link.create", None).len(), 1);
     let stranger = account("x@example.org");
     write(store, |tx| tx.insert_account(&stranger, None));
-    assert!(store.read(|tx| tx.officer_events(stranger.id, "consent.change", None, 100)).unwrap().is_empty());
+    assert!(
+        store
+            .read(|tx| tx.officer_events(stranger.id, OfficerEvents::Action("consent.change"), None, 100))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn document_file(document_type: kith_core::document::DocumentType, content: Vec<u8>) -> DocumentFile {

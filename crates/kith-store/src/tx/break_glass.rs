@@ -1,12 +1,11 @@
 //! Queries for breaking the glass: grants, ending them, and the events a privacy officer
 //! reviews.
 
-use kith_core::audit::ChainedEvent;
 use kith_core::model::*;
 use kith_core::*;
 use uuid::Uuid;
 
-use super::rows::{audit_columns, audit_from, grant_columns, grant_from};
+use super::rows::{grant_columns, grant_from};
 use super::transaction::Tx;
 use crate::error::StoreError;
 
@@ -150,25 +149,6 @@ impl Tx<'_> {
             "UPDATE break_glass_grants SET ended_at = ? WHERE patient_id = ? AND ended_at IS NULL AND expires_at > ?",
             &[at.into(), patient.into(), at.into()],
         )
-    }
-
-    /// Break-the-glass events (grants and accesses under them) in the organisations the
-    /// account is a privacy officer of, newest first.
-    pub fn break_glass_events_for_officer(
-        &mut self,
-        officer: AccountId,
-        patient: Option<PatientId>,
-        limit: i64,
-    ) -> Result<Vec<ChainedEvent>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_events WHERE (action LIKE 'break\\_glass.%' ESCAPE '\\' OR basis = 'break_glass')
-              AND organisation_id IN (SELECT organisation_id FROM privacy_officers WHERE account_id = ?)
-              AND (? OR patient_id = ?) ORDER BY seq DESC LIMIT ?"
-        );
-        let patient_id = patient.map(|patient| patient.as_uuid()).unwrap_or(Uuid::nil());
-        self.all(sql, &[officer.into(), patient.is_none().into(), patient_id.into(), limit.into()], audit_from)
     }
 
     /// The team a break-the-glass grant was opened through.

@@ -10,6 +10,15 @@ use super::transaction::Tx;
 use crate::error::StoreError;
 use crate::value::Param;
 
+/// Which events [`Tx::officer_events`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum OfficerEvents<'a> {
+    /// Those of one action (e.g. `consent.change`).
+    Action(&'a str),
+    /// Every break-the-glass event: grants opened and ended, and accesses under them.
+    BreakGlass,
+}
+
 impl Tx<'_> {
     /// The labels the organisation lets its Patient Record Team's data-quality staff add on a
     /// patient's behalf (general health unless changed).
@@ -33,27 +42,37 @@ impl Tx<'_> {
         )? > 0)
     }
 
-    /// Events of one action in the organisations the account is a privacy officer of (about
-    /// one patient, or all), newest first.
+    /// Events a privacy officer reviews, in the organisations the account is a privacy
+    /// officer of (about one patient, or all), newest first: those of one action, or every
+    /// break-the-glass event (grants, and every access under them).
     pub fn officer_events(
         &mut self,
         officer: AccountId,
-        action: &str,
+        which: OfficerEvents<'_>,
         patient: Option<PatientId>,
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
         let sql = concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_events WHERE action = ?
+            " FROM audit_events
+              WHERE (action = ? OR (? AND (action LIKE 'break\\_glass.%' ESCAPE '\\' OR basis = 'break_glass')))
               AND organisation_id IN (SELECT organisation_id FROM privacy_officers WHERE account_id = ?)
               AND (? OR patient_id = ?) ORDER BY seq DESC LIMIT ?"
         );
+        let (action, break_glass) = match which {
+            OfficerEvents::Action(action) => (action, false),
+            OfficerEvents::BreakGlass => ("", true),
+        };
         let patient_id = patient.map(|patient| patient.as_uuid()).unwrap_or(Uuid::nil());
-        self.all(
-            sql,
-            &[action.into(), officer.into(), patient.is_none().into(), patient_id.into(), limit.into()],
-            audit_from,
-        )
+        let params = [
+            action.into(),
+            break_glass.into(),
+            officer.into(),
+            patient.is_none().into(),
+            patient_id.into(),
+            limit.into(),
+        ];
+        self.all(sql, &params, audit_from)
     }
 }
