@@ -103,6 +103,9 @@ pub enum Notice {
     ProfessionalActivation { account: AccountId, team: Name, expires: Date, code: String },
     /// An existing account was added to `team` at once.
     ProfessionalAdded { account: AccountId, team: Name },
+    /// To each active coordinator of `team`: a patient changed what the team may see of
+    /// their record (which patient is not said: the coordinator has no clinical access).
+    ConsentChangedCoordinator { account: AccountId, team: Name },
     /// An existing account is invited to join `team`, to accept or decline signed in.
     MembershipInvitation { account: AccountId, team: Name, organisation: Name },
     /// An address a coordinator gave for a professional is a patient's.
@@ -121,7 +124,7 @@ impl std::fmt::Debug for Notice {
 
 impl Notice {
     /// Every stored template name, one per variant.
-    pub const TEMPLATES: [&'static str; 14] = [
+    pub const TEMPLATES: [&'static str; 15] = [
         "break_glass_patient",
         "break_glass_privacy_officer",
         "patient_lookup_limit_privacy_officer",
@@ -133,6 +136,7 @@ impl Notice {
         "patient_invitation",
         "professional_activation",
         "professional_added",
+        "consent_changed_coordinator",
         "membership_invitation",
         "professional_address_unusable",
         "two_factor_reset",
@@ -152,6 +156,7 @@ impl Notice {
             Notice::PatientInvitation { .. } => "patient_invitation",
             Notice::ProfessionalActivation { .. } => "professional_activation",
             Notice::ProfessionalAdded { .. } => "professional_added",
+            Notice::ConsentChangedCoordinator { .. } => "consent_changed_coordinator",
             Notice::MembershipInvitation { .. } => "membership_invitation",
             Notice::ProfessionalAddressUnusable { .. } => "professional_address_unusable",
             Notice::TwoFactorReset { .. } => "two_factor_reset",
@@ -183,7 +188,7 @@ impl Notice {
             Notice::ProfessionalActivation { account, team, expires, code: _ } => json!({
                 "account": account.to_string(), "team": team.as_str(), "expires": expires.to_string(),
             }),
-            Notice::ProfessionalAdded { account, team } => {
+            Notice::ProfessionalAdded { account, team } | Notice::ConsentChangedCoordinator { account, team } => {
                 json!({ "account": account.to_string(), "team": team.as_str() })
             }
             Notice::MembershipInvitation { account, team, organisation } => json!({
@@ -270,6 +275,9 @@ impl Notice {
                 code: code()?,
             },
             "professional_added" => Notice::ProfessionalAdded { account: account()?, team: name("team")? },
+            "consent_changed_coordinator" => {
+                Notice::ConsentChangedCoordinator { account: account()?, team: name("team")? }
+            }
             "membership_invitation" => Notice::MembershipInvitation {
                 account: account()?,
                 team: name("team")?,
@@ -407,6 +415,15 @@ impl Notice {
                 "You were added to a team in Kith".to_owned(),
                 format!("You have been added to {team} in Kith.\n\nSign in to start working with the team:\n{url}/\n"),
                 format!("Kith: you were added to a team. Sign in: {url}/"),
+            ),
+            Notice::ConsentChangedCoordinator { account: _, team } => (
+                format!("A patient changed what {team} can see"),
+                format!(
+                    "A patient of {team} changed which parts of their Kith record the team can see. It applies \
+                     at once: the team's professionals see the record as the patient now allows.\n\n\
+                     This message names no patient. Sign in to Kith for your team:\n{url}/\n"
+                ),
+                format!("Kith: a patient changed what {team} can see of their record. {url}/"),
             ),
             Notice::MembershipInvitation { account: _, team, organisation } => (
                 "You are invited to join a team in Kith".to_owned(),
@@ -848,6 +865,7 @@ mod tests {
             },
             Notice::ProfessionalActivation { account, team: name("Cardiology"), expires, code: CODE.into() },
             Notice::ProfessionalAdded { account, team: name("Cardiology") },
+            Notice::ConsentChangedCoordinator { account, team: name("Cardiology") },
             Notice::MembershipInvitation {
                 account,
                 team: name("Cardiology"),

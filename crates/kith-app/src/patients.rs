@@ -536,6 +536,27 @@ impl App {
                 if basis == LinkBasis::OnBehalfOfPatient && previous != labels {
                     notify_patient(tx, &record, PatientEvent::SharingChanged, Notice::ConsentChangedPatient, now)?;
                 }
+                if basis == LinkBasis::PatientChoice
+                    && previous != labels
+                    && let Some(team_row) = &team_row
+                {
+                    // The team's coordinators are told that a patient changed what it sees.
+                    for (membership, account) in tx.team_members(team_row.id)? {
+                        if kith_core::coordination::check_coordinator(
+                            account.status,
+                            Some(kith_core::access::MembershipFacts {
+                                role: membership.role,
+                                status: membership.status,
+                            }),
+                        )
+                        .is_ok()
+                        {
+                            let notice =
+                                Notice::ConsentChangedCoordinator { account: account.id, team: team_row.name.clone() };
+                            tx.enqueue(&notice.email(&account.email, now))?;
+                        }
+                    }
+                }
                 Ok(Ok(link))
             })
             .and_then(|outcome| outcome)

@@ -130,6 +130,32 @@ fn patients_are_told_as_they_chose_and_always_of_emergency_access(database: Test
         )
         .unwrap();
     assert_eq!(since(&world, &before), [pair("consent_changed_patient", "email")]);
+    // The patient's own change tells the team's coordinators (and no one else), naming no one.
+    let coordinators = |world: &World| -> Vec<String> {
+        world
+            .app
+            .outbox_messages(None, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.message.template == "consent_changed_coordinator")
+            .map(|row| row.message.recipient)
+            .collect()
+    };
+    assert!(coordinators(&world).is_empty());
+    world.app.change_consent_as(account, Channel::Web, world.patient.id, pro.team, LabelSet::EMPTY, None).unwrap();
+    let mut told = coordinators(&world);
+    told.sort();
+    assert_eq!(told, ["c1@example.org", "c2@example.org"]);
+    assert!(
+        world
+            .app
+            .outbox_messages(None, 1000)
+            .unwrap()
+            .iter()
+            .filter(|row| row.message.template == "consent_changed_coordinator")
+            .all(|row| !row.message.payload.contains(&world.patient.id.to_string()))
+    );
+
     // Each change of choices is audited on the patient's record.
     let events = world.app.audit_events(Some(world.patient.id), 1000).unwrap();
     assert!(events.iter().any(|event| event.record.action == "notifications.change"));
