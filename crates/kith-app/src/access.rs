@@ -579,17 +579,25 @@ pub(crate) fn shown_history(
     entries: &[VisibleEntry],
     admits: impl Fn(&Entry) -> bool,
 ) -> AppResult<std::collections::HashMap<EntryId, Vec<EarlierVersion>>> {
-    let mut history = std::collections::HashMap::new();
-    for visible in entries.iter().filter(|visible| visible.entry.version > 1) {
-        let mut versions = Vec::new();
-        for version in tx.entry_history(patient, visible.entry.id)? {
-            if admits(&version) {
-                let observations = tx.observations(patient, version.id, version.version)?;
-                versions.push((version, observations));
-            }
+    let mut history: std::collections::HashMap<EntryId, Vec<EarlierVersion>> = std::collections::HashMap::new();
+    if !entries.iter().any(|visible| visible.entry.version > 1) {
+        return Ok(history);
+    }
+    // Two statements for the whole record, however many entries were corrected.
+    let corrected: std::collections::HashSet<EntryId> =
+        entries.iter().filter(|visible| visible.entry.version > 1).map(|visible| visible.entry.id).collect();
+    for version in tx.patient_entry_history(patient)? {
+        if corrected.contains(&version.id) && admits(&version) {
+            history.entry(version.id).or_default().push((version, Vec::new()));
         }
-        if !versions.is_empty() {
-            history.insert(visible.entry.id, versions);
+    }
+    if !history.is_empty() {
+        for (entry, number, observation) in tx.patient_observations(patient)? {
+            if let Some(versions) = history.get_mut(&entry)
+                && let Some((_, observations)) = versions.iter_mut().find(|(version, _)| version.version == number)
+            {
+                observations.push(observation);
+            }
         }
     }
     Ok(history)

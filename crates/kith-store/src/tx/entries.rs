@@ -129,6 +129,18 @@ impl Tx<'_> {
         )
     }
 
+    /// The earlier versions of every entry of the patient's record, by entry and version.
+    pub fn patient_entry_history(&mut self, patient: PatientId) -> Result<Vec<Entry>, StoreError> {
+        self.all(
+            "SELECT v.entry_id, v.patient_id, v.kind, v.label, e.authored_team_id, e.author_account_id, v.effective_at,
+                    v.recorded_at, v.title, v.body, v.version, v.status, e.source_key, v.source_message_id, v.ends_at
+             FROM record_entry_versions v JOIN record_entries e ON e.patient_id = v.patient_id AND e.id = v.entry_id
+             WHERE v.patient_id = ? ORDER BY v.entry_id, v.version",
+            &[patient.into()],
+            entry_from,
+        )
+    }
+
     /// Writes the observations of one version of a result.
     pub fn insert_observations(
         &mut self,
