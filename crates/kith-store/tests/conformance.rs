@@ -338,6 +338,7 @@ fn an_entrys_end_round_trips_through_its_versions(database: TestDatabase) {
         .read(|tx| {
             assert_eq!(tx.entries(person.id)?, vec![second.clone()], "the new version has no end");
             assert_eq!(tx.entry_history(person.id, first.id)?, vec![first.clone()], "the old one keeps its end");
+            assert_eq!(tx.patient_entry_history(person.id)?, vec![first.clone()], "the record's history, whole");
             Ok::<_, StoreError>(())
         })
         .unwrap();
