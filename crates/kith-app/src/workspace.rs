@@ -381,15 +381,26 @@ impl App {
                         }
                     }
                     let mut counts: Vec<(PatientId, usize)> = Vec::new();
+                    // The rule's facts once per patient, however many of their entries are new.
+                    let mut scopes: std::collections::HashMap<PatientId, Option<kith_core::access::RecordScope>> =
+                        std::collections::HashMap::new();
                     for entry in tx.team_entries_since(team.id, since, 500)? {
-                        let Some(facts) = tx.record_access_facts(account, team.id, entry.patient, now)? else {
-                            continue;
+                        let scope = match scopes.get(&entry.patient) {
+                            Some(scope) => *scope,
+                            None => {
+                                let facts = tx.record_access_facts(account, team.id, entry.patient, now)?;
+                                let scope = facts.as_ref().map(kith_core::access::record_scope);
+                                scopes.insert(entry.patient, scope);
+                                scope
+                            }
                         };
-                        let visible = kith_core::access::decide_entry(
-                            &facts,
-                            &kith_core::access::EntryFacts { label: entry.label, authored_by: entry.authored_by },
-                        )
-                        .is_allowed();
+                        let Some(scope) = scope else { continue };
+                        let visible = scope
+                            .decide(&kith_core::access::EntryFacts {
+                                label: entry.label,
+                                authored_by: entry.authored_by,
+                            })
+                            .is_allowed();
                         if visible {
                             match counts.iter_mut().find(|(patient, _)| *patient == entry.patient) {
                                 Some((_, count)) => *count += 1,
